@@ -1,0 +1,198 @@
+"""The ``audfer`` command: thin wrappers over the library functions.
+
+Bad input -> one line on stderr and exit status 2; outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import AudferError
+
+
+def _echo(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- au-labels
+def _add_au_labels(sub) -> None:
+    p = sub.add_parser("au-labels", help="video-level AU labels from a folder of OpenFace CSVs (Eq. 4)")
+    p.add_argument("openface_dir", type=Path, help="folder with one OpenFace CSV per clip (clip id = file stem)")
+    p.add_argument("--out", type=Path, required=True, help="output CSV: clip_id,n_frames,n_valid,AU01..AU45")
+    p.add_argument("--min-confidence", type=float, default=None, help="also require confidence >= this for a valid frame")
+    _add_reader_options(p)
+    p.set_defaults(func=_run_au_labels)
+
+
+def _add_reader_options(p) -> None:
+    p.add_argument("--face-id", type=int, default=None, help="face to keep in multi-face files (default: most successful frames)")
+    p.add_argument("--strict", action="store_true", help="raise on a cut-off last row instead of dropping it")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable CSVs (listed) instead of stopping")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the Parquet cache")
+    p.add_argument("--cache-dir", type=Path, default=None, help="cache location (default $AUDFER_CACHE_DIR or ~/.cache/audfer)")
+
+
+def _read_folder(args):
+    from .openface import read_openface_dir
+
+    folder = read_openface_dir(
+        args.openface_dir, face_id=args.face_id, strict=args.strict, on_error="skip" if args.skip_bad else "raise",
+        cache=not args.no_cache, cache_dir=args.cache_dir,
+    )
+    for clip, reason in folder.skipped:
+        _echo(f"skipped {clip}: {reason}")
+    return folder
+
+
+def _run_au_labels(args) -> None:
+    from .io import write_csv
+    from .labels import video_au_labels
+
+    folder = _read_folder(args)
+    table = video_au_labels(folder.frames, folder.clips, min_confidence=args.min_confidence)
+    write_csv(table, args.out)
+    empty = table.filter(table["n_valid"] == 0)["clip_id"].to_list()
+    _echo(
+        f"wrote {args.out}: {table.height} clips, {folder.frames.height} frames "
+        f"({folder.from_cache} clips from cache); {len(empty)} clip(s) without a valid frame keep empty AU labels"
+        + (f": {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}" if empty else "")
+    )
+
+
+# ----------------------------------------------------------------------------- pos-weights
+def _add_pos_weights(sub) -> None:
+    p = sub.add_parser("pos-weights", help="positive-class weights for the AU loss (Eq. 6-8)")
+    p.add_argument("--au-labels", type=Path, help="video_au_labels.csv from `audfer au-labels`")
+    p.add_argument("--labels", type=Path, help="clip_labels.csv: clip_id,label (index 0..6 or class name)")
+    p.add_argument("--strategy", choices=("global", "distinct", "minor"), required=True)
+    p.add_argument("--minor", default=None, help="comma-separated minor classes (default: classes with <= 1/7 of the clips)")
+    p.add_argument("--preset", choices=("dfew", "ferv39k"), default=None,
+                   help="the authors' hard-coded tables instead of counting (faithful reproduction; see docs)")
+    p.add_argument("--out", type=Path, required=True, help="output CSV: expression,AU01..AU45 (7 rows)")
+    p.set_defaults(func=_run_pos_weights)
+
+
+def _run_pos_weights(args) -> None:
+    from .io import expression_table, read_clip_labels, write_csv
+    from .labels import official_pos_weights, pos_weights, read_au_labels
+    from .vocab import EXPRESSIONS
+
+    if args.preset:
+        if args.au_labels or args.labels:
+            raise AudferError("--preset takes no --au-labels/--labels: it uses the authors' published table")
+        write_csv(expression_table(official_pos_weights(args.preset, args.strategy)), args.out)
+        _echo(f"wrote {args.out}: official {args.preset} {args.strategy} table")
+        return
+    if not (args.au_labels and args.labels):
+        raise AudferError("pos-weights needs --au-labels and --labels (or --preset)")
+    minor = [m for m in args.minor.split(",") if m.strip()] if args.minor else None
+    pw = pos_weights(read_au_labels(args.au_labels), read_clip_labels(args.labels), args.strategy, minor=minor)
+    write_csv(pw.table(), args.out)
+    _echo(
+        f"wrote {args.out}: {args.strategy} from {int(pw.class_counts.sum())} clips; minor classes "
+        f"{', '.join(EXPRESSIONS[i] for i in pw.minor) or 'none'}; not counted: {pw.n_missing_au} labelled clip(s) "
+        f"without valid AU labels, {pw.n_unlabelled} AU-labelled clip(s) without an expression label"
+    )
+
+
+# ----------------------------------------------------------------------------- knowledge
+def _add_knowledge(sub) -> None:
+    p = sub.add_parser("knowledge", help="AU-expression knowledge matrix K (paper §3.1)")
+    p.add_argument("--openface-dir", type=Path, help="folder of per-clip OpenFace CSVs")
+    p.add_argument("--labels", type=Path, help="clip_labels.csv: clip_id,label")
+    p.add_argument("--frame-probs", type=Path, help="base-model frame probabilities: clip_id,frame,p0..p6")
+    p.add_argument("--theta", type=float, default=None, help="keep frames whose probability of their label is > theta")
+    p.add_argument("--zeros", choices=("keep", "interpolate"), default="keep", help="zero-intensity policy (default keep)")
+    p.add_argument("--min-confidence", type=float, default=None, help="also require confidence >= this")
+    p.add_argument("--combine", type=Path, nargs="+", help="combine per-dataset K.csv files: sigmoid(sum K - S)")
+    p.add_argument("--shift", default="2.5", help="S for --combine: a number (default 2.5) or 'auto' (= D/2)")
+    p.add_argument("--heatmap", type=Path, default=None, help="also draw the matrix as a PNG heatmap (Fig. 4)")
+    p.add_argument("--out", type=Path, required=True, help="output CSV: expression,AU01..AU45 (7 rows)")
+    _add_reader_options(p)
+    p.set_defaults(func=_run_knowledge)
+
+
+def _run_knowledge(args) -> None:
+    import polars as pl
+
+    from .io import expression_table, read_clip_labels, read_csv_table, read_expression_table, write_csv
+    from .knowledge import combine_knowledge, extract_knowledge
+
+    if args.combine:
+        if args.openface_dir or args.labels:
+            raise AudferError("--combine takes K.csv files only, not --openface-dir/--labels")
+        shift = args.shift if args.shift == "auto" else _number(args.shift, "--shift")
+        matrix = combine_knowledge([read_expression_table(p, what="knowledge matrix") for p in args.combine], shift)
+        write_csv(expression_table(matrix), args.out)
+        _echo(f"wrote {args.out}: combined {len(args.combine)} matrices with shift {shift}")
+    else:
+        if not (args.openface_dir and args.labels):
+            raise AudferError("knowledge needs --openface-dir and --labels (or --combine K1.csv K2.csv ...)")
+        folder = _read_folder(args)
+        probs = None
+        if args.frame_probs:
+            probs = read_csv_table(args.frame_probs, ("clip_id", "frame", *[f"p{i}" for i in range(7)]), what="frame probabilities")
+            try:
+                probs = probs.with_columns(pl.col("frame").cast(pl.Int64), *[pl.col(f"p{i}").cast(pl.Float64) for i in range(7)])
+            except pl.exceptions.PolarsError:
+                raise AudferError(f"{args.frame_probs}: frame must be an integer and p0..p6 numbers") from None
+        result = extract_knowledge(
+            folder.frames, read_clip_labels(args.labels), zeros=args.zeros, frame_probs=probs, theta=args.theta,
+            min_confidence=args.min_confidence,
+        )
+        matrix = result.matrix
+        write_csv(result.table(), args.out)
+        _echo(f"wrote {args.out}: {result.summary()}")
+    if args.heatmap:
+        from .reports import plot_knowledge
+
+        plot_knowledge(matrix, args.heatmap)
+        _echo(f"wrote {args.heatmap}")
+
+
+def _number(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise AudferError(f"{flag}: expected a number, got {text!r}") from None
+
+
+# ----------------------------------------------------------------------------- main
+_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="audfer", description="AU-enhanced dynamic facial expression recognition")
+    parser.add_argument("--version", action="version", version=f"audfer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.formatwarning = lambda m, c, *a, **k: f"warning: {m}\n"  # one line, no source echo
+            args.func(args)
+    except AudferError as exc:
+        _echo(f"audfer: error: {exc}")
+        return 2
+    except OSError as exc:
+        _echo(f"audfer: error: {exc.filename or ''}: {exc.strerror or exc}")
+        return 2
+    except KeyboardInterrupt:
+        _echo("audfer: interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Small file helpers: atomic writes and the 7 x 18 expression-by-AU table format.
+
+Every output is written to a temporary file in the destination folder and renamed into
+place, so an interrupted or failing step never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .errors import AudferError
+from .vocab import AUS, EXPRESSIONS, expression_index
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_csv(df: pl.DataFrame, path: str | os.PathLike, *, float_precision: int | None = None) -> None:
+    """Write a polars table as CSV atomically."""
+    with atomic_path(path) as tmp:
+        df.write_csv(tmp, float_precision=float_precision)
+
+
+def write_parquet(df: pl.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp)
+
+
+def write_json(obj: object, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], *, what: str) -> pl.DataFrame:
+    """Read a small CSV whose ``clip_id`` stays a string (``00001`` stays ``00001``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudferError(f"{path}: {what} file not found")
+    try:
+        df = pl.read_csv(path, infer_schema=False)
+    except Exception as exc:  # polars raises several types for malformed CSV
+        raise AudferError(f"{path}: cannot parse {what} CSV ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
+    df = df.rename({c: c.strip() for c in df.columns})
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise AudferError(f"{path}: {what} is missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
+    return df
+
+
+def read_clip_labels(path: str | os.PathLike) -> pl.DataFrame:
+    """Read ``clip_id,label`` (label as index 0..6 or class name) -> ``clip_id`` (str), ``label`` (int8)."""
+    path = Path(path)
+    df = read_csv_table(path, ("clip_id", "label"), what="clip labels")
+    ids = df["clip_id"].str.strip_chars()
+    labels = []
+    for row, value in enumerate(df["label"].to_list(), start=2):
+        if value is None:
+            raise AudferError(f"{path}: row {row}, column label: empty; expected 0..6 or an expression name")
+        labels.append(expression_index(value, where=f"{path}: row {row}, column label"))
+    dup = ids.filter(ids.is_duplicated()).unique().to_list()
+    if dup:
+        raise AudferError(f"{path}: clip_id {dup[0]!r} appears more than once")
+    return pl.DataFrame({"clip_id": ids, "label": pl.Series(labels, dtype=pl.Int8)})
+
+
+def expression_table(values: np.ndarray, columns: tuple[str, ...] = AUS) -> pl.DataFrame:
+    """A 7 x len(columns) array -> table ``expression, AU01..AU45`` in label order."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (len(EXPRESSIONS), len(columns)):
+        raise AudferError(f"expected a {len(EXPRESSIONS)}x{len(columns)} table, got shape {values.shape}")
+    data: dict[str, object] = {"expression": list(EXPRESSIONS)}
+    for j, col in enumerate(columns):
+        data[col] = values[:, j]
+    return pl.DataFrame(data)
+
+
+def read_expression_table(path: str | os.PathLike, *, what: str = "table") -> np.ndarray:
+    """Read a 7 x 18 ``expression,AU01..AU45`` CSV (K.csv, pw.csv) into an array in label order."""
+    path = Path(path)
+    df = read_csv_table(path, ("expression", *AUS), what=what)
+    if df.height != len(EXPRESSIONS):
+        raise AudferError(f"{path}: {what} has {df.height} rows; expected {len(EXPRESSIONS)} (one per expression)")
+    out = np.full((len(EXPRESSIONS), len(AUS)), np.nan)
+    for row, rec in enumerate(df.iter_rows(named=True), start=2):
+        idx = expression_index(rec["expression"], where=f"{path}: row {row}, column expression")
+        if not np.isnan(out[idx, 0]):
+            raise AudferError(f"{path}: row {row}: expression {EXPRESSIONS[idx]} appears twice")
+        for j, au in enumerate(AUS):
+            cell = rec[au]
+            try:
+                val = float(cell)
+            except (TypeError, ValueError):
+                raise AudferError(f"{path}: row {row}, column {au}: {cell!r} is not a number") from None
+            if not math.isfinite(val):
+                raise AudferError(f"{path}: row {row}, column {au}: {cell!r} is not a finite number")
+            out[idx, j] = val
+    return out

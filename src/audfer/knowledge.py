@@ -1,0 +1,180 @@
+"""Quantitative AU-expression knowledge (paper §3.1, Fig. 4).
+
+Per dataset: M[e, a] = median of the AU intensity ``AUa_r`` over the kept frames of all clips
+labelled e (17 AUs); the AU28 column (OpenFace has no AU28 intensity) is the mean of all other
+entries of M; then K = sigmoid(M - (max M + min M) / 2).
+Across datasets: C = sigmoid(sum_d K_d - S), S = 2.5 for the paper's four datasets.
+
+Kept frames: valid (``success == 1``), optionally above a confidence, optionally only frames
+whose base-model probability for their own label exceeds θ (§3.1, Eq. 3). Zero policy for
+intensities: ``keep`` (0 = inactive) or ``interpolate`` (the paper's "sample-wise linear
+interpolation for 0 values", Eq. 1: per clip and AU, zeros are replaced by linear interpolation
+over the frame index between the nearest non-zero values; edges take the nearest non-zero value;
+an all-zero series stays zero).
+
+The authors published only their final matrix (``paper_knowledge()``); it cannot be reproduced
+exactly from the paper's text (its pre-sigmoid sum reaches 5.10 although four sigmoid outputs
+sum to less than 4). In it AU28 is one constant: the mean of all other entries in pre-sigmoid space.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+import polars as pl
+
+from .errors import AudferError
+from .io import expression_table
+from .vocab import AUS, AUS_INTENSITY, EXPRESSIONS, INTENSITY_COLUMNS
+
+__all__ = [
+    "extract_knowledge", "combine_knowledge", "paper_knowledge", "KnowledgeResult", "knowledge_from_medians",
+    "interpolate_zeros", "ZERO_POLICIES", "DEFAULT_SHIFT",
+]
+
+ZERO_POLICIES = ("keep", "interpolate")
+DEFAULT_SHIFT = 2.5
+_AU28 = AUS.index("AU28")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def paper_knowledge() -> np.ndarray:
+    """The authors' matrix (7 x 18, label order x AU order), exactly as they trained with it."""
+    data = json.loads(resources.files("audfer.resources").joinpath("official_constants.json").read_text())
+    return np.asarray(data["knowledge_matrix"], dtype=np.float64)
+
+
+def knowledge_from_medians(medians: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """7 x 17 medians -> (M with the AU28 column, K = sigmoid(M - (max + min) / 2)), both 7 x 18."""
+    medians = np.asarray(medians, dtype=np.float64)
+    m = np.insert(medians, _AU28, medians.mean(), axis=1)
+    return m, _sigmoid(m - (m.max() + m.min()) / 2.0)
+
+
+def interpolate_zeros(frames: pl.DataFrame) -> pl.DataFrame:
+    """Eq. 1's zero interpolation, per ``clip_id`` over ``frame``, for every ``AUxx_r`` column."""
+    def fill(col: str) -> pl.Expr:
+        x = pl.when(pl.col(col) == 0).then(None).otherwise(pl.col(col))
+        return x.interpolate_by("frame").forward_fill().backward_fill().over("clip_id").fill_null(0.0).cast(pl.Float32).alias(col)
+
+    return frames.sort(["clip_id", "frame"]).with_columns(fill(c) for c in INTENSITY_COLUMNS)
+
+
+@dataclass
+class KnowledgeResult:
+    """A knowledge matrix and how it was obtained."""
+
+    matrix: np.ndarray  #: K, 7 x 18 in (0, 1)
+    medians: np.ndarray  #: M, 7 x 18 (AU28 column = mean of the others)
+    frames_per_expression: np.ndarray  #: kept frames per expression
+    clips_per_expression: np.ndarray  #: clips contributing at least one kept frame
+    dropped: dict[str, int] = field(default_factory=dict)  #: frames left out, by reason
+
+    def table(self) -> pl.DataFrame:
+        return expression_table(self.matrix)
+
+    def summary(self) -> str:
+        used = ", ".join(
+            f"{e} {int(c)} clips/{int(f)} frames"
+            for e, c, f in zip(EXPRESSIONS, self.clips_per_expression, self.frames_per_expression)
+        )
+        dropped = ", ".join(f"{k} {v}" for k, v in self.dropped.items() if v) or "none"
+        return f"used: {used}; frames dropped: {dropped}"
+
+
+def extract_knowledge(
+    frames: pl.DataFrame,
+    labels: pl.DataFrame | None = None,
+    *,
+    zeros: str = "keep",
+    frame_probs: pl.DataFrame | None = None,
+    theta: float | None = None,
+    min_confidence: float | None = None,
+) -> KnowledgeResult:
+    """§3.1 on one dataset.
+
+    ``frames``: canonical OpenFace frames with ``clip_id``. Expression labels come either from
+    ``labels`` (``clip_id, label``: clip-level) or from a ``label`` column of ``frames``
+    (frame-level, e.g. AffWild2; null = unannotated). ``frame_probs`` (``clip_id, frame,
+    p0..p6``) with ``theta`` keeps only frames whose probability for their own label is > θ.
+    """
+    if zeros not in ZERO_POLICIES:
+        raise AudferError(f"unknown zero policy {zeros!r}; expected keep or interpolate")
+    dropped: dict[str, int] = {}
+    n0 = frames.height
+    if labels is not None:
+        data = frames.drop("label", strict=False).join(labels.select("clip_id", "label"), on="clip_id", how="inner")
+        dropped["unlabelled clip"] = n0 - data.height
+    elif "label" in frames.columns:
+        data = frames.filter(pl.col("label").is_not_null())
+        dropped["unannotated frame"] = n0 - data.height
+    else:
+        raise AudferError("extract_knowledge needs clip labels or a per-frame 'label' column")
+    valid = pl.col("success") == 1
+    if min_confidence is not None:
+        valid = valid & (pl.col("confidence") >= min_confidence)
+    n1 = data.height
+    data = data.filter(valid)
+    dropped["not valid (success/confidence)"] = n1 - data.height
+    if zeros == "interpolate":
+        data = interpolate_zeros(data)
+    if frame_probs is not None:
+        if theta is None:
+            raise AudferError("frame probabilities given without a threshold theta")
+        pcols = [f"p{i}" for i in range(len(EXPRESSIONS))]
+        missing = [c for c in ("clip_id", "frame", *pcols) if c not in frame_probs.columns]
+        if missing:
+            raise AudferError(f"frame probabilities lack column(s) {', '.join(missing)}; expected clip_id,frame,p0..p6")
+        probs = frame_probs.select(
+            pl.col("clip_id").cast(pl.String), pl.col("frame").cast(pl.Int64), *[pl.col(c).cast(pl.Float64) for c in pcols]
+        )
+        n2 = data.height
+        data = data.join(probs, on=["clip_id", "frame"], how="inner")
+        dropped["no frame probability"] = n2 - data.height
+        n3 = data.height
+        own = pl.concat_list(pcols).list.get(pl.col("label").cast(pl.Int64))
+        data = data.filter(own > theta)
+        dropped[f"p(label) <= {theta}"] = n3 - data.height
+    elif theta is not None:
+        raise AudferError("a threshold theta needs frame probabilities (--frame-probs)")
+
+    stats = data.group_by("label").agg(
+        pl.len().alias("frames"), pl.col("clip_id").n_unique().alias("clips"),
+        *[pl.col(c).cast(pl.Float64).median().alias(c) for c in INTENSITY_COLUMNS],
+    )
+    k = len(EXPRESSIONS)
+    med = np.full((k, len(AUS_INTENSITY)), np.nan)
+    n_frames = np.zeros(k)
+    n_clips = np.zeros(k)
+    for rec in stats.iter_rows(named=True):
+        i = int(rec["label"])
+        med[i] = [rec[c] for c in INTENSITY_COLUMNS]
+        n_frames[i], n_clips[i] = rec["frames"], rec["clips"]
+    empty = [EXPRESSIONS[i] for i in range(k) if n_frames[i] == 0]
+    if empty:
+        raise AudferError(
+            f"no kept frame for expression(s) {', '.join(empty)}; cannot compute their medians "
+            f"(frames dropped: {', '.join(f'{r} {n}' for r, n in dropped.items() if n) or 'none'})"
+        )
+    m, kmat = knowledge_from_medians(med)
+    return KnowledgeResult(kmat, m, n_frames, n_clips, dropped)
+
+
+def combine_knowledge(matrices: list[np.ndarray], shift: float | str = DEFAULT_SHIFT) -> np.ndarray:
+    """C = sigmoid(sum_d K_d - S) (§3.1). ``shift="auto"`` uses S = D / 2 (D datasets)."""
+    if not matrices:
+        raise AudferError("combine_knowledge needs at least one matrix")
+    stack = np.stack([np.asarray(m, dtype=np.float64) for m in matrices])
+    if stack.shape[1:] != (len(EXPRESSIONS), len(AUS)):
+        raise AudferError(f"knowledge matrices must be {len(EXPRESSIONS)}x{len(AUS)}, got {stack.shape[1:]}")
+    if isinstance(shift, str):
+        if shift != "auto":
+            raise AudferError(f"shift must be a number or 'auto', got {shift!r}")
+        shift = len(matrices) / 2.0
+    return _sigmoid(stack.sum(axis=0) - float(shift))

@@ -1,0 +1,310 @@
+"""Reading OpenFace 2.x CSV output into one canonical frames table (input of paper §3.1).
+
+``read_openface`` accepts every layout OpenFace actually writes: FeatureExtraction 2.2
+(``", "`` header, ``",  "`` rows), current source builds (plain ``,``), Windows 2.0.x files
+(CRLF, ``frame`` always 0), pre-2.0 files without ``face_id``, FaceLandmarkVidMulti output
+(``face_id`` = tracker slot), ``-aus``-only runs and FaceLandmarkImg output (``face`` column).
+
+The canonical table has ``frame, timestamp, confidence, success, face_id``, the 17 ``AUxx_r``
+intensities (float32) and the 18 ``AUxx_c`` presences (int8), sorted by frame, for one face.
+
+Face choice when a file holds several ``face_id`` values: the face with the most successful
+frames (ties: the smallest id), or the one asked for with ``face_id=``.
+
+``read_openface_dir`` reads a folder of per-clip CSVs (clip id = file stem, kept as a string)
+in parallel on all cores and caches the result as Parquet; the cache is reused for every CSV
+whose size and modification time are unchanged, so editing one file re-reads only that file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from .errors import AudferError
+from .io import write_json, write_parquet
+from .vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
+
+__all__ = ["read_openface", "read_openface_dir", "OpenFaceFolder", "OpenFaceWarning", "CANONICAL_COLUMNS"]
+
+META_COLUMNS = ("frame", "timestamp", "confidence", "success", "face_id")
+AU_COLUMNS = INTENSITY_COLUMNS + PRESENCE_COLUMNS
+CANONICAL_COLUMNS = META_COLUMNS + AU_COLUMNS
+_CACHE_VERSION = 1
+
+
+class OpenFaceWarning(UserWarning):
+    """A recoverable defect in an OpenFace file (e.g. a cut-off last row that was dropped)."""
+
+
+def _bad_cell(path: Path, lines: list[bytes], names: list[str], wanted: list[str]) -> AudferError:
+    """Locate the first cell that prevents parsing (slow path, only run after a failure)."""
+    index = {n: i for i, n in enumerate(names)}
+    for row, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        fields = line.split(b",")
+        if len(fields) != len(names):
+            return AudferError(f"{path}: row {row}: {len(fields)} fields; the header has {len(names)}")
+        for col in wanted:
+            cell = fields[index[col]]
+            try:
+                float(cell)
+            except ValueError:
+                text = cell.decode("utf-8", "replace")
+                return AudferError(f"{path}: row {row}, column {col}: {text!r} is not a number")
+    return AudferError(f"{path}: cannot parse the file as OpenFace CSV")
+
+
+def read_openface(
+    path: str | os.PathLike,
+    *,
+    face_id: int | None = None,
+    strict: bool = False,
+) -> pl.DataFrame:
+    """Read one OpenFace CSV into the canonical frames table (see module docstring).
+
+    A last row cut off mid-line (no final newline, too few fields) is dropped with an
+    ``OpenFaceWarning``; ``strict=True`` raises instead. Missing AU columns, a non-numeric
+    cell, a presence that is not 0/1 or an absent requested face raise ``AudferError``.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AudferError(f"{path}: cannot read OpenFace CSV ({exc.strerror})") from None
+    # Values are numbers: every space and CR is a separator artefact of some OpenFace build.
+    clean = raw.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"")
+    lines = clean.split(b"\n")
+    while lines and not lines[-1] and len(lines) > 1 and not lines[-2]:
+        lines.pop()
+    if not lines or not lines[0]:
+        raise AudferError(f"{path}: empty file; expected an OpenFace CSV with a header row")
+    names = lines[0].decode("utf-8", "replace").split(",")
+    if "face" in names and "frame" not in names:  # FaceLandmarkImg: one row per detected face
+        names = ["face_id" if n == "face" else n for n in names]
+    missing = [c for c in AU_COLUMNS if c not in names]
+    if missing:
+        hint = " (a landmarks-only run? rerun OpenFace with -aus)" if len(missing) == len(AU_COLUMNS) else ""
+        raise AudferError(f"{path}: missing AU column(s) {', '.join(missing)}{hint}")
+    if "confidence" not in names:
+        raise AudferError(f"{path}: missing column confidence; is this an OpenFace CSV?")
+
+    if not clean.endswith(b"\n") and len(lines) > 1:
+        n_fields = lines[-1].count(b",") + 1
+        if n_fields < len(names):
+            msg = f"{path}: row {len(lines)} is cut off ({n_fields} of {len(names)} fields)"
+            if strict:
+                raise AudferError(msg)
+            warnings.warn(msg + "; dropped it", OpenFaceWarning, stacklevel=2)
+            lines = lines[:-1]
+            clean = b"\n".join(lines) + b"\n"
+
+    wanted = [c for c in ("frame", "face_id", "timestamp", "confidence", "success") if c in names] + list(AU_COLUMNS)
+    body = b",".join(n.encode() for n in names) + clean[len(lines[0]):]
+    try:
+        df = pl.read_csv(
+            io.BytesIO(body),
+            columns=wanted,
+            schema_overrides={c: pl.Float64 for c in wanted},
+            infer_schema=False,
+        )
+    except Exception:
+        raise _bad_cell(path, lines, names, wanted) from None
+    nulls = [c for c in wanted if df[c].null_count()]
+    if nulls:
+        row = int(df.with_row_index().filter(pl.col(nulls[0]).is_null())["index"][0]) + 2
+        raise AudferError(f"{path}: row {row}, column {nulls[0]}: empty cell; expected a number")
+    for col in ("success", *PRESENCE_COLUMNS):
+        if col in df.columns:
+            bad = df.with_row_index().filter(~pl.col(col).is_in([0.0, 1.0]))
+            if bad.height:
+                raise AudferError(
+                    f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected 0 or 1"
+                )
+
+    n = df.height
+    exprs: list[pl.Expr] = []
+    if "frame" in df.columns:
+        frame = pl.col("frame").cast(pl.Int64)
+        if n > 1 and df["frame"].max() == 0:  # Windows 2.0.x: frame is 0 on every row
+            if "timestamp" in df.columns and df["timestamp"].n_unique() > 1:
+                frame = pl.col("timestamp").rank("dense").cast(pl.Int64)
+            else:
+                frame = pl.int_range(1, n + 1, dtype=pl.Int64)
+        exprs.append(frame.alias("frame"))
+    else:  # FaceLandmarkImg: a single image
+        exprs.append(pl.lit(1, dtype=pl.Int64).alias("frame"))
+    exprs.append(pl.col("timestamp") if "timestamp" in df.columns else pl.lit(0.0).alias("timestamp"))
+    exprs.append(pl.col("confidence"))
+    exprs.append(
+        pl.col("success").cast(pl.Int8) if "success" in df.columns else pl.lit(1, dtype=pl.Int8).alias("success")
+    )
+    exprs.append(pl.col("face_id").cast(pl.Int64) if "face_id" in df.columns else pl.lit(0, dtype=pl.Int64).alias("face_id"))
+    exprs += [pl.col(c).cast(pl.Float32) for c in INTENSITY_COLUMNS]
+    exprs += [pl.col(c).cast(pl.Int8) for c in PRESENCE_COLUMNS]
+    out = df.select(exprs)
+
+    faces = out["face_id"].unique()
+    if face_id is not None:
+        if face_id not in faces.to_list():
+            raise AudferError(f"{path}: face_id {face_id} not found; the file has {sorted(faces.to_list())}")
+        out = out.filter(pl.col("face_id") == face_id)
+    elif len(faces) > 1:
+        best = (
+            out.group_by("face_id")
+            .agg(pl.col("success").cast(pl.Int64).sum().alias("ok"))
+            .sort(["ok", "face_id"], descending=[True, False])["face_id"][0]
+        )
+        out = out.filter(pl.col("face_id") == best)
+    return out.sort("frame", maintain_order=True)
+
+
+# ---------------------------------------------------------------- folders + cache
+
+
+@dataclass
+class OpenFaceFolder:
+    """A folder of per-clip OpenFace CSVs read into one table."""
+
+    frames: pl.DataFrame  #: canonical columns plus ``clip_id`` (str) first
+    clips: list[str]  #: every clip id (file stem) in the folder, including clips with no rows
+    skipped: list[tuple[str, str]] = field(default_factory=list)  #: (clip_id, reason) with on_error="skip"
+    from_cache: int = 0  #: how many clips came from the Parquet cache
+
+
+def _read_chunk(paths: list[str], face_id: int | None, strict: bool, on_error: str):
+    frames, skipped, notes = [], [], []
+    for p in paths:
+        clip = Path(p).stem
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OpenFaceWarning)
+            try:
+                df = read_openface(p, face_id=face_id, strict=strict)
+            except AudferError as exc:
+                if on_error == "raise":
+                    return None, [(clip, str(exc))], notes
+                skipped.append((clip, str(exc)))
+                continue
+        notes += [str(w.message) for w in caught if issubclass(w.category, OpenFaceWarning)]
+        frames.append(df.select(pl.lit(clip).alias("clip_id"), pl.all()))
+    return frames, skipped, notes
+
+
+def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("AUDFER_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "audfer"
+
+
+def read_openface_dir(
+    directory: str | os.PathLike,
+    *,
+    face_id: int | None = None,
+    strict: bool = False,
+    on_error: str = "raise",
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+) -> OpenFaceFolder:
+    """Read every ``*.csv`` in ``directory`` (one clip each, clip id = file stem).
+
+    Files are parsed in parallel (``workers`` processes, default: all cores) and the table is
+    cached under ``cache_dir`` (default ``$AUDFER_CACHE_DIR`` or ``~/.cache/audfer``), keyed by
+    the folder and the reader options; unchanged files (same size and mtime) come from the cache.
+    ``on_error="skip"`` skips unreadable files and lists them in ``skipped`` instead of raising.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise AudferError(f"{directory}: OpenFace folder not found")
+    paths = sorted(p for p in directory.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+    if not paths:
+        raise AudferError(f"{directory}: no OpenFace .csv files found")
+    stems = [p.stem for p in paths]
+    dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) != len(stems) else set()
+    if dup:
+        raise AudferError(f"{directory}: clip id {sorted(dup)[0]!r} appears in more than one file")
+    stamps = {p.stem: [p.stat().st_size, p.stat().st_mtime_ns] for p in paths}
+
+    options = {"version": _CACHE_VERSION, "face_id": face_id, "strict": strict, "on_error": on_error}
+    key = hashlib.sha1(json.dumps([str(directory.resolve()), options]).encode()).hexdigest()[:16]
+    cache_path = _cache_root(cache_dir) / "openface" / key
+    cached = pl.DataFrame()
+    fresh: set[str] = set()
+    old_skipped: dict[str, str] = {}
+    if cache and (cache_path / "manifest.json").is_file() and (cache_path / "frames.parquet").is_file():
+        try:
+            manifest = json.loads((cache_path / "manifest.json").read_text())
+            if manifest.get("options") == options:
+                fresh = {c for c, s in manifest["files"].items() if stamps.get(c) == s}
+                old_skipped = {c: r for c, r in manifest.get("skipped", {}).items() if c in fresh}
+                if fresh:
+                    cached = pl.read_parquet(cache_path / "frames.parquet").filter(pl.col("clip_id").is_in(list(fresh)))
+        except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
+            fresh, cached = set(), pl.DataFrame()
+
+    todo = [str(p) for p in paths if p.stem not in fresh]
+    parts: list[pl.DataFrame] = [cached] if cached.height else []
+    skipped = sorted(old_skipped.items())
+    notes: list[str] = []
+    if todo:
+        n_workers = min(workers or os.cpu_count() or 1, max(1, len(todo) // 16))
+        chunks = [todo[i::n_workers] for i in range(n_workers)]
+        if n_workers == 1:
+            results = [_read_chunk(todo, face_id, strict, on_error)]
+        else:
+            old = os.environ.get("POLARS_MAX_THREADS")
+            os.environ["POLARS_MAX_THREADS"] = "1"
+            try:
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+                    futures = [pool.submit(_read_chunk, c, face_id, strict, on_error) for c in chunks]
+                    results = [f.result() for f in futures]
+            finally:
+                if old is None:
+                    os.environ.pop("POLARS_MAX_THREADS", None)
+                else:
+                    os.environ["POLARS_MAX_THREADS"] = old
+        errors = []
+        for frames, skip, note in results:
+            notes += note
+            if frames is None:
+                errors += skip
+            else:
+                parts += frames
+                skipped += skip
+        if errors:
+            raise AudferError(sorted(errors)[0][1])
+    for msg in notes:
+        warnings.warn(msg, OpenFaceWarning, stacklevel=2)
+    schema = {"clip_id": pl.String, **{c: t for c, t in _canonical_schema().items()}}
+    frames = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
+    frames = frames.sort(["clip_id", "frame"], maintain_order=True)
+    if cache and todo:
+        try:
+            write_parquet(frames, cache_path / "frames.parquet")
+            write_json({"options": options, "files": stamps, "skipped": dict(skipped)}, cache_path / "manifest.json")
+        except OSError as exc:
+            warnings.warn(f"could not write the OpenFace cache at {cache_path}: {exc}", OpenFaceWarning, stacklevel=2)
+    return OpenFaceFolder(frames=frames, clips=stems, skipped=sorted(skipped), from_cache=len(fresh))
+
+
+def _canonical_schema() -> dict[str, pl.DataType]:
+    schema: dict[str, pl.DataType] = {
+        "frame": pl.Int64, "timestamp": pl.Float64, "confidence": pl.Float64, "success": pl.Int8, "face_id": pl.Int64,
+    }
+    schema.update({c: pl.Float32 for c in INTENSITY_COLUMNS})
+    schema.update({c: pl.Int8 for c in PRESENCE_COLUMNS})
+    return schema

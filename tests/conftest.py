@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AUDFER_SHARED", REPO.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDFER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"shared fixtures folder not found at {FIXTURES} (set AUDFER_SHARED)")
+    return FIXTURES
+
+
+@pytest.fixture
+def reference() -> Path:
+    ref = SHARED / "reference"
+    if not ref.is_dir():
+        pytest.skip(f"shared reference folder not found at {ref} (set AUDFER_SHARED)")
+    return ref
+
+
+def make_frames(n: int, seed: int = 0, *, face_id: int = 0, success=None) -> pl.DataFrame:
+    """Canonical frames with random 2-decimal AU values (what OpenFace writes)."""
+    from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
+
+    rng = np.random.default_rng(seed)
+    data = {
+        "frame": np.arange(1, n + 1),
+        "timestamp": np.round(np.arange(n) / 30.0, 3),
+        "confidence": np.round(rng.uniform(0.5, 0.98, n), 3),
+        "success": rng.integers(0, 2, n) if success is None else np.asarray(success),
+        "face_id": np.full(n, face_id),
+    }
+    for c in INTENSITY_COLUMNS:
+        data[c] = np.round(rng.uniform(0, 5, n) * (rng.random(n) < 0.6), 2)
+    for c in PRESENCE_COLUMNS:
+        data[c] = rng.integers(0, 2, n)
+    return pl.DataFrame(data)
