@@ -160,8 +160,26 @@ def _number(text: str, flag: str) -> float:
         raise AudferError(f"{flag}: expected a number, got {text!r}") from None
 
 
+# ----------------------------------------------------------------------------- demo
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline on built-in synthetic data")
+    p.add_argument("--out", type=Path, default=Path("audfer-demo"), help="output folder (default ./audfer-demo)")
+    p.add_argument("--clips", type=int, default=700)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> None:
+    from .demo import run_demo
+
+    if args.clips < 7 or args.frames < 1:
+        raise AudferError("demo needs --clips >= 7 (one per expression) and --frames >= 1")
+    run_demo(args.out, clips=args.clips, frames=args.frames, seed=args.seed, log=_echo)
+
+
 # ----------------------------------------------------------------------------- main
-_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge]
+_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
