@@ -178,8 +178,36 @@ def _run_demo(args) -> None:
     run_demo(args.out, clips=args.clips, frames=args.frames, seed=args.seed, log=_echo)
 
 
+# ----------------------------------------------------------------------------- models
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the registered models with parameters and GMACs per clip")
+    p.add_argument("names", nargs="*", help="models to measure (default: the three full-size base models)")
+    p.set_defaults(func=_run_models)
+
+
+def _run_models(args) -> None:
+    from .models import create_model, list_models, model_entry
+    from .models.complexity import PAPER_TABLE2, clip_macs, count_parameters
+
+    names = args.names or ["m3dfel", "former_dfer", "mae_dfer"]
+    for n in names:
+        model_entry(n)  # unknown name -> clear error before any work
+    print(f"{'model':18s} {'params':>12s} {'+AU head':>12s} {'GMACs':>8s} {'+AU head':>9s} {'AU cost':>9s}  paper Table 2")
+    for n in names:
+        m = create_model(n)
+        p0, p1 = count_parameters(m, au_head=False), count_parameters(m)
+        g0, g1 = clip_macs(m, with_au_head=False), clip_macs(m)
+        paper = PAPER_TABLE2.get(n)
+        note = f"{paper[0]:.2f} G ({paper[1]})" if paper else "-"
+        print(f"{n:18s} {p0:>12,d} {p1:>12,d} {g0 / 1e9:>8.2f} {g1 / 1e9:>9.2f} {100 * (g1 - g0) / g0:>8.4f}%  {note}")
+        print(f"{'':18s} input: {m.input_spec.describe()}; {model_entry(n).description}")
+    others = [m for m in list_models() if m not in names]
+    if others:
+        print(f"also registered: {', '.join(others)}")
+
+
 # ----------------------------------------------------------------------------- main
-_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_demo]
+_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_models, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

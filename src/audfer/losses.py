@@ -1,0 +1,136 @@
+"""The AU loss (paper Eq. 9) and the combined AU-DFER loss (Eq. 10).
+
+What the authors trained with, vectorised (reference README §2):
+
+    L_AU = mean over valid (clip, AU) elements of  -scale * K[y]_a * (pw_a * t_a * log σ(x_a) + (1 - t_a) * log(1 - σ(x_a)))
+    L    = (1 - λ) * CE(expr_logits, y) + λ * L_AU                         (λ = ``au_weight``)
+
+``K[y]`` is the knowledge row of the clip's expression (``scale`` = 5 brings it to OpenFace's
+0-5 range, §3.1); ``pw`` the positive-class weight (Eq. 6-8): an 18-vector (global), a 7 x 18 table
+(distinct/minor: row chosen by label) or None. ``reduction="sum_aus"`` reads Eq. 9 literally (sum over
+the 18 AUs, mean over clips) and is 18x the default. Eq. 5's ``log(5p)`` differs from CE by a constant.
+
+Soft labels (mixup/cutmix/label smoothing as a distribution ``y`` over classes) use
+``K_row = Σ_c y_c K_c`` and ``pw_row = Σ_c y_c PW_c``; ``mix_batch_targets`` mixes the AU targets
+and masks with the same coefficients as the clips. Clips whose AU labels are missing
+(``au_mask`` False, or NaN targets) add no AU loss; an all-masked batch gives an AU loss of 0.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .vocab import AUS, EXPRESSIONS
+
+__all__ = ["AULoss", "AUDFERLoss", "AUDFERLossOutput", "mix_batch_targets"]
+
+
+def _as_tensor(x) -> torch.Tensor:
+    return x.detach().clone().double() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
+class AULoss(nn.Module):
+    """Knowledge-weighted BCE on the AU head's logits (Eq. 9)."""
+
+    def __init__(self, knowledge, pos_weight=None, scale: float = 5.0, reduction: str = "mean") -> None:
+        super().__init__()
+        k = _as_tensor(knowledge).float()
+        if k.ndim != 2 or k.shape[1] != len(AUS):
+            raise ValueError(f"knowledge must be (num_classes, {len(AUS)}), got {tuple(k.shape)}")
+        if reduction not in ("mean", "sum_aus"):
+            raise ValueError("reduction must be 'mean' (the authors' code) or 'sum_aus' (Eq. 9 literally)")
+        self.register_buffer("knowledge", k)
+        self.scale = float(scale)
+        self.reduction = reduction
+        if pos_weight is None:
+            self.pos_weight_mode = "none"
+            self.register_buffer("pos_weight", torch.ones(len(AUS)))
+        else:
+            pw = _as_tensor(pos_weight).float()
+            if pw.shape == (len(AUS),):
+                self.pos_weight_mode = "vector"
+            elif pw.shape == k.shape:
+                self.pos_weight_mode = "table"
+            else:
+                raise ValueError(f"pos_weight must be ({len(AUS)},) or {tuple(k.shape)}, got {tuple(pw.shape)}")
+            self.register_buffer("pos_weight", pw)
+
+    def _rows(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if labels.ndim == 1:  # hard labels: index rows
+            k = self.knowledge[labels]
+            pw = self.pos_weight[labels] if self.pos_weight_mode == "table" else self.pos_weight.expand_as(k)
+        else:  # soft labels (B, C): mix rows
+            y = labels.to(self.knowledge.dtype)
+            k = y @ self.knowledge
+            pw = y @ self.pos_weight if self.pos_weight_mode == "table" else self.pos_weight.expand_as(k)
+        return k, pw
+
+    def forward(self, au_logits: torch.Tensor, labels: torch.Tensor, au_targets: torch.Tensor,
+                au_mask: torch.Tensor | None = None) -> torch.Tensor:
+        targets = au_targets.to(au_logits.dtype)
+        valid = ~torch.isnan(targets).any(dim=1)
+        if au_mask is not None:
+            valid = valid & au_mask.to(torch.bool)
+        targets = torch.nan_to_num(targets, nan=0.0)
+        k, pw = self._rows(labels)
+        # -(pw*t*logσ(x) + (1-t)*logσ(-x)), computed stably like BCEWithLogits
+        elem = -(pw * targets * F.logsigmoid(au_logits) + (1 - targets) * F.logsigmoid(-au_logits))
+        elem = elem * (self.scale * k) * valid[:, None].to(elem.dtype)
+        n_valid = valid.sum()
+        per = n_valid * au_logits.shape[1] if self.reduction == "mean" else n_valid
+        return elem.sum() / per.clamp(min=1).to(elem.dtype)
+
+
+class AUDFERLossOutput(NamedTuple):
+    total: torch.Tensor
+    expression: torch.Tensor
+    au: torch.Tensor
+
+
+class AUDFERLoss(nn.Module):
+    """(1 - λ) * CE + λ * L_AU (Eq. 10). ``forward`` returns the total; ``components`` all three."""
+
+    def __init__(self, knowledge, pos_weight=None, au_weight: float = 0.25, label_smoothing: float = 0.0,
+                 scale: float = 5.0, reduction: str = "mean") -> None:
+        super().__init__()
+        if not 0.0 <= au_weight <= 1.0:
+            raise ValueError(f"au_weight (λ) must be in [0, 1], got {au_weight}")
+        self.au_loss = AULoss(knowledge, pos_weight, scale, reduction)
+        self.au_weight = float(au_weight)
+        self.label_smoothing = float(label_smoothing)
+
+    def components(self, expr_logits, au_logits, labels, au_targets, au_mask=None) -> AUDFERLossOutput:
+        ce = F.cross_entropy(expr_logits, labels, label_smoothing=self.label_smoothing)
+        if au_logits is None or self.au_weight == 0.0:
+            au = expr_logits.new_zeros(())
+        else:
+            au = self.au_loss(au_logits, labels, au_targets, au_mask)
+        return AUDFERLossOutput((1 - self.au_weight) * ce + self.au_weight * au, ce, au)
+
+    def forward(self, expr_logits, au_logits, labels, au_targets, au_mask=None) -> torch.Tensor:
+        return self.components(expr_logits, au_logits, labels, au_targets, au_mask).total
+
+
+def mix_batch_targets(labels: torch.Tensor, au_targets: torch.Tensor, au_mask: torch.Tensor | None, lam,
+                      index: torch.Tensor, num_classes: int = len(EXPRESSIONS)):
+    """Targets of a mixed batch ``lam * x + (1 - lam) * x[index]`` (mixup; cutmix with lam = kept area).
+
+    Returns soft labels (B, C), mixed AU targets (B, 18) and the AU mask (valid only where both
+    mixed clips have AU labels). ``lam`` may be a scalar or a per-sample (B,) tensor.
+    """
+    lam = torch.as_tensor(lam, dtype=torch.float32, device=au_targets.device)
+    lam_col = lam.reshape(-1, 1) if lam.ndim else lam
+    y = F.one_hot(labels, num_classes).float() if labels.ndim == 1 else labels.float()
+    soft = lam_col * y + (1 - lam_col) * y[index]
+    t = au_targets.float()
+    valid = ~torch.isnan(t).any(dim=1)
+    if au_mask is not None:
+        valid = valid & au_mask.bool()
+    t = torch.nan_to_num(t, nan=0.0)
+    mixed = lam_col * t + (1 - lam_col) * t[index]
+    return soft, mixed, valid & valid[index]

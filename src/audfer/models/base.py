@@ -1,0 +1,70 @@
+"""What every audfer model shares: the typed output, the input spec and the AU head (§3.2).
+
+A model splits ``forward_features`` (clip -> pooled feature, D-dim) from ``forward_head``
+(feature -> expression logits, plus AU logits when the AU head is on). The AU head is one
+``Linear(D, 18)`` named ``au_head`` beside the expression classifier; it only adds D*18+18
+parameters and is unused at inference when only expressions are wanted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..vocab import AUS
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The clips a model expects: ``(B, frames, 3, size, size)`` float, RGB in [0, 1] then normalised."""
+
+    frames: int
+    size: int
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def describe(self) -> str:
+        norm = "values in [0, 1], no mean/std" if self.std == (1.0, 1.0, 1.0) and self.mean == (0.0, 0.0, 0.0) \
+            else f"mean {self.mean}, std {self.std}"
+        return f"{self.frames} frames x 3 x {self.size} x {self.size}, RGB, {norm}"
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  #: (B, num_classes)
+    au_logits: torch.Tensor | None  #: (B, 18) when the AU head is on
+    features: torch.Tensor  #: (B, D) pooled feature both heads read
+
+
+class DFERModel(nn.Module):
+    """Base class: subclasses define ``forward_features`` and the expression classifier."""
+
+    input_spec: InputSpec
+    num_features: int
+    classifier_name: str = "fc"
+
+    def _init_au_head(self, au_head: bool) -> None:
+        self.au_head = nn.Linear(self.num_features, len(AUS)) if au_head else None
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        spec = self.input_spec
+        if x.ndim != 5 or x.shape[1] != spec.frames or x.shape[2] != 3:
+            raise ValueError(f"{type(self).__name__} expects clips (B, {spec.frames}, 3, H, W); got {tuple(x.shape)}")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_head(self, features: torch.Tensor) -> ModelOutput:
+        logits = getattr(self, self.classifier_name)(features)
+        au = self.au_head(features) if self.au_head is not None else None
+        return ModelOutput(logits, au, features)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        self._check_input(x)
+        return self.forward_head(self.forward_features(x))

@@ -1,0 +1,137 @@
+"""Loading released checkpoints of the base models into ours.
+
+Understood layouts: ``{'state_dict': ...}``, ``{'model': ...}`` (also ``module``, ``model_state``),
+a bare state dict, ``module.`` prefixes (DataParallel/DDP), Lightning's ``model.`` prefix, MAE-DFER's
+self-supervised pre-training checkpoint (``encoder.`` prefix; decoder keys dropped; classifier and
+final norm start fresh), torchvision's ``r3d_18`` Kinetics-400 file into M3DFEL's ``features``
+backbone and torchvision's ``resnet18`` into Former-DFER's S-Former trunk. A classifier of another
+shape (e.g. a 400-class head) is re-initialised with a message; any other mismatch is an error that
+lists the keys.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import AudferError
+from .base import DFERModel
+
+_NESTING = ("state_dict", "model", "module", "model_state", "model_state_dict", "net")
+
+
+@dataclass
+class LoadReport:
+    layout: str  #: what the file was recognised as
+    loaded: int  #: tensors copied into the model
+    reinitialised: list[str] = field(default_factory=list)  #: keys left at their fresh initialisation
+    dropped: list[str] = field(default_factory=list)  #: checkpoint keys deliberately not used
+    messages: list[str] = field(default_factory=list)
+
+
+def _tensor_dict(obj) -> bool:
+    return isinstance(obj, dict) and obj and all(isinstance(k, str) for k in obj) and \
+        all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _unwrap(obj, path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    layers = []
+    while not _tensor_dict(obj):
+        if not isinstance(obj, dict):
+            raise AudferError(f"{path}: not a checkpoint (found {type(obj).__name__}, expected a dict of tensors)")
+        key = next((k for k in _NESTING if k in obj and isinstance(obj[k], dict)), None)
+        if key is None:
+            raise AudferError(f"{path}: no state dict found; top-level keys: {', '.join(map(str, list(obj)[:12]))}")
+        layers.append(key)
+        obj = obj[key]
+        if len(layers) > 3:
+            raise AudferError(f"{path}: checkpoint nested too deeply ({'/'.join(layers)})")
+    return dict(obj), "/".join(layers) or "bare state dict"
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadReport:
+    """Load ``path`` into ``model`` (see module docstring); returns what was done.
+
+    Files are read with ``weights_only=True``; ``trust_pickle=True`` allows arbitrary pickles
+    (some released files also pickle their training arguments) for files you trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudferError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types here
+        hint = " (it pickles more than tensors: pass trust_pickle=True / --trust-pickle if you trust it)" \
+            if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__ else ""
+        raise AudferError(f"{path}: cannot read checkpoint: {str(exc).splitlines()[0]}{hint}") from None
+    state, layout = _unwrap(obj, path)
+    state = _strip(_strip(state, "module."), "model.")
+    own = model.state_dict()
+    name = type(model).__name__
+    report = LoadReport(layout, 0)
+    allowed_missing: set[str] = {k for k in own if k.startswith("au_head.")}
+
+    if any(k.startswith("encoder.") for k in state):  # MAE-DFER pre-training checkpoint
+        report.dropped = sorted(k for k in state if not k.startswith("encoder."))
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        for k in [k for k in state if k.startswith(("head.", "norm.", "fc_norm.")) or k == "pos_embed"]:
+            report.dropped.append("encoder." + k)
+            del state[k]
+        allowed_missing |= {k for k in own if k.startswith(("head.", "fc_norm."))}
+        report.layout += " (MAE-DFER pre-training: encoder only)"
+    elif name == "M3DFEL" and "stem.0.weight" in state:  # torchvision r3d_18
+        mapped = {}
+        for k, v in state.items():
+            m = re.match(r"(stem|layer([1-4]))\.(.*)", k)
+            if m:
+                mapped[f"features.{0 if m.group(1) == 'stem' else m.group(2)}.{m.group(3)}"] = v
+            else:
+                report.dropped.append(k)
+        state = mapped
+        allowed_missing |= {k for k in own if not k.startswith("features.")}
+        report.layout += " (torchvision r3d_18 -> backbone)"
+    elif name == "FormerDFER" and "conv1.weight" in state and "layer4.0.conv1.weight" in state:  # torchvision resnet18
+        report.dropped = sorted(k for k in state if k.startswith("fc."))
+        state = {f"s_former.{k}": v for k, v in state.items() if not k.startswith("fc.")}
+        allowed_missing |= {k for k in own if not k.startswith("s_former.") or "transformer" in k or "pos_embedding" in k}
+        report.layout += " (torchvision resnet18 -> S-Former trunk)"
+
+    head = model.classifier_name
+    for suffix in ("weight", "bias"):
+        k = f"{head}.{suffix}"
+        if k in state and k in own and state[k].shape != own[k].shape:
+            report.messages.append(
+                f"classifier {k} has shape {tuple(state[k].shape)} in the checkpoint, {tuple(own[k].shape)} here: re-initialised"
+            )
+            report.dropped.append(k)
+            del state[k]
+            allowed_missing.add(k)
+
+    unexpected = sorted(k for k in state if k not in own)
+    wrong = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    missing = sorted(k for k in own if k not in state and k not in allowed_missing)
+    if unexpected or wrong or missing:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+        if wrong:
+            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5]))
+        raise AudferError(f"{path}: does not fit {name} ({layout}); " + "; ".join(parts))
+    model.load_state_dict(state, strict=False)
+    report.loaded = len(state)
+    report.reinitialised = sorted(k for k in own if k not in state)
+    if any(k.startswith("au_head.") for k in report.reinitialised) and model.au_head is not None:
+        report.messages.append("the checkpoint has no AU head: au_head starts fresh")
+    return report

@@ -1,0 +1,72 @@
+"""Former-DFER (Zhao & Liu, ACM MM 2021) with an optional AU head (AU-DFER §3.2).
+
+S-Former: a 2-D ResNet-18 per frame with a 1-layer spatial transformer (49 tokens x 256,
+8 heads of 32) after ``layer3``; T-Former: a 3-layer transformer (dim 512, 8 heads of 64,
+MLP 1024) over the 16 frame features plus a CLS token, whose output is the 512-d clip feature.
+Expects 16 frames x 112 x 112 RGB in [0, 1] (no mean/std). Trained from scratch officially.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbones import init_resnet, resnet_stage
+from .base import DFERModel, InputSpec
+from .transformer import Transformer
+
+
+class SFormer(nn.Module):
+    def __init__(self, width: int = 64, img_size: int = 112, depth: int = 1, heads: int = 8) -> None:
+        super().__init__()
+        dim = 4 * width
+        side = -(-img_size // 16)
+        self.pos_embedding = nn.Parameter(torch.randn(1, side * side, dim))
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = resnet_stage(width, width, 1)
+        self.layer2 = resnet_stage(width, 2 * width, 2)
+        self.layer3 = resnet_stage(2 * width, 4 * width, 2)
+        self.layer4 = resnet_stage(4 * width, 8 * width, 2)
+        self.spatial_transformer = Transformer(dim, depth, heads, dim // heads, 2 * dim)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        init_resnet(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, H, W) -> (N, 8*width)
+        x = self.layer3(self.layer2(self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))))
+        n, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2) + self.pos_embedding[:, : h * w]
+        x = self.spatial_transformer(tokens).transpose(1, 2).reshape(n, c, h, w)
+        return self.avgpool(self.layer4(x)).flatten(1)
+
+
+class TFormer(nn.Module):
+    def __init__(self, num_frames: int = 16, dim: int = 512, depth: int = 3, heads: int = 8) -> None:
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.randn(1, num_frames + 1, dim))
+        self.spatial_transformer = Transformer(dim, depth, heads, dim // heads, 2 * dim)  # official attribute name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, dim) -> (B, dim)
+        b, n, _ = x.shape
+        x = torch.cat([self.cls_token.expand(b, -1, -1), x], dim=1) + self.pos_embedding[:, : n + 1]
+        return self.spatial_transformer(x)[:, 0]
+
+
+class FormerDFER(DFERModel):
+    def __init__(self, num_classes: int = 7, au_head: bool = True, *, num_frames: int = 16, img_size: int = 112,
+                 width: int = 64, temporal_depth: int = 3, heads: int = 8) -> None:
+        super().__init__()
+        self.input_spec = InputSpec(num_frames, img_size)
+        self.num_features = 8 * width
+        self.s_former = SFormer(width, img_size, heads=heads)
+        self.t_former = TFormer(num_frames, 8 * width, temporal_depth, heads)
+        self.fc = nn.Linear(8 * width, num_classes)
+        self._init_au_head(au_head)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        frames = self.s_former(x.reshape(b * t, *x.shape[2:]))
+        return self.t_former(frames.reshape(b, t, -1))

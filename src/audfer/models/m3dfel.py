@@ -1,0 +1,76 @@
+"""M3DFEL (Wang et al., CVPR 2023) with an optional AU head (AU-DFER §3.2, Fig. 2c).
+
+A clip of 16 frames is cut into 4 instances of 4 frames; an R3D-18 (torchvision layout,
+Kinetics-400 initialisable) embeds each instance (512); a 2-layer BiLSTM (1024), 8-head
+self-attention without output projection, DMIN normalisation and a sigmoid gate weight the
+instances; a Conv1d(4, 1, 3) over the feature axis pools them into the 1024-d clip feature.
+Expects 16 frames x 112 x 112 RGB in [0, 1] (no mean/std). Unlike the official code, batch
+size 1 works (no bare ``squeeze()``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbones import init_resnet, r3d18_features
+from .base import DFERModel, InputSpec
+
+
+class DMIN(nn.Module):
+    """Dynamic Multi-Instance Normalisation: learned mix of instance-wise and bag-wise statistics."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1, num_features, 1))
+        self.bias = nn.Parameter(torch.zeros(1, num_features, 1))
+        self.mean_weight = nn.Parameter(torch.ones(2))
+        self.var_weight = nn.Parameter(torch.ones(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, n_instances, D)
+        x = x.transpose(1, 2)  # (B, D, n)
+        mean_in = x.mean(-1, keepdim=True)
+        var_in = x.var(-1, keepdim=True)
+        mean_ln = mean_in.mean(1, keepdim=True)
+        var_ln = (var_in + mean_in**2).mean(1, keepdim=True) - mean_ln**2
+        mw = self.mean_weight.softmax(0)
+        vw = self.var_weight.softmax(0)
+        mean = mw[0] * mean_in + mw[1] * mean_ln
+        var = vw[0] * var_in + vw[1] * var_ln
+        x = (x - mean) / (var + self.eps).sqrt() * self.weight + self.bias
+        return x.transpose(1, 2)
+
+
+class M3DFEL(DFERModel):
+    def __init__(self, num_classes: int = 7, au_head: bool = True, *, num_frames: int = 16, instance_length: int = 4,
+                 img_size: int = 112, width: int = 64, heads: int = 8) -> None:
+        super().__init__()
+        if num_frames % instance_length:
+            raise ValueError(f"num_frames ({num_frames}) must be a multiple of instance_length ({instance_length})")
+        self.input_spec = InputSpec(num_frames, img_size)
+        self.bag_size = num_frames // instance_length
+        self.instance_length = instance_length
+        c = 8 * width  # instance feature (512 at width 64)
+        self.num_features = 2 * c
+        self.heads = heads
+        self.features = r3d18_features(width)
+        self.lstm = nn.LSTM(c, c, num_layers=2, batch_first=True, bidirectional=True)
+        self.to_qkv = nn.Linear(2 * c, 3 * 2 * c, bias=False)
+        self.norm = DMIN(2 * c)
+        self.pwconv = nn.Conv1d(self.bag_size, 1, 3, 1, 1)
+        self.fc = nn.Linear(2 * c, num_classes)
+        self._init_au_head(au_head)
+        init_resnet(self.features)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c, h, w = x.shape
+        x = x.reshape(b * self.bag_size, self.instance_length, c, h, w).transpose(1, 2)  # (B*bag, C, il, H, W)
+        x = self.features(x).flatten(1).reshape(b, self.bag_size, -1)
+        x, _ = self.lstm(x)  # (B, bag, 2c)
+        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+        split = lambda z: z.reshape(b, self.bag_size, self.heads, -1).transpose(1, 2)  # noqa: E731
+        att = nn.functional.scaled_dot_product_attention(split(q), split(k), split(v))
+        att = att.transpose(1, 2).reshape(b, self.bag_size, -1)
+        x = x * torch.sigmoid(self.norm(att))
+        return self.pwconv(x).squeeze(1)

@@ -1,0 +1,47 @@
+"""Model registry: ``create_model(name, num_classes=7, au_head=True, **overrides)`` (timm-style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import AudferError
+from .base import DFERModel
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., DFERModel]
+    defaults: dict = field(default_factory=dict)
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, builder: Callable[..., DFERModel], description: str = "", **defaults) -> None:
+    _REGISTRY[name] = ModelEntry(name, builder, defaults, description)
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY:
+        raise AudferError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int = 7, au_head: bool = True, **overrides) -> DFERModel:
+    """Build a registered model; ``overrides`` change sizes (width, depth, num_frames, img_size, ...)."""
+    entry = model_entry(name)
+    kwargs = {**entry.defaults, **overrides}
+    try:
+        model = entry.builder(num_classes=num_classes, au_head=au_head, **kwargs)
+    except TypeError as exc:
+        raise AudferError(f"model {name!r}: bad override ({exc})") from None
+    model.model_name = name
+    model.model_config = {"num_classes": num_classes, "au_head": au_head, **kwargs}
+    return model
