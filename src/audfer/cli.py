@@ -101,26 +101,48 @@ def _run_pos_weights(args) -> None:
 # ----------------------------------------------------------------------------- knowledge
 def _add_knowledge(sub) -> None:
     p = sub.add_parser("knowledge", help="AU-expression knowledge matrix K (paper §3.1)")
+    p.add_argument("--dataset", default="clips", choices=("clips", "affwild2", "ravdess", "dfew", "ferv39k", "mafw"),
+                   help="how labels are read (default clips: --labels clip_labels.csv)")
     p.add_argument("--openface-dir", type=Path, help="folder of per-clip OpenFace CSVs")
-    p.add_argument("--labels", type=Path, help="clip_labels.csv: clip_id,label")
+    p.add_argument("--labels", type=Path, help="clips: clip_labels.csv (clip_id,label)")
+    p.add_argument("--annotations", type=Path, help="affwild2: folder of ABAW expression annotation .txt files")
+    p.add_argument("--root", type=Path, help="dfew/ferv39k/mafw: dataset root holding the official split files")
+    p.add_argument("--fold", type=int, default=1, help="dfew/mafw: fold whose training split is used (default 1)")
+    p.add_argument("--include-test", action="store_true", help="dfew/ferv39k/mafw: also use test clips (leaks test information)")
+    p.add_argument("--calm", choices=("drop", "neutral"), default="drop", help="ravdess: calm clips left out or counted as neutral")
     p.add_argument("--frame-probs", type=Path, help="base-model frame probabilities: clip_id,frame,p0..p6")
     p.add_argument("--theta", type=float, default=None, help="keep frames whose probability of their label is > theta")
     p.add_argument("--zeros", choices=("keep", "interpolate"), default="keep", help="zero-intensity policy (default keep)")
     p.add_argument("--min-confidence", type=float, default=None, help="also require confidence >= this")
     p.add_argument("--combine", type=Path, nargs="+", help="combine per-dataset K.csv files: sigmoid(sum K - S)")
+    p.add_argument("--config", type=Path, help="YAML listing several datasets: run each and combine (the whole §3.1)")
     p.add_argument("--shift", default="2.5", help="S for --combine: a number (default 2.5) or 'auto' (= D/2)")
     p.add_argument("--heatmap", type=Path, default=None, help="also draw the matrix as a PNG heatmap (Fig. 4)")
-    p.add_argument("--out", type=Path, required=True, help="output CSV: expression,AU01..AU45 (7 rows)")
+    p.add_argument("--out", type=Path, help="output CSV: expression,AU01..AU45 (7 rows)")
     _add_reader_options(p)
     p.set_defaults(func=_run_knowledge)
 
 
 def _run_knowledge(args) -> None:
-    import polars as pl
+    from .io import expression_table, read_expression_table, write_csv
+    from .knowledge import combine_knowledge
+    from .knowledge_datasets import DatasetSpec, knowledge_for_dataset, knowledge_from_config
 
-    from .io import expression_table, read_clip_labels, read_csv_table, read_expression_table, write_csv
-    from .knowledge import combine_knowledge, extract_knowledge
+    if args.config:
+        import yaml
 
+        try:
+            config = yaml.safe_load(args.config.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise AudferError(f"{args.config}: cannot read knowledge config ({str(exc).splitlines()[0]})") from None
+        if isinstance(config, dict) and args.out:
+            config["out"] = str(args.out.resolve())
+        if isinstance(config, dict) and args.heatmap:
+            config["heatmap"] = str(args.heatmap.resolve())
+        knowledge_from_config(config, base=args.config.parent, log=_echo)
+        return
+    if not args.out:
+        raise AudferError("knowledge needs --out (or --config)")
     if args.combine:
         if args.openface_dir or args.labels:
             raise AudferError("--combine takes K.csv files only, not --openface-dir/--labels")
@@ -129,23 +151,20 @@ def _run_knowledge(args) -> None:
         write_csv(expression_table(matrix), args.out)
         _echo(f"wrote {args.out}: combined {len(args.combine)} matrices with shift {shift}")
     else:
-        if not (args.openface_dir and args.labels):
-            raise AudferError("knowledge needs --openface-dir and --labels (or --combine K1.csv K2.csv ...)")
-        folder = _read_folder(args)
-        probs = None
-        if args.frame_probs:
-            probs = read_csv_table(args.frame_probs, ("clip_id", "frame", *[f"p{i}" for i in range(7)]), what="frame probabilities")
-            try:
-                probs = probs.with_columns(pl.col("frame").cast(pl.Int64), *[pl.col(f"p{i}").cast(pl.Float64) for i in range(7)])
-            except pl.exceptions.PolarsError:
-                raise AudferError(f"{args.frame_probs}: frame must be an integer and p0..p6 numbers") from None
-        result = extract_knowledge(
-            folder.frames, read_clip_labels(args.labels), zeros=args.zeros, frame_probs=probs, theta=args.theta,
-            min_confidence=args.min_confidence,
+        if not args.openface_dir:
+            raise AudferError("knowledge needs --openface-dir (or --combine K1.csv K2.csv ..., or --config)")
+        spec = DatasetSpec(
+            args.dataset, args.openface_dir, labels=args.labels, annotations=args.annotations, root=args.root,
+            fold=args.fold, include_test=args.include_test, calm=args.calm, frame_probs=args.frame_probs,
+            theta=args.theta, zeros=args.zeros, min_confidence=args.min_confidence,
+        )
+        result, counts = knowledge_for_dataset(
+            spec, face_id=args.face_id, strict=args.strict, on_error="skip" if args.skip_bad else "raise",
+            cache=not args.no_cache, cache_dir=args.cache_dir,
         )
         matrix = result.matrix
         write_csv(result.table(), args.out)
-        _echo(f"wrote {args.out}: {result.summary()}")
+        _echo(f"wrote {args.out}: " + "; ".join(f"{k} {v}" for k, v in counts.items()))
     if args.heatmap:
         from .reports import plot_knowledge
 

@@ -1,0 +1,177 @@
+"""Readers of the datasets' own label files -> plain tables in our label order.
+
+Clip-level tables have ``clip_id`` (str) and ``label`` (0..6, ``audfer.EXPRESSIONS``); AffWild2's
+frame-level table has ``clip_id, frame, label``. Clip ids are what the OpenFace CSV of the clip is
+called (its file stem):
+
+| dataset | label file(s) | clip id |
+|---|---|---|
+| DFEW | ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_k.csv`` (``video_name,label``, 1..7) | 5-digit id, ``00025`` |
+| FERV39k | ``4_setups/All_scenes/{train,test}_All.csv`` (``Scene/Emotion/ID Emotion``) | path with ``/`` -> ``_``, ``Action_Happy_0267`` |
+| MAFW (7-class view) | ``split/single/no_caption/set_k/{train,test}.txt`` (``00025.mp4 anger``) | ``00025`` |
+| RAVDESS | the file name, third field = emotion (``03-01-05-01-02-01-12``) | the file stem |
+| AffWild2 | one ``.txt`` per video: class-name header, then one integer per frame (-1 = none) | the file stem |
+
+MAFW's 7-class view is our own definition (the paper publishes none): anger, disgust, fear,
+happiness, neutral, sadness, surprise map to our seven classes; contempt, anxiety, helplessness and
+disappointment are left out. RAVDESS ``calm`` (02) has no class of ours and is left out unless
+``calm="neutral"``. AffWild2 frames labelled -1 or ``Other`` are left out; annotation line i is frame i
+(OpenFace numbers frames from 1).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from ..errors import AudferError
+from ..vocab import EXPRESSIONS, expression_index
+
+MAFW_CLASSES = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
+                "contempt", "anxiety", "helplessness", "disappointment")
+#: MAFW 11-class index -> our label (None: no class of ours)
+MAFW_TO_7 = {i: (expression_index(n) if i < 7 else None) for i, n in enumerate(MAFW_CLASSES)}
+RAVDESS_EMOTIONS = {1: "neutral", 2: "calm", 3: "happy", 4: "sad", 5: "angry", 6: "fearful", 7: "disgust", 8: "surprised"}
+
+
+def _table(ids: list[str], labels: list[int]) -> pl.DataFrame:
+    return pl.DataFrame({"clip_id": ids, "label": pl.Series(labels, dtype=pl.Int8)})
+
+
+def _check_fold(fold: int) -> None:
+    if fold not in range(1, 6):
+        raise AudferError(f"fold must be 1..5, got {fold}")
+
+
+def dfew_labels(root: str | Path, fold: int = 1, split: str = "train") -> pl.DataFrame:
+    """DFEW's official single-labelled split of one fold (``split``: train, test or all)."""
+    _check_fold(fold)
+    root = Path(root)
+    ids, labels = [], []
+    for part in (("train", "test") if split == "all" else (split,)):
+        path = root / "EmoLabel_DataSplit" / f"{part}(single-labeled)" / f"set_{fold}.csv"
+        if not path.is_file():
+            raise AudferError(f"{path}: DFEW split file not found (expected <root>/EmoLabel_DataSplit/...)")
+        lines = path.read_text().splitlines()
+        if not lines or [c.strip() for c in lines[0].split(",")] != ["video_name", "label"]:
+            raise AudferError(f"{path}: row 1: expected the header video_name,label")
+        for row, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            cells = [c.strip() for c in line.split(",")]
+            if len(cells) != 2 or not cells[0].isdigit() or not cells[1].isdigit() or not 1 <= int(cells[1]) <= 7:
+                raise AudferError(f"{path}: row {row}: {line!r}; expected <video number>,<label 1..7>")
+            ids.append(f"{int(cells[0]):05d}")
+            labels.append(int(cells[1]) - 1)
+    return _table(ids, labels)
+
+
+def ferv39k_labels(root: str | Path, split: str = "train") -> pl.DataFrame:
+    """FERV39k's All_scenes split (``split``: train, test or all); ids ``Scene_Emotion_ID``."""
+    root = Path(root)
+    ids, labels = [], []
+    for part in (("train", "test") if split == "all" else (split,)):
+        path = root / "4_setups" / "All_scenes" / f"{part}_All.csv"
+        if not path.is_file():
+            raise AudferError(f"{path}: FERV39k split file not found (expected <root>/4_setups/All_scenes/...)")
+        for row, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            cells = line.split()
+            if len(cells) != 2 or cells[0].count("/") != 2:
+                raise AudferError(f"{path}: row {row}: {line!r}; expected <Scene/Emotion/ID> <Emotion>")
+            ids.append(cells[0].replace("/", "_"))
+            labels.append(expression_index(cells[1], where=f"{path}: row {row}"))
+    return _table(ids, labels)
+
+
+def mafw_labels(root: str | Path, fold: int = 1, split: str = "train", *, classes: int = 7) -> pl.DataFrame:
+    """MAFW single-label split; ``classes=7`` is our 7-class view, ``11`` keeps MAFW's own indices."""
+    _check_fold(fold)
+    root = Path(root)
+    ids, labels = [], []
+    for part in (("train", "test") if split == "all" else (split,)):
+        path = root / "split" / "single" / "no_caption" / f"set_{fold}" / f"{part}.txt"
+        if not path.is_file():
+            raise AudferError(f"{path}: MAFW split file not found (expected <root>/split/single/no_caption/...)")
+        for row, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            cells = line.split()
+            if len(cells) != 2 or cells[1].lower() not in MAFW_CLASSES:
+                raise AudferError(f"{path}: row {row}: {line!r}; expected <clip>.mp4 <one of {', '.join(MAFW_CLASSES)}>")
+            idx = MAFW_CLASSES.index(cells[1].lower())
+            label = idx if classes == 11 else MAFW_TO_7[idx]
+            if label is not None:
+                ids.append(Path(cells[0]).stem)
+                labels.append(label)
+    return _table(ids, labels)
+
+
+_RAVDESS_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
+
+
+def ravdess_labels(stems: list[str], *, calm: str = "drop") -> tuple[pl.DataFrame, list[str]]:
+    """Labels from RAVDESS file names; returns (table, stems left out as calm)."""
+    if calm not in ("drop", "neutral"):
+        raise AudferError(f"calm must be 'drop' or 'neutral', got {calm!r}")
+    ids, labels, calm_ids = [], [], []
+    for stem in stems:
+        m = _RAVDESS_RE.match(stem)
+        if not m or int(m.group(3)) not in RAVDESS_EMOTIONS:
+            raise AudferError(f"{stem}: not a RAVDESS file name (expected MM-VC-EM-IN-ST-RP-AC, emotion 01..08)")
+        emotion = RAVDESS_EMOTIONS[int(m.group(3))]
+        if emotion == "calm":
+            if calm == "drop":
+                calm_ids.append(stem)
+                continue
+            emotion = "neutral"
+        ids.append(stem)
+        labels.append(expression_index(emotion))
+    return _table(ids, labels), calm_ids
+
+
+def affwild2_frame_labels(annotations: str | Path) -> tuple[pl.DataFrame, dict[str, int]]:
+    """ABAW expression annotations -> (``clip_id, frame, label`` of annotated frames, counts left out)."""
+    root = Path(annotations)
+    files = sorted(root.glob("*.txt")) if root.is_dir() else [root]
+    if not files or not files[0].is_file():
+        raise AudferError(f"{root}: no AffWild2 annotation .txt files found")
+    parts, left_out = [], {"unannotated (-1)": 0, "Other": 0}
+    for path in files:
+        lines = path.read_text().splitlines()
+        if not lines:
+            raise AudferError(f"{path}: empty annotation file")
+        names = [n.strip() for n in lines[0].split(",")]
+        mapping: list[int | None] = []
+        for n in names:
+            if n.lower() == "other":
+                mapping.append(None)
+            else:
+                mapping.append(expression_index(n, where=f"{path}: row 1"))
+        frames, labels = [], []
+        for row, line in enumerate(lines[1:], start=2):
+            text = line.strip()
+            try:
+                value = int(text)
+            except ValueError:
+                raise AudferError(f"{path}: row {row}: {text!r}; expected an integer class index or -1") from None
+            if value == -1:
+                left_out["unannotated (-1)"] += 1
+                continue
+            if not 0 <= value < len(mapping):
+                raise AudferError(f"{path}: row {row}: class {value} out of range 0..{len(mapping) - 1} (or -1)")
+            if mapping[value] is None:
+                left_out["Other"] += 1
+                continue
+            frames.append(row - 1)
+            labels.append(mapping[value])
+        parts.append(pl.DataFrame({"clip_id": [path.stem] * len(frames), "frame": pl.Series(frames, dtype=pl.Int64),
+                                   "label": pl.Series(labels, dtype=pl.Int8)}))
+    return pl.concat(parts), left_out
+
+
+__all__ = ["dfew_labels", "ferv39k_labels", "mafw_labels", "ravdess_labels", "affwild2_frame_labels",
+           "MAFW_CLASSES", "MAFW_TO_7", "EXPRESSIONS"]
