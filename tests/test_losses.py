@@ -64,7 +64,9 @@ def test_masks_and_nan_targets_drop_clips():
     valid[3] = False
     ref = _reference(logits, labels, torch.nan_to_num(targets_nan), lambda y: PW[y], valid)
     torch.testing.assert_close(ours, ref)
-    (g,) = torch.autograd.grad(ours, logits)
+    (g,) = torch.autograd.grad(ours, logits, retain_graph=True)
+    (g_ref,) = torch.autograd.grad(ref, logits)
+    torch.testing.assert_close(g, g_ref)
     assert torch.all(g[~valid] == 0) and torch.all(g[valid].abs().sum(1) > 0)
 
 
@@ -83,6 +85,8 @@ def test_soft_labels_mix_rows():
     ours = AULoss(K, PW)(logits, soft, targets)
     ref = _reference(logits, soft, targets, lambda y: y @ PW, torch.ones(12, dtype=torch.bool))
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    g_ours, g_ref = (torch.autograd.grad(v, logits, retain_graph=True)[0] for v in (ours, ref))
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-7)
     # a one-hot soft label is the hard label
     torch.testing.assert_close(AULoss(K, PW)(logits, F.one_hot(labels, 7).float(), targets), AULoss(K, PW)(logits, labels, targets))
 

@@ -195,3 +195,17 @@ def test_cost_figures_of_the_full_models():
         assert round(without / 1e9, 2) == gmacs
         assert (with_head - without) / without < 1e-4  # the AU head adds < 0.01 %
         assert with_head - without == FULL[name][1] * 18
+
+
+def test_models_command_prints_measured_figures(capsys):
+    from audfer.cli import main
+
+    assert main(["models", "former_dfer_small", "m3dfel_small"]) == 0
+    out = capsys.readouterr().out
+    for name in ("former_dfer_small", "m3dfel_small"):
+        m = create_model(name)
+        line = next(l for l in out.splitlines() if l.startswith(name))
+        assert f"{count_parameters(m, au_head=False):,d}" in line and f"{count_parameters(m):,d}" in line
+        assert f"{clip_macs(m, with_au_head=False) / 1e9:.2f}" in line
+    assert "input: 16 frames x 3 x 64 x 64" in out
+    assert main(["models", "nope"]) == 2
