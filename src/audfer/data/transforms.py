@@ -1,0 +1,118 @@
+"""Clip transforms on uint8 tensors ``(T, C, H, W)``, identical for every frame of a clip.
+
+Each transform takes ``(clip, rng)`` with a ``numpy.random.Generator`` (None = deterministic),
+so a seeded loader reproduces its augmentations exactly. ``build_transform(spec, train)`` gives the
+base models' recipes (reference README §4): training = random resized crop (area 0.08-1, ratio
+3/4-4/3) + horizontal flip + colour jitter 0.4; test = resize; then [0, 1] floats normalised with
+the model's mean/std.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models.base import InputSpec
+
+
+def _resize(clip: torch.Tensor, size: int) -> torch.Tensor:
+    out = F.interpolate(clip.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+class Resize:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
+        return clip if clip.shape[-2:] == (self.size, self.size) else _resize(clip, self.size)
+
+
+class RandomResizedCrop:
+    """One crop box for the whole clip (torchvision's sampling rule), resized to ``size``."""
+
+    def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> None:
+        self.size, self.scale, self.ratio = size, scale, ratio
+
+    def box(self, h: int, w: int, rng) -> tuple[int, int, int, int]:
+        area = h * w
+        log_r = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(*log_r))
+            cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+            if 0 < cw <= w and 0 < ch <= h:
+                return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+        side = min(h, w)  # fallback: centre crop
+        return (h - side) // 2, (w - side) // 2, side, side
+
+    def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
+        if rng is None:
+            return _resize(clip, self.size)
+        top, left, ch, cw = self.box(clip.shape[-2], clip.shape[-1], rng)
+        return _resize(clip[..., top:top + ch, left:left + cw], self.size)
+
+
+class HorizontalFlip:
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
+        return clip.flip(-1) if rng is not None and rng.random() < self.p else clip
+
+
+class ColorJitter:
+    """Brightness, contrast and saturation factors drawn once per clip from [1 - s, 1 + s]."""
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4) -> None:
+        self.b, self.c, self.s = brightness, contrast, saturation
+
+    def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
+        if rng is None:
+            return clip
+        x = clip.float()
+        gray_w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        for kind in rng.permutation(3):
+            f = rng.uniform(1 - (self.b, self.c, self.s)[kind], 1 + (self.b, self.c, self.s)[kind])
+            if kind == 0:
+                x = x * f
+            elif kind == 1:
+                mean = (x * gray_w).sum(1, keepdim=True).mean(dim=(-2, -1), keepdim=True)
+                x = (x - mean) * f + mean
+            else:
+                gray = (x * gray_w).sum(1, keepdim=True)
+                x = (x - gray) * f + gray
+            x = x.clamp(0, 255)
+        return x.round().to(torch.uint8)
+
+
+class Normalize:
+    """uint8 -> float in [0, 1], then (x - mean) / std per channel."""
+
+    def __init__(self, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)) -> None:
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
+        return (clip.float() / 255.0 - self.mean) / self.std
+
+
+class Compose:
+    def __init__(self, *steps) -> None:
+        self.steps = steps
+
+    def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
+        for step in self.steps:
+            clip = step(clip, rng)
+        return clip
+
+
+def build_transform(spec: InputSpec, train: bool, *, jitter: float = 0.4) -> Compose:
+    """The base models' train/test transforms for a model's ``input_spec``."""
+    if train:
+        return Compose(RandomResizedCrop(spec.size), HorizontalFlip(), ColorJitter(jitter, jitter, jitter),
+                       Normalize(spec.mean, spec.std))
+    return Compose(Resize(spec.size), Normalize(spec.mean, spec.std))
