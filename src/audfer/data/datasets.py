@@ -1,0 +1,233 @@
+"""Dataset adapters: a dataset root -> a clip index (id, label, frames) -> training samples.
+
+``ClipIndex`` rows: ``clip_id`` (joins ``video_au_labels.csv``), ``label`` and ``path`` (a folder of
+frame images or a video file). Adapters read the official split files (``audfer.data.annotations``)
+or the generic lists other DFER projects use (``<dir> <num_frames> <label>`` / ``<dir> <label>``),
+whose absolute prefixes belong to someone else's machine: only the last path component(s) are kept
+and re-rooted under the given root.
+
+``ClipDataset`` samples frames (``audfer.data.sampling``), decodes them (OpenCV), applies a clip
+transform and returns ``(clip, label, au_targets, au_mask, clip_id)``; a clip without a row in the
+AU labels, or with empty AU cells, is masked (reported once, never "all AUs present").
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..errors import AudferError
+from ..vocab import AUS
+from .annotations import dfew_labels, ferv39k_labels, mafw_labels
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+
+
+def _locate(base: Path, stem: str) -> Path | None:
+    """A clip is a frame folder ``base/stem`` or a video ``base/stem.<ext>``."""
+    if (base / stem).is_dir():
+        return base / stem
+    for ext in VIDEO_SUFFIXES:
+        if (base / f"{stem}{ext}").is_file():
+            return base / f"{stem}{ext}"
+    return None
+
+
+def _index(rows: list[tuple[str, int, Path | None, str]], on_missing: str) -> "ClipIndex":
+    missing = [(cid, where) for cid, _, path, where in rows if path is None]
+    if missing and on_missing == "raise":
+        cid, where = missing[0]
+        raise AudferError(f"{where}: clip {cid}: no frame folder or video found"
+                          + (f" ({len(missing)} clips missing in all)" if len(missing) > 1 else ""))
+    kept = [(c, l, str(p)) for c, l, p, _ in rows if p is not None]
+    table = pl.DataFrame({"clip_id": [r[0] for r in kept], "label": pl.Series([r[1] for r in kept], dtype=pl.Int8),
+                          "path": [r[2] for r in kept]}, schema={"clip_id": pl.String, "label": pl.Int8, "path": pl.String})
+    return ClipIndex(table, skipped=[c for c, _ in missing])
+
+
+@dataclass
+class ClipIndex:
+    table: pl.DataFrame  #: clip_id, label, path
+    skipped: list[str]  #: clips listed but not found (on_missing="skip")
+
+    def __len__(self) -> int:
+        return self.table.height
+
+
+def dfew_index(root, fold: int = 1, split: str = "train", *, frames: str = "clip_224x224", on_missing: str = "raise") -> ClipIndex:
+    """DFEW: labels from ``EmoLabel_DataSplit``, frames in ``Clip/<frames>/<id>/`` (or ``clip_224x224_16f``)."""
+    root = Path(root)
+    base = root / "Clip" / frames
+    labels = dfew_labels(root, fold, split)
+    where = f"{base}"
+    return _index([(c, l, _locate(base, c), where) for c, l in labels.iter_rows()], on_missing)
+
+
+def ferv39k_index(root, split: str = "train", *, on_missing: str = "raise") -> ClipIndex:
+    """FERV39k: frames under ``2_ClipsforFaceCrop/<Scene>/<Emotion>/<id>/``; clip id ``Scene_Emotion_ID``."""
+    root = Path(root)
+    base = root / "2_ClipsforFaceCrop"
+    rows = []
+    for cid, label in ferv39k_labels(root, split).iter_rows():
+        scene, emotion, num = cid.split("_", 2)
+        rows.append((cid, label, _locate(base / scene / emotion, num), str(base)))
+    return _index(rows, on_missing)
+
+
+def mafw_index(root, fold: int = 1, split: str = "train", *, classes: int = 7, frames: str = "data/frames",
+               on_missing: str = "raise") -> ClipIndex:
+    """MAFW: frames in ``data/frames/<id>/`` or videos in ``data/clips/<id>.mp4``; 7-class view or 11 classes."""
+    root = Path(root)
+    labels = mafw_labels(root, fold, split, classes=classes)
+    rows = []
+    for cid, label in labels.iter_rows():
+        path = _locate(root / frames, cid) or _locate(root / "data" / "clips", cid)
+        rows.append((cid, label, path, str(root / frames)))
+    return _index(rows, on_missing)
+
+
+def list_index(list_file, root, *, num_classes: int = 7, keep_parts: int = 1, on_missing: str = "raise") -> ClipIndex:
+    """Generic ``<dir> <num_frames> <label>`` or ``<dir> <label>`` lists (Former-DFER, MAE-DFER).
+
+    The listed directory's last ``keep_parts`` components are re-rooted under ``root``; labels are
+    0-based indices below ``num_classes``."""
+    list_file, root = Path(list_file), Path(root)
+    if not list_file.is_file():
+        raise AudferError(f"{list_file}: list file not found")
+    rows = []
+    for row, line in enumerate(list_file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        cells = line.split()
+        if len(cells) not in (2, 3) or not cells[-1].isdigit() or (len(cells) == 3 and not cells[1].isdigit()):
+            raise AudferError(f"{list_file}: row {row}: {line!r}; expected '<dir> <num_frames> <label>' or '<dir> <label>'")
+        label = int(cells[-1])
+        if label >= num_classes:
+            raise AudferError(f"{list_file}: row {row}: label {label} is not below {num_classes}")
+        parts = Path(cells[0].replace("\\", "/")).parts[-keep_parts:]
+        rel = Path(*parts)
+        rows.append((parts[-1], label, _locate(root / rel.parent, rel.name), f"{list_file}: row {row}"))
+    return _index(rows, on_missing)
+
+
+# ------------------------------------------------------------------------------- decoding
+
+
+def frame_paths(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise AudferError(f"{folder}: no frame images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_frames(path: str | Path, indices: np.ndarray | None = None) -> np.ndarray:
+    """Decode frames (RGB uint8, ``(T, H, W, 3)``) from a frame folder or a video file; ``indices``
+    selects frames (in the sorted folder / in decoding order)."""
+    import cv2
+
+    path = Path(path)
+    if path.is_dir():
+        files = frame_paths(path)
+        chosen = files if indices is None else [files[i] for i in indices]
+        out = []
+        for f in chosen:
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if img is None:
+                raise AudferError(f"{f}: unreadable frame image")
+            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        return _stack(out, path)
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise AudferError(f"{path}: cannot open video")
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    cap.release()
+    if not frames:
+        raise AudferError(f"{path}: no decodable frame")
+    if indices is not None:
+        frames = [frames[i] for i in indices]
+    return _stack(frames, path)
+
+
+def _stack(frames: list[np.ndarray], where: Path) -> np.ndarray:
+    shapes = {f.shape for f in frames}
+    if len(shapes) != 1:
+        raise AudferError(f"{where}: frames of different sizes {sorted(shapes)[:2]}")
+    return np.stack(frames)
+
+
+def count_frames(path: str | Path) -> int:
+    path = Path(path)
+    if path.is_dir():
+        return len(frame_paths(path))
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    if n <= 0:
+        n = len(read_frames(path))
+    return n
+
+
+def au_targets_for(index: ClipIndex, au_labels: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(N, 18) float targets, (N,) bool mask and the clip ids without AU labels, in index order."""
+    n = len(index)
+    if au_labels is None:
+        return np.zeros((n, len(AUS)), np.float32), np.zeros(n, bool), index.table["clip_id"].to_list()
+    joined = index.table.select("clip_id").join(au_labels.select("clip_id", *AUS), on="clip_id", how="left", maintain_order="left")
+    values = joined.select(AUS).to_numpy().astype(np.float32)
+    mask = ~np.isnan(values).any(axis=1)
+    missing = joined.filter(pl.Series(~mask))["clip_id"].to_list()
+    return np.nan_to_num(values, nan=0.0), mask, missing
+
+
+class ClipDataset:
+    """A map-style dataset of clips for ``torch.utils.data.DataLoader``.
+
+    Item ``i``: ``(clip float (T, 3, S, S), label, au_targets (18,), au_mask, clip_id)``. ``sampling``
+    is one of ``audfer.data.sampling``; ``seed`` + epoch + index seed the augmentation, so a run is
+    reproducible whatever the worker layout.
+    """
+
+    def __init__(self, index: ClipIndex, transform, *, num_frames: int = 16, sampling: str = "uniform", train: bool = False,
+                 au_labels: pl.DataFrame | None = None, seed: int = 0, sampling_kwargs: dict | None = None) -> None:
+        self.index, self.transform, self.num_frames, self.sampling = index, transform, num_frames, sampling
+        self.train, self.seed, self.epoch = train, seed, 0
+        self.sampling_kwargs = sampling_kwargs or {}
+        self.paths = index.table["path"].to_list()
+        self.ids = index.table["clip_id"].to_list()
+        self.labels = index.table["label"].to_numpy().astype(np.int64)
+        self.au_targets, self.au_mask, missing = au_targets_for(index, au_labels)
+        if au_labels is not None and missing:
+            warnings.warn(f"{len(missing)} of {len(index)} clips have no AU labels and are masked in the AU loss "
+                          f"(first: {', '.join(missing[:5])})", UserWarning, stacklevel=2)
+        self._lengths: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int):
+        import torch
+
+        from .sampling import sample_indices
+
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        if i not in self._lengths:
+            self._lengths[i] = count_frames(self.paths[i])
+        idx = sample_indices(self.sampling, self._lengths[i], self.num_frames, rng, **self.sampling_kwargs)
+        frames = torch.from_numpy(read_frames(self.paths[i], idx)).permute(0, 3, 1, 2).contiguous()
+        clip = self.transform(frames, rng)
+        return clip, int(self.labels[i]), torch.from_numpy(self.au_targets[i]), bool(self.au_mask[i]), self.ids[i]

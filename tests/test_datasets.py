@@ -1,0 +1,121 @@
+"""Dataset adapters on tiny frame trees built for the real split files."""
+
+import shutil
+import warnings
+
+import cv2
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from audfer import AUS, AudferError
+from audfer.data.datasets import ClipDataset, dfew_index, ferv39k_index, list_index, mafw_index, read_frames
+from audfer.data.transforms import build_transform
+from audfer.models.base import InputSpec
+
+
+def _former(fixtures, name):
+    rows = [l.split() for l in (fixtures / "annotations" / "former-dfer" / name).read_text().splitlines()]
+    return {p.rsplit("/", 1)[1]: int(lab) for p, _, lab in rows}
+
+
+def test_dfew_folds_on_an_empty_frame_tree(fixtures, tmp_path):
+    root = tmp_path / "DFEW"
+    shutil.copytree(fixtures / "annotations" / "official-layout" / "DFEW", root)
+    ids = dfew_index(root, 1, "all", on_missing="skip").skipped
+    for cid in ids:
+        (root / "Clip" / "clip_224x224" / cid).mkdir(parents=True)
+    for fold in range(1, 6):
+        train, test = dfew_index(root, fold, "train"), dfew_index(root, fold, "test")
+        assert len(train) + len(test) == 11697
+        assert dict(zip(train.table["clip_id"], train.table["label"])) == _former(fixtures, f"DFEW_set_{fold}_train.txt")
+        assert dict(zip(test.table["clip_id"], test.table["label"])) == _former(fixtures, f"DFEW_set_{fold}_test.txt")
+    assert train.table["path"][0].endswith("Clip/clip_224x224/" + train.table["clip_id"][0])
+    shutil.rmtree(root / "Clip" / "clip_224x224" / test.table["clip_id"][0])
+    with pytest.raises(AudferError, match=f"clip {test.table['clip_id'][0]}: no frame folder or video found"):
+        dfew_index(root, 5, "test")
+    assert dfew_index(root, 5, "test", on_missing="skip").skipped == [test.table["clip_id"][0]]
+
+
+def test_ferv39k_and_mafw_trees(fixtures, tmp_path):
+    froot = tmp_path / "FERV39k"
+    shutil.copytree(fixtures / "annotations" / "official-layout" / "FERV39k", froot)
+    for line in (froot / "4_setups" / "All_scenes" / "test_All.csv").read_text().splitlines():
+        (froot / "2_ClipsforFaceCrop" / line.split()[0]).mkdir(parents=True)
+    test = ferv39k_index(froot, "test")
+    assert len(test) == 7847
+    rows = [l.split() for l in (fixtures / "annotations" / "former-dfer" / "FERV39K_test.txt").read_text().splitlines()]
+    assert sorted(test.table["label"].to_list()) == sorted(int(r[2]) for r in rows)
+    mroot = tmp_path / "MAFW"
+    shutil.copytree(fixtures / "annotations" / "official-layout" / "MAFW", mroot)
+    for line in (mroot / "split" / "single" / "no_caption" / "set_1" / "test.txt").read_text().splitlines():
+        (mroot / "data" / "frames" / line.split()[0].split(".")[0]).mkdir(parents=True)
+    m11 = mafw_index(mroot, 1, "test", classes=11)
+    mae = [l.split() for l in (fixtures / "annotations" / "mae-dfer" / "mafw" / "split01" / "test.csv").read_text().splitlines()]
+    assert dict(zip(m11.table["clip_id"], m11.table["label"])) == {p.rsplit("/", 1)[1]: int(lab) for p, lab in mae}
+    assert len(mafw_index(mroot, 1, "test")) == sum(1 for _, lab in mae if int(lab) < 7)
+
+
+def test_generic_lists_remap_foreign_prefixes(fixtures, tmp_path):
+    lst = fixtures / "annotations" / "former-dfer" / "DFEW_set_1_test.txt"
+    ref = _former(fixtures, "DFEW_set_1_test.txt")
+    for cid in ref:
+        (tmp_path / "faces" / cid).mkdir(parents=True)
+    idx = list_index(lst, tmp_path / "faces")
+    assert len(idx) == 2341 and dict(zip(idx.table["clip_id"], idx.table["label"])) == ref
+    assert all(p.startswith(str(tmp_path / "faces")) for p in idx.table["path"].to_list())
+    mae = fixtures / "annotations" / "mae-dfer" / "dfew" / "split01" / "test.csv"
+    assert len(list_index(mae, tmp_path / "faces")) == 2341
+    bad = tmp_path / "bad.txt"
+    bad.write_text("/x/00001 12 3\n/x/00002 twelve 3\n")
+    with pytest.raises(AudferError, match=r"bad\.txt: row 2: '/x/00002 twelve 3'"):
+        list_index(bad, tmp_path)
+    bad.write_text("/x/00001 9\n")
+    with pytest.raises(AudferError, match="label 9 is not below 7"):
+        list_index(bad, tmp_path)
+
+
+def _frames_tree(root, n_clips=3, n_frames=10):
+    rng = np.random.default_rng(0)
+    for c in range(n_clips):
+        d = root / f"{c:05d}"
+        d.mkdir(parents=True)
+        for t in range(n_frames):
+            img = np.full((24, 32, 3), (10 * t + c) % 255, np.uint8)
+            cv2.imwrite(str(d / f"{t + 1:03d}.png"), img)  # lossless, so values are checkable
+    lst = root / "list.txt"
+    lst.write_text("".join(f"/elsewhere/{c:05d} {n_frames} {c}\n" for c in range(n_clips)))
+    return lst
+
+
+def test_clip_dataset_items_and_au_masking(tmp_path):
+    lst = _frames_tree(tmp_path)
+    index = list_index(lst, tmp_path)
+    au = pl.DataFrame({"clip_id": ["00000", "00001"], **{a: pl.Series([1, None], dtype=pl.Int8) for a in AUS}})
+    spec = InputSpec(16, 16)
+    with pytest.warns(UserWarning, match="2 of 3 clips have no AU labels"):
+        ds = ClipDataset(index, build_transform(spec, train=False), num_frames=16, sampling="m3dfel", au_labels=au)
+    clip, label, targets, mask, cid = ds[0]
+    assert clip.shape == (16, 3, 16, 16) and label == 0 and cid == "00000" and mask and targets.sum() == 18
+    # m3dfel at test: frames int(10*i/16) -> the sampled frame t has value 10*t
+    expected = torch.tensor([10 * int(10 * i / 16) / 255 for i in range(16)])
+    torch.testing.assert_close(clip[:, 0, 0, 0], expected)
+    assert not ds[1][3] and not ds[2][3]  # empty cells and missing row are masked
+    train = ClipDataset(index, build_transform(spec, train=True), num_frames=16, sampling="m3dfel", train=True, seed=1)
+    assert torch.equal(train[0][0], train[0][0])  # same seed, epoch, index -> same sample
+    train.set_epoch(1)
+    a = train[0][0]
+    train.set_epoch(2)
+    assert not torch.equal(a, train[0][0])
+
+
+def test_video_files_and_bad_frames(fixtures, tmp_path):
+    video = fixtures / "video" / "single_face.mp4"
+    frames = read_frames(video, np.array([0, 71]))
+    assert frames.shape == (2, 360, 640, 3)
+    d = tmp_path / "clip"
+    d.mkdir()
+    (d / "001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(AudferError, match=r"001\.jpg: unreadable frame image"):
+        read_frames(d)
