@@ -53,9 +53,10 @@ def _need(spec: DatasetSpec, attr: str, flag: str):
     return value
 
 
-def _pad_numeric(ids: pl.Series) -> pl.Series:
+def _pad_numeric(col: str = "clip_id") -> pl.Expr:
     """DFEW/MAFW clip ids: numeric stems compare as 5-digit ids (``25`` and ``00025`` are one clip)."""
-    return pl.Series(ids.name, [f"{int(s):05d}" if s.isdigit() else s for s in ids.to_list()], dtype=pl.String)
+    c = pl.col(col)
+    return pl.when(c.str.contains(r"^\d+$")).then(c.cast(pl.Int64, strict=False).cast(pl.String).str.zfill(5)).otherwise(c).alias(col)
 
 
 def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[KnowledgeResult, dict[str, int]]:
@@ -73,10 +74,10 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[Knowledg
         labels = read_clip_labels(_need(spec, "labels", "--labels clip_labels.csv"))
     elif spec.name == "dfew":
         labels = dfew_labels(_need(spec, "root", "--root <DFEW root>"), spec.fold, split)
-        frames = frames.with_columns(_pad_numeric(frames["clip_id"]))
+        frames = frames.with_columns(_pad_numeric())
     elif spec.name == "mafw":
         labels = mafw_labels(_need(spec, "root", "--root <MAFW root>"), spec.fold, split)
-        frames = frames.with_columns(_pad_numeric(frames["clip_id"]))
+        frames = frames.with_columns(_pad_numeric())
     elif spec.name == "ferv39k":
         labels = ferv39k_labels(_need(spec, "root", "--root <FERV39k root>"), split)
     elif spec.name == "ravdess":
