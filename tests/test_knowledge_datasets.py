@@ -201,3 +201,12 @@ def test_bad_split_lines_name_file_and_row(tmp_path):
         affwild2_frame_labels(tmp_path / "a.txt")
     with pytest.raises(AudferError, match="calm must be"):
         ravdess_labels([], calm="sad")
+
+
+def test_bad_split_and_class_options(tmp_path):
+    with pytest.raises(AudferError, match="split must be train, test or all, got 'val'"):
+        ferv39k_labels(tmp_path, "val")
+    with pytest.raises(AudferError, match="MAFW classes must be 7"):
+        mafw_labels(tmp_path, 1, "train", classes=5)
+    with pytest.raises(AudferError, match="DFEW .*split file not found"):
+        dfew_labels(tmp_path)

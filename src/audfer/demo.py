@@ -27,7 +27,7 @@ from .data.synthetic_aus import noisy_labels, openface_frames, sample_clip_aus, 
 
 
 def write_synthetic_openface(out: Path, clips: int, frames: int, seed: int, label_noise: float = 0.1) -> pl.DataFrame:
-    """Synthetic OpenFace CSVs (one per clip) and ``clip_labels.csv``; returns the true labels."""
+    """Synthetic OpenFace CSVs (one per clip) and ``clip_labels.csv``; returns the (noisy) clip labels."""
     rng = np.random.default_rng(seed)
     true = sample_labels(rng, clips)
     observed = noisy_labels(rng, true, label_noise)
@@ -37,8 +37,8 @@ def write_synthetic_openface(out: Path, clips: int, frames: int, seed: int, labe
     for cid, y in zip(ids, true):
         clip = sample_clip_aus(rng, int(y), frames, expressiveness=rng.uniform(0.7, 1.2))
         write_openface_csv(of / f"{cid}.csv", openface_frames(rng, clip), "2.2", full=False)
-    table = pl.DataFrame({"clip_id": ids, "label": [EXPRESSIONS[i] for i in observed], "true_label": true.tolist()})
-    write_csv(table.select("clip_id", "label"), out / "clip_labels.csv")
+    table = pl.DataFrame({"clip_id": ids, "label": [EXPRESSIONS[i] for i in observed]})
+    write_csv(table, out / "clip_labels.csv")
     return table
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from .errors import AudferError
-from .io import expression_table
+from .io import expression_table, read_csv_table
 from .vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, expression_index
 
 __all__ = [
@@ -73,8 +73,6 @@ def video_au_labels(
 
 def read_au_labels(path) -> pl.DataFrame:
     """Read ``video_au_labels.csv``: AU cells must be 0, 1 or empty (missing)."""
-    from .io import read_csv_table
-
     df = read_csv_table(path, ("clip_id", *AUS), what="video AU labels")
     for au in AUS:
         bad = df.with_row_index().filter(pl.col(au).is_not_null() & ~pl.col(au).str.strip_chars().is_in(["0", "1", ""]))

@@ -236,7 +236,7 @@ def read_openface_dir(
     dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) != len(stems) else set()
     if dup:
         raise AudferError(f"{directory}: clip id {sorted(dup)[0]!r} appears in more than one file")
-    stamps = {p.stem: [p.stat().st_size, p.stat().st_mtime_ns] for p in paths}
+    stamps = {p.stem: [(st := p.stat()).st_size, st.st_mtime_ns] for p in paths}
 
     options = {"version": _CACHE_VERSION, "face_id": face_id, "strict": strict, "on_error": on_error}
     key = hashlib.sha1(json.dumps([str(directory.resolve()), options]).encode()).hexdigest()[:16]
@@ -289,7 +289,7 @@ def read_openface_dir(
             raise AudferError(sorted(errors)[0][1])
     for msg in notes:
         warnings.warn(msg, OpenFaceWarning, stacklevel=2)
-    schema = {"clip_id": pl.String, **{c: t for c, t in _canonical_schema().items()}}
+    schema = {"clip_id": pl.String, **_canonical_schema()}
     frames = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
     frames = frames.sort(["clip_id", "frame"], maintain_order=True)
     if cache and todo:

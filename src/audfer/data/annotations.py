@@ -45,26 +45,37 @@ def _check_fold(fold: int) -> None:
         raise AudferError(f"fold must be 1..5, got {fold}")
 
 
+def _split_lines(split: str, path_of, what: str):
+    """Yield ``(path, row, line)`` for the non-blank lines of a dataset's split file(s);
+    ``split`` is train, test or all (both)."""
+    if split not in ("train", "test", "all"):
+        raise AudferError(f"split must be train, test or all, got {split!r}")
+    for part in (("train", "test") if split == "all" else (split,)):
+        path = path_of(part)
+        if not path.is_file():
+            raise AudferError(f"{path}: {what} split file not found")
+        for row, line in enumerate(path.read_text().splitlines(), start=1):
+            if line.strip():
+                yield path, row, line
+
+
 def dfew_labels(root: str | Path, fold: int = 1, split: str = "train") -> pl.DataFrame:
     """DFEW's official single-labelled split of one fold (``split``: train, test or all)."""
     _check_fold(fold)
     root = Path(root)
     ids, labels = [], []
-    for part in (("train", "test") if split == "all" else (split,)):
-        path = root / "EmoLabel_DataSplit" / f"{part}(single-labeled)" / f"set_{fold}.csv"
-        if not path.is_file():
-            raise AudferError(f"{path}: DFEW split file not found (expected <root>/EmoLabel_DataSplit/...)")
-        lines = path.read_text().splitlines()
-        if not lines or [c.strip() for c in lines[0].split(",")] != ["video_name", "label"]:
-            raise AudferError(f"{path}: row 1: expected the header video_name,label")
-        for row, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            cells = [c.strip() for c in line.split(",")]
-            if len(cells) != 2 or not cells[0].isdigit() or not cells[1].isdigit() or not 1 <= int(cells[1]) <= 7:
-                raise AudferError(f"{path}: row {row}: {line!r}; expected <video number>,<label 1..7>")
-            ids.append(f"{int(cells[0]):05d}")
-            labels.append(int(cells[1]) - 1)
+    lines = _split_lines(split, lambda part: root / "EmoLabel_DataSplit" / f"{part}(single-labeled)" / f"set_{fold}.csv",
+                         "DFEW (expected <root>/EmoLabel_DataSplit/...)")
+    for path, row, line in lines:
+        cells = [c.strip() for c in line.split(",")]
+        if row == 1:
+            if cells != ["video_name", "label"]:
+                raise AudferError(f"{path}: row 1: expected the header video_name,label")
+            continue
+        if len(cells) != 2 or not cells[0].isdigit() or not cells[1].isdigit() or not 1 <= int(cells[1]) <= 7:
+            raise AudferError(f"{path}: row {row}: {line!r}; expected <video number>,<label 1..7>")
+        ids.append(f"{int(cells[0]):05d}")
+        labels.append(int(cells[1]) - 1)
     return _table(ids, labels)
 
 
@@ -72,41 +83,35 @@ def ferv39k_labels(root: str | Path, split: str = "train") -> pl.DataFrame:
     """FERV39k's All_scenes split (``split``: train, test or all); ids ``Scene_Emotion_ID``."""
     root = Path(root)
     ids, labels = [], []
-    for part in (("train", "test") if split == "all" else (split,)):
-        path = root / "4_setups" / "All_scenes" / f"{part}_All.csv"
-        if not path.is_file():
-            raise AudferError(f"{path}: FERV39k split file not found (expected <root>/4_setups/All_scenes/...)")
-        for row, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            cells = line.split()
-            if len(cells) != 2 or cells[0].count("/") != 2:
-                raise AudferError(f"{path}: row {row}: {line!r}; expected <Scene/Emotion/ID> <Emotion>")
-            ids.append(cells[0].replace("/", "_"))
-            labels.append(expression_index(cells[1], where=f"{path}: row {row}"))
+    lines = _split_lines(split, lambda part: root / "4_setups" / "All_scenes" / f"{part}_All.csv",
+                         "FERV39k (expected <root>/4_setups/All_scenes/...)")
+    for path, row, line in lines:
+        cells = line.split()
+        if len(cells) != 2 or cells[0].count("/") != 2:
+            raise AudferError(f"{path}: row {row}: {line!r}; expected <Scene/Emotion/ID> <Emotion>")
+        ids.append(cells[0].replace("/", "_"))
+        labels.append(expression_index(cells[1], where=f"{path}: row {row}"))
     return _table(ids, labels)
 
 
 def mafw_labels(root: str | Path, fold: int = 1, split: str = "train", *, classes: int = 7) -> pl.DataFrame:
     """MAFW single-label split; ``classes=7`` is our 7-class view, ``11`` keeps MAFW's own indices."""
     _check_fold(fold)
+    if classes not in (7, 11):
+        raise AudferError(f"MAFW classes must be 7 (our view) or 11 (MAFW's own), got {classes}")
     root = Path(root)
     ids, labels = [], []
-    for part in (("train", "test") if split == "all" else (split,)):
-        path = root / "split" / "single" / "no_caption" / f"set_{fold}" / f"{part}.txt"
-        if not path.is_file():
-            raise AudferError(f"{path}: MAFW split file not found (expected <root>/split/single/no_caption/...)")
-        for row, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            cells = line.split()
-            if len(cells) != 2 or cells[1].lower() not in MAFW_CLASSES:
-                raise AudferError(f"{path}: row {row}: {line!r}; expected <clip>.mp4 <one of {', '.join(MAFW_CLASSES)}>")
-            idx = MAFW_CLASSES.index(cells[1].lower())
-            label = idx if classes == 11 else MAFW_TO_7[idx]
-            if label is not None:
-                ids.append(Path(cells[0]).stem)
-                labels.append(label)
+    lines = _split_lines(split, lambda part: root / "split" / "single" / "no_caption" / f"set_{fold}" / f"{part}.txt",
+                         "MAFW (expected <root>/split/single/no_caption/...)")
+    for path, row, line in lines:
+        cells = line.split()
+        if len(cells) != 2 or cells[1].lower() not in MAFW_CLASSES:
+            raise AudferError(f"{path}: row {row}: {line!r}; expected <clip>.mp4 <one of {', '.join(MAFW_CLASSES)}>")
+        idx = MAFW_CLASSES.index(cells[1].lower())
+        label = idx if classes == 11 else MAFW_TO_7[idx]
+        if label is not None:
+            ids.append(Path(cells[0]).stem)
+            labels.append(label)
     return _table(ids, labels)
 
 
