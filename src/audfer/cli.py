@@ -197,6 +197,28 @@ def _run_demo(args) -> None:
     run_demo(args.out, clips=args.clips, frames=args.frames, seed=args.seed, log=_echo)
 
 
+# ----------------------------------------------------------------------------- synth
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="render the built-in synthetic AU face-video dataset (DFEW layout)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (refused if it exists and is not empty)")
+    p.add_argument("--clips", type=int, default=2000, help="number of clips (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical output")
+    p.add_argument("--size", type=int, default=112, help="frame side in pixels (default 112)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    p.add_argument("--label-noise", type=float, default=0.1, help="share of deliberately wrong expression labels (default 0.1)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores, at most 8)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder once the new one is complete")
+    p.add_argument("--preview", action="store_true", help="also write preview.png: a few clips per expression")
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(args) -> None:
+    from .data.synthetic import SynthConfig, generate
+
+    cfg = SynthConfig(clips=args.clips, seed=args.seed, size=args.size, frames=args.frames, label_noise=args.label_noise)
+    generate(args.out, cfg, workers=args.workers, overwrite=args.overwrite, preview=args.preview, log=_echo)
+
+
 # ----------------------------------------------------------------------------- models
 def _add_models(sub) -> None:
     p = sub.add_parser("models", help="list the registered models with parameters and GMACs per clip")
@@ -226,7 +248,7 @@ def _run_models(args) -> None:
 
 
 # ----------------------------------------------------------------------------- main
-_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_models, _add_demo]
+_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_synth, _add_models, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -125,20 +125,46 @@ def frame_paths(folder: Path) -> list[Path]:
     return files
 
 
-def read_frames(path: str | Path, indices: np.ndarray | None = None) -> np.ndarray:
+def _reduced_flag(shape: tuple[int, int], min_size: int | None) -> int:
+    """The largest JPEG DCT down-scaling (1/2, 1/4, 1/8) that keeps the short side >= ``min_size``."""
+    import cv2
+
+    if not min_size:
+        return cv2.IMREAD_COLOR
+    short = min(shape)
+    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
+        if short // factor >= min_size:
+            return flag
+    return cv2.IMREAD_COLOR
+
+
+def read_frames(path: str | Path, indices: np.ndarray | None = None, *, min_size: int | None = None,
+                files: list[Path] | None = None) -> np.ndarray:
     """Decode frames (RGB uint8, ``(T, H, W, 3)``) from a frame folder or a video file; ``indices``
-    selects frames (in the sorted folder / in decoding order)."""
+    selects frames (in the sorted folder / in decoding order).
+
+    ``min_size``: the frames will be resized to at least this short side anyway, so JPEGs at two or
+    more times that size are decoded directly at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, several
+    times faster than a full decode followed by a resize). ``files``: the folder's frame list, if known.
+    """
     import cv2
 
     path = Path(path)
     if path.is_dir():
-        files = frame_paths(path)
+        files = frame_paths(path) if files is None else files
         chosen = files if indices is None else [files[i] for i in indices]
         out = []
-        for f in chosen:
-            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        flag = cv2.IMREAD_COLOR
+        for k, f in enumerate(chosen):
+            img = cv2.imread(str(f), flag)
             if img is None:
-                raise AudferError(f"{f}: unreadable frame image")
+                raise UnreadableFrame(f)
+            if k == 0 and min_size:
+                flag = _reduced_flag(img.shape[:2], min_size)
+                if flag != cv2.IMREAD_COLOR and f.suffix.lower() in (".jpg", ".jpeg"):
+                    img = cv2.imread(str(f), flag)
+                else:
+                    flag = cv2.IMREAD_COLOR
             out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
         return _stack(out, path)
     cap = cv2.VideoCapture(str(path))
@@ -156,6 +182,14 @@ def read_frames(path: str | Path, indices: np.ndarray | None = None) -> np.ndarr
     if indices is not None:
         frames = [frames[i] for i in indices]
     return _stack(frames, path)
+
+
+class UnreadableFrame(AudferError):
+    """A frame image that OpenCV cannot decode (``.path`` names it)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path}: unreadable frame image")
+        self.path = path
 
 
 def _stack(frames: list[np.ndarray], where: Path) -> np.ndarray:
@@ -197,13 +231,22 @@ class ClipDataset:
     Item ``i``: ``(clip float (T, 3, S, S), label, au_targets (18,), au_mask, clip_id)``. ``sampling``
     is one of ``audfer.data.sampling``; ``seed`` + epoch + index seed the augmentation, so a run is
     reproducible whatever the worker layout.
+
+    ``cache``: a ``ClipCache``; the first read of a clip decodes all its frames once at the cache's
+    resolution, later epochs slice the stored array. ``decode_size``: without a cache, JPEGs at twice
+    this size or more are decoded at reduced scale. ``on_bad_frame``: ``"raise"`` (an error naming the
+    file) or ``"skip"``: the frame is dropped from its clip, listed in a warning, and the clip resampled.
     """
 
     def __init__(self, index: ClipIndex, transform, *, num_frames: int = 16, sampling: str = "uniform", train: bool = False,
-                 au_labels: pl.DataFrame | None = None, seed: int = 0, sampling_kwargs: dict | None = None) -> None:
+                 au_labels: pl.DataFrame | None = None, seed: int = 0, sampling_kwargs: dict | None = None,
+                 cache=None, decode_size: int | None = None, on_bad_frame: str = "raise") -> None:
+        if on_bad_frame not in ("raise", "skip"):
+            raise AudferError(f"on_bad_frame must be 'raise' or 'skip', got {on_bad_frame!r}")
         self.index, self.transform, self.num_frames, self.sampling = index, transform, num_frames, sampling
         self.train, self.seed, self.epoch = train, seed, 0
         self.sampling_kwargs = sampling_kwargs or {}
+        self.cache, self.decode_size, self.on_bad_frame = cache, decode_size, on_bad_frame
         self.paths = index.table["path"].to_list()
         self.ids = index.table["clip_id"].to_list()
         self.labels = index.table["label"].to_numpy().astype(np.int64)
@@ -212,6 +255,8 @@ class ClipDataset:
             warnings.warn(f"{len(missing)} of {len(index)} clips have no AU labels and are masked in the AU loss "
                           f"(first: {', '.join(missing[:5])})", UserWarning, stacklevel=2)
         self._lengths: dict[int, int] = {}
+        self._files: dict[int, list[Path]] = {}
+        self.skipped_frames: list[str] = []
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -219,15 +264,39 @@ class ClipDataset:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _decode(self, i: int, rng) -> np.ndarray:
+        from .sampling import sample_indices
+
+        if self.cache is not None:
+            frames = self.cache.get(self.paths[i], on_bad_frame=self.on_bad_frame)
+            idx = sample_indices(self.sampling, len(frames), self.num_frames, rng, **self.sampling_kwargs)
+            return np.ascontiguousarray(frames[idx])
+        path = Path(self.paths[i])
+        if not path.is_dir():
+            if i not in self._lengths:
+                self._lengths[i] = count_frames(path)
+            idx = sample_indices(self.sampling, self._lengths[i], self.num_frames, rng, **self.sampling_kwargs)
+            return read_frames(path, idx)
+        if i not in self._files:
+            self._files[i] = frame_paths(path)
+        while True:
+            files = self._files[i]
+            if not files:
+                raise AudferError(f"{path}: no readable frame image left")
+            idx = sample_indices(self.sampling, len(files), self.num_frames, rng, **self.sampling_kwargs)
+            try:
+                return read_frames(path, idx, min_size=self.decode_size, files=files)
+            except UnreadableFrame as bad:
+                if self.on_bad_frame == "raise":
+                    raise
+                warnings.warn(f"skipped {bad.path}: unreadable frame image", UserWarning, stacklevel=2)
+                self.skipped_frames.append(str(bad.path))
+                self._files[i] = [f for f in files if f != bad.path]
+
     def __getitem__(self, i: int):
         import torch
 
-        from .sampling import sample_indices
-
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        if i not in self._lengths:
-            self._lengths[i] = count_frames(self.paths[i])
-        idx = sample_indices(self.sampling, self._lengths[i], self.num_frames, rng, **self.sampling_kwargs)
-        frames = torch.from_numpy(read_frames(self.paths[i], idx)).permute(0, 3, 1, 2).contiguous()
+        frames = torch.from_numpy(self._decode(i, rng)).permute(0, 3, 1, 2).contiguous()
         clip = self.transform(frames, rng)
         return clip, int(self.labels[i]), torch.from_numpy(self.au_targets[i]), bool(self.au_mask[i]), self.ids[i]

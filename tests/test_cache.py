@@ -1,0 +1,94 @@
+"""Decoded-clip cache, reduced-scale JPEG decoding and the unreadable-frame option."""
+
+import warnings
+
+import cv2
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from audfer import AudferError
+from audfer.data.cache import ClipCache
+from audfer.data.datasets import ClipDataset, ClipIndex, read_frames
+from audfer.data.transforms import Resize
+
+
+def _clip(folder, n=10, size=64, ext=".png", seed=0):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
+    for t in range(n):
+        cv2.imwrite(str(folder / f"{t + 1:05d}{ext}"), np.roll(base, t, axis=1))
+    return folder
+
+
+def _index(*folders):
+    return ClipIndex(pl.DataFrame({"clip_id": [f.name for f in folders], "label": pl.Series([1] * len(folders), dtype=pl.Int8),
+                                   "path": [str(f) for f in folders]}), skipped=[])
+
+
+def test_cache_fills_once_then_serves_the_same_frames(tmp_path):
+    folder = _clip(tmp_path / "c1")
+    cache = ClipCache(tmp_path / "cache", 64)
+    first = np.array(cache.get(folder))
+    again = cache.get(folder)
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert isinstance(again, np.memmap)
+    np.testing.assert_array_equal(first, read_frames(folder))
+    cv2.imwrite(str(folder / "00011.png"), np.zeros((64, 64, 3), np.uint8))  # re-extracted clip -> new entry
+    assert len(cache.get(folder)) == 11 and cache.misses == 2
+
+
+def test_cached_dataset_gives_the_same_items_as_the_uncached_one(tmp_path):
+    index = _index(_clip(tmp_path / "a", 12), _clip(tmp_path / "b", 20, seed=1))
+    kw = dict(num_frames=8, sampling="m3dfel", train=True, seed=5)
+    plain = ClipDataset(index, Resize(64), **kw)
+    cached = ClipDataset(index, Resize(64), cache=ClipCache(tmp_path / "cache", 64), **kw)
+    for epoch in range(2):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(2):
+            torch.testing.assert_close(plain[i][0], cached[i][0], rtol=0, atol=0)
+
+
+def test_large_jpegs_are_decoded_at_reduced_scale(tmp_path):
+    folder = _clip(tmp_path / "big", 3, size=224, ext=".jpg")
+    full = read_frames(folder)
+    small = read_frames(folder, min_size=112)
+    assert full.shape[1:3] == (224, 224) and small.shape[1:3] == (112, 112)
+    ref = np.stack([cv2.resize(f, (112, 112), interpolation=cv2.INTER_AREA) for f in full])
+    assert np.abs(small.astype(int) - ref).mean() < 3
+    assert read_frames(folder, min_size=113).shape[1:3] == (224, 224)  # 1/2 scale would be too small
+    cache = ClipCache(tmp_path / "cache", 100)
+    assert cache.get(folder).shape == (3, 100, 100, 3)  # decoded at 112, resized to the cache size
+
+
+def test_damaged_cache_entry_is_rebuilt(tmp_path):
+    folder = _clip(tmp_path / "c")
+    cache = ClipCache(tmp_path / "cache", 64)
+    cache.get(folder)
+    cache.entry(folder).write_bytes(b"not an array")
+    np.testing.assert_array_equal(cache.get(folder), read_frames(folder))
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_unreadable_frame_raises_naming_it_or_is_skipped_and_listed(tmp_path, cached):
+    folder = _clip(tmp_path / "c", 10)
+    bad = folder / "00004.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    index = _index(folder)
+    make = lambda mode: ClipDataset(index, Resize(64), num_frames=10, sampling="uniform", on_bad_frame=mode,
+                                    cache=ClipCache(tmp_path / f"cache-{mode}", 64) if cached else None)
+    with pytest.raises(AudferError, match="00004.png: unreadable frame image"):
+        make("raise")[0]
+    ds = make("skip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clip = ds[0][0]
+    assert clip.shape == (10, 3, 64, 64)
+    assert any("00004.png" in str(w.message) for w in caught)
+    if not cached:
+        assert ds.skipped_frames == [str(bad)]
+    with pytest.raises(AudferError, match="on_bad_frame"):
+        ClipDataset(index, Resize(64), on_bad_frame="ignore")
