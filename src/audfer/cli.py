@@ -181,20 +181,22 @@ def _number(text: str, flag: str) -> float:
 
 # ----------------------------------------------------------------------------- demo
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline on built-in synthetic data")
-    p.add_argument("--out", type=Path, default=Path("audfer-demo"), help="output folder (default ./audfer-demo)")
-    p.add_argument("--clips", type=int, default=700)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("demo", help="the whole method on built-in synthetic data: K, pos-weights, training with/without AU loss, report")
+    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: the current folder)")
+    p.add_argument("--clips", type=int, default=600, help="synthetic clips (default 600)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the synthetic_small config's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> None:
     from .demo import run_demo
 
-    if args.clips < 7 or args.frames < 1:
-        raise AudferError("demo needs --clips >= 7 (one per expression) and --frames >= 1")
-    run_demo(args.out, clips=args.clips, frames=args.frames, seed=args.seed, log=_echo)
+    if args.clips < 35:
+        raise AudferError(f"--clips must be at least 35 (every expression in every fold), got {args.clips}")
+    seeds = tuple(int(_number(s, "--seeds")) for s in args.seeds.split(",") if s.strip())
+    run_demo(args.out, clips=args.clips, seeds=seeds or (0,), epochs=args.epochs, seed=args.seed, log=_echo)
 
 
 # ----------------------------------------------------------------------------- synth
@@ -217,6 +219,79 @@ def _run_synth(args) -> None:
 
     cfg = SynthConfig(clips=args.clips, seed=args.seed, size=args.size, frames=args.frames, label_noise=args.label_noise)
     generate(args.out, cfg, workers=args.workers, overwrite=args.overwrite, preview=args.preview, log=_echo)
+
+
+# ----------------------------------------------------------------------------- train / evaluate / cv / ablate
+def _add_config_args(p) -> None:
+    p.add_argument("config", help="experiment YAML, or a shipped config name (see `audfer train --list`)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model (with or without the AU loss) as an experiment config says")
+    p.add_argument("config", nargs="?", help="experiment YAML, or a shipped config name")
+    p.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2")
+    p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
+    p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> None:
+    from .engine import load_config, shipped_configs, train
+
+    if args.list or not args.config:
+        print("\n".join(shipped_configs()))
+        return
+    train(load_config(args.config, args.overrides), resume=args.resume, log=_echo)
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics.json + predictions.csv of a checkpoint on a split")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--data", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. data.root=... data.fold=2")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/eval-<split>)")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> None:
+    from .engine import evaluate_checkpoint
+
+    evaluate_checkpoint(args.checkpoint, overrides=args.data, split=args.split, out=args.out, log=_echo)
+
+
+def _add_cv(sub) -> None:
+    p = sub.add_parser("cv", help="train and evaluate every fold; mean ± std report")
+    _add_config_args(p)
+    p.add_argument("--folds", default="1,2,3,4,5", help="comma-separated folds (default 1..5)")
+    p.set_defaults(func=_run_cv)
+
+
+def _run_cv(args) -> None:
+    from .engine import load_config
+    from .engine.experiments import run_cv
+
+    folds = tuple(int(_number(f, "--folds")) for f in args.folds.split(","))
+    run_cv(load_config(args.config, args.overrides), folds=folds, log=_echo)
+
+
+def _add_ablate(sub) -> None:
+    p = sub.add_parser("ablate", help="Table 3 (baseline/global/distinct/minor over seeds) and the λ sweep (Fig. 5)")
+    _add_config_args(p)
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--lambdas", default="0.1,0.25,0.5,0.75", help="λ values of the sweep ('' to skip it)")
+    p.set_defaults(func=_run_ablate)
+
+
+def _run_ablate(args) -> None:
+    from .engine import load_config
+    from .engine.experiments import run_ablation
+
+    seeds = tuple(int(_number(s, "--seeds")) for s in args.seeds.split(",") if s.strip())
+    lams = tuple(_number(s, "--lambdas") for s in args.lambdas.split(",") if s.strip())
+    if any(not 0 <= x <= 1 for x in lams):
+        raise AudferError(f"--lambdas: values must be in [0, 1], got {args.lambdas}")
+    run_ablation(load_config(args.config, args.overrides), seeds=seeds, lams=lams, log=_echo)
 
 
 # ----------------------------------------------------------------------------- models
@@ -248,7 +323,8 @@ def _run_models(args) -> None:
 
 
 # ----------------------------------------------------------------------------- main
-_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_synth, _add_models, _add_demo]
+_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_synth, _add_train, _add_evaluate, _add_cv, _add_ablate,
+             _add_models, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

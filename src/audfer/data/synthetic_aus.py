@@ -23,9 +23,17 @@ _AU28 = AUS.index("AU28")
 PRESENCE_THRESHOLD = 1.0  #: intensity above which an AU counts as present (OpenFace's AU_c ~ AU_r > 1)
 
 
-def activation_probability(prior: np.ndarray) -> np.ndarray:
-    """Prior (7 x 18 in (0,1)) -> probability that an AU is active in a clip of that expression."""
-    return np.clip(np.asarray(prior, dtype=np.float64) ** 2, 0.02, 0.95)
+def activation_probability(prior: np.ndarray, gain: float = 2.0, bias: float = -1.0) -> np.ndarray:
+    """Prior (7 x 18 in (0,1)) -> probability that an AU is active in a clip of that expression.
+
+    Each AU's prior is standardised across the expressions, so an AU is likely where the prior marks
+    it as distinctive for the expression and rare elsewhere: p = sigmoid(gain * z + bias), clipped to
+    [0.02, 0.95]. With the paper's matrix, exact clip-level AU labels predict the expression with
+    ~92 % accuracy (logistic regression): the AUs carry the expression, but not trivially.
+    """
+    k = np.asarray(prior, dtype=np.float64)
+    z = (k - k.mean(axis=0)) / np.maximum(k.std(axis=0), 1e-9)
+    return np.clip(1.0 / (1.0 + np.exp(-(gain * z + bias))), 0.02, 0.95)
 
 
 def envelope(rng: np.random.Generator, n: int) -> np.ndarray:

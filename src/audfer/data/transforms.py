@@ -110,9 +110,9 @@ class Compose:
         return clip
 
 
-def build_transform(spec: InputSpec, train: bool, *, jitter: float = 0.4) -> Compose:
-    """The base models' train/test transforms for a model's ``input_spec``."""
+def build_transform(spec: InputSpec, train: bool, *, jitter: float = 0.4, scale=(0.08, 1.0)) -> Compose:
+    """The base models' train/test transforms for a model's ``input_spec`` (``scale``: crop area range)."""
     if train:
-        return Compose(RandomResizedCrop(spec.size), HorizontalFlip(), ColorJitter(jitter, jitter, jitter),
+        return Compose(RandomResizedCrop(spec.size, scale=tuple(scale)), HorizontalFlip(), ColorJitter(jitter, jitter, jitter),
                        Normalize(spec.mean, spec.std))
     return Compose(Resize(spec.size), Normalize(spec.mean, spec.std))

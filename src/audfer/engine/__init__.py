@@ -1,0 +1,6 @@
+"""Training and evaluation engine (Lightning): configs, data wiring, the AU-DFER module, runs and sweeps."""
+
+from .config import load_config, shipped_configs
+from .train import evaluate_checkpoint, load_module, train
+
+__all__ = ["load_config", "shipped_configs", "train", "evaluate_checkpoint", "load_module"]

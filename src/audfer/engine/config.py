@@ -1,0 +1,142 @@
+"""Experiment configs: one documented source of defaults, experiment files that set what differs.
+
+``load_config(CONFIG, overrides)``: ``CONFIG`` is a YAML path or the name of a shipped config
+(``audfer/configs/<name>.yaml``: each base model's §4.3 recipe x DFEW / FERV39k / MAFW, and
+``synthetic_small``). A config may name a parent with ``base:``; values merge over
+``configs/defaults.yaml``, then ``key=value`` overrides (dotted keys, YAML values) apply. An unknown
+key anywhere is an error naming it: a typo never silently trains the default.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from ..errors import AudferError
+
+CHOICES = {
+    ("data", "dataset"): ("dfew", "ferv39k", "mafw", "list", "synthetic"),
+    ("au", "strategy"): ("none", "global", "distinct", "minor"),
+    ("optim", "name"): ("adamw", "sgd"),
+    ("optim", "scheduler"): ("cosine", "step", "none"),
+    ("train", "selection"): ("last", "best-val", "best-test"),
+    ("train", "monitor"): ("war", "uar"),
+    ("data", "on_missing"): ("raise", "skip"),
+    ("data", "on_bad_frame"): ("raise", "skip"),
+}
+
+
+def shipped_configs() -> list[str]:
+    folder = resources.files("audfer") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml") and p.name != "defaults.yaml")
+
+
+def _read_yaml(path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) if isinstance(path, (str, Path)) else yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise AudferError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AudferError(f"{path}: expected a mapping of options at the top level")
+    return data
+
+
+def defaults() -> dict:
+    return _read_yaml(resources.files("audfer") / "configs" / "defaults.yaml")
+
+
+def _resolve(name: str, relative_to: Path | None = None):
+    """A config path, or a shipped config's name (``m3dfel_dfew``)."""
+    for candidate in ([relative_to / name, relative_to / f"{name}.yaml"] if relative_to else []) + [Path(name)]:
+        if candidate.is_file():
+            return candidate
+    shipped = resources.files("audfer") / "configs" / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise AudferError(f"config {name!r} not found: not a file, nor one of the shipped configs ({', '.join(shipped_configs())})")
+
+
+def _merge(base: dict, over: dict, where: str, path: tuple[str, ...] = ()) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key not in base:
+            dotted = ".".join(path + (str(key),))
+            raise AudferError(f"{where}: unknown option {dotted!r}; expected one of {', '.join(map(str, base))}")
+        if isinstance(base[key], dict) and key != "kwargs":
+            if not isinstance(value, dict):
+                raise AudferError(f"{where}: option {'.'.join(path + (key,))!r} must be a mapping")
+            out[key] = _merge(base[key], value, where, path + (key,))
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _chain(source, seen: tuple = ()) -> list[tuple[object, dict]]:
+    path = _resolve(str(source)) if not hasattr(source, "read_text") else source
+    if str(path) in seen:
+        raise AudferError(f"{path}: config inherits from itself ({' -> '.join(map(str, seen))})")
+    data = _read_yaml(path)
+    parent = data.pop("base", None)
+    chain = []
+    if parent is not None:
+        rel = Path(str(path)).parent if isinstance(path, Path) else None
+        chain = _chain(_resolve(str(parent), rel), seen + (str(path),))
+    return chain + [(path, data)]
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    if "=" not in text:
+        raise AudferError(f"override {text!r}: expected key=value (e.g. au.lam=0.5)")
+    key, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def load_config(source, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Defaults <- config chain (``base:``) <- ``key=value`` overrides; checked for unknown keys and values."""
+    cfg = defaults()
+    first = None
+    for path, data in _chain(source):
+        cfg = _merge(cfg, data, str(path))
+        first = first or path
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested: dict = value  # type: ignore[assignment]
+        for k in reversed(keys):
+            nested = {k: nested}
+        cfg = _merge(cfg, nested, f"override {text!r}")
+    if cfg["name"] is None:
+        cfg["name"] = Path(str(source)).stem if not hasattr(source, "name") else Path(source.name).stem
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: dict) -> None:
+    for (section, key), allowed in CHOICES.items():
+        if cfg[section][key] not in allowed:
+            raise AudferError(f"config: {section}.{key} = {cfg[section][key]!r}; expected one of {', '.join(allowed)}")
+    lam = cfg["au"]["lam"]
+    if not isinstance(lam, (int, float)) or not 0 <= lam <= 1:
+        raise AudferError(f"config: au.lam = {lam!r}; expected a number in [0, 1] (Eq. 10)")
+    for section, key in (("train", "epochs"), ("train", "batch_size"), ("train", "devices")):
+        v = cfg[section][key]
+        if not isinstance(v, int) or v < 1:
+            raise AudferError(f"config: {section}.{key} = {v!r}; expected a positive integer")
+    if not 0 < cfg["train"]["val_share"] < 1:
+        raise AudferError(f"config: train.val_share = {cfg['train']['val_share']!r}; expected a share in (0, 1)")
+    if cfg["data"]["dataset"] == "mafw" and cfg["data"]["classes"] == 11 and cfg["au"]["strategy"] != "none":
+        raise AudferError("config: the AU knowledge covers the 7 basic expressions; with data.classes=11 set au.strategy=none")
+    if not set(cfg["train"]["loggers"] or []) <= {"csv", "tensorboard"}:
+        raise AudferError(f"config: train.loggers = {cfg['train']['loggers']!r}; expected a list of csv, tensorboard")
+
+
+def dump_config(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

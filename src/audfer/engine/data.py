@@ -1,0 +1,191 @@
+"""From an experiment config to clip indexes, AU labels, pos-weights and DataLoaders.
+
+Split handling is explicit: ``train``/``test`` come from the dataset's own split files; ``best-val``
+selection carves a seeded, stratified validation split out of the training fold (the test split is
+never used to choose anything unless ``train.selection = best-test`` says so). Pos-weights are counted
+on the clips actually trained on (Eq. 6-8), never on the test split.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from ..data.datasets import ClipDataset, ClipIndex, dfew_index, ferv39k_index, list_index, mafw_index
+from ..data.transforms import build_transform
+from ..errors import AudferError
+
+
+def _frames_dir(cfg: dict) -> str:
+    d = cfg["data"]
+    if d["frames"]:
+        return d["frames"]
+    if d["dataset"] == "synthetic":
+        meta = Path(d["root"]) / "synth.json"
+        if not meta.is_file():
+            raise AudferError(f"{meta}: not found; data.root must be a folder written by `audfer synth`")
+        return Path(json.loads(meta.read_text())["frames_dir"]).name
+    return "clip_224x224"
+
+
+def split_index(cfg: dict, split: str) -> ClipIndex:
+    """The official ``train`` or ``test`` split of the configured dataset."""
+    d = cfg["data"]
+    if d["root"] is None:
+        raise AudferError("config: data.root is not set")
+    root, miss = Path(d["root"]), d["on_missing"]
+    if not root.is_dir():
+        raise AudferError(f"{root}: dataset root not found (data.root)")
+    kind = d["dataset"]
+    if kind in ("dfew", "synthetic"):
+        return dfew_index(root, d["fold"], split, frames=_frames_dir(cfg), on_missing=miss)
+    if kind == "ferv39k":
+        return ferv39k_index(root, split, on_missing=miss)
+    if kind == "mafw":
+        return mafw_index(root, d["fold"], split, classes=d["classes"], on_missing=miss)
+    lst = d[f"{split}_list"]
+    if lst is None:
+        raise AudferError(f"config: data.{split}_list is not set (dataset: list)")
+    return list_index(lst, root, num_classes=d["classes"], on_missing=miss)
+
+
+def carve_validation(index: ClipIndex, share: float, seed: int) -> tuple[ClipIndex, ClipIndex]:
+    """Seeded stratified hold-out of ``share`` of each class (at least one clip of any class with >= 2)."""
+    rng = np.random.default_rng([seed, 7])
+    labels = index.table["label"].to_numpy()
+    val = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if len(members) < 2:
+            continue
+        k = max(1, int(round(share * len(members))))
+        val[rng.choice(members, size=min(k, len(members) - 1), replace=False)] = True
+    keep = pl.Series(val)
+    return ClipIndex(index.table.filter(~keep), []), ClipIndex(index.table.filter(keep), [])
+
+
+def au_labels_for(cfg: dict) -> pl.DataFrame | None:
+    """Video AU labels (Eq. 4) from ``data.au_labels``, or built from an OpenFace folder (cached)."""
+    from ..labels import read_au_labels, video_au_labels
+    from ..openface import read_openface_dir
+
+    d = cfg["data"]
+    if d["au_labels"]:
+        return read_au_labels(d["au_labels"])
+    folder = d["openface"]
+    if folder is None and d["dataset"] == "synthetic" and d["root"]:
+        folder = Path(d["root"]) / "OpenFace"
+    if folder is None:
+        if cfg["au"]["strategy"] != "none":
+            raise AudferError("config: the AU loss needs video AU labels: set data.au_labels (a CSV from `audfer au-labels`) "
+                              "or data.openface (a folder of OpenFace CSVs)")
+        return None
+    of = read_openface_dir(folder)
+    return video_au_labels(of.frames, of.clips)
+
+
+def knowledge_for(cfg: dict) -> np.ndarray:
+    from ..io import read_expression_table
+    from ..knowledge import paper_knowledge
+
+    src = cfg["au"]["knowledge"]
+    return paper_knowledge() if src == "paper" else read_expression_table(src, what="knowledge matrix")
+
+
+def pos_weights_for(cfg: dict, train: ClipIndex, au_labels: pl.DataFrame | None) -> np.ndarray | None:
+    """7 x 18 pos-weights: counted on the training clips (Eq. 6-8), an official preset, or a CSV."""
+    from ..io import read_expression_table
+    from ..labels import official_pos_weights, pos_weights
+
+    a = cfg["au"]
+    if a["strategy"] == "none":
+        return None
+    src = a["pos_weights"]
+    if src == "computed":
+        if au_labels is None:
+            raise AudferError("config: au.pos_weights=computed needs video AU labels")
+        return pos_weights(au_labels, train.table.select("clip_id", "label"), a["strategy"], minor=a["minor"]).values
+    if src in ("dfew", "ferv39k"):
+        return official_pos_weights(src, a["strategy"])
+    return read_expression_table(src, what="pos-weight table")
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs besides the model: indexes per split, AU labels, K and pos-weights."""
+
+    train: ClipIndex
+    val: ClipIndex | None
+    test: ClipIndex
+    au_labels: pl.DataFrame | None
+    knowledge: np.ndarray
+    pos_weight: np.ndarray | None
+
+
+def prepare(cfg: dict) -> Prepared:
+    train = split_index(cfg, "train")
+    test = split_index(cfg, "test")
+    val = None
+    if cfg["train"]["selection"] == "best-val":
+        train, val = carve_validation(train, cfg["train"]["val_share"], cfg["train"]["seed"])
+    au = au_labels_for(cfg)
+    return Prepared(train, val, test, au, knowledge_for(cfg), pos_weights_for(cfg, train, au))
+
+
+def default_sampling(model_name: str) -> str:
+    for kind in ("m3dfel", "former_dfer", "mae_dfer"):
+        if model_name.startswith(kind):
+            return kind
+    return "uniform"
+
+
+def make_dataset(cfg: dict, index: ClipIndex, spec, au_labels, *, train: bool, view: int = 0) -> ClipDataset:
+    from ..data.cache import ClipCache
+
+    d = cfg["data"]
+    sampling = d["sampling"] or default_sampling(cfg["model"]["name"])
+    kwargs = {}
+    if sampling == "mae_dfer":
+        kwargs = {"stride": d["stride"]} if train else {"stride": d["stride"], "view": view, "views": d["test_views"]}
+    cache = None
+    if d["cache"]:
+        folder = Path(cfg["out"]).parent / ".clip-cache" if d["cache"] == "auto" else Path(d["cache"])
+        cache = ClipCache(folder, spec.size)
+    transform = build_transform(spec, train, jitter=d["jitter"], scale=d["crop_scale"]) if train else build_transform(spec, False)
+    return ClipDataset(index, transform, num_frames=spec.frames, sampling=sampling, train=train, au_labels=au_labels,
+                       seed=cfg["train"]["seed"], sampling_kwargs=kwargs, cache=cache, decode_size=spec.size,
+                       on_bad_frame=d["on_bad_frame"])
+
+
+class EpochShuffle(torch.utils.data.Sampler):
+    """A permutation drawn from ``(seed, epoch)``: the same order on a resumed run as on an uninterrupted one."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, 11, self.epoch]).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def collate(batch):
+    clips, labels, au, mask, ids = zip(*batch)
+    return torch.stack(clips), torch.tensor(labels), torch.stack(au), torch.tensor(mask), list(ids)
+
+
+def loader(ds: ClipDataset, batch_size: int, *, train: bool, workers: int, seed: int) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed) if train else None, shuffle=False,
+        num_workers=workers, collate_fn=collate, drop_last=train and len(ds) > batch_size,
+        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+

@@ -1,0 +1,170 @@
+"""Sweeps over runs: ``run_cv`` (the 5 folds, mean ± std) and ``run_ablation`` (Table 3's baseline / global /
+distinct / minor over seeds, and Fig. 5's λ sweep), each ending in ``report.md`` with figures.
+
+Every run is an ordinary run folder (``train``), so a sweep interrupted half-way is continued by
+running it again: finished runs (with ``eval/metrics.json``) are reused, an unfinished one resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..evaluation import aggregate, class_names
+from ..io import atomic_path, write_csv, write_json
+from ..reports import plot_confusions, plot_curves, plot_knowledge, plot_lambda, plot_tsne, pm, results_table
+from .train import SELECTION_NOTE, run_dir, train
+
+STRATEGY_LABEL = {"none": "baseline (CE only)", "global": "+AU global", "distinct": "+AU distinct", "minor": "+AU minor"}
+
+
+def _variant(cfg: dict, out: Path, **changes) -> dict:
+    c = copy.deepcopy(cfg)
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        c[section][key] = value
+    c["out"] = str(out)
+    return c
+
+
+def run_once(cfg: dict, *, log=print) -> dict:
+    """Train + evaluate one run folder, reusing a finished one and resuming an unfinished one."""
+    out = run_dir(cfg)
+    metrics = out / "eval" / "metrics.json"
+    if not metrics.is_file():
+        train(cfg, resume=(out / "checkpoints" / "last.ckpt").is_file(), log=log)
+    return json.loads(metrics.read_text())
+
+
+def epoch_curves(out: Path) -> dict[str, np.ndarray]:
+    """Per-epoch training CE / AU loss and validation WAR / UAR from a run's CSV log."""
+    path = out / "logs" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    df = pl.read_csv(path)
+    curves = {}
+    for col, name in (("train/ce", "train CE"), ("train/au", "train AU loss"), ("val/war", "val WAR"), ("val/uar", "val UAR")):
+        if col in df.columns:
+            per = df.filter(pl.col(col).is_not_null()).group_by("epoch").agg(pl.col(col).last()).sort("epoch")
+            if per.height:
+                curves[name] = per[col].to_numpy()
+    return curves
+
+
+def _mean_confusion(runs: dict[str, dict]) -> np.ndarray:
+    return np.mean([np.asarray(r["confusion"]) for r in runs.values()], axis=0)
+
+
+def _features(out: Path):
+    preds = pl.read_csv(out / "eval" / "predictions.csv", schema_overrides={"clip_id": pl.String})
+    return np.load(out / "eval" / "features.npy"), preds["label"].to_numpy()
+
+
+def _write_report(out: Path, lines: list[str]) -> None:
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print) -> dict:
+    """Train and evaluate each fold; ``cv.json`` / ``cv.csv`` / ``report.md`` with mean ± std over folds."""
+    base = run_dir(cfg)
+    runs = {}
+    for k in folds:
+        runs[f"fold {k}"] = run_once(_variant(cfg, base / f"fold_{k}", data__fold=k), log=log)
+    agg = aggregate(runs)
+    names = class_names(len(next(iter(runs.values()))["per_class_recall"]))
+    write_json({"aggregate": agg, "folds": runs}, base / "cv.json")
+    table = pl.DataFrame({"fold": list(runs), "war": [r["war"] for r in runs.values()], "uar": [r["uar"] for r in runs.values()],
+                          "macro_f1": [r["macro_f1"] for r in runs.values()],
+                          **{n: [r["per_class_recall"][n] for r in runs.values()] for n in names}})
+    write_csv(table, base / "cv.csv")
+    sel = cfg["train"]["selection"]
+    lines = [f"# {cfg['name']}: {len(folds)}-fold cross-validation", "",
+             f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}`, AU strategy `{cfg['au']['strategy']}`, λ = {cfg['au']['lam']}.",
+             f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}).", "", "| fold | WAR | UAR | macro-F1 |", "|---|---|---|---|"]
+    lines += [f"| {f} | {100 * r['war']:.2f} | {100 * r['uar']:.2f} | {100 * r['macro_f1']:.2f} |" for f, r in runs.items()]
+    lines += [f"| mean ± std | {pm(agg['war'])} | {pm(agg['uar'])} | {pm(agg['macro_f1'])} |", "", "Per-class recall (%):", ""]
+    lines += results_table({cfg["name"]: agg}, names)
+    _write_report(base, lines)
+    log(f"cross-validation: WAR {pm(agg['war'])}, UAR {pm(agg['uar'])} -> {base / 'report.md'}")
+    return agg
+
+
+def run_ablation(cfg: dict, *, seeds=(0, 1, 2), strategies=("none", "global", "distinct", "minor"), lams=(0.1, 0.25, 0.5, 0.75),
+                 title: str | None = None, intro: list[str] | None = None, log=print) -> dict:
+    """Table 3 (each strategy over ``seeds``) and Fig. 5 (λ sweep with the config's strategy), with figures."""
+    from .data import knowledge_for
+
+    base = run_dir(cfg)
+    results: dict[str, dict[str, dict]] = {}
+    for s in strategies:
+        results[s] = {f"seed {seed}": run_once(_variant(cfg, base / s / f"seed_{seed}", au__strategy=s, train__seed=seed), log=log)
+                      for seed in seeds}
+    sweep_strategy = cfg["au"]["strategy"] if cfg["au"]["strategy"] != "none" else "distinct"
+    sweep: dict[float, dict] = {}
+    for lam in lams:
+        runs = {f"seed {seed}": run_once(_variant(cfg, base / f"lambda_{lam:g}" / f"seed_{seed}", au__strategy=sweep_strategy,
+                                                  au__lam=float(lam), train__seed=seed), log=log) for seed in seeds}
+        sweep[float(lam)] = aggregate(runs)
+    aggs = {s: aggregate(r) for s, r in results.items()}
+    names = class_names(len(next(iter(results[strategies[0]].values()))["per_class_recall"]))
+    write_json({"strategies": aggs, "lambda": {str(k): v for k, v in sweep.items()}, "runs": results}, base / "ablation.json")
+
+    au_strategies = [s for s in strategies if s != "none"]
+    best = max(au_strategies, key=lambda s: aggs[s]["uar"]["mean"]) if au_strategies else None
+    figures = []
+    plot_knowledge(knowledge_for(cfg), base / "knowledge.png", title="AU-expression knowledge used by the AU loss (Fig. 4)")
+    figures.append(("Knowledge matrix (Fig. 4)", "knowledge.png"))
+    if "none" in results and best:
+        plot_confusions({STRATEGY_LABEL["none"]: _mean_confusion(results["none"]), STRATEGY_LABEL[best]: _mean_confusion(results[best])},
+                        names, base / "confusion.png", title=f"Normalised confusion, mean over {len(seeds)} seeds (Fig. 6)")
+        figures.append(("Confusion matrices, baseline vs AU (Fig. 6)", "confusion.png"))
+        first = f"seed_{seeds[0]}"
+        plot_tsne({STRATEGY_LABEL["none"]: _features(base / "none" / first), STRATEGY_LABEL[best]: _features(base / best / first)},
+                  names, base / "tsne.png")
+        figures.append((f"t-SNE of pooled test features, seed {seeds[0]} (Fig. 8)", "tsne.png"))
+    curves = {STRATEGY_LABEL[s]: epoch_curves(base / s / f"seed_{seeds[0]}") for s in strategies}
+    if any(curves.values()):
+        plot_curves({k: v for k, v in curves.items() if v}, base / "curves.png", title=f"Training curves, seed {seeds[0]} (Fig. 7)")
+        figures.append(("Training curves (Fig. 7)", "curves.png"))
+    if sweep:
+        ls = sorted(sweep)
+        plot_lambda(ls, [sweep[x]["war"]["mean"] for x in ls], [sweep[x]["uar"]["mean"] for x in ls], base / "lambda.png",
+                    war_std=[sweep[x]["war"]["std"] for x in ls], uar_std=[sweep[x]["uar"]["std"] for x in ls])
+        figures.append((f"λ sweep with the {sweep_strategy} strategy (Fig. 5)", "lambda.png"))
+
+    sel = cfg["train"]["selection"]
+    lines = [f"# {title or cfg['name'] + ': AU-loss ablation'}", ""] + (intro or []) + [
+        f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}` fold {cfg['data']['fold']}; {len(seeds)} seeds "
+        f"({', '.join(map(str, seeds))}); λ = {cfg['au']['lam']} for the strategies; {cfg['train']['epochs']} epochs.",
+        f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Values are mean ± std over seeds, in %.", "",
+        "## Positive-class weight strategies (Table 3 layout)", ""]
+    lines += results_table({STRATEGY_LABEL[s]: aggs[s] for s in strategies}, names)
+    if au_strategies:
+        lines += ["", "| method | AU-head mean F1 (%) |", "|---|---|"]
+        lines += [f"| {STRATEGY_LABEL[s]} | {pm(aggs[s].get('au_f1_mean'))} |" for s in au_strategies]
+    counts = next(iter(results[strategies[0]].values()))["class_counts"]
+    rare = sorted(counts, key=counts.get)[:2]
+    lines += ["", f"Test clips per class: {', '.join(f'{n} {c}' for n, c in counts.items())}. Rarest: **{', '.join(rare)}** — "
+              "their recall rests on a handful of clips and moves most between seeds.",
+              f"Always predicting the most frequent class would score WAR {100 * max(counts.values()) / sum(counts.values()):.2f} / "
+              f"UAR {100 / len(counts):.2f}."]
+    if "none" in aggs and au_strategies:
+        lines += [""]
+        for s in au_strategies:
+            dw = 100 * (aggs[s]["war"]["mean"] - aggs["none"]["war"]["mean"])
+            du = 100 * (aggs[s]["uar"]["mean"] - aggs["none"]["uar"]["mean"])
+            rare_d = ", ".join(f"{n} {100 * ((aggs[s]['per_class_recall'][n]['mean'] or 0) - (aggs['none']['per_class_recall'][n]['mean'] or 0)):+.1f}"
+                               for n in rare)
+            lines.append(f"- {STRATEGY_LABEL[s]} vs baseline: WAR {dw:+.2f}, UAR {du:+.2f} points (rare classes: {rare_d}).")
+    if sweep:
+        lines += ["", f"## λ sweep ({sweep_strategy}, Fig. 5)", "", "| λ | WAR | UAR |", "|---|---|---|"]
+        lines += [f"| {x:g} | {pm(sweep[x]['war'])} | {pm(sweep[x]['uar'])} |" for x in sorted(sweep)]
+    lines += [""] + [f"## {cap}\n\n![{cap}]({f})\n" for cap, f in figures]
+    _write_report(base, lines)
+    log(f"ablation report -> {base / 'report.md'}")
+    return {"strategies": aggs, "lambda": sweep}

@@ -1,0 +1,165 @@
+"""The Lightning module: any registered model + the AU-DFER loss (Eq. 10), optimiser and schedule recipes.
+
+``train.selection`` decides which epoch is evaluated; validation metrics (WAR = micro accuracy,
+UAR = macro recall, torchmetrics, synced across DDP processes) are logged as ``val/war`` and
+``val/uar`` on whichever split the selection rule watches. RNG states travel in the checkpoint, so a
+resumed run continues exactly as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy, MulticlassRecall
+
+from ..losses import AUDFERLoss, mix_batch_targets
+from ..models import create_model
+
+
+def num_classes(cfg: dict) -> int:
+    return 11 if cfg["data"]["dataset"] in ("mafw", "list") and cfg["data"]["classes"] == 11 else 7
+
+
+class AUDFERModule(L.LightningModule):
+    def __init__(self, cfg: dict, knowledge: list, pos_weight: list | None, steps_per_epoch: int = 1) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = cfg
+        use_au = cfg["au"]["strategy"] != "none"
+        m = cfg["model"]
+        self.model = create_model(m["name"], num_classes=num_classes(cfg), au_head=use_au, **(m["kwargs"] or {}))
+        self.criterion = AUDFERLoss(np.asarray(knowledge), None if pos_weight is None else np.asarray(pos_weight),
+                                    au_weight=cfg["au"]["lam"] if use_au else 0.0,
+                                    label_smoothing=cfg["optim"]["label_smoothing"], scale=cfg["au"]["scale"])
+        k = num_classes(cfg)
+        self.val_war = MulticlassAccuracy(num_classes=k, average="micro")
+        self.val_uar = MulticlassRecall(num_classes=k, average="macro")
+        self.steps_per_epoch = max(1, steps_per_epoch)
+
+    def forward(self, x):
+        return self.model(x)
+
+    # --------------------------------------------------------------------------- training
+    def _mix(self, clips, labels, au, mask):
+        o = self.cfg["optim"]
+        if not (o["mixup"] or o["cutmix"]):
+            return clips, labels, au, mask
+        use_cutmix = o["cutmix"] > 0 and (o["mixup"] <= 0 or torch.rand(()) < 0.5)
+        alpha = o["cutmix"] if use_cutmix else o["mixup"]
+        lam = float(np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()))).beta(alpha, alpha))
+        index = torch.randperm(clips.shape[0], device=clips.device)
+        if use_cutmix:
+            h, w = clips.shape[-2:]
+            ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+            cy, cx = int(torch.randint(0, h, ())), int(torch.randint(0, w, ()))
+            y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+            x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+            clips = clips.clone()
+            clips[..., y0:y1, x0:x1] = clips[index][..., y0:y1, x0:x1]
+            lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+        else:
+            clips = lam * clips + (1 - lam) * clips[index]
+        soft, au, mask = mix_batch_targets(labels, au, mask, lam, index, num_classes(self.cfg))
+        return clips, soft, au, mask
+
+    def training_step(self, batch, batch_idx):
+        clips, labels, au, mask, _ = batch
+        clips, targets, au, mask = self._mix(clips, labels, au, mask)
+        out = self.model(clips)
+        parts = self.criterion.components(out.logits, out.au_logits, targets, au, mask)
+        bs = clips.shape[0]
+        self.log("train/loss", parts.total, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log("train/ce", parts.expression, batch_size=bs, sync_dist=True, on_step=False, on_epoch=True)
+        self.log("train/au", parts.au, batch_size=bs, sync_dist=True, on_step=False, on_epoch=True)
+        self.log("train/loss_epoch", parts.total, batch_size=bs, sync_dist=True, on_step=False, on_epoch=True)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True, sync_dist=True, batch_size=bs)
+        return parts.total
+
+    def validation_step(self, batch, batch_idx):
+        clips, labels, *_ = batch
+        logits = self.model(clips).logits
+        self.log("val/loss", F.cross_entropy(logits, labels), batch_size=clips.shape[0], sync_dist=True)
+        self.val_war.update(logits, labels)
+        self.val_uar.update(logits, labels)
+
+    def on_validation_epoch_end(self):
+        self.log("val/war", self.val_war.compute(), prog_bar=True, sync_dist=False)
+        self.log("val/uar", self.val_uar.compute(), prog_bar=True, sync_dist=False)
+        self.val_war.reset()
+        self.val_uar.reset()
+
+    def on_train_epoch_start(self):
+        loader = self.trainer.train_dataloader
+        ds = getattr(loader, "dataset", None)
+        if hasattr(ds, "set_epoch"):
+            ds.set_epoch(self.current_epoch)
+
+    # --------------------------------------------------------------------------- optimisation
+    def _param_groups(self):
+        o = self.cfg["optim"]
+        lr = o["lr"] * (self.cfg["train"]["batch_size"] * self.cfg["train"]["devices"] / 256 if o["lr_scale"] == "batch256" else 1)
+        depth = 1 + max([int(g) for n, _ in self.model.named_parameters() for g in re.findall(r"blocks\.(\d+)\.", n)] or [-1])
+        groups: dict[tuple, dict] = {}
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            no_decay = o["no_decay_norms"] and (p.ndim <= 1 or name.endswith(".bias") or "token" in name)
+            scale = 1.0
+            if o["layer_decay"]:
+                found = re.search(r"blocks\.(\d+)\.", name)
+                if found:
+                    layer = int(found.group(1)) + 1
+                elif any(s in name for s in ("patch_embed", "pos_embed", "cls_token")):
+                    layer = 0
+                else:
+                    layer = depth + 1
+                scale = o["layer_decay"] ** (depth + 1 - layer)
+            key = (no_decay, scale)
+            g = groups.setdefault(key, {"params": [], "weight_decay": 0.0 if no_decay else o["weight_decay"], "lr": lr * scale})
+            g["params"].append(p)
+        return list(groups.values()), lr
+
+    def configure_optimizers(self):
+        o = self.cfg["optim"]
+        groups, lr = self._param_groups()
+        if o["name"] == "adamw":
+            opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(o["betas"]), eps=o["eps"])
+        else:
+            opt = torch.optim.SGD(groups, lr=lr, momentum=o["momentum"])
+        if o["scheduler"] == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o["step_size"], gamma=o["gamma"])
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if o["scheduler"] == "none":
+            return opt
+        total = self.cfg["train"]["epochs"] * self.steps_per_epoch
+        warm = o["warmup_epochs"] * self.steps_per_epoch
+        floor = min(o["min_lr"] / lr, 1.0) if lr > 0 else 0.0
+
+        def factor(step: int) -> float:  # linear warm-up, then cosine to min_lr, per iteration
+            if step < warm:
+                return (step + 1) / warm
+            progress = min((step - warm) / max(total - warm, 1), 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --------------------------------------------------------------------------- exact resume
+    def on_save_checkpoint(self, checkpoint):
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        checkpoint["audfer_rng"] = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                                               has_gauss, cached], "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint):
+        state = checkpoint.get("audfer_rng")
+        if state:
+            torch.set_rng_state(state["torch"])
+            kind, keys, pos, has_gauss, cached = state["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+            random.setstate(state["python"])

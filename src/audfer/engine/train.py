@@ -1,0 +1,206 @@
+"""``train(cfg)`` and ``evaluate_checkpoint(ckpt)``: one run folder per experiment.
+
+Run folder::
+
+    config.yaml                 the resolved config (defaults + experiment + overrides)
+    checkpoints/last.ckpt       written after every epoch (``--resume`` continues from it)
+    checkpoints/best.ckpt       best-val / best-test selection only
+    logs/metrics.csv            per-epoch losses, lr, validation WAR/UAR (TensorBoard too if asked)
+    selection.json              which checkpoint was evaluated, by which rule, from which epoch
+    eval/metrics.json, eval/predictions.csv, eval/features.npy   the selected checkpoint on the test split
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import AudferError
+from ..io import atomic_path, write_csv, write_json
+from .config import dump_config
+from .data import loader, make_dataset, prepare
+
+SELECTION_NOTE = {
+    "last": "last epoch",
+    "best-val": "best epoch on a validation split carved from the training fold",
+    "best-test": "best epoch on the TEST split (what the published numbers did; optimistic)",
+}
+
+
+def run_dir(cfg: dict) -> Path:
+    return Path(cfg["out"] or Path("runs") / cfg["name"])
+
+
+def _loggers(cfg: dict, out: Path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers = []
+    for kind in cfg["train"]["loggers"] or []:
+        if kind == "csv":
+            loggers.append(CSVLogger(str(out), name="logs", version=""))
+        else:
+            try:
+                from lightning.pytorch.loggers import TensorBoardLogger
+
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise AudferError("train.loggers has tensorboard but it is not installed: pip install 'audfer[tensorboard]'") from None
+            loggers.append(TensorBoardLogger(str(out), name="tensorboard", version=""))
+    return loggers or False
+
+
+def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate: bool = True) -> Path:
+    """Train one run as configured, then evaluate the selected checkpoint on the test split."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from .module import AUDFERModule
+
+    cfg = dict(cfg)
+    out = run_dir(cfg)
+    cfg["out"] = str(out)
+    ckdir = out / "checkpoints"
+    last = ckdir / "last.ckpt"
+    if resume and not last.is_file():
+        raise AudferError(f"{last}: nothing to resume from")
+    if not resume and last.is_file():
+        raise AudferError(f"{out}: run folder already has checkpoints; pass --resume to continue it or choose another out=")
+    t = cfg["train"]
+    if t["threads"]:
+        torch.set_num_threads(int(t["threads"]))
+    L.seed_everything(t["seed"], workers=True, verbose=False)
+    prep = prepare(cfg)
+    steps = max(1, len(prep.train) // t["batch_size"] // t["devices"]) if len(prep.train) > t["batch_size"] else 1
+    if t["limit_train_batches"]:
+        steps = min(steps, int(t["limit_train_batches"]))
+    module = AUDFERModule(cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps)
+    spec = module.model.input_spec
+    train_ds = make_dataset(cfg, prep.train, spec, prep.au_labels, train=True)
+    workers = cfg["data"]["num_workers"]
+    train_dl = loader(train_ds, t["batch_size"], train=True, workers=workers, seed=t["seed"])
+    sel = t["selection"]
+    watch = {"best-val": prep.val, "best-test": prep.test}.get(sel)
+    val_dl = None
+    if watch is not None:
+        val_dl = loader(make_dataset(cfg, watch, spec, prep.au_labels, train=False), t["eval_batch_size"] or t["batch_size"],
+                        train=False, workers=workers, seed=t["seed"])
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "config.yaml") as tmp:
+        tmp.write_text(dump_config(cfg))
+    monitor = f"val/{t['monitor']}"
+    cbs = [_EveryEpoch(ckdir)]
+    best_cb = None
+    if watch is not None:
+        best_cb = ModelCheckpoint(dirpath=str(ckdir), filename="best", monitor=monitor, mode="max", save_top_k=1,
+                                  enable_version_counter=False, auto_insert_metric_name=False)
+        cbs.append(best_cb)
+    trainer = L.Trainer(
+        max_epochs=t["epochs"], accelerator=t["accelerator"], devices=t["devices"], strategy=t["strategy"],
+        precision=t["precision"], callbacks=cbs + list(callbacks), logger=_loggers(cfg, out), default_root_dir=str(out),
+        deterministic=t["deterministic"], enable_progress_bar=t["progress"], enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=max(1, min(50, steps)), limit_train_batches=t["limit_train_batches"],
+        use_distributed_sampler=True,
+    )
+    t0 = time.perf_counter()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    log(f"training {cfg['model']['name']} on {cfg['data']['dataset']} ({len(prep.train)} train clips, AU strategy "
+        f"{cfg['au']['strategy']}, λ={cfg['au']['lam']}, selection {sel}) -> {out}")
+    with warnings.catch_warnings():
+        for text in (".*LeafSpec.*", ".*weights_only.*", ".*does not have many workers.*", ".*ambiguous collection.*",
+                     ".*no `val_dataloader`.*"):
+            warnings.filterwarnings("ignore", message=text)
+        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+    if trainer.interrupted:
+        raise AudferError(f"training interrupted; finished epochs are in {last} (continue with --resume)")
+    if trainer.global_rank != 0:
+        return out
+    chosen = last if sel == "last" else Path(best_cb.best_model_path)
+    info = torch.load(chosen, map_location="cpu", weights_only=False)
+    selection = {"rule": sel, "note": SELECTION_NOTE[sel], "checkpoint": str(chosen.relative_to(out)),
+                 "epoch": int(info["epoch"]) + 1,
+                 "monitor": None if sel == "last" else monitor,
+                 "score": None if sel == "last" else float(best_cb.best_model_score), "train_seconds": round(time.perf_counter() - t0, 1)}
+    write_json(selection, out / "selection.json")
+    if evaluate:
+        evaluate_checkpoint(chosen, out=out / "eval", log=log)
+    return out
+
+
+class _EveryEpoch:
+    """Saves ``last.ckpt`` at the end of every training epoch (atomically), so an interruption loses no finished epoch."""
+
+    def __new__(cls, ckdir: Path):
+        from lightning.pytorch.callbacks import Callback
+
+        class EveryEpoch(Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                trainer.save_checkpoint(str(ckdir / "last.ckpt"))
+
+        return EveryEpoch()
+
+
+def load_module(checkpoint, *, map_location="cpu"):
+    """The ``AUDFERModule`` stored in a checkpoint written by ``train``."""
+    from .module import AUDFERModule
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise AudferError(f"{path}: checkpoint not found")
+    try:
+        return AUDFERModule.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise AudferError(f"{path}: not an audfer training checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+
+def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = (), split: str = "test", out=None,
+                        log=print, device: str | None = None) -> dict:
+    """Evaluate a checkpoint on a split of its own dataset config (``overrides`` may point elsewhere, e.g.
+    ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
+    from ..evaluation import classification_metrics, predict_loaders, prediction_table
+    from .config import _merge, check_config, parse_override
+    from .data import au_labels_for, split_index
+
+    module = load_module(checkpoint)
+    cfg = module.cfg
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        cfg = _merge(cfg, nested, f"override {text!r}")
+    check_config(cfg)
+    if split not in ("train", "test"):
+        raise AudferError(f"split must be train or test, got {split!r}")
+    index = split_index(cfg, split)
+    au = au_labels_for({**cfg, "au": {**cfg["au"], "strategy": "none"}}) if cfg["au"]["strategy"] != "none" or cfg["data"]["au_labels"] \
+        else None
+    spec = module.model.input_spec
+    views = cfg["data"]["test_views"] if (cfg["data"]["sampling"] or "") == "mae_dfer" or cfg["model"]["name"].startswith("mae_dfer") else 1
+    bs = cfg["train"]["eval_batch_size"] or cfg["train"]["batch_size"]
+    loaders = [loader(make_dataset(cfg, index, spec, au, train=False, view=v), bs, train=False, workers=cfg["data"]["num_workers"],
+                      seed=0) for v in range(max(1, views))]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    res = predict_loaders(module.model, loaders, device)
+    metrics = classification_metrics(res["probs"], res["labels"], res["au_probs"], res["au_targets"],
+                                      res["au_mask"] if au is not None else np.zeros(len(res["labels"]), bool))
+    ck = Path(checkpoint)
+    sel_file = ck.parent.parent / "selection.json"
+    metrics["selection"] = json.loads(sel_file.read_text()) if sel_file.is_file() else {"rule": "unknown", "checkpoint": str(ck)}
+    metrics.update({"split": split, "dataset": cfg["data"]["dataset"], "fold": cfg["data"]["fold"], "model": cfg["model"]["name"],
+                    "au_strategy": cfg["au"]["strategy"], "lam": cfg["au"]["lam"], "views": max(1, views)})
+    out = Path(out) if out else ck.parent.parent / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(metrics, out / "metrics.json")
+    write_csv(prediction_table(res["ids"], res["labels"], res["probs"], res["au_probs"]), out / "predictions.csv")
+    with atomic_path(out / "features.npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, res["features"].astype(np.float32))
+    log(f"evaluated {ck.name} on {cfg['data']['dataset']} {split} ({metrics['n']} clips): WAR {100 * metrics['war']:.2f} "
+        f"UAR {100 * metrics['uar']:.2f} [{metrics['selection']['rule']}] -> {out}")
+    return metrics

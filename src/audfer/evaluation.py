@@ -1,0 +1,113 @@
+"""Evaluation: WAR, UAR, per-class recall, macro-F1, confusion matrices (torchmetrics), per-AU F1 of the
+AU head, prediction tables, and mean ± std over folds or seeds.
+
+WAR (weighted average recall) = overall accuracy, UAR (unweighted average recall) = mean of the
+per-class recalls, as in the paper's Tables 1-3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import torch
+from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall,
+                                         MultilabelF1Score)
+
+from .data.annotations import MAFW_CLASSES
+from .vocab import AUS, EXPRESSIONS
+
+
+def class_names(num_classes: int) -> tuple[str, ...]:
+    return EXPRESSIONS if num_classes == len(EXPRESSIONS) else tuple(c.capitalize() for c in MAFW_CLASSES[:num_classes])
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, au_probs: np.ndarray | None = None,
+                           au_targets: np.ndarray | None = None, au_mask: np.ndarray | None = None) -> dict:
+    """Metrics of one evaluation. ``probs`` (N, C) class probabilities, ``labels`` (N,) ints; optional AU
+    head probabilities (N, 18) against video AU labels, counted on the clips with ``au_mask``."""
+    p = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    c = p.shape[1]
+    names = class_names(c)
+    recall = MulticlassRecall(num_classes=c, average=None)(p, y).numpy()
+    present = np.bincount(y.numpy(), minlength=c) > 0
+    out = {
+        "n": int(len(y)),
+        "war": float(MulticlassAccuracy(num_classes=c, average="micro")(p, y)),
+        "uar": float(recall[present].mean()),
+        "macro_f1": float(MulticlassF1Score(num_classes=c, average="macro")(p, y)),
+        "per_class_recall": {n: (float(r) if present[i] else None) for i, (n, r) in enumerate(zip(names, recall))},
+        "class_counts": {n: int(k) for n, k in zip(names, np.bincount(y.numpy(), minlength=c))},
+        "confusion": MulticlassConfusionMatrix(num_classes=c, normalize="true")(p, y).numpy().round(6).tolist(),
+        "confusion_counts": MulticlassConfusionMatrix(num_classes=c)(p, y).numpy().tolist(),
+    }
+    if au_probs is not None and au_targets is not None:
+        mask = np.ones(len(y), bool) if au_mask is None else np.asarray(au_mask, bool)
+        if mask.any():
+            f1 = MultilabelF1Score(num_labels=len(AUS), average=None, zero_division=0)(
+                torch.as_tensor(au_probs[mask], dtype=torch.float32), torch.as_tensor(au_targets[mask]).long()).numpy()
+            out["au_f1"] = {a: float(v) for a, v in zip(AUS, f1)}
+            out["au_f1_mean"] = float(f1.mean())
+            out["au_clips"] = int(mask.sum())
+    return out
+
+
+def prediction_table(ids, labels, probs, au_probs=None) -> pl.DataFrame:
+    """``clip_id,label,pred``, one probability column per class, then one per AU (when the AU head is on)."""
+    names = class_names(probs.shape[1])
+    data = {"clip_id": list(ids), "label": np.asarray(labels, np.int64), "pred": probs.argmax(1).astype(np.int64)}
+    data.update({n: probs[:, i].astype(np.float32) for i, n in enumerate(names)})
+    if au_probs is not None:
+        data.update({a: au_probs[:, j].astype(np.float32) for j, a in enumerate(AUS)})
+    return pl.DataFrame(data)
+
+
+@torch.no_grad()
+def predict_loaders(model, loaders, device="cpu") -> dict:
+    """Run ``model`` over one loader per temporal view; softmax / sigmoid / features averaged over views."""
+    model.eval().to(device)
+    acc = None
+    for loader in loaders:
+        probs, aus, feats, labels, ids, au_t, au_m = [], [], [], [], [], [], []
+        for clips, y, au, mask, cid in loader:
+            out = model(clips.to(device))
+            probs.append(out.logits.float().softmax(1).cpu())
+            feats.append(out.features.float().cpu())
+            if out.au_logits is not None:
+                aus.append(out.au_logits.float().sigmoid().cpu())
+            labels.append(y)
+            au_t.append(au)
+            au_m.append(mask)
+            ids += cid
+        view = {"probs": torch.cat(probs).numpy(), "features": torch.cat(feats).numpy(),
+                "au_probs": torch.cat(aus).numpy() if aus else None}
+        if acc is None:
+            acc = {**view, "labels": torch.cat(labels).numpy(), "ids": ids, "au_targets": torch.cat(au_t).numpy(),
+                   "au_mask": torch.cat(au_m).numpy()}
+        else:
+            for k in ("probs", "features", "au_probs"):
+                if view[k] is not None:
+                    acc[k] = acc[k] + view[k]
+    n = len(loaders)
+    for k in ("probs", "features", "au_probs"):
+        if acc[k] is not None:
+            acc[k] = acc[k] / n
+    return acc
+
+
+def aggregate(runs: dict[str, dict], keys=("war", "uar", "macro_f1")) -> dict:
+    """Mean and sample std over runs (folds or seeds) of the scalar metrics and per-class recalls."""
+    out: dict = {"runs": list(runs)}
+    for k in keys:
+        vals = np.array([r[k] for r in runs.values()], dtype=float)
+        out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+    first = next(iter(runs.values()))
+    per = {}
+    for cls in first["per_class_recall"]:
+        vals = np.array([r["per_class_recall"][cls] for r in runs.values() if r["per_class_recall"][cls] is not None], float)
+        per[cls] = {"mean": float(vals.mean()) if len(vals) else None, "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+    out["per_class_recall"] = per
+    if all("au_f1_mean" in r for r in runs.values()):
+        vals = np.array([r["au_f1_mean"] for r in runs.values()])
+        out["au_f1_mean"] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+    return out
