@@ -25,6 +25,9 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, au_probs: np.n
                            au_targets: np.ndarray | None = None, au_mask: np.ndarray | None = None) -> dict:
     """Metrics of one evaluation. ``probs`` (N, C) class probabilities, ``labels`` (N,) ints; optional AU
     head probabilities (N, 18) against video AU labels, counted on the clips with ``au_mask``."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*NaN values found in confusion matrix.*")
     p = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     c = p.shape[1]

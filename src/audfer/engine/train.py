@@ -105,17 +105,21 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
         precision=t["precision"], callbacks=cbs + list(callbacks), logger=_loggers(cfg, out), default_root_dir=str(out),
         deterministic=t["deterministic"], enable_progress_bar=t["progress"], enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=max(1, min(50, steps)), limit_train_batches=t["limit_train_batches"],
-        use_distributed_sampler=True,
+        use_distributed_sampler=True, enable_checkpointing=best_cb is not None,
     )
     t0 = time.perf_counter()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     log(f"training {cfg['model']['name']} on {cfg['data']['dataset']} ({len(prep.train)} train clips, AU strategy "
         f"{cfg['au']['strategy']}, λ={cfg['au']['lam']}, selection {sel}) -> {out}")
+    log_file = out / "logs" / "metrics.csv"
+    earlier = log_file.read_bytes() if resume and log_file.is_file() else None
     with warnings.catch_warnings():
-        for text in (".*LeafSpec.*", ".*weights_only.*", ".*does not have many workers.*", ".*ambiguous collection.*",
+        for text in (".*LeafSpec.*", ".*exists and is not empty.*", ".*weights_only.*", ".*does not have many workers.*", ".*ambiguous collection.*",
                      ".*no `val_dataloader`.*"):
             warnings.filterwarnings("ignore", message=text)
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+    if earlier is not None and trainer.global_rank == 0:
+        _keep_earlier_log(log_file, earlier)
     if trainer.interrupted:
         raise AudferError(f"training interrupted; finished epochs are in {last} (continue with --resume)")
     if trainer.global_rank != 0:
@@ -130,6 +134,21 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
     if evaluate:
         evaluate_checkpoint(chosen, out=out / "eval", log=log)
     return out
+
+
+def _keep_earlier_log(log_file: Path, earlier: bytes) -> None:
+    """Lightning's CSV logger starts a new file on resume: put the finished epochs' rows back in front."""
+    import io
+
+    import polars as pl
+
+    old = pl.read_csv(io.BytesIO(earlier))
+    new = pl.read_csv(log_file) if log_file.is_file() else old.clear()
+    first = new["epoch"].min() if new.height else None
+    if first is not None:
+        old = old.filter(pl.col("epoch") < first)
+    merged = pl.concat([old, new], how="diagonal_relaxed")
+    write_csv(merged.select(sorted(merged.columns, key=lambda c: (c not in ("epoch", "step"), c))), log_file)
 
 
 class _EveryEpoch:

@@ -1,0 +1,179 @@
+"""Training engine end to end on a tiny synthetic set: configs, metrics vs sklearn, selection rules,
+exact resume after an interruption, DDP on 2 CPU processes, cv / ablation reports, demo."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+from audfer import AudferError
+from audfer.cli import main
+from audfer.data.synthetic import SynthConfig, generate
+from audfer.engine import load_config, shipped_configs, train
+from audfer.engine.config import defaults
+from audfer.evaluation import classification_metrics
+
+TINY = ["model.kwargs={img_size: 32, num_frames: 4, width: 8}", "train.epochs=2", "train.batch_size=8", "train.progress=false",
+        "train.threads=2", "train.loggers=[csv]"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("engine") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1)
+
+
+def _cfg(synth, out, *extra):
+    return load_config("synthetic_small", [f"data.root={synth}", f"out={out}", *TINY, *extra])
+
+
+def test_every_shipped_config_loads_and_typos_are_errors(tmp_path):
+    names = shipped_configs()
+    assert {"m3dfel_dfew", "former_dfer_ferv39k", "mae_dfer_mafw", "synthetic_small"} <= set(names)
+    for n in names:
+        cfg = load_config(n)
+        assert cfg["name"] == n
+    mae = load_config("mae_dfer_dfew")
+    assert (mae["optim"]["layer_decay"], mae["data"]["test_views"], mae["data"]["stride"]) == (0.75, 2, 4)
+    assert load_config("mae_dfer_ferv39k")["data"]["stride"] == 1
+    assert load_config("former_dfer_dfew", ["au.lam=0.5", "optim.lr=0.1"])["au"]["lam"] == 0.5
+    with pytest.raises(AudferError, match="unknown option 'au.lamda'"):
+        load_config("m3dfel_dfew", ["au.lamda=0.5"])
+    with pytest.raises(AudferError, match="au.strategy"):
+        load_config("m3dfel_dfew", ["au.strategy=half"])
+    child = tmp_path / "child.yaml"
+    child.write_text("base: former_dfer_dfew\ntrain: {epochs: 3}\n")
+    cfg = load_config(child)
+    assert (cfg["train"]["epochs"], cfg["optim"]["name"], cfg["name"]) == (3, "sgd", "child")
+    assert set(defaults()) == set(cfg)
+
+
+def test_metrics_match_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 200)
+    probs = rng.dirichlet(np.ones(7), 200)
+    probs[np.arange(200), y] += rng.random(200) * 0.5
+    m = classification_metrics(probs, y)
+    pred = probs.argmax(1)
+    assert m["war"] == pytest.approx(accuracy_score(y, pred))
+    assert m["uar"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    cm = confusion_matrix(y, pred, labels=range(7))
+    np.testing.assert_allclose(m["confusion"], cm / cm.sum(1, keepdims=True), atol=1e-6)
+
+
+def test_train_then_evaluate_writes_consistent_outputs(synth, tmp_path, capsys):
+    out = train(_cfg(synth, tmp_path / "run", "train.selection=best-val"), log=lambda m: None)
+    sel = json.loads((out / "selection.json").read_text())
+    assert sel["rule"] == "best-val" and sel["checkpoint"] == "checkpoints/best.ckpt" and "validation split" in sel["note"]
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    preds = pl.read_csv(out / "eval" / "predictions.csv", schema_overrides={"clip_id": pl.String})
+    assert preds.columns[:3] == ["clip_id", "label", "pred"] and preds.columns[3:10] == ["Happy", "Sad", "Neutral", "Angry",
+                                                                                         "Surprise", "Disgust", "Fear"]
+    assert preds.columns[10:] == [f"AU{n}" for n in ("01", "02", "04", "05", "06", "07", "09", "10", "12", "14", "15", "17", "20",
+                                                     "23", "25", "26", "28", "45")]
+    test_ids = pl.read_csv(synth / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_1.csv")["video_name"]
+    assert sorted(preds["clip_id"]) == sorted(f"{i:05d}" for i in test_ids)
+    y, p = preds["label"].to_numpy(), preds["pred"].to_numpy()
+    assert metrics["war"] == pytest.approx(accuracy_score(y, p)) and metrics["uar"] == pytest.approx(balanced_accuracy_score(y, p))
+    np.testing.assert_allclose(preds.select(["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"]).to_numpy().sum(1), 1,
+                               atol=1e-4)
+    assert metrics["selection"]["rule"] == "best-val" and 0 <= metrics["au_f1_mean"] <= 1
+    assert np.load(out / "eval" / "features.npy").shape[0] == preds.height
+    # evaluate CLI: same checkpoint -> same numbers, in the folder asked for
+    assert main(["evaluate", str(out / "checkpoints" / "best.ckpt"), "--out", str(tmp_path / "ev")]) == 0
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert again["war"] == metrics["war"] and again["uar"] == metrics["uar"]
+    # a second train into the same folder would overwrite: refused, nothing touched
+    before = (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    assert main(["train", "synthetic_small", f"data.root={synth}", f"out={out}", *TINY]) == 2
+    assert "already has checkpoints" in capsys.readouterr().err
+    assert (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
+
+
+def test_best_test_selection_is_labelled_as_such(synth, tmp_path):
+    out = train(_cfg(synth, tmp_path / "bt", "train.selection=best-test", "au.strategy=none", "train.epochs=1"), log=lambda m: None)
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert metrics["selection"]["rule"] == "best-test" and "TEST split" in metrics["selection"]["note"]
+    assert "au_f1" not in metrics  # the baseline has no AU head
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_same_weights(synth, tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    class CrashAt(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 2:
+                raise _Crash()
+
+    extra = ("train.epochs=3", "data.num_workers=0")
+    full = train(_cfg(synth, tmp_path / "full", *extra), log=lambda m: None, evaluate=False)
+    with pytest.raises(_Crash):
+        train(_cfg(synth, tmp_path / "cut", *extra), callbacks=[CrashAt()], log=lambda m: None, evaluate=False)
+    assert torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1  # 2 epochs kept
+    with pytest.raises(AudferError, match="nothing to resume"):
+        train(_cfg(synth, tmp_path / "none", *extra), resume=True, log=lambda m: None)
+    cut = train(_cfg(synth, tmp_path / "cut", *extra), resume=True, log=lambda m: None, evaluate=False)
+    log = pl.read_csv(cut / "logs" / "metrics.csv")
+    assert sorted(set(log.filter(pl.col("train/ce").is_not_null())["epoch"])) == [0, 1, 2]  # finished epochs' log rows kept
+    a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_ddp_on_two_cpu_processes(synth, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "audfer.cli", "train", "synthetic_small", f"data.root={synth}", f"out={out}", *TINY,
+           "train.epochs=1", "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu", "train.threads=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == 12 and (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_cv_and_ablation_reports(synth, tmp_path):
+    from audfer.engine.experiments import run_ablation, run_cv
+
+    agg = run_cv(_cfg(synth, tmp_path / "cv", "train.epochs=1"), folds=(1, 2), log=lambda m: None)
+    folds = [json.loads((tmp_path / "cv" / f"fold_{k}" / "eval" / "metrics.json").read_text()) for k in (1, 2)]
+    assert agg["war"]["mean"] == pytest.approx(np.mean([f["war"] for f in folds]))
+    assert agg["uar"]["std"] == pytest.approx(np.std([f["uar"] for f in folds], ddof=1))
+    report = (tmp_path / "cv" / "report.md").read_text()
+    assert "| fold 2 |" in report and "mean ± std" in report and "last" in report
+    res = run_ablation(_cfg(synth, tmp_path / "abl", "train.epochs=1"), seeds=(0, 1), strategies=("none", "distinct"), lams=(0.5,),
+                       log=lambda m: None)
+    assert set(res["strategies"]) == {"none", "distinct"} and set(res["lambda"]) == {0.5}
+    cfg_lam = json.loads((tmp_path / "abl" / "lambda_0.5" / "seed_1" / "eval" / "metrics.json").read_text())
+    assert (cfg_lam["lam"], cfg_lam["au_strategy"]) == (0.5, "distinct")
+    report = (tmp_path / "abl" / "report.md").read_text()
+    assert "baseline (CE only)" in report and "+AU distinct" in report and "λ sweep" in report
+    for png in ("confusion.png", "tsne.png", "curves.png", "lambda.png", "knowledge.png"):
+        assert (tmp_path / "abl" / png).stat().st_size > 1000, png
+    # a rerun reuses finished runs instead of training again
+    mtime = (tmp_path / "abl" / "none" / "seed_0" / "eval" / "metrics.json").stat().st_mtime_ns
+    run_ablation(_cfg(synth, tmp_path / "abl", "train.epochs=1"), seeds=(0, 1), strategies=("none", "distinct"), lams=(0.5,),
+                 log=lambda m: None)
+    assert (tmp_path / "abl" / "none" / "seed_0" / "eval" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_demo_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--clips", "70", "--seeds", "0", "--epochs", "1"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "Synthetic results, not DFEW results" in report and "baseline (CE only)" in report and "+AU minor" in report
+    for name in ("K.csv", "K.png", "video_au_labels.csv", "pos_weights_minor.csv", "model.ckpt", "confusion.png", "synth/preview.png"):
+        assert (tmp_path / name).is_file(), name
+    r = float(report.split("prior the clips were drawn from (17 AUs x 7): **")[1].split("**")[0])
+    assert r > 0.5
