@@ -177,3 +177,6 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
         assert (tmp_path / name).is_file(), name
     r = float(report.split("prior the clips were drawn from (17 AUs x 7): **")[1].split("**")[0])
     assert r > 0.5
+    pytest.importorskip("onnxruntime", reason="onnx extra not installed")
+    assert main(["export", "model.ckpt", "--onnx", "model.onnx"]) == 0  # the README's export step on the demo's checkpoint
+    assert (tmp_path / "model.onnx").stat().st_size > 10_000

@@ -294,6 +294,89 @@ def _run_ablate(args) -> None:
     run_ablation(load_config(args.config, args.overrides), seeds=seeds, lams=lams, log=_echo)
 
 
+# ----------------------------------------------------------------------------- predict / export
+def _add_model_source(p) -> None:
+    p.add_argument("--checkpoint", type=Path, required=True, help="audfer checkpoint (e.g. model.ckpt from `audfer demo`)")
+    p.add_argument("--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="per-window expression and AU probabilities of videos (face tracked with OpenCV)")
+    p.add_argument("videos", nargs="+", type=Path, help="mp4 / avi / mov / mkv files")
+    _add_model_source(p)
+    p.add_argument("--window", type=int, default=16, help="window length in video frames (default 16)")
+    p.add_argument("--stride", type=int, default=8, help="frames between window starts (default 8)")
+    p.add_argument("--margin", type=float, default=0.25, help="face box enlargement before cropping (default 0.25)")
+    p.add_argument("--out", type=Path, required=True, help="results .json (per video: summary + windows) or .csv (windows)")
+    p.add_argument("--annotate", type=Path, default=None,
+                   help="write the video with box and label (a .mp4 path for one video, a folder for several)")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args) -> None:
+    import json
+
+    import polars as pl
+
+    from .inference import NoFaceError, annotate_video, load_predictor, predict_video, summarize
+    from .io import atomic_path, write_csv
+
+    if args.out.suffix.lower() not in (".json", ".csv"):
+        raise AudferError(f"--out {args.out}: expected a .json or .csv file name")
+    model = load_predictor(args.checkpoint, args.model)
+    results, tables, failed = {}, [], []
+    for video in args.videos:
+        try:
+            table, boxes, fps = predict_video(video, model, window=args.window, stride=args.stride, margin=args.margin,
+                                              return_faces=True)
+        except NoFaceError as exc:
+            if len(args.videos) == 1:
+                raise
+            _echo(f"audfer: error: {exc}")
+            failed.append(str(video))
+            continue
+        summary = summarize(table)
+        summary.update({"fps": fps, "frames": len(boxes), "frames_with_face": int((~pl.Series(boxes[:, 0]).is_nan()).sum())})
+        results[str(video)] = {"summary": summary, "windows": table.to_dicts()}
+        tables.append(table.select(pl.lit(str(video)).alias("video"), pl.all()))
+        _echo(f"{video}: {summary['expression']} ({summary['probabilities'][summary['expression']]:.2f}); "
+              f"{summary['windows_with_face']}/{summary['windows']} windows with a face")
+        if args.annotate:
+            target = args.annotate if len(args.videos) == 1 else args.annotate / f"{Path(video).stem}_annotated.mp4"
+            annotate_video(video, target, table, boxes, fps)
+    if results:
+        if args.out.suffix.lower() == ".csv":
+            write_csv(pl.concat(tables, how="diagonal_relaxed"), args.out)
+        else:
+            with atomic_path(args.out) as tmp:
+                tmp.write_text(json.dumps(results, indent=1, allow_nan=False, default=float) + "\n")
+        _echo(f"wrote {args.out}")
+    if failed:
+        raise AudferError(f"{len(failed)} of {len(args.videos)} video(s) without a face, no prediction for them: {', '.join(failed)}")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (both heads) and check it against PyTorch")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
+    p.add_argument("--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> None:
+    from .export import export_onnx, onnx_parity
+    from .inference import load_predictor
+
+    model = load_predictor(args.checkpoint, args.model)
+    export_onnx(model, args.onnx, opset=args.opset)
+    diff = onnx_parity(model, args.onnx)
+    _echo(f"wrote {args.onnx}; onnxruntime vs PyTorch max abs difference: "
+          + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
+    if max(diff.values()) > 1e-4:
+        raise AudferError(f"{args.onnx}: ONNX output differs from PyTorch by {max(diff.values()):.2e} (> 1e-4)")
+
+
 # ----------------------------------------------------------------------------- models
 def _add_models(sub) -> None:
     p = sub.add_parser("models", help="list the registered models with parameters and GMACs per clip")
@@ -324,7 +407,7 @@ def _run_models(args) -> None:
 
 # ----------------------------------------------------------------------------- main
 _COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_synth, _add_train, _add_evaluate, _add_cv, _add_ablate,
-             _add_models, _add_demo]
+             _add_predict, _add_export, _add_models, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

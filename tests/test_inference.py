@@ -1,0 +1,117 @@
+"""Video inference on the real fixture videos, the face tracker, and ONNX export parity."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from audfer import AUS, EXPRESSIONS
+from audfer.cli import main
+from audfer.inference import NoFaceError, predict_video, summarize, track_main_face, windows
+from audfer.models import create_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("former_dfer_small", img_size=32, num_frames=4, width=8).eval()
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "small.pth"
+    torch.save({"state_dict": create_model("former_dfer_small").state_dict()}, path)
+    return path
+
+
+def test_single_face_video_gives_a_prediction_per_window(fixtures, model):
+    table, boxes, fps = predict_video(fixtures / "video" / "single_face.mp4", model, window=16, stride=8, return_faces=True)
+    assert len(boxes) == 72 and fps == pytest.approx(30.0)
+    assert (~np.isnan(boxes).any(axis=1)).mean() >= 0.9
+    assert table["start_frame"].to_list() == [0, 8, 16, 24, 32, 40, 48, 56] and table["end_frame"].to_list()[-1] == 72
+    assert table["has_face"].all()
+    np.testing.assert_allclose(table["start_time"].to_numpy(), table["start_frame"].to_numpy() / 30.0, atol=1e-3)
+    probs = table.select(EXPRESSIONS).to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    au = table.select(AUS).to_numpy()
+    assert ((au >= 0) & (au <= 1)).all()
+    assert table["pred"].to_list() == [EXPRESSIONS[i] for i in probs.argmax(1)]
+    s = summarize(table)
+    assert s["expression"] in EXPRESSIONS and s["windows_with_face"] == 8
+    assert sum(s["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    # the box sits on the face: inside the frame, a plausible face size for 640 x 360
+    b = table.select("box_x", "box_y", "box_w", "box_h").to_numpy()
+    assert (b[:, 0] >= 0).all() and (b[:, 0] + b[:, 2] <= 640).all() and (b[:, 2] > 40).all()
+
+
+def test_no_face_video_is_a_clear_error(fixtures, model, weights, tmp_path, capsys):
+    with pytest.raises(NoFaceError, match="no_face.mp4: no face found in"):
+        predict_video(fixtures / "video" / "no_face.mp4", model)
+    out = tmp_path / "res.json"
+    assert main(["predict", str(fixtures / "video" / "no_face.mp4"), "--checkpoint", str(weights), "--model", "former_dfer_small",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no face found" in err[0]
+    assert not out.exists()
+
+
+def test_mixed_video_flags_windows_without_a_face(fixtures, model):
+    table, boxes, _ = predict_video(fixtures / "video" / "face_noface.mov", model, return_faces=True)
+    share = (~np.isnan(boxes).any(axis=1)).mean()
+    assert 0.3 < share < 0.6
+    flagged = table.filter(~pl.col("has_face"))
+    kept = table.filter(pl.col("has_face"))
+    assert flagged.height > 0 and kept.height > 0
+    assert flagged["pred"].null_count() == flagged.height and flagged["Happy"].null_count() == flagged.height
+    assert kept["pred"].null_count() == 0
+    assert kept["start_frame"].max() < flagged["start_frame"].min()  # the face comes first, then leaves
+
+
+def test_tracker_keeps_the_persistent_face_and_drops_isolated_hits():
+    face = np.array([[100, 100, 80, 80]], np.float32)
+    dets = [face + [t, 0, 0, 0] for t in range(20)]
+    dets[5] = np.zeros((0, 4), np.float32)  # a missed frame inside the track: bridged
+    dets[12] = np.concatenate([dets[12], [[400, 50, 120, 120]]])  # a bigger one-frame false hit: ignored
+    boxes = track_main_face(dets)
+    assert not np.isnan(boxes).any()
+    assert boxes[5, 0] == pytest.approx(105, abs=1.5) and boxes[12, 0] == pytest.approx(112, abs=1.5)
+    lonely = [np.zeros((0, 4), np.float32)] * 30
+    lonely[10] = face
+    assert np.isnan(track_main_face(lonely)).all()
+
+
+def test_windows_cover_the_video():
+    assert windows(72, 16, 8)[-1] == (56, 72)
+    assert windows(70, 16, 8)[-1] == (54, 70)
+    assert windows(10, 16, 8) == [(0, 10)]
+
+
+def test_predict_cli_writes_json_csv_and_an_annotated_video(fixtures, weights, tmp_path):
+    import cv2
+
+    video = fixtures / "video" / "single_face.mp4"
+    base = ["--checkpoint", str(weights), "--model", "former_dfer_small"]
+    assert main(["predict", str(video), *base, "--out", str(tmp_path / "r.json"), "--annotate", str(tmp_path / "a.mp4")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())[str(video)]
+    assert res["summary"]["frames"] == 72 and len(res["windows"]) == 8
+    cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 72 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 640
+    assert main(["predict", str(video), str(fixtures / "video" / "face_noface.mov"), *base, "--out", str(tmp_path / "r.csv")]) == 0
+    table = pl.read_csv(tmp_path / "r.csv")
+    assert table["video"].n_unique() == 2 and {"start_frame", "Happy", "AU45", "pred"} <= set(table.columns)
+
+
+@pytest.mark.parametrize("name", ["former_dfer_small", "m3dfel_small", "mae_dfer_small"])
+def test_onnx_export_matches_pytorch(name, tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnx extra not installed (pip install 'audfer[onnx]')")
+    from audfer.export import export_onnx, onnx_parity
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    path = export_onnx(model, tmp_path / f"{name}.onnx")
+    diff = onnx_parity(model, path, batch=2)
+    assert set(diff) == {"logits", "au_logits"}
+    assert max(diff.values()) <= 1e-4, diff
