@@ -2,7 +2,7 @@
 
 A pipeline of swappable stages with typed outputs (facetorch-style):
 
-1. ``read_video``: all frames (RGB) with fps, via OpenCV (mp4 / avi / mov / mkv);
+1. ``iter_frames``: frames (RGB) streamed by OpenCV (mp4 / avi / mov / mkv), read twice (detect, then crop);
 2. ``HaarFaceDetector``: OpenCV's frontal-face Haar cascade, shipped inside opencv-python (nothing is
    downloaded); detection runs on a frame scaled to ``detect_width`` pixels for speed;
 3. ``track_main_face``: detections linked into tracks by overlap; the main face is the track with the
@@ -22,7 +22,6 @@ never an invented prediction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +35,6 @@ from .vocab import AUS
 
 class NoFaceError(AudferError):
     """No face was found in a video."""
-
-
-@dataclass
-class Video:
-    frames: np.ndarray  #: (T, H, W, 3) RGB uint8
-    fps: float
-    path: str
 
 
 def _open(path: str | Path):
@@ -83,16 +75,6 @@ def iter_frames(path: str | Path):
         cap.release()
     if n == 0:
         raise AudferError(f"{path}: no decodable frame")
-
-
-def read_video(path: str | Path, *, max_frames: int | None = None) -> Video:
-    """All frames of a (short) video in memory, with its fps."""
-    frames = []
-    for f in iter_frames(path):
-        frames.append(f)
-        if max_frames is not None and len(frames) >= max_frames:
-            break
-    return Video(np.stack(frames), video_fps(path), str(path))
 
 
 class HaarFaceDetector:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from ..errors import AudferError
 from ..io import atomic_path, write_csv, write_json
@@ -151,17 +152,14 @@ def _keep_earlier_log(log_file: Path, earlier: bytes) -> None:
     write_csv(merged.select(sorted(merged.columns, key=lambda c: (c not in ("epoch", "step"), c))), log_file)
 
 
-class _EveryEpoch:
-    """Saves ``last.ckpt`` at the end of every training epoch (atomically), so an interruption loses no finished epoch."""
+class _EveryEpoch(Callback):
+    """Saves ``last.ckpt`` at the end of every training epoch, so an interruption loses no finished epoch."""
 
-    def __new__(cls, ckdir: Path):
-        from lightning.pytorch.callbacks import Callback
+    def __init__(self, ckdir: Path) -> None:
+        self.ckdir = ckdir
 
-        class EveryEpoch(Callback):
-            def on_train_epoch_end(self, trainer, pl_module):
-                trainer.save_checkpoint(str(ckdir / "last.ckpt"))
-
-        return EveryEpoch()
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.save_checkpoint(str(self.ckdir / "last.ckpt"))
 
 
 def load_module(checkpoint, *, map_location="cpu"):
@@ -183,7 +181,7 @@ def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = 
     ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
     from ..evaluation import classification_metrics, predict_loaders, prediction_table
     from .config import _merge, check_config, parse_override
-    from .data import au_labels_for, split_index
+    from .data import au_labels_for, default_sampling, split_index
 
     module = load_module(checkpoint)
     cfg = module.cfg
@@ -197,10 +195,10 @@ def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = 
     if split not in ("train", "test"):
         raise AudferError(f"split must be train or test, got {split!r}")
     index = split_index(cfg, split)
-    au = au_labels_for({**cfg, "au": {**cfg["au"], "strategy": "none"}}) if cfg["au"]["strategy"] != "none" or cfg["data"]["au_labels"] \
-        else None
+    au = au_labels_for({**cfg, "au": {**cfg["au"], "strategy": "none"}})  # None when the config names no AU source
     spec = module.model.input_spec
-    views = cfg["data"]["test_views"] if (cfg["data"]["sampling"] or "") == "mae_dfer" or cfg["model"]["name"].startswith("mae_dfer") else 1
+    sampling = cfg["data"]["sampling"] or default_sampling(cfg["model"]["name"])
+    views = cfg["data"]["test_views"] if sampling == "mae_dfer" else 1
     bs = cfg["train"]["eval_batch_size"] or cfg["train"]["batch_size"]
     loaders = [loader(make_dataset(cfg, index, spec, au, train=False, view=v), bs, train=False, workers=cfg["data"]["num_workers"],
                       seed=0) for v in range(max(1, views))]
