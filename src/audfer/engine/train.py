@@ -101,6 +101,8 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
         best_cb = ModelCheckpoint(dirpath=str(ckdir), filename="best", monitor=monitor, mode="max", save_top_k=1,
                                   enable_version_counter=False, auto_insert_metric_name=False)
         cbs.append(best_cb)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # no "GPU available" banners per run
+        logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
         max_epochs=t["epochs"], accelerator=t["accelerator"], devices=t["devices"], strategy=t["strategy"],
         precision=t["precision"], callbacks=cbs + list(callbacks), logger=_loggers(cfg, out), default_root_dir=str(out),
@@ -109,7 +111,6 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
         use_distributed_sampler=True, enable_checkpointing=best_cb is not None,
     )
     t0 = time.perf_counter()
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     log(f"training {cfg['model']['name']} on {cfg['data']['dataset']} ({len(prep.train)} train clips, AU strategy "
         f"{cfg['au']['strategy']}, λ={cfg['au']['lam']}, selection {sel}) -> {out}")
     log_file = out / "logs" / "metrics.csv"
