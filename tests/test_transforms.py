@@ -56,3 +56,32 @@ def test_colour_jitter_keeps_range_and_changes_pixels():
     assert out.dtype == torch.uint8 and not torch.equal(out, clip)
     gray = torch.full((2, 3, 4, 4), 128, dtype=torch.uint8)  # saturation/contrast leave flat gray alone
     assert torch.equal(ColorJitter(0, 0.4, 0.4)(gray, np.random.default_rng(1)), gray)
+
+
+def test_randaugment_and_erasing_are_seeded_and_identical_across_frames():
+    import numpy as np
+    import torch
+
+    from audfer.data.transforms import RandAugment, RandomErasing, build_transform
+    from audfer.models.base import InputSpec
+
+    frame = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 3, 32, 32), dtype=np.uint8))
+    clip = frame.repeat(6, 1, 1, 1)
+    ra = RandAugment(7, 4)
+    changed = 0
+    for seed in range(10):
+        a = ra(clip, np.random.default_rng(seed))
+        b = ra(clip, np.random.default_rng(seed))
+        assert torch.equal(a, b) and a.dtype == torch.uint8 and a.shape == clip.shape
+        assert all(torch.equal(a[0], a[t]) for t in range(6))  # one draw per clip
+        changed += int(not torch.equal(a, clip))
+    assert changed >= 8
+    assert torch.equal(ra(clip, None), clip)  # test time: untouched
+    er = RandomErasing(1.0)
+    x = clip.float()
+    y = er(x, np.random.default_rng(1))
+    diff = (y != x).any(dim=1)
+    assert diff.any() and all(torch.equal(diff[0], diff[t]) for t in range(6))
+    spec = InputSpec(6, 32)
+    t = build_transform(spec, True, jitter=0.0, randaugment=(7, 4), erasing=0.25)
+    assert [type(s).__name__ for s in t.steps] == ["RandomResizedCrop", "HorizontalFlip", "RandAugment", "Normalize", "RandomErasing"]

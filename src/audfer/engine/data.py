@@ -156,7 +156,8 @@ def make_dataset(cfg: dict, index: ClipIndex, spec, au_labels, *, train: bool, v
     if d["cache"]:
         folder = Path(cfg["out"]).parent / ".clip-cache" if d["cache"] == "auto" else Path(d["cache"])
         cache = ClipCache(folder, spec.size)
-    transform = build_transform(spec, train, jitter=d["jitter"], scale=d["crop_scale"]) if train else build_transform(spec, False)
+    transform = build_transform(spec, train, jitter=d["jitter"], scale=d["crop_scale"], randaugment=d["randaugment"],
+                                erasing=d["erasing"]) if train else build_transform(spec, False)
     return ClipDataset(index, transform, num_frames=spec.frames, sampling=sampling, train=train, au_labels=au_labels,
                        seed=cfg["train"]["seed"], sampling_kwargs=kwargs, cache=cache, decode_size=spec.size,
                        on_bad_frame=d["on_bad_frame"])
