@@ -36,7 +36,7 @@ def shipped_configs() -> list[str]:
 
 def _read_yaml(path) -> dict:
     try:
-        data = yaml.safe_load(Path(path).read_text()) if isinstance(path, (str, Path)) else yaml.safe_load(path.read_text())
+        data = yaml.safe_load((Path(path) if isinstance(path, str) else path).read_text())
     except yaml.YAMLError as exc:
         raise AudferError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if data is None:
@@ -100,6 +100,17 @@ def parse_override(text: str) -> tuple[list[str], object]:
     return key.strip().split("."), parsed
 
 
+def apply_overrides(cfg: dict, overrides) -> dict:
+    """``key=value`` overrides (dotted keys, YAML values) merged over ``cfg``; unknown keys are errors."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        cfg = _merge(cfg, nested, f"override {text!r}")
+    return cfg
+
+
 def load_config(source, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Defaults <- config chain (``base:``) <- ``key=value`` overrides; checked for unknown keys and values."""
     cfg = defaults()
@@ -107,12 +118,7 @@ def load_config(source, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     for path, data in _chain(source):
         cfg = _merge(cfg, data, str(path))
         first = first or path
-    for text in overrides:
-        keys, value = parse_override(text)
-        nested: dict = value  # type: ignore[assignment]
-        for k in reversed(keys):
-            nested = {k: nested}
-        cfg = _merge(cfg, nested, f"override {text!r}")
+    cfg = apply_overrides(cfg, overrides)
     if cfg["name"] is None:
         cfg["name"] = Path(str(source)).stem if not hasattr(source, "name") else Path(source.name).stem
     check_config(cfg)

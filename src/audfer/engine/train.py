@@ -181,17 +181,11 @@ def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = 
     """Evaluate a checkpoint on a split of its own dataset config (``overrides`` may point elsewhere, e.g.
     ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
     from ..evaluation import classification_metrics, predict_loaders, prediction_table
-    from .config import _merge, check_config, parse_override
+    from .config import apply_overrides, check_config
     from .data import au_labels_for, default_sampling, split_index
 
     module = load_module(checkpoint)
-    cfg = module.cfg
-    for text in overrides:
-        keys, value = parse_override(text)
-        nested = value
-        for k in reversed(keys):
-            nested = {k: nested}
-        cfg = _merge(cfg, nested, f"override {text!r}")
+    cfg = apply_overrides(module.cfg, overrides)
     check_config(cfg)
     if split not in ("train", "test"):
         raise AudferError(f"split must be train or test, got {split!r}")
