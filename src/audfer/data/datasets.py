@@ -13,6 +13,7 @@ AU labels, or with empty AU cells, is masked (reported once, never "all AUs pres
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +119,52 @@ def list_index(list_file, root, *, num_classes: int = 7, keep_parts: int = 1, on
 # ------------------------------------------------------------------------------- decoding
 
 
+_NUMBER = re.compile(r"\d+")
+
+
+def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
+    """Frame files in temporal order: by the numbers in their names, never as text.
+
+    Every naming in use sorts right: ``1.jpg ... 16.jpg`` (DFEW ``clip_224x224_16f``, where text order
+    would give 1, 10, 11, ..., 16, 2, ...), ``00001.jpg``, ``00001_00001.jpg``, ``img_00012.png``. The
+    names' non-digit skeleton (``#.jpg``, ``img_#.png``) must be one pattern: a folder mixing patterns
+    (``1.jpg`` beside ``img_2.jpg``, or ``.jpg`` beside ``.png``) or numbering one frame twice (``1.jpg``
+    and ``01.jpg``) has no defined order and is an error. Gaps in the numbering (``1, 2, 4``) are
+    reported with a warning: frames are missing, the order is still right.
+    """
+    if len(files) <= 1:
+        return list(files)
+    patterns: dict[str, Path] = {}
+    keyed = []
+    for f in files:
+        patterns.setdefault(_NUMBER.sub("#", f.stem) + f.suffix.lower(), f)
+        keyed.append((tuple(int(n) for n in _NUMBER.findall(f.stem)), f))
+    if len(patterns) > 1:
+        shown = ", ".join(f"{p.name} ({pat})" for pat, p in list(patterns.items())[:3])
+        raise AudferError(f"{folder}: frame files follow {len(patterns)} naming patterns ({shown}); "
+                          "cannot tell their temporal order")
+    keyed.sort(key=lambda kf: kf[0])
+    numbers = [k for k, _ in keyed]
+    for a, b in zip(keyed, keyed[1:]):
+        if a[0] == b[0]:
+            raise AudferError(f"{folder}: {a[1].name} and {b[1].name} carry the same frame number")
+    if numbers[0]:
+        last = [k[-1] for k in numbers]
+        if all(k[:-1] == numbers[0][:-1] for k in numbers):
+            steps = np.diff(last)
+            if (steps != 1).any():
+                missing = int((steps - 1).sum())
+                warnings.warn(f"{folder}: frame numbering has gaps ({missing} frame number(s) missing between "
+                              f"{last[0]} and {last[-1]}); frames are used in numeric order", UserWarning, stacklevel=3)
+    return [f for _, f in keyed]
+
+
 def frame_paths(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    """The frame images of a clip folder in temporal order (``order_frames``)."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise AudferError(f"{folder}: no frame images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
+    return order_frames(files, folder)
 
 
 def _reduced_flag(shape: tuple[int, int], min_size: int | None) -> int:

@@ -19,10 +19,16 @@ def _check(n: int) -> None:
 
 
 def m3dfel_indices(n: int, num: int = 16, rng: np.random.Generator | None = None) -> np.ndarray:
-    """M3DFEL: frame_i = int(n * i / num) + offset, offset random in [0, num) in training, 0 at test, clamped."""
+    """M3DFEL: frame_i = int(n * i / num) + offset_i, clamped to n - 1.
+
+    Official: Tencent/TFace ``attribute/M3DFEL/datasets/dataset_DFEW.py``, ``DFEWDataset.__getitem__``
+    draws ``int(random.random() * num_frames)`` *for every frame* (``args.random_sample``), so each of
+    the ``num`` frames has its own offset in [0, num). One shared offset would shift the whole clip
+    (an offset of 15 on a 16-frame clip gives 16 copies of its last frame). At test the official code
+    randomises too; audfer uses offset 0 (deterministic evaluation, stated in the M3DFEL configs)."""
     _check(n)
     base = (n * np.arange(num)) // num
-    offset = int(rng.integers(0, num)) if rng is not None else 0
+    offset = rng.integers(0, num, size=num) if rng is not None else 0
     return np.minimum(base + offset, n - 1)
 
 
@@ -42,19 +48,39 @@ def segment_indices(n: int, segments: int = 8, per_segment: int = 2, rng: np.ran
 
 def strided_indices(n: int, num: int = 16, stride: int = 4, rng: np.random.Generator | None = None,
                     view: int = 0, views: int = 1) -> np.ndarray:
-    """MAE-DFER: ``num`` frames ``stride`` apart from a start that is random in training; at test,
-    ``views`` evenly spaced temporal views (``view`` picks one); short clips pad by repetition."""
+    """MAE-DFER, as its loader does it (sunlicai/MAE-DFER ``kinetics.py``, ``VideoClsDatasetFrame.load_video``
+    and ``__getitem__``; VideoMAE's sampling).
+
+    Training, window ``w = num * stride``: a clip longer than ``w`` gives ``num`` frames evenly spaced
+    (``linspace``) over a window ``[end - w, end)`` whose end is drawn from ``[w, n)``; a clip of at most
+    ``w`` frames gives ``n // stride`` frames spread over the clip (``linspace(0, n, n // stride)``) and
+    then its last frame repeated up to ``num`` (a 16-frame clip at stride 4: frames 0, 5, 10, 15 and
+    twelve more 15s), exactly as the official loader pads.
+
+    Test: every ``stride``-th frame (the last repeated up to ``num``), then ``views`` evenly spaced
+    windows of ``num`` of them; ``view`` picks one (``temporal_start = int(view * step)``). With one view
+    the official code divides by zero; audfer takes the centre window."""
     _check(n)
-    length = (num - 1) * stride + 1
-    slack = max(n - length, 0)
+    if stride < 1:
+        raise AudferError(f"mae_dfer sampling: stride must be at least 1, got {stride}")
     if rng is not None:
-        start = int(rng.integers(0, slack + 1))
+        window = num * stride
+        if n <= window:
+            k = n // stride
+            idx = np.concatenate((np.linspace(0, n, num=k), np.full(max(num - k, 0), float(n))))
+            return np.clip(idx, 0, n - 1).astype(np.int64)
+        end = int(rng.integers(window, n))
+        start = end - window
+        return np.clip(np.linspace(start, end, num=num), start, end - 1).astype(np.int64)
+    every = list(range(0, n, stride))
+    every += [every[-1]] * max(num - len(every), 0)
+    every = np.asarray(every, dtype=np.int64)
+    if views > 1:
+        step = max((len(every) - num) / (views - 1), 0.0)
+        first = int(view * step)
     else:
-        start = int(round(slack * view / (views - 1))) if views > 1 else slack // 2
-    idx = start + stride * np.arange(num)
-    if n < length:  # pad by repeating frames: spread the available frames over the window
-        idx = np.floor(np.arange(num) * n / num).astype(int)
-    return np.minimum(idx, n - 1)
+        first = (len(every) - num) // 2
+    return every[first:first + num]
 
 
 def uniform_indices(n: int, num: int = 16, rng: np.random.Generator | None = None) -> np.ndarray:
