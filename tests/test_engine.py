@@ -40,7 +40,7 @@ def test_every_shipped_config_loads_and_typos_are_errors(tmp_path):
         assert cfg["name"] == n
     mae = load_config("mae_dfer_dfew")
     assert (mae["optim"]["layer_decay"], mae["data"]["test_views"], mae["data"]["stride"]) == (0.75, 2, 4)
-    assert (mae["data"]["randaugment"], mae["data"]["erasing"], mae["optim"]["mixup"]) == ([7, 4], 0.25, 0.8)
+    assert (mae["data"]["randaugment"], mae["data"]["erasing"], mae["optim"]["mixup"]) == ("rand-m7-n4-mstd0.5-inc1", 0.25, 0.8)
     assert load_config("mae_dfer_ferv39k")["data"]["stride"] == 1
     assert load_config("former_dfer_dfew", ["au.lam=0.5", "optim.lr=0.1"])["au"]["lam"] == 0.5
     with pytest.raises(AudferError, match="unknown option 'au.lamda'"):

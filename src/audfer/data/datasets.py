@@ -335,10 +335,13 @@ class ClipDataset:
                 self.skipped_frames.append(str(bad.path))
                 self._files[i] = [f for f in files if f != bad.path]
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item):
+        """``item``: an index (augmented with ``set_epoch``'s epoch) or an ``(epoch, index)`` pair, which is
+        what the training sampler yields so that worker processes see the epoch too."""
         import torch
 
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        epoch, i = (int(item[0]), int(item[1])) if isinstance(item, (tuple, list)) else (self.epoch, int(item))
+        rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
         frames = torch.from_numpy(self._decode(i, rng)).permute(0, 3, 1, 2).contiguous()
         clip = self.transform(frames, rng)
         return clip, int(self.labels[i]), torch.from_numpy(self.au_targets[i]), bool(self.au_mask[i]), self.ids[i]

@@ -10,6 +10,7 @@ the model's mean/std.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import torch
@@ -64,27 +65,79 @@ class HorizontalFlip:
         return clip.flip(-1) if rng is not None and rng.random() < self.p else clip
 
 
-class ColorJitter:
-    """Brightness, contrast and saturation factors drawn once per clip from [1 - s, 1 + s]."""
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
-    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4) -> None:
-        self.b, self.c, self.s = brightness, contrast, saturation
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """(T, 3, H, W) RGB in [0, 1] -> HSV in [0, 1]."""
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(1)
+    minc, _ = x.min(1)
+    delta = maxc - minc
+    s = torch.where(maxc > 0, delta / maxc.clamp(min=1e-12), torch.zeros_like(maxc))
+    d = delta.clamp(min=1e-12)
+    h = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, 2.0 + (b - r) / d, 4.0 + (r - g) / d))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    return torch.stack([h, s, maxc], 1)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.long() % 6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    out = torch.zeros_like(x)
+    for k, (r, g, b) in enumerate(table):
+        m = (i == k).unsqueeze(1)
+        out = torch.where(m, torch.stack([r, g, b], 1), out)
+    return out
+
+
+def adjust_hue(x: torch.Tensor, shift: float) -> torch.Tensor:
+    """Rotate the hue of float RGB in [0, 255] by ``shift`` turns (torchvision's ``adjust_hue`` factor)."""
+    hsv = _rgb_to_hsv(x / 255.0)
+    hsv[:, 0] = (hsv[:, 0] + shift) % 1.0
+    return _hsv_to_rgb(hsv) * 255.0
+
+
+class ColorJitter:
+    """torchvision's ``ColorJitter(b, c, s, h)`` with one draw per clip, applied to every frame.
+
+    As M3DFEL's ``GroupColorJitter`` (Tencent/TFace ``attribute/M3DFEL/datasets/video_transform.py``;
+    ``bcsh=0.4`` sets brightness, contrast, saturation *and* hue): the four operations in a random
+    order, factors uniform in ``[max(0, 1 - v), 1 + v]`` and the hue shift in ``[-h, h]``, drawn once and
+    applied to all frames; contrast blends towards each frame's mean grey level."""
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0) -> None:
+        if not 0 <= hue <= 0.5:
+            raise ValueError(f"hue jitter must be in [0, 0.5], got {hue}")
+        self.b, self.c, self.s, self.h = brightness, contrast, saturation, hue
+
+    def draw(self, rng) -> tuple[list[int], list[float]]:
+        order = [int(k) for k in rng.permutation(4)]
+        factors = [rng.uniform(max(0.0, 1 - v), 1 + v) for v in (self.b, self.c, self.s)] + [rng.uniform(-self.h, self.h)]
+        return order, factors
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
             return clip
+        order, factors = self.draw(rng)
         x = clip.float()
-        gray_w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        for kind in rng.permutation(3):
-            f = rng.uniform(1 - (self.b, self.c, self.s)[kind], 1 + (self.b, self.c, self.s)[kind])
-            if kind == 0:
+        for kind in order:
+            f = factors[kind]
+            if kind == 0 and self.b:
                 x = x * f
-            elif kind == 1:
-                mean = (x * gray_w).sum(1, keepdim=True).mean(dim=(-2, -1), keepdim=True)
+            elif kind == 1 and self.c:
+                mean = _gray(x).mean(dim=(-2, -1), keepdim=True)
                 x = (x - mean) * f + mean
-            else:
-                gray = (x * gray_w).sum(1, keepdim=True)
-                x = (x - gray) * f + gray
+            elif kind == 2 and self.s:
+                g = _gray(x)
+                x = (x - g) * f + g
+            elif kind == 3 and self.h:
+                x = adjust_hue(x, f)
             x = x.clamp(0, 255)
         return x.round().to(torch.uint8)
 
@@ -110,16 +163,20 @@ class Compose:
         return clip
 
 
-def build_transform(spec: InputSpec, train: bool, *, jitter: float = 0.4, scale=(0.08, 1.0), randaugment=None,
-                    erasing: float = 0.0) -> Compose:
-    """The base models' train/test transforms for a model's ``input_spec`` (``scale``: crop area range;
-    ``randaugment``: ``(m, n)`` or None; ``erasing``: random-erasing probability)."""
+def build_transform(spec: InputSpec, train: bool, *, jitter: float = 0.4, hue: float = 0.0, scale=(0.08, 1.0),
+                    randaugment=None, erasing: float = 0.0) -> Compose:
+    """The base models' train/test transforms for a model's ``input_spec``.
+
+    Training: [RandAugment] -> random resized crop (area ``scale``, ratio 3/4-4/3) -> h-flip -> [colour
+    jitter ``jitter`` with hue ``hue``] -> normalise -> [random erasing ``erasing``]. RandAugment comes
+    first, on the whole frame, as in MAE-DFER's ``_aug_frame`` (RandAugment, then normalise, then
+    ``spatial_sampling``'s crop and flip, then erasing). ``randaugment``: a timm string
+    (``rand-m7-n4-mstd0.5-inc1``) or ``[m, n]``. Test: resize, normalise."""
     if train:
-        steps = [RandomResizedCrop(spec.size, scale=tuple(scale)), HorizontalFlip()]
-        if jitter:
-            steps.append(ColorJitter(jitter, jitter, jitter))
-        if randaugment:
-            steps.append(RandAugment(*randaugment))
+        steps = [RandAugment.from_spec(randaugment)] if randaugment else []
+        steps += [RandomResizedCrop(spec.size, scale=tuple(scale)), HorizontalFlip()]
+        if jitter or hue:
+            steps.append(ColorJitter(jitter, jitter, jitter, hue))
         steps.append(Normalize(spec.mean, spec.std))
         if erasing:
             steps.append(RandomErasing(erasing))
@@ -127,89 +184,205 @@ def build_transform(spec: InputSpec, train: bool, *, jitter: float = 0.4, scale=
     return Compose(Resize(spec.size), Normalize(spec.mean, spec.std))
 
 
+def parse_randaugment(spec) -> dict:
+    """timm's RandAugment config string (``rand-m7-n4-mstd0.5-inc1``, MAE-DFER's ``--aa``) or ``[m, n]``
+    -> ``{"m", "n", "mstd", "p", "increasing"}``. ``[m, n]`` means ``rand-m<m>-n<n>-inc1`` (no noise)."""
+    if isinstance(spec, (list, tuple)):
+        if len(spec) != 2:
+            raise ValueError(f"randaugment: expected [m, n] or a string like rand-m7-n4-mstd0.5-inc1, got {spec!r}")
+        return {"m": float(spec[0]), "n": int(spec[1]), "mstd": 0.0, "p": 0.5, "increasing": True}
+    parts = str(spec).split("-")
+    if parts[0] != "rand":
+        raise ValueError(f"randaugment: {spec!r} does not start with 'rand-'")
+    out = {"m": 10.0, "n": 2, "mstd": 0.0, "p": 0.5, "increasing": False}
+    for part in parts[1:]:
+        found = re.fullmatch(r"([a-z]+)([0-9.]+)", part)
+        if not found:
+            raise ValueError(f"randaugment: cannot read {part!r} in {spec!r}")
+        key, val = found.groups()
+        if key == "m":
+            out["m"] = float(val)
+        elif key == "n":
+            out["n"] = int(val)
+        elif key == "mstd":
+            out["mstd"] = float(val)
+        elif key == "inc":
+            out["increasing"] = bool(int(val))
+        elif key == "p":
+            out["p"] = float(val)
+        else:
+            raise ValueError(f"randaugment: unknown section {part!r} in {spec!r} (expected m, n, mstd, inc, p)")
+    return out
+
+
+_FILL = 128.0  # timm's default fill for geometric ops (VideoMAE's create_random_augment passes no img_mean)
+
+
+def _warp(x: torch.Tensor, inverse) -> torch.Tensor:
+    """Resample every frame: ``inverse(xo, yo) -> (xi, yi)`` maps output pixel centres to input coordinates
+    (PIL's ``Image.transform`` convention); bicubic, out-of-image areas filled with 128."""
+    t, _, h, w = x.shape
+    yo, xo = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5,
+                            indexing="ij")
+    xi, yi = inverse(xo, yo)
+    grid = torch.stack([2 * xi / w - 1, 2 * yi / h - 1], -1).unsqueeze(0).expand(t, h, w, 2)
+    out = F.grid_sample(x, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
+    inside = F.grid_sample(torch.ones(t, 1, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + (1 - inside) * _FILL
+
+
+def _equalize(x: torch.Tensor) -> torch.Tensor:
+    """PIL's ``ImageOps.equalize`` per frame and channel."""
+    arr = x.round().clamp(0, 255).to(torch.uint8).numpy()
+    out = arr.copy()
+    for f in range(arr.shape[0]):
+        for c in range(3):
+            hist = np.bincount(arr[f, c].ravel(), minlength=256)
+            nonzero = hist[hist > 0]
+            step = (int(hist.sum()) - int(nonzero[-1])) // 255 if len(nonzero) else 0
+            if step == 0:
+                continue
+            lut = (np.concatenate([[0], np.cumsum(hist)[:-1]]) + step // 2) // step
+            out[f, c] = np.clip(lut, 0, 255)[arr[f, c]]
+    return torch.from_numpy(out).float()
+
+
 class RandAugment:
-    """RandAugment (Cubuk et al. 2020) for clips: ``n`` ops drawn per clip at magnitude ``m`` (of 10),
-    applied identically to every frame (MAE-DFER recipe: m7 n4). Ops on uint8 tensors: identity,
-    auto-contrast, brightness, contrast, colour, sharpness, posterize, solarize, rotate, shear x/y,
-    translate x/y (signed magnitudes, as timm's ``rand-m7-n4``)."""
+    """RandAugment with timm's semantics for clips, as MAE-DFER applies it (``--aa rand-m7-n4-mstd0.5-inc1``).
 
-    OPS = ("identity", "autocontrast", "brightness", "contrast", "color", "sharpness", "posterize", "solarize", "rotate",
-           "shear_x", "shear_y", "translate_x", "translate_y")
+    Official pipeline: sunlicai/MAE-DFER ``kinetics.py``, ``VideoClsDatasetFrame._aug_frame`` ->
+    ``video_transforms.create_random_augment`` (VideoMAE's copy of timm's ``rand_augment_transform``;
+    ``translate_const`` only, so the fill is timm's default grey 128, interpolation ``bicubic``):
 
-    def __init__(self, m: float = 7, n: int = 4) -> None:
-        self.m, self.n = m, n
+    - ``n`` ops drawn *with replacement* from timm's 15 ops (the ``inc1`` "increasing" set: AutoContrast,
+      Equalize, Invert, Rotate, PosterizeIncreasing, SolarizeIncreasing, SolarizeAdd, Color/Contrast/
+      Brightness/SharpnessIncreasing, ShearX, ShearY, TranslateXRel, TranslateYRel);
+    - each op applied with probability ``p`` = 0.5, at a magnitude drawn from N(m, mstd) clipped to [0, 10];
+    - timm's magnitude mapping (level l = magnitude / 10, sign +-1 at random): rotate 30 l degrees, shear
+      0.3 l, translate 0.45 l of the size, enhance factor 1 + 0.9 l (sign), posterize to ``4 - int(4 l)``
+      bits (2 bits at m7), solarize above ``256 - int(256 l)``, solarize-add ``int(110 l)`` below 128;
+    - one draw for the clip, applied to every frame (VideoMAE's video ``AugmentOp``); AutoContrast,
+      Equalize and Contrast use each frame's own statistics, as PIL does per image.
+    """
 
-    def _affine(self, x: torch.Tensor, theta: list[list[float]]) -> torch.Tensor:
-        t = torch.tensor(theta, dtype=torch.float32).unsqueeze(0).expand(x.shape[0], 2, 3)
-        grid = F.affine_grid(t, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    OPS_INCREASING = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing",
+                      "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing",
+                      "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+    OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color", "Contrast",
+           "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+
+    def __init__(self, m: float = 7, n: int = 4, mstd: float = 0.0, p: float = 0.5, increasing: bool = True) -> None:
+        self.m, self.n, self.mstd, self.p = float(m), int(n), float(mstd), float(p)
+        self.ops = self.OPS_INCREASING if increasing else self.OPS
+
+    @classmethod
+    def from_spec(cls, spec) -> "RandAugment":
+        return cls(**parse_randaugment(spec))
+
+    def draw(self, rng) -> list[tuple[str, float, float]]:
+        """The clip's ops: ``(name, magnitude, sign)`` for each op that fires."""
+        chosen = rng.choice(len(self.ops), size=self.n, replace=True)
+        out = []
+        for k in chosen:
+            if self.p < 1.0 and rng.random() > self.p:
+                continue
+            mag = rng.normal(self.m, self.mstd) if self.mstd > 0 else self.m
+            mag = min(10.0, max(0.0, float(mag)))
+            sign = -1.0 if rng.random() > 0.5 else 1.0
+            out.append((self.ops[int(k)], mag, sign))
+        return out
+
+    @staticmethod
+    def apply(x: torch.Tensor, op: str, mag: float, sign: float) -> torch.Tensor:
+        """One op on float frames ``(T, 3, H, W)`` in [0, 255]."""
+        lvl = mag / 10.0
+        h, w = x.shape[-2:]
+        if op == "AutoContrast":
+            lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
+            return torch.where(hi > lo, (x - lo) * 255.0 / (hi - lo).clamp(min=1e-6), x)
+        if op == "Equalize":
+            return _equalize(x)
+        if op == "Invert":
+            return 255.0 - x
+        if op in ("Posterize", "PosterizeIncreasing"):
+            bits = 4 - int(lvl * 4) if op == "PosterizeIncreasing" else int(lvl * 4)
+            if bits >= 8:
+                return x
+            shift = 8 - bits
+            return ((x.round().clamp(0, 255).to(torch.uint8) >> shift) << shift).float()
+        if op in ("Solarize", "SolarizeIncreasing"):
+            thresh = 256 - int(lvl * 256) if op == "SolarizeIncreasing" else int(lvl * 256)
+            return torch.where(x >= thresh, 255.0 - x, x)
+        if op == "SolarizeAdd":
+            return torch.where(x < 128, (x + int(lvl * 110)).clamp(max=255), x)
+        if op.startswith(("Color", "Contrast", "Brightness", "Sharpness")):
+            f = 1.0 + sign * 0.9 * lvl if op.endswith("Increasing") else lvl * 1.8 + 0.1
+            if op.startswith("Brightness"):
+                base = torch.zeros_like(x)
+            elif op.startswith("Color"):
+                base = _gray(x).expand_as(x)
+            elif op.startswith("Contrast"):
+                base = torch.floor(_gray(x).mean(dim=(-2, -1), keepdim=True) + 0.5).expand_as(x)
+            else:  # PIL's SMOOTH kernel, borders unchanged
+                k = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=torch.float32) / 13
+                base = x.clone()
+                base[..., 1:-1, 1:-1] = F.conv2d(x, k.expand(3, 1, 3, 3), groups=3)
+            return base + f * (x - base)
+        if op == "Rotate":
+            a = math.radians(sign * 30.0 * lvl)
+            cx, cy = w / 2.0, h / 2.0
+            ca, sa = math.cos(a), math.sin(a)
+            return _warp(x, lambda xo, yo: (ca * (xo - cx) - sa * (yo - cy) + cx, sa * (xo - cx) + ca * (yo - cy) + cy))
+        if op == "ShearX":
+            v = sign * 0.3 * lvl
+            return _warp(x, lambda xo, yo: (xo + v * yo, yo))
+        if op == "ShearY":
+            v = sign * 0.3 * lvl
+            return _warp(x, lambda xo, yo: (xo, yo + v * xo))
+        if op == "TranslateXRel":
+            v = sign * 0.45 * lvl * w
+            return _warp(x, lambda xo, yo: (xo + v, yo))
+        if op == "TranslateYRel":
+            v = sign * 0.45 * lvl * h
+            return _warp(x, lambda xo, yo: (xo, yo + v))
+        raise ValueError(f"unknown RandAugment op {op!r}")
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
             return clip
         x = clip.float()
-        gray_w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        mag = self.m / 10.0
-        for op in rng.choice(self.OPS, size=self.n):
-            sign = 1.0 if rng.random() < 0.5 else -1.0
-            if op == "autocontrast":
-                lo = x.amin(dim=(0, 2, 3), keepdim=True)
-                hi = x.amax(dim=(0, 2, 3), keepdim=True)
-                x = (x - lo) * 255.0 / (hi - lo).clamp(min=1)
-            elif op in ("brightness", "contrast", "color", "sharpness"):
-                f = 1.0 + sign * 0.9 * mag
-                if op == "brightness":
-                    x = x * f
-                elif op == "contrast":
-                    mean = (x * gray_w).sum(1, keepdim=True).mean(dim=(0, 2, 3), keepdim=True)
-                    x = (x - mean) * f + mean
-                elif op == "color":
-                    g = (x * gray_w).sum(1, keepdim=True)
-                    x = (x - g) * f + g
-                else:
-                    k = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=torch.float32) / 13
-                    blur = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.expand(3, 1, 3, 3), groups=3)
-                    x = blur + (x - blur) * f
-            elif op == "posterize":
-                bits = int(8 - round(4 * mag))
-                x = (x.clamp(0, 255).to(torch.uint8) >> (8 - bits) << (8 - bits)).float()
-            elif op == "solarize":
-                thr = 256 - 256 * mag
-                x = torch.where(x >= thr, 255 - x, x)
-            elif op == "rotate":
-                a = math.radians(sign * 30 * mag)
-                x = self._affine(x, [[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0]])
-            elif op == "shear_x":
-                x = self._affine(x, [[1, sign * 0.3 * mag, 0], [0, 1, 0]])
-            elif op == "shear_y":
-                x = self._affine(x, [[1, 0, 0], [sign * 0.3 * mag, 1, 0]])
-            elif op == "translate_x":
-                x = self._affine(x, [[1, 0, sign * 0.9 * mag], [0, 1, 0]])
-            elif op == "translate_y":
-                x = self._affine(x, [[1, 0, 0], [0, 1, sign * 0.9 * mag]])
-            x = x.clamp(0, 255)
-        return x.round().to(torch.uint8)
+        for op, mag, sign in self.draw(rng):
+            x = self.apply(x, op, mag, sign).clamp(0, 255).round()
+        return x.to(torch.uint8)
 
 
 class RandomErasing:
-    """Random erasing (Zhong et al. 2020) with probability ``p``: one box of area 2-33 % and aspect 0.3-3.3,
-    the same box on every frame, filled with per-pixel noise (timm's ``mode='pixel'``); after normalisation."""
+    """Random erasing as MAE-DFER applies it (``--reprob 0.25 --remode pixel --recount 1``): timm's
+    ``RandomErasing`` is called on the clip as a ``(T, C, H, W)`` tensor, which timm treats as a batch, so
+    *each frame* is erased independently with probability ``p``: its own box of area 2-33 % and aspect
+    0.3-3.3 (10 tries), filled with per-pixel N(0, 1) noise, after normalisation (sunlicai/MAE-DFER
+    ``kinetics.py``, ``_aug_frame``)."""
 
     def __init__(self, p: float = 0.25) -> None:
         self.p = p
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
-        if rng is None or rng.random() >= self.p:
+        if rng is None:
             return clip
         h, w = clip.shape[-2:]
-        for _ in range(10):
-            area = h * w * rng.uniform(0.02, 1 / 3)
-            aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
-            eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-            if 0 < eh < h and 0 < ew < w:
-                top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
-                noise = torch.from_numpy(rng.standard_normal((1, clip.shape[1], eh, ew)).astype(np.float32))
-                clip = clip.clone()
-                clip[..., top:top + eh, left:left + ew] = noise
-                return clip
-        return clip
+        out = None
+        for f in range(clip.shape[0]):
+            if rng.random() > self.p:
+                continue
+            for _ in range(10):
+                area = h * w * rng.uniform(0.02, 1 / 3)
+                aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
+                eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+                if eh < h and ew < w:
+                    top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+                    if out is None:
+                        out = clip.clone()
+                    noise = rng.standard_normal((clip.shape[1], eh, ew)).astype(np.float32)
+                    out[f, :, top:top + eh, left:left + ew] = torch.from_numpy(noise)
+                    break
+        return clip if out is None else out

@@ -21,7 +21,7 @@ CHOICES = {
     ("data", "dataset"): ("dfew", "ferv39k", "mafw", "list", "synthetic"),
     ("au", "strategy"): ("none", "global", "distinct", "minor"),
     ("optim", "name"): ("adamw", "sgd"),
-    ("optim", "scheduler"): ("cosine", "step", "none"),
+    ("optim", "scheduler"): ("cosine", "timm-cosine", "step", "none"),
     ("train", "selection"): ("last", "best-val", "best-test"),
     ("train", "monitor"): ("war", "uar"),
     ("data", "on_missing"): ("raise", "skip"),

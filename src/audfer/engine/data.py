@@ -156,15 +156,29 @@ def make_dataset(cfg: dict, index: ClipIndex, spec, au_labels, *, train: bool, v
     if d["cache"]:
         folder = Path(cfg["out"]).parent / ".clip-cache" if d["cache"] == "auto" else Path(d["cache"])
         cache = ClipCache(folder, spec.size)
-    transform = build_transform(spec, train, jitter=d["jitter"], scale=d["crop_scale"], randaugment=d["randaugment"],
+    transform = build_transform(spec, train, jitter=d["jitter"], hue=d["hue"], scale=d["crop_scale"], randaugment=d["randaugment"],
                                 erasing=d["erasing"]) if train else build_transform(spec, False)
     return ClipDataset(index, transform, num_frames=spec.frames, sampling=sampling, train=train, au_labels=au_labels,
                        seed=cfg["train"]["seed"], sampling_kwargs=kwargs, cache=cache, decode_size=spec.size,
                        on_bad_frame=d["on_bad_frame"])
 
 
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 class EpochShuffle(torch.utils.data.Sampler):
-    """A permutation drawn from ``(seed, epoch)``: the same order on a resumed run as on an uninterrupted one."""
+    """Training order: a permutation drawn from ``(seed, epoch)``, sharded over DDP processes.
+
+    It yields ``(epoch, index)`` pairs, not bare indices: the epoch travels with every request to the
+    dataset, so DataLoader worker processes (persistent or not, 0 or 8 of them) draw each clip's
+    augmentation and frame offsets from ``(seed, epoch, index)`` exactly as the main process would.
+    (A dataset's own ``set_epoch`` never reaches the copies living in persistent workers.) The same
+    order on a resumed run as on an uninterrupted one. Under DDP each process takes every
+    ``world``-th clip of the permutation, padded by repeating its head to equal shares (as
+    ``DistributedSampler``)."""
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
@@ -173,10 +187,32 @@ class EpochShuffle(torch.utils.data.Sampler):
         self.epoch = epoch
 
     def __iter__(self):
-        return iter(np.random.default_rng([self.seed, 11, self.epoch]).permutation(self.n).tolist())
+        rank, world = _rank_world()
+        order = np.random.default_rng([self.seed, 11, self.epoch]).permutation(self.n)
+        if world > 1:
+            total = -(-self.n // world) * world
+            order = np.concatenate([order, order[: total - self.n]])[rank::world]
+        return iter([(self.epoch, int(i)) for i in order])
 
     def __len__(self) -> int:
-        return self.n
+        _, world = _rank_world()
+        return -(-self.n // world)
+
+
+class ShardInOrder(torch.utils.data.Sampler):
+    """Evaluation order: clips in index order, each process of a DDP run taking every ``world``-th clip
+    and no clip twice (no padding: a padded duplicate would be counted twice in WAR/UAR)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self):
+        rank, world = _rank_world()
+        return iter(range(rank, self.n, world))
+
+    def __len__(self) -> int:
+        rank, world = _rank_world()
+        return len(range(rank, self.n, world))
 
 
 def collate(batch):
@@ -186,7 +222,7 @@ def collate(batch):
 
 def loader(ds: ClipDataset, batch_size: int, *, train: bool, workers: int, seed: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed) if train else None, shuffle=False,
+        ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed) if train else ShardInOrder(len(ds)), shuffle=False,
         num_workers=workers, collate_fn=collate, drop_last=train and len(ds) > batch_size,
         persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 

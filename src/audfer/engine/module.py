@@ -16,7 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import MulticlassAccuracy, MulticlassRecall
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..losses import AUDFERLoss, mix_batch_targets
 from ..models import create_model
@@ -24,6 +24,18 @@ from ..models import create_model
 
 def num_classes(cfg: dict) -> int:
     return 11 if cfg["data"]["dataset"] in ("mafw", "list") and cfg["data"]["classes"] == 11 else 7
+
+
+def selection_scores(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(WAR, UAR) from a confusion matrix of counts, exactly as the test metrics count them
+    (``audfer.evaluation.classification_metrics``): UAR averages the recall of the classes present in
+    the split only (a class with no clip is not a recall of 0)."""
+    cm = confusion.double()
+    support = cm.sum(1)
+    present = support > 0
+    war = cm.diag().sum() / cm.sum().clamp(min=1)
+    uar = (cm.diag()[present] / support[present]).mean() if present.any() else torch.zeros((), dtype=cm.dtype)
+    return war.float(), uar.float()
 
 
 class AUDFERModule(L.LightningModule):
@@ -38,8 +50,7 @@ class AUDFERModule(L.LightningModule):
                                     au_weight=cfg["au"]["lam"] if use_au else 0.0,
                                     label_smoothing=cfg["optim"]["label_smoothing"], scale=cfg["au"]["scale"])
         k = num_classes(cfg)
-        self.val_war = MulticlassAccuracy(num_classes=k, average="micro")
-        self.val_uar = MulticlassRecall(num_classes=k, average="macro")
+        self.val_confusion = MulticlassConfusionMatrix(num_classes=k)  # synced over DDP processes
         self.steps_per_epoch = max(1, steps_per_epoch)
 
     def forward(self, x):
@@ -85,20 +96,13 @@ class AUDFERModule(L.LightningModule):
         clips, labels, *_ = batch
         logits = self.model(clips).logits
         self.log("val/loss", F.cross_entropy(logits, labels), batch_size=clips.shape[0], sync_dist=True)
-        self.val_war.update(logits, labels)
-        self.val_uar.update(logits, labels)
+        self.val_confusion.update(logits, labels)
 
     def on_validation_epoch_end(self):
-        self.log("val/war", self.val_war.compute(), prog_bar=True, sync_dist=False)
-        self.log("val/uar", self.val_uar.compute(), prog_bar=True, sync_dist=False)
-        self.val_war.reset()
-        self.val_uar.reset()
-
-    def on_train_epoch_start(self):
-        loader = self.trainer.train_dataloader
-        ds = getattr(loader, "dataset", None)
-        if hasattr(ds, "set_epoch"):
-            ds.set_epoch(self.current_epoch)
+        war, uar = selection_scores(self.val_confusion.compute())
+        self.log("val/war", war, prog_bar=True, sync_dist=False)
+        self.log("val/uar", uar, prog_bar=True, sync_dist=False)
+        self.val_confusion.reset()
 
     # --------------------------------------------------------------------------- optimisation
     def _param_groups(self):
@@ -137,17 +141,14 @@ class AUDFERModule(L.LightningModule):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         if o["scheduler"] == "none":
             return opt
+        from .schedules import lr_factor
+
         total = self.cfg["train"]["epochs"] * self.steps_per_epoch
         warm = o["warmup_epochs"] * self.steps_per_epoch
         floor = min(o["min_lr"] / lr, 1.0) if lr > 0 else 0.0
-
-        def factor(step: int) -> float:  # linear warm-up, then cosine to min_lr, per iteration
-            if step < warm:
-                return (step + 1) / warm
-            progress = min((step - warm) / max(total - warm, 1), 1.0)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        start = min(o["warmup_lr"] / lr, 1.0) if lr > 0 else 0.0
+        kind = o["scheduler"]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(kind, step, total, warm, floor, start))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --------------------------------------------------------------------------- exact resume

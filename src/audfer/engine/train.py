@@ -108,7 +108,8 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
         precision=t["precision"], callbacks=cbs + list(callbacks), logger=_loggers(cfg, out), default_root_dir=str(out),
         deterministic=t["deterministic"], enable_progress_bar=t["progress"], enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=max(1, min(50, steps)), limit_train_batches=t["limit_train_batches"],
-        use_distributed_sampler=True, enable_checkpointing=best_cb is not None,
+        use_distributed_sampler=False,  # our samplers shard themselves (engine.data.EpochShuffle / ShardInOrder)
+        enable_checkpointing=best_cb is not None,
     )
     t0 = time.perf_counter()
     log(f"training {cfg['model']['name']} on {cfg['data']['dataset']} ({len(prep.train)} train clips, AU strategy "

@@ -124,7 +124,8 @@ class MAEDFER(DFERModel):
 
     def __init__(self, num_classes: int = 7, au_head: bool = True, *, num_frames: int = 16, img_size: int = 160,
                  patch_size: int = 16, tubelet_size: int = 2, embed_dim: int = 512, depth: int = 16, heads: int = 8,
-                 mlp_ratio: float = 4.0, region_size: tuple[int, int, int] = (2, 5, 10), drop_path: float = 0.1) -> None:
+                 mlp_ratio: float = 4.0, region_size: tuple[int, int, int] = (2, 5, 10), drop_path: float = 0.1,
+                 init_scale: float = 0.001) -> None:
         super().__init__()
         self.input_spec = InputSpec(num_frames, img_size, IMAGENET_MEAN, IMAGENET_STD)
         self.num_features = embed_dim
@@ -143,6 +144,11 @@ class MAEDFER(DFERModel):
         self._init_au_head(au_head)
         self.apply(self._init_weights)
         nn.init.trunc_normal_(self.lg_region_tokens, std=0.02)
+        # sunlicai/MAE-DFER modeling_finetune.py, VisionTransformer.__init__: the classifier starts near zero,
+        # head.weight and head.bias multiplied by init_scale (run_class_finetuning.py --init_scale 0.001)
+        with torch.no_grad():
+            self.head.weight.mul_(init_scale)
+            self.head.bias.mul_(init_scale)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
