@@ -40,10 +40,10 @@ def test_extract_knowledge_hand_worked():
     res = extract_knowledge(frames, labels)
     # frames kept for e: [e+1, e+1, e+0.5, e+1.5] -> median e+1; column j scales by (j+1)
     med = np.array([[(e + 1) * (j + 1) for j in range(17)] for e in range(7)], dtype=float)
-    m = np.insert(med, 16, med.mean(), axis=1)
-    expected = _sig(m - (m.max() + m.min()) / 2)
+    k17 = _sig(med - (med.max() + med.min()) / 2)
+    expected = np.insert(k17, 16, k17.mean(), axis=1)  # AU28: mean of the other entries after the sigmoid
     np.testing.assert_allclose(res.matrix, expected, rtol=1e-6)
-    np.testing.assert_allclose(res.medians[:, 16], med.mean())
+    np.testing.assert_allclose(res.medians[:, :16], med[:, :16])
     assert res.frames_per_expression.tolist() == [4] * 7
     assert res.clips_per_expression.tolist() == [2] * 7
     assert res.dropped["not valid (success/confidence)"] == 7
@@ -122,3 +122,24 @@ def test_paper_knowledge_au28_is_mean_of_others_in_presigmoid_space():
     np.testing.assert_allclose(logit[:, 16], np.delete(logit, 16, axis=1).mean(), rtol=1e-9)
     # Fig. 4 check: Happy/AU12 = 0.93, Disgust/AU07 = 0.91
     assert round(k[0, 8], 2) == 0.93 and round(k[5, 5], 2) == 0.91
+
+
+def test_per_dataset_au28_is_the_mean_of_the_other_entries_after_the_sigmoid():
+    from audfer.knowledge import knowledge_from_medians
+
+    rng = np.random.default_rng(4)
+    i28 = AUS.index("AU28")
+    mats = []
+    for _ in range(4):
+        med = rng.uniform(0, 3, (7, 17))
+        m, k = knowledge_from_medians(med)
+        others = np.delete(k, i28, axis=1)
+        np.testing.assert_allclose(others, _sig(med - (med.max() + med.min()) / 2), atol=1e-12)
+        np.testing.assert_allclose(k[:, i28], others.mean(), atol=1e-12)
+        np.testing.assert_allclose(_sig(m[:, i28] - (med.max() + med.min()) / 2), k[:, i28], atol=1e-12)
+        mats.append(k)
+    # combined as §3.1 combines them, AU28 is the mean of the other entries in pre-sigmoid space, as in the
+    # shipped matrix (a mean taken before the per-dataset sigmoid breaks this)
+    c = combine_knowledge(mats, 2.5)
+    pre = np.log(c / (1 - c))
+    np.testing.assert_allclose(pre[:, i28], np.delete(pre, i28, axis=1).mean(), atol=1e-9)

@@ -17,10 +17,11 @@ from conftest import make_frames
 
 
 def _expected_k(med):
-    """K from 7 x 17 medians, straight from §3.1's text (independent of audfer.knowledge)."""
+    """K from 7 x 17 medians, straight from §3.1's text (independent of audfer.knowledge); AU28 = the mean of
+    the other entries after the sigmoid, the rule the shipped matrix follows."""
     med = np.asarray(med, dtype=float)
-    m = np.concatenate([med[:, :16], np.full((7, 1), med.mean()), med[:, 16:]], axis=1)
-    return 1 / (1 + np.exp(-(m - (m.max() + m.min()) / 2)))
+    k = 1 / (1 + np.exp(-(med - (med.max() + med.min()) / 2)))
+    return np.concatenate([k[:, :16], np.full((7, 1), k.mean()), k[:, 16:]], axis=1)
 
 
 def _write(path, values, start_frame=1):

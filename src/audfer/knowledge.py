@@ -1,8 +1,8 @@
 """Quantitative AU-expression knowledge (paper §3.1, Fig. 4).
 
 Per dataset: M[e, a] = median of the AU intensity ``AUa_r`` over the kept frames of all clips
-labelled e (17 AUs); the AU28 column (OpenFace has no AU28 intensity) is the mean of all other
-entries of M; then K = sigmoid(M - (max M + min M) / 2).
+labelled e (17 AUs); K = sigmoid(M - (max M + min M) / 2); the AU28 column (OpenFace has no AU28
+intensity) is the mean of all other entries of K, after the sigmoid (``knowledge_from_medians``).
 Across datasets: C = sigmoid(sum_d K_d - S), S = 2.5 for the paper's four datasets.
 
 Kept frames: valid (``success == 1``), optionally above a confidence, optionally only frames
@@ -51,10 +51,19 @@ def paper_knowledge() -> np.ndarray:
 
 
 def knowledge_from_medians(medians: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """7 x 17 medians -> (M with the AU28 column, K = sigmoid(M - (max + min) / 2)), both 7 x 18."""
+    """7 x 17 medians -> (M, K), both 7 x 18, K = sigmoid(M - (max M + min M) / 2) on the 17 measured AUs.
+
+    AU28 (no OpenFace intensity) gets one constant: the mean of the other 7 x 17 entries of K, taken
+    *after* this dataset's sigmoid. That is the rule the shipped matrix follows: combined over datasets
+    (``combine_knowledge``, a sum before the outer sigmoid), it makes the final AU28 equal to the mean of
+    all other entries in pre-sigmoid space, which the shipped matrix satisfies to 6e-12 (a mean of the
+    medians before the sigmoid does not). M's AU28 column is the value that gives that K entry."""
     medians = np.asarray(medians, dtype=np.float64)
-    m = np.insert(medians, _AU28, medians.mean(), axis=1)
-    return m, _sigmoid(m - (m.max() + m.min()) / 2.0)
+    shift = (medians.max() + medians.min()) / 2.0
+    k17 = _sigmoid(medians - shift)
+    k28 = k17.mean()
+    m = np.insert(medians, _AU28, np.log(k28 / (1.0 - k28)) + shift, axis=1)
+    return m, np.insert(k17, _AU28, k28, axis=1)
 
 
 def interpolate_zeros(frames: pl.DataFrame) -> pl.DataFrame:

@@ -144,5 +144,19 @@ def check_config(cfg: dict) -> None:
         raise AudferError(f"config: train.loggers = {cfg['train']['loggers']!r}; expected a list of csv, tensorboard")
 
 
+def with_defaults(cfg: dict) -> dict:
+    """``cfg`` with every option it lacks taken from the defaults (a run config saved by an older audfer)."""
+    def fill(base: dict, have: dict) -> dict:
+        out = copy.deepcopy(have)
+        for key, value in base.items():
+            if key not in out:
+                out[key] = copy.deepcopy(value)
+            elif isinstance(value, dict) and key != "kwargs" and isinstance(out[key], dict):
+                out[key] = fill(value, out[key])
+        return out
+
+    return fill(defaults(), cfg)
+
+
 def dump_config(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)

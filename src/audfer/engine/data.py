@@ -220,9 +220,13 @@ def collate(batch):
     return torch.stack(clips), torch.tensor(labels), torch.stack(au), torch.tensor(mask), list(ids)
 
 
-def loader(ds: ClipDataset, batch_size: int, *, train: bool, workers: int, seed: int) -> torch.utils.data.DataLoader:
+def loader(ds: ClipDataset, batch_size: int, *, train: bool, workers: int, seed: int,
+           shard: bool = True) -> torch.utils.data.DataLoader:
+    """Training: ``EpochShuffle``; validation inside a (DDP) run: ``ShardInOrder``; ``shard=False``: every clip
+    in order in this process (evaluation of a finished run, which runs on one process)."""
+    sampler = EpochShuffle(len(ds), seed) if train else (ShardInOrder(len(ds)) if shard else None)
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed) if train else ShardInOrder(len(ds)), shuffle=False,
+        ds, batch_size=batch_size, sampler=sampler, shuffle=False,
         num_workers=workers, collate_fn=collate, drop_last=train and len(ds) > batch_size,
         persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 

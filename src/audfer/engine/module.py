@@ -40,8 +40,11 @@ def selection_scores(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 class AUDFERModule(L.LightningModule):
     def __init__(self, cfg: dict, knowledge: list, pos_weight: list | None, steps_per_epoch: int = 1) -> None:
+        from .config import with_defaults
+
         super().__init__()
         self.save_hyperparameters()
+        cfg = with_defaults(cfg)
         self.cfg = cfg
         use_au = cfg["au"]["strategy"] != "none"
         m = cfg["model"]

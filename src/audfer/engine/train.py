@@ -56,6 +56,38 @@ def _loggers(cfg: dict, out: Path):
     return loggers or False
 
 
+def initialise(model, cfg: dict, *, log=print) -> dict:
+    """``model.pretrained``: load it into ``model`` (any layout ``load_checkpoint`` reads) and say what happened.
+
+    Returns the run's init record (``init.json``): ``init`` is ``"pretrained"`` or ``"from scratch"``,
+    ``official_init`` what the official run started from (``model.official_init`` of the recipe), and the
+    load report (loaded / re-initialised / unused keys). A recipe whose official run starts from
+    pretrained weights warns when none is given: its numbers are then not comparable to the paper's."""
+    from ..models import load_checkpoint
+
+    m = cfg["model"]
+    record = {"init": "from scratch", "pretrained": None, "official_init": m["official_init"], "load_report": None}
+    if m["pretrained"]:
+        report = load_checkpoint(model, m["pretrained"], trust_pickle=bool(m["trust_pickle"]))
+        record.update(init="pretrained", pretrained=str(m["pretrained"]), load_report=report.as_dict())
+        log(f"initialised from {m['pretrained']}: {report.summary()}")
+    elif m["official_init"]:
+        msg = (f"WARNING: {cfg['model']['name']} trains FROM SCRATCH; the official run starts from {m['official_init']} "
+               f"(set model.pretrained=<file>, see docs/weights.md). Results will not be comparable to the paper's.")
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        log(msg)
+    return record
+
+
+def init_label(record: dict | None) -> str:
+    """``"pretrained (<file>)"``, ``"from scratch"`` or ``"from scratch (official: ...)"`` for reports."""
+    if not record:
+        return "unknown"
+    if record["init"] == "pretrained":
+        return f"pretrained ({Path(record['pretrained']).name})"
+    return "from scratch" + (f" (official run: {record['official_init']})" if record.get("official_init") else "")
+
+
 def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate: bool = True) -> Path:
     """Train one run as configured, then evaluate the selected checkpoint on the test split."""
     import lightning as L
@@ -94,6 +126,9 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(dump_config(cfg))
+    if not resume or not (out / "init.json").is_file():
+        init = initialise(module.model, cfg, log=log)  # on resume the checkpoint restores the weights anyway
+        write_json(init, out / "init.json")
     monitor = f"val/{t['monitor']}"
     cbs = [_EveryEpoch(ckdir)]
     best_cb = None
@@ -129,7 +164,8 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
         return out
     chosen = last if sel == "last" else Path(best_cb.best_model_path)
     info = torch.load(chosen, map_location="cpu", weights_only=False)
-    selection = {"rule": sel, "note": SELECTION_NOTE[sel], "checkpoint": str(chosen.relative_to(out)),
+    init = json.loads((out / "init.json").read_text())
+    selection = {"rule": sel, "note": SELECTION_NOTE[sel], "checkpoint": str(chosen.relative_to(out)), "init": init_label(init),
                  "epoch": int(info["epoch"]) + 1,
                  "monitor": None if sel == "last" else monitor,
                  "score": None if sel == "last" else float(best_cb.best_model_score), "train_seconds": round(time.perf_counter() - t0, 1)}
@@ -197,7 +233,7 @@ def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = 
     views = cfg["data"]["test_views"] if sampling == "mae_dfer" else 1
     bs = cfg["train"]["eval_batch_size"] or cfg["train"]["batch_size"]
     loaders = [loader(make_dataset(cfg, index, spec, au, train=False, view=v), bs, train=False, workers=cfg["data"]["num_workers"],
-                      seed=0) for v in range(max(1, views))]
+                      seed=0, shard=False) for v in range(max(1, views))]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     res = predict_loaders(module.model, loaders, device)
     metrics = classification_metrics(res["probs"], res["labels"], res["au_probs"], res["au_targets"],
@@ -205,6 +241,8 @@ def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = 
     ck = Path(checkpoint)
     sel_file = ck.parent.parent / "selection.json"
     metrics["selection"] = json.loads(sel_file.read_text()) if sel_file.is_file() else {"rule": "unknown", "checkpoint": str(ck)}
+    init_file = ck.parent.parent / "init.json"
+    metrics["init"] = init_label(json.loads(init_file.read_text())) if init_file.is_file() else "unknown"
     metrics.update({"split": split, "dataset": cfg["data"]["dataset"], "fold": cfg["data"]["fold"], "model": cfg["model"]["name"],
                     "au_strategy": cfg["au"]["strategy"], "lam": cfg["au"]["lam"], "views": max(1, views)})
     out = Path(out) if out else ck.parent.parent / f"eval-{split}"
@@ -215,5 +253,5 @@ def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = 
         with open(tmp, "wb") as fh:
             np.save(fh, res["features"].astype(np.float32))
     log(f"evaluated {ck.name} on {cfg['data']['dataset']} {split} ({metrics['n']} clips): WAR {100 * metrics['war']:.2f} "
-        f"UAR {100 * metrics['uar']:.2f} [{metrics['selection']['rule']}] -> {out}")
+        f"UAR {100 * metrics['uar']:.2f} [{metrics['selection']['rule']}, {metrics['init']}] -> {out}")
     return metrics

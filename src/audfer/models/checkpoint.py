@@ -32,6 +32,19 @@ class LoadReport:
     dropped: list[str] = field(default_factory=list)  #: checkpoint keys deliberately not used
     messages: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict:
+        return {"layout": self.layout, "loaded": self.loaded, "reinitialised": self.reinitialised, "dropped": self.dropped,
+                "messages": self.messages}
+
+    def summary(self) -> str:
+        """One paragraph: what was loaded, what starts fresh, what was left unused."""
+        fresh = ", ".join(self.reinitialised[:6]) + (" ..." if len(self.reinitialised) > 6 else "")
+        unused = ", ".join(self.dropped[:6]) + (" ..." if len(self.dropped) > 6 else "")
+        lines = [f"{self.layout}: {self.loaded} tensors loaded",
+                 f"re-initialised {len(self.reinitialised)}" + (f" ({fresh})" if fresh else ""),
+                 f"unused {len(self.dropped)}" + (f" ({unused})" if unused else "")]
+        return "; ".join(lines) + "".join(f"\n  {m}" for m in self.messages)
+
 
 def _tensor_dict(obj) -> bool:
     return isinstance(obj, dict) and obj and all(isinstance(k, str) for k in obj) and \
@@ -75,11 +88,20 @@ def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: 
             if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__ else ""
         raise AudferError(f"{path}: cannot read checkpoint: {str(exc).splitlines()[0]}{hint}") from None
     state, layout = _unwrap(obj, path)
+    report = LoadReport(layout, 0)
+    if isinstance(obj, dict) and "pytorch-lightning_version" in obj and any(k.startswith("model.") for k in state):
+        # an audfer training checkpoint: the model's tensors under ``model.``, loss buffers (K, pos-weights) beside
+        report.dropped = sorted(k for k in state if not k.startswith("model."))
+        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        report.layout = "audfer training checkpoint"
     state = _strip(_strip(state, "module."), "model.")
     own = model.state_dict()
     name = type(model).__name__
-    report = LoadReport(layout, 0)
     allowed_missing: set[str] = {k for k in own if k.startswith("au_head.")}
+    if getattr(model, "au_head", None) is None and any(k.startswith("au_head.") for k in state):
+        report.dropped += sorted(k for k in state if k.startswith("au_head."))
+        report.messages.append("the checkpoint has an AU head but this model has none (au.strategy=none): not used")
+        state = {k: v for k, v in state.items() if not k.startswith("au_head.")}
 
     if any(k.startswith("encoder.") for k in state):  # MAE-DFER pre-training checkpoint
         report.dropped = sorted(k for k in state if not k.startswith("encoder."))
