@@ -1,0 +1,231 @@
+"""Training reproduces the official runs: pretrained initialisation, per-epoch augmentation that reaches
+DataLoader workers, frames in temporal order, the official LR schedules, selection metrics counted as the
+test metrics."""
+
+import json
+import math
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score
+
+from audfer import AudferError
+from audfer.data.datasets import frame_paths, order_frames, read_frames
+from audfer.data.synthetic import SynthConfig, generate
+from audfer.engine import load_config, train
+
+TINY = ["model.kwargs={img_size: 32, num_frames: 4, width: 8}", "train.batch_size=8", "train.progress=false",
+        "train.threads=2", "train.loggers=[csv]"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("fidelity") / "synth", SynthConfig(clips=40, size=32, frames=8, seed=3), workers=1)
+
+
+def _cfg(synth, out, *extra):
+    return load_config("synthetic_small", [f"data.root={synth}", f"out={out}", *TINY, *extra])
+
+
+def _state(run):
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+# ----------------------------------------------------------------------------------------------- workers
+def test_two_epochs_give_identical_weights_with_0_and_2_workers(synth, tmp_path):
+    extra = ["train.epochs=2", "data.cache=null"]
+    a = train(_cfg(synth, tmp_path / "w0", *extra, "data.num_workers=0"), log=lambda m: None, evaluate=False)
+    b = train(_cfg(synth, tmp_path / "w2", *extra, "data.num_workers=2"), log=lambda m: None, evaluate=False)
+    sa, sb = _state(a), _state(b)
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0, msg=k)
+
+
+def test_persistent_workers_draw_new_augmentations_every_epoch(synth, tmp_path):
+    from audfer.engine.data import loader, make_dataset, prepare
+
+    cfg = _cfg(synth, tmp_path / "run", "data.cache=null")
+    prep = prepare(cfg)
+    from audfer.models import create_model
+
+    spec = create_model("former_dfer_small", img_size=32, num_frames=4, width=8).input_spec
+    ds = make_dataset(cfg, prep.train, spec, prep.au_labels, train=True)
+    dl = loader(ds, 8, train=True, workers=2, seed=0)
+    assert dl.persistent_workers
+    first = prep.train.table["clip_id"][0]
+    sums = []
+    for epoch in range(3):
+        dl.sampler.set_epoch(epoch)
+        for clips, _, _, _, ids in dl:
+            if first in ids:
+                sums.append(float(clips[ids.index(first)].sum()))
+    assert len(sums) == 3 and len(set(sums)) == 3  # the same clip differs from epoch to epoch
+    # a worker's draw is the main process's draw for (epoch, index)
+    assert float(ds[(1, ds.ids.index(first))][0].sum()) == pytest.approx(sums[1], rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- pretrained
+def test_training_one_step_at_lr_0_from_a_checkpoint_keeps_the_checkpoints_weights(synth, tmp_path):
+    from audfer.models import create_model
+
+    torch.manual_seed(123)
+    donor = create_model("former_dfer_small", au_head=False, img_size=32, num_frames=4, width=8)
+    with torch.no_grad():
+        for p in donor.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    ckpt = tmp_path / "official.pth"  # an official layout: {'state_dict'} with DataParallel's module. prefix
+    torch.save({"state_dict": {f"module.{k}": v for k, v in donor.state_dict().items()}}, ckpt)
+    lines = []
+    run = train(_cfg(synth, tmp_path / "run", "train.epochs=1", "train.limit_train_batches=1", "optim.lr=0.0",
+                     "optim.warmup_epochs=0", f"model.pretrained={ckpt}"), log=lines.append, evaluate=True)
+    state = _state(run)
+    for k, v in donor.named_parameters():
+        torch.testing.assert_close(state[f"model.{k}"], v.detach(), rtol=0, atol=0, msg=k)
+    init = json.loads((run / "init.json").read_text())
+    assert init["init"] == "pretrained" and init["load_report"]["loaded"] == len(donor.state_dict())
+    assert init["load_report"]["reinitialised"] == ["au_head.bias", "au_head.weight"]
+    assert any("initialised from" in m and "tensors loaded" in m for m in lines)
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["init"] == "pretrained (official.pth)"
+    # an audfer checkpoint initialises a new run too (loss buffers left out, the AU head used)
+    from audfer.models import load_checkpoint
+
+    fresh = create_model("former_dfer_small", img_size=32, num_frames=4, width=8)
+    report = load_checkpoint(fresh, run / "checkpoints" / "last.ckpt")
+    assert report.layout == "audfer training checkpoint" and "criterion.au_loss.knowledge" in report.dropped
+    assert report.reinitialised == []
+
+
+def test_a_recipe_with_an_official_init_warns_and_says_from_scratch(synth, tmp_path):
+    with pytest.warns(UserWarning, match="FROM SCRATCH"):
+        run = train(_cfg(synth, tmp_path / "run", "train.epochs=1", "train.limit_train_batches=1",
+                         "model.official_init=torchvision r3d_18 Kinetics-400"), log=lambda m: None)
+    init = json.loads((run / "init.json").read_text())
+    assert init["init"] == "from scratch" and init["official_init"].startswith("torchvision")
+    for f in ("selection.json", "eval/metrics.json"):
+        text = (run / f).read_text()
+        assert "from scratch (official run: torchvision r3d_18 Kinetics-400)" in text
+    assert load_config("m3dfel_dfew")["model"]["official_init"] and load_config("mae_dfer_dfew")["model"]["official_init"]
+    assert load_config("former_dfer_dfew")["model"]["official_init"] is None  # Former-DFER trains from scratch
+
+
+# ----------------------------------------------------------------------------------------------- frame order
+def _write_frames(folder, names):
+    folder.mkdir(parents=True)
+    for value, name in enumerate(names):
+        cv2.imwrite(str(folder / name), np.full((8, 8, 3), 10 * (value + 1), np.uint8))
+
+
+@pytest.mark.parametrize("pattern", ["{}.jpg", "{:05d}.jpg", "00001_{:05d}.jpg", "img_{:05d}.png"])
+def test_frames_are_read_in_temporal_order(tmp_path, pattern):
+    clip = tmp_path / "clip"
+    _write_frames(clip, [pattern.format(i) for i in range(1, 17)])  # written in temporal order, brightness rising
+    frames = read_frames(clip)
+    means = frames.reshape(16, -1).mean(1)
+    assert (np.diff(means) > 0).all(), f"{pattern}: {[p.name for p in frame_paths(clip)]}"
+
+
+def test_dfew_16f_naming_is_not_sorted_as_text_anywhere(tmp_path):
+    from audfer.data.cache import ClipCache
+    from audfer.data.datasets import count_frames
+
+    clip = tmp_path / "clip_224x224_16f" / "00001"
+    _write_frames(clip, [f"{i}.jpg" for i in range(1, 17)])
+    assert [p.name for p in frame_paths(clip)][:3] == ["1.jpg", "2.jpg", "3.jpg"]
+    cached = ClipCache(tmp_path / "cache", 8).get(clip)
+    assert (np.diff(cached.reshape(16, -1).mean(1)) > 0).all() and count_frames(clip) == 16
+
+
+def test_mixed_patterns_and_gaps_are_reported(tmp_path):
+    from pathlib import Path
+
+    with pytest.raises(AudferError, match="2 naming patterns"):
+        order_frames([Path("1.jpg"), Path("img_2.jpg")], "clipA")
+    with pytest.raises(AudferError, match="same frame number"):
+        order_frames([Path("1.jpg"), Path("01.jpg")], "clipB")
+    with pytest.warns(UserWarning, match=r"gaps \(1 frame number"):
+        got = order_frames([Path("3.jpg"), Path("1.jpg"), Path("2.jpg"), Path("5.jpg")], "clipC")
+    assert [p.name for p in got] == ["1.jpg", "2.jpg", "3.jpg", "5.jpg"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        order_frames([Path(f"{i}.jpg") for i in (10, 9, 11)], "clipD")
+
+
+# ----------------------------------------------------------------------------------------------- schedules
+def _timm_cosine(t, base, lr_min, warmup_lr, warm, total):
+    """timm CosineLRScheduler._get_lr with warmup_prefix=False, cycle_limit=1 (written out from its docs)."""
+    if t < warm:
+        return warmup_lr + t * (base - warmup_lr) / warm
+    if t >= total:
+        return lr_min
+    return lr_min + 0.5 * (base - lr_min) * (1 + math.cos(math.pi * t / total))
+
+
+def test_m3dfel_schedule_is_timms_cosine_stepped_after_each_iteration():
+    from audfer.engine.module import AUDFERModule
+
+    cfg = load_config("m3dfel_dfew", ["train.epochs=10", "optim.warmup_epochs=2", "model.name=former_dfer_small",
+                                      "model.kwargs={img_size: 32, num_frames: 4, width: 8}", "au.strategy=none"])
+    assert cfg["optim"]["scheduler"] == "timm-cosine"
+    steps_per_epoch = 5
+    module = AUDFERModule(cfg, np.ones((7, 18)).tolist(), None, steps_per_epoch)
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    base, total, warm = 5e-4, 50, 10
+    for j in range(total):
+        # M3DFEL's solver: step j runs with the value timm set after step j - 1 (warmup_lr_init before the first)
+        expected = 0.0 if j == 0 else _timm_cosine(j - 1, base, 5e-6, 0.0, warm, total)
+        assert opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9, abs=1e-15), j
+        opt.step()
+        sched.step()
+    # the cosine spans the whole run: right after warm-up the lr is already below the base
+    assert _timm_cosine(warm, base, 5e-6, 0.0, warm, total) < base * 0.98
+
+
+def test_mae_dfer_schedule_is_its_linspace_warmup_then_restarted_cosine():
+    from audfer.engine.schedules import lr_factor
+
+    total, warm, floor = 40, 8, 1e-3
+    warmup = np.linspace(0, 1, warm)  # MAE-DFER utils.cosine_scheduler, written out
+    rest = [floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * i / (total - warm))) for i in range(total - warm)]
+    expected = np.concatenate([warmup, rest])
+    got = [lr_factor("cosine", j, total, warm, floor) for j in range(total)]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+    assert load_config("mae_dfer_dfew")["optim"]["scheduler"] == "cosine"
+
+
+# ----------------------------------------------------------------------------------------------- selection metrics
+def test_validation_uar_counts_only_the_classes_present_like_the_test_uar():
+    from audfer.engine.module import selection_scores
+    from audfer.evaluation import classification_metrics
+
+    rng = np.random.default_rng(0)
+    y = rng.choice([0, 1, 2, 4], 60)  # classes 3, 5, 6 absent from the split
+    pred = np.where(rng.random(60) < 0.6, y, rng.integers(0, 7, 60))
+    cm = torch.zeros(7, 7, dtype=torch.long)
+    for a, b in zip(y, pred):
+        cm[a, b] += 1
+    war, uar = selection_scores(cm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = balanced_accuracy_score(y, pred)
+    assert float(uar) == pytest.approx(ref, abs=1e-6)
+    assert float(war) == pytest.approx((y == pred).mean(), abs=1e-6)
+    probs = np.eye(7)[pred]
+    assert float(uar) == pytest.approx(classification_metrics(probs, y)["uar"], abs=1e-6)
+
+
+def test_validation_under_ddp_shards_without_duplicates(monkeypatch):
+    from audfer.engine import data as engine_data
+
+    seen = []
+    for rank in range(3):
+        monkeypatch.setattr(engine_data, "_rank_world", lambda r=rank: (r, 3))
+        shard = list(engine_data.ShardInOrder(10))
+        assert len(shard) == len(engine_data.ShardInOrder(10))
+        seen += shard
+    assert sorted(seen) == list(range(10))  # every clip exactly once: no padded duplicate counted twice
