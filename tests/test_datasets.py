@@ -62,18 +62,40 @@ def test_generic_lists_remap_foreign_prefixes(fixtures, tmp_path):
     ref = _former(fixtures, "DFEW_set_1_test.txt")
     for cid in ref:
         (tmp_path / "faces" / cid).mkdir(parents=True)
-    idx = list_index(lst, tmp_path / "faces")
+    with pytest.raises(AudferError, match="data.class_order is not set"):
+        list_index(lst, tmp_path / "faces")  # label ids are never assumed to be in audfer's order
+    idx = list_index(lst, tmp_path / "faces", class_order="dfew7")
     assert len(idx) == 2341 and dict(zip(idx.table["clip_id"], idx.table["label"])) == ref
     assert all(p.startswith(str(tmp_path / "faces")) for p in idx.table["path"].to_list())
     mae = fixtures / "annotations" / "mae-dfer" / "dfew" / "split01" / "test.csv"
-    assert len(list_index(mae, tmp_path / "faces")) == 2341
+    assert len(list_index(mae, tmp_path / "faces", class_order="dfew7")) == 2341
     bad = tmp_path / "bad.txt"
     bad.write_text("/x/00001 12 3\n/x/00002 twelve 3\n")
     with pytest.raises(AudferError, match=r"bad\.txt: row 2: '/x/00002 twelve 3'"):
-        list_index(bad, tmp_path)
+        list_index(bad, tmp_path, class_order="dfew7")
     bad.write_text("/x/00001 9\n")
-    with pytest.raises(AudferError, match="label 9 is not below 7"):
-        list_index(bad, tmp_path)
+    with pytest.raises(AudferError, match="label 9 is not covered by data.class_order"):
+        list_index(bad, tmp_path, class_order="dfew7")
+
+
+def test_list_label_ids_are_read_through_the_declared_class_order(fixtures, tmp_path):
+    from audfer.data.annotations import MAFW_CLASSES
+
+    lst = fixtures / "annotations" / "mae-dfer" / "mafw" / "split01" / "train.csv"
+    raw = [(line.split()[0].rsplit("/", 1)[-1], int(line.split()[-1])) for line in lst.read_text().splitlines() if line.strip()]
+    for cid, _ in raw:
+        (tmp_path / cid).mkdir(exist_ok=True)
+    seven = list_index(lst, tmp_path, class_order="mafw11")
+    got = dict(zip(seven.table["clip_id"], seven.table["label"]))
+    names = {"anger": 3, "disgust": 5, "fear": 6, "happiness": 0, "neutral": 2, "sadness": 1, "surprise": 4}
+    expected = {c: names[MAFW_CLASSES[k]] for c, k in raw if MAFW_CLASSES[k] in names}
+    assert got == expected and len(got) < len(raw)  # contempt, anxiety, ... left out of the 7-class view
+    eleven = list_index(lst, tmp_path, class_order="mafw11", num_classes=11)
+    assert dict(zip(eleven.table["clip_id"], eleven.table["label"])) == dict(raw)
+    named = list_index(lst, tmp_path, class_order=list(MAFW_CLASSES))  # names in id order: same as the preset
+    assert dict(zip(named.table["clip_id"], named.table["label"])) == expected
+    with pytest.raises(AudferError, match="class_order"):
+        list_index(lst, tmp_path, class_order="mafw7")
 
 
 def _frames_tree(root, n_clips=3, n_frames=10):
@@ -91,7 +113,7 @@ def _frames_tree(root, n_clips=3, n_frames=10):
 
 def test_clip_dataset_items_and_au_masking(tmp_path):
     lst = _frames_tree(tmp_path)
-    index = list_index(lst, tmp_path)
+    index = list_index(lst, tmp_path, class_order="dfew7")
     au = pl.DataFrame({"clip_id": ["00000", "00001"], **{a: pl.Series([1, None], dtype=pl.Int8) for a in AUS}})
     spec = InputSpec(16, 16)
     with pytest.warns(UserWarning, match="2 of 3 clips have no AU labels"):

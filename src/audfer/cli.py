@@ -89,8 +89,12 @@ def _run_pos_weights(args) -> None:
     if not (args.au_labels and args.labels):
         raise AudferError("pos-weights needs --au-labels and --labels (or --preset)")
     minor = [m for m in args.minor.split(",") if m.strip()] if args.minor else None
-    pw = pos_weights(read_au_labels(args.au_labels), read_clip_labels(args.labels), args.strategy, minor=minor)
+    clip_labels = read_clip_labels(args.labels)
+    pw = pos_weights(read_au_labels(args.au_labels), clip_labels, args.strategy, minor=minor)
     write_csv(pw.table(), args.out)
+    from .provenance import write_provenance
+
+    write_provenance(args.out, what="pos-weights", clip_ids=pw.clip_ids, source=str(args.labels))
     _echo(
         f"wrote {args.out}: {args.strategy} from {int(pw.class_counts.sum())} clips; minor classes "
         f"{', '.join(EXPRESSIONS[i] for i in pw.minor) or 'none'}; not counted: {pw.n_missing_au} labelled clip(s) "
@@ -164,6 +168,12 @@ def _run_knowledge(args) -> None:
         )
         matrix = result.matrix
         write_csv(result.table(), args.out)
+        from .provenance import write_provenance
+
+        split = None if args.dataset in ("clips", "affwild2", "ravdess") else ("all" if args.include_test else "train")
+        write_provenance(args.out, what="knowledge", clip_ids=result.clip_ids, dataset=args.dataset,
+                         fold=args.fold if args.dataset in ("dfew", "mafw") else None, split=split,
+                         source=str(args.labels or args.root or args.annotations or args.openface_dir))
         _echo(f"wrote {args.out}: " + "; ".join(f"{k} {v}" for k, v in counts.items()))
     if args.heatmap:
         from .reports import plot_knowledge

@@ -84,6 +84,7 @@ class KnowledgeResult:
     frames_per_expression: np.ndarray  #: kept frames per expression
     clips_per_expression: np.ndarray  #: clips contributing at least one kept frame
     dropped: dict[str, int] = field(default_factory=dict)  #: frames left out, by reason
+    clip_ids: list[str] = field(default_factory=list)  #: clips that contributed at least one kept frame
 
     def table(self) -> pl.DataFrame:
         return expression_table(self.matrix)
@@ -143,6 +144,14 @@ def extract_knowledge(
         probs = frame_probs.select(
             pl.col("clip_id").cast(pl.String), pl.col("frame").cast(pl.Int64), *[pl.col(c).cast(pl.Float64) for c in pcols]
         )
+        # frame numbers are OpenFace's ``frame`` column (1-based): a row naming a frame OpenFace never wrote is an error
+        unknown = probs.join(frames.select(pl.col("clip_id").cast(pl.String), pl.col("frame").cast(pl.Int64)),
+                             on=["clip_id", "frame"], how="anti")
+        if unknown.height:
+            first = unknown.row(0, named=True)
+            raise AudferError(f"frame probabilities: {unknown.height} row(s) name frames that are not in the OpenFace table "
+                              f"(first: clip {first['clip_id']}, frame {first['frame']}); frame numbers must be OpenFace's "
+                              f"1-based frame column")
         n2 = data.height
         data = data.join(probs, on=["clip_id", "frame"], how="inner")
         dropped["no frame probability"] = n2 - data.height
@@ -172,7 +181,7 @@ def extract_knowledge(
             f"(frames dropped: {', '.join(f'{r} {n}' for r, n in dropped.items() if n) or 'none'})"
         )
     m, kmat = knowledge_from_medians(med)
-    return KnowledgeResult(kmat, m, n_frames, n_clips, dropped)
+    return KnowledgeResult(kmat, m, n_frames, n_clips, dropped, sorted(data["clip_id"].cast(pl.String).unique().to_list()))
 
 
 def combine_knowledge(matrices: list[np.ndarray], shift: float | str = DEFAULT_SHIFT) -> np.ndarray:

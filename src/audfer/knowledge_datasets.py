@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .data.annotations import affwild2_frame_labels, dfew_labels, ferv39k_labels, mafw_labels, ravdess_labels
+from .data.annotations import affwild2_frame_labels, clip_key, dfew_labels, ferv39k_labels, mafw_labels, ravdess_labels
 from .errors import AudferError
 from .io import expression_table, read_clip_labels, read_csv_table, write_csv
 from .knowledge import DEFAULT_SHIFT, KnowledgeResult, combine_knowledge, extract_knowledge
@@ -53,12 +53,6 @@ def _need(spec: DatasetSpec, attr: str, flag: str):
     return value
 
 
-def _pad_numeric(col: str = "clip_id") -> pl.Expr:
-    """DFEW/MAFW clip ids: numeric stems compare as 5-digit ids (``25`` and ``00025`` are one clip)."""
-    c = pl.col(col)
-    return pl.when(c.str.contains(r"^\d+$")).then(c.cast(pl.Int64, strict=False).cast(pl.String).str.zfill(5)).otherwise(c).alias(col)
-
-
 def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[KnowledgeResult, dict[str, int]]:
     """K for one dataset and a count of clips/frames used and left out, by reason.
 
@@ -74,10 +68,10 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[Knowledg
         labels = read_clip_labels(_need(spec, "labels", "--labels clip_labels.csv"))
     elif spec.name == "dfew":
         labels = dfew_labels(_need(spec, "root", "--root <DFEW root>"), spec.fold, split)
-        frames = frames.with_columns(_pad_numeric())
+        frames = frames.with_columns(clip_key())
     elif spec.name == "mafw":
         labels = mafw_labels(_need(spec, "root", "--root <MAFW root>"), spec.fold, split)
-        frames = frames.with_columns(_pad_numeric())
+        frames = frames.with_columns(clip_key())
     elif spec.name == "ferv39k":
         labels = ferv39k_labels(_need(spec, "root", "--root <FERV39k root>"), split)
     elif spec.name == "ravdess":
@@ -102,6 +96,8 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[Knowledg
             probs = probs.with_columns(pl.col("frame").cast(pl.Int64), *[pl.col(f"p{i}").cast(pl.Float64) for i in range(7)])
         except pl.exceptions.PolarsError:
             raise AudferError(f"{spec.frame_probs}: frame must be an integer and p0..p6 numbers") from None
+        if spec.name in ("dfew", "mafw"):
+            probs = probs.with_columns(clip_key())
     result = extract_knowledge(frames, labels, zeros=spec.zeros, frame_probs=probs, theta=spec.theta,
                                min_confidence=spec.min_confidence)
     counts.update({f"frames dropped: {k}": v for k, v in result.dropped.items()})

@@ -113,6 +113,7 @@ class PosWeights:
     positive_counts: np.ndarray = field(repr=False)  #: 7 x 18 positive clips
     n_missing_au: int = 0  #: labelled clips without valid AU labels (not counted)
     n_unlabelled: int = 0  #: clips with AU labels but no expression label (not counted)
+    clip_ids: list[str] = field(default_factory=list, repr=False)  #: the clips counted
 
     @property
     def global_row(self) -> np.ndarray:
@@ -155,7 +156,8 @@ def pos_weights(
         if strategy == "minor":
             major = [i for i in range(k) if i not in minor_idx]
             values[major] = 1.0
-    return PosWeights(values, strategy, minor_idx, class_counts, positives, n_missing, n_unlabelled)
+    return PosWeights(values, strategy, minor_idx, class_counts, positives, n_missing, n_unlabelled,
+                      counted["clip_id"].cast(pl.String).to_list())
 
 
 # The authors' hard-coded tables, for a faithful reproduction of their runs.

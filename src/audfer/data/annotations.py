@@ -36,6 +36,20 @@ MAFW_TO_7 = {i: (expression_index(n) if i < 7 else None) for i, n in enumerate(M
 RAVDESS_EMOTIONS = {1: "neutral", 2: "calm", 3: "happy", 4: "sad", 5: "angry", 6: "fearful", 7: "disgust", 8: "surprised"}
 
 
+def clip_key(col: str = "clip_id") -> pl.Expr:
+    """The one rule that matches clip ids across tables (split files, OpenFace file stems, AU-label and
+    frame-probability CSVs, lists): an all-digit id is a number, written with 5 digits as DFEW and MAFW
+    write it (``25``, ``025`` and ``00025`` are clip ``00025``; ``123456`` stays as it is); any other id is
+    compared as written (FERV39k ``Action_Happy_0267``, RAVDESS stems)."""
+    c = pl.col(col).cast(pl.String).str.strip_chars()
+    return pl.when(c.str.contains(r"^\d+$")).then(c.cast(pl.Int64, strict=False).cast(pl.String).str.zfill(5)).otherwise(c).alias(col)
+
+
+def keyed(table: pl.DataFrame, col: str = "clip_id") -> pl.DataFrame:
+    """``table`` with its clip ids rewritten by ``clip_key``."""
+    return table.with_columns(clip_key(col))
+
+
 def _table(ids: list[str], labels: list[int]) -> pl.DataFrame:
     return pl.DataFrame({"clip_id": ids, "label": pl.Series(labels, dtype=pl.Int8)})
 

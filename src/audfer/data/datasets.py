@@ -23,7 +23,7 @@ import polars as pl
 
 from ..errors import AudferError
 from ..vocab import AUS
-from .annotations import dfew_labels, ferv39k_labels, mafw_labels
+from .annotations import dfew_labels, ferv39k_labels, keyed, mafw_labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -92,14 +92,58 @@ def mafw_index(root, fold: int = 1, split: str = "train", *, classes: int = 7, f
     return _index(rows, on_missing)
 
 
-def list_index(list_file, root, *, num_classes: int = 7, keep_parts: int = 1, on_missing: str = "raise") -> ClipIndex:
+LIST_PRESETS = ("dfew7", "mafw11")
+
+
+def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
+    """What a list file's label ids mean: ``class_order`` is a preset (``dfew7``: audfer's order Happy, Sad,
+    Neutral, Angry, Surprise, Disgust, Fear; ``mafw11``: MAFW's anger, disgust, fear, happiness, neutral,
+    sadness, surprise, contempt, anxiety, helplessness, disappointment) or the class names in id order.
+    Returns file id -> audfer label (None: a class outside the ``num_classes`` view, left out)."""
+    from .annotations import MAFW_CLASSES, MAFW_TO_7
+    from ..vocab import EXPRESSIONS, expression_index
+
+    if class_order is None:
+        raise AudferError("config: data.class_order is not set: a list file's label ids have no meaning of their own; "
+                          f"give the class names in id order or a preset ({', '.join(LIST_PRESETS)})")
+    if isinstance(class_order, str):
+        if class_order not in LIST_PRESETS:
+            raise AudferError(f"config: data.class_order = {class_order!r}; expected a list of class names or one of "
+                              f"{', '.join(LIST_PRESETS)}")
+        names = list(EXPRESSIONS) if class_order == "dfew7" else list(MAFW_CLASSES)
+    else:
+        names = [str(n) for n in class_order]
+    mapping: dict[int, int | None] = {}
+    for i, name in enumerate(names):
+        low = name.strip().lower()
+        if num_classes == 11:
+            if low not in MAFW_CLASSES:
+                raise AudferError(f"config: data.class_order[{i}] = {name!r}; with 11 classes expected MAFW's names "
+                                  f"({', '.join(MAFW_CLASSES)})")
+            mapping[i] = MAFW_CLASSES.index(low)
+        elif low in MAFW_CLASSES[7:]:
+            mapping[i] = None
+        else:
+            mapping[i] = expression_index(name, where=f"config: data.class_order[{i}]")
+    if num_classes == 11 and class_order == "mafw11":
+        mapping = {i: i for i in range(11)}
+    elif class_order == "mafw11":
+        mapping = {i: MAFW_TO_7[i] for i in range(11)}
+    return mapping
+
+
+def list_index(list_file, root, *, num_classes: int = 7, class_order=None, keep_parts: int = 1,
+               on_missing: str = "raise") -> ClipIndex:
     """Generic ``<dir> <num_frames> <label>`` or ``<dir> <label>`` lists (Former-DFER, MAE-DFER).
 
-    The listed directory's last ``keep_parts`` components are re-rooted under ``root``; labels are
-    0-based indices below ``num_classes``."""
+    The listed directory's last ``keep_parts`` components are re-rooted under ``root``. Label ids are read
+    through ``class_order`` (``list_label_map``): never assumed to be in audfer's order; ids of classes
+    outside the view (MAFW's contempt ... with 7 classes) are left out, an id the order does not cover is an
+    error."""
     list_file, root = Path(list_file), Path(root)
     if not list_file.is_file():
         raise AudferError(f"{list_file}: list file not found")
+    mapping = list_label_map(class_order, num_classes)
     rows = []
     for row, line in enumerate(list_file.read_text().splitlines(), start=1):
         if not line.strip():
@@ -107,9 +151,12 @@ def list_index(list_file, root, *, num_classes: int = 7, keep_parts: int = 1, on
         cells = line.split()
         if len(cells) not in (2, 3) or not cells[-1].isdigit() or (len(cells) == 3 and not cells[1].isdigit()):
             raise AudferError(f"{list_file}: row {row}: {line!r}; expected '<dir> <num_frames> <label>' or '<dir> <label>'")
-        label = int(cells[-1])
-        if label >= num_classes:
-            raise AudferError(f"{list_file}: row {row}: label {label} is not below {num_classes}")
+        raw = int(cells[-1])
+        if raw not in mapping:
+            raise AudferError(f"{list_file}: row {row}: label {raw} is not covered by data.class_order ({len(mapping)} classes)")
+        label = mapping[raw]
+        if label is None:
+            continue
         parts = Path(cells[0].replace("\\", "/")).parts[-keep_parts:]
         rel = Path(*parts)
         rows.append((parts[-1], label, _locate(root / rel.parent, rel.name), f"{list_file}: row {row}"))
@@ -260,10 +307,11 @@ def au_targets_for(index: ClipIndex, au_labels: pl.DataFrame | None) -> tuple[np
     n = len(index)
     if au_labels is None:
         return np.zeros((n, len(AUS)), np.float32), np.zeros(n, bool), index.table["clip_id"].to_list()
-    joined = index.table.select("clip_id").join(au_labels.select("clip_id", *AUS), on="clip_id", how="left", maintain_order="left")
+    joined = keyed(index.table.select("clip_id")).join(keyed(au_labels.select("clip_id", *AUS)), on="clip_id", how="left",
+                                                        maintain_order="left")
     values = joined.select(AUS).to_numpy().astype(np.float32)
     mask = ~np.isnan(values).any(axis=1)
-    missing = joined.filter(pl.Series(~mask))["clip_id"].to_list()
+    missing = index.table.filter(pl.Series(~mask))["clip_id"].to_list()
     return np.nan_to_num(values, nan=0.0), mask, missing
 
 

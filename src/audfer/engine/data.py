@@ -51,7 +51,7 @@ def split_index(cfg: dict, split: str) -> ClipIndex:
     lst = d[f"{split}_list"]
     if lst is None:
         raise AudferError(f"config: data.{split}_list is not set (dataset: list)")
-    return list_index(lst, root, num_classes=d["classes"], on_missing=miss)
+    return list_index(lst, root, num_classes=d["classes"], class_order=d["class_order"], on_missing=miss)
 
 
 def carve_validation(index: ClipIndex, share: float, seed: int) -> tuple[ClipIndex, ClipIndex]:
@@ -77,9 +77,7 @@ def au_labels_for(cfg: dict) -> pl.DataFrame | None:
     d = cfg["data"]
     if d["au_labels"]:
         return read_au_labels(d["au_labels"])
-    folder = d["openface"]
-    if folder is None and d["dataset"] == "synthetic" and d["root"]:
-        folder = Path(d["root"]) / "OpenFace"
+    folder = _openface_folder(cfg)
     if folder is None:
         if cfg["au"]["strategy"] != "none":
             raise AudferError("config: the AU loss needs video AU labels: set data.au_labels (a CSV from `audfer au-labels`) "
@@ -89,35 +87,53 @@ def au_labels_for(cfg: dict) -> pl.DataFrame | None:
     return video_au_labels(of.frames, of.clips)
 
 
-def knowledge_for(cfg: dict) -> np.ndarray:
+def _openface_folder(cfg: dict):
+    d = cfg["data"]
+    folder = d["openface"]
+    if folder is None and d["dataset"] == "synthetic" and d["root"]:
+        folder = Path(d["root"]) / "OpenFace"
+    return folder
+
+
+def knowledge_for(cfg: dict, train: ClipIndex | None = None) -> np.ndarray:
+    """K: ``paper`` (the shipped matrix), a K.csv, or ``per-fold``: §3.1 on this fold's training clips only
+    (their OpenFace frames from ``data.openface``; labels from the training split)."""
     from ..io import read_expression_table
-    from ..knowledge import paper_knowledge
+    from ..knowledge import extract_knowledge, paper_knowledge
 
     src = cfg["au"]["knowledge"]
-    return paper_knowledge() if src == "paper" else read_expression_table(src, what="knowledge matrix")
+    if src == "paper":
+        return paper_knowledge()
+    if src == "per-fold":
+        from ..data.annotations import keyed
+        from ..openface import read_openface_dir
+
+        folder = _openface_folder(cfg)
+        if folder is None or train is None:
+            raise AudferError("config: au.knowledge=per-fold needs data.openface (the folder of per-clip OpenFace CSVs)")
+        frames = keyed(read_openface_dir(folder).frames)
+        return extract_knowledge(frames, keyed(train.table.select("clip_id", "label"))).matrix
+    return read_expression_table(src, what="knowledge matrix")
 
 
-def pos_weights_for(cfg: dict, train: ClipIndex, au_labels: pl.DataFrame | None) -> np.ndarray | None:
-    """7 x 18 pos-weights: counted on the training clips (Eq. 6-8), an official preset, or a CSV."""
-    from ..io import read_expression_table
-    from ..labels import official_pos_weights, pos_weights
+def au_coverage(index: ClipIndex, au_labels: pl.DataFrame | None) -> dict:
+    """Share of ``index``'s clips with AU labels, and a few unmatched ids from both sides (for messages)."""
+    from ..data.annotations import keyed
+    from ..data.datasets import au_targets_for
 
-    a = cfg["au"]
-    if a["strategy"] == "none":
-        return None
-    src = a["pos_weights"]
-    if src == "computed":
-        if au_labels is None:
-            raise AudferError("config: au.pos_weights=computed needs video AU labels")
-        return pos_weights(au_labels, train.table.select("clip_id", "label"), a["strategy"], minor=a["minor"]).values
-    if src in ("dfew", "ferv39k"):
-        return official_pos_weights(src, a["strategy"])
-    return read_expression_table(src, what="pos-weight table")
+    if au_labels is None:
+        return {"clips": len(index), "with_au": 0, "share": 0.0, "unmatched_split": [], "unmatched_labels": []}
+    _, mask, missing = au_targets_for(index, au_labels)
+    ours = set(keyed(index.table.select("clip_id"))["clip_id"].to_list())
+    theirs = keyed(au_labels.select("clip_id"))["clip_id"].to_list()
+    return {"clips": len(index), "with_au": int(mask.sum()), "share": float(mask.mean()) if len(mask) else 0.0,
+            "unmatched_split": missing[:5], "unmatched_labels": [c for c in theirs if c not in ours][:5]}
 
 
 @dataclass
 class Prepared:
-    """Everything a run needs besides the model: indexes per split, AU labels, K and pos-weights."""
+    """Everything a run needs besides the model: indexes per split, AU labels, K and pos-weights, and what
+    was checked about them (``checks``: AU-label coverage, provenance of K and pos-weights)."""
 
     train: ClipIndex
     val: ClipIndex | None
@@ -125,16 +141,50 @@ class Prepared:
     au_labels: pl.DataFrame | None
     knowledge: np.ndarray
     pos_weight: np.ndarray | None
+    checks: dict
 
 
 def prepare(cfg: dict) -> Prepared:
+    """Split indexes, AU labels, K, pos-weights; refuses what would make the run silently wrong:
+
+    - AU labels matching fewer than ``data.min_au_coverage`` of the training clips (ids are matched by
+      ``audfer.data.annotations.clip_key``): an error showing unmatched ids from both sides;
+    - a K.csv or pos-weight CSV whose provenance sidecar lists clips of this run's test split
+      (``au.allow_test_overlap`` accepts it deliberately); the authors' FERV39k preset warns (its counts
+      appear to include the test split)."""
+    from ..provenance import check_no_test_clips
+
     train = split_index(cfg, "train")
     test = split_index(cfg, "test")
     val = None
     if cfg["train"]["selection"] == "best-val":
         train, val = carve_validation(train, cfg["train"]["val_share"], cfg["train"]["seed"])
+    a, d = cfg["au"], cfg["data"]
     au = au_labels_for(cfg)
-    return Prepared(train, val, test, au, knowledge_for(cfg), pos_weights_for(cfg, train, au))
+    checks: dict = {}
+    if a["strategy"] != "none":
+        cov = au_coverage(train, au)
+        checks["au_coverage"] = cov
+        if cov["share"] < d["min_au_coverage"]:
+            raise AudferError(
+                f"AU labels cover {cov['with_au']} of {cov['clips']} training clips ({100 * cov['share']:.1f} %, below "
+                f"data.min_au_coverage={d['min_au_coverage']}): split ids without AU labels e.g. "
+                f"{', '.join(cov['unmatched_split']) or '-'}; AU-label ids not in the split e.g. "
+                f"{', '.join(cov['unmatched_labels']) or '-'} (set data.min_au_coverage lower to train anyway)")
+    where = f"{d['dataset']} fold {d['fold']}"
+    test_ids = test.table["clip_id"].to_list()
+    if a["knowledge"] not in ("paper", "per-fold"):
+        checks["knowledge"] = check_no_test_clips(a["knowledge"], "the knowledge matrix", test_ids,
+                                                  allow=a["allow_test_overlap"], where=where)
+    if a["strategy"] != "none" and a["pos_weights"] not in ("computed", "dfew", "ferv39k"):
+        checks["pos_weights"] = check_no_test_clips(a["pos_weights"], "the pos-weight table", test_ids,
+                                                    allow=a["allow_test_overlap"], where=where)
+    if a["strategy"] != "none" and a["pos_weights"] == "ferv39k":
+        import warnings
+
+        warnings.warn("au.pos_weights=ferv39k: the authors' FERV39k counts appear to include the test split", UserWarning,
+                      stacklevel=2)
+    return Prepared(train, val, test, au, knowledge_for(cfg, train), pos_weights_for(cfg, train, au), checks)
 
 
 def default_sampling(model_name: str) -> str:

@@ -97,7 +97,7 @@ def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print) -> dict:
 def run_ablation(cfg: dict, *, seeds=(0, 1, 2), strategies=("none", "global", "distinct", "minor"), lams=(0.1, 0.25, 0.5, 0.75),
                  title: str | None = None, intro: list[str] | None = None, log=print) -> dict:
     """Table 3 (each strategy over ``seeds``) and Fig. 5 (λ sweep with the config's strategy), with figures."""
-    from .data import knowledge_for
+    from .data import knowledge_for, split_index
 
     base = run_dir(cfg)
     results: dict[str, dict[str, dict]] = {}
@@ -117,7 +117,7 @@ def run_ablation(cfg: dict, *, seeds=(0, 1, 2), strategies=("none", "global", "d
     au_strategies = [s for s in strategies if s != "none"]
     best = max(au_strategies, key=lambda s: aggs[s]["uar"]["mean"]) if au_strategies else None
     figures = []
-    plot_knowledge(knowledge_for(cfg), base / "knowledge.png", title="AU-expression knowledge used by the AU loss (Fig. 4)")
+    plot_knowledge(knowledge_for(cfg, split_index(cfg, "train") if cfg["au"]["knowledge"] == "per-fold" else None), base / "knowledge.png", title="AU-expression knowledge used by the AU loss (Fig. 4)")
     figures.append(("Knowledge matrix (Fig. 4)", "knowledge.png"))
     if "none" in results and best:
         plot_confusions({STRATEGY_LABEL["none"]: _mean_confusion(results["none"]), STRATEGY_LABEL[best]: _mean_confusion(results[best])},

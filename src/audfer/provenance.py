@@ -1,0 +1,81 @@
+"""What a K.csv or a pos-weight table was computed from, in a sidecar ``<file>.provenance.json``.
+
+``audfer knowledge`` and ``audfer pos-weights`` write it next to their output: the dataset, fold and split
+(when the command knew them), the number of clips and a SHA-256 of their sorted ids, and the ids
+themselves (so that a run can check exactly which clips went in). ``audfer train`` / ``cv`` refuse a K or
+a pos-weight table whose clips include clips of the run's test split (``au.allow_test_overlap=true``
+accepts it, for deliberate use, and the run records it), and warn when a file has no sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+import polars as pl
+
+from .errors import AudferError
+
+__all__ = ["sidecar", "write_provenance", "read_provenance", "ids_digest", "check_no_test_clips"]
+
+
+def sidecar(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".provenance.json")
+
+
+def ids_digest(ids) -> str:
+    return hashlib.sha256("\n".join(sorted(map(str, ids))).encode()).hexdigest()
+
+
+def write_provenance(path: str | Path, *, what: str, clip_ids, dataset: str | None = None, fold: int | None = None,
+                     split: str | None = None, source: str | None = None) -> Path:
+    """Write the sidecar of ``path`` (atomically)."""
+    from .io import write_json
+
+    ids = sorted({str(i) for i in clip_ids})
+    record = {"what": what, "dataset": dataset, "fold": fold, "split": split, "source": source, "n_clips": len(ids),
+              "clip_ids_sha256": ids_digest(ids), "clip_ids": ids}
+    out = sidecar(path)
+    write_json(record, out)
+    return out
+
+
+def read_provenance(path: str | Path) -> dict | None:
+    side = sidecar(path)
+    if not side.is_file():
+        return None
+    try:
+        record = json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        raise AudferError(f"{side}: unreadable provenance sidecar ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("clip_ids"), list):
+        raise AudferError(f"{side}: not a provenance sidecar (expected a clip_ids list)")
+    if ids_digest(record["clip_ids"]) != record.get("clip_ids_sha256"):
+        raise AudferError(f"{side}: clip ids do not match their recorded SHA-256 (edited by hand?)")
+    return record
+
+
+def check_no_test_clips(path: str | Path, what: str, test_ids, *, allow: bool, where: str) -> dict:
+    """Refuse ``path`` when its sidecar lists clips of the run's test split; returns what was found
+    (``{"file", "provenance", "test_clips"}``) for the run's records."""
+    from .data.annotations import keyed
+
+    record = read_provenance(path)
+    info = {"file": str(path), "provenance": None if record is None else {k: v for k, v in record.items() if k != "clip_ids"},
+            "test_clips": None}
+    if record is None:
+        warnings.warn(f"{path}: {what} has no provenance sidecar ({sidecar(path).name}); cannot check that it was computed "
+                      f"without test clips", UserWarning, stacklevel=3)
+        return info
+    used = set(keyed(pl.DataFrame({"clip_id": record["clip_ids"]}, schema={"clip_id": pl.String}))["clip_id"].to_list())
+    test = keyed(pl.DataFrame({"clip_id": list(test_ids)}, schema={"clip_id": pl.String}))["clip_id"].to_list()
+    overlap = sorted(used.intersection(test))
+    info["test_clips"] = len(overlap)
+    if overlap and not allow:
+        raise AudferError(f"{path}: {what} was computed from {len(overlap)} clip(s) of the {where} test split "
+                          f"(e.g. {', '.join(overlap[:5])}); use one computed on the training clips, or set "
+                          f"au.allow_test_overlap=true to accept the leak deliberately")
+    return info
