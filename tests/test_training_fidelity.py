@@ -23,7 +23,7 @@ TINY = ["model.kwargs={img_size: 32, num_frames: 4, width: 8}", "train.batch_siz
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("fidelity") / "synth", SynthConfig(clips=40, size=32, frames=8, seed=3), workers=1)
+    return generate(tmp_path_factory.mktemp("fidelity") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1)
 
 
 def _cfg(synth, out, *extra):
@@ -229,3 +229,88 @@ def test_validation_under_ddp_shards_without_duplicates(monkeypatch):
         assert len(shard) == len(engine_data.ShardInOrder(10))
         seen += shard
     assert sorted(seen) == list(range(10))  # every clip exactly once: no padded duplicate counted twice
+
+
+# ----------------------------------------------------------------------------------------------- leakage and mismatches
+def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path):
+    from audfer.cli import main
+
+    of, labels = synth / "OpenFace", synth / "clip_labels.csv"
+    k_all = tmp_path / "K_all.csv"
+    assert main(["knowledge", "--openface-dir", str(of), "--labels", str(labels), "--out", str(k_all)]) == 0
+    side = json.loads((tmp_path / "K_all.csv.provenance.json").read_text())
+    assert side["n_clips"] == 60 and len(side["clip_ids"]) == 60 and len(side["clip_ids_sha256"]) == 64
+    with pytest.raises(AudferError, match=r"computed from \d+ clip\(s\) of the synthetic fold 1 test split"):
+        train(_cfg(synth, tmp_path / "leak", "train.epochs=1", f"au.knowledge={k_all}"), log=lambda m: None)
+    # the same K from fold 1's training clips only is accepted; a deliberate override is recorded
+    k_train = tmp_path / "K_train.csv"
+    assert main(["knowledge", "--dataset", "dfew", "--root", str(synth), "--fold", "1", "--openface-dir", str(of),
+                 "--out", str(k_train)]) == 0
+    assert json.loads((tmp_path / "K_train.csv.provenance.json").read_text())["split"] == "train"
+    from audfer.engine.data import prepare
+
+    prep = prepare(_cfg(synth, tmp_path / "ok", f"au.knowledge={k_train}"))
+    assert prep.checks["knowledge"]["test_clips"] == 0
+    prep = prepare(_cfg(synth, tmp_path / "ok2", f"au.knowledge={k_all}", "au.allow_test_overlap=true"))
+    assert prep.checks["knowledge"]["test_clips"] > 0
+    # a pos-weight table counted on all clips is refused the same way
+    pw = tmp_path / "pw.csv"
+    from audfer.labels import video_au_labels  # noqa: F401  (the CLI builds them)
+
+    assert main(["au-labels", str(of), "--out", str(tmp_path / "au.csv")]) == 0
+    assert main(["pos-weights", "--au-labels", str(tmp_path / "au.csv"), "--labels", str(labels), "--strategy", "distinct",
+                 "--out", str(pw)]) == 0
+    with pytest.raises(AudferError, match="pos-weight table was computed from"):
+        prepare(_cfg(synth, tmp_path / "pw", f"au.pos_weights={pw}"))
+
+
+def test_per_fold_knowledge_uses_only_the_folds_training_clips(synth, tmp_path):
+    from audfer.data.annotations import dfew_labels
+    from audfer.engine.data import prepare
+    from audfer.knowledge import extract_knowledge
+    from audfer.openface import read_openface_dir
+
+    prep = prepare(_cfg(synth, tmp_path / "run", "au.knowledge=per-fold"))
+    frames = read_openface_dir(synth / "OpenFace").frames
+    ref = extract_knowledge(frames, dfew_labels(synth, 1, "train")).matrix
+    np.testing.assert_allclose(prep.knowledge, ref, rtol=1e-12)
+    test_ids = set(dfew_labels(synth, 1, "test")["clip_id"].to_list())
+    assert not test_ids & set(extract_knowledge(frames, dfew_labels(synth, 1, "train")).clip_ids)
+
+
+def test_au_labels_that_match_too_few_training_clips_stop_training(synth, tmp_path):
+    import polars as pl
+
+    from audfer.cli import main
+    from audfer.engine.data import prepare
+
+    au = tmp_path / "au.csv"
+    assert main(["au-labels", str(synth / "OpenFace"), "--out", str(au)]) == 0
+    table = pl.read_csv(au, schema_overrides={"clip_id": pl.String})
+    # a spreadsheet stripped the leading zeros: the one clip-id rule still matches them
+    table.with_columns(pl.col("clip_id").str.strip_chars_start("0")).write_csv(tmp_path / "stripped.csv")
+    prep = prepare(_cfg(synth, tmp_path / "a", f"data.au_labels={tmp_path / 'stripped.csv'}"))
+    assert prep.checks["au_coverage"]["share"] == 1.0
+    # ids renamed: an error showing ids from both sides; an explicit threshold allows it
+    table.with_columns(("clip_" + pl.col("clip_id")).alias("clip_id")).write_csv(tmp_path / "renamed.csv")
+    with pytest.raises(AudferError, match=r"AU labels cover 0 of \d+ training clips.*e\.g\. 000\d\d.*e\.g\. clip_000"):
+        prepare(_cfg(synth, tmp_path / "b", f"data.au_labels={tmp_path / 'renamed.csv'}"))
+    prep = prepare(_cfg(synth, tmp_path / "c", f"data.au_labels={tmp_path / 'renamed.csv'}", "data.min_au_coverage=0"))
+    assert prep.checks["au_coverage"]["with_au"] == 0
+
+
+def test_frame_probabilities_naming_frames_openface_never_wrote_are_an_error(synth, tmp_path):
+    import polars as pl
+
+    from audfer.knowledge import extract_knowledge
+    from audfer.openface import read_openface_dir
+
+    frames = read_openface_dir(synth / "OpenFace").frames
+    from audfer.io import read_clip_labels
+
+    labels = read_clip_labels(synth / "clip_labels.csv")
+    rows = frames.select("clip_id", "frame").with_columns(*[pl.lit(1 / 7).alias(f"p{i}") for i in range(7)])
+    extract_knowledge(frames, labels, frame_probs=rows, theta=0.1)  # OpenFace's 1-based frames: fine
+    shifted = rows.with_columns(pl.col("frame") - 1)  # 0-based numbering: frame 0 does not exist
+    with pytest.raises(AudferError, match=r"not in the OpenFace table \(first: clip \d+, frame 0\)"):
+        extract_knowledge(frames, labels, frame_probs=shifted, theta=0.1)

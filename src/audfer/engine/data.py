@@ -130,6 +130,26 @@ def au_coverage(index: ClipIndex, au_labels: pl.DataFrame | None) -> dict:
             "unmatched_split": missing[:5], "unmatched_labels": [c for c in theirs if c not in ours][:5]}
 
 
+def pos_weights_for(cfg: dict, train: ClipIndex, au_labels: pl.DataFrame | None) -> np.ndarray | None:
+    """7 x 18 pos-weights: counted on the training clips (Eq. 6-8), an official preset, or a CSV."""
+    from ..io import read_expression_table
+    from ..labels import official_pos_weights, pos_weights
+
+    a = cfg["au"]
+    if a["strategy"] == "none":
+        return None
+    src = a["pos_weights"]
+    if src == "computed":
+        if au_labels is None:
+            raise AudferError("config: au.pos_weights=computed needs video AU labels")
+        from ..data.annotations import keyed
+
+        return pos_weights(keyed(au_labels), keyed(train.table.select("clip_id", "label")), a["strategy"], minor=a["minor"]).values
+    if src in ("dfew", "ferv39k"):
+        return official_pos_weights(src, a["strategy"])
+    return read_expression_table(src, what="pos-weight table")
+
+
 @dataclass
 class Prepared:
     """Everything a run needs besides the model: indexes per split, AU labels, K and pos-weights, and what
