@@ -314,3 +314,32 @@ def test_frame_probabilities_naming_frames_openface_never_wrote_are_an_error(syn
     shifted = rows.with_columns(pl.col("frame") - 1)  # 0-based numbering: frame 0 does not exist
     with pytest.raises(AudferError, match=r"not in the OpenFace table \(first: clip \d+, frame 0\)"):
         extract_knowledge(frames, labels, frame_probs=shifted, theta=0.1)
+
+
+# ----------------------------------------------------------------------------------------------- dry run
+def test_dry_run_writes_a_checked_plan_and_trains_nothing(synth, tmp_path):
+    from audfer.cli import main
+    from audfer.data.annotations import dfew_labels
+    from audfer.engine.schedules import lr_factor
+
+    out = tmp_path / "plan"
+    args = ["train", "m3dfel_dfew", f"data.root={synth}", "data.dataset=synthetic", "data.frames=null", "data.au_labels=null",
+            f"out={out}", "model.name=former_dfer_small", "model.kwargs={img_size: 32, num_frames: 4, width: 8}",
+            "train.batch_size=8", "train.epochs=10", "optim.warmup_epochs=2", "--dry-run"]
+    with pytest.warns(UserWarning, match="FROM SCRATCH"):
+        assert main(args) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    train_labels = dfew_labels(synth, 1, "train")
+    assert plan["clips"]["train"] == train_labels.height and plan["clips"]["test"] == dfew_labels(synth, 1, "test").height
+    counts = np.bincount(train_labels["label"].to_numpy(), minlength=7)
+    assert list(plan["clips_per_class"]["train"].values()) == counts.tolist()
+    assert plan["au"]["au_coverage"]["share"] == 1.0
+    steps = train_labels.height // 8
+    assert plan["steps_per_epoch"] == steps and plan["total_steps"] == 10 * steps and plan["warmup_steps"] == 2 * steps
+    for point in plan["lr"].values():
+        expected = 5e-4 * lr_factor("timm-cosine", point["step"], 10 * steps, 2 * steps, 5e-6 / 5e-4, 0.0)
+        assert point["lr"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert plan["lr"]["first step"]["lr"] == 0.0 and plan["init_label"].startswith("from scratch")
+    assert plan["sampling"]["kind"] == "m3dfel" and any(a.startswith("ColorJitter") and "h=0.4" in a for a in plan["augmentation"])
+    assert plan["selection"]["rule"] == "last"
+    assert not (out / "checkpoints").exists() and not (out / "eval").exists()

@@ -242,6 +242,8 @@ def _add_train(sub) -> None:
     p.add_argument("config", nargs="?", help="experiment YAML, or a shipped config name")
     p.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2")
     p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check and print the run's plan (clips, AU coverage, steps, lr, init, augmentation) to plan.json; no training")
     p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
     p.set_defaults(func=_run_train)
 
@@ -251,6 +253,11 @@ def _run_train(args) -> None:
 
     if args.list or not args.config:
         print("\n".join(shipped_configs()))
+        return
+    if args.dry_run:
+        from .engine.train import plan
+
+        plan(load_config(args.config, args.overrides), log=_echo)
         return
     train(load_config(args.config, args.overrides), resume=args.resume, log=_echo)
 

@@ -75,7 +75,6 @@ def initialise(model, cfg: dict, *, log=print) -> dict:
         msg = (f"WARNING: {cfg['model']['name']} trains FROM SCRATCH; the official run starts from {m['official_init']} "
                f"(set model.pretrained=<file>, see docs/weights.md). Results will not be comparable to the paper's.")
         warnings.warn(msg, UserWarning, stacklevel=2)
-        log(msg)
     return record
 
 
@@ -86,6 +85,97 @@ def init_label(record: dict | None) -> str:
     if record["init"] == "pretrained":
         return f"pretrained ({Path(record['pretrained']).name})"
     return "from scratch" + (f" (official run: {record['official_init']})" if record.get("official_init") else "")
+
+
+def steps_per_epoch(n_train: int, t: dict) -> int:
+    """Optimiser steps per epoch: full batches per process (the last partial batch is dropped)."""
+    per_process = -(-n_train // t["devices"])
+    steps = max(1, per_process // t["batch_size"]) if per_process > t["batch_size"] else 1
+    return min(steps, int(t["limit_train_batches"])) if t["limit_train_batches"] else steps
+
+
+def _class_counts(index, num: int) -> dict[str, int]:
+    from ..evaluation import class_names
+
+    counts = np.bincount(index.table["label"].to_numpy(), minlength=num)
+    return {n: int(c) for n, c in zip(class_names(num), counts)}
+
+
+def plan(cfg: dict, *, log=print) -> dict:
+    """``audfer train ... --dry-run``: everything a run would do, checked, without training; written to
+    ``<run folder>/plan.json`` and printed. Clips per split and class, AU-label coverage, steps per epoch,
+    the learning rate at the first step / end of warm-up / mid-run / last step, the pretrained load
+    report, the sampling and augmentation in effect, the selection rule."""
+    from ..data.transforms import build_transform
+    from .data import default_sampling
+    from .module import AUDFERModule, num_classes
+    from .schedules import lr_factor
+
+    cfg = dict(cfg)
+    out = run_dir(cfg)
+    cfg["out"] = str(out)
+    t, o, d = cfg["train"], cfg["optim"], cfg["data"]
+    prep = prepare(cfg)
+    steps = steps_per_epoch(len(prep.train), t)
+    module = AUDFERModule(cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps)
+    init = initialise(module.model, cfg, log=log)
+    k = num_classes(cfg)
+    total, warm = t["epochs"] * steps, o["warmup_epochs"] * steps
+    base = o["lr"] * (t["batch_size"] * t["devices"] / 256 if o["lr_scale"] == "batch256" else 1)
+
+    def lr_at(step: int) -> float:
+        if o["scheduler"] in ("cosine", "timm-cosine"):
+            floor = min(o["min_lr"] / base, 1.0) if base > 0 else 0.0
+            start = min(o["warmup_lr"] / base, 1.0) if base > 0 else 0.0
+            return base * lr_factor(o["scheduler"], step, total, warm, floor, start)
+        if o["scheduler"] == "step":
+            return base * o["gamma"] ** ((step // steps) // o["step_size"])
+        return base
+
+    points = {"first step": 0, "end of warm-up": max(warm - 1, 0), "mid-run": total // 2, "last step": total - 1}
+    sampling = d["sampling"] or default_sampling(cfg["model"]["name"])
+    spec = module.model.input_spec
+    transform = build_transform(spec, True, jitter=d["jitter"], hue=d["hue"], scale=d["crop_scale"],
+                                randaugment=d["randaugment"], erasing=d["erasing"])
+    result = {
+        "config": cfg["name"], "run_folder": str(out), "model": cfg["model"]["name"], "input": spec.describe(),
+        "dataset": {"name": d["dataset"], "root": d["root"], "fold": d["fold"]},
+        "clips": {"train": len(prep.train), "val": len(prep.val) if prep.val is not None else 0, "test": len(prep.test)},
+        "clips_per_class": {"train": _class_counts(prep.train, k), "test": _class_counts(prep.test, k),
+                            **({"val": _class_counts(prep.val, k)} if prep.val is not None else {})},
+        "au": {"strategy": cfg["au"]["strategy"], "lam": cfg["au"]["lam"], "knowledge": cfg["au"]["knowledge"],
+               "pos_weights": cfg["au"]["pos_weights"], **prep.checks},
+        "steps_per_epoch": steps, "total_steps": total, "warmup_steps": warm,
+        "optimizer": {"name": o["name"], "base_lr": base, "scheduler": o["scheduler"], "weight_decay": o["weight_decay"],
+                      "layer_decay": o["layer_decay"], "label_smoothing": o["label_smoothing"], "mixup": o["mixup"],
+                      "cutmix": o["cutmix"]},
+        "lr": {name: {"step": s, "lr": lr_at(s)} for name, s in points.items()},
+        "init": init, "init_label": init_label(init),
+        "sampling": {"kind": sampling, "frames": spec.frames, "stride": d["stride"] if sampling == "mae_dfer" else None,
+                     "test_views": d["test_views"] if sampling == "mae_dfer" else 1,
+                     "train": "random (per the recipe)", "test": "deterministic"},
+        "augmentation": [type(step).__name__ + _describe(step) for step in transform.steps],
+        "selection": {"rule": t["selection"], "note": SELECTION_NOTE[t["selection"]], "monitor": t["monitor"]},
+        "precision": t["precision"], "devices": t["devices"], "batch_size": t["batch_size"], "epochs": t["epochs"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(result, out / "plan.json")
+    log(f"plan for {cfg['name']} ({cfg['model']['name']}, {result['init_label']}) -> {out / 'plan.json'}")
+    log(f"  clips: train {result['clips']['train']}, val {result['clips']['val']}, test {result['clips']['test']}; "
+        f"train per class: {result['clips_per_class']['train']}")
+    if "au_coverage" in prep.checks:
+        cov = prep.checks["au_coverage"]
+        log(f"  AU labels: {cov['with_au']} of {cov['clips']} training clips ({100 * cov['share']:.1f} %)")
+    log(f"  {steps} steps/epoch x {t['epochs']} epochs = {total} steps; warm-up {warm} steps; lr " +
+        ", ".join(f"{n} (step {v['step']}) {v['lr']:.3g}" for n, v in result["lr"].items()))
+    log(f"  sampling {sampling}; augmentation: {', '.join(result['augmentation'])}")
+    log(f"  selection: {t['selection']} ({SELECTION_NOTE[t['selection']]})")
+    return result
+
+
+def _describe(step) -> str:
+    fields = {k: v for k, v in vars(step).items() if isinstance(v, (int, float, str, tuple)) and not k.startswith("_")}
+    return "(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")" if fields else ""
 
 
 def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate: bool = True) -> Path:
@@ -109,9 +199,7 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
         torch.set_num_threads(int(t["threads"]))
     L.seed_everything(t["seed"], workers=True, verbose=False)
     prep = prepare(cfg)
-    steps = max(1, len(prep.train) // t["batch_size"] // t["devices"]) if len(prep.train) > t["batch_size"] else 1
-    if t["limit_train_batches"]:
-        steps = min(steps, int(t["limit_train_batches"]))
+    steps = steps_per_epoch(len(prep.train), t)
     module = AUDFERModule(cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps)
     spec = module.model.input_spec
     train_ds = make_dataset(cfg, prep.train, spec, prep.au_labels, train=True)
