@@ -343,3 +343,15 @@ def test_dry_run_writes_a_checked_plan_and_trains_nothing(synth, tmp_path):
     assert plan["sampling"]["kind"] == "m3dfel" and any(a.startswith("ColorJitter") and "h=0.4" in a for a in plan["augmentation"])
     assert plan["selection"]["rule"] == "last"
     assert not (out / "checkpoints").exists() and not (out / "eval").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.hue=0.7", "data.hue = 0.7"),
+    ("data.min_au_coverage=2", "data.min_au_coverage = 2"),
+    ("data.randaugment=rand-x7", "data.randaugment"),
+    ("data.dataset=list", "data.class_order is not set"),
+    ("optim.scheduler=warm", "optim.scheduler"),
+])
+def test_new_recipe_options_are_checked(override, message):
+    with pytest.raises(AudferError, match=message):
+        load_config("m3dfel_dfew", [override])

@@ -140,6 +140,23 @@ def check_config(cfg: dict) -> None:
         raise AudferError(f"config: train.val_share = {cfg['train']['val_share']!r}; expected a share in (0, 1)")
     if cfg["data"]["dataset"] == "mafw" and cfg["data"]["classes"] == 11 and cfg["au"]["strategy"] != "none":
         raise AudferError("config: the AU knowledge covers the 7 basic expressions; with data.classes=11 set au.strategy=none")
+    d = cfg["data"]
+    cov = d["min_au_coverage"]
+    if isinstance(cov, bool) or not isinstance(cov, (int, float)) or not 0 <= cov <= 1:
+        raise AudferError(f"config: data.min_au_coverage = {cov!r}; expected a share in [0, 1]")
+    hue = d["hue"]
+    if isinstance(hue, bool) or not isinstance(hue, (int, float)) or not 0 <= hue <= 0.5:
+        raise AudferError(f"config: data.hue = {hue!r}; expected a hue shift in [0, 0.5] turns")
+    if d["randaugment"] is not None:
+        from ..data.transforms import parse_randaugment
+
+        try:
+            parse_randaugment(d["randaugment"])
+        except ValueError as exc:
+            raise AudferError(f"config: data.{exc}") from None
+    if d["dataset"] == "list" and d["class_order"] is None:
+        raise AudferError("config: data.class_order is not set: a list dataset must say what its label ids mean "
+                          "(dfew7, mafw11 or the class names in id order)")
     if not set(cfg["train"]["loggers"] or []) <= {"csv", "tensorboard"}:
         raise AudferError(f"config: train.loggers = {cfg['train']['loggers']!r}; expected a list of csv, tensorboard")
 
