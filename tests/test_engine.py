@@ -152,14 +152,14 @@ def test_cv_and_ablation_reports(synth, tmp_path):
     assert agg["war"]["mean"] == pytest.approx(np.mean([f["war"] for f in folds]))
     assert agg["uar"]["std"] == pytest.approx(np.std([f["uar"] for f in folds], ddof=1))
     report = (tmp_path / "cv" / "report.md").read_text()
-    assert "| fold 2 |" in report and "mean ± std" in report and "last" in report
+    assert "| fold 2 |" in report and "mean ± std" in report and "last" in report and "Initialisation: from scratch" in report
     res = run_ablation(_cfg(synth, tmp_path / "abl", "train.epochs=1"), seeds=(0, 1), strategies=("none", "distinct"), lams=(0.5,),
                        log=lambda m: None)
     assert set(res["strategies"]) == {"none", "distinct"} and set(res["lambda"]) == {0.5}
     cfg_lam = json.loads((tmp_path / "abl" / "lambda_0.5" / "seed_1" / "eval" / "metrics.json").read_text())
     assert (cfg_lam["lam"], cfg_lam["au_strategy"]) == (0.5, "distinct")
     report = (tmp_path / "abl" / "report.md").read_text()
-    assert "baseline (CE only)" in report and "+AU distinct" in report and "λ sweep" in report
+    assert "baseline (CE only)" in report and "+AU distinct" in report and "λ sweep" in report and "Initialisation: from scratch" in report
     for png in ("confusion.png", "tsne.png", "curves.png", "lambda.png", "knowledge.png"):
         assert (tmp_path / "abl" / png).stat().st_size > 1000, png
     # a rerun reuses finished runs instead of training again

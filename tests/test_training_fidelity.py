@@ -355,3 +355,14 @@ def test_dry_run_writes_a_checked_plan_and_trains_nothing(synth, tmp_path):
 def test_new_recipe_options_are_checked(override, message):
     with pytest.raises(AudferError, match=message):
         load_config("m3dfel_dfew", [override])
+
+
+def test_mae_dfer_classifier_starts_at_init_scale_0001():
+    from audfer.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mae_dfer_small")
+    head = model.head.weight.detach()
+    # trunc_normal(std 0.02) x 0.001 (MAE-DFER modeling_finetune.py, --init_scale 0.001); other linears keep std 0.02
+    assert 0.01e-3 < float(head.std()) < 0.03e-3
+    assert 0.015 < float(model.blocks[0].mlp.fc1.weight.std()) < 0.025

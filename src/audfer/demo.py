@@ -23,6 +23,7 @@ import polars as pl
 from .io import write_csv
 from .knowledge import extract_knowledge, paper_knowledge
 from .labels import STRATEGIES, pos_weights, video_au_labels
+from .provenance import write_provenance
 from .openface import read_openface_dir
 from .reports import plot_knowledge
 from .vocab import AUS, EXPRESSIONS
@@ -52,8 +53,11 @@ def run_demo(out: str | Path = ".", *, clips: int = 600, size: int = 64, seeds=(
     pws = {s: pos_weights(au, train_labels, s) for s in STRATEGIES}
     for s, pw in pws.items():
         write_csv(pw.table(), out / f"pos_weights_{s}.csv")
+        write_provenance(out / f"pos_weights_{s}.csv", what="pos-weights", clip_ids=pw.clip_ids, dataset="synthetic", fold=1,
+                         split="train")
     res = extract_knowledge(folder.frames.filter(pl.col("clip_id").is_in(train_labels["clip_id"].implode())), train_labels)
     write_csv(res.table(), out / "K.csv")
+    write_provenance(out / "K.csv", what="knowledge", clip_ids=res.clip_ids, dataset="synthetic", fold=1, split="train")
     plot_knowledge(res.matrix, out / "K.png", title="AU-expression knowledge recovered from the synthetic OpenFace CSVs")
     keep = np.array([a != "AU28" for a in AUS])
     corr = float(np.corrcoef(paper_knowledge()[:, keep].ravel(), res.matrix[:, keep].ravel())[0, 1])

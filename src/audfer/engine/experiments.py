@@ -85,7 +85,9 @@ def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print) -> dict:
     sel = cfg["train"]["selection"]
     lines = [f"# {cfg['name']}: {len(folds)}-fold cross-validation", "",
              f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}`, AU strategy `{cfg['au']['strategy']}`, λ = {cfg['au']['lam']}.",
-             f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}).", "", "| fold | WAR | UAR | macro-F1 |", "|---|---|---|---|"]
+             f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: "
+             f"{', '.join(sorted({r.get('init', 'unknown') for r in runs.values()}))}.", "",
+             "| fold | WAR | UAR | macro-F1 |", "|---|---|---|---|"]
     lines += [f"| {f} | {100 * r['war']:.2f} | {100 * r['uar']:.2f} | {100 * r['macro_f1']:.2f} |" for f, r in runs.items()]
     lines += [f"| mean ± std | {pm(agg['war'])} | {pm(agg['uar'])} | {pm(agg['macro_f1'])} |", "", "Per-class recall (%):", ""]
     lines += results_table({cfg["name"]: agg}, names)
@@ -117,7 +119,8 @@ def run_ablation(cfg: dict, *, seeds=(0, 1, 2), strategies=("none", "global", "d
     au_strategies = [s for s in strategies if s != "none"]
     best = max(au_strategies, key=lambda s: aggs[s]["uar"]["mean"]) if au_strategies else None
     figures = []
-    plot_knowledge(knowledge_for(cfg, split_index(cfg, "train") if cfg["au"]["knowledge"] == "per-fold" else None), base / "knowledge.png", title="AU-expression knowledge used by the AU loss (Fig. 4)")
+    train_split = split_index(cfg, "train") if cfg["au"]["knowledge"] == "per-fold" else None
+    plot_knowledge(knowledge_for(cfg, train_split), base / "knowledge.png", title="AU-expression knowledge used by the AU loss (Fig. 4)")
     figures.append(("Knowledge matrix (Fig. 4)", "knowledge.png"))
     if "none" in results and best:
         plot_confusions({STRATEGY_LABEL["none"]: _mean_confusion(results["none"]), STRATEGY_LABEL[best]: _mean_confusion(results[best])},
@@ -138,10 +141,12 @@ def run_ablation(cfg: dict, *, seeds=(0, 1, 2), strategies=("none", "global", "d
         figures.append((f"λ sweep with the {sweep_strategy} strategy (Fig. 5)", "lambda.png"))
 
     sel = cfg["train"]["selection"]
+    init_note = ", ".join(sorted({r.get("init", "unknown") for per in results.values() for r in per.values()}))
     lines = [f"# {title or cfg['name'] + ': AU-loss ablation'}", ""] + (intro or []) + [
         f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}` fold {cfg['data']['fold']}; {len(seeds)} seeds "
         f"({', '.join(map(str, seeds))}); λ = {cfg['au']['lam']} for the strategies; {cfg['train']['epochs']} epochs.",
-        f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Values are mean ± std over seeds, in %.", "",
+        f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: {init_note}. "
+        "Values are mean ± std over seeds, in %.", "",
         "## Positive-class weight strategies (Table 3 layout)", ""]
     lines += results_table({STRATEGY_LABEL[s]: aggs[s] for s in strategies}, names)
     if au_strategies:
