@@ -89,8 +89,7 @@ def _run_pos_weights(args) -> None:
     if not (args.au_labels and args.labels):
         raise AudferError("pos-weights needs --au-labels and --labels (or --preset)")
     minor = [m for m in args.minor.split(",") if m.strip()] if args.minor else None
-    clip_labels = read_clip_labels(args.labels)
-    pw = pos_weights(read_au_labels(args.au_labels), clip_labels, args.strategy, minor=minor)
+    pw = pos_weights(read_au_labels(args.au_labels), read_clip_labels(args.labels), args.strategy, minor=minor)
     write_csv(pw.table(), args.out)
     from .provenance import write_provenance
 

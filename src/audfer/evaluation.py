@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import torch
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall,
+from torchmetrics.classification import (MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall,
                                          MultilabelF1Score)
 
 from .data.annotations import MAFW_CLASSES
@@ -19,6 +19,18 @@ from .vocab import AUS, EXPRESSIONS
 
 def class_names(num_classes: int) -> tuple[str, ...]:
     return EXPRESSIONS if num_classes == len(EXPRESSIONS) else tuple(c.capitalize() for c in MAFW_CLASSES[:num_classes])
+
+
+def war_uar(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(WAR, UAR) from a confusion matrix of counts (rows = true class). UAR averages the recall of the
+    classes present only: a class with no clip in the split is not a recall of 0. Used by the test metrics
+    and by the validation metrics that select checkpoints, so both count alike."""
+    cm = confusion.double()
+    support = cm.sum(1)
+    present = support > 0
+    war = cm.diag().sum() / cm.sum().clamp(min=1)
+    uar = (cm.diag()[present] / support[present]).mean() if present.any() else torch.zeros((), dtype=cm.dtype)
+    return war.float(), uar.float()
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, au_probs: np.ndarray | None = None,
@@ -34,15 +46,17 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, au_probs: np.n
     names = class_names(c)
     recall = MulticlassRecall(num_classes=c, average=None)(p, y).numpy()
     present = np.bincount(y.numpy(), minlength=c) > 0
+    counts = MulticlassConfusionMatrix(num_classes=c)(p, y)
+    war, uar = war_uar(counts)
     out = {
         "n": int(len(y)),
-        "war": float(MulticlassAccuracy(num_classes=c, average="micro")(p, y)),
-        "uar": float(recall[present].mean()),
+        "war": float(war),
+        "uar": float(uar),
         "macro_f1": float(MulticlassF1Score(num_classes=c, average="macro")(p, y)),
         "per_class_recall": {n: (float(r) if present[i] else None) for i, (n, r) in enumerate(zip(names, recall))},
         "class_counts": {n: int(k) for n, k in zip(names, np.bincount(y.numpy(), minlength=c))},
         "confusion": MulticlassConfusionMatrix(num_classes=c, normalize="true")(p, y).numpy().round(6).tolist(),
-        "confusion_counts": MulticlassConfusionMatrix(num_classes=c)(p, y).numpy().tolist(),
+        "confusion_counts": counts.numpy().tolist(),
     }
     if au_probs is not None and au_targets is not None:
         mask = np.ones(len(y), bool) if au_mask is None else np.asarray(au_mask, bool)

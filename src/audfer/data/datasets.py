@@ -100,7 +100,7 @@ def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
     Neutral, Angry, Surprise, Disgust, Fear; ``mafw11``: MAFW's anger, disgust, fear, happiness, neutral,
     sadness, surprise, contempt, anxiety, helplessness, disappointment) or the class names in id order.
     Returns file id -> audfer label (None: a class outside the ``num_classes`` view, left out)."""
-    from .annotations import MAFW_CLASSES, MAFW_TO_7
+    from .annotations import MAFW_CLASSES
     from ..vocab import EXPRESSIONS, expression_index
 
     if class_order is None:
@@ -125,10 +125,6 @@ def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
             mapping[i] = None
         else:
             mapping[i] = expression_index(name, where=f"config: data.class_order[{i}]")
-    if num_classes == 11 and class_order == "mafw11":
-        mapping = {i: i for i in range(11)}
-    elif class_order == "mafw11":
-        mapping = {i: MAFW_TO_7[i] for i in range(11)}
     return mapping
 
 
@@ -182,17 +178,17 @@ def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
     if len(files) <= 1:
         return list(files)
     patterns: dict[str, Path] = {}
-    keyed = []
+    numbered = []
     for f in files:
         patterns.setdefault(_NUMBER.sub("#", f.stem) + f.suffix.lower(), f)
-        keyed.append((tuple(int(n) for n in _NUMBER.findall(f.stem)), f))
+        numbered.append((tuple(int(n) for n in _NUMBER.findall(f.stem)), f))
     if len(patterns) > 1:
         shown = ", ".join(f"{p.name} ({pat})" for pat, p in list(patterns.items())[:3])
         raise AudferError(f"{folder}: frame files follow {len(patterns)} naming patterns ({shown}); "
                           "cannot tell their temporal order")
-    keyed.sort(key=lambda kf: kf[0])
-    numbers = [k for k, _ in keyed]
-    for a, b in zip(keyed, keyed[1:]):
+    numbered.sort(key=lambda kf: kf[0])
+    numbers = [k for k, _ in numbered]
+    for a, b in zip(numbered, numbered[1:]):
         if a[0] == b[0]:
             raise AudferError(f"{folder}: {a[1].name} and {b[1].name} carry the same frame number")
     if numbers[0]:
@@ -203,7 +199,7 @@ def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
                 missing = int((steps - 1).sum())
                 warnings.warn(f"{folder}: frame numbering has gaps ({missing} frame number(s) missing between "
                               f"{last[0]} and {last[-1]}); frames are used in numeric order", UserWarning, stacklevel=3)
-    return [f for _, f in keyed]
+    return [f for _, f in numbered]
 
 
 def frame_paths(folder: Path) -> list[Path]:

@@ -18,24 +18,13 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ..evaluation import war_uar
 from ..losses import AUDFERLoss, mix_batch_targets
 from ..models import create_model
 
 
 def num_classes(cfg: dict) -> int:
     return 11 if cfg["data"]["dataset"] in ("mafw", "list") and cfg["data"]["classes"] == 11 else 7
-
-
-def selection_scores(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(WAR, UAR) from a confusion matrix of counts, exactly as the test metrics count them
-    (``audfer.evaluation.classification_metrics``): UAR averages the recall of the classes present in
-    the split only (a class with no clip is not a recall of 0)."""
-    cm = confusion.double()
-    support = cm.sum(1)
-    present = support > 0
-    war = cm.diag().sum() / cm.sum().clamp(min=1)
-    uar = (cm.diag()[present] / support[present]).mean() if present.any() else torch.zeros((), dtype=cm.dtype)
-    return war.float(), uar.float()
 
 
 class AUDFERModule(L.LightningModule):
@@ -102,15 +91,36 @@ class AUDFERModule(L.LightningModule):
         self.val_confusion.update(logits, labels)
 
     def on_validation_epoch_end(self):
-        war, uar = selection_scores(self.val_confusion.compute())
+        war, uar = war_uar(self.val_confusion.compute())
         self.log("val/war", war, prog_bar=True, sync_dist=False)
         self.log("val/uar", uar, prog_bar=True, sync_dist=False)
         self.val_confusion.reset()
 
     # --------------------------------------------------------------------------- optimisation
+    def base_lr(self) -> float:
+        """The configured lr, times batch x devices / 256 under ``optim.lr_scale=batch256`` (MAE-DFER)."""
+        o, t = self.cfg["optim"], self.cfg["train"]
+        return o["lr"] * (t["batch_size"] * t["devices"] / 256 if o["lr_scale"] == "batch256" else 1)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of the full-lr parameter group at optimiser step ``step`` (0-based over the run): what
+        ``configure_optimizers`` schedules, for ``--dry-run`` and the schedule tests."""
+        from .schedules import lr_factor
+
+        o, lr = self.cfg["optim"], self.base_lr()
+        if o["scheduler"] == "step":
+            return lr * o["gamma"] ** ((step // self.steps_per_epoch) // o["step_size"])
+        if o["scheduler"] == "none":
+            return lr
+        total = self.cfg["train"]["epochs"] * self.steps_per_epoch
+        warm = o["warmup_epochs"] * self.steps_per_epoch
+        floor = min(o["min_lr"] / lr, 1.0) if lr > 0 else 0.0
+        start = min(o["warmup_lr"] / lr, 1.0) if lr > 0 else 0.0
+        return lr * lr_factor(o["scheduler"], step, total, warm, floor, start)
+
     def _param_groups(self):
         o = self.cfg["optim"]
-        lr = o["lr"] * (self.cfg["train"]["batch_size"] * self.cfg["train"]["devices"] / 256 if o["lr_scale"] == "batch256" else 1)
+        lr = self.base_lr()
         depth = 1 + max([int(g) for n, _ in self.model.named_parameters() for g in re.findall(r"blocks\.(\d+)\.", n)] or [-1])
         groups: dict[tuple, dict] = {}
         for name, p in self.model.named_parameters():
@@ -144,14 +154,8 @@ class AUDFERModule(L.LightningModule):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         if o["scheduler"] == "none":
             return opt
-        from .schedules import lr_factor
-
-        total = self.cfg["train"]["epochs"] * self.steps_per_epoch
-        warm = o["warmup_epochs"] * self.steps_per_epoch
-        floor = min(o["min_lr"] / lr, 1.0) if lr > 0 else 0.0
-        start = min(o["warmup_lr"] / lr, 1.0) if lr > 0 else 0.0
-        kind = o["scheduler"]
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(kind, step, total, warm, floor, start))
+        factor = (lambda step: self.lr_at(step) / lr) if lr > 0 else (lambda step: 0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --------------------------------------------------------------------------- exact resume

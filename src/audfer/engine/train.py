@@ -109,7 +109,6 @@ def plan(cfg: dict, *, log=print) -> dict:
     from ..data.transforms import build_transform
     from .data import default_sampling
     from .module import AUDFERModule, num_classes
-    from .schedules import lr_factor
 
     cfg = dict(cfg)
     out = run_dir(cfg)
@@ -121,16 +120,7 @@ def plan(cfg: dict, *, log=print) -> dict:
     init = initialise(module.model, cfg, log=log)
     k = num_classes(cfg)
     total, warm = t["epochs"] * steps, o["warmup_epochs"] * steps
-    base = o["lr"] * (t["batch_size"] * t["devices"] / 256 if o["lr_scale"] == "batch256" else 1)
-
-    def lr_at(step: int) -> float:
-        if o["scheduler"] in ("cosine", "timm-cosine"):
-            floor = min(o["min_lr"] / base, 1.0) if base > 0 else 0.0
-            start = min(o["warmup_lr"] / base, 1.0) if base > 0 else 0.0
-            return base * lr_factor(o["scheduler"], step, total, warm, floor, start)
-        if o["scheduler"] == "step":
-            return base * o["gamma"] ** ((step // steps) // o["step_size"])
-        return base
+    base = module.base_lr()
 
     points = {"first step": 0, "end of warm-up": max(warm - 1, 0), "mid-run": total // 2, "last step": total - 1}
     sampling = d["sampling"] or default_sampling(cfg["model"]["name"])
@@ -149,7 +139,7 @@ def plan(cfg: dict, *, log=print) -> dict:
         "optimizer": {"name": o["name"], "base_lr": base, "scheduler": o["scheduler"], "weight_decay": o["weight_decay"],
                       "layer_decay": o["layer_decay"], "label_smoothing": o["label_smoothing"], "mixup": o["mixup"],
                       "cutmix": o["cutmix"]},
-        "lr": {name: {"step": s, "lr": lr_at(s)} for name, s in points.items()},
+        "lr": {name: {"step": s, "lr": module.lr_at(s)} for name, s in points.items()},
         "init": init, "init_label": init_label(init),
         "sampling": {"kind": sampling, "frames": spec.frames, "stride": d["stride"] if sampling == "mae_dfer" else None,
                      "test_views": d["test_views"] if sampling == "mae_dfer" else 1,
