@@ -119,11 +119,11 @@ def test_clip_dataset_items_and_au_masking(tmp_path):
     with pytest.warns(UserWarning, match="2 of 3 clips have no AU labels"):
         ds = ClipDataset(index, build_transform(spec, train=False), num_frames=16, sampling="m3dfel", au_labels=au)
     clip, label, targets, mask, cid = ds[0]
-    assert clip.shape == (16, 3, 16, 16) and label == 0 and cid == "00000" and mask and targets.sum() == 18
+    assert clip.shape == (16, 3, 16, 16) and label == 0 and cid == "00000" and mask.shape == (18,) and mask.all() and targets.sum() == 18
     # m3dfel at test: frames int(10*i/16) -> the sampled frame t has value 10*t
     expected = torch.tensor([10 * int(10 * i / 16) / 255 for i in range(16)])
     torch.testing.assert_close(clip[:, 0, 0, 0], expected)
-    assert not ds[1][3] and not ds[2][3]  # empty cells and missing row are masked
+    assert not ds[1][3].any() and not ds[2][3].any()  # empty cells and missing row are masked
     train = ClipDataset(index, build_transform(spec, train=True), num_frames=16, sampling="m3dfel", train=True, seed=1)
     assert torch.equal(train[0][0], train[0][0])  # same seed, epoch, index -> same sample
     train.set_epoch(1)

@@ -117,7 +117,9 @@ def test_mixup_targets_and_loss_with_soft_labels():
     soft, mixed, valid = mix_batch_targets(labels, targets, mask, 0.7, perm)
     torch.testing.assert_close(soft, 0.7 * F.one_hot(labels, 7).float() + 0.3 * F.one_hot(labels[perm], 7).float())
     torch.testing.assert_close(mixed, 0.7 * targets + 0.3 * targets[perm])
-    assert not valid[5] and not valid[6] and valid.sum() == 10  # clip 6 was mixed with clip 5
+    assert valid.shape == (12, 18)  # the mask is per (clip, AU) element
+    rows = valid.all(dim=1)
+    assert not valid[5].any() and not valid[6].any() and rows.sum() == 10  # clip 6 was mixed with clip 5
     expr = torch.randn(12, 7)
     out = AUDFERLoss(K, PW).components(expr, logits, soft, mixed, valid)
     assert torch.isfinite(out.total)

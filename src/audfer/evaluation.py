@@ -36,7 +36,8 @@ def war_uar(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, au_probs: np.ndarray | None = None,
                            au_targets: np.ndarray | None = None, au_mask: np.ndarray | None = None) -> dict:
     """Metrics of one evaluation. ``probs`` (N, C) class probabilities, ``labels`` (N,) ints; optional AU
-    head probabilities (N, 18) against video AU labels, counted on the clips with ``au_mask``."""
+    head probabilities (N, 18) against video AU labels, counted where ``au_mask`` is True (per clip (N,) or
+    per element (N, 18)); an AU without any known label gets F1 None and stays out of the mean."""
     import warnings
 
     warnings.filterwarnings("ignore", message=".*NaN values found in confusion matrix.*")
@@ -59,13 +60,21 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, au_probs: np.n
         "confusion_counts": counts.numpy().tolist(),
     }
     if au_probs is not None and au_targets is not None:
-        mask = np.ones(len(y), bool) if au_mask is None else np.asarray(au_mask, bool)
+        mask = np.ones((len(y), len(AUS)), bool) if au_mask is None else np.asarray(au_mask, bool)
+        if mask.ndim == 1:
+            mask = np.repeat(mask[:, None], len(AUS), axis=1)
+        mask = mask & ~np.isnan(np.asarray(au_targets, np.float64))
         if mask.any():
-            f1 = MultilabelF1Score(num_labels=len(AUS), average=None, zero_division=0)(
-                torch.as_tensor(au_probs[mask], dtype=torch.float32), torch.as_tensor(au_targets[mask]).long()).numpy()
-            out["au_f1"] = {a: float(v) for a, v in zip(AUS, f1)}
-            out["au_f1_mean"] = float(f1.mean())
-            out["au_clips"] = int(mask.sum())
+            # unknown labels (no AU data, or an AU the clip's tool lacks) are ignored, never scored as 0
+            target = torch.as_tensor(np.where(mask, np.nan_to_num(au_targets), -1)).long()
+            f1 = MultilabelF1Score(num_labels=len(AUS), average=None, zero_division=0, ignore_index=-1)(
+                torch.as_tensor(au_probs, dtype=torch.float32), target).numpy()
+            known = mask.any(axis=0)
+            out["au_f1"] = {a: (float(v) if k else None) for a, v, k in zip(AUS, f1, known)}
+            out["au_f1_mean"] = float(f1[known].mean())
+            out["au_clips"] = int(mask.any(axis=1).sum())
+            if not known.all():
+                out["au_unknown"] = [a for a, k in zip(AUS, known) if not k]
     return out
 
 

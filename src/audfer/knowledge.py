@@ -3,7 +3,10 @@
 Per dataset: M[e, a] = median of the AU intensity ``AUa_r`` over the kept frames of all clips
 labelled e (17 AUs); K = sigmoid(M - (max M + min M) / 2); the AU28 column (OpenFace has no AU28
 intensity) is the mean of all other entries of K, after the sigmoid (``knowledge_from_medians``).
-Across datasets: C = sigmoid(sum_d K_d - S), S = 2.5 for the paper's four datasets.
+Across datasets: C = sigmoid(sum_d K_d - S), S = 2.5 for the paper's four datasets. AUs an AU tool does
+not measure (``audfer.au_sources``) are null in the frames table: their K column is marked unmeasured
+(``KnowledgeResult.measured``) and filled like AU28, and ``combine_knowledge`` combines each AU over the
+sources that measured it.
 
 Kept frames: valid (``success == 1``), optionally above a confidence, optionally only frames
 whose base-model probability for their own label exceeds θ (§3.1, Eq. 3). Zero policy for
@@ -32,7 +35,7 @@ from .vocab import AUS, AUS_INTENSITY, EXPRESSIONS, INTENSITY_COLUMNS
 
 __all__ = [
     "extract_knowledge", "combine_knowledge", "paper_knowledge", "KnowledgeResult", "knowledge_from_medians",
-    "interpolate_zeros", "ZERO_POLICIES", "DEFAULT_SHIFT",
+    "interpolate_zeros", "ZERO_POLICIES", "DEFAULT_SHIFT", "knowledge_with_unmeasured",
 ]
 
 ZERO_POLICIES = ("keep", "interpolate")
@@ -51,26 +54,52 @@ def paper_knowledge() -> np.ndarray:
 
 
 def knowledge_from_medians(medians: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """7 x 17 medians -> (M, K), both 7 x 18, K = sigmoid(M - (max M + min M) / 2) on the 17 measured AUs.
+    """7 x 17 (or 7 x 18 with AU28) medians -> (M, K); see ``knowledge_with_unmeasured``."""
+    m, k, _ = knowledge_with_unmeasured(medians)
+    return m, k
 
-    AU28 (no OpenFace intensity) gets one constant: the mean of the other 7 x 17 entries of K, taken
+
+def knowledge_with_unmeasured(medians: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Medians (7 x 17, or 7 x 18 with NaN columns for AUs no kept frame measured) -> (M, K, measured), K =
+    sigmoid(M - (max M + min M) / 2) over the measured AUs; ``measured`` (18,) marks them.
+
+    An unmeasured AU (always AU28, plus whatever the AU tool lacks, ``audfer.au_sources``) gets one constant: the mean of the other 7 x 17 entries of K, taken
     *after* this dataset's sigmoid. That is the rule the shipped matrix follows: combined over datasets
     (``combine_knowledge``, a sum before the outer sigmoid), it makes the final AU28 equal to the mean of
     all other entries in pre-sigmoid space, which the shipped matrix satisfies to 6e-12 (a mean of the
     medians before the sigmoid does not). M's AU28 column is the value that gives that K entry."""
     medians = np.asarray(medians, dtype=np.float64)
-    shift = (medians.max() + medians.min()) / 2.0
-    k17 = _sigmoid(medians - shift)
-    k28 = k17.mean()
-    m = np.insert(medians, _AU28, np.log(k28 / (1.0 - k28)) + shift, axis=1)
-    return m, np.insert(k17, _AU28, k28, axis=1)
+    if medians.shape[1] == len(AUS) - 1:
+        medians = np.insert(medians, _AU28, np.nan, axis=1)
+    measured = ~np.isnan(medians).all(axis=0)
+    measured[_AU28] = False  # OpenFace has no AU28 intensity: always the paper's rule
+    part = np.isnan(medians[:, measured]).any(axis=0)
+    if part.any():
+        au = np.asarray(AUS)[measured][part][0]
+        e = EXPRESSIONS[int(np.flatnonzero(np.isnan(medians[:, AUS.index(au)]))[0])]
+        raise AudferError(f"§3.1: no kept frame measured {au} for expression {e} (its tool lacks {au}) while other "
+                          f"expressions have it; use one AU tool per dataset, or leave {au} out")
+    if not measured.any():
+        raise AudferError("§3.1: no AU intensity was measured at all; K needs intensities (OpenFace AUxx_r, "
+                          "LibreFace au_n_intensity, or py-feat probabilities)")
+    seen = medians[:, measured]
+    shift = (seen.max() + seen.min()) / 2.0
+    k = np.full(medians.shape, np.nan)
+    k[:, measured] = _sigmoid(seen - shift)
+    fill = k[:, measured].mean()
+    k[:, ~measured] = fill
+    m = medians.copy()
+    m[:, ~measured] = np.log(fill / (1.0 - fill)) + shift
+    return m, k, measured
 
 
 def interpolate_zeros(frames: pl.DataFrame) -> pl.DataFrame:
     """Eq. 1's zero interpolation, per ``clip_id`` over ``frame``, for every ``AUxx_r`` column."""
     def fill(col: str) -> pl.Expr:
         x = pl.when(pl.col(col) == 0).then(None).otherwise(pl.col(col))
-        return x.interpolate_by("frame").forward_fill().backward_fill().over("clip_id").fill_null(0.0).cast(pl.Float32).alias(col)
+        filled = x.interpolate_by("frame").forward_fill().backward_fill().over("clip_id").fill_null(0.0)
+        # an unmeasured value (null: the AU tool lacks the AU) stays unknown, never becomes 0
+        return pl.when(pl.col(col).is_null()).then(None).otherwise(filled).cast(pl.Float32).alias(col)
 
     return frames.sort(["clip_id", "frame"]).with_columns(fill(c) for c in INTENSITY_COLUMNS)
 
@@ -80,11 +109,17 @@ class KnowledgeResult:
     """A knowledge matrix and how it was obtained."""
 
     matrix: np.ndarray  #: K, 7 x 18 in (0, 1)
-    medians: np.ndarray  #: M, 7 x 18 (AU28 column = mean of the others)
+    medians: np.ndarray  #: M, 7 x 18 (unmeasured columns: the value giving the fill of K)
     frames_per_expression: np.ndarray  #: kept frames per expression
     clips_per_expression: np.ndarray  #: clips contributing at least one kept frame
     dropped: dict[str, int] = field(default_factory=dict)  #: frames left out, by reason
     clip_ids: list[str] = field(default_factory=list)  #: clips that contributed at least one kept frame
+    measured: np.ndarray = field(default_factory=lambda: np.array([a != "AU28" for a in AUS]))  #: (18,) AUs with intensity
+
+    @property
+    def unmeasured(self) -> list[str]:
+        """AUs whose K column is the fill value (mean of the measured entries), not a measurement."""
+        return [a for a, m in zip(AUS, self.measured) if not m]
 
     def table(self) -> pl.DataFrame:
         return expression_table(self.matrix)
@@ -180,12 +215,21 @@ def extract_knowledge(
             f"no kept frame for expression(s) {', '.join(empty)}; cannot compute their medians "
             f"(frames dropped: {', '.join(f'{r} {n}' for r, n in dropped.items() if n) or 'none'})"
         )
-    m, kmat = knowledge_from_medians(med)
-    return KnowledgeResult(kmat, m, n_frames, n_clips, dropped, sorted(data["clip_id"].cast(pl.String).unique().to_list()))
+    m, kmat, measured = knowledge_with_unmeasured(med)
+    return KnowledgeResult(kmat, m, n_frames, n_clips, dropped, sorted(data["clip_id"].cast(pl.String).unique().to_list()),
+                           measured)
 
 
-def combine_knowledge(matrices: list[np.ndarray], shift: float | str = DEFAULT_SHIFT) -> np.ndarray:
-    """C = sigmoid(sum_d K_d - S) (§3.1). ``shift="auto"`` uses S = D / 2 (D datasets)."""
+def combine_knowledge(matrices: list[np.ndarray], shift: float | str = DEFAULT_SHIFT,
+                      measured: list[np.ndarray | None] | None = None) -> np.ndarray:
+    """C = sigmoid(sum_d K_d - S) (§3.1). ``shift="auto"`` uses S = D / 2 (D datasets).
+
+    ``measured`` (one (18,) bool per matrix, None = all measured) says which K columns each source
+    measured. Each AU is then combined over the n_a sources that measured it, with the shift rescaled to
+    them: C_a = sigmoid(sum_{d measured a} K_d,a - S * n_a / D) = sigmoid(n_a * (mean_a - S / D)); with
+    every column measured this is the paper's formula. A column no source measured gets the paper's AU28
+    rule: the sigmoid of the mean of all other pre-sigmoid entries (what summing the per-dataset fills
+    gives, so ``combine_knowledge`` reproduces the shipped matrix's AU28)."""
     if not matrices:
         raise AudferError("combine_knowledge needs at least one matrix")
     stack = np.stack([np.asarray(m, dtype=np.float64) for m in matrices])
@@ -195,4 +239,15 @@ def combine_knowledge(matrices: list[np.ndarray], shift: float | str = DEFAULT_S
         if shift != "auto":
             raise AudferError(f"shift must be a number or 'auto', got {shift!r}")
         shift = len(matrices) / 2.0
-    return _sigmoid(stack.sum(axis=0) - float(shift))
+    if measured is None or all(m is None for m in measured):
+        return _sigmoid(stack.sum(axis=0) - float(shift))
+    if len(measured) != len(matrices):
+        raise AudferError(f"combine_knowledge: {len(measured)} measured masks for {len(matrices)} matrices")
+    mask = np.stack([np.ones(len(AUS), bool) if m is None else np.asarray(m, bool) for m in measured])
+    n = mask.sum(axis=0)
+    pre = (stack * mask[:, None, :]).sum(axis=0) - float(shift) * n / len(matrices)
+    none = n == 0
+    if none.all():
+        raise AudferError("combine_knowledge: no source measured any AU")
+    pre[:, none] = pre[:, ~none].mean()
+    return _sigmoid(pre)

@@ -5,8 +5,8 @@ Eq. 4: a clip's label for AU a is 1 iff ``AUa_c == 1`` on at least half of its v
 different frames per model and turn "no AU data" into "all AUs present"; here every clip votes
 over all its valid frames and a clip without a valid frame keeps *missing* labels (null).
 
-Eq. 6-8: ``pw = (c - p) / p`` with c clips and p positive clips, counted over clips that have
-valid AU labels. ``global`` uses all clips (one row repeated for every class), ``distinct``
+Eq. 6-8: ``pw = (c - p) / p`` with c clips and p positive clips, counted per AU over the clips whose
+label for that AU is known (an AU the clip's tool does not measure is left out, never counted as 0). ``global`` uses all clips (one row repeated for every class), ``distinct``
 each class's clips, ``minor`` 1.0 for the major classes and the per-class row for the minor
 ones; a class is major when it holds more than 1/K of the counted clips (paper §3.3).
 
@@ -44,22 +44,28 @@ def video_au_labels(
 ) -> pl.DataFrame:
     """Eq. 4 over a frames table with ``clip_id`` (from ``read_openface_dir``).
 
-    Returns ``clip_id, n_frames, n_valid, AU01..AU45`` (int8, null where ``n_valid == 0``),
-    one row per clip, sorted by ``clip_id``. ``clips`` adds clips that have no rows at all.
+    Returns ``clip_id, n_frames, n_valid, AU01..AU45`` (int8), one row per clip, sorted by ``clip_id``.
+    A cell is null (unknown) when no valid frame measured that AU: the clip has no valid frame, or its AU
+    source lacks the AU (``audfer.au_sources``). ``clips`` adds clips that have no rows at all.
     """
     valid = pl.col("success") == 1
     if min_confidence is not None:
         valid = valid & (pl.col("confidence") >= min_confidence)
+    if min_confidence is not None and frames.height and frames["confidence"].null_count():
+        raise AudferError("--min-confidence: the AU source gives no face confidence for some frames "
+                          "(e.g. LibreFace writes none); leave the option out")
     agg = [pl.len().cast(pl.Int64).alias("n_frames"), valid.cast(pl.Int64).sum().alias("n_valid")]
     agg += [
         (pl.col(c).cast(pl.Int64) * valid.cast(pl.Int64)).sum().alias(au) for c, au in zip(PRESENCE_COLUMNS, AUS)
     ]
+    # per AU, the valid frames that measured it: a null presence (a tool without that AU) is unknown, not 0
+    agg += [(valid & pl.col(c).is_not_null()).cast(pl.Int64).sum().alias(f"_n_{au}") for c, au in zip(PRESENCE_COLUMNS, AUS)]
     out = frames.group_by("clip_id").agg(agg)
-    # "at least half": 2 * positives >= n_valid, exact in integers
+    # "at least half": 2 * positives >= n (valid frames measuring the AU), exact in integers
     out = out.with_columns(
-        pl.when(pl.col("n_valid") > 0).then((2 * pl.col(au) >= pl.col("n_valid")).cast(pl.Int8)).otherwise(None).alias(au)
+        pl.when(pl.col(f"_n_{au}") > 0).then((2 * pl.col(au) >= pl.col(f"_n_{au}")).cast(pl.Int8)).otherwise(None).alias(au)
         for au in AUS
-    )
+    ).select("clip_id", "n_frames", "n_valid", *AUS)
     if clips is not None:
         absent = sorted(set(clips) - set(out["clip_id"].to_list()))
         if absent:
@@ -114,10 +120,19 @@ class PosWeights:
     n_missing_au: int = 0  #: labelled clips without valid AU labels (not counted)
     n_unlabelled: int = 0  #: clips with AU labels but no expression label (not counted)
     clip_ids: list[str] = field(default_factory=list, repr=False)  #: the clips counted
+    known_counts: np.ndarray | None = field(default=None, repr=False)  #: 7 x 18 clips whose label for the AU is known
 
     @property
     def global_row(self) -> np.ndarray:
-        return _ratio(self.class_counts.sum(), self.positive_counts.sum(axis=0))
+        c = self.known_counts.sum(axis=0) if self.known_counts is not None else self.class_counts.sum()
+        return _ratio(c, self.positive_counts.sum(axis=0))
+
+    @property
+    def unknown_aus(self) -> list[str]:
+        """AUs no counted clip has a label for (their weights are 1.0 and the AU loss masks them)."""
+        if self.known_counts is None:
+            return []
+        return [a for a, n in zip(AUS, self.known_counts.sum(axis=0)) if n == 0]
 
     def table(self) -> pl.DataFrame:
         return expression_table(self.values)
@@ -134,30 +149,38 @@ def pos_weights(
     if strategy not in STRATEGIES:
         raise AudferError(f"unknown pos-weight strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     joined = clip_labels.select("clip_id", "label").join(au_labels.select("clip_id", *AUS), on="clip_id", how="left")
-    has_au = pl.all_horizontal(pl.col(au).is_not_null() for au in AUS)
-    n_missing = joined.filter(~has_au).height
+    has_any = pl.any_horizontal(pl.col(au).is_not_null() for au in AUS)
+    n_missing = joined.filter(~has_any).height
     n_unlabelled = au_labels.join(clip_labels, on="clip_id", how="anti").height
-    counted = joined.filter(has_au)
+    counted = joined.filter(has_any)
+    if clip_labels.height and au_labels.height and not counted.height:
+        ours = clip_labels["clip_id"].head(3).to_list()
+        theirs = au_labels["clip_id"].head(3).to_list()
+        raise AudferError(f"pos-weights: no clip id of the expression labels has AU labels (labels e.g. {', '.join(map(str, ours))}; "
+                          f"AU labels e.g. {', '.join(map(str, theirs))}); the two files do not describe the same clips")
     y = counted["label"].to_numpy().astype(np.int64)
-    aus = counted.select(AUS).to_numpy().astype(np.float64)
+    raw = counted.select(AUS).to_numpy().astype(np.float64)  # NaN = unknown (a tool without that AU)
+    known = ~np.isnan(raw)
     k = len(EXPRESSIONS)
     class_counts = np.bincount(y, minlength=k).astype(np.float64)
+    known_counts = np.zeros((k, len(AUS)))
+    np.add.at(known_counts, y, known.astype(np.float64))
     positives = np.zeros((k, len(AUS)))
-    np.add.at(positives, y, aus)
+    np.add.at(positives, y, np.nan_to_num(raw, nan=0.0))
     minor_idx = (
         tuple(sorted({expression_index(m, where="minor class") for m in minor}))
         if minor is not None
         else default_minor_classes(class_counts)
     )
     if strategy == "global":
-        values = np.tile(_ratio(class_counts.sum(), positives.sum(axis=0)), (k, 1))
+        values = np.tile(_ratio(known_counts.sum(axis=0), positives.sum(axis=0)), (k, 1))
     else:
-        values = _ratio(class_counts[:, None], positives)
+        values = _ratio(known_counts, positives)
         if strategy == "minor":
             major = [i for i in range(k) if i not in minor_idx]
             values[major] = 1.0
     return PosWeights(values, strategy, minor_idx, class_counts, positives, n_missing, n_unlabelled,
-                      counted["clip_id"].cast(pl.String).to_list())
+                      counted["clip_id"].cast(pl.String).to_list(), known_counts)
 
 
 # The authors' hard-coded tables, for a faithful reproduction of their runs.

@@ -12,8 +12,10 @@ the 18 AUs, mean over clips) and is 18x the default. Eq. 5's ``log(5p)`` differs
 
 Soft labels (mixup/cutmix/label smoothing as a distribution ``y`` over classes) use
 ``K_row = Σ_c y_c K_c`` and ``pw_row = Σ_c y_c PW_c``; ``mix_batch_targets`` mixes the AU targets
-and masks with the same coefficients as the clips. Clips whose AU labels are missing
-(``au_mask`` False, or NaN targets) add no AU loss; an all-masked batch gives an AU loss of 0.
+and masks with the same coefficients as the clips. Unknown labels add no AU loss: ``au_mask`` is per clip
+(B,) or per element (B, 18) (an AU the clip's AU tool does not measure, ``audfer.au_sources``), and NaN
+targets are unknown too. The mean is over the known (clip, AU) elements (``sum_aus``: over clips with at
+least one known AU); an all-masked batch gives an AU loss of 0.
 """
 
 from __future__ import annotations
@@ -27,11 +29,21 @@ from torch import nn
 
 from .vocab import AUS, EXPRESSIONS
 
-__all__ = ["AULoss", "AUDFERLoss", "AUDFERLossOutput", "mix_batch_targets"]
+__all__ = ["AULoss", "AUDFERLoss", "AUDFERLossOutput", "mix_batch_targets", "element_mask"]
 
 
 def _as_tensor(x) -> torch.Tensor:
     return x.detach().clone().double() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
+def element_mask(au_targets: torch.Tensor, au_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 18) bool: which (clip, AU) elements carry a label. ``au_mask`` is per clip (B,) or per element
+    (B, 18); NaN targets are unknown too."""
+    valid = ~torch.isnan(au_targets)
+    if au_mask is not None:
+        m = au_mask.to(torch.bool)
+        valid = valid & (m[:, None] if m.ndim == 1 else m)
+    return valid
 
 
 class AULoss(nn.Module):
@@ -73,16 +85,13 @@ class AULoss(nn.Module):
     def forward(self, au_logits: torch.Tensor, labels: torch.Tensor, au_targets: torch.Tensor,
                 au_mask: torch.Tensor | None = None) -> torch.Tensor:
         targets = au_targets.to(au_logits.dtype)
-        valid = ~torch.isnan(targets).any(dim=1)
-        if au_mask is not None:
-            valid = valid & au_mask.to(torch.bool)
+        valid = element_mask(targets, au_mask)
         targets = torch.nan_to_num(targets, nan=0.0)
         k, pw = self._rows(labels)
         # -(pw*t*logσ(x) + (1-t)*logσ(-x)), computed stably like BCEWithLogits
         elem = -(pw * targets * F.logsigmoid(au_logits) + (1 - targets) * F.logsigmoid(-au_logits))
-        elem = elem * (self.scale * k) * valid[:, None].to(elem.dtype)
-        n_valid = valid.sum()
-        per = n_valid * au_logits.shape[1] if self.reduction == "mean" else n_valid
+        elem = torch.where(valid, elem * (self.scale * k), torch.zeros_like(elem))
+        per = valid.sum() if self.reduction == "mean" else valid.any(dim=1).sum()
         return elem.sum() / per.clamp(min=1).to(elem.dtype)
 
 
@@ -120,17 +129,15 @@ def mix_batch_targets(labels: torch.Tensor, au_targets: torch.Tensor, au_mask: t
                       index: torch.Tensor, num_classes: int = len(EXPRESSIONS)):
     """Targets of a mixed batch ``lam * x + (1 - lam) * x[index]`` (mixup; cutmix with lam = kept area).
 
-    Returns soft labels (B, C), mixed AU targets (B, 18) and the AU mask (valid only where both
-    mixed clips have AU labels). ``lam`` may be a scalar or a per-sample (B,) tensor.
+    Returns soft labels (B, C), mixed AU targets (B, 18) and the (B, 18) AU mask (known only where both
+    mixed clips know that AU). ``lam`` may be a scalar or a per-sample (B,) tensor.
     """
     lam = torch.as_tensor(lam, dtype=torch.float32, device=au_targets.device)
     lam_col = lam.reshape(-1, 1) if lam.ndim else lam
     y = F.one_hot(labels, num_classes).float() if labels.ndim == 1 else labels.float()
     soft = lam_col * y + (1 - lam_col) * y[index]
     t = au_targets.float()
-    valid = ~torch.isnan(t).any(dim=1)
-    if au_mask is not None:
-        valid = valid & au_mask.bool()
+    valid = element_mask(t, au_mask)
     t = torch.nan_to_num(t, nan=0.0)
     mixed = lam_col * t + (1 - lam_col) * t[index]
     return soft, mixed, valid & valid[index]

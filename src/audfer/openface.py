@@ -34,12 +34,12 @@ from .errors import AudferError
 from .io import write_json, write_parquet
 from .vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
-__all__ = ["read_openface", "read_openface_dir", "OpenFaceFolder", "OpenFaceWarning", "CANONICAL_COLUMNS"]
+__all__ = ["read_openface", "read_openface_dir", "read_au_dir", "OpenFaceFolder", "OpenFaceWarning", "CANONICAL_COLUMNS"]
 
 META_COLUMNS = ("frame", "timestamp", "confidence", "success", "face_id")
 AU_COLUMNS = INTENSITY_COLUMNS + PRESENCE_COLUMNS
 CANONICAL_COLUMNS = META_COLUMNS + AU_COLUMNS
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 class OpenFaceWarning(UserWarning):
@@ -180,24 +180,39 @@ class OpenFaceFolder:
     clips: list[str]  #: every clip id (file stem) in the folder, including clips with no rows
     skipped: list[tuple[str, str]] = field(default_factory=list)  #: (clip_id, reason) with on_error="skip"
     from_cache: int = 0  #: how many clips came from the Parquet cache
+    sources: dict[str, str] = field(default_factory=dict)  #: clip id -> AU source (``audfer.au_sources``)
+
+    @property
+    def availability(self):
+        """Which AUs the folder's source(s) give (``au_sources.AUAvailability``); with several sources, an AU
+        counts as given when every source gives it."""
+        from .au_sources import MAPPINGS, AUAvailability
+
+        names = sorted(set(self.sources.values())) or ["openface"]
+        return AUAvailability.combine([self._mappings.get(n, MAPPINGS.get(n)).availability() for n in names])
+
+    _mappings: dict = field(default_factory=dict, repr=False)  #: source name -> AUMapping (the table's mapping)
 
 
-def _read_chunk(paths: list[str], face_id: int | None, strict: bool, on_error: str):
-    frames, skipped, notes = [], [], []
+def _read_chunk(paths: list[str], face_id: int | None, strict: bool, on_error: str, source: str = "openface",
+                mapping=None):
+    from .au_sources import read_au_file
+
+    frames, skipped, notes, sources = [], [], [], {}
     for p in paths:
         clip = Path(p).stem
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", OpenFaceWarning)
             try:
-                df = read_openface(p, face_id=face_id, strict=strict)
+                df, sources[clip] = read_au_file(p, source, mapping=mapping, face_id=face_id, strict=strict)
             except AudferError as exc:
                 if on_error == "raise":
-                    return None, [(clip, str(exc))], notes
+                    return None, [(clip, str(exc))], notes, sources
                 skipped.append((clip, str(exc)))
                 continue
         notes += [str(w.message) for w in caught if issubclass(w.category, OpenFaceWarning)]
         frames.append(df.select(pl.lit(clip).alias("clip_id"), pl.all()))
-    return frames, skipped, notes
+    return frames, skipped, notes, sources
 
 
 def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
@@ -207,9 +222,18 @@ def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "audfer"
 
 
-def read_openface_dir(
+def read_openface_dir(directory: str | os.PathLike, **options) -> OpenFaceFolder:
+    """``read_au_dir`` with ``source="openface"`` unless another source is given."""
+    options.setdefault("source", "openface")
+    return read_au_dir(directory, **options)
+
+
+def read_au_dir(
     directory: str | os.PathLike,
     *,
+    source: str = "auto",
+    mapping=None,
+    allow_mixed: bool = False,
     face_id: int | None = None,
     strict: bool = False,
     on_error: str = "raise",
@@ -217,13 +241,19 @@ def read_openface_dir(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
 ) -> OpenFaceFolder:
-    """Read every ``*.csv`` in ``directory`` (one clip each, clip id = file stem).
+    """Read every ``*.csv`` in ``directory`` (one clip each, clip id = file stem) into one canonical table.
 
-    Files are parsed in parallel (``workers`` processes, default: all cores) and the table is
-    cached under ``cache_dir`` (default ``$AUDFER_CACHE_DIR`` or ``~/.cache/audfer``), keyed by
+    ``source``: ``openface``, ``pyfeat``, ``libreface``, ``table`` (with ``mapping``, an
+    ``au_sources.AUMapping``) or ``auto`` (each file's header decides; ``audfer.au_sources``). A folder
+    whose files come from more than one tool is an error unless ``allow_mixed`` (AUs a clip's tool lacks
+    are null for that clip). Files are parsed in parallel (``workers`` processes, default: all cores) and
+    the table is cached under ``cache_dir`` (default ``$AUDFER_CACHE_DIR`` or ``~/.cache/audfer``), keyed by
     the folder and the reader options; unchanged files (same size and mtime) come from the cache.
     ``on_error="skip"`` skips unreadable files and lists them in ``skipped`` instead of raising.
     """
+    from dataclasses import asdict
+
+    from .au_sources import SOURCES
     if on_error not in ("raise", "skip"):
         raise ValueError("on_error must be 'raise' or 'skip'")
     directory = Path(directory)
@@ -238,39 +268,47 @@ def read_openface_dir(
         raise AudferError(f"{directory}: clip id {sorted(dup)[0]!r} appears in more than one file")
     stamps = {p.stem: [(st := p.stat()).st_size, st.st_mtime_ns] for p in paths}
 
-    options = {"version": _CACHE_VERSION, "face_id": face_id, "strict": strict, "on_error": on_error}
+    if source not in (*SOURCES, "auto"):
+        raise AudferError(f"unknown AU source {source!r}; expected one of {', '.join(SOURCES)} or auto")
+    if source == "table" and mapping is None:
+        raise AudferError("--source table needs --mapping (a YAML file naming each AU column)")
+    options = {"version": _CACHE_VERSION, "face_id": face_id, "strict": strict, "on_error": on_error,
+               "source": source, "mapping": None if mapping is None else json.loads(json.dumps(asdict(mapping)))}
     key = hashlib.sha1(json.dumps([str(directory.resolve()), options]).encode()).hexdigest()[:16]
     cache_path = _cache_root(cache_dir) / "openface" / key
     cached = pl.DataFrame()
     fresh: set[str] = set()
     old_skipped: dict[str, str] = {}
+    old_sources: dict[str, str] = {}
     if cache and (cache_path / "manifest.json").is_file() and (cache_path / "frames.parquet").is_file():
         try:
             manifest = json.loads((cache_path / "manifest.json").read_text())
             if manifest.get("options") == options:
                 fresh = {c for c, s in manifest["files"].items() if stamps.get(c) == s}
                 old_skipped = {c: r for c, r in manifest.get("skipped", {}).items() if c in fresh}
+                old_sources = {c: r for c, r in manifest.get("sources", {}).items() if c in fresh}
                 if fresh:
                     cached = pl.read_parquet(cache_path / "frames.parquet").filter(pl.col("clip_id").is_in(list(fresh)))
         except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
-            fresh, cached = set(), pl.DataFrame()
+            fresh, cached, old_skipped, old_sources = set(), pl.DataFrame(), {}, {}
 
     todo = [str(p) for p in paths if p.stem not in fresh]
     parts: list[pl.DataFrame] = [cached] if cached.height else []
     skipped = sorted(old_skipped.items())
     notes: list[str] = []
+    sources = dict(old_sources)
     if todo:
         n_workers = min(workers or os.cpu_count() or 1, max(1, len(todo) // 16))
         chunks = [todo[i::n_workers] for i in range(n_workers)]
         if n_workers == 1:
-            results = [_read_chunk(todo, face_id, strict, on_error)]
+            results = [_read_chunk(todo, face_id, strict, on_error, source, mapping)]
         else:
             old = os.environ.get("POLARS_MAX_THREADS")
             os.environ["POLARS_MAX_THREADS"] = "1"
             try:
                 ctx = multiprocessing.get_context("spawn")
                 with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-                    futures = [pool.submit(_read_chunk, c, face_id, strict, on_error) for c in chunks]
+                    futures = [pool.submit(_read_chunk, c, face_id, strict, on_error, source, mapping) for c in chunks]
                     results = [f.result() for f in futures]
             finally:
                 if old is None:
@@ -278,8 +316,9 @@ def read_openface_dir(
                 else:
                     os.environ["POLARS_MAX_THREADS"] = old
         errors = []
-        for frames, skip, note in results:
+        for frames, skip, note, srcs in results:
             notes += note
+            sources.update(srcs)
             if frames is None:
                 errors += skip
             else:
@@ -287,6 +326,13 @@ def read_openface_dir(
                 skipped += skip
         if errors:
             raise AudferError(sorted(errors)[0][1])
+    kinds = sorted(set(sources.values()))
+    if len(kinds) > 1 and not allow_mixed:
+        by = {k: sorted(c for c, v in sources.items() if v == k) for k in kinds}
+        shown = "; ".join(f"{k}: {len(v)} file(s), e.g. {', '.join(v[:2])}" for k, v in by.items())
+        raise AudferError(f"{directory}: AU files from {len(kinds)} different tools ({shown}); AUs one tool lacks "
+                          f"would be unknown for some clips only: use one tool, or allow mixing explicitly "
+                          f"(--allow-mixed / data.au_allow_mixed=true)")
     for msg in notes:
         warnings.warn(msg, OpenFaceWarning, stacklevel=2)
     schema = {"clip_id": pl.String, **_canonical_schema()}
@@ -295,10 +341,12 @@ def read_openface_dir(
     if cache and todo:
         try:
             write_parquet(frames, cache_path / "frames.parquet")
-            write_json({"options": options, "files": stamps, "skipped": dict(skipped)}, cache_path / "manifest.json")
+            write_json({"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources},
+                       cache_path / "manifest.json")
         except OSError as exc:
             warnings.warn(f"could not write the OpenFace cache at {cache_path}: {exc}", OpenFaceWarning, stacklevel=2)
-    return OpenFaceFolder(frames=frames, clips=stems, skipped=sorted(skipped), from_cache=len(fresh))
+    return OpenFaceFolder(frames=frames, clips=stems, skipped=sorted(skipped), from_cache=len(fresh), sources=sources,
+                          _mappings={} if mapping is None else {"table": mapping})
 
 
 def _canonical_schema() -> dict[str, pl.DataType]:

@@ -299,15 +299,16 @@ def count_frames(path: str | Path) -> int:
 
 
 def au_targets_for(index: ClipIndex, au_labels: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(N, 18) float targets, (N,) bool mask and the clip ids without AU labels, in index order."""
+    """(N, 18) float targets, (N, 18) bool mask (known labels: an AU the clip's tool lacks, or a clip without
+    AU labels, is False) and the clip ids with no known AU label at all, in index order."""
     n = len(index)
     if au_labels is None:
-        return np.zeros((n, len(AUS)), np.float32), np.zeros(n, bool), index.table["clip_id"].to_list()
+        return np.zeros((n, len(AUS)), np.float32), np.zeros((n, len(AUS)), bool), index.table["clip_id"].to_list()
     joined = keyed(index.table.select("clip_id")).join(keyed(au_labels.select("clip_id", *AUS)), on="clip_id", how="left",
                                                         maintain_order="left")
     values = joined.select(AUS).to_numpy().astype(np.float32)
-    mask = ~np.isnan(values).any(axis=1)
-    missing = index.table.filter(pl.Series(~mask))["clip_id"].to_list()
+    mask = ~np.isnan(values)
+    missing = index.table.filter(pl.Series(~mask.any(axis=1)))["clip_id"].to_list()
     return np.nan_to_num(values, nan=0.0), mask, missing
 
 
@@ -388,4 +389,4 @@ class ClipDataset:
         rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
         frames = torch.from_numpy(self._decode(i, rng)).permute(0, 3, 1, 2).contiguous()
         clip = self.transform(frames, rng)
-        return clip, int(self.labels[i]), torch.from_numpy(self.au_targets[i]), bool(self.au_mask[i]), self.ids[i]
+        return clip, int(self.labels[i]), torch.from_numpy(self.au_targets[i]), torch.from_numpy(self.au_mask[i]), self.ids[i]

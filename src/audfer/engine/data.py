@@ -19,6 +19,7 @@ import torch
 from ..data.datasets import ClipDataset, ClipIndex, dfew_index, ferv39k_index, list_index, mafw_index
 from ..data.transforms import build_transform
 from ..errors import AudferError
+from ..vocab import AUS
 
 
 def _frames_dir(cfg: dict) -> str:
@@ -126,7 +127,11 @@ def au_coverage(index: ClipIndex, au_labels: pl.DataFrame | None) -> dict:
     _, mask, missing = au_targets_for(index, au_labels)
     ours = set(keyed(index.table.select("clip_id"))["clip_id"].to_list())
     theirs = keyed(au_labels.select("clip_id"))["clip_id"].to_list()
-    return {"clips": len(index), "with_au": int(mask.sum()), "share": float(mask.mean()) if len(mask) else 0.0,
+    anyk = mask.any(axis=1)
+    per_au = mask.mean(axis=0) if len(mask) else np.zeros(len(AUS))
+    return {"clips": len(index), "with_au": int(anyk.sum()), "share": float(anyk.mean()) if len(anyk) else 0.0,
+            "per_au": {a: round(float(v), 4) for a, v in zip(AUS, per_au)},
+            "masked_aus": [a for a, v in zip(AUS, per_au) if v == 0],
             "unmatched_split": missing[:5], "unmatched_labels": [c for c in theirs if c not in ours][:5]}
 
 
@@ -287,7 +292,7 @@ class ShardInOrder(torch.utils.data.Sampler):
 
 def collate(batch):
     clips, labels, au, mask, ids = zip(*batch)
-    return torch.stack(clips), torch.tensor(labels), torch.stack(au), torch.tensor(mask), list(ids)
+    return torch.stack(clips), torch.tensor(labels), torch.stack(au), torch.stack(mask), list(ids)
 
 
 def loader(ds: ClipDataset, batch_size: int, *, train: bool, workers: int, seed: int,
