@@ -19,8 +19,9 @@ def _echo(msg: str) -> None:
 
 # ----------------------------------------------------------------------------- au-labels
 def _add_au_labels(sub) -> None:
-    p = sub.add_parser("au-labels", help="video-level AU labels from a folder of OpenFace CSVs (Eq. 4)")
-    p.add_argument("openface_dir", type=Path, help="folder with one OpenFace CSV per clip (clip id = file stem)")
+    p = sub.add_parser("au-labels", help="video-level AU labels from a folder of per-clip AU CSVs (Eq. 4)")
+    p.add_argument("openface_dir", type=Path, metavar="au_dir",
+                   help="folder with one AU CSV per clip (clip id = file stem): OpenFace, py-feat, LibreFace or a mapped table")
     p.add_argument("--out", type=Path, required=True, help="output CSV: clip_id,n_frames,n_valid,AU01..AU45")
     p.add_argument("--min-confidence", type=float, default=None, help="also require confidence >= this for a valid frame")
     _add_reader_options(p)
@@ -28,6 +29,12 @@ def _add_au_labels(sub) -> None:
 
 
 def _add_reader_options(p) -> None:
+    from .au_sources import SOURCES
+
+    p.add_argument("--source", choices=("auto", *SOURCES), default="auto",
+                   help="AU tool that wrote the CSVs (default auto: recognised from each header; see docs/au-sources.md)")
+    p.add_argument("--mapping", type=Path, default=None, help="--source table: YAML naming each AU column and its kind")
+    p.add_argument("--allow-mixed", action="store_true", help="accept a folder whose CSVs come from different AU tools")
     p.add_argument("--face-id", type=int, default=None, help="face to keep in multi-face files (default: most successful frames)")
     p.add_argument("--strict", action="store_true", help="raise on a cut-off last row instead of dropping it")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable CSVs (listed) instead of stopping")
@@ -35,29 +42,50 @@ def _add_reader_options(p) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="cache location (default $AUDFER_CACHE_DIR or ~/.cache/audfer)")
 
 
-def _read_folder(args):
-    from .openface import read_openface_dir
+def _reader_kwargs(args) -> dict:
+    return {"face_id": args.face_id, "strict": args.strict, "on_error": "skip" if args.skip_bad else "raise",
+            "cache": not args.no_cache, "cache_dir": args.cache_dir}
 
-    folder = read_openface_dir(
-        args.openface_dir, face_id=args.face_id, strict=args.strict, on_error="skip" if args.skip_bad else "raise",
-        cache=not args.no_cache, cache_dir=args.cache_dir,
-    )
+
+def _read_folder(args):
+    from .au_sources import read_mapping_file
+    from .openface import read_au_dir
+
+    if args.mapping is not None and args.source not in ("auto", "table"):
+        raise AudferError(f"--mapping is for --source table, not --source {args.source}")
+    mapping = read_mapping_file(args.mapping) if args.mapping is not None else None
+    folder = read_au_dir(args.openface_dir, source=args.source, mapping=mapping, allow_mixed=args.allow_mixed,
+                         **_reader_kwargs(args))
     for clip, reason in folder.skipped:
         _echo(f"skipped {clip}: {reason}")
     return folder
+
+
+def _source_line(avail: dict) -> str:
+    return (f"AU source {'+'.join(avail['sources'])}; unknown (masked) AUs: {', '.join(avail['masked_aus']) or 'none'}")
 
 
 def _run_au_labels(args) -> None:
     from .io import write_csv
     from .labels import video_au_labels
 
+    from .provenance import write_provenance
+    from .vocab import AUS
+
     folder = _read_folder(args)
     table = video_au_labels(folder.frames, folder.clips, min_confidence=args.min_confidence)
     write_csv(table, args.out)
+    avail = folder.availability.as_dict()
+    known = {a: int(table[a].is_not_null().sum()) for a in AUS}
+    write_provenance(args.out, what="video AU labels", clip_ids=table["clip_id"].to_list(), source=str(args.openface_dir),
+                     extra={"au_source": {**avail, "clips_per_source": {s: list(folder.sources.values()).count(s)
+                                                                           for s in avail["sources"]}},
+                            "known_labels_per_au": known})
     empty = table.filter(table["n_valid"] == 0)["clip_id"].to_list()
     _echo(
         f"wrote {args.out}: {table.height} clips, {folder.frames.height} frames "
-        f"({folder.from_cache} clips from cache); {len(empty)} clip(s) without a valid frame keep empty AU labels"
+        f"({folder.from_cache} clips from cache); {_source_line(avail)}; {len(empty)} clip(s) without a valid frame "
+        f"keep empty AU labels"
         + (f": {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}" if empty else "")
     )
 
@@ -89,13 +117,20 @@ def _run_pos_weights(args) -> None:
     if not (args.au_labels and args.labels):
         raise AudferError("pos-weights needs --au-labels and --labels (or --preset)")
     minor = [m for m in args.minor.split(",") if m.strip()] if args.minor else None
-    pw = pos_weights(read_au_labels(args.au_labels), read_clip_labels(args.labels), args.strategy, minor=minor)
+    au, clips = read_au_labels(args.au_labels), read_clip_labels(args.labels)
+    pw = pos_weights(au, clips, args.strategy, minor=minor)
+    if clips.height and not pw.clip_ids:
+        raise AudferError(f"{args.labels}: no clip id has known AU labels in {args.au_labels} (labels e.g. "
+                          f"{', '.join(clips['clip_id'].head(3).to_list())}; AU labels e.g. "
+                          f"{', '.join(au['clip_id'].head(3).to_list()) or '-'}): the two files do not describe the same clips")
     write_csv(pw.table(), args.out)
     from .provenance import write_provenance
 
-    write_provenance(args.out, what="pos-weights", clip_ids=pw.clip_ids, source=str(args.labels))
+    write_provenance(args.out, what="pos-weights", clip_ids=pw.clip_ids, source=str(args.labels),
+                     extra={"unknown_aus": pw.unknown_aus})
     _echo(
-        f"wrote {args.out}: {args.strategy} from {int(pw.class_counts.sum())} clips; minor classes "
+        f"wrote {args.out}: {args.strategy} from {int(pw.class_counts.sum())} clips; AUs without any known label "
+        f"(weight 1.0, masked in the loss): {', '.join(pw.unknown_aus) or 'none'}; minor classes "
         f"{', '.join(EXPRESSIONS[i] for i in pw.minor) or 'none'}; not counted: {pw.n_missing_au} labelled clip(s) "
         f"without valid AU labels, {pw.n_unlabelled} AU-labelled clip(s) without an expression label"
     )
@@ -106,7 +141,8 @@ def _add_knowledge(sub) -> None:
     p = sub.add_parser("knowledge", help="AU-expression knowledge matrix K (paper §3.1)")
     p.add_argument("--dataset", default="clips", choices=("clips", "affwild2", "ravdess", "dfew", "ferv39k", "mafw"),
                    help="how labels are read (default clips: --labels clip_labels.csv)")
-    p.add_argument("--openface-dir", type=Path, help="folder of per-clip OpenFace CSVs")
+    p.add_argument("--openface-dir", "--au-dir", dest="openface_dir", type=Path,
+                   help="folder of per-clip AU CSVs (OpenFace, py-feat, LibreFace or a mapped table; see --source)")
     p.add_argument("--labels", type=Path, help="clips: clip_labels.csv (clip_id,label)")
     p.add_argument("--annotations", type=Path, help="affwild2: folder of ABAW expression annotation .txt files")
     p.add_argument("--root", type=Path, help="dfew/ferv39k/mafw: dataset root holding the official split files")
@@ -129,7 +165,8 @@ def _add_knowledge(sub) -> None:
 def _run_knowledge(args) -> None:
     from .io import expression_table, read_expression_table, write_csv
     from .knowledge import combine_knowledge
-    from .knowledge_datasets import DatasetSpec, knowledge_for_dataset, knowledge_from_config
+    from .knowledge_datasets import DatasetSpec, knowledge_for_dataset, knowledge_from_config, knowledge_provenance
+    from .vocab import AUS
 
     if args.config:
         import yaml
@@ -149,10 +186,17 @@ def _run_knowledge(args) -> None:
     if args.combine:
         if args.openface_dir or args.labels:
             raise AudferError("--combine takes K.csv files only, not --openface-dir/--labels")
+        from .knowledge_datasets import measured_from_sidecar
+
         shift = args.shift if args.shift == "auto" else _number(args.shift, "--shift")
-        matrix = combine_knowledge([read_expression_table(p, what="knowledge matrix") for p in args.combine], shift)
+        measured = [measured_from_sidecar(p) for p in args.combine]
+        matrix = combine_knowledge([read_expression_table(p, what="knowledge matrix") for p in args.combine], shift, measured)
         write_csv(expression_table(matrix), args.out)
-        _echo(f"wrote {args.out}: combined {len(args.combine)} matrices with shift {shift}")
+        unmeasured = [a for i, a in enumerate(AUS) if not any(m is None or m[i] for m in measured)]
+        partial = [f"{a} ({sum(m is None or m[i] for m in measured)}/{len(measured)})" for i, a in enumerate(AUS)
+                   if not all(m is None or m[i] for m in measured)]
+        _echo(f"wrote {args.out}: combined {len(args.combine)} matrices with shift {shift}; AUs measured by only some "
+              f"sources (combined over those, shift rescaled): {', '.join(partial) or 'none'}")
     else:
         if not args.openface_dir:
             raise AudferError("knowledge needs --openface-dir (or --combine K1.csv K2.csv ..., or --config)")
@@ -161,23 +205,26 @@ def _run_knowledge(args) -> None:
             fold=args.fold, include_test=args.include_test, calm=args.calm, frame_probs=args.frame_probs,
             theta=args.theta, zeros=args.zeros, min_confidence=args.min_confidence,
         )
-        result, counts = knowledge_for_dataset(
-            spec, face_id=args.face_id, strict=args.strict, on_error="skip" if args.skip_bad else "raise",
-            cache=not args.no_cache, cache_dir=args.cache_dir,
-        )
-        matrix = result.matrix
+        if args.mapping is not None and args.source not in ("auto", "table"):
+            raise AudferError(f"--mapping is for --source table, not --source {args.source}")
+        spec.source, spec.mapping, spec.allow_mixed = args.source, args.mapping, args.allow_mixed
+        result, counts = knowledge_for_dataset(spec, **_reader_kwargs(args))
+        matrix, unmeasured = result.matrix, result.unmeasured
         write_csv(result.table(), args.out)
         from .provenance import write_provenance
 
         split = None if args.dataset in ("clips", "affwild2", "ravdess") else ("all" if args.include_test else "train")
         write_provenance(args.out, what="knowledge", clip_ids=result.clip_ids, dataset=args.dataset,
                          fold=args.fold if args.dataset in ("dfew", "mafw") else None, split=split,
-                         source=str(args.labels or args.root or args.annotations or args.openface_dir))
-        _echo(f"wrote {args.out}: " + "; ".join(f"{k} {v}" for k, v in counts.items()))
+                         source=str(args.labels or args.root or args.annotations or args.openface_dir),
+                         extra=knowledge_provenance(result))
+        _echo(f"wrote {args.out}: " + "; ".join(f"{k} {v}" for k, v in counts.items())
+              + f"; {_source_line(result.au_source)}; K columns not measured (filled with the mean, §3.1 AU28 rule): "
+              f"{', '.join(result.unmeasured)}")
     if args.heatmap:
         from .reports import plot_knowledge
 
-        plot_knowledge(matrix, args.heatmap)
+        plot_knowledge(matrix, args.heatmap, unmeasured=unmeasured)
         _echo(f"wrote {args.heatmap}")
 
 

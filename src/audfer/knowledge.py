@@ -115,6 +115,7 @@ class KnowledgeResult:
     dropped: dict[str, int] = field(default_factory=dict)  #: frames left out, by reason
     clip_ids: list[str] = field(default_factory=list)  #: clips that contributed at least one kept frame
     measured: np.ndarray = field(default_factory=lambda: np.array([a != "AU28" for a in AUS]))  #: (18,) AUs with intensity
+    au_source: dict | None = None  #: which AU tool(s) the frames came from and which AUs they lack
 
     @property
     def unmeasured(self) -> list[str]:

@@ -17,7 +17,9 @@ from .data.annotations import affwild2_frame_labels, clip_key, dfew_labels, ferv
 from .errors import AudferError
 from .io import expression_table, read_clip_labels, read_csv_table, write_csv
 from .knowledge import DEFAULT_SHIFT, KnowledgeResult, combine_knowledge, extract_knowledge
-from .openface import read_openface_dir
+from .openface import read_au_dir
+from .provenance import write_provenance
+from .vocab import AUS
 
 DATASETS = ("clips", "affwild2", "ravdess", "dfew", "ferv39k", "mafw")
 
@@ -39,6 +41,9 @@ class DatasetSpec:
     zeros: str = "keep"
     min_confidence: float | None = None
     label: str = field(default="")  #: display name (default: name)
+    source: str = "auto"  #: AU tool of the CSVs: openface, pyfeat, libreface, table (with mapping) or auto
+    mapping: str | Path | None = None  #: table: YAML naming each AU column (``au_sources.read_mapping_file``)
+    allow_mixed: bool = False  #: accept a folder whose CSVs come from more than one AU tool
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
@@ -56,8 +61,13 @@ def _need(spec: DatasetSpec, attr: str, flag: str):
 def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[KnowledgeResult, dict[str, int]]:
     """K for one dataset and a count of clips/frames used and left out, by reason.
 
-    ``reader_options`` go to ``read_openface_dir`` (face_id, strict, on_error, cache, cache_dir)."""
-    folder = read_openface_dir(spec.openface_dir, **reader_options)
+    ``reader_options`` go to ``read_au_dir`` (face_id, strict, on_error, cache, cache_dir). The returned
+    K's ``measured`` marks the AUs whose intensity the source(s) measured; the rest are filled (§3.1, AU28 rule)."""
+    from .au_sources import read_mapping_file
+
+    mapping = read_mapping_file(spec.mapping) if spec.mapping is not None else None
+    folder = read_au_dir(spec.openface_dir, source=spec.source, mapping=mapping, allow_mixed=spec.allow_mixed,
+                         **reader_options)
     frames = folder.frames
     counts: dict[str, int] = {"OpenFace clips": len(folder.clips), "OpenFace frames": frames.height}
     if folder.skipped:
@@ -103,7 +113,30 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[Knowledg
     counts.update({f"frames dropped: {k}": v for k, v in result.dropped.items()})
     counts["clips used"] = int(result.clips_per_expression.sum())
     counts["frames used"] = int(result.frames_per_expression.sum())
+    result.au_source = {**folder.availability.as_dict(), "unmeasured_aus": result.unmeasured}
     return result, counts
+
+
+def knowledge_provenance(result: KnowledgeResult) -> dict:
+    """The sidecar facts of a K: its AU source(s) and the K columns that are fills, not measurements."""
+    return {"au_source": result.au_source, "unmeasured_aus": result.unmeasured}
+
+
+def measured_from_sidecar(path: str | Path):
+    """(18,) bool measured mask of a K.csv from its provenance sidecar; None when it records none (then
+    every column counts as measured, as in the paper's combination)."""
+    import numpy as np
+
+    from .provenance import read_provenance
+    from .vocab import AUS
+
+    record = read_provenance(path)
+    if record is None or not isinstance(record.get("unmeasured_aus"), list):
+        return None
+    bad = [a for a in record["unmeasured_aus"] if a not in AUS]
+    if bad:
+        raise AudferError(f"{path}: provenance lists unknown AU(s) {', '.join(map(str, bad))} as unmeasured")
+    return np.array([a not in record["unmeasured_aus"] for a in AUS])
 
 
 def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) -> dict:
@@ -114,29 +147,38 @@ def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) ->
         raise AudferError("knowledge config needs a non-empty 'datasets' list")
     allowed = {f.name for f in fields(DatasetSpec)}
     out = base / str(config.get("out", "K.csv"))
-    matrices, results = [], {}
+    matrices, results, measured = [], {}, []
     for i, entry in enumerate(config["datasets"], start=1):
         if not isinstance(entry, dict) or "name" not in entry:
             raise AudferError(f"knowledge config: dataset {i} needs a 'name'")
         unknown = set(entry) - allowed
         if unknown:
             raise AudferError(f"knowledge config: dataset {i}: unknown key(s) {', '.join(sorted(unknown))}")
-        entry = {k: (base / v if k in ("openface_dir", "labels", "annotations", "root", "frame_probs") and v is not None else v)
+        entry = {k: (base / v if k in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping")
+                     and v is not None else v)
                  for k, v in entry.items()}
         spec = DatasetSpec(**entry)
         result, counts = knowledge_for_dataset(spec)
         path = out.with_name(f"{out.stem}_{spec.label}{out.suffix}")
         write_csv(result.table(), path)
-        log(f"{spec.label}: " + "; ".join(f"{k} {v}" for k, v in counts.items()) + f" -> {path}")
+        write_provenance(path, what="knowledge", clip_ids=result.clip_ids, dataset=spec.name, extra=knowledge_provenance(result))
+        log(f"{spec.label}: " + "; ".join(f"{k} {v}" for k, v in counts.items())
+            + f"; unmeasured K columns {', '.join(result.unmeasured)} -> {path}")
         matrices.append(result.matrix)
+        measured.append(result.measured)
         results[spec.label] = {"result": result, "counts": counts, "path": path}
     shift = config.get("shift", DEFAULT_SHIFT)
-    combined = combine_knowledge(matrices, shift)
+    combined = combine_knowledge(matrices, shift, measured)
     write_csv(expression_table(combined), out)
-    log(f"combined {len(matrices)} dataset(s) with shift {shift} -> {out}")
+    never = [a for a, *ms in zip(AUS, *measured) if not any(ms)]
+    write_provenance(out, what="knowledge", clip_ids=sorted({c for r in results.values() for c in r["result"].clip_ids}),
+                     dataset="+".join(results), extra={"unmeasured_aus": never})
+    log(f"combined {len(matrices)} dataset(s) with shift {shift} (per AU over the datasets that measured it; "
+        f"measured by none: {', '.join(never) or 'none'}) -> {out}")
     if config.get("heatmap"):
         from .reports import plot_knowledge
 
-        plot_knowledge(combined, base / str(config["heatmap"]), title=f"AU-expression knowledge ({', '.join(results)})")
+        plot_knowledge(combined, base / str(config["heatmap"]), title=f"AU-expression knowledge ({', '.join(results)})",
+                       unmeasured=never)
         log(f"heatmap -> {base / str(config['heatmap'])}")
     return {"combined": combined, "datasets": results}

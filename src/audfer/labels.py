@@ -153,11 +153,6 @@ def pos_weights(
     n_missing = joined.filter(~has_any).height
     n_unlabelled = au_labels.join(clip_labels, on="clip_id", how="anti").height
     counted = joined.filter(has_any)
-    if clip_labels.height and au_labels.height and not counted.height:
-        ours = clip_labels["clip_id"].head(3).to_list()
-        theirs = au_labels["clip_id"].head(3).to_list()
-        raise AudferError(f"pos-weights: no clip id of the expression labels has AU labels (labels e.g. {', '.join(map(str, ours))}; "
-                          f"AU labels e.g. {', '.join(map(str, theirs))}); the two files do not describe the same clips")
     y = counted["label"].to_numpy().astype(np.int64)
     raw = counted.select(AUS).to_numpy().astype(np.float64)  # NaN = unknown (a tool without that AU)
     known = ~np.isnan(raw)

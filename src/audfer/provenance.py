@@ -31,13 +31,14 @@ def ids_digest(ids) -> str:
 
 
 def write_provenance(path: str | Path, *, what: str, clip_ids, dataset: str | None = None, fold: int | None = None,
-                     split: str | None = None, source: str | None = None) -> Path:
-    """Write the sidecar of ``path`` (atomically)."""
+                     split: str | None = None, source: str | None = None, extra: dict | None = None) -> Path:
+    """Write the sidecar of ``path`` (atomically). ``extra``: more facts, e.g. ``au_source`` (which AU tool,
+    which AUs it lacks) and ``unmeasured_aus`` of a K (read back by ``audfer knowledge --combine``)."""
     from .io import write_json
 
     ids = sorted({str(i) for i in clip_ids})
-    record = {"what": what, "dataset": dataset, "fold": fold, "split": split, "source": source, "n_clips": len(ids),
-              "clip_ids_sha256": ids_digest(ids), "clip_ids": ids}
+    record = {"what": what, "dataset": dataset, "fold": fold, "split": split, "source": source, **(extra or {}),
+              "n_clips": len(ids), "clip_ids_sha256": ids_digest(ids), "clip_ids": ids}
     out = sidecar(path)
     write_json(record, out)
     return out

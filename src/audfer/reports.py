@@ -19,13 +19,17 @@ def _pyplot():
     return plt
 
 
-def plot_knowledge(matrix: np.ndarray, path: str | os.PathLike, *, title: str = "AU-expression knowledge") -> None:
-    """Heatmap of a 7 x 18 knowledge matrix with its values, like the paper's Fig. 4."""
+def plot_knowledge(matrix: np.ndarray, path: str | os.PathLike, *, title: str = "AU-expression knowledge",
+                   unmeasured: list[str] | tuple[str, ...] = ()) -> None:
+    """Heatmap of a 7 x 18 knowledge matrix with its values, like the paper's Fig. 4. ``unmeasured`` AU
+    columns (fills, not measurements: §3.1's AU28 rule) are starred and explained under the plot."""
     plt = _pyplot()
     matrix = np.asarray(matrix, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(12, 4.2))
     im = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(AUS)), AUS, rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(range(len(AUS)), [a + ("*" if a in unmeasured else "") for a in AUS], rotation=45, ha="right", fontsize=8)
+    if unmeasured:
+        ax.set_xlabel("* not measured by the AU source: the column is the mean of the measured entries", fontsize=8)
     ax.set_yticks(range(len(EXPRESSIONS)), EXPRESSIONS, fontsize=9)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):

@@ -26,6 +26,8 @@ CHOICES = {
     ("train", "monitor"): ("war", "uar"),
     ("data", "on_missing"): ("raise", "skip"),
     ("data", "on_bad_frame"): ("raise", "skip"),
+    ("data", "au_source"): ("auto", "openface", "pyfeat", "libreface", "table"),
+    ("data", "au_allow_mixed"): (True, False),
 }
 
 
@@ -144,6 +146,10 @@ def check_config(cfg: dict) -> None:
     cov = d["min_au_coverage"]
     if isinstance(cov, bool) or not isinstance(cov, (int, float)) or not 0 <= cov <= 1:
         raise AudferError(f"config: data.min_au_coverage = {cov!r}; expected a share in [0, 1]")
+    if d["au_source"] == "table" and not d["au_mapping"]:
+        raise AudferError("config: data.au_source = 'table' needs data.au_mapping (a YAML naming each AU column)")
+    if d["au_mapping"] and d["au_source"] not in ("auto", "table"):
+        raise AudferError(f"config: data.au_mapping is for data.au_source=table, not {d['au_source']!r}")
     hue = d["hue"]
     if isinstance(hue, bool) or not isinstance(hue, (int, float)) or not 0 <= hue <= 0.5:
         raise AudferError(f"config: data.hue = {hue!r}; expected a hue shift in [0, 0.5] turns")

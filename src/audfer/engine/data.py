@@ -71,21 +71,37 @@ def carve_validation(index: ClipIndex, share: float, seed: int) -> tuple[ClipInd
 
 
 def au_labels_for(cfg: dict) -> pl.DataFrame | None:
-    """Video AU labels (Eq. 4) from ``data.au_labels``, or built from an OpenFace folder (cached)."""
+    """Video AU labels (Eq. 4) from ``data.au_labels``, or built from a folder of AU CSVs (cached)."""
+    return au_labels_with_source(cfg)[0]
+
+
+def au_labels_with_source(cfg: dict) -> tuple[pl.DataFrame | None, dict | None]:
+    """``au_labels_for`` and where the labels came from: the AU tool(s) and the AUs they lack (masked in the
+    loss, ``audfer.au_sources``). A ``data.au_labels`` CSV is described by its provenance sidecar (written by
+    ``audfer au-labels``); without one the AUs whose cells are all empty are reported as unknown."""
+    from ..au_sources import read_mapping_file
     from ..labels import read_au_labels, video_au_labels
-    from ..openface import read_openface_dir
+    from ..openface import read_au_dir
+    from ..provenance import read_provenance
 
     d = cfg["data"]
     if d["au_labels"]:
-        return read_au_labels(d["au_labels"])
+        labels = read_au_labels(d["au_labels"])
+        record = read_provenance(d["au_labels"]) or {}
+        info = dict(record.get("au_source") or {"sources": ["unknown (no provenance sidecar)"]})
+        info["masked_aus"] = [a for a in AUS if a in info.get("masked_aus", []) or labels[a].null_count() == labels.height]
+        return labels, {"file": str(d["au_labels"]), **info}
     folder = _openface_folder(cfg)
     if folder is None:
         if cfg["au"]["strategy"] != "none":
             raise AudferError("config: the AU loss needs video AU labels: set data.au_labels (a CSV from `audfer au-labels`) "
-                              "or data.openface (a folder of OpenFace CSVs)")
-        return None
-    of = read_openface_dir(folder)
-    return video_au_labels(of.frames, of.clips)
+                              "or data.openface (a folder of per-clip AU CSVs)")
+        return None, None
+    mapping = read_mapping_file(d["au_mapping"]) if d["au_mapping"] else None
+    of = read_au_dir(folder, source=d["au_source"], mapping=mapping, allow_mixed=d["au_allow_mixed"])
+    info = {"folder": str(folder), **of.availability.as_dict(),
+            "clips_per_source": {s: list(of.sources.values()).count(s) for s in sorted(set(of.sources.values()))}}
+    return video_au_labels(of.frames, of.clips), info
 
 
 def _openface_folder(cfg: dict):
@@ -107,12 +123,16 @@ def knowledge_for(cfg: dict, train: ClipIndex | None = None) -> np.ndarray:
         return paper_knowledge()
     if src == "per-fold":
         from ..data.annotations import keyed
-        from ..openface import read_openface_dir
+        from ..openface import read_au_dir
 
         folder = _openface_folder(cfg)
         if folder is None or train is None:
             raise AudferError("config: au.knowledge=per-fold needs data.openface (the folder of per-clip OpenFace CSVs)")
-        frames = keyed(read_openface_dir(folder).frames)
+        from ..au_sources import read_mapping_file
+
+        d = cfg["data"]
+        mapping = read_mapping_file(d["au_mapping"]) if d["au_mapping"] else None
+        frames = keyed(read_au_dir(folder, source=d["au_source"], mapping=mapping, allow_mixed=d["au_allow_mixed"]).frames)
         return extract_knowledge(frames, keyed(train.table.select("clip_id", "label"))).matrix
     return read_expression_table(src, what="knowledge matrix")
 
@@ -155,6 +175,25 @@ def pos_weights_for(cfg: dict, train: ClipIndex, au_labels: pl.DataFrame | None)
     return read_expression_table(src, what="pos-weight table")
 
 
+def au_label_summary(checks: dict) -> dict | None:
+    """What a run's records say about its AU labels: source tool(s), masked AUs, coverage of the training clips."""
+    if "au_coverage" not in checks:
+        return None
+    cov, src = checks["au_coverage"], checks.get("au_source") or {}
+    masked = sorted(set(cov.get("masked_aus", [])) | set(src.get("masked_aus", [])), key=AUS.index)
+    return {"sources": src.get("sources", []), "masked_aus": masked, "coverage": cov["share"],
+            "clips_with_labels": cov["with_au"], "clips": cov["clips"], "per_au_coverage": cov.get("per_au", {})}
+
+
+def describe_au_labels(summary: dict | None) -> str:
+    """One line for logs and reports."""
+    if not summary:
+        return "no AU labels"
+    return (f"AU labels from {'+'.join(summary['sources']) or 'unknown'} on {summary['clips_with_labels']} of "
+            f"{summary['clips']} training clips ({100 * summary['coverage']:.1f} %); masked (unknown, not absent): "
+            f"{', '.join(summary['masked_aus']) or 'none'}")
+
+
 @dataclass
 class Prepared:
     """Everything a run needs besides the model: indexes per split, AU labels, K and pos-weights, and what
@@ -185,11 +224,12 @@ def prepare(cfg: dict) -> Prepared:
     if cfg["train"]["selection"] == "best-val":
         train, val = carve_validation(train, cfg["train"]["val_share"], cfg["train"]["seed"])
     a, d = cfg["au"], cfg["data"]
-    au = au_labels_for(cfg)
+    au, au_source = au_labels_with_source(cfg)
     checks: dict = {}
     if a["strategy"] != "none":
         cov = au_coverage(train, au)
         checks["au_coverage"] = cov
+        checks["au_source"] = au_source
         if cov["share"] < d["min_au_coverage"]:
             raise AudferError(
                 f"AU labels cover {cov['with_au']} of {cov['clips']} training clips ({100 * cov['share']:.1f} %, below "

@@ -64,6 +64,15 @@ def _features(out: Path):
     return np.load(out / "eval" / "features.npy"), preds["label"].to_numpy()
 
 
+def _au_label_lines(metrics) -> list[str]:
+    """The AU-label source line(s) of a report: one per distinct description among the runs."""
+    from .data import describe_au_labels
+
+    seen = sorted({describe_au_labels(m["selection"]["au_labels"]) for m in metrics
+                   if isinstance(m.get("selection"), dict) and m["selection"].get("au_labels")})
+    return [f"{line[0].upper()}{line[1:]}." for line in seen]
+
+
 def _write_report(out: Path, lines: list[str]) -> None:
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
@@ -86,7 +95,8 @@ def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print) -> dict:
     lines = [f"# {cfg['name']}: {len(folds)}-fold cross-validation", "",
              f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}`, AU strategy `{cfg['au']['strategy']}`, λ = {cfg['au']['lam']}.",
              f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: "
-             f"{', '.join(sorted({r.get('init', 'unknown') for r in runs.values()}))}.", "",
+             f"{', '.join(sorted({r.get('init', 'unknown') for r in runs.values()}))}.",
+             *_au_label_lines(runs.values()), "",
              "| fold | WAR | UAR | macro-F1 |", "|---|---|---|---|"]
     lines += [f"| {f} | {100 * r['war']:.2f} | {100 * r['uar']:.2f} | {100 * r['macro_f1']:.2f} |" for f, r in runs.items()]
     lines += [f"| mean ± std | {pm(agg['war'])} | {pm(agg['uar'])} | {pm(agg['macro_f1'])} |", "", "Per-class recall (%):", ""]
@@ -146,7 +156,7 @@ def run_ablation(cfg: dict, *, seeds=(0, 1, 2), strategies=("none", "global", "d
         f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}` fold {cfg['data']['fold']}; {len(seeds)} seeds "
         f"({', '.join(map(str, seeds))}); λ = {cfg['au']['lam']} for the strategies; {cfg['train']['epochs']} epochs.",
         f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: {init_note}. "
-        "Values are mean ± std over seeds, in %.", "",
+        "Values are mean ± std over seeds, in %.", *_au_label_lines(r for per in results.values() for r in per.values()), "",
         "## Positive-class weight strategies (Table 3 layout)", ""]
     lines += results_table({STRATEGY_LABEL[s]: aggs[s] for s in strategies}, names)
     if au_strategies:

@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 from ..errors import AudferError
 from ..io import atomic_path, write_csv, write_json
 from .config import dump_config
-from .data import loader, make_dataset, prepare
+from .data import au_label_summary, describe_au_labels, loader, make_dataset, prepare
 
 SELECTION_NOTE = {
     "last": "last epoch",
@@ -154,8 +154,7 @@ def plan(cfg: dict, *, log=print) -> dict:
     log(f"  clips: train {result['clips']['train']}, val {result['clips']['val']}, test {result['clips']['test']}; "
         f"train per class: {result['clips_per_class']['train']}")
     if "au_coverage" in prep.checks:
-        cov = prep.checks["au_coverage"]
-        log(f"  AU labels: {cov['with_au']} of {cov['clips']} training clips ({100 * cov['share']:.1f} %)")
+        log(f"  {describe_au_labels(au_label_summary(prep.checks))}")
     log(f"  {steps} steps/epoch x {t['epochs']} epochs = {total} steps; warm-up {warm} steps; lr " +
         ", ".join(f"{n} (step {v['step']}) {v['lr']:.3g}" for n, v in result["lr"].items()))
     log(f"  sampling {sampling}; augmentation: {', '.join(result['augmentation'])}")
@@ -227,6 +226,9 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
     t0 = time.perf_counter()
     log(f"training {cfg['model']['name']} on {cfg['data']['dataset']} ({len(prep.train)} train clips, AU strategy "
         f"{cfg['au']['strategy']}, λ={cfg['au']['lam']}, selection {sel}) -> {out}")
+    au_summary = au_label_summary(prep.checks)
+    if au_summary is not None:
+        log(f"  {describe_au_labels(au_summary)}")
     log_file = out / "logs" / "metrics.csv"
     earlier = log_file.read_bytes() if resume and log_file.is_file() else None
     with warnings.catch_warnings():
@@ -246,7 +248,8 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
     selection = {"rule": sel, "note": SELECTION_NOTE[sel], "checkpoint": str(chosen.relative_to(out)), "init": init_label(init),
                  "epoch": int(info["epoch"]) + 1,
                  "monitor": None if sel == "last" else monitor,
-                 "score": None if sel == "last" else float(best_cb.best_model_score), "train_seconds": round(time.perf_counter() - t0, 1)}
+                 "score": None if sel == "last" else float(best_cb.best_model_score), "train_seconds": round(time.perf_counter() - t0, 1),
+                 "au_labels": au_summary}
     write_json(selection, out / "selection.json")
     if evaluate:
         evaluate_checkpoint(chosen, out=out / "eval", log=log)
