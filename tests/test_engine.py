@@ -160,6 +160,7 @@ def test_cv_and_ablation_reports(synth, tmp_path):
     assert (cfg_lam["lam"], cfg_lam["au_strategy"]) == (0.5, "distinct")
     report = (tmp_path / "abl" / "report.md").read_text()
     assert "baseline (CE only)" in report and "+AU distinct" in report and "λ sweep" in report and "Initialisation: from scratch" in report
+    assert "AU labels from openface on" in report and "masked (unknown, not absent): none" in report
     for png in ("confusion.png", "tsne.png", "curves.png", "lambda.png", "knowledge.png"):
         assert (tmp_path / "abl" / png).stat().st_size > 1000, png
     # a rerun reuses finished runs instead of training again
