@@ -288,6 +288,8 @@ def _add_train(sub) -> None:
     p.add_argument("config", nargs="?", help="experiment YAML, or a shipped config name")
     p.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2")
     p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
+    p.add_argument("--accept-changes", action="store_true",
+                   help="with --resume: continue with changed result-affecting settings (recorded in changes.json)")
     p.add_argument("--dry-run", action="store_true",
                    help="check and print the run's plan (clips, AU coverage, steps, lr, init, augmentation) to plan.json; no training")
     p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
@@ -305,7 +307,9 @@ def _run_train(args) -> None:
 
         plan(load_config(args.config, args.overrides), log=_echo)
         return
-    train(load_config(args.config, args.overrides), resume=args.resume, log=_echo)
+    if args.accept_changes and not args.resume:
+        raise AudferError("--accept-changes goes with --resume")
+    train(load_config(args.config, args.overrides), resume=args.resume, accept_changes=args.accept_changes, log=_echo)
 
 
 def _add_evaluate(sub) -> None:
@@ -327,6 +331,8 @@ def _add_cv(sub) -> None:
     p = sub.add_parser("cv", help="train and evaluate every fold; mean ± std report")
     _add_config_args(p)
     p.add_argument("--folds", default="1,2,3,4,5", help="comma-separated folds (default 1..5)")
+    p.add_argument("--accept-changes", action="store_true",
+                   help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)")
     p.set_defaults(func=_run_cv)
 
 
@@ -335,7 +341,7 @@ def _run_cv(args) -> None:
     from .engine.experiments import run_cv
 
     folds = tuple(int(_number(f, "--folds")) for f in args.folds.split(","))
-    run_cv(load_config(args.config, args.overrides), folds=folds, log=_echo)
+    run_cv(load_config(args.config, args.overrides), folds=folds, log=_echo, accept_changes=args.accept_changes)
 
 
 def _add_ablate(sub) -> None:
@@ -343,6 +349,8 @@ def _add_ablate(sub) -> None:
     _add_config_args(p)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--lambdas", default="0.1,0.25,0.5,0.75", help="λ values of the sweep ('' to skip it)")
+    p.add_argument("--accept-changes", action="store_true",
+                   help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)")
     p.set_defaults(func=_run_ablate)
 
 
@@ -354,7 +362,7 @@ def _run_ablate(args) -> None:
     lams = tuple(_number(s, "--lambdas") for s in args.lambdas.split(",") if s.strip())
     if any(not 0 <= x <= 1 for x in lams):
         raise AudferError(f"--lambdas: values must be in [0, 1], got {args.lambdas}")
-    run_ablation(load_config(args.config, args.overrides), seeds=seeds, lams=lams, log=_echo)
+    run_ablation(load_config(args.config, args.overrides), seeds=seeds, lams=lams, log=_echo, accept_changes=args.accept_changes)
 
 
 # ----------------------------------------------------------------------------- predict / export
@@ -493,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             args.func(args)
     except AudferError as exc:
         _echo(f"audfer: error: {exc}")
-        return 2
+        return getattr(exc, "exit_code", 2)
     except OSError as exc:
         _echo(f"audfer: error: {exc.filename or ''}: {exc.strerror or exc}")
         return 2

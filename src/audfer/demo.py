@@ -40,8 +40,17 @@ def run_demo(out: str | Path = ".", *, clips: int = 600, size: int = 64, seeds=(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     synth = out / "synth"
-    if not (synth / "synth.json").is_file():
-        generate(synth, SynthConfig(clips=clips, size=size, seed=seed), preview=True)
+    scfg = SynthConfig(clips=clips, size=size, seed=seed)
+    if (synth / "synth.json").is_file():
+        from .data.synthetic import synth_settings_differ
+
+        differ = synth_settings_differ(synth, scfg)
+        if differ:  # never reuse a set made with other settings; replace it (only if it is our own output)
+            log(f"[1/5] {synth} was made with other settings ({', '.join(f'{k} {a} -> {b}' for k, (a, b) in differ.items())}); "
+                f"rendering it again")
+            generate(synth, scfg, preview=True, overwrite=True)
+    else:
+        generate(synth, scfg, preview=True)
     log(f"[1/5] synthetic dataset: {clips} clips at {size} px -> {synth} ({time.perf_counter() - t0:.0f}s)")
 
     folder = read_openface_dir(synth / "OpenFace")

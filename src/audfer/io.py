@@ -21,17 +21,58 @@ from .errors import AudferError
 from .vocab import AUS, EXPRESSIONS, expression_index
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def output_target(path: str | os.PathLike) -> Path:
+    """Where writing ``path`` really lands: a symlink is followed to its target (so the link stays a link and
+    the file it points to is replaced); a folder, a device, a FIFO or a socket at the path is an error naming
+    the user's path."""
+    import stat
+
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        raise AudferError(f"{path}: cannot write here ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudferError(f"{path}: is a folder; expected a file path to write")
+    if not stat.S_ISREG(st.st_mode):
+        raise AudferError(f"{path}: is not a regular file (a device, FIFO or socket); refusing to replace it")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    """Yield a temporary path next to ``path``'s target; rename it onto the target only on success.
+
+    Through a symlink the target file is replaced (in the target's folder, so the rename stays atomic) and
+    the link is kept; a folder or a device at ``path`` is refused. The new file gets the usual permissions
+    (0666 minus the umask, or the mode of the file it replaces), not ``mkstemp``'s 0600. Errors name
+    ``path``, never the temporary file."""
+    user = Path(path)
+    target = output_target(user)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp", dir=target.parent)
+    except OSError as exc:
+        raise AudferError(f"{user}: cannot write here ({exc.strerror})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            mode = os.stat(target).st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
+            os.chmod(tmp_path, mode)
+            os.replace(tmp_path, target)
+        except OSError as exc:
+            raise AudferError(f"{user}: cannot write here ({exc.strerror})") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -132,8 +132,12 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), *, prior: np.nda
 
     cfg.check()
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise AudferError(f"{out}: folder exists and is not empty; choose another --out or pass --overwrite")
+    if out.exists() and not out.is_dir():
+        raise AudferError(f"{out}: exists and is not a folder; choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise AudferError(f"{out}: folder exists and is not empty; choose another --out or pass --overwrite")
+        check_own_output(out)
     prior_name = "paper" if prior is None else "given"
     prior = paper_knowledge() if prior is None else np.asarray(prior, dtype=np.float64)
     if prior.shape != (len(EXPRESSIONS), len(AUS)):
@@ -182,6 +186,36 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), *, prior: np.nda
     if log:
         log(f"rendered {cfg.clips} clips x {cfg.frames} frames at {cfg.size}px into {out} in {time.perf_counter() - t0:.1f}s")
     return out
+
+
+#: What ``generate`` writes into its folder; ``--overwrite`` deletes nothing else.
+OWN_ENTRIES = frozenset({"synth.json", "synth_meta.csv", "clip_labels.csv", "OpenFace", "Clip", "EmoLabel_DataSplit",
+                         "preview.png"})
+
+
+def check_own_output(out: Path) -> None:
+    """Refuse to replace ``out`` unless it is an earlier ``audfer synth`` output: its ``synth.json`` reads as
+    one and it holds nothing ``generate`` does not write (a user's file inside is never deleted)."""
+    try:
+        meta = json.loads((out / "synth.json").read_text())
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or not {"clips", "size", "frames", "seed"} <= set(meta):
+        raise AudferError(f"{out}: --overwrite replaces only an earlier `audfer synth` output, and this folder has no "
+                          f"synth.json of one; choose another --out")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
+    if foreign:
+        raise AudferError(f"{out}: holds files `audfer synth` did not write ({', '.join(foreign[:5])}"
+                          f"{', ...' if len(foreign) > 5 else ''}); --overwrite would delete them: move them or choose "
+                          f"another --out")
+
+
+def synth_settings_differ(out: Path, cfg: SynthConfig) -> dict:
+    """{setting: (on disk, wanted)} for an existing synthetic set at ``out`` (empty when they agree)."""
+    meta = json.loads((out / "synth.json").read_text())
+    want = asdict(cfg)
+    return {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v and not (isinstance(v, tuple) and
+                                                                                    meta.get(k) == list(v))}
 
 
 def _write_splits(root: Path, plan: pl.DataFrame) -> None:

@@ -31,12 +31,14 @@ def _variant(cfg: dict, out: Path, **changes) -> dict:
     return c
 
 
-def run_once(cfg: dict, *, log=print) -> dict:
+def run_once(cfg: dict, *, log=print, accept_changes: bool = False) -> dict:
     """Train + evaluate one run folder, reusing a finished one and resuming an unfinished one."""
     out = run_dir(cfg)
     metrics = out / "eval" / "metrics.json"
     if not metrics.is_file():
-        train(cfg, resume=(out / "checkpoints" / "last.ckpt").is_file(), log=log)
+        ck = out / "checkpoints"
+        train(cfg, resume=(ck / "last.ckpt").is_file() or (ck / "previous.ckpt").is_file(), log=log,
+              accept_changes=accept_changes)
     return json.loads(metrics.read_text())
 
 
@@ -78,12 +80,20 @@ def _write_report(out: Path, lines: list[str]) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print) -> dict:
-    """Train and evaluate each fold; ``cv.json`` / ``cv.csv`` / ``report.md`` with mean ± std over folds."""
+def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print, accept_changes: bool = False) -> dict:
+    """Train and evaluate each fold; ``cv.json`` / ``cv.csv`` / ``report.md`` with mean ± std over folds.
+    The base folder is locked while it runs (``runlock``)."""
+    from .runlock import run_lock
+
+    with run_lock(run_dir(cfg), log=log):
+        return _run_cv(cfg, folds=folds, log=log, accept_changes=accept_changes)
+
+
+def _run_cv(cfg: dict, *, folds, log, accept_changes: bool) -> dict:
     base = run_dir(cfg)
     runs = {}
     for k in folds:
-        runs[f"fold {k}"] = run_once(_variant(cfg, base / f"fold_{k}", data__fold=k), log=log)
+        runs[f"fold {k}"] = run_once(_variant(cfg, base / f"fold_{k}", data__fold=k), log=log, accept_changes=accept_changes)
     agg = aggregate(runs)
     names = class_names(len(next(iter(runs.values()))["per_class_recall"]))
     write_json({"aggregate": agg, "folds": runs}, base / "cv.json")
@@ -107,20 +117,31 @@ def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print) -> dict:
 
 
 def run_ablation(cfg: dict, *, seeds=(0, 1, 2), strategies=("none", "global", "distinct", "minor"), lams=(0.1, 0.25, 0.5, 0.75),
-                 title: str | None = None, intro: list[str] | None = None, log=print) -> dict:
-    """Table 3 (each strategy over ``seeds``) and Fig. 5 (λ sweep with the config's strategy), with figures."""
+                 title: str | None = None, intro: list[str] | None = None, log=print, accept_changes: bool = False) -> dict:
+    """Table 3 (each strategy over ``seeds``) and Fig. 5 (λ sweep with the config's strategy), with figures.
+    The base folder is locked while it runs (``runlock``)."""
+    from .runlock import run_lock
+
+    with run_lock(run_dir(cfg), log=log):
+        return _run_ablation(cfg, seeds=seeds, strategies=strategies, lams=lams, title=title, intro=intro, log=log,
+                             accept_changes=accept_changes)
+
+
+def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, accept_changes: bool) -> dict:
     from .data import knowledge_for, split_index
 
     base = run_dir(cfg)
     results: dict[str, dict[str, dict]] = {}
     for s in strategies:
-        results[s] = {f"seed {seed}": run_once(_variant(cfg, base / s / f"seed_{seed}", au__strategy=s, train__seed=seed), log=log)
+        results[s] = {f"seed {seed}": run_once(_variant(cfg, base / s / f"seed_{seed}", au__strategy=s, train__seed=seed), log=log,
+                                                 accept_changes=accept_changes)
                       for seed in seeds}
     sweep_strategy = cfg["au"]["strategy"] if cfg["au"]["strategy"] != "none" else "distinct"
     sweep: dict[float, dict] = {}
     for lam in lams:
         runs = {f"seed {seed}": run_once(_variant(cfg, base / f"lambda_{lam:g}" / f"seed_{seed}", au__strategy=sweep_strategy,
-                                                  au__lam=float(lam), train__seed=seed), log=log) for seed in seeds}
+                                                  au__lam=float(lam), train__seed=seed), log=log,
+                                         accept_changes=accept_changes) for seed in seeds}
         sweep[float(lam)] = aggregate(runs)
     aggs = {s: aggregate(r) for s, r in results.items()}
     names = class_names(len(next(iter(results[strategies[0]].values()))["per_class_recall"]))

@@ -13,6 +13,7 @@ Run folder::
 from __future__ import annotations
 
 import json
+import os
 import logging
 import time
 import warnings
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from ..errors import AudferError
+from ..errors import AudferError, TrainingStopped
 from ..io import atomic_path, write_csv, write_json
 from .config import dump_config
 from .data import au_label_summary, describe_au_labels, loader, make_dataset, prepare
@@ -167,8 +168,91 @@ def _describe(step) -> str:
     return "(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")" if fields else ""
 
 
-def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate: bool = True) -> Path:
-    """Train one run as configured, then evaluate the selected checkpoint on the test split."""
+#: Settings that do not change a run's result (a test pins each invariance); every other key does.
+INCIDENTAL = {("data", "num_workers"), ("data", "cache"), ("train", "progress"), ("train", "threads"), ("train", "loggers"),
+              ("train", "eval_batch_size")}
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple]:
+    """``{"section.key": (old, new)}`` for every result-affecting setting that differs (``INCIDENTAL`` left out)."""
+    diff = {}
+    for section in ("model", "data", "au", "optim", "train"):
+        a, b = old.get(section) or {}, new.get(section) or {}
+        for key in sorted(set(a) | set(b)):
+            if (section, key) not in INCIDENTAL and a.get(key) != b.get(key):
+                diff[f"{section}.{key}"] = (a.get(key), b.get(key))
+    return diff
+
+
+def _readable_checkpoint(path: Path) -> tuple[int | None, str | None]:
+    """(epochs finished, None) for a complete training checkpoint, (None, why) otherwise."""
+    if not path.is_file():
+        return None, "missing"
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated zip, garbage, ...: torch raises several types
+        return None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+    if not isinstance(ck, dict) or "state_dict" not in ck or "epoch" not in ck:
+        return None, "not an audfer training checkpoint"
+    return int(ck["epoch"]) + 1, None
+
+
+def resume_point(ckdir: Path, *, log=print) -> Path:
+    """The checkpoint a resumed run starts from: ``last.ckpt``, or, when it is truncated or corrupt (a crash
+    while it was written), the previous good one (``previous.ckpt``), saying so."""
+    last, prev = ckdir / "last.ckpt", ckdir / "previous.ckpt"
+    epochs, why = _readable_checkpoint(last)
+    if why is None:
+        return last
+    p_epochs, p_why = _readable_checkpoint(prev)
+    if p_why is None:
+        log(f"{last}: {why}; resuming from {prev.name} instead ({p_epochs} finished epoch(s))")
+        return prev
+    raise AudferError(f"{last}: {why}, and no good previous checkpoint ({prev.name}: {p_why}); nothing to resume from")
+
+
+def _check_resume_settings(out: Path, cfg: dict, start_epoch: int, accept_changes: bool, log) -> None:
+    old_file = out / "config.yaml"
+    if not old_file.is_file():
+        return
+    import yaml
+
+    old = yaml.safe_load(old_file.read_text()) or {}
+    diff = config_changes(old, cfg)
+    if not diff:
+        return
+    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:8]) + (" ..." if len(diff) > 8 else "")
+    if not accept_changes:
+        raise AudferError(f"{out}: --resume with {len(diff)} changed setting(s) that change the result ({shown}); "
+                          f"resume with the run's own settings, or pass --accept-changes to continue with the new ones "
+                          f"(the run folder records at which epoch they changed)")
+    record = json.loads((out / "changes.json").read_text()) if (out / "changes.json").is_file() else []
+    record.append({"from_epoch": start_epoch + 1, "changes": {k: list(v) for k, v in diff.items()}})
+    write_json(record, out / "changes.json")
+    log(f"settings changed from epoch {start_epoch + 1} on (recorded in changes.json): {shown}")
+
+
+def train(cfg: dict, *, resume: bool = False, accept_changes: bool = False, callbacks=(), log=print,
+          evaluate: bool = True) -> Path:
+    """Train one run as configured, then evaluate the selected checkpoint on the test split.
+
+    Safe to interrupt: ``last.ckpt`` is replaced only by a complete checkpoint (the one before is kept as
+    ``previous.ckpt``), every finished epoch's metrics go to ``epochs.csv`` as it ends, SIGINT/SIGTERM stop
+    at the next step boundary (``TrainingStopped``, exit 130/143) and ``resume=True`` continues from the
+    last finished epoch, bit-identical to an uninterrupted run. The folder is locked while the run works
+    (``runlock``); a resume with result-affecting settings changed refuses unless ``accept_changes``."""
+    from .runlock import run_lock
+
+    out = run_dir(cfg)
+    with run_lock(out, log=log):
+        return _train_locked(cfg, resume=resume, accept_changes=accept_changes, callbacks=callbacks, log=log,
+                             evaluate=evaluate)
+
+
+def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, log, evaluate: bool) -> Path:
+    import signal
+    import threading
+
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -179,10 +263,15 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
     cfg["out"] = str(out)
     ckdir = out / "checkpoints"
     last = ckdir / "last.ckpt"
-    if resume and not last.is_file():
+    has_ckpt = last.is_file() or (ckdir / "previous.ckpt").is_file()
+    if resume and not has_ckpt:
         raise AudferError(f"{last}: nothing to resume from")
-    if not resume and last.is_file():
+    if not resume and has_ckpt:
         raise AudferError(f"{out}: run folder already has checkpoints; pass --resume to continue it or choose another out=")
+    start = None
+    if resume:
+        start = resume_point(ckdir, log=log)
+        _check_resume_settings(out, cfg, _readable_checkpoint(start)[0], accept_changes, log)
     t = cfg["train"]
     if t["threads"]:
         torch.set_num_threads(int(t["threads"]))
@@ -207,7 +296,8 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
         init = initialise(module.model, cfg, log=log)  # on resume the checkpoint restores the weights anyway
         write_json(init, out / "init.json")
     monitor = f"val/{t['monitor']}"
-    cbs = [_EveryEpoch(ckdir)]
+    stopper = _StopOnSignal()
+    cbs = [_EveryEpoch(ckdir, out / "epochs.csv"), stopper]
     best_cb = None
     if watch is not None:
         best_cb = ModelCheckpoint(dirpath=str(ckdir), filename="best", monitor=monitor, mode="max", save_top_k=1,
@@ -231,13 +321,27 @@ def train(cfg: dict, *, resume: bool = False, callbacks=(), log=print, evaluate:
         log(f"  {describe_au_labels(au_summary)}")
     log_file = out / "logs" / "metrics.csv"
     earlier = log_file.read_bytes() if resume and log_file.is_file() else None
-    with warnings.catch_warnings():
-        for text in (".*LeafSpec.*", ".*exists and is not empty.*", ".*weights_only.*", ".*does not have many workers.*", ".*ambiguous collection.*",
-                     ".*no `val_dataloader`.*"):
-            warnings.filterwarnings("ignore", message=text)
-        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
-    if earlier is not None and trainer.global_rank == 0:
-        _keep_earlier_log(log_file, earlier)
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, stopper.request)
+    try:
+        with warnings.catch_warnings():
+            for text in (".*LeafSpec.*", ".*exists and is not empty.*", ".*weights_only.*", ".*does not have many workers.*",
+                         ".*ambiguous collection.*", ".*no `val_dataloader`.*"):
+                warnings.filterwarnings("ignore", message=text)
+            trainer.fit(module, train_dl, val_dl, ckpt_path=str(start) if start is not None else None)
+    except _Stop as stop:
+        done = _readable_checkpoint(last)[0] or 0
+        raise TrainingStopped(f"stopped by {stop.name} after step {trainer.global_step} (epoch {trainer.current_epoch + 1}); "
+                              f"the {done} finished epoch(s) are in {last} and {out / 'epochs.csv'}; continue with --resume "
+                              f"(the unfinished epoch is redone from its start, so the result equals an uninterrupted run)",
+                              128 + stop.signum) from None
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+        if earlier is not None and trainer.global_rank == 0:
+            _keep_earlier_log(log_file, earlier)
     if trainer.interrupted:
         raise AudferError(f"training interrupted; finished epochs are in {last} (continue with --resume)")
     if trainer.global_rank != 0:
@@ -272,13 +376,59 @@ def _keep_earlier_log(log_file: Path, earlier: bytes) -> None:
 
 
 class _EveryEpoch(Callback):
-    """Saves ``last.ckpt`` at the end of every training epoch, so an interruption loses no finished epoch."""
+    """At the end of every training epoch: a complete checkpoint replaces ``last.ckpt`` (written beside it
+    first; the one it replaces is kept as ``previous.ckpt``), and the epoch's metrics are added to
+    ``epochs.csv``, a log that no later run truncates (a rerun epoch replaces only its own row)."""
 
-    def __init__(self, ckdir: Path) -> None:
-        self.ckdir = ckdir
+    def __init__(self, ckdir: Path, epochs_csv: Path) -> None:
+        self.ckdir, self.epochs_csv = ckdir, epochs_csv
 
     def on_train_epoch_end(self, trainer, pl_module):
-        trainer.save_checkpoint(str(self.ckdir / "last.ckpt"))
+        partial = self.ckdir / ".last.ckpt.partial"
+        trainer.save_checkpoint(str(partial))
+        if not trainer.is_global_zero:
+            return
+        last = self.ckdir / "last.ckpt"
+        if last.is_file():
+            os.replace(last, self.ckdir / "previous.ckpt")
+        os.replace(partial, last)
+        self._log_epoch(trainer)
+
+    def _log_epoch(self, trainer) -> None:
+        import polars as pl
+
+        row = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step)}
+        for k, v in sorted(trainer.callback_metrics.items()):
+            try:
+                row[k] = float(v)
+            except (TypeError, ValueError):
+                continue
+        old = pl.read_csv(self.epochs_csv) if self.epochs_csv.is_file() else pl.DataFrame()
+        if old.height:
+            old = old.filter(pl.col("epoch") < row["epoch"])
+        write_csv(pl.concat([old, pl.DataFrame([row])], how="diagonal_relaxed"), self.epochs_csv)
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+class _StopOnSignal(Callback):
+    """SIGINT/SIGTERM set a flag; the next training step boundary raises ``_Stop`` (no partial-epoch checkpoint
+    is written, so ``last.ckpt`` stays the last finished epoch and resume is exact)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def request(self, signum, frame) -> None:
+        self.signum = signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.signum is not None:
+            raise _Stop(self.signum)
 
 
 def load_module(checkpoint, *, map_location="cpu"):
