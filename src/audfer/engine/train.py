@@ -255,6 +255,7 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
 
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from .module import AUDFERModule
 
@@ -331,7 +332,8 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
                          ".*ambiguous collection.*", ".*no `val_dataloader`.*"):
                 warnings.filterwarnings("ignore", message=text)
             trainer.fit(module, train_dl, val_dl, ckpt_path=str(start) if start is not None else None)
-    except _Stop as stop:
+    except (_Stop, SIGTERMException) as exc:  # Lightning raises its own at the step boundary on SIGTERM
+        stop = exc if isinstance(exc, _Stop) else _Stop(signal.SIGTERM)
         done = _readable_checkpoint(last)[0] or 0
         raise TrainingStopped(f"stopped by {stop.name} after step {trainer.global_step} (epoch {trainer.current_epoch + 1}); "
                               f"the {done} finished epoch(s) are in {last} and {out / 'epochs.csv'}; continue with --resume "
