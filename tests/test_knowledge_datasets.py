@@ -25,17 +25,17 @@ def _expected_k(med):
 
 
 def _write(path, values, start_frame=1):
-    """OpenFace CSV whose AU_r column j equals values[t] * (j + 1) on frame t."""
+    """OpenFace CSV whose AU_r column j equals values[t] * 0.05 + 0.01 * j on frame t (inside OpenFace's 0-5 range)."""
     n = len(values)
     df = make_frames(n, success=[1] * n).with_columns(
         pl.Series("frame", np.arange(start_frame, start_frame + n)),
-        *[pl.Series(c, np.round(np.asarray(values, float) * (j + 1), 2)) for j, c in enumerate(INTENSITY_COLUMNS)],
+        *[pl.Series(c, np.round(np.asarray(values, float) * 0.05 + 0.01 * j, 2)) for j, c in enumerate(INTENSITY_COLUMNS)],
     )
     write_openface_csv(path, df, "2.2", full=False)
 
 
 def _med(base):
-    return [[base[e] * (j + 1) for j in range(17)] for e in range(7)]
+    return [[base[e] * 0.05 + 0.01 * j for j in range(17)] for e in range(7)]
 
 
 def test_dfew_training_split_only_by_default(tmp_path):
@@ -73,7 +73,7 @@ def test_ferv39k_and_mafw_views(tmp_path):
         m_lines.append(f"{e + 1:05d}.mp4 {mafw_names[e]}")
         _write(of_m / f"{e + 1:05d}.csv", [e + 3] * 4)
     m_lines.append("00100.mp4 contempt")  # no class of ours: left out
-    _write(of_m / "00100.csv", [99] * 4)
+    _write(of_m / "00100.csv", [90] * 4)
     (froot / "4_setups" / "All_scenes" / "train_All.csv").write_text("\n".join(f_lines) + "\n")
     (mroot / "split" / "single" / "no_caption" / "set_2" / "train.txt").write_text("\n".join(m_lines) + "\n")
     res, _ = knowledge_for_dataset(DatasetSpec("ferv39k", of_f, root=froot))

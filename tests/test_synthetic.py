@@ -114,8 +114,13 @@ def test_cli_refuses_a_non_empty_folder_and_writes_a_preview(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--clips", "7", "--size", "40", "--frames", "4"]) == 2
     assert "not empty" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
     assert main(["synth", "--out", str(out), "--clips", "2", "--size", "40"]) == 2  # fewer clips than folds
+    capsys.readouterr()
+    # --overwrite deletes only an earlier synth output: the user's file stays
+    assert main(["synth", "--out", str(out), "--clips", "7", "--size", "40", "--frames", "4", "--overwrite"]) == 2
+    assert "has no synth.json of one" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    assert main(["synth", "--out", str(out), "--clips", "7", "--size", "40", "--frames", "4"]) == 0
     assert main(["synth", "--out", str(out), "--clips", "7", "--size", "40", "--frames", "4", "--overwrite", "--preview"]) == 0
-    assert not (out / "keep.txt").exists()
     import cv2
 
     grid = cv2.imread(str(out / "preview.png"))

@@ -6,6 +6,7 @@ Bad input -> one line on stderr and exit status 2; outputs are written atomicall
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -17,13 +18,60 @@ def _echo(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"audfer: error: {self.prog}: {message}\n")
+
+
+def _ranged(kind, lo=None, hi=None, *, lo_open=False, hi_open=False):
+    """An argparse ``type`` that parses ``kind`` (int or float) and checks its range, saying what is allowed."""
+    lo_s = "" if lo is None else (f"({lo:g}" if lo_open else f"[{lo:g}")
+    hi_s = "" if hi is None else (f"{hi:g})" if hi_open else f"{hi:g}]")
+    noun = "an integer" if kind is int else "a number"
+    if lo is not None and hi is not None:
+        allowed = f"{noun} in {lo_s}, {hi_s}"
+    elif lo is not None:
+        allowed = f"{noun} {'>' if lo_open else '>='} {lo:g}"
+    else:
+        allowed = noun
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
+        bad = (kind is float and not math.isfinite(value)) or (lo is not None and (value <= lo if lo_open else value < lo)) \
+            or (hi is not None and (value >= hi if hi_open else value > hi))
+        if bad:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _int_list(text: str, flag: str, lo: int, hi: int | None = None) -> tuple[int, ...]:
+    """``1,2,3`` -> (1, 2, 3): integers in range, no repeats, at least one."""
+    parse = _ranged(int, lo, hi)
+    try:
+        values = tuple(parse(x.strip()) for x in text.split(",") if x.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise AudferError(f"{flag}: {exc}") from None
+    if not values:
+        raise AudferError(f"{flag}: expected a comma-separated list of integers, got {text!r}")
+    if len(set(values)) != len(values):
+        raise AudferError(f"{flag}: {text!r} repeats a value")
+    return values
+
+
 # ----------------------------------------------------------------------------- au-labels
 def _add_au_labels(sub) -> None:
     p = sub.add_parser("au-labels", help="video-level AU labels from a folder of per-clip AU CSVs (Eq. 4)")
     p.add_argument("openface_dir", type=Path, metavar="au_dir",
                    help="folder with one AU CSV per clip (clip id = file stem): OpenFace, py-feat, LibreFace or a mapped table")
     p.add_argument("--out", type=Path, required=True, help="output CSV: clip_id,n_frames,n_valid,AU01..AU45")
-    p.add_argument("--min-confidence", type=float, default=None, help="also require confidence >= this for a valid frame")
+    p.add_argument("--min-confidence", type=_ranged(float, 0, 1), default=None, help="also require confidence >= this for a valid frame")
     _add_reader_options(p)
     p.set_defaults(func=_run_au_labels)
 
@@ -35,7 +83,7 @@ def _add_reader_options(p) -> None:
                    help="AU tool that wrote the CSVs (default auto: recognised from each header; see docs/au-sources.md)")
     p.add_argument("--mapping", type=Path, default=None, help="--source table: YAML naming each AU column and its kind")
     p.add_argument("--allow-mixed", action="store_true", help="accept a folder whose CSVs come from different AU tools")
-    p.add_argument("--face-id", type=int, default=None, help="face to keep in multi-face files (default: most successful frames)")
+    p.add_argument("--face-id", type=_ranged(int, 0), default=None, help="face to keep in multi-face files (default: most successful frames)")
     p.add_argument("--strict", action="store_true", help="raise on a cut-off last row instead of dropping it")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable CSVs (listed) instead of stopping")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the Parquet cache")
@@ -150,9 +198,9 @@ def _add_knowledge(sub) -> None:
     p.add_argument("--include-test", action="store_true", help="dfew/ferv39k/mafw: also use test clips (leaks test information)")
     p.add_argument("--calm", choices=("drop", "neutral"), default="drop", help="ravdess: calm clips left out or counted as neutral")
     p.add_argument("--frame-probs", type=Path, help="base-model frame probabilities: clip_id,frame,p0..p6")
-    p.add_argument("--theta", type=float, default=None, help="keep frames whose probability of their label is > theta")
+    p.add_argument("--theta", type=_ranged(float, 0, 1, hi_open=True), default=None, help="keep frames whose probability of their label is > theta")
     p.add_argument("--zeros", choices=("keep", "interpolate"), default="keep", help="zero-intensity policy (default keep)")
-    p.add_argument("--min-confidence", type=float, default=None, help="also require confidence >= this")
+    p.add_argument("--min-confidence", type=_ranged(float, 0, 1), default=None, help="also require confidence >= this")
     p.add_argument("--combine", type=Path, nargs="+", help="combine per-dataset K.csv files: sigmoid(sum K - S)")
     p.add_argument("--config", type=Path, help="YAML listing several datasets: run each and combine (the whole §3.1)")
     p.add_argument("--shift", default="2.5", help="S for --combine: a number (default 2.5) or 'auto' (= D/2)")
@@ -230,19 +278,22 @@ def _run_knowledge(args) -> None:
 
 def _number(text: str, flag: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise AudferError(f"{flag}: expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise AudferError(f"{flag}: expected a finite number, got {text!r}")
+    return value
 
 
 # ----------------------------------------------------------------------------- demo
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the whole method on built-in synthetic data: K, pos-weights, training with/without AU loss, report")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: the current folder)")
-    p.add_argument("--clips", type=int, default=600, help="synthetic clips (default 600)")
+    p.add_argument("--clips", type=_ranged(int, 70, 100000), default=600, help="synthetic clips (default 600; 70..100000)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the synthetic_small config's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    p.add_argument("--epochs", type=_ranged(int, 1, 10000), default=None, help="training epochs (default: the synthetic_small config's)")
+    p.add_argument("--seed", type=_ranged(int, 0), default=0, help="seed of the synthetic data")
     p.set_defaults(func=_run_demo)
 
 
@@ -251,7 +302,7 @@ def _run_demo(args) -> None:
 
     if args.clips < 35:
         raise AudferError(f"--clips must be at least 35 (every expression in every fold), got {args.clips}")
-    seeds = tuple(int(_number(s, "--seeds")) for s in args.seeds.split(",") if s.strip())
+    seeds = _int_list(args.seeds, "--seeds", 0)
     run_demo(args.out, clips=args.clips, seeds=seeds or (0,), epochs=args.epochs, seed=args.seed, log=_echo)
 
 
@@ -259,12 +310,12 @@ def _run_demo(args) -> None:
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="render the built-in synthetic AU face-video dataset (DFEW layout)")
     p.add_argument("--out", type=Path, required=True, help="output folder (refused if it exists and is not empty)")
-    p.add_argument("--clips", type=int, default=2000, help="number of clips (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical output")
+    p.add_argument("--clips", type=_ranged(int, 1), default=2000, help="number of clips (default 2000)")
+    p.add_argument("--seed", type=_ranged(int, 0), default=0, help="same seed -> byte-identical output")
     p.add_argument("--size", type=int, default=112, help="frame side in pixels (default 112)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
     p.add_argument("--label-noise", type=float, default=0.1, help="share of deliberately wrong expression labels (default 0.1)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores, at most 8)")
+    p.add_argument("--workers", type=_ranged(int, 1, 256), default=None, help="processes (default: all cores, at most 8)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder once the new one is complete")
     p.add_argument("--preview", action="store_true", help="also write preview.png: a few clips per expression")
     p.set_defaults(func=_run_synth)
@@ -340,7 +391,7 @@ def _run_cv(args) -> None:
     from .engine import load_config
     from .engine.experiments import run_cv
 
-    folds = tuple(int(_number(f, "--folds")) for f in args.folds.split(","))
+    folds = _int_list(args.folds, "--folds", 1, 5)
     run_cv(load_config(args.config, args.overrides), folds=folds, log=_echo, accept_changes=args.accept_changes)
 
 
@@ -358,7 +409,7 @@ def _run_ablate(args) -> None:
     from .engine import load_config
     from .engine.experiments import run_ablation
 
-    seeds = tuple(int(_number(s, "--seeds")) for s in args.seeds.split(",") if s.strip())
+    seeds = _int_list(args.seeds, "--seeds", 0)
     lams = tuple(_number(s, "--lambdas") for s in args.lambdas.split(",") if s.strip())
     if any(not 0 <= x <= 1 for x in lams):
         raise AudferError(f"--lambdas: values must be in [0, 1], got {args.lambdas}")
@@ -375,9 +426,9 @@ def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="per-window expression and AU probabilities of videos (face tracked with OpenCV)")
     p.add_argument("videos", nargs="+", type=Path, help="mp4 / avi / mov / mkv files")
     _add_model_source(p)
-    p.add_argument("--window", type=int, default=16, help="window length in video frames (default 16)")
-    p.add_argument("--stride", type=int, default=8, help="frames between window starts (default 8)")
-    p.add_argument("--margin", type=float, default=0.25, help="face box enlargement before cropping (default 0.25)")
+    p.add_argument("--window", type=_ranged(int, 1, 4096), default=16, help="window length in video frames (default 16)")
+    p.add_argument("--stride", type=_ranged(int, 1, 4096), default=8, help="frames between window starts (default 8)")
+    p.add_argument("--margin", type=_ranged(float, 0, 2), default=0.25, help="face box enlargement before cropping (default 0.25)")
     p.add_argument("--out", type=Path, required=True, help="results .json (per video: summary + windows) or .csv (windows)")
     p.add_argument("--annotate", type=Path, default=None,
                    help="write the video with box and label (a .mp4 path for one video, a folder for several)")
@@ -431,7 +482,7 @@ def _add_export(sub) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
     p.add_argument("--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=_ranged(int, 11, 23), default=17, help="ONNX opset (11..23, default 17)")
     p.set_defaults(func=_run_export)
 
 
@@ -484,7 +535,7 @@ _COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_synth, _add_
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="audfer", description="AU-enhanced dynamic facial expression recognition")
+    parser = _Parser(prog="audfer", description="AU-enhanced dynamic facial expression recognition")
     parser.add_argument("--version", action="version", version=f"audfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:

@@ -120,9 +120,17 @@ def read_clip_labels(path: str | os.PathLike) -> pl.DataFrame:
         if value is None:
             raise AudferError(f"{path}: row {row}, column label: empty; expected 0..6 or an expression name")
         labels.append(expression_index(value, where=f"{path}: row {row}, column label"))
-    dup = ids.filter(ids.is_duplicated()).unique().to_list()
-    if dup:
-        raise AudferError(f"{path}: clip_id {dup[0]!r} appears more than once")
+    seen: dict[str, tuple[int, int]] = {}
+    for row, (cid, lab) in enumerate(zip(ids.to_list(), labels), start=2):
+        if cid is None or cid == "":
+            raise AudferError(f"{path}: row {row}, column clip_id: empty; expected a clip id")
+        if cid in seen:
+            first_row, first_label = seen[cid]
+            if first_label != lab:
+                raise AudferError(f"{path}: rows {first_row} and {row}: clip_id {cid!r} has conflicting labels "
+                                  f"({EXPRESSIONS[first_label]} and {EXPRESSIONS[lab]})")
+            raise AudferError(f"{path}: rows {first_row} and {row}: clip_id {cid!r} appears more than once")
+        seen[cid] = (row, lab)
     return pl.DataFrame({"clip_id": ids, "label": pl.Series(labels, dtype=pl.Int8)})
 
 
@@ -137,8 +145,13 @@ def expression_table(values: np.ndarray, columns: tuple[str, ...] = AUS) -> pl.D
     return pl.DataFrame(data)
 
 
+#: Allowed values per table kind: (low, high), both open. K is a sigmoid output (§3.1); pos-weights are (c-p)/p > 0.
+TABLE_RANGES = {"knowledge matrix": (0.0, 1.0), "pos-weight table": (0.0, math.inf)}
+
+
 def read_expression_table(path: str | os.PathLike, *, what: str = "table") -> np.ndarray:
-    """Read a 7 x 18 ``expression,AU01..AU45`` CSV (K.csv, pw.csv) into an array in label order."""
+    """Read a 7 x 18 ``expression,AU01..AU45`` CSV (K.csv, pw.csv) into an array in label order; values outside
+    ``TABLE_RANGES[what]`` (K in (0, 1), pos-weights > 0) are an error naming row and column."""
     path = Path(path)
     df = read_csv_table(path, ("expression", *AUS), what=what)
     if df.height != len(EXPRESSIONS):
@@ -156,5 +169,9 @@ def read_expression_table(path: str | os.PathLike, *, what: str = "table") -> np
                 raise AudferError(f"{path}: row {row}, column {au}: {cell!r} is not a number") from None
             if not math.isfinite(val):
                 raise AudferError(f"{path}: row {row}, column {au}: {cell!r} is not a finite number")
+            lo, hi = TABLE_RANGES.get(what, (-math.inf, math.inf))
+            if not lo < val < hi:
+                want = f"a value in ({lo:g}, {hi:g})" if math.isfinite(hi) else f"a value > {lo:g}"
+                raise AudferError(f"{path}: row {row}, column {au}: {cell!r}; a {what} holds {want}")
             out[idx, j] = val
     return out

@@ -102,10 +102,7 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[Knowledg
     probs = None
     if spec.frame_probs is not None:
         probs = read_csv_table(spec.frame_probs, ("clip_id", "frame", *[f"p{i}" for i in range(7)]), what="frame probabilities")
-        try:
-            probs = probs.with_columns(pl.col("frame").cast(pl.Int64), *[pl.col(f"p{i}").cast(pl.Float64) for i in range(7)])
-        except pl.exceptions.PolarsError:
-            raise AudferError(f"{spec.frame_probs}: frame must be an integer and p0..p6 numbers") from None
+        probs = _checked_frame_probs(spec.frame_probs, probs)
         if spec.name in ("dfew", "mafw"):
             probs = probs.with_columns(clip_key())
     result = extract_knowledge(frames, labels, zeros=spec.zeros, frame_probs=probs, theta=spec.theta,
@@ -139,12 +136,84 @@ def measured_from_sidecar(path: str | Path):
     return np.array([a not in record["unmeasured_aus"] for a in AUS])
 
 
+def _bad(where: str, key: str, value, want: str) -> AudferError:
+    return AudferError(f"knowledge config: {where}{key} = {value!r}; expected {want}")
+
+
+def _check_config_values(config: dict) -> None:
+    """Types and ranges of the top-level keys (``out: null`` would otherwise write files named ``None``)."""
+    import math
+
+    extra = set(config) - {"datasets", "shift", "out", "heatmap"}
+    if extra:
+        raise AudferError(f"knowledge config: unknown key(s) {', '.join(sorted(extra))}; expected datasets, shift, out, heatmap")
+    if "out" in config and not (isinstance(config["out"], str) and config["out"].strip()):
+        raise _bad("", "out", config["out"], "a CSV file name (default K.csv)")
+    if "heatmap" in config and config["heatmap"] is not None and not (isinstance(config["heatmap"], str) and config["heatmap"].strip()):
+        raise _bad("", "heatmap", config["heatmap"], "a PNG file name or null")
+    shift = config.get("shift", DEFAULT_SHIFT)
+    if not (shift == "auto" or (isinstance(shift, (int, float)) and not isinstance(shift, bool) and math.isfinite(shift))):
+        raise _bad("", "shift", shift, "a number or 'auto'")
+
+
+def _check_entry_values(i: int, entry: dict) -> None:
+    from .au_sources import SOURCES
+    from .knowledge import ZERO_POLICIES
+
+    where = f"dataset {i}: "
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    checks = {
+        "fold": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5, "an integer 1..5"),
+        "theta": (lambda v: v is None or (number(v) and 0 <= v < 1), "a probability in [0, 1) or null"),
+        "min_confidence": (lambda v: v is None or (number(v) and 0 <= v <= 1), "a confidence in [0, 1] or null"),
+        "zeros": (lambda v: v in ZERO_POLICIES, " or ".join(ZERO_POLICIES)),
+        "calm": (lambda v: v in ("drop", "neutral"), "drop or neutral"),
+        "include_test": (lambda v: isinstance(v, bool), "true or false"),
+        "allow_mixed": (lambda v: isinstance(v, bool), "true or false"),
+        "source": (lambda v: v in (*SOURCES, "auto"), ", ".join((*SOURCES, "auto"))),
+        "label": (lambda v: isinstance(v, str), "a display name"),
+    }
+    for key, (ok, want) in checks.items():
+        if key in entry and not ok(entry[key]):
+            raise _bad(where, key, entry[key], want)
+    for key in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping"):
+        v = entry.get(key)
+        if v is not None and not (isinstance(v, str) and v.strip()):
+            raise _bad(where, key, v, "a path")
+    if entry.get("openface_dir") is None:
+        raise _bad(where, "openface_dir", entry.get("openface_dir"), "the folder of per-clip AU CSVs")
+
+
+def _checked_frame_probs(path, probs: pl.DataFrame) -> pl.DataFrame:
+    """``clip_id,frame,p0..p6``: integer frames, probabilities in [0, 1] (no NaN), one row per (clip, frame);
+    anything else is an error naming the row and column."""
+    pcols = [f"p{i}" for i in range(7)]
+    probs = probs.with_row_index("_row")
+    frame = probs["frame"].str.strip_chars().cast(pl.Int64, strict=False)
+    bad = probs.filter(frame.is_null())
+    if bad.height:
+        raise AudferError(f"{path}: row {int(bad['_row'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected an integer frame number")
+    out = probs.with_columns(frame.alias("frame"))
+    for c in pcols:
+        v = out[c].str.strip_chars().cast(pl.Float64, strict=False)
+        bad = out.filter(v.is_null() | v.is_nan() | (v < 0) | (v > 1))
+        if bad.height:
+            raise AudferError(f"{path}: row {int(bad['_row'][0]) + 2}, column {c}: {bad[c][0]!r}; expected a probability in [0, 1]")
+        out = out.with_columns(v.alias(c))
+    dup = out.filter(pl.struct("clip_id", "frame").is_duplicated())
+    if dup.height:
+        raise AudferError(f"{path}: rows {int(dup['_row'][0]) + 2} and {int(dup['_row'][1]) + 2}: clip {dup['clip_id'][0]} frame "
+                          f"{int(dup['frame'][0])} appears twice; expected one row per frame")
+    return out.drop("_row")
+
+
 def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) -> dict:
     """Run every dataset of ``config`` and combine: keys ``datasets`` (list of DatasetSpec fields),
     ``shift`` (number or ``auto``), ``out`` (combined K.csv), ``heatmap`` (PNG, optional).
     Relative paths are taken relative to ``base`` (the config file's folder)."""
     if not isinstance(config, dict) or not isinstance(config.get("datasets"), list) or not config["datasets"]:
         raise AudferError("knowledge config needs a non-empty 'datasets' list")
+    _check_config_values(config)
     allowed = {f.name for f in fields(DatasetSpec)}
     out = base / str(config.get("out", "K.csv"))
     matrices, results, measured = [], {}, []
@@ -154,6 +223,7 @@ def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) ->
         unknown = set(entry) - allowed
         if unknown:
             raise AudferError(f"knowledge config: dataset {i}: unknown key(s) {', '.join(sorted(unknown))}")
+        _check_entry_values(i, entry)
         entry = {k: (base / v if k in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping")
                      and v is not None else v)
                  for k, v in entry.items()}

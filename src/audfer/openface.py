@@ -82,6 +82,7 @@ def read_openface(
         raw = path.read_bytes()
     except OSError as exc:
         raise AudferError(f"{path}: cannot read OpenFace CSV ({exc.strerror})") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (files saved by Excel/Notepad)
     # Values are numbers: every space and CR is a separator artefact of some OpenFace build.
     clean = raw.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"")
     lines = clean.split(b"\n")
@@ -124,6 +125,25 @@ def read_openface(
     if nulls:
         row = int(df.with_row_index().filter(pl.col(nulls[0]).is_null())["index"][0]) + 2
         raise AudferError(f"{path}: row {row}, column {nulls[0]}: empty cell; expected a number")
+    for col in wanted:
+        bad = df.with_row_index().filter(pl.col(col).is_nan() | pl.col(col).is_infinite())
+        if bad.height:
+            raise AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected a finite number")
+    for col in INTENSITY_COLUMNS:
+        bad = df.with_row_index().filter((pl.col(col) < 0) | (pl.col(col) > 5))
+        if bad.height:
+            raise AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected an intensity in [0, 5]")
+    if "frame" in df.columns:
+        bad = df.with_row_index().filter((pl.col("frame") < 0) | (pl.col("frame") != pl.col("frame").floor()))
+        if bad.height:
+            raise AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected a frame "
+                              f"number (an integer >= 0)")
+        if df.height and df["frame"].max() > 0:
+            keys = ["frame"] + (["face_id"] if "face_id" in df.columns else [])
+            dup = df.with_row_index().filter(pl.struct(keys).is_duplicated())
+            if dup.height:
+                raise AudferError(f"{path}: row {int(dup['index'][1]) + 2}, column frame: frame {int(dup['frame'][1])} appears "
+                                  f"twice{' for the same face_id' if 'face_id' in keys else ''}; expected one row per frame")
     for col in ("success", *PRESENCE_COLUMNS):
         if col in df.columns:
             bad = df.with_row_index().filter(~pl.col(col).is_in([0.0, 1.0]))
