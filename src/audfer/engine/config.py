@@ -28,6 +28,9 @@ CHOICES = {
     ("data", "on_bad_frame"): ("raise", "skip"),
     ("data", "au_source"): ("auto", "openface", "pyfeat", "libreface", "table"),
     ("data", "au_allow_mixed"): (True, False),
+    ("data", "on_missing"): ("raise", "skip"),
+    ("train", "accelerator"): ("auto", "cpu", "gpu", "cuda", "mps"),
+    ("train", "precision"): ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"),
 }
 
 
@@ -113,24 +116,122 @@ def apply_overrides(cfg: dict, overrides) -> dict:
     return cfg
 
 
+def _leaves(data: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "kwargs":
+            out += _leaves(value, dotted + ".")
+        else:
+            out.append(dotted)
+    return out
+
+
 def load_config(source, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """Defaults <- config chain (``base:``) <- ``key=value`` overrides; checked for unknown keys and values."""
+    """Defaults <- config chain (``base:``) <- ``key=value`` overrides; checked for unknown keys and values.
+    A bad value's error says where it came from: defaults.yaml, a config file, or a command-line override."""
     cfg = defaults()
-    first = None
+    sources = {k: "defaults.yaml" for k in _leaves(cfg)}
     for path, data in _chain(source):
         cfg = _merge(cfg, data, str(path))
-        first = first or path
-    cfg = apply_overrides(cfg, overrides)
+        sources.update({k: f"config {Path(str(path)).name}" for k in _leaves(data)})
+    for text in overrides:
+        cfg = apply_overrides(cfg, [text])
+        keys, _ = parse_override(text)
+        sources[".".join(keys)] = f"override {text!r}"
     if cfg["name"] is None:
         cfg["name"] = Path(str(source)).stem if not hasattr(source, "name") else Path(source.name).stem
-    check_config(cfg)
+    check_config(cfg, sources)
     return cfg
 
 
-def check_config(cfg: dict) -> None:
+def _num(lo=None, hi=None, *, integer=False, lo_open=False, hi_open=False, none=False):
+    """A rule: (check, what is allowed) for a number (never a bool or a string) in a range."""
+    import math
+
+    noun = "an integer" if integer else "a number"
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+    want = noun + (" " + " and ".join(parts) if parts else "") + (" or null" if none else "")
+
+    def ok(v) -> bool:
+        if v is None:
+            return none
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            return False
+        if not math.isfinite(v):
+            return False
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return False
+        return not (hi is not None and (v >= hi if hi_open else v > hi))
+
+    return ok, want
+
+
+def _text(none=True):
+    return (lambda v: (v is None and none) or (isinstance(v, str) and v.strip() != "")), "a text value" + (" or null" if none else "")
+
+
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+
+
+def _pair(lo, hi):
+    return (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(lo, hi)[0](x) for x in v) and v[0] <= v[1],
+            f"two numbers [a, b] with {lo:g} <= a <= b <= {hi:g}")
+
+
+#: Type and range of every option of defaults.yaml that is not a choice (``CHOICES``); checked by ``check_config``.
+RULES = {
+    ("data", "fold"): _num(1, 5, integer=True), ("data", "classes"): ((lambda v: v in (7, 11) and not isinstance(v, bool)), "7 or 11"),
+    ("data", "min_au_coverage"): _num(0, 1), ("data", "stride"): _num(1, integer=True), ("data", "test_views"): _num(1, 16, integer=True),
+    ("data", "num_workers"): _num(0, 256, integer=True), ("data", "jitter"): _num(0, 1), ("data", "hue"): _num(0, 0.5),
+    ("data", "crop_scale"): _pair(0, 1), ("data", "erasing"): _num(0, 1),
+    ("data", "root"): _text(), ("data", "frames"): _text(), ("data", "train_list"): _text(), ("data", "test_list"): _text(),
+    ("data", "au_labels"): _text(), ("data", "openface"): _text(), ("data", "au_mapping"): _text(), ("data", "cache"): _text(),
+    ("data", "sampling"): ((lambda v: v in (None, "m3dfel", "former_dfer", "mae_dfer", "uniform")),
+                           "m3dfel, former_dfer, mae_dfer, uniform or null"),
+    ("au", "lam"): _num(0, 1), ("au", "scale"): _num(0, lo_open=True), ("au", "allow_test_overlap"): _BOOL,
+    ("au", "knowledge"): _text(none=False), ("au", "pos_weights"): _text(none=False),
+    ("optim", "lr"): _num(0), ("optim", "weight_decay"): _num(0), ("optim", "eps"): _num(0, lo_open=True),
+    ("optim", "betas"): ((lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(0, 1, hi_open=True)[0](x) for x in v)),
+                         "two numbers in [0, 1)"),
+    ("optim", "momentum"): _num(0, 1), ("optim", "layer_decay"): _num(0, 1, lo_open=True, none=True),
+    ("optim", "no_decay_norms"): _BOOL, ("optim", "warmup_epochs"): _num(0), ("optim", "warmup_lr"): _num(0),
+    ("optim", "min_lr"): _num(0), ("optim", "step_size"): _num(1, integer=True), ("optim", "gamma"): _num(0, 1, lo_open=True),
+    ("optim", "label_smoothing"): _num(0, 1, hi_open=True), ("optim", "mixup"): _num(0), ("optim", "cutmix"): _num(0),
+    ("optim", "lr_scale"): ((lambda v: v in (None, "batch256")), "null or batch256"),
+    ("train", "epochs"): _num(1, integer=True), ("train", "batch_size"): _num(1, integer=True),
+    ("train", "eval_batch_size"): _num(1, integer=True, none=True), ("train", "seed"): _num(0, integer=True),
+    ("train", "devices"): _num(1, integer=True), ("train", "val_share"): _num(0, 1, lo_open=True, hi_open=True),
+    ("train", "threads"): _num(1, 1024, integer=True, none=True), ("train", "progress"): _BOOL, ("train", "deterministic"): _BOOL,
+    ("train", "limit_train_batches"): _num(0, lo_open=True, none=True), ("train", "strategy"): _text(none=False),
+    ("model", "trust_pickle"): _BOOL, ("model", "pretrained"): _text(), ("model", "official_init"): _text(),
+    ("model", "kwargs"): ((lambda v: isinstance(v, dict)), "a mapping of size options"),
+    ("model", "name"): _text(none=False),
+}
+
+
+def _where(sources: dict | None, dotted: str) -> str:
+    return f" (from {sources[dotted]})" if sources and dotted in sources else ""
+
+
+def check_config(cfg: dict, sources: dict | None = None) -> None:
+    """Every value's type, range and choice (``CHOICES``, ``RULES``), then the cross-option rules. Errors name
+    the key, the value and, when known, where it came from (defaults, which config file, or the command line)."""
     for (section, key), allowed in CHOICES.items():
-        if cfg[section][key] not in allowed:
-            raise AudferError(f"config: {section}.{key} = {cfg[section][key]!r}; expected one of {', '.join(allowed)}")
+        if cfg[section][key] not in allowed or isinstance(cfg[section][key], bool) != isinstance(allowed[0], bool):
+            raise AudferError(f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; "
+                              f"expected one of {', '.join(map(str, allowed))}")
+    for (section, key), (ok, want) in RULES.items():
+        if section in cfg and key in cfg[section] and not ok(cfg[section][key]):
+            raise AudferError(f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; "
+                              f"expected {want}")
+    for key in ("name", "out"):
+        if cfg.get(key) is not None and not (isinstance(cfg[key], str) and cfg[key].strip()):
+            raise AudferError(f"config: {key} = {cfg[key]!r}{_where(sources, key)}; expected a text value or null")
     lam = cfg["au"]["lam"]
     if not isinstance(lam, (int, float)) or not 0 <= lam <= 1:
         raise AudferError(f"config: au.lam = {lam!r}; expected a number in [0, 1] (Eq. 10)")
