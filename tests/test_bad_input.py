@@ -177,3 +177,90 @@ def test_knowledge_yaml_values(tmp_path, capsys, body, message):
     assert main(["knowledge", "--config", str(tmp_path / "k.yaml")]) == 2
     assert __import__("re").search(message, capsys.readouterr().err)
     assert not list(tmp_path.glob("None*"))
+
+
+# ----------------------------------------------------------------------------------------------- files that are not what they claim
+def _real_checkpoint(tmp_path):
+    import torch
+
+    from audfer.models import create_model
+
+    model = create_model("former_dfer_small", img_size=32, num_frames=4, width=8)
+    torch.save(model.state_dict(), tmp_path / "ok.pth")
+    return model, tmp_path / "ok.pth"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"empty file; expected a PyTorch checkpoint"),
+    (b"<html><body>404 Not Found</body></html>\n", r"a text file \('<html><body>404 Not Found</body></html>'\.\.\.\), not a PyTorch"),
+    (b"\x08\x07\x12\x07pytorch\x1a\x052.1.0" + bytes(range(256)), r"an ONNX model, not a PyTorch checkpoint"),
+    (b"\x00\x01\x02garbage" + bytes(range(256)), r"not a PyTorch checkpoint \(neither a zip archive nor a pickle\)"),
+])
+def test_checkpoints_that_are_not_checkpoints(tmp_path, content, message):
+    from audfer.models import load_checkpoint
+
+    model, _ = _real_checkpoint(tmp_path)
+    (tmp_path / "bad.pth").write_bytes(content)
+    with pytest.raises(AudferError, match=rf"bad\.pth: {message}"):
+        load_checkpoint(model, tmp_path / "bad.pth")
+
+
+def test_truncated_and_foreign_checkpoints(tmp_path, capsys):
+    from audfer.models import create_model, load_checkpoint
+
+    model, ok = _real_checkpoint(tmp_path)
+    data = ok.read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudferError, match=r"cut\.pth: truncated checkpoint .* an interrupted download or copy\?"):
+        load_checkpoint(model, tmp_path / "cut.pth")
+    other = create_model("m3dfel_small")
+    with pytest.raises(AudferError, match=r"ok\.pth: does not fit"):
+        load_checkpoint(other, ok)
+    # predict with a file that is not an audfer training checkpoint: one line, exit 2
+    assert main(["predict", "v.mp4", "--checkpoint", str(ok), "--out", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not an audfer training checkpoint" in err
+
+
+def _avi(path, n=30):
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def test_videos_that_are_empty_text_or_cut_off(tmp_path):
+    from audfer.inference import VideoWarning, iter_frames
+
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(AudferError, match=r"empty\.mp4: empty file; expected a video"):
+        list(iter_frames(tmp_path / "empty.mp4"))
+    (tmp_path / "notes.mp4").write_text("these are my notes\n")
+    with pytest.raises(AudferError, match=r"notes\.mp4: a text file \('these are my notes'\.\.\.\), not a video"):
+        list(iter_frames(tmp_path / "notes.mp4"))
+    full = _avi(tmp_path / "full.avi")
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("error")
+        assert len(list(iter_frames(full, check_length=True))) == 30
+    data = full.read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: int(len(data) * 0.5)])
+    with pytest.warns(VideoWarning, match=r"cut\.avi: read (\d+) of the 30 frames the file declares"):
+        frames = list(iter_frames(tmp_path / "cut.avi", check_length=True))
+    assert 0 < len(frames) < 30
+
+
+def test_knowledge_with_labels_matching_no_csv_is_an_error(tmp_path, capsys):
+    from audfer.openface_format import write_openface_csv
+
+    of = tmp_path / "of"
+    of.mkdir()
+    for c in range(3):
+        write_openface_csv(of / f"{c:05d}.csv", make_frames(3, c, success=[1] * 3))
+    (tmp_path / "labels.csv").write_text("clip_id,label\nclip_a,0\nclip_b,1\n")
+    assert main(["knowledge", "--au-dir", str(of), "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "K.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "no labelled clip has an AU CSV" in err and "clip_a" in err and "00000" in err

@@ -37,12 +37,33 @@ class NoFaceError(AudferError):
     """No face was found in a video."""
 
 
+class VideoWarning(UserWarning):
+    """A video that decodes, but not as declared (e.g. cut off: fewer frames than its header says)."""
+
+
 def _open(path: str | Path):
-    import cv2
+    import os
 
     path = Path(path)
     if not path.is_file():
-        raise AudferError(f"{path}: video not found")
+        raise AudferError(f"{path}: video not found" + (" (it is a folder)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise AudferError(f"{path}: empty file; expected a video (mp4, avi, mov or mkv)")
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    try:
+        text = head.decode("utf-8")
+        if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+            raise AudferError(f"{path}: a text file ({text.strip().splitlines()[0][:50]!r}...), not a video")
+    except UnicodeDecodeError:
+        pass
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own complaints never precede our message
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # pragma: no cover - builds without the logging module
+        pass
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise AudferError(f"{path}: cannot open video (expected mp4, avi, mov or mkv readable by OpenCV)")
@@ -58,11 +79,15 @@ def video_fps(path: str | Path) -> float:
     return float(fps) if fps and fps > 0 else 25.0
 
 
-def iter_frames(path: str | Path):
-    """Frames of a video (RGB uint8), streamed: a long video never sits in memory whole."""
-    import cv2
+def iter_frames(path: str | Path, *, check_length: bool = False):
+    """Frames of a video (RGB uint8), streamed: a long video never sits in memory whole. ``check_length``:
+    warn (``VideoWarning``) when fewer frames decode than the file declares (a cut-off file)."""
+    import warnings
 
     cap = _open(path)
+    import cv2
+
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     n = 0
     try:
         while True:
@@ -74,7 +99,10 @@ def iter_frames(path: str | Path):
     finally:
         cap.release()
     if n == 0:
-        raise AudferError(f"{path}: no decodable frame")
+        raise AudferError(f"{path}: no decodable frame" + (f" (the file declares {declared})" if declared > 0 else ""))
+    if check_length and declared > 0 and n < declared - 1:
+        warnings.warn(f"{path}: read {n} of the {declared} frames the file declares (cut off or damaged?); predicting on "
+                      f"the {n} frames read", VideoWarning, stacklevel=2)
 
 
 class HaarFaceDetector:
@@ -213,7 +241,7 @@ def predict_video(path: str | Path, model, *, window: int = 16, stride: int = 8,
     from .data.sampling import uniform_indices
 
     detector = detector or HaarFaceDetector()
-    detections = [detector(f) for f in iter_frames(path)]  # pass 1: detect
+    detections = [detector(f) for f in iter_frames(path, check_length=True)]  # pass 1: detect
     n_frames = len(detections)
     fps = video_fps(path)
     boxes = track_main_face(detections, min_track=min_track, max_gap=max_gap)

@@ -99,6 +99,10 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[Knowledg
         have = set(frames["clip_id"].unique().to_list())
         counts["labelled clips without OpenFace CSV"] = labels.filter(~pl.col("clip_id").is_in(list(have))).height
         counts["OpenFace clips without label"] = len(have - set(labels["clip_id"].to_list()))
+        if labels.height and have and not have & set(labels["clip_id"].to_list()):
+            raise AudferError(f"dataset {spec.name}: no labelled clip has an AU CSV in {spec.openface_dir} (labels e.g. "
+                              f"{', '.join(labels['clip_id'].head(3).to_list())}; CSV clip ids e.g. {', '.join(sorted(have)[:3])}); "
+                              f"the labels and the AU folder do not describe the same clips")
     probs = None
     if spec.frame_probs is not None:
         probs = read_csv_table(spec.frame_probs, ("clip_id", "frame", *[f"p{i}" for i in range(7)]), what="frame probabilities")

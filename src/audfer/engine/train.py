@@ -437,13 +437,16 @@ def load_module(checkpoint, *, map_location="cpu"):
     """The ``AUDFERModule`` stored in a checkpoint written by ``train``."""
     from .module import AUDFERModule
 
+    from ..models.checkpoint import sniff_checkpoint
+
     path = Path(checkpoint)
-    if not path.is_file():
-        raise AudferError(f"{path}: checkpoint not found")
+    sniff_checkpoint(path)
     try:
         return AUDFERModule.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise AudferError(f"{path}: not an audfer training checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # noqa: BLE001 - torch / Lightning raise many types for foreign files
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        raise AudferError(f"{path}: not an audfer training checkpoint ({type(exc).__name__}: {detail}); for a model's "
+                          f"released weights use model.pretrained (train) or --model NAME (predict)") from None
 
 
 def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = (), split: str = "test", out=None,

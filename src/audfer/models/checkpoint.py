@@ -72,6 +72,40 @@ def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
     return state
 
 
+def sniff_checkpoint(path: str | os.PathLike) -> None:
+    """Refuse, with one line saying what the file is instead, a "checkpoint" that is missing, empty, text, an
+    ONNX export, or a zip archive cut off before its end (a copy that did not finish)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudferError(f"{path}: checkpoint not found" + (" (it is a folder)" if path.is_dir() else ""))
+    size = path.stat().st_size
+    if size == 0:
+        raise AudferError(f"{path}: empty file; expected a PyTorch checkpoint")
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+        fh.seek(max(0, size - 4096))
+        tail = fh.read()
+    if head.startswith(b"PK\x03\x04"):
+        if b"PK\x05\x06" not in tail:  # no end-of-central-directory record: cut off
+            raise AudferError(f"{path}: truncated checkpoint ({size} bytes; the zip archive has no end record) - "
+                              f"an interrupted download or copy?")
+        return
+    if head[:1] == b"\x80":  # a legacy (pre-1.6) pickle checkpoint
+        return
+    if path.suffix.lower() == ".onnx" or (b"onnx" in head[:256].lower() or b"pytorch" in head[:64] and head[:1] == b"\x08"):
+        raise AudferError(f"{path}: an ONNX model, not a PyTorch checkpoint (ONNX files are for onnxruntime; train/evaluate/"
+                          f"predict need the .ckpt/.pth it was exported from)")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text[:512]):
+        first = text.strip().splitlines()[0][:60] if text.strip() else ""
+        raise AudferError(f"{path}: a text file ({first!r}...), not a PyTorch checkpoint (an HTML error page saved "
+                          f"instead of the weights?)")
+    raise AudferError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+
+
 def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadReport:
     """Load ``path`` into ``model`` (see module docstring); returns what was done.
 
@@ -79,8 +113,7 @@ def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: 
     (some released files also pickle their training arguments) for files you trust.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudferError(f"{path}: checkpoint not found")
+    sniff_checkpoint(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # noqa: BLE001 - torch raises many types here
