@@ -264,3 +264,16 @@ def test_knowledge_with_labels_matching_no_csv_is_an_error(tmp_path, capsys):
     assert main(["knowledge", "--au-dir", str(of), "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "K.csv")]) == 2
     err = capsys.readouterr().err
     assert "no labelled clip has an AU CSV" in err and "clip_a" in err and "00000" in err
+
+
+def test_an_empty_split_says_which_split_of_which_dataset_and_how_many_clips_were_missing(tmp_path):
+    from audfer.data.synthetic import SynthConfig, generate
+    from audfer.engine.data import split_index
+    import shutil
+
+    root = generate(tmp_path / "s", SynthConfig(clips=10, size=32, frames=4, seed=0), workers=1)
+    shutil.rmtree(root / "Clip")
+    cfg = load_config("synthetic_small", [f"data.root={root}", "data.on_missing=skip", "data.frames=clip_32x32"])
+    with pytest.raises(AudferError, match=rf"synthetic fold 1 test split at {root}: no clip to use \((\d+) listed, \1 missing "
+                                          r"on disk, e\.g\. "):
+        split_index(cfg, "test")

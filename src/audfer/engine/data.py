@@ -35,7 +35,19 @@ def _frames_dir(cfg: dict) -> str:
 
 
 def split_index(cfg: dict, split: str) -> ClipIndex:
-    """The official ``train`` or ``test`` split of the configured dataset."""
+    """The official ``train`` or ``test`` split of the configured dataset; an empty split is an error saying which
+    split of which dataset at which root, and how many clips were listed and missing."""
+    index = _split_index(cfg, split)
+    if len(index) == 0:
+        d = cfg["data"]
+        fold = f" fold {d['fold']}" if d["dataset"] in ("dfew", "synthetic", "mafw") else ""
+        raise AudferError(f"{d['dataset']}{fold} {split} split at {d['root']}: no clip to use ({len(index.skipped)} listed, "
+                          f"{len(index.skipped)} missing on disk{', e.g. ' + ', '.join(index.skipped[:3]) if index.skipped else ''}"
+                          f"); check data.root, data.frames and the split files")
+    return index
+
+
+def _split_index(cfg: dict, split: str) -> ClipIndex:
     d = cfg["data"]
     if d["root"] is None:
         raise AudferError("config: data.root is not set")
