@@ -173,7 +173,7 @@ def test_misfit_checkpoint_lists_keys(tmp_path):
     with pytest.raises(AudferError, match=r"f\.pth: does not fit M3DFEL .*missing \d+: features\.0\.0\.weight.*unexpected"):
         load_checkpoint(create_model("m3dfel_small"), tmp_path / "f.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(AudferError, match="cannot read checkpoint"):
+    with pytest.raises(AudferError, match="a text file .*not a PyTorch checkpoint"):
         load_checkpoint(create_model("m3dfel_small"), tmp_path / "junk.pth")
     with pytest.raises(AudferError, match="checkpoint not found"):
         load_checkpoint(create_model("m3dfel_small"), tmp_path / "none.pth")
