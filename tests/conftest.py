@@ -14,6 +14,18 @@ SHARED = Path(os.environ.get("AUDFER_SHARED", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures"
 
 
+#: The smallest training setting that still exercises every part of a run (a few seconds per epoch on 2 cores).
+TINY = ["model.kwargs={img_size: 32, num_frames: 4, width: 8}", "train.batch_size=8", "train.progress=false",
+        "train.threads=2", "train.loggers=[csv]"]
+
+
+def tiny_config(synth, out, *extra):
+    """``synthetic_small`` on the synthetic set ``synth``, writing into ``out``, at the ``TINY`` size."""
+    from audfer.engine import load_config
+
+    return load_config("synthetic_small", [f"data.root={synth}", f"out={out}", *TINY, *extra])
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AUDFER_CACHE_DIR", str(tmp_path / "cache"))

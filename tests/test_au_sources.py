@@ -26,7 +26,7 @@ from audfer.openface import read_au_dir
 from audfer.openface_format import write_openface_csv
 from audfer.vocab import AUS, INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
-from conftest import make_frames
+from conftest import make_frames, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 PYFEAT = "pyfeat/pyfeat_2.1.5_detector_001.csv"
@@ -445,7 +445,7 @@ def test_pos_weights_cli_with_ids_that_match_nothing_is_an_error(tmp_path, capsy
 # ----------------------------------------------------------------------------------------------- training
 def test_training_on_pyfeat_labels_masks_au45_and_says_so(tmp_path):
     from audfer.data.synthetic import SynthConfig, generate
-    from audfer.engine import load_config, train
+    from audfer.engine import train
     from audfer.openface import read_openface
 
     synth = generate(tmp_path / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1)
@@ -459,10 +459,7 @@ def test_training_on_pyfeat_labels_masks_au45_and_says_so(tmp_path):
         write_pyfeat(pf / csv_path.name, probs, frames=of["frame"].to_numpy() - 1)
     labels = tmp_path / "au.csv"
     assert main(["au-labels", str(pf), "--out", str(labels)]) == 0
-    tiny = ["model.kwargs={img_size: 32, num_frames: 4, width: 8}", "train.batch_size=8", "train.progress=false",
-            "train.threads=2", "train.loggers=[csv]"]
-    cfg = load_config("synthetic_small", [f"data.root={synth}", f"out={tmp_path / 'run'}", f"data.au_labels={labels}",
-                                          "au.strategy=distinct", "train.epochs=1", *tiny])
+    cfg = tiny_config(synth, tmp_path / "run", f"data.au_labels={labels}", "au.strategy=distinct", "train.epochs=1")
     logs = []
     run = train(cfg, log=logs.append)
     sel = json.loads((run / "selection.json").read_text())

@@ -18,9 +18,9 @@ from audfer.data.synthetic import SynthConfig, generate
 from audfer.engine import load_config, shipped_configs, train
 from audfer.engine.config import defaults
 from audfer.evaluation import classification_metrics
+from conftest import TINY as BASE_TINY, tiny_config
 
-TINY = ["model.kwargs={img_size: 32, num_frames: 4, width: 8}", "train.epochs=2", "train.batch_size=8", "train.progress=false",
-        "train.threads=2", "train.loggers=[csv]"]
+TINY = [*BASE_TINY, "train.epochs=2"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def synth(tmp_path_factory):
 
 
 def _cfg(synth, out, *extra):
-    return load_config("synthetic_small", [f"data.root={synth}", f"out={out}", *TINY, *extra])
+    return tiny_config(synth, out, "train.epochs=2", *extra)
 
 
 def test_every_shipped_config_loads_and_typos_are_errors(tmp_path):

@@ -16,9 +16,7 @@ from audfer import AudferError
 from audfer.data.datasets import frame_paths, order_frames, read_frames
 from audfer.data.synthetic import SynthConfig, generate
 from audfer.engine import load_config, train
-
-TINY = ["model.kwargs={img_size: 32, num_frames: 4, width: 8}", "train.batch_size=8", "train.progress=false",
-        "train.threads=2", "train.loggers=[csv]"]
+from conftest import TINY, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +24,7 @@ def synth(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("fidelity") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1)
 
 
-def _cfg(synth, out, *extra):
-    return load_config("synthetic_small", [f"data.root={synth}", f"out={out}", *TINY, *extra])
+_cfg = tiny_config
 
 
 def _state(run):

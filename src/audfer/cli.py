@@ -95,12 +95,16 @@ def _reader_kwargs(args) -> dict:
             "cache": not args.no_cache, "cache_dir": args.cache_dir}
 
 
+def _check_mapping_args(args) -> None:
+    if args.mapping is not None and args.source not in ("auto", "table"):
+        raise AudferError(f"--mapping is for --source table, not --source {args.source}")
+
+
 def _read_folder(args):
     from .au_sources import read_mapping_file
     from .openface import read_au_dir
 
-    if args.mapping is not None and args.source not in ("auto", "table"):
-        raise AudferError(f"--mapping is for --source table, not --source {args.source}")
+    _check_mapping_args(args)
     mapping = read_mapping_file(args.mapping) if args.mapping is not None else None
     folder = read_au_dir(args.openface_dir, source=args.source, mapping=mapping, allow_mixed=args.allow_mixed,
                          **_reader_kwargs(args))
@@ -253,8 +257,7 @@ def _run_knowledge(args) -> None:
             fold=args.fold, include_test=args.include_test, calm=args.calm, frame_probs=args.frame_probs,
             theta=args.theta, zeros=args.zeros, min_confidence=args.min_confidence,
         )
-        if args.mapping is not None and args.source not in ("auto", "table"):
-            raise AudferError(f"--mapping is for --source table, not --source {args.source}")
+        _check_mapping_args(args)
         spec.source, spec.mapping, spec.allow_mixed = args.source, args.mapping, args.allow_mixed
         result, counts = knowledge_for_dataset(spec, **_reader_kwargs(args))
         matrix, unmeasured = result.matrix, result.unmeasured

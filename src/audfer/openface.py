@@ -209,9 +209,9 @@ class OpenFaceFolder:
         from .au_sources import MAPPINGS, AUAvailability
 
         names = sorted(set(self.sources.values())) or ["openface"]
-        return AUAvailability.combine([self._mappings.get(n, MAPPINGS.get(n)).availability() for n in names])
+        return AUAvailability.combine([(self.mapping if n == "table" else MAPPINGS[n]).availability() for n in names])
 
-    _mappings: dict = field(default_factory=dict, repr=False)  #: source name -> AUMapping (the table's mapping)
+    mapping: object = field(default=None, repr=False)  #: the ``au_sources.AUMapping`` of a ``table`` source
 
 
 def _read_chunk(paths: list[str], face_id: int | None, strict: bool, on_error: str, source: str = "openface",
@@ -366,7 +366,7 @@ def read_au_dir(
         except OSError as exc:
             warnings.warn(f"could not write the OpenFace cache at {cache_path}: {exc}", OpenFaceWarning, stacklevel=2)
     return OpenFaceFolder(frames=frames, clips=stems, skipped=sorted(skipped), from_cache=len(fresh), sources=sources,
-                          _mappings={} if mapping is None else {"table": mapping})
+                          mapping=mapping)
 
 
 def _canonical_schema() -> dict[str, pl.DataType]:

@@ -213,9 +213,7 @@ def check_own_output(out: Path) -> None:
 def synth_settings_differ(out: Path, cfg: SynthConfig) -> dict:
     """{setting: (on disk, wanted)} for an existing synthetic set at ``out`` (empty when they agree)."""
     meta = json.loads((out / "synth.json").read_text())
-    want = asdict(cfg)
-    return {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v and not (isinstance(v, tuple) and
-                                                                                    meta.get(k) == list(v))}
+    return {k: (meta.get(k), v) for k, v in asdict(cfg).items() if meta.get(k) != v}
 
 
 def _write_splits(root: Path, plan: pl.DataFrame) -> None:

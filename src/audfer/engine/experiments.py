@@ -17,7 +17,7 @@ import polars as pl
 from ..evaluation import aggregate, class_names
 from ..io import atomic_path, write_csv, write_json
 from ..reports import plot_confusions, plot_curves, plot_knowledge, plot_lambda, plot_tsne, pm, results_table
-from .train import SELECTION_NOTE, run_dir, train
+from .train import SELECTION_NOTE, has_checkpoint, run_dir, train
 
 STRATEGY_LABEL = {"none": "baseline (CE only)", "global": "+AU global", "distinct": "+AU distinct", "minor": "+AU minor"}
 
@@ -36,9 +36,7 @@ def run_once(cfg: dict, *, log=print, accept_changes: bool = False) -> dict:
     out = run_dir(cfg)
     metrics = out / "eval" / "metrics.json"
     if not metrics.is_file():
-        ck = out / "checkpoints"
-        train(cfg, resume=(ck / "last.ckpt").is_file() or (ck / "previous.ckpt").is_file(), log=log,
-              accept_changes=accept_changes)
+        train(cfg, resume=has_checkpoint(out), log=log, accept_changes=accept_changes)
     return json.loads(metrics.read_text())
 
 

@@ -197,17 +197,23 @@ def _readable_checkpoint(path: Path) -> tuple[int | None, str | None]:
     return int(ck["epoch"]) + 1, None
 
 
-def resume_point(ckdir: Path, *, log=print) -> Path:
-    """The checkpoint a resumed run starts from: ``last.ckpt``, or, when it is truncated or corrupt (a crash
-    while it was written), the previous good one (``previous.ckpt``), saying so."""
+def has_checkpoint(out: Path) -> bool:
+    """Whether the run folder ``out`` has something ``train(resume=True)`` can continue from."""
+    ckdir = Path(out) / "checkpoints"
+    return (ckdir / "last.ckpt").is_file() or (ckdir / "previous.ckpt").is_file()
+
+
+def resume_point(ckdir: Path, *, log=print) -> tuple[Path, int]:
+    """The checkpoint a resumed run starts from and its finished epochs: ``last.ckpt``, or, when it is truncated
+    or corrupt (a crash while it was written), the previous good one (``previous.ckpt``), saying so."""
     last, prev = ckdir / "last.ckpt", ckdir / "previous.ckpt"
     epochs, why = _readable_checkpoint(last)
     if why is None:
-        return last
+        return last, epochs
     p_epochs, p_why = _readable_checkpoint(prev)
     if p_why is None:
         log(f"{last}: {why}; resuming from {prev.name} instead ({p_epochs} finished epoch(s))")
-        return prev
+        return prev, p_epochs
     raise AudferError(f"{last}: {why}, and no good previous checkpoint ({prev.name}: {p_why}); nothing to resume from")
 
 
@@ -264,15 +270,14 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     cfg["out"] = str(out)
     ckdir = out / "checkpoints"
     last = ckdir / "last.ckpt"
-    has_ckpt = last.is_file() or (ckdir / "previous.ckpt").is_file()
-    if resume and not has_ckpt:
+    if resume and not has_checkpoint(out):
         raise AudferError(f"{last}: nothing to resume from")
-    if not resume and has_ckpt:
+    if not resume and has_checkpoint(out):
         raise AudferError(f"{out}: run folder already has checkpoints; pass --resume to continue it or choose another out=")
     start = None
     if resume:
-        start = resume_point(ckdir, log=log)
-        _check_resume_settings(out, cfg, _readable_checkpoint(start)[0], accept_changes, log)
+        start, done = resume_point(ckdir, log=log)
+        _check_resume_settings(out, cfg, done, accept_changes, log)
     t = cfg["train"]
     if t["threads"]:
         torch.set_num_threads(int(t["threads"]))
@@ -334,9 +339,8 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
             trainer.fit(module, train_dl, val_dl, ckpt_path=str(start) if start is not None else None)
     except (_Stop, SIGTERMException) as exc:  # Lightning raises its own at the step boundary on SIGTERM
         stop = exc if isinstance(exc, _Stop) else _Stop(signal.SIGTERM)
-        done = _readable_checkpoint(last)[0] or 0
         raise TrainingStopped(f"stopped by {stop.name} after step {trainer.global_step} (epoch {trainer.current_epoch + 1}); "
-                              f"the {done} finished epoch(s) are in {last} and {out / 'epochs.csv'}; continue with --resume "
+                              f"the {trainer.current_epoch} finished epoch(s) are in {last} and {out / 'epochs.csv'}; continue with --resume "
                               f"(the unfinished epoch is redone from its start, so the result equals an uninterrupted run)",
                               128 + stop.signum) from None
     finally:
