@@ -1,14 +1,16 @@
 """OpenFace ingestion speed: `au-labels` cold and cached vs a plain pandas reader, one run.
 
-Writes >= 200,000 frames of full-width (714-column) OpenFace 2.2 CSVs in a few hundred files,
+Writes 200,000 frames of full-width (714-column) OpenFace 2.2 CSVs (200 files x 1,000 frames),
 then times, each in a fresh subprocess (so peak memory is per step):
-  pandas  read_csv(skipinitialspace=True) keeping the AU columns, file by file (the baseline)
-  cold    read_openface_dir (parallel) + Eq. 4 labels, empty cache
+  cat     `cat` over the same files into /dev/null: reading the bytes, the floor no parser beats
+  pandas  read_csv(skipinitialspace=True, usecols=<the 40 columns audfer parses>), file by file (the baseline)
+  cold    read_openface_dir (parallel, all checks of read_openface) + Eq. 4 labels, cache emptied first
   cached  the same again, everything from the Parquet cache
-Prints frames/s, the ratios to pandas and peak RSS per million frames.
-Goal: cold >= 1.5x pandas, cached >= 10x, peak <= 2 GB per million frames.
+The files were just written, so every step reads them from the page cache (as a second run over a
+dataset does); the `cat` line shows what that costs. Prints frames/s, the ratios to pandas and peak RSS
+per million frames. Goal: cold >= 2x pandas, cached >= 10x, peak <= 2 GB per million frames.
 
-    python benchmarks/bench_openface.py [--files 250 --frames 800]
+    python benchmarks/bench_openface.py [--files 200 --frames 1000]
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def _make(root: Path, files: int, frames: int) -> None:
 
 def _step(mode: str, root: str, cache: str) -> None:
     t0 = time.perf_counter()
+    if mode == "cat":
+        files = sorted(str(p) for p in Path(root).glob("*.csv"))
+        subprocess.run(["cat", *files], stdout=subprocess.DEVNULL, check=True)
+        dt = time.perf_counter() - t0
+        n = sum(Path(p).read_bytes().count(b"\n") - 1 for p in files)  # rows (not timed)
+        print(json.dumps({"frames": n, "seconds": dt, "peak_mb": 0.0}))
+        return
     if mode == "pandas":
         import pandas as pd
 
@@ -56,9 +65,9 @@ def _step(mode: str, root: str, cache: str) -> None:
         keep = ["frame", "success", "confidence", *INTENSITY_COLUMNS, *PRESENCE_COLUMNS]
         n = 0
         for p in sorted(Path(root).glob("*.csv")):
-            df = pd.read_csv(p, skipinitialspace=True)
-            df.columns = [c.strip() for c in df.columns]
-            n += len(df[keep])
+            # only the columns audfer parses (OpenFace 2.2 writes ", " between fields)
+            df = pd.read_csv(p, skipinitialspace=True, usecols=keep)
+            n += len(df)
     else:
         from audfer.labels import video_au_labels
         from audfer.openface import read_openface_dir
@@ -73,8 +82,8 @@ def _step(mode: str, root: str, cache: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--files", type=int, default=250)
-    ap.add_argument("--frames", type=int, default=800)
+    ap.add_argument("--files", type=int, default=200)
+    ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--step", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.step:
@@ -87,15 +96,19 @@ def main() -> None:
         size = sum(p.stat().st_size for p in data.iterdir()) / 1e9
         print(f"{args.files} files x {args.frames} frames x 714 columns ({size:.2f} GB)")
         res = {}
-        for mode in ("pandas", "cold", "cached"):
+        for mode in ("cat", "pandas", "cold", "cached"):
+            if mode == "cold":
+                shutil.rmtree(cache, ignore_errors=True)  # cold: nothing cached
             out = subprocess.run([sys.executable, __file__, "--step", mode, str(data), str(cache)],
                                  check=True, capture_output=True, text=True).stdout
             res[mode] = json.loads(out.strip().splitlines()[-1])
             r = res[mode]
-            print(f"{mode:7s} {r['frames'] / r['seconds']:>12,.0f} frames/s  {r['seconds']:6.2f}s  "
-                  f"peak {r['peak_mb']:.0f} MB ({r['peak_mb'] / (r['frames'] / 1e6) / 1024:.2f} GB per million frames)")
+            peak = "" if mode == "cat" else (f"  peak {r['peak_mb']:.0f} MB "
+                                             f"({r['peak_mb'] / (r['frames'] / 1e6) / 1024:.2f} GB per million frames)")
+            print(f"{mode:7s} {r['frames'] / r['seconds']:>12,.0f} frames/s  {r['seconds']:6.2f}s{peak}")
         base = res["pandas"]["frames"] / res["pandas"]["seconds"]
-        for mode, goal in (("cold", 1.5), ("cached", 10.0)):
+        print(f"cat (the floor) / pandas = {res['pandas']['seconds'] / res['cat']['seconds']:.1f}x")
+        for mode, goal in (("cold", 2.0), ("cached", 10.0)):
             ratio = res[mode]["frames"] / res[mode]["seconds"] / base
             print(f"{mode} / pandas = {ratio:.1f}x (goal >= {goal}x) {'OK' if ratio >= goal else 'BELOW GOAL'}")
     finally:

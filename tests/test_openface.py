@@ -61,6 +61,43 @@ def test_each_style_round_trips(tmp_path, style):
     np.testing.assert_array_equal(ours["success"].to_numpy(), frames["success"].to_numpy())
 
 
+@pytest.mark.parametrize("style", STYLES)
+def test_fast_and_careful_parsers_agree_and_every_layout_takes_the_fast_path(tmp_path, style):
+    """``read_openface`` parses in one polars pass and only re-parses cell by cell when something is off;
+    both paths must give the same table, and no well-formed layout may fall to the slow path."""
+    from audfer import openface as of
+
+    frames = make_frames(25, seed=5)
+    path = tmp_path / f"clip_{style}.csv"
+    write_openface_csv(path, frames, style, full=style == "2.2")
+    raw = path.read_bytes()
+    header = raw[:raw.find(b"\n")]
+    names = header.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"").decode().split(",")
+    names = ["face_id" if n == "face" and "frame" not in names else n for n in names]
+    wanted = [c for c in ("frame", "face_id", "timestamp", "confidence", "success") if c in names] + AU_COLS
+    fast = of._parse_fast(raw, header, names, wanted)
+    assert fast is not None, f"{style}: a well-formed file fell to the slow parser"
+    careful = of._parse_careful(path, raw, names, wanted)
+    assert fast.columns == careful.columns == wanted
+    np.testing.assert_array_equal(fast.to_numpy(), careful.to_numpy())
+
+
+def test_a_blank_line_falls_to_the_careful_path_which_names_its_row(tmp_path):
+    from audfer import openface as of
+
+    frames = make_frames(6, seed=6)
+    path = tmp_path / "odd.csv"
+    write_openface_csv(path, frames, "2.2", full=False)
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join(lines[:3] + [b""] + lines[3:]))  # a blank line as row 4
+    raw = path.read_bytes()
+    header = raw[:raw.find(b"\n")]
+    names = header.replace(b" ", b"").decode().split(",")
+    assert of._parse_fast(raw, header, names, ["frame", "face_id", "timestamp", "confidence", "success", *AU_COLS]) is None
+    with pytest.raises(AudferError, match=r"odd\.csv: row 4, column frame: empty cell"):
+        read_openface(path)
+
+
 def test_windows_style_bytes_look_like_windows_output():
     data = render_openface_csv(make_frames(3), "windows", full=False)
     lines = data.split(b"\r\n")

@@ -151,6 +151,30 @@ def test_sigterm_through_the_cli_exits_143(synth, tmp_path):
     assert "audfer: error: stopped by SIGTERM" in proc.stderr and "--resume" in proc.stderr
 
 
+def test_sigterm_to_one_ddp_rank_stops_every_rank(synth, tmp_path):
+    """A scheduler may signal one process only: the other rank must not hang in the next all-reduce."""
+    out = tmp_path / "ddp"
+    script = tmp_path / "run_ddp.py"
+    script.write_text(
+        "import os, signal, sys, importlib\n"
+        "from lightning.pytorch.callbacks import Callback\n"
+        "t = importlib.import_module('audfer.engine.train')\n"
+        "class K(Callback):\n"
+        "    def on_train_batch_end(self, tr, m, o, b, i):\n"
+        "        if tr.current_epoch == 1 and tr.global_rank == 1: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "orig = t._train_locked\n"
+        "t._train_locked = lambda cfg, **kw: orig(cfg, **{**kw, 'callbacks': [K()]})\n"
+        "from audfer.cli import main\n"
+        "if __name__ == '__main__':\n"
+        f"    sys.exit(main(['train', 'synthetic_small', 'data.root={synth}', 'out={out}', 'train.epochs=3', *{TINY!r},\n"
+        "                   'train.devices=2', 'train.strategy=ddp', 'train.accelerator=cpu', 'train.threads=1']))\n")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 143, proc.stderr[-2000:]  # rank 0 was never signalled, yet stops with SIGTERM's status
+    assert "stopped by SIGTERM" in proc.stderr and "(epoch 2)" in proc.stderr
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0  # the finished epoch only
+
+
 # ----------------------------------------------------------------------------------------------- lock
 def test_a_run_folder_in_use_refuses_and_a_dead_lock_is_taken_over(synth, tmp_path, capsys):
     out = tmp_path / "l"

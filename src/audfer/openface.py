@@ -28,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from .errors import AudferError
@@ -65,6 +66,94 @@ def _bad_cell(path: Path, lines: list[bytes], names: list[str], wanted: list[str
     return AudferError(f"{path}: cannot parse the file as OpenFace CSV")
 
 
+def _parse_fast(raw: bytes, header: bytes, names: list[str], wanted: list[str]) -> pl.DataFrame | None:
+    """The common case in one pass: polars reads only the wanted columns (by position) as numbers (its
+    float parser skips the separator spaces of OpenFace 2.2). ``None`` when anything looks off (an empty
+    cell, text, a ragged or blank row): the careful path then finds and names it."""
+    index = [names.index(c) for c in wanted]
+    raw_names = header.rstrip(b"\r").decode("utf-8", "replace").split(",")
+    try:
+        df = pl.read_csv(io.BytesIO(raw), columns=index, schema_overrides={raw_names[i]: pl.Float64 for i in index},
+                         infer_schema=False)
+    except Exception:
+        return None
+    if [c.strip(" \t\r") for c in df.columns] != [raw_names[i].strip(" \t\r") for i in index]:
+        return None
+    if any(df.null_count().row(0)) or any(t != pl.Float64 for t in df.dtypes):
+        return None
+    df.columns = wanted
+    return df
+
+
+def _parse_careful(path: Path, raw: bytes, names: list[str], wanted: list[str]) -> pl.DataFrame:
+    """Whitespace removed everywhere, then parsed; on failure the first offending row/cell is named."""
+    clean = raw.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"")
+    lines = clean.split(b"\n")
+    body = b",".join(n.encode() for n in names) + clean[len(lines[0]):]
+    try:
+        df = pl.read_csv(io.BytesIO(body), columns=wanted, schema_overrides={c: pl.Float64 for c in wanted},
+                         infer_schema=False)
+    except Exception:
+        raise _bad_cell(path, lines, names, wanted) from None
+    nulls = [c for c in wanted if df[c].null_count()]
+    if nulls:
+        row = int(df.with_row_index().filter(pl.col(nulls[0]).is_null())["index"][0]) + 2
+        raise AudferError(f"{path}: row {row}, column {nulls[0]}: empty cell; expected a number")
+    return df
+
+
+def _any_bad_value(df: pl.DataFrame, wanted: list[str]) -> bool:
+    """One vectorised pass: is any value non-finite, out of range or duplicated (``_first_bad_value`` names it)?"""
+    if not df.height:
+        return False
+    values = df.select(wanted).to_numpy()
+    col = {c: values[:, i] for i, c in enumerate(wanted)}
+    if not np.isfinite(values).all():
+        return True
+    inten = np.stack([col[c] for c in INTENSITY_COLUMNS], axis=1)
+    binary = np.stack([col[c] for c in ("success", *PRESENCE_COLUMNS) if c in col], axis=1)
+    if (inten < 0).any() or (inten > 5).any() or ((binary != 0) & (binary != 1)).any():
+        return True
+    if "frame" in col:
+        frame = col["frame"]
+        if (frame < 0).any() or (frame != np.floor(frame)).any():
+            return True
+        if frame.max() > 0:
+            keys = np.stack([frame, col["face_id"]], axis=1) if "face_id" in col else frame[:, None]
+            if len(np.unique(keys, axis=0)) != len(keys):
+                return True
+    return False
+
+
+def _first_bad_value(path: Path, df: pl.DataFrame, wanted: list[str]) -> AudferError | None:
+    """The first bad value, named by file, row and column (only run when ``_any_bad_value`` found one)."""
+    for col in wanted:
+        bad = df.with_row_index().filter(pl.col(col).is_nan() | pl.col(col).is_infinite())
+        if bad.height:
+            return AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected a finite number")
+    for col in INTENSITY_COLUMNS:
+        bad = df.with_row_index().filter((pl.col(col) < 0) | (pl.col(col) > 5))
+        if bad.height:
+            return AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected an intensity in [0, 5]")
+    if "frame" in df.columns:
+        bad = df.with_row_index().filter((pl.col("frame") < 0) | (pl.col("frame") != pl.col("frame").floor()))
+        if bad.height:
+            return AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected a frame "
+                               f"number (an integer >= 0)")
+        if df.height and df["frame"].max() > 0:
+            keys = ["frame"] + (["face_id"] if "face_id" in df.columns else [])
+            dup = df.with_row_index().filter(pl.struct(keys).is_duplicated())
+            if dup.height:
+                return AudferError(f"{path}: row {int(dup['index'][1]) + 2}, column frame: frame {int(dup['frame'][1])} appears "
+                                   f"twice{' for the same face_id' if 'face_id' in keys else ''}; expected one row per frame")
+    for col in ("success", *PRESENCE_COLUMNS):
+        if col in df.columns:
+            bad = df.with_row_index().filter(~pl.col(col).is_in([0.0, 1.0]))
+            if bad.height:
+                return AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected 0 or 1")
+    return None
+
+
 def read_openface(
     path: str | os.PathLike,
     *,
@@ -83,14 +172,12 @@ def read_openface(
     except OSError as exc:
         raise AudferError(f"{path}: cannot read OpenFace CSV ({exc.strerror})") from None
     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (files saved by Excel/Notepad)
-    # Values are numbers: every space and CR is a separator artefact of some OpenFace build.
-    clean = raw.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"")
-    lines = clean.split(b"\n")
-    while lines and not lines[-1] and len(lines) > 1 and not lines[-2]:
-        lines.pop()
-    if not lines or not lines[0]:
+    head_end = raw.find(b"\n")
+    header = raw if head_end < 0 else raw[:head_end]
+    # Values are numbers: every space, tab and CR is a separator artefact of some OpenFace build.
+    names = header.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"").decode("utf-8", "replace").split(",")
+    if names == [""]:
         raise AudferError(f"{path}: empty file; expected an OpenFace CSV with a header row")
-    names = lines[0].decode("utf-8", "replace").split(",")
     if "face" in names and "frame" not in names:  # FaceLandmarkImg: one row per detected face
         names = ["face_id" if n == "face" else n for n in names]
     missing = [c for c in AU_COLUMNS if c not in names]
@@ -100,57 +187,24 @@ def read_openface(
     if "confidence" not in names:
         raise AudferError(f"{path}: missing column confidence; is this an OpenFace CSV?")
 
-    if not clean.endswith(b"\n") and len(lines) > 1:
-        n_fields = lines[-1].count(b",") + 1
+    last_start = raw.rfind(b"\n") + 1
+    if not raw.endswith(b"\n") and last_start > 0 and raw[last_start:].strip():
+        n_fields = raw.count(b",", last_start) + 1
         if n_fields < len(names):
-            msg = f"{path}: row {len(lines)} is cut off ({n_fields} of {len(names)} fields)"
+            row = raw.count(b"\n", 0, last_start) + 1
+            msg = f"{path}: row {row} is cut off ({n_fields} of {len(names)} fields)"
             if strict:
                 raise AudferError(msg)
             warnings.warn(msg + "; dropped it", OpenFaceWarning, stacklevel=2)
-            lines = lines[:-1]
-            clean = b"\n".join(lines) + b"\n"
+            raw = raw[:last_start]
 
     wanted = [c for c in ("frame", "face_id", "timestamp", "confidence", "success") if c in names] + list(AU_COLUMNS)
-    body = b",".join(n.encode() for n in names) + clean[len(lines[0]):]
-    try:
-        df = pl.read_csv(
-            io.BytesIO(body),
-            columns=wanted,
-            schema_overrides={c: pl.Float64 for c in wanted},
-            infer_schema=False,
-        )
-    except Exception:
-        raise _bad_cell(path, lines, names, wanted) from None
-    nulls = [c for c in wanted if df[c].null_count()]
-    if nulls:
-        row = int(df.with_row_index().filter(pl.col(nulls[0]).is_null())["index"][0]) + 2
-        raise AudferError(f"{path}: row {row}, column {nulls[0]}: empty cell; expected a number")
-    for col in wanted:
-        bad = df.with_row_index().filter(pl.col(col).is_nan() | pl.col(col).is_infinite())
-        if bad.height:
-            raise AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected a finite number")
-    for col in INTENSITY_COLUMNS:
-        bad = df.with_row_index().filter((pl.col(col) < 0) | (pl.col(col) > 5))
-        if bad.height:
-            raise AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected an intensity in [0, 5]")
-    if "frame" in df.columns:
-        bad = df.with_row_index().filter((pl.col("frame") < 0) | (pl.col("frame") != pl.col("frame").floor()))
-        if bad.height:
-            raise AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected a frame "
-                              f"number (an integer >= 0)")
-        if df.height and df["frame"].max() > 0:
-            keys = ["frame"] + (["face_id"] if "face_id" in df.columns else [])
-            dup = df.with_row_index().filter(pl.struct(keys).is_duplicated())
-            if dup.height:
-                raise AudferError(f"{path}: row {int(dup['index'][1]) + 2}, column frame: frame {int(dup['frame'][1])} appears "
-                                  f"twice{' for the same face_id' if 'face_id' in keys else ''}; expected one row per frame")
-    for col in ("success", *PRESENCE_COLUMNS):
-        if col in df.columns:
-            bad = df.with_row_index().filter(~pl.col(col).is_in([0.0, 1.0]))
-            if bad.height:
-                raise AudferError(
-                    f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected 0 or 1"
-                )
+    df = _parse_fast(raw, header, names, wanted)
+    if df is None:  # blank lines, ragged rows, empty cells or text: the careful path names the cell
+        df = _parse_careful(path, raw, names, wanted)
+    problem = _first_bad_value(path, df, wanted) if _any_bad_value(df, wanted) else None
+    if problem:
+        raise problem
 
     n = df.height
     exprs: list[pl.Expr] = []

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import logging
 import time
 import warnings
@@ -256,8 +258,6 @@ def train(cfg: dict, *, resume: bool = False, accept_changes: bool = False, call
 
 
 def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, log, evaluate: bool) -> Path:
-    import signal
-    import threading
 
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -417,8 +417,6 @@ class _EveryEpoch(Callback):
 
 class _Stop(Exception):
     def __init__(self, signum: int) -> None:
-        import signal
-
         self.signum, self.name = signum, signal.Signals(signum).name
 
 
@@ -432,9 +430,19 @@ class _StopOnSignal(Callback):
     def request(self, signum, frame) -> None:
         self.signum = signum
 
+    def on_train_start(self, trainer, pl_module):
+        # Lightning >= 2.5 puts its own SIGTERM handler in front of ours; under DDP it broadcasts from inside the
+        # handler and stops only the signalled rank, leaving the others in a collective. Ours alone decides.
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is not self.request:
+            signal.signal(signal.SIGTERM, self.request)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.signum is not None:
-            raise _Stop(self.signum)
+        signum = self.signum or 0
+        if trainer.world_size > 1:  # DDP: a signal seen by any rank stops every rank at the same step (no rank
+            # is left waiting in a collective); one small all-reduce per step
+            signum = int(trainer.strategy.reduce(torch.tensor(float(signum), device=pl_module.device), reduce_op="max"))
+        if signum:
+            raise _Stop(signum)
 
 
 def load_module(checkpoint, *, map_location="cpu"):
