@@ -34,8 +34,11 @@ def test_cache_fills_once_then_serves_the_same_frames(tmp_path):
     first = np.array(cache.get(folder))
     again = cache.get(folder)
     assert (cache.misses, cache.hits) == (1, 1)
-    assert isinstance(again, np.memmap)
+    assert not again.flags.writeable  # served from memory, shared: nobody may change it
     np.testing.assert_array_equal(first, read_frames(folder))
+    fresh = ClipCache(tmp_path / "cache", 64, memory_mb=0)  # another process: from disk, holds nothing in memory
+    np.testing.assert_array_equal(fresh.get(folder), first)
+    assert (fresh.misses, fresh.hits, fresh._held_bytes) == (0, 1, 0)
     cv2.imwrite(str(folder / "00011.png"), np.zeros((64, 64, 3), np.uint8))  # re-extracted clip -> new entry
     assert len(cache.get(folder)) == 11 and cache.misses == 2
 

@@ -293,10 +293,11 @@ def _number(text: str, flag: str) -> float:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the whole method on built-in synthetic data: K, pos-weights, training with/without AU loss, report")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: the current folder)")
-    p.add_argument("--clips", type=_ranged(int, 70, 100000), default=600, help="synthetic clips (default 600; 70..100000)")
+    p.add_argument("--clips", type=_ranged(int, 70, 100000), default=1000, help="synthetic clips (default 1000; 70..100000)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")
     p.add_argument("--epochs", type=_ranged(int, 1, 10000), default=None, help="training epochs (default: the synthetic_small config's)")
     p.add_argument("--seed", type=_ranged(int, 0), default=0, help="seed of the synthetic data")
+    p.add_argument("--no-videos", action="store_true", help="skip rendering videos and running `audfer predict` on them")
     p.set_defaults(func=_run_demo)
 
 
@@ -306,7 +307,8 @@ def _run_demo(args) -> None:
     if args.clips < 35:
         raise AudferError(f"--clips must be at least 35 (every expression in every fold), got {args.clips}")
     seeds = _int_list(args.seeds, "--seeds", 0)
-    run_demo(args.out, clips=args.clips, seeds=seeds or (0,), epochs=args.epochs, seed=args.seed, log=_echo)
+    run_demo(args.out, clips=args.clips, seeds=seeds or (0,), epochs=args.epochs, seed=args.seed, videos=not args.no_videos,
+             log=_echo)
 
 
 # ----------------------------------------------------------------------------- synth
@@ -432,6 +434,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--window", type=_ranged(int, 1, 4096), default=16, help="window length in video frames (default 16)")
     p.add_argument("--stride", type=_ranged(int, 1, 4096), default=8, help="frames between window starts (default 8)")
     p.add_argument("--margin", type=_ranged(float, 0, 2), default=0.25, help="face box enlargement before cropping (default 0.25)")
+    p.add_argument("--face", choices=("detect", "full"), default="detect",
+                   help="detect: track the main face with OpenCV (default); full: the whole frame is the face "
+                        "(pre-cropped clips such as DFEW's)")
     p.add_argument("--out", type=Path, required=True, help="results .json (per video: summary + windows) or .csv (windows)")
     p.add_argument("--annotate", type=Path, default=None,
                    help="write the video with box and label (a .mp4 path for one video, a folder for several)")
@@ -453,7 +458,7 @@ def _run_predict(args) -> None:
     for video in args.videos:
         try:
             table, boxes, fps = predict_video(video, model, window=args.window, stride=args.stride, margin=args.margin,
-                                              return_faces=True)
+                                              return_faces=True, face=args.face)
         except NoFaceError as exc:
             if len(args.videos) == 1:
                 raise

@@ -135,6 +135,18 @@ class HaarFaceDetector:
         return np.asarray(found, np.float32) / scale
 
 
+class FullFrameDetector:
+    """``--face full``: every frame is the face (pre-cropped clips such as DFEW's, or rendered faces no detector
+    knows). One box, the whole frame; a non-square frame is padded to a square by repeating its border."""
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        return np.array([[0.0, 0.0, w, h]], np.float32)
+
+
+FACE_MODES = ("detect", "full")
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
@@ -229,7 +241,8 @@ def load_predictor(checkpoint: str | Path, model_name: str | None = None, **mode
 
 @torch.no_grad()
 def predict_video(path: str | Path, model, *, window: int = 16, stride: int = 8, detector=None, margin: float = 0.25,
-                  batch_size: int = 8, min_track: int = 5, max_gap: int = 5, return_faces: bool = False):
+                  batch_size: int = 8, min_track: int = 5, max_gap: int = 5, return_faces: bool = False,
+                  face: str = "detect"):
     """Per-window predictions of ``model`` on a video, as a table.
 
     Columns: ``window, start_frame, end_frame`` (end exclusive), ``start_time, end_time`` (s),
@@ -237,10 +250,15 @@ def predict_video(path: str | Path, model, *, window: int = 16, stride: int = 8,
     box_h`` (median face box of the window), one probability per expression, ``pred`` (class name),
     then ``AU01..AU45`` presence probabilities (when the model has an AU head). Windows without enough
     face frames keep nulls. Raises ``NoFaceError`` when the video has no face at all.
-    ``return_faces=True`` also returns the per-frame boxes ``(T, 4)`` (NaN = no face).
+    ``return_faces=True`` also returns the per-frame boxes ``(T, 4)`` (NaN = no face). ``face="full"``: no
+    detection, the whole frame is the face (``FullFrameDetector``, no margin).
     """
     from .data.sampling import uniform_indices
 
+    if face not in FACE_MODES:
+        raise AudferError(f"face must be one of {', '.join(FACE_MODES)}, got {face!r}")
+    if face == "full":
+        detector, margin, min_track = FullFrameDetector(), 0.0, 1
     detector = detector or HaarFaceDetector()
     detections = [detector(f) for f in iter_frames(path, check_length=True)]  # pass 1: detect
     n_frames = len(detections)

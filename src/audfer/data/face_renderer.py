@@ -136,9 +136,12 @@ def _mix(c1, c2, w: float) -> tuple[int, int, int]:
     return tuple(int(round(a * (1 - w) + b * w)) for a, b in zip(c1, c2))
 
 
-def render_frame(p: Identity, aus: np.ndarray, size: int) -> np.ndarray:
-    """One RGB uint8 frame ``(size, size, 3)`` of person ``p`` showing AU intensities ``aus`` (18, in [0, 5])."""
-    a = {name: float(np.clip(aus[i], 0, 5)) / 5.0 for name, i in _A.items()}
+def render_frame(p: Identity, aus: np.ndarray, size: int, gain: float = 1.0) -> np.ndarray:
+    """One RGB uint8 frame ``(size, size, 3)`` of person ``p`` showing AU intensities ``aus`` (18, in [0, 5]).
+
+    ``gain`` exaggerates every AU's movement (1: the proportions above; the demo's set uses 1.5 so that
+    the AUs stay visible at 48 px)."""
+    a = {name: float(np.clip(aus[i], 0, 5)) / 5.0 * gain for name, i in _A.items()}
     img = np.empty((size, size, 3), np.uint8)
     img[: size // 2] = p.background[0]
     img[size // 2:] = p.background[1]
@@ -164,8 +167,9 @@ def render_frame(p: Identity, aus: np.ndarray, size: int) -> np.ndarray:
                    _mix(skin, (200, 90, 90), 0.10 + 0.25 * a["AU06"]))
 
     # eyes: white, iris, then lids painted over in skin; AU05 opens, AU06/AU07 narrow, AU45 closes
-    open_up = p.eye_h * (1 + 0.9 * a["AU05"] - 0.45 * a["AU07"] - 0.25 * a["AU06"]) * (1 - a["AU45"])
-    open_lo = p.eye_h * (0.8 - 0.45 * a["AU06"] - 0.35 * a["AU07"]) * (1 - a["AU45"])
+    shut = max(0.0, 1 - a["AU45"])
+    open_up = p.eye_h * max(0.0, 1 + 0.9 * a["AU05"] - 0.45 * a["AU07"] - 0.25 * a["AU06"]) * shut
+    open_lo = p.eye_h * max(0.0, 0.8 - 0.45 * a["AU06"] - 0.35 * a["AU07"]) * shut
     for s in (-1, 1):
         ex, ey = s * p.eye_dx, p.eye_y
         x0, x1 = ex - p.eye_w, ex + p.eye_w
@@ -219,12 +223,12 @@ def render_frame(p: Identity, aus: np.ndarray, size: int) -> np.ndarray:
                 _mix(skin, (70, 40, 30), 0.15 + 0.45 * fold), 0.014)
 
     # mouth
-    half = p.mouth_w * (1 + 0.30 * a["AU12"] + 0.40 * a["AU20"] - 0.22 * a["AU14"] - 0.25 * a["AU23"] - 0.15 * a["AU28"]
-                        - 0.12 * a["AU26"])
+    half = p.mouth_w * max(0.35, 1 + 0.30 * a["AU12"] + 0.40 * a["AU20"] - 0.22 * a["AU14"] - 0.25 * a["AU23"]
+                           - 0.15 * a["AU28"] - 0.12 * a["AU26"])
     my = p.mouth_y + jaw * 0.55 - 0.06 * a["AU17"]
     corner_y = my - 0.16 * a["AU12"] + 0.16 * a["AU15"] + 0.02 * a["AU20"]
-    gap = (0.09 * a["AU25"] + 0.30 * a["AU26"]) * (1 - 0.7 * a["AU23"])
-    thick = p.lip * (1 - 0.55 * a["AU23"]) * (1 - 0.85 * a["AU28"]) * (1 - 0.35 * a["AU20"])
+    gap = (0.09 * a["AU25"] + 0.30 * a["AU26"]) * max(0.0, 1 - 0.7 * a["AU23"])
+    thick = p.lip * max(0.15, 1 - 0.55 * a["AU23"]) * max(0.1, 1 - 0.85 * a["AU28"]) * max(0.3, 1 - 0.35 * a["AU20"])
     up_in = my - gap / 2 - 0.07 * a["AU10"]
     lo_in = my + gap / 2 - 0.04 * a["AU17"]
     smile = 0.05 * a["AU12"] - 0.05 * a["AU15"]
@@ -251,14 +255,16 @@ def render_frame(p: Identity, aus: np.ndarray, size: int) -> np.ndarray:
     return img
 
 
-def head_motion(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Smooth per-frame head pose ``(n, 4)``: dx, dy (image fractions), rotation (degrees), scale."""
+def head_motion(rng: np.random.Generator, n: int, amount: float = 1.0) -> np.ndarray:
+    """Smooth per-frame head pose ``(n, 4)``: dx, dy (image fractions), rotation (degrees), scale.
+    ``amount`` scales every movement and the offsets from the centred pose (0: a still, centred head)."""
     t = np.arange(n, dtype=np.float64)[:, None]
     freq = rng.uniform(0.05, 0.25, (1, 4))
     phase = rng.uniform(0, 2 * np.pi, (1, 4))
     amp = np.array([[0.04, 0.03, 6.0, 0.05]]) * rng.uniform(0.2, 1.0, (1, 4))
     base = np.array([[rng.normal(0, 0.03), rng.normal(0, 0.03), rng.normal(0, 4), rng.uniform(0.9, 1.1)]])
-    return base + amp * np.sin(2 * np.pi * freq * t + phase) * np.array([[1, 1, 1, 1]])
+    pose = base + amp * np.sin(2 * np.pi * freq * t + phase)
+    return (pose - [[0, 0, 0, 1]]) * amount + [[0, 0, 0, 1]]
 
 
 def camera(frames: np.ndarray, pose: np.ndarray, rng: np.random.Generator, *, noise: float = 4.0) -> np.ndarray:
@@ -269,9 +275,9 @@ def camera(frames: np.ndarray, pose: np.ndarray, rng: np.random.Generator, *, no
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * xx + np.sin(angle) * yy)[..., None]
-    strength = rng.uniform(0.1, 0.5)
-    gain = rng.uniform(0.75, 1.2)
-    drift = rng.uniform(-0.08, 0.08)
+    strength = rng.uniform(0.05, 0.2)
+    gain = rng.uniform(0.85, 1.15)
+    drift = rng.uniform(-0.05, 0.05)
     sigma = rng.uniform(0.5, 1.5) * noise
     out = np.empty_like(frames)
     for i in range(n):

@@ -53,6 +53,8 @@ class SynthConfig:
     label_noise: float = 0.1  #: share of expression labels replaced by a wrong class
     clips_per_identity: int = 6
     noise: float = 4.0  #: sensor noise (std of the 8-bit values, scaled per clip by U(0.5, 1.5))
+    motion: float = 0.4  #: head-motion amplitude (1: up to ~7 % shifts and ~10 degree turns; 0: a still head)
+    au_gain: float = 1.5  #: AU movement exaggeration of the renderer (1: the proportions of face_renderer)
     jpeg_quality: int = 92
 
     def check(self) -> None:
@@ -91,8 +93,8 @@ def render_clip(cfg: SynthConfig, index: int, identity: int, label: int) -> tupl
     person = random_identity(np.random.default_rng([cfg.seed, 1, identity]))
     rng = np.random.default_rng([cfg.seed, 2, index])
     aus = sample_clip_aus(rng, label, cfg.frames, _PRIOR, expressiveness=person.expressiveness)
-    frames = np.stack([render_frame(person, aus.intensity[t], cfg.size) for t in range(cfg.frames)])
-    frames = camera(frames, head_motion(rng, cfg.frames), rng, noise=cfg.noise)
+    frames = np.stack([render_frame(person, aus.intensity[t], cfg.size, cfg.au_gain) for t in range(cfg.frames)])
+    frames = camera(frames, head_motion(rng, cfg.frames, cfg.motion), rng, noise=cfg.noise)
     return frames, aus, openface_frames(rng, aus)
 
 

@@ -39,9 +39,9 @@ def activation_probability(prior: np.ndarray, gain: float = 2.0, bias: float = -
 def envelope(rng: np.random.Generator, n: int) -> np.ndarray:
     """Onset-apex-offset time course in [0, 1] over n frames (piecewise linear)."""
     t = np.arange(n, dtype=np.float64)
-    start = rng.uniform(-0.2, 0.3) * n
+    start = rng.uniform(-0.3, 0.2) * n
     onset = rng.uniform(0.1, 0.3) * n + 1
-    apex = rng.uniform(0.25, 0.6) * n
+    apex = rng.uniform(0.4, 0.9) * n
     offset = rng.uniform(0.1, 0.3) * n + 1
     rise = np.clip((t - start) / onset, 0, 1)
     fall = np.clip(1 - (t - (start + onset + apex)) / offset, 0, 1)
@@ -66,9 +66,9 @@ def sample_clip_aus(rng: np.random.Generator, label: int, n_frames: int, prior: 
                     expressiveness: float = 1.0) -> ClipAUs:
     """Draw one clip's AU time courses for expression ``label`` (a person's ``expressiveness`` scales apexes)."""
     prior = paper_knowledge() if prior is None else np.asarray(prior)
-    p_active = activation_probability(prior[label])
+    p_active = activation_probability(prior)[label]  # standardised per AU across the 7 expressions
     active = rng.random(len(AUS)) < p_active
-    apex = np.clip((1.2 + 3.8 * prior[label] * rng.lognormal(0.0, 0.25, len(AUS))) * expressiveness, 0, 5)
+    apex = np.clip((2.5 + 2.5 * prior[label] * rng.lognormal(0.0, 0.25, len(AUS))) * expressiveness, 0, 5)
     inten = np.zeros((n_frames, len(AUS)))
     for a in np.flatnonzero(active):
         inten[:, a] = apex[a] * envelope(rng, n_frames)
