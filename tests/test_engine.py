@@ -2,6 +2,7 @@
 exact resume after an interruption, DDP on 2 CPU processes, cv / ablation reports, demo."""
 
 import json
+from pathlib import Path
 import os
 import subprocess
 import sys
@@ -177,8 +178,15 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     assert "Synthetic results, not DFEW results" in report and "baseline (CE only)" in report and "+AU minor" in report
     for name in ("K.csv", "K.png", "video_au_labels.csv", "pos_weights_minor.csv", "model.ckpt", "confusion.png", "synth/preview.png"):
         assert (tmp_path / name).is_file(), name
-    r = float(report.split("prior the clips were drawn from (17 AUs x 7): **")[1].split("**")[0])
+    r = float(report.split("activation probabilities the clips were drawn with (17 AUs x 7): **")[1].split("**")[0])
     assert r > 0.5
+    for section in ("## Floor and ceilings", "AU oracle on the exact clip AU labels", "## The AU effect, seed by seed",
+                    "one seed: no uncertainty estimate", "vs exact | vs OpenFace (Eq. 4)", "## `audfer predict` on rendered videos"):
+        assert section in report, section
+    ceilings = pl.read_csv(tmp_path / "ceilings.csv")
+    assert set(ceilings["line"]) == {"majority", "colour", "au_oracle_exact", "au_oracle_openface"}
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) >= 5 and {Path(k).name for k in json.loads((tmp_path / "videos" / "predictions.json").read_text())} == {v.name for v in videos}
     pytest.importorskip("onnxruntime", reason="onnx extra not installed")
     assert main(["export", "model.ckpt", "--onnx", "model.onnx"]) == 0  # the README's export step on the demo's checkpoint
     assert (tmp_path / "model.onnx").stat().st_size > 10_000

@@ -115,3 +115,36 @@ def test_onnx_export_matches_pytorch(name, tmp_path):
     diff = onnx_parity(model, path, batch=2)
     assert set(diff) == {"logits", "au_logits"}
     assert max(diff.values()) <= 1e-4, diff
+
+
+def test_face_full_uses_every_whole_frame_where_detection_finds_no_face(model, tmp_path):
+    import cv2
+
+    from audfer.data.sampling import uniform_indices
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "noface.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 64))
+    for _ in range(24):
+        writer.write(cv2.GaussianBlur(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), (9, 9), 3))
+    writer.release()
+    with pytest.raises(NoFaceError):
+        predict_video(path, model, window=8, stride=8)
+    table, boxes, _ = predict_video(path, model, window=8, stride=8, face="full", return_faces=True)
+    assert table["has_face"].all() and table.height == 3
+    np.testing.assert_array_equal(boxes, np.tile([0, 0, 64, 64], (24, 1)))
+    # independently: decode, resize each whole frame to the model's 32 px, run the model on each window
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), (32, 32), interpolation=cv2.INTER_AREA))
+    frames = np.stack(frames)
+    for w, start in enumerate((0, 8, 16)):
+        clip = frames[start + uniform_indices(8, 4)]
+        x = torch.from_numpy(clip[None]).permute(0, 1, 4, 2, 3).float() / 255
+        with torch.no_grad():
+            expected = model(x).logits.softmax(1)[0].numpy()
+        np.testing.assert_allclose(table.select(EXPRESSIONS).row(w), expected, atol=1e-5)

@@ -141,8 +141,8 @@ def _colour_features(synth: Path, frames_dir: str, ids: list[str]) -> np.ndarray
 
 
 def render_videos(synth_dir: Path, out: Path, *, frames: int = 40, size: int = 128, fps: float = 25.0) -> list[dict]:
-    """One ``.mp4`` per expression: a test-fold person (fold 1) showing a clip's true expression, rendered longer,
-    larger and with full head motion (so these are new videos of held-out persons, not training data), plus
+    """One ``.mp4`` per expression: a test-fold person (fold 1) showing a clip's true expression, rendered longer
+    and larger (so these are new videos of held-out persons, not training data), plus
     a strip of 4 frames as PNG. Returns ``[{video, strip, clip_id, true}]``."""
     import cv2
     from dataclasses import replace
@@ -151,7 +151,7 @@ def render_videos(synth_dir: Path, out: Path, *, frames: int = 40, size: int = 1
 
     meta = json.loads((synth_dir / "synth.json").read_text())
     cfg = replace(SynthConfig(**{k: v for k, v in meta.items() if k in SynthConfig.__dataclass_fields__}), frames=frames,
-                  size=size, motion=1.0)
+                  size=size)
     plan = pl.read_csv(synth_dir / "synth_meta.csv", schema_overrides={"clip_id": pl.String})
     from .data.synthetic import _init_worker
     from .knowledge import paper_knowledge as _k
@@ -212,6 +212,8 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
     folder = read_openface_dir(synth / "OpenFace")
     au = video_au_labels(folder.frames, folder.clips)
     write_csv(au, out / "video_au_labels.csv")
+    write_provenance(out / "video_au_labels.csv", what="video AU labels", clip_ids=au["clip_id"].to_list(),
+                     source=str(synth / "OpenFace"), extra={"au_source": folder.availability.as_dict()})
     steps.done(2, f"video AU labels (Eq. 4) from {len(folder.clips)} OpenFace CSVs -> {out / 'video_au_labels.csv'}")
 
     train_labels = dfew_labels(synth, 1, "train")
@@ -224,9 +226,13 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
     write_csv(res.table(), out / "K.csv")
     write_provenance(out / "K.csv", what="knowledge", clip_ids=res.clip_ids, dataset="synthetic", fold=1, split="train")
     plot_knowledge(res.matrix, out / "K.png", title="AU-expression knowledge recovered from the synthetic OpenFace CSVs")
+    from .data.synthetic_aus import activation_probability
+
     keep = np.array([a != "AU28" for a in AUS])
-    corr = float(np.corrcoef(paper_knowledge()[:, keep].ravel(), res.matrix[:, keep].ravel())[0, 1])
-    steps.done(3, f"pos-weights (Eq. 6-8) and K (§3.1) from the training fold; K vs the generating prior r = {corr:.3f}")
+    drawn = activation_probability(paper_knowledge())  # what decides which AUs a synthetic clip shows
+    corr = float(np.corrcoef(drawn[:, keep].ravel(), res.matrix[:, keep].ravel())[0, 1])
+    steps.done(3, f"pos-weights (Eq. 6-8) and K (§3.1) from the training fold; K vs the AU activation probabilities the "
+                  f"clips were drawn with r = {corr:.3f}")
 
     meta = pl.read_csv(synth / "synth_meta.csv", schema_overrides={"clip_id": pl.String})
     frames_dir = json.loads((synth / "synth.json").read_text())["frames_dir"]
@@ -261,7 +267,7 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
         f"no test person is seen in training); {au.height} OpenFace CSVs -> video AU labels (Eq. 4), "
         f"{int((au['n_valid'] == 0).sum())} clips without a valid frame.",
         f"Knowledge K (§3.1) recovered from the training fold's OpenFace CSVs ([K.csv](K.csv), [K.png](K.png)); Pearson r with "
-        f"the prior the clips were drawn from (17 AUs x 7): **{corr:.3f}**. Frames: {res.summary()}.",
+        f"the AU activation probabilities the clips were drawn with (17 AUs x 7): **{corr:.3f}**. Frames: {res.summary()}.",
         f"Minor classes for the minor strategy (share <= 1/7): {', '.join(EXPRESSIONS[i] for i in pws['minor'].minor)}.", "",
         "## Floor and ceilings (test fold, observed labels)", "",
         "| line | WAR | UAR |", "|---|---|---|",
@@ -336,7 +342,7 @@ def _predict_section(synth: Path, out: Path, log) -> list[str]:
     code = cli_main(["predict", *[str(m["video"]) for m in made], "--checkpoint", str(out / "model.ckpt"), "--face", "full",
                      "--out", str(result)])
     lines = ["", "## `audfer predict` on rendered videos", "",
-             "Persons of the test fold, rendered as new 128 px `.mp4` videos (40 frames, full head motion), predicted with "
+             "Persons of the test fold, rendered as new 128 px `.mp4` videos (40 frames, moving heads), predicted with "
              "`audfer predict VIDEO --checkpoint model.ckpt --face full` (the frame is the face: Haar cascades do not know "
              "drawn faces).", "", "| video | true | predicted | top AUs | frames |", "|---|---|---|---|---|"]
     if code != 0 or not result.is_file():
