@@ -277,3 +277,12 @@ def test_an_empty_split_says_which_split_of_which_dataset_and_how_many_clips_wer
     with pytest.raises(AudferError, match=rf"synthetic fold 1 test split at {root}: no clip to use \((\d+) listed, \1 missing "
                                           r"on disk, e\.g\. "):
         split_index(cfg, "test")
+
+
+def test_an_exponent_without_a_dot_is_a_number_not_text():
+    """YAML 1.1 reads ``3e-3`` as a string; on the command line everyone means the number."""
+    from audfer.engine.config import parse_override
+
+    assert parse_override("optim.lr=3e-3") == (["optim", "lr"], 0.003)
+    assert parse_override("optim.lr=1.5E+2") == (["optim", "lr"], 150.0)
+    assert parse_override("name=e3") == (["name"], "e3")

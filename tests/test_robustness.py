@@ -98,12 +98,12 @@ def test_resume_with_changed_settings_refuses_unless_accepted(synth, tmp_path):
     with pytest.raises(RuntimeError):
         train(_cfg(synth, out, "train.epochs=3"), callbacks=[_Crash(1)], log=lambda m: None, evaluate=False)
     changed = _cfg(synth, out, "train.epochs=3", "optim.lr=0.002", "au.lam=0.5", "data.num_workers=0")
-    with pytest.raises(AudferError, match=r"2 changed setting\(s\).*au\.lam: 0\.25 -> 0\.5; optim\.lr: 0\.001 -> 0\.002"):
+    with pytest.raises(AudferError, match=r"2 changed setting\(s\).*au\.lam: 0\.25 -> 0\.5; optim\.lr: 0\.004 -> 0\.002"):
         train(changed, resume=True, log=lambda m: None, evaluate=False)
     logs = []
     train(changed, resume=True, accept_changes=True, log=logs.append, evaluate=False)
     record = json.loads((out / "changes.json").read_text())
-    assert record == [{"from_epoch": 2, "changes": {"au.lam": [0.25, 0.5], "optim.lr": [0.001, 0.002]}}]
+    assert record == [{"from_epoch": 2, "changes": {"au.lam": [0.25, 0.5], "optim.lr": [0.004, 0.002]}}]
     assert any("settings changed from epoch 2" in m for m in logs)
 
 

@@ -13,6 +13,8 @@ import copy
 from importlib import resources
 from pathlib import Path
 
+import re
+
 import yaml
 
 from ..errors import AudferError
@@ -102,7 +104,12 @@ def parse_override(text: str) -> tuple[list[str], object]:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError:
         parsed = value
+    if isinstance(parsed, str) and _FLOAT.fullmatch(parsed.strip()):  # YAML 1.1 reads 3e-3 (no dot) as text
+        parsed = float(parsed)
     return key.strip().split("."), parsed
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def apply_overrides(cfg: dict, overrides) -> dict:
