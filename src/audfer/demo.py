@@ -36,7 +36,6 @@ from .vocab import AUS, EXPRESSIONS
 
 #: What the default demo renders: small frames that the AUs still visibly move (``SynthConfig.au_gain``).
 DEMO_SYNTH = {"clips": 1000, "size": 48, "frames": 8}
-AU_STRATEGIES = ("global", "distinct", "minor")
 
 
 class _Steps:
@@ -144,8 +143,9 @@ def render_videos(synth_dir: Path, out: Path, *, frames: int = 40, size: int = 1
     """One ``.mp4`` per expression: a test-fold person (fold 1) showing a clip's true expression, rendered longer
     and larger (so these are new videos of held-out persons, not training data), plus
     a strip of 4 frames as PNG. Returns ``[{video, strip, clip_id, true}]``."""
-    import cv2
     from dataclasses import replace
+
+    import cv2
 
     from .data.synthetic import SynthConfig, render_clip
 
@@ -153,10 +153,6 @@ def render_videos(synth_dir: Path, out: Path, *, frames: int = 40, size: int = 1
     cfg = replace(SynthConfig(**{k: v for k, v in meta.items() if k in SynthConfig.__dataclass_fields__}), frames=frames,
                   size=size)
     plan = pl.read_csv(synth_dir / "synth_meta.csv", schema_overrides={"clip_id": pl.String})
-    from .data.synthetic import _init_worker
-    from .knowledge import paper_knowledge as _k
-
-    _init_worker(_k())
     out.mkdir(parents=True, exist_ok=True)
     made = []
     for e, name in enumerate(EXPRESSIONS):
@@ -246,7 +242,7 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
     if epochs:
         overrides.append(f"train.epochs={epochs}")
     cfg = load_config("synthetic_small", overrides)
-    strategies = ("none", *AU_STRATEGIES)
+    strategies = ("none", *STRATEGIES)
     total, finished, started = len(seeds) * len(strategies), [0], time.perf_counter()
 
     def progress(message: str) -> None:
@@ -282,18 +278,21 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
     result = run_ablation(cfg, seeds=tuple(seeds), lams=(), title="audfer demo: AU-enhanced DFER on synthetic data",
                           intro=intro, log=progress)
     agg = result["strategies"]
-    best = max(AU_STRATEGIES, key=lambda s: agg[s]["uar"]["mean"])
+    best = max(STRATEGIES, key=lambda s: agg[s]["uar"]["mean"])
     shutil.copyfile(out / best / f"seed_{seeds[0]}" / "checkpoints" / "last.ckpt", out / "model.ckpt")
 
+    metrics = {s: [json.loads((out / s / f"seed_{seed}" / "eval" / "metrics.json").read_text()) for seed in seeds]
+               for s in strategies}
+
     def per_seed(strategy: str, metric: str) -> list[float]:
-        return [json.loads((out / strategy / f"seed_{s}" / "eval" / "metrics.json").read_text())[metric] for s in seeds]
+        return [m[metric] for m in metrics[strategy]]
 
     lines = ["", "## The AU effect, seed by seed", "",
              f"Each AU run is compared with the baseline run of the same seed (same initialisation and data order); "
              f"mean ± std over {len(seeds)} seed(s) of the difference, in points, with a Student-t 95 % interval.", "",
              "| strategy | ΔWAR | ΔUAR |", "|---|---|---|"]
     effects = {}
-    for s in AU_STRATEGIES:
+    for s in STRATEGIES:
         effects[s] = {m: paired_differences(per_seed("none", m), per_seed(s, m)) for m in ("war", "uar")}
         lines.append(f"| {s} | {_fmt_ci(effects[s]['war'])} | {_fmt_ci(effects[s]['uar'])} |")
     if any(e[m]["distinguishable"] for e in effects.values() for m in e):

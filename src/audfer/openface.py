@@ -102,55 +102,40 @@ def _parse_careful(path: Path, raw: bytes, names: list[str], wanted: list[str]) 
     return df
 
 
-def _any_bad_value(df: pl.DataFrame, wanted: list[str]) -> bool:
-    """One vectorised pass: is any value non-finite, out of range or duplicated (``_first_bad_value`` names it)?"""
+def _first_bad_value(path: Path, df: pl.DataFrame, wanted: list[str]) -> AudferError | None:
+    """The first bad value, named by file, row and column, or ``None``: non-finite values, intensities outside
+    [0, 5], frame numbers that are negative, fractional or repeated (per face), 0/1 columns with other values.
+    Vectorised over the whole table (numpy), so checking costs microseconds per file."""
     if not df.height:
-        return False
+        return None
     values = df.select(wanted).to_numpy()
     col = {c: values[:, i] for i, c in enumerate(wanted)}
-    if not np.isfinite(values).all():
-        return True
-    inten = np.stack([col[c] for c in INTENSITY_COLUMNS], axis=1)
-    binary = np.stack([col[c] for c in ("success", *PRESENCE_COLUMNS) if c in col], axis=1)
-    if (inten < 0).any() or (inten > 5).any() or ((binary != 0) & (binary != 1)).any():
-        return True
+
+    def first(mask) -> int | None:
+        return int(mask.argmax()) if mask.any() else None
+
+    for c in wanted:
+        if (r := first(~np.isfinite(col[c]))) is not None:
+            return AudferError(f"{path}: row {r + 2}, column {c}: {float(col[c][r])!r}; expected a finite number")
+    for c in INTENSITY_COLUMNS:
+        if (r := first((col[c] < 0) | (col[c] > 5))) is not None:
+            return AudferError(f"{path}: row {r + 2}, column {c}: {float(col[c][r])!r}; expected an intensity in [0, 5]")
     if "frame" in col:
         frame = col["frame"]
-        if (frame < 0).any() or (frame != np.floor(frame)).any():
-            return True
-        if frame.max() > 0:
+        if (r := first((frame < 0) | (frame != np.floor(frame)))) is not None:
+            return AudferError(f"{path}: row {r + 2}, column frame: {float(frame[r])!r}; expected a frame number "
+                               f"(an integer >= 0)")
+        if frame.max() > 0:  # Windows 2.0.x writes frame 0 everywhere: numbered from timestamps later
             keys = np.stack([frame, col["face_id"]], axis=1) if "face_id" in col else frame[:, None]
-            if len(np.unique(keys, axis=0)) != len(keys):
-                return True
-    return False
-
-
-def _first_bad_value(path: Path, df: pl.DataFrame, wanted: list[str]) -> AudferError | None:
-    """The first bad value, named by file, row and column (only run when ``_any_bad_value`` found one)."""
-    for col in wanted:
-        bad = df.with_row_index().filter(pl.col(col).is_nan() | pl.col(col).is_infinite())
-        if bad.height:
-            return AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected a finite number")
-    for col in INTENSITY_COLUMNS:
-        bad = df.with_row_index().filter((pl.col(col) < 0) | (pl.col(col) > 5))
-        if bad.height:
-            return AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected an intensity in [0, 5]")
-    if "frame" in df.columns:
-        bad = df.with_row_index().filter((pl.col("frame") < 0) | (pl.col("frame") != pl.col("frame").floor()))
-        if bad.height:
-            return AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected a frame "
-                               f"number (an integer >= 0)")
-        if df.height and df["frame"].max() > 0:
-            keys = ["frame"] + (["face_id"] if "face_id" in df.columns else [])
-            dup = df.with_row_index().filter(pl.struct(keys).is_duplicated())
-            if dup.height:
-                return AudferError(f"{path}: row {int(dup['index'][1]) + 2}, column frame: frame {int(dup['frame'][1])} appears "
-                                   f"twice{' for the same face_id' if 'face_id' in keys else ''}; expected one row per frame")
-    for col in ("success", *PRESENCE_COLUMNS):
-        if col in df.columns:
-            bad = df.with_row_index().filter(~pl.col(col).is_in([0.0, 1.0]))
-            if bad.height:
-                return AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r}; expected 0 or 1")
+            _, firsts = np.unique(keys, axis=0, return_index=True)
+            repeat = np.ones(len(frame), bool)
+            repeat[firsts] = False
+            if (r := first(repeat)) is not None:
+                return AudferError(f"{path}: row {r + 2}, column frame: frame {int(frame[r])} appears twice"
+                                   f"{' for the same face_id' if 'face_id' in col else ''}; expected one row per frame")
+    for c in ("success", *PRESENCE_COLUMNS):
+        if c in col and (r := first((col[c] != 0) & (col[c] != 1))) is not None:
+            return AudferError(f"{path}: row {r + 2}, column {c}: {float(col[c][r])!r}; expected 0 or 1")
     return None
 
 
@@ -202,7 +187,7 @@ def read_openface(
     df = _parse_fast(raw, header, names, wanted)
     if df is None:  # blank lines, ragged rows, empty cells or text: the careful path names the cell
         df = _parse_careful(path, raw, names, wanted)
-    problem = _first_bad_value(path, df, wanted) if _any_bad_value(df, wanted) else None
+    problem = _first_bad_value(path, df, wanted)
     if problem:
         raise problem
 
