@@ -55,6 +55,15 @@ def test_every_shipped_config_loads_and_typos_are_errors(tmp_path):
     assert set(defaults()) == set(cfg)
 
 
+def test_one_model_size_override_keeps_the_configs_other_sizes():
+    """``model.kwargs.width=12`` changes the width only; it used to replace the whole kwargs mapping, so the
+    demo's 48 px / 4-frame model silently became the 64 px default with the other sizes dropped."""
+    base = load_config("synthetic_small")["model"]["kwargs"]
+    one = load_config("synthetic_small", ["model.kwargs.width=12"])["model"]["kwargs"]
+    assert one == {**base, "width": 12} and base["img_size"] == 48
+    whole = load_config("synthetic_small", ["model.kwargs={width: 4}"])["model"]["kwargs"]
+    assert whole == {"width": 4}  # a whole mapping still replaces the mapping
+
 def test_metrics_match_sklearn():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 200)
@@ -169,6 +178,24 @@ def test_cv_and_ablation_reports(synth, tmp_path):
     run_ablation(_cfg(synth, tmp_path / "abl", "train.epochs=1"), seeds=(0, 1), strategies=("none", "distinct"), lams=(0.5,),
                  log=lambda m: None)
     assert (tmp_path / "abl" / "none" / "seed_0" / "eval" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_runs_side_by_side_give_the_same_results_as_one_after_another(synth, tmp_path):
+    """``jobs`` is incidental: with each run's thread count fixed, two spawned processes reproduce the sequential
+    sweep bit for bit (metrics and weights), and refuse to run with the thread count left to the machine."""
+    from audfer.engine.experiments import run_ablation, run_many
+
+    kw = dict(seeds=(0,), strategies=("none", "distinct"), lams=(), log=lambda m: None)
+    one = run_ablation(_cfg(synth, tmp_path / "one", "train.epochs=1", "train.threads=1"), jobs=1, **kw)
+    two = run_ablation(_cfg(synth, tmp_path / "two", "train.epochs=1", "train.threads=1"), jobs=2, **kw)
+    assert one["strategies"] == two["strategies"]
+    for s in ("none", "distinct"):
+        a = torch.load(tmp_path / "one" / s / "seed_0" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        b = torch.load(tmp_path / "two" / s / "seed_0" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    unpinned = [_cfg(synth, tmp_path / f"u{k}", "train.epochs=1", "train.threads=null") for k in range(2)]
+    with pytest.raises(AudferError, match="needs train.threads set"):
+        run_many(unpinned, jobs=2)
 
 
 def test_demo_end_to_end(tmp_path, monkeypatch):

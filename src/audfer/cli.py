@@ -298,6 +298,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--epochs", type=_ranged(int, 1, 10000), default=None, help="training epochs (default: the synthetic_small config's)")
     p.add_argument("--seed", type=_ranged(int, 0), default=0, help="seed of the synthetic data")
     p.add_argument("--no-videos", action="store_true", help="skip rendering videos and running `audfer predict` on them")
+    p.add_argument("--jobs", type=_ranged(int, 1, 64), default=None,
+                   help="training runs side by side (default: one per CPU core, at most 8); results do not depend on it")
     p.set_defaults(func=_run_demo)
 
 
@@ -307,7 +309,7 @@ def _run_demo(args) -> None:
     if args.clips < 35:
         raise AudferError(f"--clips must be at least 35 (every expression in every fold), got {args.clips}")
     seeds = _int_list(args.seeds, "--seeds", 0)
-    run_demo(args.out, clips=args.clips, seeds=seeds or (0,), epochs=args.epochs, seed=args.seed, videos=not args.no_videos,
+    run_demo(args.out, clips=args.clips, seeds=seeds or (0,), epochs=args.epochs, seed=args.seed, videos=not args.no_videos, jobs=args.jobs,
              log=_echo)
 
 
@@ -387,6 +389,8 @@ def _add_cv(sub) -> None:
     p = sub.add_parser("cv", help="train and evaluate every fold; mean ± std report")
     _add_config_args(p)
     p.add_argument("--folds", default="1,2,3,4,5", help="comma-separated folds (default 1..5)")
+    p.add_argument("--jobs", type=_ranged(int, 1, 64), default=1, help="runs side by side in separate processes (needs train.threads set, "
+                   "e.g. train.threads=1: results then do not depend on --jobs)")
     p.add_argument("--accept-changes", action="store_true",
                    help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)")
     p.set_defaults(func=_run_cv)
@@ -397,7 +401,8 @@ def _run_cv(args) -> None:
     from .engine.experiments import run_cv
 
     folds = _int_list(args.folds, "--folds", 1, 5)
-    run_cv(load_config(args.config, args.overrides), folds=folds, log=_echo, accept_changes=args.accept_changes)
+    run_cv(load_config(args.config, args.overrides), folds=folds, log=_echo, accept_changes=args.accept_changes,
+           jobs=args.jobs)
 
 
 def _add_ablate(sub) -> None:
@@ -405,6 +410,8 @@ def _add_ablate(sub) -> None:
     _add_config_args(p)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--lambdas", default="0.1,0.25,0.5,0.75", help="λ values of the sweep ('' to skip it)")
+    p.add_argument("--jobs", type=_ranged(int, 1, 64), default=1, help="runs side by side in separate processes (needs train.threads set, "
+                   "e.g. train.threads=1: results then do not depend on --jobs)")
     p.add_argument("--accept-changes", action="store_true",
                    help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)")
     p.set_defaults(func=_run_ablate)
@@ -418,7 +425,8 @@ def _run_ablate(args) -> None:
     lams = tuple(_number(s, "--lambdas") for s in args.lambdas.split(",") if s.strip())
     if any(not 0 <= x <= 1 for x in lams):
         raise AudferError(f"--lambdas: values must be in [0, 1], got {args.lambdas}")
-    run_ablation(load_config(args.config, args.overrides), seeds=seeds, lams=lams, log=_echo, accept_changes=args.accept_changes)
+    run_ablation(load_config(args.config, args.overrides), seeds=seeds, lams=lams, log=_echo, accept_changes=args.accept_changes,
+                 jobs=args.jobs)
 
 
 # ----------------------------------------------------------------------------- predict / export

@@ -387,6 +387,6 @@ class ClipDataset:
 
         epoch, i = (int(item[0]), int(item[1])) if isinstance(item, (tuple, list)) else (self.epoch, int(item))
         rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
-        frames = torch.from_numpy(self._decode(i, rng)).permute(0, 3, 1, 2).contiguous()
+        frames = torch.from_numpy(self._decode(i, rng)).permute(0, 3, 1, 2)  # channels-last view: what the resize kernel wants
         clip = self.transform(frames, rng)
         return clip, int(self.labels[i]), torch.from_numpy(self.au_targets[i]), torch.from_numpy(self.au_mask[i]), self.ids[i]

@@ -116,6 +116,13 @@ def apply_overrides(cfg: dict, overrides) -> dict:
     """``key=value`` overrides (dotted keys, YAML values) merged over ``cfg``; unknown keys are errors."""
     for text in overrides:
         keys, value = parse_override(text)
+        if len(keys) > 2 and keys[:2] == ["model", "kwargs"]:  # one size option: keep the others (kwargs is a leaf
+            kwargs = dict(cfg["model"]["kwargs"] or {})      # of the config files, replaced whole by a child config)
+            nested_kw: dict = kwargs
+            for k in keys[2:-1]:
+                nested_kw = nested_kw.setdefault(k, {})
+            nested_kw[keys[-1]] = value
+            keys, value = keys[:2], kwargs
         nested = value
         for k in reversed(keys):
             nested = {k: nested}

@@ -1,0 +1,103 @@
+"""Training throughput of the demo's model: the real data pipeline against tensors already in memory.
+
+All figures come from one run on the same synthetic clips (``audfer synth`` at the demo's size), the demo's
+config (``synthetic_small``: model, batch size, augmentation, clip cache) and the same number of steps:
+
+1. limit: forward + backward + AdamW step on batches already in memory (decoded, augmented, stacked);
+2. pipeline: the same steps fed by the real ``DataLoader`` (clip cache warm, as from the demo's second
+   epoch on: frame sampling, random resized crop, flip, colour jitter, normalisation, collation);
+3. data only: the ``DataLoader`` alone, no model (what the pipeline costs by itself).
+
+Goal: the pipeline costs at most 10 % on top of the limit (``pipeline / limit - 1 <= 0.10``).
+
+    python benchmarks/bench_train_throughput.py [--clips 400 --epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=400, help="clips rendered (about 4/5 are the training fold)")
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs of each kind")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from audfer.data.synthetic import SynthConfig, generate
+    from audfer.demo import DEMO_SYNTH
+    from audfer.engine import load_config
+    from audfer.engine.data import loader, make_dataset, prepare
+    from audfer.engine.module import AUDFERModule
+    from audfer.engine.train import steps_per_epoch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        synth = Path(tmp) / "synth"
+        generate(synth, SynthConfig(clips=args.clips, size=DEMO_SYNTH["size"], frames=DEMO_SYNTH["frames"]))
+        cfg = load_config("synthetic_small", [f"data.root={synth}", f"out={tmp}/run", "au.strategy=none"]
+                          + ([f"data.num_workers={args.workers}"] if args.workers is not None else []))
+        t = cfg["train"]
+        prep = prepare(cfg)
+        module = AUDFERModule(cfg, prep.knowledge.tolist(), None, steps_per_epoch(len(prep.train), t))
+        model, criterion = module.model, module.criterion
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg["optim"]["lr"], weight_decay=cfg["optim"]["weight_decay"])
+        ds = make_dataset(cfg, prep.train, model.input_spec, prep.au_labels, train=True)
+        dl = loader(ds, t["batch_size"], train=True, workers=cfg["data"]["num_workers"], seed=t["seed"])
+
+        def step(batch) -> None:
+            clips, labels, au, mask, _ = batch
+            out = model(clips)
+            loss = criterion.components(out.logits, out.au_logits, labels, au, mask).total
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        def epoch_of(epoch: int):
+            dl.sampler.set_epoch(epoch)
+            return iter(dl)
+
+        model.train()
+        batches = list(epoch_of(0))  # fills the clip cache; kept as the in-memory batches of the limit
+        for b in batches[:2]:  # warm-up (allocator, kernels)
+            step(b)
+        n_clips = sum(len(b[0]) for b in batches) * args.epochs
+
+        t0 = time.perf_counter()
+        for _ in range(args.epochs):
+            for b in batches:
+                step(b)
+        limit = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        for e in range(args.epochs):
+            for b in epoch_of(1 + e):
+                step(b)
+        pipeline = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        for e in range(args.epochs):
+            for _ in epoch_of(1 + e):
+                pass
+        data_only = time.perf_counter() - t0
+
+    print(f"{cfg['model']['name']} {cfg['model']['kwargs']}, batch {t['batch_size']}, {len(batches)} steps x {args.epochs} "
+          f"epochs, {torch.get_num_threads()} threads, {cfg['data']['num_workers']} loader workers")
+    print(f"{'':34s}{'seconds':>9s}{'clips/s':>10s}")
+    for name, sec in (("1. limit (batches in memory)", limit), ("2. real pipeline + step", pipeline),
+                      ("3. data pipeline alone", data_only)):
+        print(f"{name:34s}{sec:9.2f}{n_clips / sec:10.0f}")
+    over = pipeline / limit - 1
+    print(f"pipeline overhead on the limit: {100 * over:+.1f} % (goal <= +10 %): {'met' if over <= 0.10 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
