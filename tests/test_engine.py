@@ -79,11 +79,13 @@ def test_metrics_match_sklearn():
 
 
 def test_train_then_evaluate_writes_consistent_outputs(synth, tmp_path, capsys):
-    out = train(_cfg(synth, tmp_path / "run", "train.selection=best-val"), log=lambda m: None)
+    # brackets and a star in the run folder: polars globbed such paths and every epoch's log merge crashed
+    out = train(_cfg(synth, tmp_path / "run [1]*", "train.selection=best-val"), log=lambda m: None)
+    assert pl.read_csv(out / "epochs.csv", glob=False)["epoch"].to_list() == [0, 1]
     sel = json.loads((out / "selection.json").read_text())
     assert sel["rule"] == "best-val" and sel["checkpoint"] == "checkpoints/best.ckpt" and "validation split" in sel["note"]
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
-    preds = pl.read_csv(out / "eval" / "predictions.csv", schema_overrides={"clip_id": pl.String})
+    preds = pl.read_csv(out / "eval" / "predictions.csv", glob=False, schema_overrides={"clip_id": pl.String})
     assert preds.columns[:3] == ["clip_id", "label", "pred"] and preds.columns[3:10] == ["Happy", "Sad", "Neutral", "Angry",
                                                                                          "Surprise", "Disgust", "Fear"]
     assert preds.columns[10:] == [f"AU{n}" for n in ("01", "02", "04", "05", "06", "07", "09", "10", "12", "14", "15", "17", "20",

@@ -158,7 +158,7 @@ def render_videos(synth_dir: Path, out: Path, *, frames: int | None = None, size
     base = SynthConfig(**{k: v for k, v in meta.items() if k in SynthConfig.__dataclass_fields__})
     frames = frames or 2 * base.frames
     cfg = replace(base, frames=frames, size=size)
-    plan = pl.read_csv(synth_dir / "synth_meta.csv", schema_overrides={"clip_id": pl.String})
+    plan = pl.read_csv(synth_dir / "synth_meta.csv", glob=False, schema_overrides={"clip_id": pl.String})
     out.mkdir(parents=True, exist_ok=True)
     made = []
     for e, name in enumerate(EXPRESSIONS):
@@ -241,7 +241,7 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
     steps.done(3, f"pos-weights (Eq. 6-8) and K (§3.1) from the training fold; K vs the AU activation probabilities the "
                   f"clips were drawn with r = {corr:.3f}")
 
-    meta = pl.read_csv(synth / "synth_meta.csv", schema_overrides={"clip_id": pl.String})
+    meta = pl.read_csv(synth / "synth_meta.csv", glob=False, schema_overrides={"clip_id": pl.String})
     frames_dir = json.loads((synth / "synth.json").read_text())["frames_dir"]
     ceil = ceilings(meta, au, 1, _colour_features(synth, frames_dir, meta["clip_id"].to_list()))
     write_csv(pl.DataFrame([{"line": k, "war": v["war"], "uar": v["uar"], "test_clips": v["n"]} for k, v in ceil.items()]),
@@ -321,7 +321,8 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
               "head was trained on (Eq. 4).", "", "| AU | vs exact | vs OpenFace (Eq. 4) |", "|---|---|---|"]
     tables = {"exact": [], "openface": []}
     for s in seeds:
-        preds = pl.read_csv(out / best / f"seed_{s}" / "eval" / "predictions.csv", schema_overrides={"clip_id": pl.String})
+        preds = pl.read_csv(out / best / f"seed_{s}" / "eval" / "predictions.csv", glob=False,
+                            schema_overrides={"clip_id": pl.String})
         tables["exact"].append(au_f1_table(preds, exact))
         tables["openface"].append(au_f1_table(preds, eq4))
 

@@ -100,7 +100,7 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], *, what: 
     if not path.is_file():
         raise AudferError(f"{path}: {what} file not found")
     try:
-        df = pl.read_csv(path, infer_schema=False)
+        df = pl.read_csv(path, infer_schema=False, glob=False)
     except Exception as exc:  # polars raises several types for malformed CSV
         raise AudferError(f"{path}: cannot parse {what} CSV ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
     df = df.rename({c: c.strip() for c in df.columns})

@@ -347,7 +347,7 @@ def read_au_dir(
                 old_skipped = {c: r for c, r in manifest.get("skipped", {}).items() if c in fresh}
                 old_sources = {c: r for c, r in manifest.get("sources", {}).items() if c in fresh}
                 if fresh:
-                    cached = pl.read_parquet(cache_path / "frames.parquet").filter(pl.col("clip_id").is_in(list(fresh)))
+                    cached = pl.read_parquet(cache_path / "frames.parquet", glob=False).filter(pl.col("clip_id").is_in(list(fresh)))
         except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
             fresh, cached, old_skipped, old_sources = set(), pl.DataFrame(), {}, {}
 

@@ -48,14 +48,20 @@ class RandomResizedCrop:
         self.size, self.scale, self.ratio = size, scale, ratio
 
     def box(self, h: int, w: int, rng) -> tuple[int, int, int, int]:
+        """``(top, left, height, width)``: torchvision's ``RandomResizedCrop.get_params`` rule (the first of 10 tries
+        whose box fits; else a centre crop). The 10 tries are drawn at once (one draw per clip instead of up to 20
+        small ones), then the position uniformly among the fitting places."""
         area = h * w
         log_r = (math.log(self.ratio[0]), math.log(self.ratio[1]))
-        for _ in range(10):
-            target = area * rng.uniform(*self.scale)
-            aspect = math.exp(rng.uniform(*log_r))
-            cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
-            if 0 < cw <= w and 0 < ch <= h:
-                return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+        tries = rng.random((2, 10))
+        target = area * (self.scale[0] + (self.scale[1] - self.scale[0]) * tries[0])
+        aspect = np.exp(log_r[0] + (log_r[1] - log_r[0]) * tries[1])
+        cws, chs = np.rint(np.sqrt(target * aspect)), np.rint(np.sqrt(target / aspect))
+        fits = np.flatnonzero((cws > 0) & (cws <= w) & (chs > 0) & (chs <= h))
+        if len(fits):
+            cw, ch = int(cws[fits[0]]), int(chs[fits[0]])
+            top, left = rng.random(2)
+            return int(top * (h - ch + 1)), int(left * (w - cw + 1)), ch, cw
         side = min(h, w)  # fallback: centre crop
         return (h - side) // 2, (w - side) // 2, side, side
 

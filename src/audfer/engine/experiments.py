@@ -83,7 +83,7 @@ def epoch_curves(out: Path) -> dict[str, np.ndarray]:
     path = out / "logs" / "metrics.csv"
     if not path.is_file():
         return {}
-    df = pl.read_csv(path)
+    df = pl.read_csv(path, glob=False)
     curves = {}
     for col, name in (("train/ce", "train CE"), ("train/au", "train AU loss"), ("val/war", "val WAR"), ("val/uar", "val UAR")):
         if col in df.columns:
@@ -98,7 +98,7 @@ def _mean_confusion(runs: dict[str, dict]) -> np.ndarray:
 
 
 def _features(out: Path):
-    preds = pl.read_csv(out / "eval" / "predictions.csv", schema_overrides={"clip_id": pl.String})
+    preds = pl.read_csv(out / "eval" / "predictions.csv", glob=False, schema_overrides={"clip_id": pl.String})
     return np.load(out / "eval" / "features.npy"), preds["label"].to_numpy()
 
 

@@ -373,7 +373,7 @@ def _keep_earlier_log(log_file: Path, earlier: bytes) -> None:
     import polars as pl
 
     old = pl.read_csv(io.BytesIO(earlier))
-    new = pl.read_csv(log_file) if log_file.is_file() else old.clear()
+    new = pl.read_csv(log_file, glob=False) if log_file.is_file() else old.clear()
     first = new["epoch"].min() if new.height else None
     if first is not None:
         old = old.filter(pl.col("epoch") < first)
@@ -409,7 +409,7 @@ class _EveryEpoch(Callback):
                 row[k] = float(v)
             except (TypeError, ValueError):
                 continue
-        old = pl.read_csv(self.epochs_csv) if self.epochs_csv.is_file() else pl.DataFrame()
+        old = pl.read_csv(self.epochs_csv, glob=False) if self.epochs_csv.is_file() else pl.DataFrame()
         if old.height:
             old = old.filter(pl.col("epoch") < row["epoch"])
         write_csv(pl.concat([old, pl.DataFrame([row])], how="diagonal_relaxed"), self.epochs_csv)

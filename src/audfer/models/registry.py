@@ -29,13 +29,21 @@ def list_models() -> list[str]:
 
 
 def model_entry(name: str) -> ModelEntry:
+    """The registered model ``name``, or a user's factory ``package.module:factory`` (``audfer.models.custom``)."""
+    from .custom import build_custom, import_factory, is_custom_name
+
+    if is_custom_name(name):
+        import_factory(name)  # an error now, naming the module, not at the first batch
+        return ModelEntry(name, lambda **kw: build_custom(name, **kw), {}, f"user backbone {name} + audfer's heads")
     if name not in _REGISTRY:
         raise AudferError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 
 def create_model(name: str, num_classes: int = 7, au_head: bool = True, **overrides) -> DFERModel:
-    """Build a registered model; ``overrides`` change sizes (width, depth, num_frames, img_size, ...)."""
+    """Build a registered model; ``overrides`` change sizes (width, depth, num_frames, img_size, ...). A name
+    ``package.module:factory`` builds a user's backbone with audfer's expression and AU heads
+    (``audfer.models.custom``); ``overrides`` are then the factory's keyword arguments."""
     entry = model_entry(name)
     kwargs = {**entry.defaults, **overrides}
     try:
