@@ -200,6 +200,55 @@ def test_runs_side_by_side_give_the_same_results_as_one_after_another(synth, tmp
         run_many(unpinned, jobs=2)
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to find the worker processes")
+def test_runs_side_by_side_stop_when_their_parent_is_killed(synth, tmp_path):
+    """A killed ``cv``/``ablate``/``demo`` leaves no orphan training on: each worker stops at a step boundary, its
+    finished epochs saved for ``--resume``."""
+    import signal
+    import time
+
+    outs = [tmp_path / f"r{k}" for k in range(2)]
+    script = ("import sys\nfrom audfer.engine.experiments import run_many\nfrom conftest import tiny_config\n"
+              f"cfgs = [tiny_config({str(synth)!r}, o, 'train.epochs=200', 'train.threads=1') for o in {[str(o) for o in outs]!r}]\n"
+              "run_many(cfgs, jobs=2, log=lambda m: None)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "PYTHONWARNINGS": "ignore"}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((o / "epochs.csv").is_file() for o in outs):  # both workers are training
+            assert time.monotonic() < deadline and parent.poll() is None, "the runs did not start"
+            time.sleep(0.2)
+        workers = _children(parent.pid)
+        assert len(workers) >= 2
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                  for w in workers if Path(f"/proc/{w}").exists()):
+            assert time.monotonic() < deadline, "workers still training 30 s after their parent was killed"
+            time.sleep(0.2)
+    finally:
+        parent.kill()
+        for w in workers if "workers" in locals() else []:
+            if Path(f"/proc/{w}").exists():
+                os.kill(w, signal.SIGKILL)
+    for o in outs:
+        assert (o / "checkpoints" / "last.ckpt").is_file()
+        assert len(pl.read_csv(o / "epochs.csv")) < 200
+
+
 def test_demo_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--clips", "70", "--seeds", "0", "--epochs", "1"]) == 0

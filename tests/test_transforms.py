@@ -36,6 +36,16 @@ def test_crop_box_inside_and_flip():
         top, left, h, w = rrc.box(40, 50, rng)
         assert 0 <= top and top + h <= 40 and 0 <= left and left + w <= 50
         assert 0.08 * 2000 * 0.9 <= h * w <= 2000
+    # no try fits (area 100 % with a non-square aspect never fits): torchvision's fallback, the whole frame when its
+    # aspect is inside [3/4, 4/3], else the centre cut to the nearest bound: 40 x 100 -> 40 x round(40 * 4/3) = 53
+    narrow = RandomResizedCrop(32, scale=(1.0, 1.0), ratio=(1.3, 1.33))  # 50/40 = 1.25 < 1.3: 50 x round(50 / 1.3) = 38
+    assert narrow.box(40, 50, rng) == (1, 0, 38, 50)
+    wide = RandomResizedCrop(32, scale=(1.0, 1.0))
+    assert wide.box(40, 100, rng) == (0, (100 - 53) // 2, 40, 53)
+    assert wide.box(100, 40, rng) == ((100 - 53) // 2, 0, 53, 40)
+    assert wide.box(40, 50, rng) == (0, 0, 40, 50)
+    square = _clip(h=32, w=32)
+    assert RandomResizedCrop(32, scale=(1.0, 1.0))(square, rng) is square  # whole frame at the output size: untouched
     clip = _clip()
     flips = [torch.equal(HorizontalFlip(1.0)(clip, rng), clip.flip(-1)) for _ in range(3)]
     assert all(flips) and torch.equal(HorizontalFlip(1.0)(clip, None), clip)

@@ -62,13 +62,22 @@ class RandomResizedCrop:
             cw, ch = int(cws[fits[0]]), int(chs[fits[0]])
             top, left = rng.random(2)
             return int(top * (h - ch + 1)), int(left * (w - cw + 1)), ch, cw
-        side = min(h, w)  # fallback: centre crop
-        return (h - side) // 2, (w - side) // 2, side, side
+        # fallback, as torchvision: the whole frame, or its centre cut to the nearest allowed aspect ratio
+        if w / h < self.ratio[0]:
+            cw, ch = w, int(round(w / self.ratio[0]))
+        elif w / h > self.ratio[1]:
+            ch, cw = h, int(round(h * self.ratio[1]))
+        else:
+            ch, cw = h, w
+        return (h - ch) // 2, (w - cw) // 2, ch, cw
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
             return _resize(clip, self.size)
-        top, left, ch, cw = self.box(clip.shape[-2], clip.shape[-1], rng)
+        h, w = clip.shape[-2:]
+        top, left, ch, cw = self.box(h, w, rng)
+        if (ch, cw) == (h, w) == (self.size, self.size):  # the whole frame at the output size: nothing to do
+            return clip
         return _resize(clip[..., top:top + ch, left:left + cw], self.size)
 
 

@@ -40,10 +40,41 @@ def run_once(cfg: dict, *, log=print, accept_changes: bool = False) -> dict:
     return json.loads(metrics.read_text())
 
 
+_CHILD = {"in_run": False, "orphaned": False}
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Worker initialiser of ``run_many``: when the parent process is gone (killed, its terminal closed), the worker
+    sends itself SIGTERM, so a run in progress stops at its next step boundary with its finished epochs saved
+    (``--resume`` continues it), and then exits instead of waiting as an orphan for work nobody will send."""
+    import os
+    import signal
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        _CHILD["orphaned"] = True
+        if not _CHILD["in_run"]:
+            os._exit(143)
+        os.kill(os.getpid(), signal.SIGTERM)  # the run stops at its next step; _run_in_child then exits
+
+    threading.Thread(target=watch, name="audfer-parent-watch", daemon=True).start()
+
+
 def _run_in_child(cfg: dict, accept_changes: bool) -> tuple[dict, list[str]]:
     """One run in a worker process of ``run_many``: its metrics and the log lines it wrote."""
+    import os
+
     lines: list[str] = []
-    return run_once(cfg, log=lines.append, accept_changes=accept_changes), lines
+    _CHILD["in_run"] = True
+    try:
+        return run_once(cfg, log=lines.append, accept_changes=accept_changes), lines
+    finally:
+        _CHILD["in_run"] = False
+        if _CHILD["orphaned"]:
+            os._exit(143)
 
 
 def run_many(cfgs: list[dict], *, jobs: int = 1, log=print, accept_changes: bool = False) -> list[dict]:
@@ -68,7 +99,10 @@ def run_many(cfgs: list[dict], *, jobs: int = 1, log=print, accept_changes: bool
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     results: list[dict | None] = [None] * len(cfgs)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(cfgs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+    import os
+
+    with ProcessPoolExecutor(max_workers=min(jobs, len(cfgs)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_stop_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_run_in_child, c, accept_changes): i for i, c in enumerate(cfgs)}
         for future in as_completed(futures):
             metrics, lines = future.result()
