@@ -132,6 +132,25 @@ def test_clip_dataset_items_and_au_masking(tmp_path):
     assert not torch.equal(a, train[0][0])
 
 
+
+@pytest.mark.parametrize("mean, std", [((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+def test_normalising_the_stacked_batch_gives_the_per_clip_values(tmp_path, mean, std):
+    """``batch_normalize`` (training loaders) leaves the final Normalize to the collate function: bit for bit the
+    clips each item would have given, for [0, 1] models and ImageNet mean/std alike."""
+    from audfer.engine.data import collate
+
+    index = list_index(_frames_tree(tmp_path), tmp_path, class_order="dfew7")
+    spec = InputSpec(8, 16, mean, std)
+    kw = dict(num_frames=8, sampling="m3dfel", train=True, seed=3)
+    per_clip = ClipDataset(index, build_transform(spec, train=True, jitter=0.4, scale=(0.5, 1.0)), **kw)
+    batched = ClipDataset(index, build_transform(spec, train=True, jitter=0.4, scale=(0.5, 1.0)), batch_normalize=True, **kw)
+    assert batched[0][0].dtype == torch.uint8 and batched.normalize is not None
+    items = [(1, i) for i in range(len(index))]
+    want = collate([per_clip[it] for it in items])
+    got = collate([batched[it] for it in items], normalize=batched.normalize)
+    assert torch.equal(got[0], want[0]) and got[0].dtype == torch.float32 and got[4] == want[4]
+    erasing = ClipDataset(index, build_transform(spec, train=True, erasing=0.5), batch_normalize=True, **kw)
+    assert erasing.normalize is None and erasing[0][0].dtype == torch.float32  # erasing follows Normalize: stays per clip
 def test_video_files_and_bad_frames(fixtures, tmp_path):
     video = fixtures / "video" / "single_face.mp4"
     frames = read_frames(video, np.array([0, 71]))

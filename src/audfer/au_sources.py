@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .errors import AudferError
+from .errors import AudferError, InputError
 from .vocab import AUS, AUS_INTENSITY, INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 __all__ = [
@@ -63,13 +63,13 @@ class AUColumn:
 
     def __post_init__(self) -> None:
         if self.au not in AUS:
-            raise AudferError(f"column {self.column!r}: {self.au!r} is not one of OpenFace's 18 AUs ({', '.join(AUS)})")
+            raise InputError(f"column {self.column!r}: {self.au!r} is not one of OpenFace's 18 AUs ({', '.join(AUS)})")
         if self.kind not in KINDS:
-            raise AudferError(f"column {self.column!r}: kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+            raise InputError(f"column {self.column!r}: kind {self.kind!r}; expected one of {', '.join(KINDS)}")
         if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale) and self.scale > 0):
-            raise AudferError(f"column {self.column!r}: scale {self.scale!r}; expected a positive number (5 or 1)")
+            raise InputError(f"column {self.column!r}: scale {self.scale!r}; expected a positive number (5 or 1)")
         if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold <= 5):
-            raise AudferError(f"column {self.column!r}: threshold {self.threshold!r}; expected a number in (0, 5]")
+            raise InputError(f"column {self.column!r}: threshold {self.threshold!r}; expected a number in (0, 5]")
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def _header(path: Path) -> list[str]:
         with open(path, "rb") as fh:
             first = fh.readline()
     except OSError as exc:
-        raise AudferError(f"{path}: cannot read AU file ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read AU file ({exc.strerror})") from None
     text = first.decode("utf-8", "replace").lstrip("\ufeff").replace("\r", "").replace("\n", "")
     return [c.strip().strip('"') for c in text.split(",")]
 
@@ -223,7 +223,7 @@ def detect_source(path: str | os.PathLike, header: list[str] | None = None) -> s
     if any(_LIBREFACE_COLUMN.match(c) for c in have):
         return "libreface"
     shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-    raise AudferError(
+    raise InputError(
         f"{path}: unrecognised AU file header ({shown}); expected OpenFace 2.x (AU01_r ... AU45_c), py-feat "
         f"(AU01 ... AU43 with FaceScore/input), LibreFace (au_1 ..., au_1_intensity ...), or use --source table "
         f"with --mapping for any other per-frame table")
@@ -251,38 +251,38 @@ def read_mapping_file(path: str | os.PathLike) -> AUMapping:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise AudferError(f"{path}: cannot read AU mapping file ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read AU mapping file ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise AudferError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("aus"), list) or not data["aus"]:
-        raise AudferError(f"{path}: an AU mapping needs a non-empty 'aus' list of {{column, au, kind}} entries")
+        raise InputError(f"{path}: an AU mapping needs a non-empty 'aus' list of {{column, au, kind}} entries")
     unknown = set(data) - _MAPPING_KEYS
     if unknown:
-        raise AudferError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_MAPPING_KEYS))}")
+        raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_MAPPING_KEYS))}")
     cols = []
     for i, entry in enumerate(data["aus"], start=1):
         if not isinstance(entry, dict) or not {"column", "au", "kind"} <= set(entry):
-            raise AudferError(f"{path}: aus entry {i}: expected a mapping with column, au and kind")
+            raise InputError(f"{path}: aus entry {i}: expected a mapping with column, au and kind")
         bad = set(entry) - _COLUMN_KEYS
         if bad:
-            raise AudferError(f"{path}: aus entry {i}: unknown key(s) {', '.join(sorted(bad))}")
+            raise InputError(f"{path}: aus entry {i}: unknown key(s) {', '.join(sorted(bad))}")
         try:
             cols.append(AUColumn(str(entry["column"]), str(entry["au"]).upper(), str(entry["kind"]),
                                  entry.get("scale", 5.0), entry.get("threshold", INTENSITY_THRESHOLD)))
         except AudferError as exc:
-            raise AudferError(f"{path}: aus entry {i}: {exc}") from None
+            raise InputError(f"{path}: aus entry {i}: {exc}") from None
     seen: dict[tuple[str, str], str] = {}
     for c in cols:
         key = (c.au, c.kind)
         if key in seen:
-            raise AudferError(f"{path}: {c.au} is mapped twice as {c.kind} ({seen[key]} and {c.column})")
+            raise InputError(f"{path}: {c.au} is mapped twice as {c.kind} ({seen[key]} and {c.column})")
         seen[key] = c.column
     base = data.get("frame_base", 1)
     if base not in (0, 1):
-        raise AudferError(f"{path}: frame_base {base!r}; expected 0 or 1")
+        raise InputError(f"{path}: frame_base {base!r}; expected 0 or 1")
     scale = data.get("timestamp_scale", 1.0)
     if not isinstance(scale, (int, float)) or not scale > 0:
-        raise AudferError(f"{path}: timestamp_scale {scale!r}; expected a positive number")
+        raise InputError(f"{path}: timestamp_scale {scale!r}; expected a positive number")
     meta = {k: (str(data[k]) if data.get(k) is not None else None) for k in ("frame", "timestamp", "confidence", "success")}
     return AUMapping("table", tuple(cols), frame_base=base, timestamp_scale=float(scale), **meta)
 
@@ -294,14 +294,14 @@ def _read_raw(path: Path) -> pl.DataFrame:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise AudferError(f"{path}: cannot read AU file ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read AU file ({exc.strerror})") from None
     raw = raw.removeprefix(b"\xef\xbb\xbf")
     if not raw.strip():
-        raise AudferError(f"{path}: empty file; expected a per-frame AU table with a header row")
+        raise InputError(f"{path}: empty file; expected a per-frame AU table with a header row")
     try:
         df = pl.read_csv(raw, infer_schema=False, truncate_ragged_lines=False)
     except Exception as exc:  # polars raises several types for malformed CSV
-        raise AudferError(f"{path}: cannot parse as CSV ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: cannot parse as CSV ({str(exc).splitlines()[0]})") from None
     return df.rename({c: c.strip() for c in df.columns})
 
 
@@ -312,11 +312,11 @@ def _numbers(path: Path, df: pl.DataFrame, col: str) -> np.ndarray:
     bad = df.with_row_index().filter(parsed.is_null() & values.is_not_null() & (values != "")
                                      & ~values.str.to_lowercase().is_in(["nan", "na", "none"]))
     if bad.height:
-        raise AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r} is not a number")
+        raise InputError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r} is not a number")
     out = parsed.to_numpy().astype(np.float64)
     inf = np.flatnonzero(np.isinf(out))
     if inf.size:
-        raise AudferError(f"{path}: row {int(inf[0]) + 2}, column {col}: {df[col][int(inf[0])]!r}; expected a finite number")
+        raise InputError(f"{path}: row {int(inf[0]) + 2}, column {col}: {df[col][int(inf[0])]!r}; expected a finite number")
     return out
 
 
@@ -328,7 +328,7 @@ def _check_range(path: Path, col: AUColumn, values: np.ndarray) -> None:
     if not ok.all():
         r = int(np.flatnonzero(~ok)[0])
         want = "0 or 1" if col.kind == "presence" else f"a {col.kind} in [0, {hi:g}]"
-        raise AudferError(f"{path}: row {r + 2}, column {col.column}: {values[r]:g}; expected {want}")
+        raise InputError(f"{path}: row {r + 2}, column {col.column}: {values[r]:g}; expected {want}")
 
 
 def _frame_numbers(path: Path, df: pl.DataFrame, mapping: AUMapping) -> np.ndarray:
@@ -344,17 +344,17 @@ def _frame_numbers(path: Path, df: pl.DataFrame, mapping: AUMapping) -> np.ndarr
             rank = {str(p): i + 1 for i, p in enumerate(order)}
             return np.array([rank[str(Path(str(p)))] for p in inputs], np.int64)
         if len(distinct) > 1:
-            raise AudferError(f"{path}: holds {len(distinct)} videos (input {distinct[0]!r}, {distinct[1]!r}, ...); "
+            raise InputError(f"{path}: holds {len(distinct)} videos (input {distinct[0]!r}, {distinct[1]!r}, ...); "
                               f"expected one py-feat CSV per clip")
     if mapping.frame is None or mapping.frame not in df.columns:
         if mapping.frame is not None and mapping.source == "table":
-            raise AudferError(f"{path}: no column {mapping.frame!r} (the mapping's frame column)")
+            raise InputError(f"{path}: no column {mapping.frame!r} (the mapping's frame column)")
         return np.arange(1, n + 1, dtype=np.int64)
     raw = _numbers(path, df, mapping.frame)
     bad = np.flatnonzero(np.isnan(raw) | (raw < 0) | (raw != np.round(raw)))
     if bad.size:
         r = int(bad[0])
-        raise AudferError(f"{path}: row {r + 2}, column {mapping.frame}: {df[mapping.frame][r]!r}; expected a frame "
+        raise InputError(f"{path}: row {r + 2}, column {mapping.frame}: {df[mapping.frame][r]!r}; expected a frame "
                           f"number (an integer >= {mapping.frame_base})")
     return raw.astype(np.int64) + (1 - mapping.frame_base)
 
@@ -370,7 +370,7 @@ def read_au_file(path: str | os.PathLike, source: str = "auto", *, mapping: AUMa
     face): the largest face box is kept (ties: the higher ``FaceScore``)."""
     path = Path(path)
     if source not in (*SOURCES, "auto"):
-        raise AudferError(f"unknown AU source {source!r}; expected one of {', '.join(SOURCES)} or auto")
+        raise InputError(f"unknown AU source {source!r}; expected one of {', '.join(SOURCES)} or auto")
     if source == "auto":
         source = "table" if mapping is not None else detect_source(path)
     if source == "openface":
@@ -379,20 +379,20 @@ def read_au_file(path: str | os.PathLike, source: str = "auto", *, mapping: AUMa
         return read_openface(path, face_id=face_id, strict=strict), "openface"
     if source == "table":
         if mapping is None:
-            raise AudferError(f"{path}: --source table needs --mapping (a YAML file naming each AU column)")
+            raise InputError(f"{path}: --source table needs --mapping (a YAML file naming each AU column)")
     else:
         mapping = MAPPINGS[source]
     df = _read_raw(path)
     missing = [c.column for c in mapping.columns if c.column not in df.columns]
     if missing:
         hint = {"pyfeat": "py-feat 2.x Detector output", "libreface": "LibreFace video output"}.get(source, "the mapping")
-        raise AudferError(f"{path}: missing AU column(s) {', '.join(missing)} ({source}: expected {hint})")
+        raise InputError(f"{path}: missing AU column(s) {', '.join(missing)} ({source}: expected {hint})")
     for meta in ("confidence", "success", "timestamp"):
         name = getattr(mapping, meta)
         if source == "table" and name is not None and name not in df.columns:
-            raise AudferError(f"{path}: no column {name!r} (the mapping's {meta} column)")
+            raise InputError(f"{path}: no column {name!r} (the mapping's {meta} column)")
     if df.height == 0:
-        raise AudferError(f"{path}: no rows; expected one row per frame")
+        raise InputError(f"{path}: no rows; expected one row per frame")
 
     values = {c.column: _numbers(path, df, c.column) for c in mapping.columns}
     block = np.stack(list(values.values()), axis=1)
@@ -401,7 +401,7 @@ def read_au_file(path: str | os.PathLike, source: str = "auto", *, mapping: AUMa
     if partial.any():
         r = int(np.flatnonzero(partial)[0])
         col = next(c for c, v in values.items() if np.isnan(v[r]))
-        raise AudferError(f"{path}: row {r + 2}, column {col}: empty or NaN while the row's other AU cells are filled")
+        raise InputError(f"{path}: row {r + 2}, column {col}: empty or NaN while the row's other AU cells are filled")
     for c in mapping.columns:
         _check_range(path, c, values[c.column])
 
@@ -412,7 +412,7 @@ def read_au_file(path: str | os.PathLike, source: str = "auto", *, mapping: AUMa
         success = _numbers(path, df, mapping.success)
         if not np.isin(success, (0.0, 1.0)).all():
             r = int(np.flatnonzero(~np.isin(success, (0.0, 1.0)))[0])
-            raise AudferError(f"{path}: row {r + 2}, column {mapping.success}: {df[mapping.success][r]!r}; expected 0 or 1")
+            raise InputError(f"{path}: row {r + 2}, column {mapping.success}: {df[mapping.success][r]!r}; expected 0 or 1")
         success = (success == 1) & ~empty_row
     else:
         success = ~empty_row
@@ -424,7 +424,7 @@ def read_au_file(path: str | os.PathLike, source: str = "auto", *, mapping: AUMa
         if source != "pyfeat":
             _, first = np.unique(frame, return_index=True)
             rows = sorted(set(range(n)) - set(first.tolist()))
-            raise AudferError(f"{path}: row {rows[0] + 2}: frame {frame[rows[0]] - (1 - mapping.frame_base)} appears "
+            raise InputError(f"{path}: row {rows[0] + 2}: frame {frame[rows[0]] - (1 - mapping.frame_base)} appears "
                               f"twice; expected one row per frame")
         area = np.ones(n)
         if {"FaceRectWidth", "FaceRectHeight"} <= set(df.columns):

@@ -293,7 +293,7 @@ def _number(text: str, flag: str) -> float:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the whole method on built-in synthetic data: K, pos-weights, training with/without AU loss, report")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: the current folder)")
-    p.add_argument("--clips", type=_ranged(int, 70, 100000), default=1000, help="synthetic clips (default 1000; 70..100000)")
+    p.add_argument("--clips", type=_ranged(int, 70, 100000), default=1500, help="synthetic clips (default 1500; 70..100000)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")
     p.add_argument("--epochs", type=_ranged(int, 1, 10000), default=None, help="training epochs (default: the synthetic_small config's)")
     p.add_argument("--seed", type=_ranged(int, 0), default=0, help="seed of the synthetic data")

@@ -1,11 +1,42 @@
-"""The one exception type audfer raises for bad input."""
+"""audfer's one exception family. Every error audfer raises for something outside the code (a file, a config, a
+checkpoint, a video) is an ``AudferError``: the message names the file, row/column or key and what was expected;
+the CLI prints it as one line and exits with status 2 (``TrainingStopped``: the signal's status).
+
+``AudferError`` subclasses ``ValueError``, so code that caught ``ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 
 class AudferError(ValueError):
-    """Bad input: the message names the file, row/column and what was expected.
+    """Bad input of any kind; the base of the family."""
 
-    The CLI prints it as one line and exits with status 2.
-    """
+
+class InputError(AudferError):
+    """A data file (AU CSV, label list, split file, frame folder, video, knowledge or pos-weight table) that is not
+    what it should be."""
+
+
+class ConfigError(AudferError):
+    """A config key, value or combination of options that cannot work (names key, value and source)."""
+
+
+class CheckpointError(AudferError):
+    """A checkpoint that is missing, not a checkpoint, or does not fit the model."""
+
+
+class NoFaceError(InputError):
+    """No face was found in a video."""
+
+
+class UnreadableFrameError(InputError):
+    """A frame image that OpenCV cannot decode (``.path`` names it)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path}: unreadable frame image")
+        self.path = path
 
 
 class TrainingStopped(AudferError):

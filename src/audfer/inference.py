@@ -28,13 +28,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from .errors import AudferError
+from .errors import AudferError, NoFaceError  # noqa: F401 - NoFaceError: part of this API
 from .evaluation import class_names
 from .vocab import AUS
 
 
-class NoFaceError(AudferError):
-    """No face was found in a video."""
 
 
 class VideoWarning(UserWarning):

@@ -29,7 +29,7 @@ from importlib import resources
 import numpy as np
 import polars as pl
 
-from .errors import AudferError
+from .errors import InputError
 from .io import expression_table
 from .vocab import AUS, AUS_INTENSITY, EXPRESSIONS, INTENSITY_COLUMNS
 
@@ -77,10 +77,10 @@ def knowledge_with_unmeasured(medians: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if part.any():
         au = np.asarray(AUS)[measured][part][0]
         e = EXPRESSIONS[int(np.flatnonzero(np.isnan(medians[:, AUS.index(au)]))[0])]
-        raise AudferError(f"§3.1: no kept frame measured {au} for expression {e} (its tool lacks {au}) while other "
+        raise InputError(f"§3.1: no kept frame measured {au} for expression {e} (its tool lacks {au}) while other "
                           f"expressions have it; use one AU tool per dataset, or leave {au} out")
     if not measured.any():
-        raise AudferError("§3.1: no AU intensity was measured at all; K needs intensities (OpenFace AUxx_r, "
+        raise InputError("§3.1: no AU intensity was measured at all; K needs intensities (OpenFace AUxx_r, "
                           "LibreFace au_n_intensity, or py-feat probabilities)")
     seen = medians[:, measured]
     shift = (seen.max() + seen.min()) / 2.0
@@ -151,7 +151,7 @@ def extract_knowledge(
     p0..p6``) with ``theta`` keeps only frames whose probability for their own label is > θ.
     """
     if zeros not in ZERO_POLICIES:
-        raise AudferError(f"unknown zero policy {zeros!r}; expected keep or interpolate")
+        raise InputError(f"unknown zero policy {zeros!r}; expected keep or interpolate")
     dropped: dict[str, int] = {}
     n0 = frames.height
     if labels is not None:
@@ -161,7 +161,7 @@ def extract_knowledge(
         data = frames.filter(pl.col("label").is_not_null())
         dropped["unannotated frame"] = n0 - data.height
     else:
-        raise AudferError("extract_knowledge needs clip labels or a per-frame 'label' column")
+        raise InputError("extract_knowledge needs clip labels or a per-frame 'label' column")
     valid = pl.col("success") == 1
     if min_confidence is not None:
         valid = valid & (pl.col("confidence") >= min_confidence)
@@ -172,11 +172,11 @@ def extract_knowledge(
         data = interpolate_zeros(data)
     if frame_probs is not None:
         if theta is None:
-            raise AudferError("frame probabilities given without a threshold theta")
+            raise InputError("frame probabilities given without a threshold theta")
         pcols = [f"p{i}" for i in range(len(EXPRESSIONS))]
         missing = [c for c in ("clip_id", "frame", *pcols) if c not in frame_probs.columns]
         if missing:
-            raise AudferError(f"frame probabilities lack column(s) {', '.join(missing)}; expected clip_id,frame,p0..p6")
+            raise InputError(f"frame probabilities lack column(s) {', '.join(missing)}; expected clip_id,frame,p0..p6")
         probs = frame_probs.select(
             pl.col("clip_id").cast(pl.String), pl.col("frame").cast(pl.Int64), *[pl.col(c).cast(pl.Float64) for c in pcols]
         )
@@ -185,7 +185,7 @@ def extract_knowledge(
                              on=["clip_id", "frame"], how="anti")
         if unknown.height:
             first = unknown.row(0, named=True)
-            raise AudferError(f"frame probabilities: {unknown.height} row(s) name frames that are not in the OpenFace table "
+            raise InputError(f"frame probabilities: {unknown.height} row(s) name frames that are not in the OpenFace table "
                               f"(first: clip {first['clip_id']}, frame {first['frame']}); frame numbers must be OpenFace's "
                               f"1-based frame column")
         n2 = data.height
@@ -196,7 +196,7 @@ def extract_knowledge(
         data = data.filter(own > theta)
         dropped[f"p(label) <= {theta}"] = n3 - data.height
     elif theta is not None:
-        raise AudferError("a threshold theta needs frame probabilities (--frame-probs)")
+        raise InputError("a threshold theta needs frame probabilities (--frame-probs)")
 
     stats = data.group_by("label").agg(
         pl.len().alias("frames"), pl.col("clip_id").n_unique().alias("clips"),
@@ -212,7 +212,7 @@ def extract_knowledge(
         n_frames[i], n_clips[i] = rec["frames"], rec["clips"]
     empty = [EXPRESSIONS[i] for i in range(k) if n_frames[i] == 0]
     if empty:
-        raise AudferError(
+        raise InputError(
             f"no kept frame for expression(s) {', '.join(empty)}; cannot compute their medians "
             f"(frames dropped: {', '.join(f'{r} {n}' for r, n in dropped.items() if n) or 'none'})"
         )
@@ -232,23 +232,23 @@ def combine_knowledge(matrices: list[np.ndarray], shift: float | str = DEFAULT_S
     rule: the sigmoid of the mean of all other pre-sigmoid entries (what summing the per-dataset fills
     gives, so ``combine_knowledge`` reproduces the shipped matrix's AU28)."""
     if not matrices:
-        raise AudferError("combine_knowledge needs at least one matrix")
+        raise InputError("combine_knowledge needs at least one matrix")
     stack = np.stack([np.asarray(m, dtype=np.float64) for m in matrices])
     if stack.shape[1:] != (len(EXPRESSIONS), len(AUS)):
-        raise AudferError(f"knowledge matrices must be {len(EXPRESSIONS)}x{len(AUS)}, got {stack.shape[1:]}")
+        raise InputError(f"knowledge matrices must be {len(EXPRESSIONS)}x{len(AUS)}, got {stack.shape[1:]}")
     if isinstance(shift, str):
         if shift != "auto":
-            raise AudferError(f"shift must be a number or 'auto', got {shift!r}")
+            raise InputError(f"shift must be a number or 'auto', got {shift!r}")
         shift = len(matrices) / 2.0
     if measured is None or all(m is None for m in measured):
         return _sigmoid(stack.sum(axis=0) - float(shift))
     if len(measured) != len(matrices):
-        raise AudferError(f"combine_knowledge: {len(measured)} measured masks for {len(matrices)} matrices")
+        raise InputError(f"combine_knowledge: {len(measured)} measured masks for {len(matrices)} matrices")
     mask = np.stack([np.ones(len(AUS), bool) if m is None else np.asarray(m, bool) for m in measured])
     n = mask.sum(axis=0)
     pre = (stack * mask[:, None, :]).sum(axis=0) - float(shift) * n / len(matrices)
     none = n == 0
     if none.all():
-        raise AudferError("combine_knowledge: no source measured any AU")
+        raise InputError("combine_knowledge: no source measured any AU")
     pre[:, none] = pre[:, ~none].mean()
     return _sigmoid(pre)

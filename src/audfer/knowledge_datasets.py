@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from .data.annotations import affwild2_frame_labels, clip_key, dfew_labels, ferv39k_labels, mafw_labels, ravdess_labels
-from .errors import AudferError
+from .errors import AudferError, InputError
 from .io import expression_table, read_clip_labels, read_csv_table, write_csv
 from .knowledge import DEFAULT_SHIFT, KnowledgeResult, combine_knowledge, extract_knowledge
 from .openface import read_au_dir
@@ -47,14 +47,14 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
-            raise AudferError(f"unknown dataset {self.name!r}; expected one of {', '.join(DATASETS)}")
+            raise InputError(f"unknown dataset {self.name!r}; expected one of {', '.join(DATASETS)}")
         self.label = self.label or self.name
 
 
 def _need(spec: DatasetSpec, attr: str, flag: str):
     value = getattr(spec, attr)
     if value is None:
-        raise AudferError(f"dataset {spec.name}: needs {flag}")
+        raise InputError(f"dataset {spec.name}: needs {flag}")
     return value
 
 
@@ -100,7 +100,7 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[Knowledg
         counts["labelled clips without OpenFace CSV"] = labels.filter(~pl.col("clip_id").is_in(list(have))).height
         counts["OpenFace clips without label"] = len(have - set(labels["clip_id"].to_list()))
         if labels.height and have and not have & set(labels["clip_id"].to_list()):
-            raise AudferError(f"dataset {spec.name}: no labelled clip has an AU CSV in {spec.openface_dir} (labels e.g. "
+            raise InputError(f"dataset {spec.name}: no labelled clip has an AU CSV in {spec.openface_dir} (labels e.g. "
                               f"{', '.join(labels['clip_id'].head(3).to_list())}; CSV clip ids e.g. {', '.join(sorted(have)[:3])}); "
                               f"the labels and the AU folder do not describe the same clips")
     probs = None
@@ -136,7 +136,7 @@ def measured_from_sidecar(path: str | Path):
         return None
     bad = [a for a in record["unmeasured_aus"] if a not in AUS]
     if bad:
-        raise AudferError(f"{path}: provenance lists unknown AU(s) {', '.join(map(str, bad))} as unmeasured")
+        raise InputError(f"{path}: provenance lists unknown AU(s) {', '.join(map(str, bad))} as unmeasured")
     return np.array([a not in record["unmeasured_aus"] for a in AUS])
 
 
@@ -150,7 +150,7 @@ def _check_config_values(config: dict) -> None:
 
     extra = set(config) - {"datasets", "shift", "out", "heatmap"}
     if extra:
-        raise AudferError(f"knowledge config: unknown key(s) {', '.join(sorted(extra))}; expected datasets, shift, out, heatmap")
+        raise InputError(f"knowledge config: unknown key(s) {', '.join(sorted(extra))}; expected datasets, shift, out, heatmap")
     if "out" in config and not (isinstance(config["out"], str) and config["out"].strip()):
         raise _bad("", "out", config["out"], "a CSV file name (default K.csv)")
     if "heatmap" in config and config["heatmap"] is not None and not (isinstance(config["heatmap"], str) and config["heatmap"].strip()):
@@ -196,17 +196,17 @@ def _checked_frame_probs(path, probs: pl.DataFrame) -> pl.DataFrame:
     frame = probs["frame"].str.strip_chars().cast(pl.Int64, strict=False)
     bad = probs.filter(frame.is_null())
     if bad.height:
-        raise AudferError(f"{path}: row {int(bad['_row'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected an integer frame number")
+        raise InputError(f"{path}: row {int(bad['_row'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected an integer frame number")
     out = probs.with_columns(frame.alias("frame"))
     for c in pcols:
         v = out[c].str.strip_chars().cast(pl.Float64, strict=False)
         bad = out.filter(v.is_null() | v.is_nan() | (v < 0) | (v > 1))
         if bad.height:
-            raise AudferError(f"{path}: row {int(bad['_row'][0]) + 2}, column {c}: {bad[c][0]!r}; expected a probability in [0, 1]")
+            raise InputError(f"{path}: row {int(bad['_row'][0]) + 2}, column {c}: {bad[c][0]!r}; expected a probability in [0, 1]")
         out = out.with_columns(v.alias(c))
     dup = out.filter(pl.struct("clip_id", "frame").is_duplicated())
     if dup.height:
-        raise AudferError(f"{path}: rows {int(dup['_row'][0]) + 2} and {int(dup['_row'][1]) + 2}: clip {dup['clip_id'][0]} frame "
+        raise InputError(f"{path}: rows {int(dup['_row'][0]) + 2} and {int(dup['_row'][1]) + 2}: clip {dup['clip_id'][0]} frame "
                           f"{int(dup['frame'][0])} appears twice; expected one row per frame")
     return out.drop("_row")
 
@@ -216,17 +216,17 @@ def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) ->
     ``shift`` (number or ``auto``), ``out`` (combined K.csv), ``heatmap`` (PNG, optional).
     Relative paths are taken relative to ``base`` (the config file's folder)."""
     if not isinstance(config, dict) or not isinstance(config.get("datasets"), list) or not config["datasets"]:
-        raise AudferError("knowledge config needs a non-empty 'datasets' list")
+        raise InputError("knowledge config needs a non-empty 'datasets' list")
     _check_config_values(config)
     allowed = {f.name for f in fields(DatasetSpec)}
     out = base / str(config.get("out", "K.csv"))
     matrices, results, measured = [], {}, []
     for i, entry in enumerate(config["datasets"], start=1):
         if not isinstance(entry, dict) or "name" not in entry:
-            raise AudferError(f"knowledge config: dataset {i} needs a 'name'")
+            raise InputError(f"knowledge config: dataset {i} needs a 'name'")
         unknown = set(entry) - allowed
         if unknown:
-            raise AudferError(f"knowledge config: dataset {i}: unknown key(s) {', '.join(sorted(unknown))}")
+            raise InputError(f"knowledge config: dataset {i}: unknown key(s) {', '.join(sorted(unknown))}")
         _check_entry_values(i, entry)
         entry = {k: (base / v if k in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping")
                      and v is not None else v)

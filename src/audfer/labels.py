@@ -24,7 +24,7 @@ from importlib import resources
 import numpy as np
 import polars as pl
 
-from .errors import AudferError
+from .errors import InputError
 from .io import expression_table, read_csv_table
 from .vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, expression_index
 
@@ -52,7 +52,7 @@ def video_au_labels(
     if min_confidence is not None:
         valid = valid & (pl.col("confidence") >= min_confidence)
     if min_confidence is not None and frames.height and frames["confidence"].null_count():
-        raise AudferError("--min-confidence: the AU source gives no face confidence for some frames "
+        raise InputError("--min-confidence: the AU source gives no face confidence for some frames "
                           "(e.g. LibreFace writes none); leave the option out")
     agg = [pl.len().cast(pl.Int64).alias("n_frames"), valid.cast(pl.Int64).sum().alias("n_valid")]
     agg += [
@@ -83,7 +83,7 @@ def read_au_labels(path) -> pl.DataFrame:
     for au in AUS:
         bad = df.with_row_index().filter(pl.col(au).is_not_null() & ~pl.col(au).str.strip_chars().is_in(["0", "1", ""]))
         if bad.height:
-            raise AudferError(f"{path}: row {int(bad['index'][0]) + 2}, column {au}: {bad[au][0]!r}; expected 0, 1 or empty")
+            raise InputError(f"{path}: row {int(bad['index'][0]) + 2}, column {au}: {bad[au][0]!r}; expected 0, 1 or empty")
     return df.select(
         pl.col("clip_id").str.strip_chars(),
         *[pl.col(au).str.strip_chars().replace("", None).cast(pl.Int8) for au in AUS],
@@ -147,7 +147,7 @@ def pos_weights(
 ) -> PosWeights:
     """Eq. 6 (global), 7 (distinct) or 8 (minor) from video AU labels and clip labels."""
     if strategy not in STRATEGIES:
-        raise AudferError(f"unknown pos-weight strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        raise InputError(f"unknown pos-weight strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     joined = clip_labels.select("clip_id", "label").join(au_labels.select("clip_id", *AUS), on="clip_id", how="left")
     has_any = pl.any_horizontal(pl.col(au).is_not_null() for au in AUS)
     n_missing = joined.filter(~has_any).height
@@ -193,9 +193,9 @@ def official_pos_weights(dataset: str, strategy: str) -> np.ndarray:
     data = json.loads(resources.files("audfer.resources").joinpath("official_constants.json").read_text())
     key = dataset.strip().upper().replace("-", "")
     if key not in data["pos_weight"]:
-        raise AudferError(f"no official pos-weight preset for {dataset!r}; expected dfew or ferv39k")
+        raise InputError(f"no official pos-weight preset for {dataset!r}; expected dfew or ferv39k")
     if strategy not in STRATEGIES:
-        raise AudferError(f"unknown pos-weight strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        raise InputError(f"unknown pos-weight strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     table = data["pos_weight"][key]
     if strategy == "global":
         return np.tile(np.asarray(table["global"], dtype=np.float64), (len(EXPRESSIONS), 1))

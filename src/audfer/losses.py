@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .vocab import AUS, EXPRESSIONS
+from .errors import ConfigError
 
 __all__ = ["AULoss", "AUDFERLoss", "AUDFERLossOutput", "mix_batch_targets", "element_mask"]
 
@@ -53,9 +54,9 @@ class AULoss(nn.Module):
         super().__init__()
         k = _as_tensor(knowledge).float()
         if k.ndim != 2 or k.shape[1] != len(AUS):
-            raise ValueError(f"knowledge must be (num_classes, {len(AUS)}), got {tuple(k.shape)}")
+            raise ConfigError(f"knowledge must be (num_classes, {len(AUS)}), got {tuple(k.shape)}")
         if reduction not in ("mean", "sum_aus"):
-            raise ValueError("reduction must be 'mean' (the authors' code) or 'sum_aus' (Eq. 9 literally)")
+            raise ConfigError("reduction must be 'mean' (the authors' code) or 'sum_aus' (Eq. 9 literally)")
         self.register_buffer("knowledge", k)
         self.scale = float(scale)
         self.reduction = reduction
@@ -69,7 +70,7 @@ class AULoss(nn.Module):
             elif pw.shape == k.shape:
                 self.pos_weight_mode = "table"
             else:
-                raise ValueError(f"pos_weight must be ({len(AUS)},) or {tuple(k.shape)}, got {tuple(pw.shape)}")
+                raise ConfigError(f"pos_weight must be ({len(AUS)},) or {tuple(k.shape)}, got {tuple(pw.shape)}")
             self.register_buffer("pos_weight", pw)
 
     def _rows(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +109,7 @@ class AUDFERLoss(nn.Module):
                  scale: float = 5.0, reduction: str = "mean") -> None:
         super().__init__()
         if not 0.0 <= au_weight <= 1.0:
-            raise ValueError(f"au_weight (λ) must be in [0, 1], got {au_weight}")
+            raise ConfigError(f"au_weight (λ) must be in [0, 1], got {au_weight}")
         self.au_loss = AULoss(knowledge, pos_weight, scale, reduction)
         self.au_weight = float(au_weight)
         self.label_smoothing = float(label_smoothing)

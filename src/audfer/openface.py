@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .errors import AudferError
+from .errors import AudferError, ConfigError, InputError
 from .io import write_json, write_parquet
 from .vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
@@ -98,7 +98,7 @@ def _parse_careful(path: Path, raw: bytes, names: list[str], wanted: list[str]) 
     nulls = [c for c in wanted if df[c].null_count()]
     if nulls:
         row = int(df.with_row_index().filter(pl.col(nulls[0]).is_null())["index"][0]) + 2
-        raise AudferError(f"{path}: row {row}, column {nulls[0]}: empty cell; expected a number")
+        raise InputError(f"{path}: row {row}, column {nulls[0]}: empty cell; expected a number")
     return df
 
 
@@ -155,22 +155,22 @@ def read_openface(
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise AudferError(f"{path}: cannot read OpenFace CSV ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read OpenFace CSV ({exc.strerror})") from None
     raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (files saved by Excel/Notepad)
     head_end = raw.find(b"\n")
     header = raw if head_end < 0 else raw[:head_end]
     # Values are numbers: every space, tab and CR is a separator artefact of some OpenFace build.
     names = header.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"").decode("utf-8", "replace").split(",")
     if names == [""]:
-        raise AudferError(f"{path}: empty file; expected an OpenFace CSV with a header row")
+        raise InputError(f"{path}: empty file; expected an OpenFace CSV with a header row")
     if "face" in names and "frame" not in names:  # FaceLandmarkImg: one row per detected face
         names = ["face_id" if n == "face" else n for n in names]
     missing = [c for c in AU_COLUMNS if c not in names]
     if missing:
         hint = " (a landmarks-only run? rerun OpenFace with -aus)" if len(missing) == len(AU_COLUMNS) else ""
-        raise AudferError(f"{path}: missing AU column(s) {', '.join(missing)}{hint}")
+        raise InputError(f"{path}: missing AU column(s) {', '.join(missing)}{hint}")
     if "confidence" not in names:
-        raise AudferError(f"{path}: missing column confidence; is this an OpenFace CSV?")
+        raise InputError(f"{path}: missing column confidence; is this an OpenFace CSV?")
 
     last_start = raw.rfind(b"\n") + 1
     if not raw.endswith(b"\n") and last_start > 0 and raw[last_start:].strip():
@@ -179,7 +179,7 @@ def read_openface(
             row = raw.count(b"\n", 0, last_start) + 1
             msg = f"{path}: row {row} is cut off ({n_fields} of {len(names)} fields)"
             if strict:
-                raise AudferError(msg)
+                raise InputError(msg)
             warnings.warn(msg + "; dropped it", OpenFaceWarning, stacklevel=2)
             raw = raw[:last_start]
 
@@ -216,7 +216,7 @@ def read_openface(
     faces = out["face_id"].unique()
     if face_id is not None:
         if face_id not in faces.to_list():
-            raise AudferError(f"{path}: face_id {face_id} not found; the file has {sorted(faces.to_list())}")
+            raise InputError(f"{path}: face_id {face_id} not found; the file has {sorted(faces.to_list())}")
         out = out.filter(pl.col("face_id") == face_id)
     elif len(faces) > 1:
         best = (
@@ -314,23 +314,23 @@ def read_au_dir(
 
     from .au_sources import SOURCES
     if on_error not in ("raise", "skip"):
-        raise ValueError("on_error must be 'raise' or 'skip'")
+        raise ConfigError("on_error must be 'raise' or 'skip'")
     directory = Path(directory)
     if not directory.is_dir():
-        raise AudferError(f"{directory}: OpenFace folder not found")
+        raise InputError(f"{directory}: OpenFace folder not found")
     paths = sorted(p for p in directory.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
     if not paths:
-        raise AudferError(f"{directory}: no OpenFace .csv files found")
+        raise InputError(f"{directory}: no OpenFace .csv files found")
     stems = [p.stem for p in paths]
     dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) != len(stems) else set()
     if dup:
-        raise AudferError(f"{directory}: clip id {sorted(dup)[0]!r} appears in more than one file")
+        raise InputError(f"{directory}: clip id {sorted(dup)[0]!r} appears in more than one file")
     stamps = {p.stem: [(st := p.stat()).st_size, st.st_mtime_ns] for p in paths}
 
     if source not in (*SOURCES, "auto"):
-        raise AudferError(f"unknown AU source {source!r}; expected one of {', '.join(SOURCES)} or auto")
+        raise InputError(f"unknown AU source {source!r}; expected one of {', '.join(SOURCES)} or auto")
     if source == "table" and mapping is None:
-        raise AudferError("--source table needs --mapping (a YAML file naming each AU column)")
+        raise InputError("--source table needs --mapping (a YAML file naming each AU column)")
     options = {"version": _CACHE_VERSION, "face_id": face_id, "strict": strict, "on_error": on_error,
                "source": source, "mapping": None if mapping is None else json.loads(json.dumps(asdict(mapping)))}
     key = hashlib.sha1(json.dumps([str(directory.resolve()), options]).encode()).hexdigest()[:16]
@@ -384,12 +384,12 @@ def read_au_dir(
                 parts += frames
                 skipped += skip
         if errors:
-            raise AudferError(sorted(errors)[0][1])
+            raise InputError(sorted(errors)[0][1])
     kinds = sorted(set(sources.values()))
     if len(kinds) > 1 and not allow_mixed:
         by = {k: sorted(c for c, v in sources.items() if v == k) for k in kinds}
         shown = "; ".join(f"{k}: {len(v)} file(s), e.g. {', '.join(v[:2])}" for k, v in by.items())
-        raise AudferError(f"{directory}: AU files from {len(kinds)} different tools ({shown}); AUs one tool lacks "
+        raise InputError(f"{directory}: AU files from {len(kinds)} different tools ({shown}); AUs one tool lacks "
                           f"would be unknown for some clips only: use one tool, or allow mixing explicitly "
                           f"(--allow-mixed / data.au_allow_mixed=true)")
     for msg in notes:

@@ -22,6 +22,7 @@ import polars as pl
 
 from .io import atomic_path
 from .vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
+from .errors import ConfigError
 
 STYLES = ("2.2", "plain", "windows", "legacy", "aus", "img")
 
@@ -42,7 +43,7 @@ def render_openface_csv(frames: pl.DataFrame, style: str = "2.2", *, full: bool 
     as the bytes of an OpenFace CSV. Non-AU feature columns (``full=True``) get seeded
     plausible values: they are not used by audfer but make files realistic in size."""
     if style not in STYLES:
-        raise ValueError(f"unknown OpenFace style {style!r}; expected one of {STYLES}")
+        raise ConfigError(f"unknown OpenFace style {style!r}; expected one of {STYLES}")
     n = frames.height
     lead = ["frame", "face_id", "timestamp", "confidence", "success"]
     if style == "legacy":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .errors import AudferError
+from .errors import InputError
 
 __all__ = ["sidecar", "write_provenance", "read_provenance", "ids_digest", "check_no_test_clips"]
 
@@ -51,11 +51,11 @@ def read_provenance(path: str | Path) -> dict | None:
     try:
         record = json.loads(side.read_text())
     except (OSError, ValueError) as exc:
-        raise AudferError(f"{side}: unreadable provenance sidecar ({exc})") from None
+        raise InputError(f"{side}: unreadable provenance sidecar ({exc})") from None
     if not isinstance(record, dict) or not isinstance(record.get("clip_ids"), list):
-        raise AudferError(f"{side}: not a provenance sidecar (expected a clip_ids list)")
+        raise InputError(f"{side}: not a provenance sidecar (expected a clip_ids list)")
     if ids_digest(record["clip_ids"]) != record.get("clip_ids_sha256"):
-        raise AudferError(f"{side}: clip ids do not match their recorded SHA-256 (edited by hand?)")
+        raise InputError(f"{side}: clip ids do not match their recorded SHA-256 (edited by hand?)")
     return record
 
 
@@ -76,7 +76,7 @@ def check_no_test_clips(path: str | Path, what: str, test_ids, *, allow: bool, w
     overlap = sorted(used.intersection(test))
     info["test_clips"] = len(overlap)
     if overlap and not allow:
-        raise AudferError(f"{path}: {what} was computed from {len(overlap)} clip(s) of the {where} test split "
+        raise InputError(f"{path}: {what} was computed from {len(overlap)} clip(s) of the {where} test split "
                           f"(e.g. {', '.join(overlap[:5])}); use one computed on the training clips, or set "
                           f"au.allow_test_overlap=true to accept the leak deliberately")
     return info

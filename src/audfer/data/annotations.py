@@ -26,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..errors import AudferError
+from ..errors import InputError
 from ..vocab import EXPRESSIONS, expression_index
 
 MAFW_CLASSES = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
@@ -56,18 +56,18 @@ def _table(ids: list[str], labels: list[int]) -> pl.DataFrame:
 
 def _check_fold(fold: int) -> None:
     if fold not in range(1, 6):
-        raise AudferError(f"fold must be 1..5, got {fold}")
+        raise InputError(f"fold must be 1..5, got {fold}")
 
 
 def _split_lines(split: str, path_of, what: str):
     """Yield ``(path, row, line)`` for the non-blank lines of a dataset's split file(s);
     ``split`` is train, test or all (both)."""
     if split not in ("train", "test", "all"):
-        raise AudferError(f"split must be train, test or all, got {split!r}")
+        raise InputError(f"split must be train, test or all, got {split!r}")
     for part in (("train", "test") if split == "all" else (split,)):
         path = path_of(part)
         if not path.is_file():
-            raise AudferError(f"{path}: {what} split file not found")
+            raise InputError(f"{path}: {what} split file not found")
         for row, line in enumerate(path.read_text().splitlines(), start=1):
             if line.strip():
                 yield path, row, line
@@ -84,10 +84,10 @@ def dfew_labels(root: str | Path, fold: int = 1, split: str = "train") -> pl.Dat
         cells = [c.strip() for c in line.split(",")]
         if row == 1:
             if cells != ["video_name", "label"]:
-                raise AudferError(f"{path}: row 1: expected the header video_name,label")
+                raise InputError(f"{path}: row 1: expected the header video_name,label")
             continue
         if len(cells) != 2 or not cells[0].isdigit() or not cells[1].isdigit() or not 1 <= int(cells[1]) <= 7:
-            raise AudferError(f"{path}: row {row}: {line!r}; expected <video number>,<label 1..7>")
+            raise InputError(f"{path}: row {row}: {line!r}; expected <video number>,<label 1..7>")
         ids.append(f"{int(cells[0]):05d}")
         labels.append(int(cells[1]) - 1)
     return _table(ids, labels)
@@ -102,7 +102,7 @@ def ferv39k_labels(root: str | Path, split: str = "train") -> pl.DataFrame:
     for path, row, line in lines:
         cells = line.split()
         if len(cells) != 2 or cells[0].count("/") != 2:
-            raise AudferError(f"{path}: row {row}: {line!r}; expected <Scene/Emotion/ID> <Emotion>")
+            raise InputError(f"{path}: row {row}: {line!r}; expected <Scene/Emotion/ID> <Emotion>")
         ids.append(cells[0].replace("/", "_"))
         labels.append(expression_index(cells[1], where=f"{path}: row {row}"))
     return _table(ids, labels)
@@ -112,7 +112,7 @@ def mafw_labels(root: str | Path, fold: int = 1, split: str = "train", *, classe
     """MAFW single-label split; ``classes=7`` is our 7-class view, ``11`` keeps MAFW's own indices."""
     _check_fold(fold)
     if classes not in (7, 11):
-        raise AudferError(f"MAFW classes must be 7 (our view) or 11 (MAFW's own), got {classes}")
+        raise InputError(f"MAFW classes must be 7 (our view) or 11 (MAFW's own), got {classes}")
     root = Path(root)
     ids, labels = [], []
     lines = _split_lines(split, lambda part: root / "split" / "single" / "no_caption" / f"set_{fold}" / f"{part}.txt",
@@ -120,7 +120,7 @@ def mafw_labels(root: str | Path, fold: int = 1, split: str = "train", *, classe
     for path, row, line in lines:
         cells = line.split()
         if len(cells) != 2 or cells[1].lower() not in MAFW_CLASSES:
-            raise AudferError(f"{path}: row {row}: {line!r}; expected <clip>.mp4 <one of {', '.join(MAFW_CLASSES)}>")
+            raise InputError(f"{path}: row {row}: {line!r}; expected <clip>.mp4 <one of {', '.join(MAFW_CLASSES)}>")
         idx = MAFW_CLASSES.index(cells[1].lower())
         label = idx if classes == 11 else MAFW_TO_7[idx]
         if label is not None:
@@ -135,12 +135,12 @@ _RAVDESS_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{
 def ravdess_labels(stems: list[str], *, calm: str = "drop") -> tuple[pl.DataFrame, list[str]]:
     """Labels from RAVDESS file names; returns (table, stems left out as calm)."""
     if calm not in ("drop", "neutral"):
-        raise AudferError(f"calm must be 'drop' or 'neutral', got {calm!r}")
+        raise InputError(f"calm must be 'drop' or 'neutral', got {calm!r}")
     ids, labels, calm_ids = [], [], []
     for stem in stems:
         m = _RAVDESS_RE.match(stem)
         if not m or int(m.group(3)) not in RAVDESS_EMOTIONS:
-            raise AudferError(f"{stem}: not a RAVDESS file name (expected MM-VC-EM-IN-ST-RP-AC, emotion 01..08)")
+            raise InputError(f"{stem}: not a RAVDESS file name (expected MM-VC-EM-IN-ST-RP-AC, emotion 01..08)")
         emotion = RAVDESS_EMOTIONS[int(m.group(3))]
         if emotion == "calm":
             if calm == "drop":
@@ -157,12 +157,12 @@ def affwild2_frame_labels(annotations: str | Path) -> tuple[pl.DataFrame, dict[s
     root = Path(annotations)
     files = sorted(root.glob("*.txt")) if root.is_dir() else [root]
     if not files or not files[0].is_file():
-        raise AudferError(f"{root}: no AffWild2 annotation .txt files found")
+        raise InputError(f"{root}: no AffWild2 annotation .txt files found")
     parts, left_out = [], {"unannotated (-1)": 0, "Other": 0}
     for path in files:
         lines = path.read_text().splitlines()
         if not lines:
-            raise AudferError(f"{path}: empty annotation file")
+            raise InputError(f"{path}: empty annotation file")
         names = [n.strip() for n in lines[0].split(",")]
         mapping: list[int | None] = []
         for n in names:
@@ -176,12 +176,12 @@ def affwild2_frame_labels(annotations: str | Path) -> tuple[pl.DataFrame, dict[s
             try:
                 value = int(text)
             except ValueError:
-                raise AudferError(f"{path}: row {row}: {text!r}; expected an integer class index or -1") from None
+                raise InputError(f"{path}: row {row}: {text!r}; expected an integer class index or -1") from None
             if value == -1:
                 left_out["unannotated (-1)"] += 1
                 continue
             if not 0 <= value < len(mapping):
-                raise AudferError(f"{path}: row {row}: class {value} out of range 0..{len(mapping) - 1} (or -1)")
+                raise InputError(f"{path}: row {row}: class {value} out of range 0..{len(mapping) - 1} (or -1)")
             if mapping[value] is None:
                 left_out["Other"] += 1
                 continue

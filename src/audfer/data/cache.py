@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudferError
+from ..errors import InputError
 from .datasets import UnreadableFrame, frame_paths, read_frames
 
 
@@ -45,7 +45,7 @@ class ClipCache:
 
     def __init__(self, root: str | os.PathLike, size: int, memory_mb: float = 1024) -> None:
         if size < 8:
-            raise AudferError(f"cache size must be at least 8 pixels, got {size}")
+            raise InputError(f"cache size must be at least 8 pixels, got {size}")
         self.root, self.size = Path(root), int(size)
         self.root.mkdir(parents=True, exist_ok=True)
         self.hits = self.misses = 0
@@ -84,7 +84,7 @@ class ClipCache:
         try:
             mtime = os.stat(path).st_mtime_ns
         except OSError:
-            raise AudferError(f"{path}: clip not found") from None
+            raise InputError(f"{path}: clip not found") from None
         known = self._keys.get(str(path))
         if known is not None and known[0] == mtime:
             entry = known[1]
@@ -130,7 +130,7 @@ class ClipCache:
                 warnings.warn(f"skipped {bad.path}: unreadable frame image", UserWarning, stacklevel=3)
                 files = [f for f in files if f != bad.path]
                 if not files:
-                    raise AudferError(f"{path}: no readable frame image left") from None
+                    raise InputError(f"{path}: no readable frame image left") from None
 
     def __repr__(self) -> str:
         return f"ClipCache({str(self.root)!r}, size={self.size}, hits={self.hits}, misses={self.misses})"

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..errors import AudferError
+from ..errors import InputError, UnreadableFrameError
 from ..vocab import AUS
 from .annotations import dfew_labels, ferv39k_labels, keyed, mafw_labels
 
@@ -43,7 +43,7 @@ def _index(rows: list[tuple[str, int, Path | None, str]], on_missing: str) -> "C
     missing = [(cid, where) for cid, _, path, where in rows if path is None]
     if missing and on_missing == "raise":
         cid, where = missing[0]
-        raise AudferError(f"{where}: clip {cid}: no frame folder or video found"
+        raise InputError(f"{where}: clip {cid}: no frame folder or video found"
                           + (f" ({len(missing)} clips missing in all)" if len(missing) > 1 else ""))
     kept = [(c, l, str(p)) for c, l, p, _ in rows if p is not None]
     table = pl.DataFrame({"clip_id": [r[0] for r in kept], "label": pl.Series([r[1] for r in kept], dtype=pl.Int8),
@@ -104,11 +104,11 @@ def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
     from ..vocab import EXPRESSIONS, expression_index
 
     if class_order is None:
-        raise AudferError("config: data.class_order is not set: a list file's label ids have no meaning of their own; "
+        raise InputError("config: data.class_order is not set: a list file's label ids have no meaning of their own; "
                           f"give the class names in id order or a preset ({', '.join(LIST_PRESETS)})")
     if isinstance(class_order, str):
         if class_order not in LIST_PRESETS:
-            raise AudferError(f"config: data.class_order = {class_order!r}; expected a list of class names or one of "
+            raise InputError(f"config: data.class_order = {class_order!r}; expected a list of class names or one of "
                               f"{', '.join(LIST_PRESETS)}")
         names = list(EXPRESSIONS) if class_order == "dfew7" else list(MAFW_CLASSES)
     else:
@@ -118,7 +118,7 @@ def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
         low = name.strip().lower()
         if num_classes == 11:
             if low not in MAFW_CLASSES:
-                raise AudferError(f"config: data.class_order[{i}] = {name!r}; with 11 classes expected MAFW's names "
+                raise InputError(f"config: data.class_order[{i}] = {name!r}; with 11 classes expected MAFW's names "
                                   f"({', '.join(MAFW_CLASSES)})")
             mapping[i] = MAFW_CLASSES.index(low)
         elif low in MAFW_CLASSES[7:]:
@@ -138,7 +138,7 @@ def list_index(list_file, root, *, num_classes: int = 7, class_order=None, keep_
     error."""
     list_file, root = Path(list_file), Path(root)
     if not list_file.is_file():
-        raise AudferError(f"{list_file}: list file not found")
+        raise InputError(f"{list_file}: list file not found")
     mapping = list_label_map(class_order, num_classes)
     rows = []
     for row, line in enumerate(list_file.read_text().splitlines(), start=1):
@@ -146,10 +146,10 @@ def list_index(list_file, root, *, num_classes: int = 7, class_order=None, keep_
             continue
         cells = line.split()
         if len(cells) not in (2, 3) or not cells[-1].isdigit() or (len(cells) == 3 and not cells[1].isdigit()):
-            raise AudferError(f"{list_file}: row {row}: {line!r}; expected '<dir> <num_frames> <label>' or '<dir> <label>'")
+            raise InputError(f"{list_file}: row {row}: {line!r}; expected '<dir> <num_frames> <label>' or '<dir> <label>'")
         raw = int(cells[-1])
         if raw not in mapping:
-            raise AudferError(f"{list_file}: row {row}: label {raw} is not covered by data.class_order ({len(mapping)} classes)")
+            raise InputError(f"{list_file}: row {row}: label {raw} is not covered by data.class_order ({len(mapping)} classes)")
         label = mapping[raw]
         if label is None:
             continue
@@ -184,13 +184,13 @@ def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
         numbered.append((tuple(int(n) for n in _NUMBER.findall(f.stem)), f))
     if len(patterns) > 1:
         shown = ", ".join(f"{p.name} ({pat})" for pat, p in list(patterns.items())[:3])
-        raise AudferError(f"{folder}: frame files follow {len(patterns)} naming patterns ({shown}); "
+        raise InputError(f"{folder}: frame files follow {len(patterns)} naming patterns ({shown}); "
                           "cannot tell their temporal order")
     numbered.sort(key=lambda kf: kf[0])
     numbers = [k for k, _ in numbered]
     for a, b in zip(numbered, numbered[1:]):
         if a[0] == b[0]:
-            raise AudferError(f"{folder}: {a[1].name} and {b[1].name} carry the same frame number")
+            raise InputError(f"{folder}: {a[1].name} and {b[1].name} carry the same frame number")
     if numbers[0]:
         last = [k[-1] for k in numbers]
         if all(k[:-1] == numbers[0][:-1] for k in numbers):
@@ -206,7 +206,7 @@ def frame_paths(folder: Path) -> list[Path]:
     """The frame images of a clip folder in temporal order (``order_frames``)."""
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        raise AudferError(f"{folder}: no frame images ({', '.join(IMAGE_SUFFIXES)})")
+        raise InputError(f"{folder}: no frame images ({', '.join(IMAGE_SUFFIXES)})")
     return order_frames(files, folder)
 
 
@@ -254,7 +254,7 @@ def read_frames(path: str | Path, indices: np.ndarray | None = None, *, min_size
         return _stack(out, path)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise AudferError(f"{path}: cannot open video")
+        raise InputError(f"{path}: cannot open video")
     frames = []
     while True:
         ok, img = cap.read()
@@ -263,24 +263,19 @@ def read_frames(path: str | Path, indices: np.ndarray | None = None, *, min_size
         frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
     cap.release()
     if not frames:
-        raise AudferError(f"{path}: no decodable frame")
+        raise InputError(f"{path}: no decodable frame")
     if indices is not None:
         frames = [frames[i] for i in indices]
     return _stack(frames, path)
 
 
-class UnreadableFrame(AudferError):
-    """A frame image that OpenCV cannot decode (``.path`` names it)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path}: unreadable frame image")
-        self.path = path
+UnreadableFrame = UnreadableFrameError  #: the name this module has always exported
 
 
 def _stack(frames: list[np.ndarray], where: Path) -> np.ndarray:
     shapes = {f.shape for f in frames}
     if len(shapes) != 1:
-        raise AudferError(f"{where}: frames of different sizes {sorted(shapes)[:2]}")
+        raise InputError(f"{where}: frames of different sizes {sorted(shapes)[:2]}")
     return np.stack(frames)
 
 
@@ -327,9 +322,14 @@ class ClipDataset:
 
     def __init__(self, index: ClipIndex, transform, *, num_frames: int = 16, sampling: str = "uniform", train: bool = False,
                  au_labels: pl.DataFrame | None = None, seed: int = 0, sampling_kwargs: dict | None = None,
-                 cache=None, decode_size: int | None = None, on_bad_frame: str = "raise") -> None:
+                 cache=None, decode_size: int | None = None, on_bad_frame: str = "raise", batch_normalize: bool = False) -> None:
         if on_bad_frame not in ("raise", "skip"):
-            raise AudferError(f"on_bad_frame must be 'raise' or 'skip', got {on_bad_frame!r}")
+            raise InputError(f"on_bad_frame must be 'raise' or 'skip', got {on_bad_frame!r}")
+        #: ``batch_normalize``: a final ``Normalize`` of the transform is left to the collate function
+        #: (``self.normalize``), which runs it once on the stacked uint8 batch; items are then uint8 clips
+        self.normalize = None
+        if batch_normalize and hasattr(transform, "split_normalize"):
+            transform, self.normalize = transform.split_normalize()
         self.index, self.transform, self.num_frames, self.sampling = index, transform, num_frames, sampling
         self.train, self.seed, self.epoch = train, seed, 0
         self.sampling_kwargs = sampling_kwargs or {}
@@ -369,7 +369,7 @@ class ClipDataset:
         while True:
             files = self._files[i]
             if not files:
-                raise AudferError(f"{path}: no readable frame image left")
+                raise InputError(f"{path}: no readable frame image left")
             idx = sample_indices(self.sampling, len(files), self.num_frames, rng, **self.sampling_kwargs)
             try:
                 return read_frames(path, idx, min_size=self.decode_size, files=files)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import AudferError
+from ..errors import ConfigError
 
 
 def _check(n: int) -> None:
     if n < 1:
-        raise AudferError(f"a clip needs at least one frame, got {n}")
+        raise ConfigError(f"a clip needs at least one frame, got {n}")
 
 
 def m3dfel_indices(n: int, num: int = 16, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -62,7 +62,7 @@ def strided_indices(n: int, num: int = 16, stride: int = 4, rng: np.random.Gener
     the official code divides by zero; audfer takes the centre window."""
     _check(n)
     if stride < 1:
-        raise AudferError(f"mae_dfer sampling: stride must be at least 1, got {stride}")
+        raise ConfigError(f"mae_dfer sampling: stride must be at least 1, got {stride}")
     if rng is not None:
         window = num * stride
         if n <= window:
@@ -96,10 +96,10 @@ SAMPLERS = {"m3dfel": m3dfel_indices, "former_dfer": segment_indices, "mae_dfer"
 def sample_indices(kind: str, n: int, num: int = 16, rng: np.random.Generator | None = None, **kwargs) -> np.ndarray:
     """Indices of ``kind`` (m3dfel, former_dfer, mae_dfer, uniform) for a clip of n frames."""
     if kind not in SAMPLERS:
-        raise AudferError(f"unknown sampling {kind!r}; expected one of {', '.join(SAMPLERS)}")
+        raise ConfigError(f"unknown sampling {kind!r}; expected one of {', '.join(SAMPLERS)}")
     if kind == "former_dfer":
         per = kwargs.pop("per_segment", 2)
         if num % per:
-            raise AudferError(f"former_dfer sampling: {num} frames is not a multiple of {per} per segment")
+            raise ConfigError(f"former_dfer sampling: {num} frames is not a multiple of {per} per segment")
         return segment_indices(n, num // per, per, rng)
     return SAMPLERS[kind](n, num, rng=rng, **kwargs)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..errors import AudferError
+from ..errors import ConfigError
 from ..vocab import AUS, EXPRESSIONS
 from .face_renderer import camera, head_motion, random_identity, render_frame
 from .synthetic_aus import noisy_labels, openface_frames, sample_clip_aus, sample_labels
@@ -59,13 +59,13 @@ class SynthConfig:
 
     def check(self) -> None:
         if self.clips < FOLDS:
-            raise AudferError(f"--clips must be at least {FOLDS} (one per fold), got {self.clips}")
+            raise ConfigError(f"--clips must be at least {FOLDS} (one per fold), got {self.clips}")
         if not 32 <= self.size <= 512:
-            raise AudferError(f"--size must be within 32..512 pixels, got {self.size}")
+            raise ConfigError(f"--size must be within 32..512 pixels, got {self.size}")
         if not 2 <= self.frames <= 512:
-            raise AudferError(f"--frames must be within 2..512, got {self.frames}")
+            raise ConfigError(f"--frames must be within 2..512, got {self.frames}")
         if not 0 <= self.label_noise < 1:
-            raise AudferError(f"--label-noise must be in [0, 1), got {self.label_noise}")
+            raise ConfigError(f"--label-noise must be in [0, 1), got {self.label_noise}")
 
     def frames_dir(self) -> str:
         return f"clip_{self.size}x{self.size}"
@@ -135,15 +135,15 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), *, prior: np.nda
     cfg.check()
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise AudferError(f"{out}: exists and is not a folder; choose another --out")
+        raise ConfigError(f"{out}: exists and is not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise AudferError(f"{out}: folder exists and is not empty; choose another --out or pass --overwrite")
+            raise ConfigError(f"{out}: folder exists and is not empty; choose another --out or pass --overwrite")
         check_own_output(out)
     prior_name = "paper" if prior is None else "given"
     prior = paper_knowledge() if prior is None else np.asarray(prior, dtype=np.float64)
     if prior.shape != (len(EXPRESSIONS), len(AUS)):
-        raise AudferError(f"prior must be 7 x 18, got {prior.shape}")
+        raise ConfigError(f"prior must be 7 x 18, got {prior.shape}")
     t0 = time.perf_counter()
     plan = _plan(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,11 +203,11 @@ def check_own_output(out: Path) -> None:
     except (OSError, ValueError):
         meta = None
     if not isinstance(meta, dict) or not {"clips", "size", "frames", "seed"} <= set(meta):
-        raise AudferError(f"{out}: --overwrite replaces only an earlier `audfer synth` output, and this folder has no "
+        raise ConfigError(f"{out}: --overwrite replaces only an earlier `audfer synth` output, and this folder has no "
                           f"synth.json of one; choose another --out")
     foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
     if foreign:
-        raise AudferError(f"{out}: holds files `audfer synth` did not write ({', '.join(foreign[:5])}"
+        raise ConfigError(f"{out}: holds files `audfer synth` did not write ({', '.join(foreign[:5])}"
                           f"{', ...' if len(foreign) > 5 else ''}); --overwrite would delete them: move them or choose "
                           f"another --out")
 

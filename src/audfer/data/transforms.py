@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.base import InputSpec
+from ..errors import ConfigError
 
 
 def _resize(clip: torch.Tensor, size: int) -> torch.Tensor:
@@ -141,7 +142,7 @@ class ColorJitter:
 
     def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0) -> None:
         if not 0 <= hue <= 0.5:
-            raise ValueError(f"hue jitter must be in [0, 0.5], got {hue}")
+            raise ConfigError(f"hue jitter must be in [0, 0.5], got {hue}")
         self.b, self.c, self.s, self.h = brightness, contrast, saturation, hue
 
     def draw(self, rng) -> tuple[list[int], list[float]]:
@@ -190,6 +191,13 @@ class Compose:
     def __init__(self, *steps) -> None:
         self.steps = steps
 
+    def split_normalize(self) -> tuple[Compose, Normalize | None]:
+        """``(everything before a final Normalize, that Normalize)``, or ``(self, None)``: the normalisation is
+        elementwise per channel, so it can run once on a stacked batch instead of once per clip (same values)."""
+        if self.steps and isinstance(self.steps[-1], Normalize):
+            return Compose(*self.steps[:-1]), self.steps[-1]
+        return self, None
+
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         for step in self.steps:
             clip = step(clip, rng)
@@ -207,7 +215,9 @@ def build_transform(spec: InputSpec, train: bool, *, jitter: float = 0.4, hue: f
     (``rand-m7-n4-mstd0.5-inc1``) or ``[m, n]``. Test: resize, normalise."""
     if train:
         steps = [RandAugment.from_spec(randaugment)] if randaugment else []
-        steps += [RandomResizedCrop(spec.size, scale=tuple(scale)), HorizontalFlip()]
+        # area 100 %: every box that fits is the whole frame (up to rounding), as is the fallback, so the crop is a resize
+        crop = Resize(spec.size) if tuple(scale) == (1.0, 1.0) else RandomResizedCrop(spec.size, scale=tuple(scale))
+        steps += [crop, HorizontalFlip()]
         if jitter or hue:
             steps.append(ColorJitter(jitter, jitter, jitter, hue))
         steps.append(Normalize(spec.mean, spec.std))
@@ -222,16 +232,16 @@ def parse_randaugment(spec) -> dict:
     -> ``{"m", "n", "mstd", "p", "increasing"}``. ``[m, n]`` means ``rand-m<m>-n<n>-inc1`` (no noise)."""
     if isinstance(spec, (list, tuple)):
         if len(spec) != 2:
-            raise ValueError(f"randaugment: expected [m, n] or a string like rand-m7-n4-mstd0.5-inc1, got {spec!r}")
+            raise ConfigError(f"randaugment: expected [m, n] or a string like rand-m7-n4-mstd0.5-inc1, got {spec!r}")
         return {"m": float(spec[0]), "n": int(spec[1]), "mstd": 0.0, "p": 0.5, "increasing": True}
     parts = str(spec).split("-")
     if parts[0] != "rand":
-        raise ValueError(f"randaugment: {spec!r} does not start with 'rand-'")
+        raise ConfigError(f"randaugment: {spec!r} does not start with 'rand-'")
     out = {"m": 10.0, "n": 2, "mstd": 0.0, "p": 0.5, "increasing": False}
     for part in parts[1:]:
         found = re.fullmatch(r"([a-z]+)([0-9.]+)", part)
         if not found:
-            raise ValueError(f"randaugment: cannot read {part!r} in {spec!r}")
+            raise ConfigError(f"randaugment: cannot read {part!r} in {spec!r}")
         key, val = found.groups()
         if key == "m":
             out["m"] = float(val)
@@ -244,7 +254,7 @@ def parse_randaugment(spec) -> dict:
         elif key == "p":
             out["p"] = float(val)
         else:
-            raise ValueError(f"randaugment: unknown section {part!r} in {spec!r} (expected m, n, mstd, inc, p)")
+            raise ConfigError(f"randaugment: unknown section {part!r} in {spec!r} (expected m, n, mstd, inc, p)")
     return out
 
 
@@ -378,7 +388,7 @@ class RandAugment:
         if op == "TranslateYRel":
             v = sign * 0.45 * lvl * h
             return _warp(x, lambda xo, yo: (xo, yo + v))
-        raise ValueError(f"unknown RandAugment op {op!r}")
+        raise ConfigError(f"unknown RandAugment op {op!r}")
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:

@@ -17,7 +17,7 @@ import re
 
 import yaml
 
-from ..errors import AudferError
+from ..errors import ConfigError
 
 CHOICES = {
     ("data", "dataset"): ("dfew", "ferv39k", "mafw", "list", "synthetic"),
@@ -30,7 +30,6 @@ CHOICES = {
     ("data", "on_bad_frame"): ("raise", "skip"),
     ("data", "au_source"): ("auto", "openface", "pyfeat", "libreface", "table"),
     ("data", "au_allow_mixed"): (True, False),
-    ("data", "on_missing"): ("raise", "skip"),
     ("train", "accelerator"): ("auto", "cpu", "gpu", "cuda", "mps"),
     ("train", "precision"): ("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"),
 }
@@ -45,11 +44,11 @@ def _read_yaml(path) -> dict:
     try:
         data = yaml.safe_load((Path(path) if isinstance(path, str) else path).read_text())
     except yaml.YAMLError as exc:
-        raise AudferError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise AudferError(f"{path}: expected a mapping of options at the top level")
+        raise ConfigError(f"{path}: expected a mapping of options at the top level")
     return data
 
 
@@ -65,7 +64,7 @@ def _resolve(name: str, relative_to: Path | None = None):
     shipped = resources.files("audfer") / "configs" / f"{name}.yaml"
     if shipped.is_file():
         return shipped
-    raise AudferError(f"config {name!r} not found: not a file, nor one of the shipped configs ({', '.join(shipped_configs())})")
+    raise ConfigError(f"config {name!r} not found: not a file, nor one of the shipped configs ({', '.join(shipped_configs())})")
 
 
 def _merge(base: dict, over: dict, where: str, path: tuple[str, ...] = ()) -> dict:
@@ -73,10 +72,10 @@ def _merge(base: dict, over: dict, where: str, path: tuple[str, ...] = ()) -> di
     for key, value in over.items():
         if key not in base:
             dotted = ".".join(path + (str(key),))
-            raise AudferError(f"{where}: unknown option {dotted!r}; expected one of {', '.join(map(str, base))}")
+            raise ConfigError(f"{where}: unknown option {dotted!r}; expected one of {', '.join(map(str, base))}")
         if isinstance(base[key], dict) and key != "kwargs":
             if not isinstance(value, dict):
-                raise AudferError(f"{where}: option {'.'.join(path + (key,))!r} must be a mapping")
+                raise ConfigError(f"{where}: option {'.'.join(path + (key,))!r} must be a mapping")
             out[key] = _merge(base[key], value, where, path + (key,))
         else:
             out[key] = copy.deepcopy(value)
@@ -86,7 +85,7 @@ def _merge(base: dict, over: dict, where: str, path: tuple[str, ...] = ()) -> di
 def _chain(source, seen: tuple = ()) -> list[tuple[object, dict]]:
     path = _resolve(str(source)) if not hasattr(source, "read_text") else source
     if str(path) in seen:
-        raise AudferError(f"{path}: config inherits from itself ({' -> '.join(map(str, seen))})")
+        raise ConfigError(f"{path}: config inherits from itself ({' -> '.join(map(str, seen))})")
     data = _read_yaml(path)
     parent = data.pop("base", None)
     chain = []
@@ -98,7 +97,7 @@ def _chain(source, seen: tuple = ()) -> list[tuple[object, dict]]:
 
 def parse_override(text: str) -> tuple[list[str], object]:
     if "=" not in text:
-        raise AudferError(f"override {text!r}: expected key=value (e.g. au.lam=0.5)")
+        raise ConfigError(f"override {text!r}: expected key=value (e.g. au.lam=0.5)")
     key, value = text.split("=", 1)
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
@@ -237,34 +236,34 @@ def check_config(cfg: dict, sources: dict | None = None) -> None:
     the key, the value and, when known, where it came from (defaults, which config file, or the command line)."""
     for (section, key), allowed in CHOICES.items():
         if cfg[section][key] not in allowed or isinstance(cfg[section][key], bool) != isinstance(allowed[0], bool):
-            raise AudferError(f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; "
+            raise ConfigError(f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; "
                               f"expected one of {', '.join(map(str, allowed))}")
     for (section, key), (ok, want) in RULES.items():
         if section in cfg and key in cfg[section] and not ok(cfg[section][key]):
-            raise AudferError(f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; "
+            raise ConfigError(f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; "
                               f"expected {want}")
     for key in ("name", "out"):
         if cfg.get(key) is not None and not (isinstance(cfg[key], str) and cfg[key].strip()):
-            raise AudferError(f"config: {key} = {cfg[key]!r}{_where(sources, key)}; expected a text value or null")
+            raise ConfigError(f"config: {key} = {cfg[key]!r}{_where(sources, key)}; expected a text value or null")
     if cfg["data"]["dataset"] == "mafw" and cfg["data"]["classes"] == 11 and cfg["au"]["strategy"] != "none":
-        raise AudferError("config: the AU knowledge covers the 7 basic expressions; with data.classes=11 set au.strategy=none")
+        raise ConfigError("config: the AU knowledge covers the 7 basic expressions; with data.classes=11 set au.strategy=none")
     d = cfg["data"]
     if d["au_source"] == "table" and not d["au_mapping"]:
-        raise AudferError("config: data.au_source = 'table' needs data.au_mapping (a YAML naming each AU column)")
+        raise ConfigError("config: data.au_source = 'table' needs data.au_mapping (a YAML naming each AU column)")
     if d["au_mapping"] and d["au_source"] not in ("auto", "table"):
-        raise AudferError(f"config: data.au_mapping is for data.au_source=table, not {d['au_source']!r}")
+        raise ConfigError(f"config: data.au_mapping is for data.au_source=table, not {d['au_source']!r}")
     if d["randaugment"] is not None:
         from ..data.transforms import parse_randaugment
 
         try:
             parse_randaugment(d["randaugment"])
         except ValueError as exc:
-            raise AudferError(f"config: data.{exc}") from None
+            raise ConfigError(f"config: data.{exc}") from None
     if d["dataset"] == "list" and d["class_order"] is None:
-        raise AudferError("config: data.class_order is not set: a list dataset must say what its label ids mean "
+        raise ConfigError("config: data.class_order is not set: a list dataset must say what its label ids mean "
                           "(dfew7, mafw11 or the class names in id order)")
     if not set(cfg["train"]["loggers"] or []) <= {"csv", "tensorboard"}:
-        raise AudferError(f"config: train.loggers = {cfg['train']['loggers']!r}; expected a list of csv, tensorboard")
+        raise ConfigError(f"config: train.loggers = {cfg['train']['loggers']!r}; expected a list of csv, tensorboard")
 
 
 def with_defaults(cfg: dict) -> dict:

@@ -257,8 +257,9 @@ def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, acce
     rare = sorted(counts, key=counts.get)[:2]
     lines += ["", f"Test clips per class: {', '.join(f'{n} {c}' for n, c in counts.items())}. Rarest: **{', '.join(rare)}** — "
               "their recall rests on a handful of clips and moves most between seeds.",
-              f"Always predicting the most frequent class would score WAR {100 * max(counts.values()) / sum(counts.values()):.2f} / "
-              f"UAR {100 / len(counts):.2f}."]
+              f"Always predicting the test split's own most frequent class would score WAR "
+              f"{100 * max(counts.values()) / sum(counts.values()):.2f} / UAR {100 / len(counts):.2f} (an upper bound of any "
+              f"constant answer; one chosen from the training fold can score less)."]
     if "none" in aggs and au_strategies:
         lines += [""]
         for s in au_strategies:

@@ -22,6 +22,7 @@ the base to the cosine's value there). Step j runs with timm's value at j - 1; s
 from __future__ import annotations
 
 import math
+from ..errors import ConfigError
 
 KINDS = ("cosine", "timm-cosine", "step", "none")
 
@@ -45,4 +46,4 @@ def lr_factor(kind: str, step: int, total: int, warmup: int, floor: float, warmu
         if t < warmup:
             return warmup_start + t * (1.0 - warmup_start) / warmup
         return floor if t >= total else _cos(floor, t / total)
-    raise ValueError(f"lr_factor: {kind!r} is not a per-step schedule")
+    raise ConfigError(f"lr_factor: {kind!r} is not a per-step schedule")

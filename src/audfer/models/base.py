@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..vocab import AUS
+from ..errors import InputError
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class DFERModel(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         spec = self.input_spec
         if x.ndim != 5 or x.shape[1] != spec.frames or x.shape[2] != 3:
-            raise ValueError(f"{type(self).__name__} expects clips (B, {spec.frames}, 3, H, W); got {tuple(x.shape)}")
+            raise InputError(f"{type(self).__name__} expects clips (B, {spec.frames}, 3, H, W); got {tuple(x.shape)}")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import AudferError
+from ..errors import CheckpointError
 from .base import DFERModel
 
 _NESTING = ("state_dict", "model", "module", "model_state", "model_state_dict", "net")
@@ -55,14 +55,14 @@ def _unwrap(obj, path: Path) -> tuple[dict[str, torch.Tensor], str]:
     layers = []
     while not _tensor_dict(obj):
         if not isinstance(obj, dict):
-            raise AudferError(f"{path}: not a checkpoint (found {type(obj).__name__}, expected a dict of tensors)")
+            raise CheckpointError(f"{path}: not a checkpoint (found {type(obj).__name__}, expected a dict of tensors)")
         key = next((k for k in _NESTING if k in obj and isinstance(obj[k], dict)), None)
         if key is None:
-            raise AudferError(f"{path}: no state dict found; top-level keys: {', '.join(map(str, list(obj)[:12]))}")
+            raise CheckpointError(f"{path}: no state dict found; top-level keys: {', '.join(map(str, list(obj)[:12]))}")
         layers.append(key)
         obj = obj[key]
         if len(layers) > 3:
-            raise AudferError(f"{path}: checkpoint nested too deeply ({'/'.join(layers)})")
+            raise CheckpointError(f"{path}: checkpoint nested too deeply ({'/'.join(layers)})")
     return dict(obj), "/".join(layers) or "bare state dict"
 
 
@@ -77,23 +77,23 @@ def sniff_checkpoint(path: str | os.PathLike) -> None:
     ONNX export, or a zip archive cut off before its end (a copy that did not finish)."""
     path = Path(path)
     if not path.is_file():
-        raise AudferError(f"{path}: checkpoint not found" + (" (it is a folder)" if path.is_dir() else ""))
+        raise CheckpointError(f"{path}: checkpoint not found" + (" (it is a folder)" if path.is_dir() else ""))
     size = path.stat().st_size
     if size == 0:
-        raise AudferError(f"{path}: empty file; expected a PyTorch checkpoint")
+        raise CheckpointError(f"{path}: empty file; expected a PyTorch checkpoint")
     with open(path, "rb") as fh:
         head = fh.read(4096)
         fh.seek(max(0, size - 4096))
         tail = fh.read()
     if head.startswith(b"PK\x03\x04"):
         if b"PK\x05\x06" not in tail:  # no end-of-central-directory record: cut off
-            raise AudferError(f"{path}: truncated checkpoint ({size} bytes; the zip archive has no end record) - "
+            raise CheckpointError(f"{path}: truncated checkpoint ({size} bytes; the zip archive has no end record) - "
                               f"an interrupted download or copy?")
         return
     if head[:1] == b"\x80":  # a legacy (pre-1.6) pickle checkpoint
         return
     if path.suffix.lower() == ".onnx" or (b"onnx" in head[:256].lower() or b"pytorch" in head[:64] and head[:1] == b"\x08"):
-        raise AudferError(f"{path}: an ONNX model, not a PyTorch checkpoint (ONNX files are for onnxruntime; train/evaluate/"
+        raise CheckpointError(f"{path}: an ONNX model, not a PyTorch checkpoint (ONNX files are for onnxruntime; train/evaluate/"
                           f"predict need the .ckpt/.pth it was exported from)")
     try:
         text = head.decode("utf-8")
@@ -101,9 +101,9 @@ def sniff_checkpoint(path: str | os.PathLike) -> None:
         text = None
     if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text[:512]):
         first = text.strip().splitlines()[0][:60] if text.strip() else ""
-        raise AudferError(f"{path}: a text file ({first!r}...), not a PyTorch checkpoint (an HTML error page saved "
+        raise CheckpointError(f"{path}: a text file ({first!r}...), not a PyTorch checkpoint (an HTML error page saved "
                           f"instead of the weights?)")
-    raise AudferError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+    raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
 
 
 def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadReport:
@@ -119,7 +119,7 @@ def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: 
     except Exception as exc:  # noqa: BLE001 - torch raises many types here
         hint = " (it pickles more than tensors: pass trust_pickle=True / --trust-pickle if you trust it)" \
             if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__ else ""
-        raise AudferError(f"{path}: cannot read checkpoint: {str(exc).splitlines()[0]}{hint}") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint: {str(exc).splitlines()[0]}{hint}") from None
     state, layout = _unwrap(obj, path)
     report = LoadReport(layout, 0)
     if isinstance(obj, dict) and "pytorch-lightning_version" in obj and any(k.startswith("model.") for k in state):
@@ -183,7 +183,7 @@ def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: 
             parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
         if wrong:
             parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5]))
-        raise AudferError(f"{path}: does not fit {name} ({layout}); " + "; ".join(parts))
+        raise CheckpointError(f"{path}: does not fit {name} ({layout}); " + "; ".join(parts))
     model.load_state_dict(state, strict=False)
     report.loaded = len(state)
     report.reinitialised = sorted(k for k in own if k not in state)

@@ -18,7 +18,7 @@ import importlib
 import torch
 from torch import nn
 
-from ..errors import AudferError
+from ..errors import ConfigError
 from .base import DFERModel, InputSpec
 
 #: What a backbone without ``input_spec`` is fed (M3DFEL / Former-DFER convention, reference README §3).
@@ -34,17 +34,17 @@ def import_factory(name: str):
     """The callable named by ``package.module:attribute`` (dots after the colon walk attributes)."""
     module_name, _, attr = name.partition(":")
     if not module_name or not attr:
-        raise AudferError(f"model.name {name!r}: expected 'package.module:factory'")
+        raise ConfigError(f"model.name {name!r}: expected 'package.module:factory'")
     try:
         obj = importlib.import_module(module_name)
     except ImportError as exc:
-        raise AudferError(f"model.name {name!r}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH?") from None
+        raise ConfigError(f"model.name {name!r}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH?") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise AudferError(f"model.name {name!r}: module {module_name!r} has no attribute {attr!r}")
+            raise ConfigError(f"model.name {name!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise AudferError(f"model.name {name!r}: {attr!r} is not callable (expected a factory returning an nn.Module)")
+        raise ConfigError(f"model.name {name!r}: {attr!r} is not callable (expected a factory returning an nn.Module)")
     return obj
 
 
@@ -58,8 +58,8 @@ def _spec(value, name: str) -> InputSpec:
             return InputSpec(int(value["frames"]), int(value["size"]), tuple(value.get("mean", (0.0, 0.0, 0.0))),
                              tuple(value.get("std", (1.0, 1.0, 1.0))))
         except (KeyError, TypeError, ValueError) as exc:
-            raise AudferError(f"model {name!r}: input_spec needs frames and size (and optionally mean, std): {exc}") from None
-    raise AudferError(f"model {name!r}: input_spec must be an audfer InputSpec or a mapping, got {type(value).__name__}")
+            raise ConfigError(f"model {name!r}: input_spec needs frames and size (and optionally mean, std): {exc}") from None
+    raise ConfigError(f"model {name!r}: input_spec must be an audfer InputSpec or a mapping, got {type(value).__name__}")
 
 
 class CustomDFER(DFERModel):
@@ -68,10 +68,10 @@ class CustomDFER(DFERModel):
     def __init__(self, backbone: nn.Module, num_classes: int = 7, au_head: bool = True, *, name: str = "custom") -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):
-            raise AudferError(f"model {name!r}: the factory returned {type(backbone).__name__}, expected a torch.nn.Module")
+            raise ConfigError(f"model {name!r}: the factory returned {type(backbone).__name__}, expected a torch.nn.Module")
         d = getattr(backbone, "num_features", None)
         if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise AudferError(f"model {name!r}: the backbone needs an integer attribute num_features (the pooled feature "
+            raise ConfigError(f"model {name!r}: the backbone needs an integer attribute num_features (the pooled feature "
                               f"size D), got {d!r}")
         self.backbone = backbone
         self.num_features = d
@@ -82,7 +82,7 @@ class CustomDFER(DFERModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.backbone(x)
         if feats.ndim != 2 or feats.shape[1] != self.num_features:
-            raise AudferError(f"model {self.model_name!r}: the backbone returned features of shape {tuple(feats.shape)}, "
+            raise ConfigError(f"model {self.model_name!r}: the backbone returned features of shape {tuple(feats.shape)}, "
                               f"expected (B, {self.num_features})")
         return feats
 
@@ -93,5 +93,5 @@ def build_custom(name: str, num_classes: int = 7, au_head: bool = True, **kwargs
     try:
         backbone = factory(**kwargs)
     except TypeError as exc:
-        raise AudferError(f"model {name!r}: the factory refused model.kwargs {kwargs} ({exc})") from None
+        raise ConfigError(f"model {name!r}: the factory refused model.kwargs {kwargs} ({exc})") from None
     return CustomDFER(backbone, num_classes, au_head, name=name)

@@ -15,6 +15,7 @@ from torch import nn
 
 from .backbones import init_resnet, r3d18_features
 from .base import DFERModel, InputSpec
+from ..errors import ConfigError
 
 
 class DMIN(nn.Module):
@@ -47,7 +48,7 @@ class M3DFEL(DFERModel):
                  img_size: int = 112, width: int = 64, heads: int = 8) -> None:
         super().__init__()
         if num_frames % instance_length:
-            raise ValueError(f"num_frames ({num_frames}) must be a multiple of instance_length ({instance_length})")
+            raise ConfigError(f"num_frames ({num_frames}) must be a multiple of instance_length ({instance_length})")
         self.input_spec = InputSpec(num_frames, img_size)
         self.bag_size = num_frames // instance_length
         self.instance_length = instance_length

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, DFERModel, InputSpec
+from ..errors import ConfigError
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -131,7 +132,7 @@ class MAEDFER(DFERModel):
         self.num_features = embed_dim
         grid = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         if any(g % r for g, r in zip(grid, region_size)):
-            raise ValueError(f"token grid {grid} is not divisible by region size {tuple(region_size)}")
+            raise ConfigError(f"token grid {grid} is not divisible by region size {tuple(region_size)}")
         self.grid, self.region_size = grid, tuple(region_size)
         self.num_regions = math.prod(g // r for g, r in zip(grid, region_size))
         self.patch_embed = PatchEmbed(embed_dim, patch_size, tubelet_size)

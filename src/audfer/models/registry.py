@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import AudferError
+from ..errors import ConfigError
 from .base import DFERModel
 
 
@@ -36,7 +36,7 @@ def model_entry(name: str) -> ModelEntry:
         import_factory(name)  # an error now, naming the module, not at the first batch
         return ModelEntry(name, lambda **kw: build_custom(name, **kw), {}, f"user backbone {name} + audfer's heads")
     if name not in _REGISTRY:
-        raise AudferError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 
@@ -49,7 +49,7 @@ def create_model(name: str, num_classes: int = 7, au_head: bool = True, **overri
     try:
         model = entry.builder(num_classes=num_classes, au_head=au_head, **kwargs)
     except TypeError as exc:
-        raise AudferError(f"model {name!r}: bad override ({exc})") from None
+        raise ConfigError(f"model {name!r}: bad override ({exc})") from None
     model.model_name = name
     model.model_config = {"num_classes": num_classes, "au_head": au_head, **kwargs}
     return model
