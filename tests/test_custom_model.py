@@ -103,3 +103,60 @@ def test_a_users_backbone_trains_evaluates_predicts_and_exports(backbone_module,
 
     diff = onnx_parity(load_module(ckpt).model, tmp_path / "mine.onnx")
     assert set(diff) == {"logits", "au_logits"} and max(diff.values()) <= 1e-4
+
+
+USER_MODEL = '''
+import torch
+from torch import nn
+
+from audfer.models import DFERModel, InputSpec
+
+
+class PairModel(DFERModel):
+    """A whole model outside audfer: its own sampling recipe and released-checkpoint layout."""
+
+    sampling = "former_dfer"
+
+    def __init__(self, num_classes=7, au_head=True, *, width=8):
+        super().__init__()
+        self.input_spec = InputSpec(4, 32)
+        self.num_features = width
+        self.conv = nn.Conv3d(3, width, 3, padding=1)
+        self.fc = nn.Linear(width, num_classes)
+        self._init_au_head(au_head)
+
+    def forward_features(self, x):
+        return self.conv(x.transpose(1, 2)).relu().mean(dim=(2, 3, 4))
+
+    def pretrained_filter(self, state, report):
+        if not any(k.startswith("net.") for k in state):
+            return state, set()
+        report.layout += " (the lab's own layout)"
+        return {k[len("net."):]: v for k, v in state.items()}, {k for k in self.state_dict() if k.startswith(("fc.", "au_head."))}
+'''
+
+
+def test_a_whole_model_outside_the_package_uses_its_own_recipe_and_checkpoint_layout(tmp_path, monkeypatch):
+    from audfer.engine.data import default_sampling
+    from audfer.models import load_checkpoint
+
+    (tmp_path / "labmodels.py").write_text(USER_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = create_model("labmodels:PairModel", width=6)
+    assert type(model).__name__ == "PairModel" and model.num_features == 6 and model.au_head.out_features == len(AUS)
+    assert default_sampling("labmodels:PairModel") == "former_dfer"  # declared in its class, not looked up by name
+    donor = create_model("labmodels:PairModel", width=6)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in donor.state_dict().items() if k.startswith("conv.")}},
+               tmp_path / "lab.pth")
+    report = load_checkpoint(model, tmp_path / "lab.pth")
+    assert "the lab's own layout" in report.layout and report.loaded == 2
+    assert torch.equal(model.conv.weight, donor.conv.weight) and set(report.reinitialised) == {
+        "fc.weight", "fc.bias", "au_head.weight", "au_head.bias"}
+
+    synth = generate(tmp_path / "synth", SynthConfig(clips=40, size=32, frames=8, seed=4), workers=1)
+    run = tmp_path / "run"
+    assert main(["train", "synthetic_small", f"data.root={synth}", f"out={run}", "model.name=labmodels:PairModel",
+                 "model.kwargs={width: 6}", "data.sampling=null", "au.strategy=global", "train.epochs=1", "train.batch_size=8",
+                 "train.progress=false", "train.threads=2", "--dry-run"]) == 0
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["sampling"]["kind"] == "former_dfer"

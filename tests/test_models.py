@@ -209,3 +209,42 @@ def test_models_command_prints_measured_figures(capsys):
         assert f"{clip_macs(m, with_au_head=False) / 1e9:.2f}" in line
     assert "input: 16 frames x 3 x 64 x 64" in out
     assert main(["models", "nope"]) == 2
+
+
+def test_no_code_outside_a_models_file_tests_a_model_class_or_name_prefix():
+    """One home per model: the engine, the checkpoint loader, the cost table and the CLI read what a model declares
+    (``sampling``, ``pretrained_filter``, ``paper_table2``, ``recipes``) instead of testing its name."""
+    import ast
+    from pathlib import Path
+
+    import audfer
+
+    src = Path(audfer.__file__).parent
+    homes = {src / "models" / f for f in ("m3dfel.py", "former_dfer.py", "mae_dfer.py")}
+    classes = {"M3DFEL", "FormerDFER", "MAEDFER"}
+    prefixes = {"m3dfel", "former_dfer", "mae_dfer"}
+    found = []
+    for path in src.rglob("*.py"):
+        if path in homes:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value in classes
+                                                     for c in [node.left, *node.comparators]):
+                found.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "startswith" \
+                    and any(isinstance(c, ast.Constant) and c.value in prefixes for c in ast.walk(node)):
+                found.append(f"{path.name}:{node.lineno}")
+    assert not found, found
+
+
+def test_each_model_declares_its_recipe_configs_and_they_ship():
+    from audfer.engine import load_config, shipped_configs
+    from audfer.models import list_models, model_entry
+
+    shipped = set(shipped_configs())
+    for name in list_models():
+        cls = model_entry(name).builder
+        assert set(cls.recipes) <= shipped, (name, cls.recipes)
+        for recipe in cls.recipes:
+            assert model_entry(load_config(recipe)["model"]["name"]).builder is cls
+    assert {"m3dfel_dfew", "former_dfer_ferv39k", "mae_dfer_mafw"} <= {r for n in list_models() for r in model_entry(n).builder.recipes}

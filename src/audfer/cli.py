@@ -524,9 +524,9 @@ def _add_models(sub) -> None:
 
 def _run_models(args) -> None:
     from .models import create_model, list_models, model_entry
-    from .models.complexity import PAPER_TABLE2, clip_macs, count_parameters
+    from .models.complexity import clip_macs, count_parameters
 
-    names = args.names or ["m3dfel", "former_dfer", "mae_dfer"]
+    names = args.names or [n for n in list_models() if model_entry(n).official]
     for n in names:
         model_entry(n)  # unknown name -> clear error before any work
     print(f"{'model':18s} {'params':>12s} {'+AU head':>12s} {'GMACs':>8s} {'+AU head':>9s} {'AU cost':>9s}  paper Table 2")
@@ -534,7 +534,7 @@ def _run_models(args) -> None:
         m = create_model(n)
         p0, p1 = count_parameters(m, au_head=False), count_parameters(m)
         g0, g1 = clip_macs(m, with_au_head=False), clip_macs(m)
-        paper = PAPER_TABLE2.get(n)
+        paper = type(m).paper_table2 if model_entry(n).official else None  # declared in the model's file
         note = f"{paper[0]:.2f} G ({paper[1]})" if paper else "-"
         print(f"{n:18s} {p0:>12,d} {p1:>12,d} {g0 / 1e9:>8.2f} {g1 / 1e9:>9.2f} {100 * (g1 - g0) / g0:>8.4f}%  {note}")
         print(f"{'':18s} input: {m.input_spec.describe()}; {model_entry(n).description}")

@@ -17,6 +17,7 @@ import re
 
 import yaml
 
+from ..data.sampling import SAMPLERS
 from ..errors import ConfigError
 
 CHOICES = {
@@ -204,8 +205,7 @@ RULES = {
     ("data", "crop_scale"): _pair(0, 1), ("data", "erasing"): _num(0, 1),
     ("data", "root"): _text(), ("data", "frames"): _text(), ("data", "train_list"): _text(), ("data", "test_list"): _text(),
     ("data", "au_labels"): _text(), ("data", "openface"): _text(), ("data", "au_mapping"): _text(), ("data", "cache"): _text(),
-    ("data", "sampling"): ((lambda v: v in (None, "m3dfel", "former_dfer", "mae_dfer", "uniform")),
-                           "m3dfel, former_dfer, mae_dfer, uniform or null"),
+    ("data", "sampling"): ((lambda v: v is None or v in SAMPLERS), f"one of {', '.join(SAMPLERS)} or null (the model's own)"),
     ("au", "lam"): _num(0, 1), ("au", "scale"): _num(0, lo_open=True), ("au", "allow_test_overlap"): _BOOL,
     ("au", "knowledge"): _text(none=False), ("au", "pos_weights"): _text(none=False),
     ("optim", "lr"): _num(0), ("optim", "weight_decay"): _num(0), ("optim", "eps"): _num(0, lo_open=True),

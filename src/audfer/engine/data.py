@@ -266,10 +266,11 @@ def prepare(cfg: dict) -> Prepared:
 
 
 def default_sampling(model_name: str) -> str:
-    for kind in ("m3dfel", "former_dfer", "mae_dfer"):
-        if model_name.startswith(kind):
-            return kind
-    return "uniform"
+    """The model's own temporal sampling recipe (``DFERModel.sampling``, declared in its file; ``uniform`` for a
+    user's backbone without one)."""
+    from ..models import model_entry
+
+    return getattr(model_entry(model_name).builder, "sampling", "uniform")
 
 
 def make_dataset(cfg: dict, index: ClipIndex, spec, au_labels, *, train: bool, view: int = 0) -> ClipDataset:

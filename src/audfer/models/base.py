@@ -44,11 +44,29 @@ class ModelOutput:
 
 
 class DFERModel(nn.Module):
-    """Base class: subclasses define ``forward_features`` and the expression classifier."""
+    """Base class: subclasses define ``forward_features`` and the expression classifier.
+
+    What is specific to a model lives in its own file, as these class attributes and hooks, so that the engine,
+    the checkpoint loader, the cost table and the CLI never test a model's name:
+
+    - ``sampling``: its temporal sampling recipe (a kind of ``audfer.data.sampling``), used unless the config
+      sets ``data.sampling``;
+    - ``pretrained_filter``: how its released checkpoints map onto its keys (as timm's ``pretrained_filter_fn``);
+    - ``paper_table2``: what the paper's Table 2 says it costs, and what that figure really counted;
+    - ``recipes``: the shipped configs of its official recipe (``audfer train --list``).
+    """
 
     input_spec: InputSpec
     num_features: int
     classifier_name: str = "fc"
+    sampling: str = "uniform"
+    paper_table2: tuple[float, str] | None = None
+    recipes: tuple[str, ...] = ()
+
+    def pretrained_filter(self, state: dict[str, torch.Tensor], report) -> tuple[dict[str, torch.Tensor], set[str]]:
+        """Map a foreign checkpoint's ``state`` onto this model's keys: ``(state, keys allowed to stay fresh)``;
+        notes go into ``report`` (a ``LoadReport``: ``dropped``, ``layout``, ``messages``). Default: as is."""
+        return state, set()
 
     def _init_au_head(self, au_head: bool) -> None:
         self.au_head = nn.Linear(self.num_features, len(AUS)) if au_head else None

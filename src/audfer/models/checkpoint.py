@@ -12,7 +12,6 @@ lists the keys.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,30 +135,8 @@ def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: 
         report.messages.append("the checkpoint has an AU head but this model has none (au.strategy=none): not used")
         state = {k: v for k, v in state.items() if not k.startswith("au_head.")}
 
-    if any(k.startswith("encoder.") for k in state):  # MAE-DFER pre-training checkpoint
-        report.dropped = sorted(k for k in state if not k.startswith("encoder."))
-        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-        for k in [k for k in state if k.startswith(("head.", "norm.", "fc_norm.")) or k == "pos_embed"]:
-            report.dropped.append("encoder." + k)
-            del state[k]
-        allowed_missing |= {k for k in own if k.startswith(("head.", "fc_norm."))}
-        report.layout += " (MAE-DFER pre-training: encoder only)"
-    elif name == "M3DFEL" and "stem.0.weight" in state:  # torchvision r3d_18
-        mapped = {}
-        for k, v in state.items():
-            m = re.match(r"(stem|layer([1-4]))\.(.*)", k)
-            if m:
-                mapped[f"features.{0 if m.group(1) == 'stem' else m.group(2)}.{m.group(3)}"] = v
-            else:
-                report.dropped.append(k)
-        state = mapped
-        allowed_missing |= {k for k in own if not k.startswith("features.")}
-        report.layout += " (torchvision r3d_18 -> backbone)"
-    elif name == "FormerDFER" and "conv1.weight" in state and "layer4.0.conv1.weight" in state:  # torchvision resnet18
-        report.dropped = sorted(k for k in state if k.startswith("fc."))
-        state = {f"s_former.{k}": v for k, v in state.items() if not k.startswith("fc.")}
-        allowed_missing |= {k for k in own if not k.startswith("s_former.") or "transformer" in k or "pos_embedding" in k}
-        report.layout += " (torchvision resnet18 -> S-Former trunk)"
+    state, fresh = model.pretrained_filter(state, report)  # the model's own released layouts (its file)
+    allowed_missing |= fresh
 
     head = model.classifier_name
     for suffix in ("weight", "bias"):

@@ -14,12 +14,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .base import DFERModel
 
-#: Paper Table 2 figure (G) and what it is.
-PAPER_TABLE2 = {
-    "m3dfel": (1.66, "thop artefact: skips torchvision's Conv3DSimple, i.e. the whole R3D-18 backbone"),
-    "former_dfer": (8.32, "correct (MACs)"),
-    "mae_dfer": (26.11, "thop on a depth-12 model; the trained model has depth 16"),
-}
 
 
 def lstm_macs(lstm: nn.LSTM, steps: int, batch: int = 1) -> int:

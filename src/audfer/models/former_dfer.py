@@ -13,6 +13,7 @@ from torch import nn
 
 from .backbones import init_resnet, resnet_stage
 from .base import DFERModel, InputSpec
+from .registry import register_model
 from .transformer import Transformer
 
 
@@ -56,6 +57,20 @@ class TFormer(nn.Module):
 
 
 class FormerDFER(DFERModel):
+    sampling = "former_dfer"  # audfer.data.sampling.segment_indices: 8 segments x 2 frames
+    paper_table2 = (8.32, "correct (MACs)")
+    recipes = ("former_dfer_dfew", "former_dfer_ferv39k", "former_dfer_mafw")
+
+    def pretrained_filter(self, state, report):
+        """torchvision's ``resnet18`` into the S-Former's convolutional trunk (its ``fc`` dropped); the spatial
+        transformer, position embeddings, T-Former and heads start fresh."""
+        if not ("conv1.weight" in state and "layer4.0.conv1.weight" in state):
+            return state, set()
+        report.dropped = sorted(k for k in state if k.startswith("fc."))
+        report.layout += " (torchvision resnet18 -> S-Former trunk)"
+        fresh = {k for k in self.state_dict() if not k.startswith("s_former.") or "transformer" in k or "pos_embedding" in k}
+        return {f"s_former.{k}": v for k, v in state.items() if not k.startswith("fc.")}, fresh
+
     def __init__(self, num_classes: int = 7, au_head: bool = True, *, num_frames: int = 16, img_size: int = 112,
                  width: int = 64, temporal_depth: int = 3, heads: int = 8) -> None:
         super().__init__()
@@ -70,3 +85,7 @@ class FormerDFER(DFERModel):
         b, t = x.shape[:2]
         frames = self.s_former(x.reshape(b * t, *x.shape[2:]))
         return self.t_former(frames.reshape(b, t, -1))
+
+register_model("former_dfer", FormerDFER, "Former-DFER (MM 2021): S-Former + T-Former, 16x112x112", official=True)
+register_model("former_dfer_small", FormerDFER, "Former-DFER at width 16, 64x64, 1 temporal layer (CPU demo)",
+               width=16, img_size=64, temporal_depth=1)

@@ -10,11 +10,14 @@ size 1 works (no bare ``squeeze()``).
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
 from .backbones import init_resnet, r3d18_features
 from .base import DFERModel, InputSpec
+from .registry import register_model
 from ..errors import ConfigError
 
 
@@ -44,6 +47,25 @@ class DMIN(nn.Module):
 
 
 class M3DFEL(DFERModel):
+    sampling = "m3dfel"  # audfer.data.sampling.m3dfel_indices
+    paper_table2 = (1.66, "thop artefact: skips torchvision's Conv3DSimple, i.e. the whole R3D-18 backbone")
+    recipes = ("m3dfel_dfew", "m3dfel_ferv39k", "m3dfel_mafw")
+
+    def pretrained_filter(self, state, report):
+        """torchvision's ``r3d_18`` (Kinetics-400, the official initialisation): ``stem``/``layer1-4`` into the
+        instance backbone ``features.0-4``; its classifier and everything after the backbone start fresh."""
+        if "stem.0.weight" not in state:
+            return state, set()
+        mapped = {}
+        for k, v in state.items():
+            m = re.match(r"(stem|layer([1-4]))\.(.*)", k)
+            if m:
+                mapped[f"features.{0 if m.group(1) == 'stem' else m.group(2)}.{m.group(3)}"] = v
+            else:
+                report.dropped.append(k)
+        report.layout += " (torchvision r3d_18 -> backbone)"
+        return mapped, {k for k in self.state_dict() if not k.startswith("features.")}
+
     def __init__(self, num_classes: int = 7, au_head: bool = True, *, num_frames: int = 16, instance_length: int = 4,
                  img_size: int = 112, width: int = 64, heads: int = 8) -> None:
         super().__init__()
@@ -75,3 +97,6 @@ class M3DFEL(DFERModel):
         att = att.transpose(1, 2).reshape(b, self.bag_size, -1)
         x = x * torch.sigmoid(self.norm(att))
         return self.pwconv(x).squeeze(1)
+
+register_model("m3dfel", M3DFEL, "M3DFEL (CVPR 2023): R3D-18 instances + BiLSTM + DMIN, 16x112x112", official=True)
+register_model("m3dfel_small", M3DFEL, "M3DFEL at width 8, 64x64 (CPU demo)", width=8, img_size=64)

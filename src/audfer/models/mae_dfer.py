@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, DFERModel, InputSpec
+from .registry import register_model
 from ..errors import ConfigError
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)
@@ -121,6 +122,23 @@ class PatchEmbed(nn.Module):
 
 
 class MAEDFER(DFERModel):
+    sampling = "mae_dfer"  # audfer.data.sampling.strided_indices
+    paper_table2 = (26.11, "thop on a depth-12 model; the trained model has depth 16")
+    recipes = ("mae_dfer_dfew", "mae_dfer_ferv39k", "mae_dfer_mafw")
+
+    def pretrained_filter(self, state, report):
+        """The VoxCeleb2 self-supervised checkpoint (``encoder.`` prefix): the encoder only; the decoder, the
+        pre-training head, final norm and the (fixed, recomputed) position table are not used."""
+        if not any(k.startswith("encoder.") for k in state):
+            return state, set()
+        report.dropped = sorted(k for k in state if not k.startswith("encoder."))
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        for k in [k for k in state if k.startswith(("head.", "norm.", "fc_norm.")) or k == "pos_embed"]:
+            report.dropped.append("encoder." + k)
+            del state[k]
+        report.layout += " (MAE-DFER pre-training: encoder only)"
+        return state, {k for k in self.state_dict() if k.startswith(("head.", "fc_norm."))}
+
     classifier_name = "head"
 
     def __init__(self, num_classes: int = 7, au_head: bool = True, *, num_frames: int = 16, img_size: int = 160,
@@ -173,3 +191,7 @@ class MAEDFER(DFERModel):
             x = blk(x, b)
         region = x[:, 0].reshape(b, self.num_regions, c)
         return self.fc_norm(region.mean(1))
+
+register_model("mae_dfer", MAEDFER, "MAE-DFER (MM 2023): LGI-Former, 16x160x160", official=True)
+register_model("mae_dfer_small", MAEDFER, "MAE-DFER dim 64, depth 2, 64x64 (CPU demo)", embed_dim=64, depth=2,
+               heads=4, img_size=64, region_size=(2, 2, 4), drop_path=0.0)

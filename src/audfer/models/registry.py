@@ -15,13 +15,17 @@ class ModelEntry:
     builder: Callable[..., DFERModel]
     defaults: dict = field(default_factory=dict)
     description: str = ""
+    official: bool = False  #: the published architecture at its published size (``audfer models`` measures these)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, builder: Callable[..., DFERModel], description: str = "", **defaults) -> None:
-    _REGISTRY[name] = ModelEntry(name, builder, defaults, description)
+def register_model(name: str, builder: Callable[..., DFERModel], description: str = "", *, official: bool = False,
+                   **defaults) -> None:
+    """Register ``builder`` (a ``DFERModel`` class or factory) as ``name``; ``defaults`` are size options. Each
+    model registers itself and its small variants at the end of its own file."""
+    _REGISTRY[name] = ModelEntry(name, builder, defaults, description, official)
 
 
 def list_models() -> list[str]:
@@ -33,7 +37,9 @@ def model_entry(name: str) -> ModelEntry:
     from .custom import build_custom, import_factory, is_custom_name
 
     if is_custom_name(name):
-        import_factory(name)  # an error now, naming the module, not at the first batch
+        factory = import_factory(name)  # an error now, naming the module, not at the first batch
+        if isinstance(factory, type) and issubclass(factory, DFERModel):  # a whole model, heads and hooks its own
+            return ModelEntry(name, factory, {}, f"user model {name}")
         return ModelEntry(name, lambda **kw: build_custom(name, **kw), {}, f"user backbone {name} + audfer's heads")
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(list_models())}")
