@@ -25,7 +25,7 @@ import torch
 from audfer.data.cache import ClipCache
 from audfer.data.datasets import ClipDataset, ClipIndex, frame_paths
 from audfer.data.sampling import sample_indices
-from audfer.data.synthetic import SynthConfig, generate
+from audfer.synth.dataset import SynthConfig, generate
 from audfer.data.transforms import Resize
 
 SIZE = 112

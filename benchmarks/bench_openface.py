@@ -30,7 +30,7 @@ def _make(root: Path, files: int, frames: int) -> None:
     import numpy as np
     import polars as pl
 
-    from audfer.openface_format import render_openface_csv
+    from audfer.synth.openface_writer import render_openface_csv
     from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
     root.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from audfer.data.synthetic import SynthConfig, generate
+    from audfer.synth.dataset import SynthConfig, generate
     from audfer.demo import DEMO_SYNTH
     from audfer.engine import load_config
     from audfer.engine.data import loader, make_dataset, prepare

@@ -23,7 +23,7 @@ from audfer.knowledge import combine_knowledge, extract_knowledge, interpolate_z
 from audfer.labels import pos_weights, video_au_labels
 from audfer.losses import AULoss
 from audfer.openface import read_au_dir
-from audfer.openface_format import write_openface_csv
+from audfer.synth.openface_writer import write_openface_csv
 from audfer.vocab import AUS, INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 from conftest import make_frames, tiny_config
@@ -444,7 +444,7 @@ def test_pos_weights_cli_with_ids_that_match_nothing_is_an_error(tmp_path, capsy
 
 # ----------------------------------------------------------------------------------------------- training
 def test_training_on_pyfeat_labels_masks_au45_and_says_so(tmp_path):
-    from audfer.data.synthetic import SynthConfig, generate
+    from audfer.synth.dataset import SynthConfig, generate
     from audfer.engine import train
     from audfer.openface import read_openface
 

@@ -10,7 +10,7 @@ from audfer.cli import main
 from audfer.engine import load_config
 from audfer.io import read_clip_labels, read_expression_table
 from audfer.openface import read_openface
-from audfer.openface_format import render_openface_csv
+from audfer.synth.openface_writer import render_openface_csv
 from audfer.vocab import AUS, EXPRESSIONS
 
 from conftest import make_frames
@@ -92,7 +92,7 @@ def test_k_and_pos_weight_values(tmp_path, value, what, message):
 def _probs_case(tmp_path, lines):
     of = tmp_path / "of"
     of.mkdir()
-    from audfer.openface_format import write_openface_csv
+    from audfer.synth.openface_writer import write_openface_csv
 
     for c in range(7):
         write_openface_csv(of / f"c{c}.csv", make_frames(3, c, success=[1] * 3))
@@ -254,7 +254,7 @@ def test_videos_that_are_empty_text_or_cut_off(tmp_path):
 
 
 def test_knowledge_with_labels_matching_no_csv_is_an_error(tmp_path, capsys):
-    from audfer.openface_format import write_openface_csv
+    from audfer.synth.openface_writer import write_openface_csv
 
     of = tmp_path / "of"
     of.mkdir()
@@ -267,7 +267,7 @@ def test_knowledge_with_labels_matching_no_csv_is_an_error(tmp_path, capsys):
 
 
 def test_an_empty_split_says_which_split_of_which_dataset_and_how_many_clips_were_missing(tmp_path):
-    from audfer.data.synthetic import SynthConfig, generate
+    from audfer.synth.dataset import SynthConfig, generate
     from audfer.engine.data import split_index
     import shutil
 

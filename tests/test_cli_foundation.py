@@ -10,7 +10,7 @@ from audfer.io import read_expression_table
 from audfer.knowledge import extract_knowledge
 from audfer.labels import pos_weights, video_au_labels
 from audfer.openface import read_openface_dir
-from audfer.openface_format import write_openface_csv
+from audfer.synth.openface_writer import write_openface_csv
 
 from conftest import make_frames
 

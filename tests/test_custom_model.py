@@ -12,7 +12,7 @@ import torch
 
 from audfer import AudferError
 from audfer.cli import main
-from audfer.data.synthetic import SynthConfig, generate
+from audfer.synth.dataset import SynthConfig, generate
 from audfer.models import create_model
 from audfer.vocab import AUS, EXPRESSIONS
 

@@ -79,7 +79,7 @@ def test_generic_lists_remap_foreign_prefixes(fixtures, tmp_path):
 
 
 def test_list_label_ids_are_read_through_the_declared_class_order(fixtures, tmp_path):
-    from audfer.data.annotations import MAFW_CLASSES
+    from audfer.vocab import MAFW_CLASSES
 
     lst = fixtures / "annotations" / "mae-dfer" / "mafw" / "split01" / "train.csv"
     raw = [(line.split()[0].rsplit("/", 1)[-1], int(line.split()[-1])) for line in lst.read_text().splitlines() if line.strip()]

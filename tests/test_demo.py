@@ -71,7 +71,7 @@ def test_the_demo_model_and_pipeline_can_memorise_a_small_training_set(tmp_path)
     """Capacity and pipeline check (issue: the demo learned only the class prior): the demo's model through the
     demo's data pipeline (JPEG frames, clip cache, sampler, loader), augmentation off, drives ~60 training clips
     to >= 95 % training accuracy, wrong labels included (about 30 s on 2 cores)."""
-    from audfer.data.synthetic import SynthConfig, generate
+    from audfer.synth.dataset import SynthConfig, generate
     from audfer.engine import load_config
     from audfer.engine.train import evaluate_checkpoint, train
 

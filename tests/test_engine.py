@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 
 from audfer import AudferError
 from audfer.cli import main
-from audfer.data.synthetic import SynthConfig, generate
+from audfer.synth.dataset import SynthConfig, generate
 from audfer.engine import load_config, shipped_configs, train
 from audfer.engine.config import defaults
 from audfer.evaluation import classification_metrics

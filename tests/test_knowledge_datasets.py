@@ -10,7 +10,7 @@ from audfer.cli import main
 from audfer.data.annotations import affwild2_frame_labels, dfew_labels, ferv39k_labels, mafw_labels, ravdess_labels
 from audfer.io import read_expression_table
 from audfer.knowledge_datasets import DatasetSpec, knowledge_for_dataset
-from audfer.openface_format import write_openface_csv
+from audfer.synth.openface_writer import write_openface_csv
 from audfer.vocab import INTENSITY_COLUMNS
 
 from conftest import make_frames

@@ -7,7 +7,7 @@ import pytest
 
 from audfer import AudferError
 from audfer.openface import CANONICAL_COLUMNS, OpenFaceWarning, read_openface, read_openface_dir
-from audfer.openface_format import STYLES, full_header, render_openface_csv, write_openface_csv
+from audfer.synth.openface_writer import STYLES, full_header, render_openface_csv, write_openface_csv
 from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 from conftest import make_frames

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 
 from audfer import AudferError
 from audfer.cli import main
-from audfer.data.synthetic import SynthConfig, generate
+from audfer.synth.dataset import SynthConfig, generate
 from audfer.engine import load_config, train
 from audfer.errors import TrainingStopped
 from audfer.io import atomic_path, write_csv
@@ -241,7 +241,7 @@ def test_synth_overwrite_deletes_only_its_own_output(tmp_path, capsys):
 
 
 def test_demo_does_not_reuse_a_synthetic_set_made_with_other_settings(tmp_path):
-    from audfer.data.synthetic import synth_settings_differ
+    from audfer.synth.dataset import synth_settings_differ
 
     out = generate(tmp_path / "s", SynthConfig(clips=10, size=32, frames=4, seed=1), workers=1)
     assert synth_settings_differ(out, SynthConfig(clips=10, size=32, frames=4, seed=1)) == {}

@@ -9,9 +9,9 @@ import pytest
 from audfer import AUS, EXPRESSIONS
 from audfer.cli import main
 from audfer.data.datasets import dfew_index, read_frames
-from audfer.data.face_renderer import random_identity, render_frame
-from audfer.data.synthetic import SynthConfig, _plan, generate
-from audfer.data.synthetic_aus import DFEW_CLASS_COUNTS
+from audfer.synth.renderer import random_identity, render_frame
+from audfer.synth.dataset import SynthConfig, _plan, generate
+from audfer.synth.aus import DFEW_CLASS_COUNTS
 from audfer.labels import video_au_labels
 from audfer.openface import read_openface_dir
 

@@ -14,7 +14,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from audfer import AudferError
 from audfer.data.datasets import frame_paths, order_frames, read_frames
-from audfer.data.synthetic import SynthConfig, generate
+from audfer.synth.dataset import SynthConfig, generate
 from audfer.engine import load_config, train
 from conftest import TINY, tiny_config
 

@@ -329,7 +329,7 @@ def _add_synth(sub) -> None:
 
 
 def _run_synth(args) -> None:
-    from .data.synthetic import SynthConfig, generate
+    from .synth.dataset import SynthConfig, generate
 
     cfg = SynthConfig(clips=args.clips, seed=args.seed, size=args.size, frames=args.frames, label_noise=args.label_noise)
     generate(args.out, cfg, workers=args.workers, overwrite=args.overwrite, preview=args.preview, log=_echo)

@@ -35,7 +35,7 @@ from .reports import plot_knowledge
 from .vocab import AUS, EXPRESSIONS
 
 #: What the default demo renders: small frames that the AUs still visibly move (``au_gain``: AU movements drawn 2x
-#: their face_renderer proportions; ``motion``: half the default head motion). 1,500 clips: with 1,000 the model
+#: their renderer proportions; ``motion``: half the default head motion). 1,500 clips: with 1,000 the model
 #: fits its 795 training clips (training CE 0.6 by epoch 20) while test WAR stays at ~56 %; 1,500 lift it to ~59 %.
 DEMO_SYNTH = {"clips": 1500, "size": 48, "frames": 8, "au_gain": 2.0, "motion": 0.2}
 
@@ -154,7 +154,7 @@ def render_videos(synth_dir: Path, out: Path, *, frames: int | None = None, size
 
     import cv2
 
-    from .data.synthetic import SynthConfig, render_clip
+    from .synth.dataset import SynthConfig, render_clip
 
     meta = json.loads((synth_dir / "synth.json").read_text())
     base = SynthConfig(**{k: v for k, v in meta.items() if k in SynthConfig.__dataclass_fields__})
@@ -199,7 +199,7 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
     import os
 
     from .data.annotations import dfew_labels
-    from .data.synthetic import SynthConfig, generate, synth_settings_differ
+    from .synth.dataset import SynthConfig, generate, synth_settings_differ
     from .engine import load_config
     from .engine.experiments import run_ablation
 
@@ -236,7 +236,7 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
     write_csv(res.table(), out / "K.csv")
     write_provenance(out / "K.csv", what="knowledge", clip_ids=res.clip_ids, dataset="synthetic", fold=1, split="train")
     plot_knowledge(res.matrix, out / "K.png", title="AU-expression knowledge recovered from the synthetic OpenFace CSVs")
-    from .data.synthetic_aus import activation_probability
+    from .synth.aus import activation_probability
 
     keep = np.array([a != "AU28" for a in AUS])
     drawn = activation_probability(paper_knowledge())  # what decides which AUs a synthetic clip shows

@@ -13,7 +13,7 @@ import torch
 from torchmetrics.classification import (MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall,
                                          MultilabelF1Score)
 
-from .data.annotations import MAFW_CLASSES
+from .vocab import MAFW_CLASSES
 from .vocab import AUS, EXPRESSIONS
 
 

@@ -55,3 +55,11 @@ def expression_index(value: object, *, where: str = "label") -> int:
     if not 0 <= idx < len(EXPRESSIONS):
         raise AudferError(f"{where}: expression index {idx} out of range; expected 0..6 ({', '.join(EXPRESSIONS)})")
     return idx
+
+
+#: MAFW's 11 classes in its label order (its own files' names).
+MAFW_CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
+                                 "contempt", "anxiety", "helplessness", "disappointment")
+#: MAFW 11-class index -> our 7-class label (None: no class of ours). The 7-class view is audfer's own definition
+#: (the paper publishes none): the first seven map by name, contempt ... disappointment are left out.
+MAFW_TO_7: dict[int, int | None] = {i: (expression_index(n) if i < 7 else None) for i, n in enumerate(MAFW_CLASSES)}

@@ -27,12 +27,8 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import InputError
-from ..vocab import EXPRESSIONS, expression_index
+from ..vocab import EXPRESSIONS, MAFW_CLASSES, MAFW_TO_7, expression_index
 
-MAFW_CLASSES = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
-                "contempt", "anxiety", "helplessness", "disappointment")
-#: MAFW 11-class index -> our label (None: no class of ours)
-MAFW_TO_7 = {i: (expression_index(n) if i < 7 else None) for i, n in enumerate(MAFW_CLASSES)}
 RAVDESS_EMOTIONS = {1: "neutral", 2: "calm", 3: "happy", 4: "sad", 5: "angry", 6: "fearful", 7: "disgust", 8: "surprised"}
 
 

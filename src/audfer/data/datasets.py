@@ -100,7 +100,7 @@ def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
     Neutral, Angry, Surprise, Disgust, Fear; ``mafw11``: MAFW's anger, disgust, fear, happiness, neutral,
     sadness, surprise, contempt, anxiety, helplessness, disappointment) or the class names in id order.
     Returns file id -> audfer label (None: a class outside the ``num_classes`` view, left out)."""
-    from .annotations import MAFW_CLASSES
+    from ..vocab import MAFW_CLASSES
     from ..vocab import EXPRESSIONS, expression_index
 
     if class_order is None:

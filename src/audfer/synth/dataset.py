@@ -1,9 +1,9 @@
 """The built-in synthetic dataset (``audfer synth``): rendered face videos driven by Action Units.
 
-Every clip is one person (``face_renderer.Identity``) showing one expression: its active AUs are drawn
+Every clip is one person (``renderer.Identity``) showing one expression: its active AUs are drawn
 from an expression-AU prior (default: the paper's matrix, Fig. 4) with person-to-person variation and
-onset-apex-offset timing (``synthetic_aus``), rendered frame by frame, then moved (head motion), lit
-and noised (``face_renderer.camera``). Class frequencies follow DFEW's 5-fold split files; a share of
+onset-apex-offset timing (``aus``), rendered frame by frame, then moved (head motion), lit
+and noised (``renderer.camera``). Class frequencies follow DFEW's 5-fold split files; a share of
 the expression labels is deliberately wrong (crowd labelling), while the AU ground truth is exact.
 
 Written in DFEW's layout so the real adapters and the OpenFace pipeline run on it unchanged::
@@ -38,8 +38,8 @@ import polars as pl
 
 from ..errors import ConfigError
 from ..vocab import AUS, EXPRESSIONS
-from .face_renderer import camera, head_motion, random_identity, render_frame
-from .synthetic_aus import noisy_labels, openface_frames, sample_clip_aus, sample_labels
+from .renderer import camera, head_motion, random_identity, render_frame
+from .aus import noisy_labels, openface_frames, sample_clip_aus, sample_labels
 
 FOLDS = 5
 
@@ -54,7 +54,7 @@ class SynthConfig:
     clips_per_identity: int = 6
     noise: float = 4.0  #: sensor noise (std of the 8-bit values, scaled per clip by U(0.5, 1.5))
     motion: float = 0.4  #: head-motion amplitude (1: up to ~7 % shifts and ~10 degree turns; 0: a still head)
-    au_gain: float = 1.5  #: AU movement exaggeration of the renderer (1: the proportions of face_renderer)
+    au_gain: float = 1.5  #: AU movement exaggeration of the renderer (1: the proportions of renderer)
     jpeg_quality: int = 92
 
     def check(self) -> None:
@@ -101,7 +101,7 @@ def render_clip(cfg: SynthConfig, index: int, identity: int, label: int) -> tupl
 def _write_chunk(args) -> list[tuple[int, list[int]]]:
     import cv2
 
-    from ..openface_format import render_openface_csv
+    from .openface_writer import render_openface_csv
 
     cfg, tmp, rows = args
     tmp = Path(tmp)
@@ -233,7 +233,7 @@ def write_preview(root: Path, cfg: SynthConfig, plan: pl.DataFrame, *, per_class
     """``preview.png``: for each expression, ``per_class`` clips (true label) at ``steps`` time points."""
     import cv2
 
-    from .datasets import read_frames
+    from ..data.datasets import read_frames
 
     tiles = []
     pick = np.linspace(0, cfg.frames - 1, steps).round().astype(int)
