@@ -63,8 +63,10 @@ def main() -> None:
         base.append(_time(lambda: step(False), 1))
         with_au.append(_time(lambda: step(True), 1))
     b, a = statistics.median(base), statistics.median(with_au)
-    print(f"training step {args.model} batch {args.batch}: CE only {b * 1e3:.1f} ms, CE + AU loss {a * 1e3:.1f} ms, "
-          f"ratio {a / b:.3f} (goal <= 1.03) {'OK' if a / b <= 1.03 else 'ABOVE GOAL'}")
+    print(
+        f"training step {args.model} batch {args.batch}: CE only {b * 1e3:.1f} ms, CE + AU loss {a * 1e3:.1f} ms, "
+        f"ratio {a / b:.3f} (goal <= 1.03) {'OK' if a / b <= 1.03 else 'ABOVE GOAL'}"
+    )
 
     n = 64
     logits = torch.randn(n, 18, requires_grad=True)
@@ -83,8 +85,10 @@ def main() -> None:
         (total / n).backward()
 
     tv, tl = _time(vectorised, 50), _time(per_sample, 10)
-    print(f"AU loss alone, batch {n} (forward + backward): vectorised {tv * 1e6:.0f} us, per-sample loop {tl * 1e6:.0f} us, "
-          f"speed-up {tl / tv:.1f}x (goal >= 20x) {'OK' if tl / tv >= 20 else 'BELOW GOAL'}")
+    print(
+        f"AU loss alone, batch {n} (forward + backward): vectorised {tv * 1e6:.0f} us, per-sample loop {tl * 1e6:.0f} us, "
+        f"speed-up {tl / tv:.1f}x (goal >= 20x) {'OK' if tl / tv >= 20 else 'BELOW GOAL'}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ import torch
 from audfer.data.cache import ClipCache
 from audfer.data.datasets import ClipDataset, ClipIndex, frame_paths
 from audfer.data.sampling import sample_indices
-from audfer.synth.dataset import SynthConfig, generate
 from audfer.data.transforms import Resize
+from audfer.synth.dataset import SynthConfig, generate
 
 SIZE = 112
 
@@ -62,8 +62,16 @@ def main() -> None:
         folders = sorted((root / "Clip" / "clip_224x224").iterdir())
         import polars as pl
 
-        index = ClipIndex(pl.DataFrame({"clip_id": [f.name for f in folders], "label": pl.Series([0] * len(folders), dtype=pl.Int8),
-                                        "path": [str(f) for f in folders]}), skipped=[])
+        index = ClipIndex(
+            pl.DataFrame(
+                {
+                    "clip_id": [f.name for f in folders],
+                    "label": pl.Series([0] * len(folders), dtype=pl.Int8),
+                    "path": [str(f) for f in folders],
+                }
+            ),
+            skipped=[],
+        )
         n = len(folders)
         lengths = [len(frame_paths(f)) for f in folders]
 
@@ -79,6 +87,7 @@ def main() -> None:
             def fn(epoch, i):
                 ds.set_epoch(epoch)
                 ds[i]
+
             return fn
 
         r_pil = rate(pil, n, args.epochs)
@@ -88,7 +97,9 @@ def main() -> None:
         assert cache.misses == n, cache
         sample = cached[0][0]
         assert sample.shape == (16, 3, SIZE, SIZE) and sample.dtype == torch.uint8
-    print(f"{n} clips of {args.frames} JPEG frames at 224 px -> 16 x 3 x {SIZE} x {SIZE} uint8, 1 thread, {args.epochs} epochs")
+    print(
+        f"{n} clips of {args.frames} JPEG frames at 224 px -> 16 x 3 x {SIZE} x {SIZE} uint8, 1 thread, {args.epochs} epochs"
+    )
     print(f"  PIL per frame (official style): {r_pil:8.1f} clips/s")
     print(f"  audfer cold (no cache):         {r_cold:8.1f} clips/s   {r_cold / r_pil:5.2f}x  (goal >= 1.5x)")
     print(f"  audfer cache fill (epoch 1):    {r_fill:8.1f} clips/s   {r_fill / r_pil:5.2f}x")

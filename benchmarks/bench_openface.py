@@ -37,12 +37,17 @@ def _make(root: Path, files: int, frames: int) -> None:
     templates = []
     for t in range(5):
         rng = np.random.default_rng(t)
-        df = pl.DataFrame({
-            "frame": np.arange(1, frames + 1), "timestamp": np.arange(frames) / 30, "confidence": rng.uniform(0.8, 1, frames),
-            "success": (rng.random(frames) > 0.05).astype(int), "face_id": np.zeros(frames, dtype=int),
-            **{c: rng.uniform(0, 5, frames) for c in INTENSITY_COLUMNS},
-            **{c: rng.integers(0, 2, frames) for c in PRESENCE_COLUMNS},
-        })
+        df = pl.DataFrame(
+            {
+                "frame": np.arange(1, frames + 1),
+                "timestamp": np.arange(frames) / 30,
+                "confidence": rng.uniform(0.8, 1, frames),
+                "success": (rng.random(frames) > 0.05).astype(int),
+                "face_id": np.zeros(frames, dtype=int),
+                **{c: rng.uniform(0, 5, frames) for c in INTENSITY_COLUMNS},
+                **{c: rng.integers(0, 2, frames) for c in PRESENCE_COLUMNS},
+            }
+        )
         templates.append(render_openface_csv(df, "2.2", full=True, seed=t))
     for i in range(files):
         (root / f"{i:05d}.csv").write_bytes(templates[i % len(templates)])
@@ -76,7 +81,9 @@ def _step(mode: str, root: str, cache: str) -> None:
         video_au_labels(folder.frames, folder.clips)
         n = folder.frames.height
     dt = time.perf_counter() - t0
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
     print(json.dumps({"frames": n, "seconds": dt, "peak_mb": peak / 1024}))
 
 
@@ -99,12 +106,22 @@ def main() -> None:
         for mode in ("cat", "pandas", "cold", "cached"):
             if mode == "cold":
                 shutil.rmtree(cache, ignore_errors=True)  # cold: nothing cached
-            out = subprocess.run([sys.executable, __file__, "--step", mode, str(data), str(cache)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--step", mode, str(data), str(cache)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             res[mode] = json.loads(out.strip().splitlines()[-1])
             r = res[mode]
-            peak = "" if mode == "cat" else (f"  peak {r['peak_mb']:.0f} MB "
-                                             f"({r['peak_mb'] / (r['frames'] / 1e6) / 1024:.2f} GB per million frames)")
+            peak = (
+                ""
+                if mode == "cat"
+                else (
+                    f"  peak {r['peak_mb']:.0f} MB "
+                    f"({r['peak_mb'] / (r['frames'] / 1e6) / 1024:.2f} GB per million frames)"
+                )
+            )
             print(f"{mode:7s} {r['frames'] / r['seconds']:>12,.0f} frames/s  {r['seconds']:6.2f}s{peak}")
         base = res["pandas"]["frames"] / res["pandas"]["seconds"]
         print(f"cat (the floor) / pandas = {res['pandas']['seconds'] / res['cat']['seconds']:.1f}x")

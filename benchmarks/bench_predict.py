@@ -35,19 +35,27 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="also the three full-size base models (slow on CPU)")
     args = ap.parse_args()
     if not args.video.is_file():
-        raise SystemExit(f"{args.video}: video not found (pass --video; the default is the shared fixtures' single_face.mp4)")
+        raise SystemExit(
+            f"{args.video}: video not found (pass --video; the default is the shared fixtures' single_face.mp4)"
+        )
     print(f"{args.video.name}, torch threads {torch.get_num_threads()}, window 16 / stride 8")
     det = HaarFaceDetector()
     decode = fps_of(args.video, lambda: [None for _ in iter_frames(args.video)], args.repeat)
     detect = fps_of(args.video, lambda: [det(f) for f in iter_frames(args.video)], args.repeat)
     print(f"  decode only:                {decode:7.1f} fps")
     print(f"  decode + face detection:    {detect:7.1f} fps")
-    models = {"demo model (former_dfer_small 48 px, 8 frames)": create_model("former_dfer_small", img_size=48, num_frames=8)}
+    models = {
+        "demo model (former_dfer_small 48 px, 8 frames)": create_model("former_dfer_small", img_size=48, num_frames=8)
+    }
     if args.full:
         models.update({n: create_model(n) for n in ("m3dfel", "former_dfer", "mae_dfer")})
     for name, model in models.items():
         model.eval()
-        rate = fps_of(args.video, lambda: predict_video(args.video, model, detector=det), max(1, args.repeat if "demo" in name else 1))
+        rate = fps_of(
+            args.video,
+            lambda: predict_video(args.video, model, detector=det),
+            max(1, args.repeat if "demo" in name else 1),
+        )
         goal = "  (goal >= 30 fps)" if "demo" in name else ""
         print(f"  end to end, {name:<45s} {rate:7.1f} fps{goal}")
 

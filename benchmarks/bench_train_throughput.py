@@ -30,26 +30,37 @@ import torch
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clips", type=int, default=1500, help="clips rendered (4/5 are the training fold; the demo: 1500)")
+    ap.add_argument(
+        "--clips", type=int, default=1500, help="clips rendered (4/5 are the training fold; the demo: 1500)"
+    )
     ap.add_argument("--epochs", type=int, default=5, help="timed epochs of each kind (medians are printed)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1: what each of the demo's runs side by side uses)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: what each of the demo's runs side by side uses)",
+    )
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from audfer.synth.dataset import SynthConfig, generate
     from audfer.demo import DEMO_SYNTH
     from audfer.engine import load_config
     from audfer.engine.data import loader, make_dataset, prepare
     from audfer.engine.module import AUDFERModule
     from audfer.engine.train import steps_per_epoch
+    from audfer.synth.dataset import SynthConfig, generate
 
     with tempfile.TemporaryDirectory() as tmp:
         synth = Path(tmp) / "synth"
-        generate(synth, SynthConfig(clips=args.clips, **{k: v for k, v in DEMO_SYNTH.items() if k != "clips"}), workers=1)
-        cfg = load_config("synthetic_small", [f"data.root={synth}", f"out={tmp}/run", "au.strategy=none"]
-                          + ([f"data.num_workers={args.workers}"] if args.workers is not None else []))
+        generate(
+            synth, SynthConfig(clips=args.clips, **{k: v for k, v in DEMO_SYNTH.items() if k != "clips"}), workers=1
+        )
+        cfg = load_config(
+            "synthetic_small",
+            [f"data.root={synth}", f"out={tmp}/run", "au.strategy=none"]
+            + ([f"data.num_workers={args.workers}"] if args.workers is not None else []),
+        )
         t = cfg["train"]
         prep = prepare(cfg)
         module = AUDFERModule(cfg, prep.knowledge.tolist(), None, steps_per_epoch(len(prep.train), t))
@@ -94,14 +105,21 @@ def main() -> None:
         limit, pipeline, data_only = (statistics.median(times[k]) for k in ("limit", "pipeline", "data"))
         n_clips = sum(len(b[0]) for b in batches)
 
-    print(f"{cfg['model']['name']} {cfg['model']['kwargs']}, batch {t['batch_size']}, {len(batches)} steps an epoch, median of "
-          f"{args.epochs} epochs each, {torch.get_num_threads()} threads, {cfg['data']['num_workers']} loader workers")
+    print(
+        f"{cfg['model']['name']} {cfg['model']['kwargs']}, batch {t['batch_size']}, {len(batches)} steps an epoch, median of "
+        f"{args.epochs} epochs each, {torch.get_num_threads()} threads, {cfg['data']['num_workers']} loader workers"
+    )
     print(f"{'':34s}{'s/epoch':>9s}{'clips/s':>10s}")
-    for name, sec in (("1. limit (batches in memory)", limit), ("2. real pipeline + step", pipeline),
-                      ("3. data pipeline alone", data_only)):
+    for name, sec in (
+        ("1. limit (batches in memory)", limit),
+        ("2. real pipeline + step", pipeline),
+        ("3. data pipeline alone", data_only),
+    ):
         print(f"{name:34s}{sec:9.2f}{n_clips / sec:10.0f}")
     over = pipeline / limit - 1
-    print(f"pipeline overhead on the limit: {100 * over:+.1f} % (goal <= +10 %): {'met' if over <= 0.10 else 'NOT met'}")
+    print(
+        f"pipeline overhead on the limit: {100 * over:+.1f} % (goal <= +10 %): {'met' if over <= 0.10 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

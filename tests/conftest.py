@@ -15,8 +15,13 @@ FIXTURES = SHARED / "fixtures"
 
 
 #: The smallest training setting that still exercises every part of a run (a few seconds per epoch on 2 cores).
-TINY = ["model.kwargs={img_size: 32, num_frames: 4, width: 8}", "train.batch_size=8", "train.progress=false",
-        "train.threads=2", "train.loggers=[csv]"]
+TINY = [
+    "model.kwargs={img_size: 32, num_frames: 4, width: 8}",
+    "train.batch_size=8",
+    "train.progress=false",
+    "train.threads=2",
+    "train.loggers=[csv]",
+]
 
 
 def tiny_config(synth, out, *extra):

@@ -16,7 +16,12 @@ import torch.nn.functional as F
 
 from audfer import AudferError
 from audfer.au_sources import (
-    MAPPINGS, AUAvailability, detect_source, mapping_markdown, read_au_file, read_mapping_file,
+    MAPPINGS,
+    AUAvailability,
+    detect_source,
+    mapping_markdown,
+    read_au_file,
+    read_mapping_file,
 )
 from audfer.cli import main
 from audfer.knowledge import combine_knowledge, extract_knowledge, interpolate_zeros
@@ -24,14 +29,34 @@ from audfer.labels import pos_weights, video_au_labels
 from audfer.losses import AULoss
 from audfer.openface import read_au_dir
 from audfer.synth.openface_writer import write_openface_csv
-from audfer.vocab import AUS, INTENSITY_COLUMNS, PRESENCE_COLUMNS
+from audfer.vocab import AUS
 
 from conftest import make_frames, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 PYFEAT = "pyfeat/pyfeat_2.1.5_detector_001.csv"
-PYFEAT_AUS = ["AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU11", "AU12", "AU14", "AU15", "AU17",
-              "AU20", "AU23", "AU24", "AU25", "AU26", "AU28", "AU43"]
+PYFEAT_AUS = [
+    "AU01",
+    "AU02",
+    "AU04",
+    "AU05",
+    "AU06",
+    "AU07",
+    "AU09",
+    "AU10",
+    "AU11",
+    "AU12",
+    "AU14",
+    "AU15",
+    "AU17",
+    "AU20",
+    "AU23",
+    "AU24",
+    "AU25",
+    "AU26",
+    "AU28",
+    "AU43",
+]
 LF_DETECT = [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
 LF_INTENSITY = [1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26]
 
@@ -52,7 +77,11 @@ def write_pyfeat(path: Path, probs: np.ndarray, *, frames=None, score=None, boxe
     lines = [",".join(header)]
     for i in range(n):
         w = 100.0 if boxes is None else boxes[i]
-        row = ["10", "20", f"{w}", f"{w}", f"{0.99 if score is None else score[i]}"] + ["1.5"] * 136 + ["0.1", "0.2", "0.3"]
+        row = (
+            ["10", "20", f"{w}", f"{w}", f"{0.99 if score is None else score[i]}"]
+            + ["1.5"] * 136
+            + ["0.1", "0.2", "0.3"]
+        )
         row += ["" if np.isnan(v) else f"{v:.6f}" for v in probs[i]] + ["0.14"] * 7 + ["clip.mp4", str(int(frames[i]))]
         lines.append(",".join(row))
     text = "\n".join(lines) + "\n"
@@ -71,7 +100,9 @@ def write_libreface(path: Path, det: np.ndarray, inten: np.ndarray, *, frames=No
     lines = [",".join(header)]
     for i in range(n):
         row = [str(int(frames[i])), f"{33.333 * frames[i]:.3f}", "1.0", "2.0", "3.0"] + ["0.5"] * 9
-        row += ["" if np.isnan(v) else str(int(v)) for v in det[i]] + ["" if np.isnan(v) else f"{v:.3f}" for v in inten[i]]
+        row += ["" if np.isnan(v) else str(int(v)) for v in det[i]] + [
+            "" if np.isnan(v) else f"{v:.3f}" for v in inten[i]
+        ]
         lines.append(",".join(row + ["Happiness"]))
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -139,7 +170,9 @@ def test_pyfeat_bom_is_read_and_bad_values_name_file_row_and_column(tmp_path):
         read_au_file(write_pyfeat(tmp_path / "bad.csv", bad))
     part = probs.copy()
     part[2, 5] = np.nan
-    with pytest.raises(AudferError, match=r"part\.csv: row 4, column AU07: empty or NaN while the row's other AU cells"):
+    with pytest.raises(
+        AudferError, match=r"part\.csv: row 4, column AU07: empty or NaN while the row's other AU cells"
+    ):
         read_au_file(write_pyfeat(tmp_path / "part.csv", part))
     text = (tmp_path / "bom.csv").read_text(encoding="utf-8-sig").replace("0.700000", "high", 1)
     (tmp_path / "text.csv").write_text(text)
@@ -226,15 +259,23 @@ def test_generic_table_with_a_mapping_file(tmp_path):
     assert avail.presence == ("AU01", "AU12", "AU26", "AU45") and avail.intensity == ("AU01", "AU12", "AU26")
 
 
-@pytest.mark.parametrize("body, message", [
-    ("aus:\n  - {column: a, au: AU11, kind: presence}\n", "AU11' is not one of OpenFace's 18 AUs"),
-    ("aus:\n  - {column: a, au: AU01, kind: score}\n", "kind 'score'; expected one of presence, probability, intensity"),
-    ("aus:\n  - {column: a, au: AU01, kind: intensity, scale: 0}\n", "scale 0; expected a positive number"),
-    ("frames: f\naus:\n  - {column: a, au: AU01, kind: presence}\n", "unknown key\\(s\\) frames"),
-    ("aus: []\n", "non-empty 'aus' list"),
-    ("aus:\n  - {column: a, au: AU01, kind: presence}\n  - {column: b, au: AU01, kind: presence}\n",
-     "AU01 is mapped twice as presence"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("aus:\n  - {column: a, au: AU11, kind: presence}\n", "AU11' is not one of OpenFace's 18 AUs"),
+        (
+            "aus:\n  - {column: a, au: AU01, kind: score}\n",
+            "kind 'score'; expected one of presence, probability, intensity",
+        ),
+        ("aus:\n  - {column: a, au: AU01, kind: intensity, scale: 0}\n", "scale 0; expected a positive number"),
+        ("frames: f\naus:\n  - {column: a, au: AU01, kind: presence}\n", "unknown key\\(s\\) frames"),
+        ("aus: []\n", "non-empty 'aus' list"),
+        (
+            "aus:\n  - {column: a, au: AU01, kind: presence}\n  - {column: b, au: AU01, kind: presence}\n",
+            "AU01 is mapped twice as presence",
+        ),
+    ],
+)
 def test_bad_mapping_files_are_errors(tmp_path, body, message):
     with pytest.raises(AudferError, match=message):
         read_mapping_file(_mapping(tmp_path, body))
@@ -245,8 +286,11 @@ def test_table_missing_column_and_unknown_headers_are_errors(tmp_path):
     (tmp_path / "t.csv").write_text("f,conf,brow,smile\n0,0.9,0.5,0.7\n")
     with pytest.raises(AudferError, match=r"t\.csv: missing AU column\(s\) blink, jaw"):
         read_au_file(tmp_path / "t.csv", mapping=mapping)
-    with pytest.raises(AudferError, match=r"unrecognised AU file header \(f, conf, brow, smile\); expected OpenFace.*"
-                                          r"py-feat.*LibreFace.*--source table with --mapping"):
+    with pytest.raises(
+        AudferError,
+        match=r"unrecognised AU file header \(f, conf, brow, smile\); expected OpenFace.*"
+        r"py-feat.*LibreFace.*--source table with --mapping",
+    ):
         read_au_file(tmp_path / "t.csv")
     with pytest.raises(AudferError, match="--source table needs --mapping"):
         read_au_file(tmp_path / "t.csv", "table")
@@ -259,8 +303,11 @@ def test_a_mixed_folder_is_an_error_unless_allowed(tmp_path):
     write_openface_csv(folder / "00001.csv", make_frames(6, 1, success=[1] * 6))
     write_openface_csv(folder / "00002.csv", make_frames(6, 2, success=[1] * 6))
     write_pyfeat(folder / "00003.csv", np.full((4, 20), 0.8))
-    with pytest.raises(AudferError, match=r"AU files from 2 different tools \(openface: 2 file\(s\), e\.g\. 00001, 00002; "
-                                          r"pyfeat: 1 file\(s\), e\.g\. 00003\)"):
+    with pytest.raises(
+        AudferError,
+        match=r"AU files from 2 different tools \(openface: 2 file\(s\), e\.g\. 00001, 00002; "
+        r"pyfeat: 1 file\(s\), e\.g\. 00003\)",
+    ):
         read_au_dir(folder)
     read = read_au_dir(folder, allow_mixed=True)
     assert read.sources == {"00001": "openface", "00002": "openface", "00003": "pyfeat"}
@@ -277,10 +324,12 @@ def test_a_mixed_folder_is_an_error_unless_allowed(tmp_path):
 # ----------------------------------------------------------------------------------------------- Eq. 6-8
 def test_pos_weights_count_each_au_over_the_clips_that_know_it():
     # 4 Happy clips: two from OpenFace (AU45 known), two from py-feat (AU45 unknown)
-    au = pl.DataFrame({"clip_id": ["a", "b", "c", "d", "e"],
-                       **{x: pl.Series([1, 0, 1, 0, 1], dtype=pl.Int8) for x in AUS}})
-    au = au.with_columns(pl.Series("AU45", [1, 0, None, None, None], dtype=pl.Int8),
-                         pl.Series("AU28", [None] * 5, dtype=pl.Int8))
+    au = pl.DataFrame(
+        {"clip_id": ["a", "b", "c", "d", "e"], **{x: pl.Series([1, 0, 1, 0, 1], dtype=pl.Int8) for x in AUS}}
+    )
+    au = au.with_columns(
+        pl.Series("AU45", [1, 0, None, None, None], dtype=pl.Int8), pl.Series("AU28", [None] * 5, dtype=pl.Int8)
+    )
     clips = pl.DataFrame({"clip_id": ["a", "b", "c", "d", "e"], "label": [0, 0, 0, 0, 1]})
     pw = pos_weights(au, clips, "distinct")
     i45, i28, i01 = AUS.index("AU45"), AUS.index("AU28"), AUS.index("AU01")
@@ -309,9 +358,14 @@ def test_element_mask_matches_the_per_sample_reference_in_value_and_gradient():
     ours.backward()
     # reference: one BCE-with-logits call per known element, weighted by 5 * K[y, a]
     y = logits.clone().requires_grad_(True)
-    terms = [F.binary_cross_entropy_with_logits(y[i, a], targets[i, a], weight=5 * k[labels[i], a],
-                                                pos_weight=pw[labels[i], a])
-             for i in range(b) for a in range(18) if mask[i, a]]
+    terms = [
+        F.binary_cross_entropy_with_logits(
+            y[i, a], targets[i, a], weight=5 * k[labels[i], a], pos_weight=pw[labels[i], a]
+        )
+        for i in range(b)
+        for a in range(18)
+        if mask[i, a]
+    ]
     ref = torch.stack(terms).mean()
     ref.backward()
     torch.testing.assert_close(ours, ref.to(ours.dtype))
@@ -334,9 +388,12 @@ def test_nan_targets_are_unknown_elements():
 
 # ----------------------------------------------------------------------------------------------- §3.1
 def _pyfeat_like_frames(seed: int) -> pl.DataFrame:
-    frames = pl.concat([make_frames(30, seed + c, success=[1] * 30).with_columns(pl.lit(f"c{c}").alias("clip_id"))
-                        for c in range(14)])
-    return frames.with_columns(pl.lit(None, dtype=pl.Float32).alias("AU45_r"), pl.lit(None, dtype=pl.Int8).alias("AU45_c"))
+    frames = pl.concat(
+        [make_frames(30, seed + c, success=[1] * 30).with_columns(pl.lit(f"c{c}").alias("clip_id")) for c in range(14)]
+    )
+    return frames.with_columns(
+        pl.lit(None, dtype=pl.Float32).alias("AU45_r"), pl.lit(None, dtype=pl.Int8).alias("AU45_c")
+    )
 
 
 def test_k_marks_columns_no_frame_measured_and_fills_them_like_au28():
@@ -346,8 +403,12 @@ def test_k_marks_columns_no_frame_measured_and_fills_them_like_au28():
     assert res.unmeasured == ["AU28", "AU45"]
     measured = [AUS.index(a) for a in AUS if a not in ("AU28", "AU45")]
     # independent: medians per class of the 16 measured AUs, sigmoid around their mid-range
-    med = np.array([[frames.join(labels, on="clip_id").filter(pl.col("label") == e)[f"{AUS[j]}_r"].median()
-                     for j in measured] for e in range(7)])
+    med = np.array(
+        [
+            [frames.join(labels, on="clip_id").filter(pl.col("label") == e)[f"{AUS[j]}_r"].median() for j in measured]
+            for e in range(7)
+        ]
+    )
     k16 = 1 / (1 + np.exp(-(med - (med.max() + med.min()) / 2)))
     np.testing.assert_allclose(res.matrix[:, measured], k16, rtol=1e-6)
     np.testing.assert_allclose(res.matrix[:, AUS.index("AU45")], k16.mean())
@@ -363,8 +424,9 @@ def test_combine_averages_each_au_over_the_sources_that_measured_it():
     no45 = all_m.copy()
     no45[AUS.index("AU45")] = False
     # every column measured: exactly the paper's sigmoid(sum K - S)
-    np.testing.assert_allclose(combine_knowledge([k1, k2, k3], 2.5, [all_m, all_m, None]),
-                               1 / (1 + np.exp(-(k1 + k2 + k3 - 2.5))))
+    np.testing.assert_allclose(
+        combine_knowledge([k1, k2, k3], 2.5, [all_m, all_m, None]), 1 / (1 + np.exp(-(k1 + k2 + k3 - 2.5)))
+    )
     c = combine_knowledge([k1, k2, k3], 2.5, [all_m, no45, no45])
     j = AUS.index("AU45")
     np.testing.assert_allclose(c[:, j], 1 / (1 + np.exp(-(k1[:, j] - 2.5 / 3))))  # one source, shift S * 1/3
@@ -405,8 +467,22 @@ def test_cli_au_labels_and_knowledge_from_pyfeat_with_provenance(fixtures, tmp_p
     assert side["au_source"]["sources"] == ["pyfeat"] and side["au_source"]["masked_aus"] == ["AU45"]
     assert side["known_labels_per_au"]["AU45"] == 0
     pw = tmp_path / "pw.csv"
-    assert main(["pos-weights", "--au-labels", str(out), "--labels", str(tmp_path / "labels.csv"),
-                 "--strategy", "distinct", "--out", str(pw)]) == 0
+    assert (
+        main(
+            [
+                "pos-weights",
+                "--au-labels",
+                str(out),
+                "--labels",
+                str(tmp_path / "labels.csv"),
+                "--strategy",
+                "distinct",
+                "--out",
+                str(pw),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "pw.csv.provenance.json").read_text())["unknown_aus"] == ["AU45"]
     k = tmp_path / "K.csv"
     assert main(["knowledge", "--au-dir", str(folder), "--labels", str(tmp_path / "labels.csv"), "--out", str(k)]) == 0
@@ -432,11 +508,26 @@ def test_cli_au_labels_and_knowledge_from_pyfeat_with_provenance(fixtures, tmp_p
 
 
 def test_pos_weights_cli_with_ids_that_match_nothing_is_an_error(tmp_path, capsys):
-    (tmp_path / "au.csv").write_text("clip_id," + ",".join(AUS) + "\n" + "".join(
-        f"{c:05d}," + ",".join("1" for _ in AUS) + "\n" for c in range(3)))
+    (tmp_path / "au.csv").write_text(
+        "clip_id," + ",".join(AUS) + "\n" + "".join(f"{c:05d}," + ",".join("1" for _ in AUS) + "\n" for c in range(3))
+    )
     (tmp_path / "labels.csv").write_text("clip_id,label\nx1,0\nx2,1\n")
-    assert main(["pos-weights", "--au-labels", str(tmp_path / "au.csv"), "--labels", str(tmp_path / "labels.csv"),
-                 "--strategy", "global", "--out", str(tmp_path / "pw.csv")]) == 2
+    assert (
+        main(
+            [
+                "pos-weights",
+                "--au-labels",
+                str(tmp_path / "au.csv"),
+                "--labels",
+                str(tmp_path / "labels.csv"),
+                "--strategy",
+                "global",
+                "--out",
+                str(tmp_path / "pw.csv"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no clip id has known AU labels" in err and "x1" in err and "00000" in err
     assert not (tmp_path / "pw.csv").exists()
@@ -444,9 +535,9 @@ def test_pos_weights_cli_with_ids_that_match_nothing_is_an_error(tmp_path, capsy
 
 # ----------------------------------------------------------------------------------------------- training
 def test_training_on_pyfeat_labels_masks_au45_and_says_so(tmp_path):
-    from audfer.synth.dataset import SynthConfig, generate
     from audfer.engine import train
     from audfer.openface import read_openface
+    from audfer.synth.dataset import SynthConfig, generate
 
     synth = generate(tmp_path / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1)
     pf = tmp_path / "pyfeat"
@@ -454,8 +545,9 @@ def test_training_on_pyfeat_labels_masks_au45_and_says_so(tmp_path):
     cols = [a for a in PYFEAT_AUS]
     for csv_path in sorted((synth / "OpenFace").glob("*.csv")):
         of = read_openface(csv_path)
-        probs = np.column_stack([of[f"{a}_c"].to_numpy() * 0.8 + 0.1 if f"{a}_c" in of.columns else np.full(of.height, 0.2)
-                                 for a in cols])
+        probs = np.column_stack(
+            [of[f"{a}_c"].to_numpy() * 0.8 + 0.1 if f"{a}_c" in of.columns else np.full(of.height, 0.2) for a in cols]
+        )
         write_pyfeat(pf / csv_path.name, probs, frames=of["frame"].to_numpy() - 1)
     labels = tmp_path / "au.csv"
     assert main(["au-labels", str(pf), "--out", str(labels)]) == 0

@@ -29,17 +29,20 @@ def _csv(tmp_path, name="c.csv", n=5, edits=None):
     return path
 
 
-@pytest.mark.parametrize("row, col, value, message", [
-    (3, "AU04_r", "nan", r"row 3, column AU04_r: nan; expected a finite number"),
-    (2, "AU12_r", "inf", r"row 2, column AU12_r: inf; expected a finite number"),
-    (4, "AU01_r", "5.5", r"row 4, column AU01_r: 5\.5; expected an intensity in \[0, 5\]"),
-    (4, "AU01_r", "-0.2", r"row 4, column AU01_r: -0\.2; expected an intensity in \[0, 5\]"),
-    (2, "AU45_c", "2", r"row 2, column AU45_c: 2\.0; expected 0 or 1"),
-    (5, "AU06_r", "high", r"row 5, column AU06_r: 'high' is not a number"),
-    (3, "frame", "1.5", r"row 3, column frame: 1\.5; expected a frame number"),
-    (3, "frame", "-1", r"row 3, column frame: -1\.0; expected a frame number"),
-    (3, "frame", "1", r"row 3, column frame: frame 1 appears twice"),
-])
+@pytest.mark.parametrize(
+    "row, col, value, message",
+    [
+        (3, "AU04_r", "nan", r"row 3, column AU04_r: nan; expected a finite number"),
+        (2, "AU12_r", "inf", r"row 2, column AU12_r: inf; expected a finite number"),
+        (4, "AU01_r", "5.5", r"row 4, column AU01_r: 5\.5; expected an intensity in \[0, 5\]"),
+        (4, "AU01_r", "-0.2", r"row 4, column AU01_r: -0\.2; expected an intensity in \[0, 5\]"),
+        (2, "AU45_c", "2", r"row 2, column AU45_c: 2\.0; expected 0 or 1"),
+        (5, "AU06_r", "high", r"row 5, column AU06_r: 'high' is not a number"),
+        (3, "frame", "1.5", r"row 3, column frame: 1\.5; expected a frame number"),
+        (3, "frame", "-1", r"row 3, column frame: -1\.0; expected a frame number"),
+        (3, "frame", "1", r"row 3, column frame: frame 1 appears twice"),
+    ],
+)
 def test_openface_bad_values_name_file_row_and_column(tmp_path, row, col, value, message):
     path = _csv(tmp_path, edits={(row, col): value})
     with pytest.raises(AudferError, match=rf"c\.csv: {message}"):
@@ -63,7 +66,10 @@ def test_au_labels_skip_option_skips_and_counts_bad_files(tmp_path, capsys):
     assert "00002.csv: row 3, column AU04_r" in capsys.readouterr().err
     assert main(["au-labels", str(folder), "--skip-bad", "--out", str(tmp_path / "a.csv")]) == 0
     assert "skipped 00002" in capsys.readouterr().err
-    assert pl.read_csv(tmp_path / "a.csv", schema_overrides={"clip_id": pl.String})["clip_id"].to_list() == ["00001", "00002"]
+    assert pl.read_csv(tmp_path / "a.csv", schema_overrides={"clip_id": pl.String})["clip_id"].to_list() == [
+        "00001",
+        "00002",
+    ]
 
 
 def test_label_files_with_repeated_or_conflicting_ids(tmp_path):
@@ -75,12 +81,15 @@ def test_label_files_with_repeated_or_conflicting_ids(tmp_path):
         read_clip_labels(tmp_path / "conflict.csv")
 
 
-@pytest.mark.parametrize("value, what, message", [
-    ("nan", "knowledge matrix", "is not a finite number"),
-    ("1.2", "knowledge matrix", r"a knowledge matrix holds a value in \(0, 1\)"),
-    ("0", "knowledge matrix", r"a knowledge matrix holds a value in \(0, 1\)"),
-    ("-3", "pos-weight table", r"a pos-weight table holds a value > 0"),
-])
+@pytest.mark.parametrize(
+    "value, what, message",
+    [
+        ("nan", "knowledge matrix", "is not a finite number"),
+        ("1.2", "knowledge matrix", r"a knowledge matrix holds a value in \(0, 1\)"),
+        ("0", "knowledge matrix", r"a knowledge matrix holds a value in \(0, 1\)"),
+        ("-3", "pos-weight table", r"a pos-weight table holds a value > 0"),
+    ],
+)
 def test_k_and_pos_weight_values(tmp_path, value, what, message):
     rows = ["expression," + ",".join(AUS)] + [f"{e}," + ",".join(["0.5"] * 18) for e in EXPRESSIONS]
     rows[3] = rows[3].replace("0.5", value, 1)
@@ -97,17 +106,36 @@ def _probs_case(tmp_path, lines):
     for c in range(7):
         write_openface_csv(of / f"c{c}.csv", make_frames(3, c, success=[1] * 3))
     (tmp_path / "labels.csv").write_text("clip_id,label\n" + "".join(f"c{c},{c}\n" for c in range(7)))
-    (tmp_path / "p.csv").write_text("clip_id,frame," + ",".join(f"p{i}" for i in range(7)) + "\n" + "\n".join(lines) + "\n")
-    return ["knowledge", "--au-dir", str(of), "--labels", str(tmp_path / "labels.csv"), "--frame-probs", str(tmp_path / "p.csv"),
-            "--theta", "0.5", "--out", str(tmp_path / "K.csv")]
+    (tmp_path / "p.csv").write_text(
+        "clip_id,frame," + ",".join(f"p{i}" for i in range(7)) + "\n" + "\n".join(lines) + "\n"
+    )
+    return [
+        "knowledge",
+        "--au-dir",
+        str(of),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--frame-probs",
+        str(tmp_path / "p.csv"),
+        "--theta",
+        "0.5",
+        "--out",
+        str(tmp_path / "K.csv"),
+    ]
 
 
-@pytest.mark.parametrize("lines, message", [
-    (["c0,1," + ",".join(["nan"] * 7)], r"p\.csv: row 2, column p0: 'nan'; expected a probability in \[0, 1\]"),
-    (["c0,1,1.5," + ",".join(["0"] * 6)], r"p\.csv: row 2, column p0: '1\.5'; expected a probability"),
-    (["c0,1," + ",".join(["0.1"] * 7), "c0,1," + ",".join(["0.1"] * 7)], r"rows 2 and 3: clip c0 frame 1 appears twice"),
-    (["c0,one," + ",".join(["0.1"] * 7)], r"row 2, column frame: 'one'; expected an integer frame number"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (["c0,1," + ",".join(["nan"] * 7)], r"p\.csv: row 2, column p0: 'nan'; expected a probability in \[0, 1\]"),
+        (["c0,1,1.5," + ",".join(["0"] * 6)], r"p\.csv: row 2, column p0: '1\.5'; expected a probability"),
+        (
+            ["c0,1," + ",".join(["0.1"] * 7), "c0,1," + ",".join(["0.1"] * 7)],
+            r"rows 2 and 3: clip c0 frame 1 appears twice",
+        ),
+        (["c0,one," + ",".join(["0.1"] * 7)], r"row 2, column frame: 'one'; expected an integer frame number"),
+    ],
+)
 def test_frame_probability_values(tmp_path, capsys, lines, message):
     argv = _probs_case(tmp_path, lines)
     (tmp_path / "K.csv").write_text("keep")
@@ -117,20 +145,41 @@ def test_frame_probability_values(tmp_path, capsys, lines, message):
     assert (tmp_path / "K.csv").read_text() == "keep"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["knowledge", "--combine", "a.csv", "b.csv", "--shift", "nan", "--out", "k.csv"], "--shift: expected a finite number"),
-    (["au-labels", "x", "--out", "y.csv", "--min-confidence", "1.5"], r"--min-confidence: expected a number in \[0, 1\], got '1\.5'"),
-    (["knowledge", "--au-dir", "x", "--theta", "1", "--out", "k.csv"], r"--theta: expected a number in \[0, 1\), got '1'"),
-    (["predict", "v.mp4", "--checkpoint", "m.ckpt", "--out", "p.json", "--window", "0"], r"--window: expected an integer in \[1, 4096\]"),
-    (["predict", "v.mp4", "--checkpoint", "m.ckpt", "--out", "p.json", "--stride", "-2"], r"--stride: expected an integer"),
-    (["predict", "v.mp4", "--checkpoint", "m.ckpt", "--out", "p.json", "--margin", "9"], r"--margin: expected a number in \[0, 2\]"),
-    (["export", "m.ckpt", "--out", "m.onnx", "--opset", "99"], r"--opset: expected an integer in \[11, 23\]"),
-    (["cv", "synthetic_small", "--folds", "1,7"], r"--folds: expected an integer in \[1, 5\], got '7'"),
-    (["cv", "synthetic_small", "--folds", "1,1"], r"--folds: '1,1' repeats a value"),
-    (["ablate", "synthetic_small", "--seeds", "0,-1"], r"--seeds: expected an integer >= 0, got '-1'"),
-    (["demo", "--epochs", "0"], r"--epochs: expected an integer in \[1, 10000\]"),
-    (["demo", "--clips", "20"], r"--clips: expected an integer in \[70, 100000\]"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["knowledge", "--combine", "a.csv", "b.csv", "--shift", "nan", "--out", "k.csv"],
+            "--shift: expected a finite number",
+        ),
+        (
+            ["au-labels", "x", "--out", "y.csv", "--min-confidence", "1.5"],
+            r"--min-confidence: expected a number in \[0, 1\], got '1\.5'",
+        ),
+        (
+            ["knowledge", "--au-dir", "x", "--theta", "1", "--out", "k.csv"],
+            r"--theta: expected a number in \[0, 1\), got '1'",
+        ),
+        (
+            ["predict", "v.mp4", "--checkpoint", "m.ckpt", "--out", "p.json", "--window", "0"],
+            r"--window: expected an integer in \[1, 4096\]",
+        ),
+        (
+            ["predict", "v.mp4", "--checkpoint", "m.ckpt", "--out", "p.json", "--stride", "-2"],
+            r"--stride: expected an integer",
+        ),
+        (
+            ["predict", "v.mp4", "--checkpoint", "m.ckpt", "--out", "p.json", "--margin", "9"],
+            r"--margin: expected a number in \[0, 2\]",
+        ),
+        (["export", "m.ckpt", "--out", "m.onnx", "--opset", "99"], r"--opset: expected an integer in \[11, 23\]"),
+        (["cv", "synthetic_small", "--folds", "1,7"], r"--folds: expected an integer in \[1, 5\], got '7'"),
+        (["cv", "synthetic_small", "--folds", "1,1"], r"--folds: '1,1' repeats a value"),
+        (["ablate", "synthetic_small", "--seeds", "0,-1"], r"--seeds: expected an integer >= 0, got '-1'"),
+        (["demo", "--epochs", "0"], r"--epochs: expected an integer in \[1, 10000\]"),
+        (["demo", "--clips", "20"], r"--clips: expected an integer in \[70, 100000\]"),
+    ],
+)
 def test_numeric_options_say_what_is_allowed(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
     try:
@@ -142,17 +191,23 @@ def test_numeric_options_say_what_is_allowed(tmp_path, capsys, monkeypatch, argv
     assert __import__("re").search(message, err), err
 
 
-@pytest.mark.parametrize("override, message", [
-    ("optim.lr=-1", r"optim\.lr = -1 \(from override 'optim\.lr=-1'\); expected a number >= 0"),
-    ("optim.lr=abc", r"optim\.lr = 'abc' \(from override 'optim\.lr=abc'\); expected a number"),
-    ("train.accelerator=tpu", r"train\.accelerator = 'tpu' \(from override .*\); expected one of auto, cpu, gpu, cuda, mps"),
-    ("train.epochs=2.5", r"train\.epochs = 2\.5 .*expected an integer >= 1"),
-    ("data.fold=9", r"data\.fold = 9 .*expected an integer >= 1 and <= 5"),
-    ("data.crop_scale=[0.9,0.1]", r"data\.crop_scale = \[0\.9, 0\.1\]"),
-    ("optim.betas=[0.9]", r"optim\.betas = \[0\.9\]"),
-    ("train.deterministic=maybe", r"train\.deterministic = 'maybe' .*expected true or false"),
-    ("data.dataset=true", r"data\.dataset = True .*expected one of"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.lr=-1", r"optim\.lr = -1 \(from override 'optim\.lr=-1'\); expected a number >= 0"),
+        ("optim.lr=abc", r"optim\.lr = 'abc' \(from override 'optim\.lr=abc'\); expected a number"),
+        (
+            "train.accelerator=tpu",
+            r"train\.accelerator = 'tpu' \(from override .*\); expected one of auto, cpu, gpu, cuda, mps",
+        ),
+        ("train.epochs=2.5", r"train\.epochs = 2\.5 .*expected an integer >= 1"),
+        ("data.fold=9", r"data\.fold = 9 .*expected an integer >= 1 and <= 5"),
+        ("data.crop_scale=[0.9,0.1]", r"data\.crop_scale = \[0\.9, 0\.1\]"),
+        ("optim.betas=[0.9]", r"optim\.betas = \[0\.9\]"),
+        ("train.deterministic=maybe", r"train\.deterministic = 'maybe' .*expected true or false"),
+        ("data.dataset=true", r"data\.dataset = True .*expected one of"),
+    ],
+)
 def test_training_config_values_name_key_value_and_source(override, message):
     with pytest.raises(AudferError, match=message):
         load_config("synthetic_small", [override])
@@ -160,18 +215,32 @@ def test_training_config_values_name_key_value_and_source(override, message):
 
 def test_a_bad_value_in_a_config_file_names_the_file(tmp_path):
     (tmp_path / "exp.yaml").write_text("base: synthetic_small\noptim:\n  weight_decay: -0.1\n")
-    with pytest.raises(AudferError, match=r"optim\.weight_decay = -0\.1 \(from config exp\.yaml\); expected a number >= 0"):
+    with pytest.raises(
+        AudferError, match=r"optim\.weight_decay = -0\.1 \(from config exp\.yaml\); expected a number >= 0"
+    ):
         load_config(str(tmp_path / "exp.yaml"))
 
 
-@pytest.mark.parametrize("body, message", [
-    ("out: null\ndatasets: [{name: clips, openface_dir: of, labels: l.csv}]\n", r"out = None; expected a CSV file name"),
-    ("shift: high\ndatasets: [{name: clips, openface_dir: of}]\n", r"shift = 'high'; expected a number or 'auto'"),
-    ("datasets: [{name: dfew, openface_dir: of, fold: 0}]\n", r"dataset 1: fold = 0; expected an integer 1\.\.5"),
-    ("datasets: [{name: clips, openface_dir: of, theta: 2}]\n", r"dataset 1: theta = 2; expected a probability in \[0, 1\)"),
-    ("datasets: [{name: clips, openface_dir: of, include_test: 'yes please'}]\n", r"include_test = 'yes please'; expected true or false"),
-    ("datasets: [{name: clips}]\n", r"dataset 1: openface_dir = None"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "out: null\ndatasets: [{name: clips, openface_dir: of, labels: l.csv}]\n",
+            r"out = None; expected a CSV file name",
+        ),
+        ("shift: high\ndatasets: [{name: clips, openface_dir: of}]\n", r"shift = 'high'; expected a number or 'auto'"),
+        ("datasets: [{name: dfew, openface_dir: of, fold: 0}]\n", r"dataset 1: fold = 0; expected an integer 1\.\.5"),
+        (
+            "datasets: [{name: clips, openface_dir: of, theta: 2}]\n",
+            r"dataset 1: theta = 2; expected a probability in \[0, 1\)",
+        ),
+        (
+            "datasets: [{name: clips, openface_dir: of, include_test: 'yes please'}]\n",
+            r"include_test = 'yes please'; expected true or false",
+        ),
+        ("datasets: [{name: clips}]\n", r"dataset 1: openface_dir = None"),
+    ],
+)
 def test_knowledge_yaml_values(tmp_path, capsys, body, message):
     (tmp_path / "k.yaml").write_text(body)
     assert main(["knowledge", "--config", str(tmp_path / "k.yaml")]) == 2
@@ -190,12 +259,21 @@ def _real_checkpoint(tmp_path):
     return model, tmp_path / "ok.pth"
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", r"empty file; expected a PyTorch checkpoint"),
-    (b"<html><body>404 Not Found</body></html>\n", r"a text file \('<html><body>404 Not Found</body></html>'\.\.\.\), not a PyTorch"),
-    (b"\x08\x07\x12\x07pytorch\x1a\x052.1.0" + bytes(range(256)), r"an ONNX model, not a PyTorch checkpoint"),
-    (b"\x00\x01\x02garbage" + bytes(range(256)), r"not a PyTorch checkpoint \(neither a zip archive nor a pickle\)"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", r"empty file; expected a PyTorch checkpoint"),
+        (
+            b"<html><body>404 Not Found</body></html>\n",
+            r"a text file \('<html><body>404 Not Found</body></html>'\.\.\.\), not a PyTorch",
+        ),
+        (b"\x08\x07\x12\x07pytorch\x1a\x052.1.0" + bytes(range(256)), r"an ONNX model, not a PyTorch checkpoint"),
+        (
+            b"\x00\x01\x02garbage" + bytes(range(256)),
+            r"not a PyTorch checkpoint \(neither a zip archive nor a pickle\)",
+        ),
+    ],
+)
 def test_checkpoints_that_are_not_checkpoints(tmp_path, content, message):
     from audfer.models import load_checkpoint
 
@@ -261,21 +339,38 @@ def test_knowledge_with_labels_matching_no_csv_is_an_error(tmp_path, capsys):
     for c in range(3):
         write_openface_csv(of / f"{c:05d}.csv", make_frames(3, c, success=[1] * 3))
     (tmp_path / "labels.csv").write_text("clip_id,label\nclip_a,0\nclip_b,1\n")
-    assert main(["knowledge", "--au-dir", str(of), "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "K.csv")]) == 2
+    assert (
+        main(
+            [
+                "knowledge",
+                "--au-dir",
+                str(of),
+                "--labels",
+                str(tmp_path / "labels.csv"),
+                "--out",
+                str(tmp_path / "K.csv"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no labelled clip has an AU CSV" in err and "clip_a" in err and "00000" in err
 
 
 def test_an_empty_split_says_which_split_of_which_dataset_and_how_many_clips_were_missing(tmp_path):
-    from audfer.synth.dataset import SynthConfig, generate
-    from audfer.engine.data import split_index
     import shutil
+
+    from audfer.engine.data import split_index
+    from audfer.synth.dataset import SynthConfig, generate
 
     root = generate(tmp_path / "s", SynthConfig(clips=10, size=32, frames=4, seed=0), workers=1)
     shutil.rmtree(root / "Clip")
     cfg = load_config("synthetic_small", [f"data.root={root}", "data.on_missing=skip", "data.frames=clip_32x32"])
-    with pytest.raises(AudferError, match=rf"synthetic fold 1 test split at {root}: no clip to use \((\d+) listed, \1 missing "
-                                          r"on disk, e\.g\. "):
+    with pytest.raises(
+        AudferError,
+        match=rf"synthetic fold 1 test split at {root}: no clip to use \((\d+) listed, \1 missing "
+        r"on disk, e\.g\. ",
+    ):
         split_index(cfg, "test")
 
 

@@ -24,8 +24,16 @@ def _clip(folder, n=10, size=64, ext=".png", seed=0):
 
 
 def _index(*folders):
-    return ClipIndex(pl.DataFrame({"clip_id": [f.name for f in folders], "label": pl.Series([1] * len(folders), dtype=pl.Int8),
-                                   "path": [str(f) for f in folders]}), skipped=[])
+    return ClipIndex(
+        pl.DataFrame(
+            {
+                "clip_id": [f.name for f in folders],
+                "label": pl.Series([1] * len(folders), dtype=pl.Int8),
+                "path": [str(f) for f in folders],
+            }
+        ),
+        skipped=[],
+    )
 
 
 def test_cache_fills_once_then_serves_the_same_frames(tmp_path):
@@ -81,8 +89,14 @@ def test_unreadable_frame_raises_naming_it_or_is_skipped_and_listed(tmp_path, ca
     bad = folder / "00004.png"
     bad.write_bytes(b"\x89PNG garbage")
     index = _index(folder)
-    make = lambda mode: ClipDataset(index, Resize(64), num_frames=10, sampling="uniform", on_bad_frame=mode,
-                                    cache=ClipCache(tmp_path / f"cache-{mode}", 64) if cached else None)
+    make = lambda mode: ClipDataset(
+        index,
+        Resize(64),
+        num_frames=10,
+        sampling="uniform",
+        on_bad_frame=mode,
+        cache=ClipCache(tmp_path / f"cache-{mode}", 64) if cached else None,
+    )
     with pytest.raises(AudferError, match="00004.png: unreadable frame image"):
         make("raise")[0]
     ds = make("skip")

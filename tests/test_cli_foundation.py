@@ -51,17 +51,50 @@ def test_pos_weights_and_knowledge_commands(dataset):
     assert main(["au-labels", str(of), "--out", str(au)]) == 0
     for strategy in ("global", "distinct", "minor"):
         pw = root / f"pw_{strategy}.csv"
-        assert main(["pos-weights", "--au-labels", str(au), "--labels", str(labels), "--strategy", strategy, "--out", str(pw)]) == 0
+        assert (
+            main(
+                [
+                    "pos-weights",
+                    "--au-labels",
+                    str(au),
+                    "--labels",
+                    str(labels),
+                    "--strategy",
+                    strategy,
+                    "--out",
+                    str(pw),
+                ]
+            )
+            == 0
+        )
         table = pl.read_csv(pw)
         assert table["expression"].to_list() == list(EXPRESSIONS) and table.columns[1:] == list(AUS)
         frames = read_openface_dir(of, cache=False)
-        lab = pl.DataFrame({"clip_id": [f"{i:05d}" for i in range(35)], "label": pl.Series([i % 7 for i in range(35)], dtype=pl.Int8)})
+        lab = pl.DataFrame(
+            {"clip_id": [f"{i:05d}" for i in range(35)], "label": pl.Series([i % 7 for i in range(35)], dtype=pl.Int8)}
+        )
         ref = pos_weights(video_au_labels(frames.frames, frames.clips), lab, strategy)
         np.testing.assert_allclose(read_expression_table(pw), ref.values)
     k = root / "K.csv"
     png = root / "K.png"
-    assert main(["knowledge", "--openface-dir", str(of), "--labels", str(labels), "--zeros", "interpolate",
-                 "--out", str(k), "--heatmap", str(png)]) == 0
+    assert (
+        main(
+            [
+                "knowledge",
+                "--openface-dir",
+                str(of),
+                "--labels",
+                str(labels),
+                "--zeros",
+                "interpolate",
+                "--out",
+                str(k),
+                "--heatmap",
+                str(png),
+            ]
+        )
+        == 0
+    )
     ref = extract_knowledge(read_openface_dir(of, cache=False).frames, lab, zeros="interpolate")
     np.testing.assert_allclose(read_expression_table(k), ref.matrix, rtol=1e-9)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
@@ -76,20 +109,42 @@ def test_preset_pos_weights(tmp_path):
     np.testing.assert_array_equal(read_expression_table(out)[:4], 1.0)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["au-labels", "{root}/missing", "--out", "{out}"], "missing: OpenFace folder not found"),
-    (["pos-weights", "--au-labels", "{root}/au.csv", "--labels", "{root}/bad_labels.csv", "--strategy", "global", "--out", "{out}"],
-     "bad_labels.csv: row 3, column label: unknown expression 'Joyful'"),
-    (["knowledge", "--combine", "{root}/short.csv", "--out", "{out}"], "short.csv: knowledge matrix has 2 rows; expected 7"),
-    (["knowledge", "--openface-dir", "{root}/openface", "--labels", "{root}/few_labels.csv", "--out", "{out}"],
-     "no kept frame for expression(s) Sad, Neutral, Angry, Surprise, Disgust, Fear"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["au-labels", "{root}/missing", "--out", "{out}"], "missing: OpenFace folder not found"),
+        (
+            [
+                "pos-weights",
+                "--au-labels",
+                "{root}/au.csv",
+                "--labels",
+                "{root}/bad_labels.csv",
+                "--strategy",
+                "global",
+                "--out",
+                "{out}",
+            ],
+            "bad_labels.csv: row 3, column label: unknown expression 'Joyful'",
+        ),
+        (
+            ["knowledge", "--combine", "{root}/short.csv", "--out", "{out}"],
+            "short.csv: knowledge matrix has 2 rows; expected 7",
+        ),
+        (
+            ["knowledge", "--openface-dir", "{root}/openface", "--labels", "{root}/few_labels.csv", "--out", "{out}"],
+            "no kept frame for expression(s) Sad, Neutral, Angry, Surprise, Disgust, Fear",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_keeps_existing_output(dataset, capsys, argv, message):
     root, of, labels = dataset
     main(["au-labels", str(of), "--out", str(root / "au.csv")])
     (root / "bad_labels.csv").write_text("clip_id,label\n00000,Happy\n00001,Joyful\n")
     (root / "few_labels.csv").write_text("clip_id,label\n00000,0\n")
-    (root / "short.csv").write_text("expression," + ",".join(AUS) + "\nHappy" + ",0.5" * 18 + "\nSad" + ",0.5" * 18 + "\n")
+    (root / "short.csv").write_text(
+        "expression," + ",".join(AUS) + "\nHappy" + ",0.5" * 18 + "\nSad" + ",0.5" * 18 + "\n"
+    )
     out = root / "existing.csv"
     out.write_text("precious\n")
     capsys.readouterr()

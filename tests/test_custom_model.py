@@ -5,15 +5,14 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 import torch
 
 from audfer import AudferError
 from audfer.cli import main
-from audfer.synth.dataset import SynthConfig, generate
 from audfer.models import create_model
+from audfer.synth.dataset import SynthConfig, generate
 from audfer.vocab import AUS, EXPRESSIONS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "custom-model.md"
@@ -53,10 +52,16 @@ def test_bad_backbones_are_named(backbone_module):
         "def no_d():\n    return NoD()\n"
         "def wrong_shape():\n    return WrongShape()\n"
         "def not_a_module():\n    return 3\n"
-        "VALUE = 5\n")
-    cases = [("nosuchmodule_xyz:build", "cannot import 'nosuchmodule_xyz'"), ("badbones:missing", "has no attribute 'missing'"),
-             ("badbones:VALUE", "is not callable"), ("badbones:no_d", "integer attribute num_features"),
-             ("badbones:not_a_module", "expected a torch.nn.Module"), ("mybackbone:build", "refused model.kwargs")]
+        "VALUE = 5\n"
+    )
+    cases = [
+        ("nosuchmodule_xyz:build", "cannot import 'nosuchmodule_xyz'"),
+        ("badbones:missing", "has no attribute 'missing'"),
+        ("badbones:VALUE", "is not callable"),
+        ("badbones:no_d", "integer attribute num_features"),
+        ("badbones:not_a_module", "expected a torch.nn.Module"),
+        ("mybackbone:build", "refused model.kwargs"),
+    ]
     for name, message in cases:
         kwargs = {"depth": 3} if name == "mybackbone:build" else {}
         with pytest.raises(AudferError, match=re.escape(message)):
@@ -71,9 +76,19 @@ def test_a_users_backbone_trains_evaluates_predicts_and_exports(backbone_module,
 
     synth = generate(tmp_path / "synth", SynthConfig(clips=60, size=32, frames=8, seed=3), workers=1)
     run = tmp_path / "run"
-    args = ["train", "synthetic_small", f"data.root={synth}", f"out={run}", "model.name=mybackbone:build",
-            "model.kwargs={width: 8}", "au.strategy=distinct", "train.epochs=2", "train.batch_size=8", "train.progress=false",
-            "train.threads=2"]
+    args = [
+        "train",
+        "synthetic_small",
+        f"data.root={synth}",
+        f"out={run}",
+        "model.name=mybackbone:build",
+        "model.kwargs={width: 8}",
+        "au.strategy=distinct",
+        "train.epochs=2",
+        "train.batch_size=8",
+        "train.progress=false",
+        "train.threads=2",
+    ]
     assert main(args) == 0
     ckpt = run / "checkpoints" / "last.ckpt"
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
@@ -91,7 +106,10 @@ def test_a_users_backbone_trains_evaluates_predicts_and_exports(backbone_module,
     for f in frames:
         writer.write(cv2.imread(str(f)))
     writer.release()
-    assert main(["predict", str(video), "--checkpoint", str(ckpt), "--face", "full", "--out", str(tmp_path / "p.json")]) == 0
+    assert (
+        main(["predict", str(video), "--checkpoint", str(ckpt), "--face", "full", "--out", str(tmp_path / "p.json")])
+        == 0
+    )
     summary = json.loads((tmp_path / "p.json").read_text())[str(video)]["summary"]
     assert summary["expression"] in EXPRESSIONS and sum(summary["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert set(summary["au_probabilities"]) == set(AUS)
@@ -146,17 +164,40 @@ def test_a_whole_model_outside_the_package_uses_its_own_recipe_and_checkpoint_la
     assert type(model).__name__ == "PairModel" and model.num_features == 6 and model.au_head.out_features == len(AUS)
     assert default_sampling("labmodels:PairModel") == "former_dfer"  # declared in its class, not looked up by name
     donor = create_model("labmodels:PairModel", width=6)
-    torch.save({"state_dict": {f"net.{k}": v for k, v in donor.state_dict().items() if k.startswith("conv.")}},
-               tmp_path / "lab.pth")
+    torch.save(
+        {"state_dict": {f"net.{k}": v for k, v in donor.state_dict().items() if k.startswith("conv.")}},
+        tmp_path / "lab.pth",
+    )
     report = load_checkpoint(model, tmp_path / "lab.pth")
     assert "the lab's own layout" in report.layout and report.loaded == 2
     assert torch.equal(model.conv.weight, donor.conv.weight) and set(report.reinitialised) == {
-        "fc.weight", "fc.bias", "au_head.weight", "au_head.bias"}
+        "fc.weight",
+        "fc.bias",
+        "au_head.weight",
+        "au_head.bias",
+    }
 
     synth = generate(tmp_path / "synth", SynthConfig(clips=40, size=32, frames=8, seed=4), workers=1)
     run = tmp_path / "run"
-    assert main(["train", "synthetic_small", f"data.root={synth}", f"out={run}", "model.name=labmodels:PairModel",
-                 "model.kwargs={width: 6}", "data.sampling=null", "au.strategy=global", "train.epochs=1", "train.batch_size=8",
-                 "train.progress=false", "train.threads=2", "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "synthetic_small",
+                f"data.root={synth}",
+                f"out={run}",
+                "model.name=labmodels:PairModel",
+                "model.kwargs={width: 6}",
+                "data.sampling=null",
+                "au.strategy=global",
+                "train.epochs=1",
+                "train.batch_size=8",
+                "train.progress=false",
+                "train.threads=2",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     plan = json.loads((run / "plan.json").read_text())
     assert plan["sampling"]["kind"] == "former_dfer"

@@ -1,7 +1,6 @@
 """Dataset adapters on tiny frame trees built for the real split files."""
 
 import shutil
-import warnings
 
 import cv2
 import numpy as np
@@ -29,7 +28,9 @@ def test_dfew_folds_on_an_empty_frame_tree(fixtures, tmp_path):
     for fold in range(1, 6):
         train, test = dfew_index(root, fold, "train"), dfew_index(root, fold, "test")
         assert len(train) + len(test) == 11697
-        assert dict(zip(train.table["clip_id"], train.table["label"])) == _former(fixtures, f"DFEW_set_{fold}_train.txt")
+        assert dict(zip(train.table["clip_id"], train.table["label"])) == _former(
+            fixtures, f"DFEW_set_{fold}_train.txt"
+        )
         assert dict(zip(test.table["clip_id"], test.table["label"])) == _former(fixtures, f"DFEW_set_{fold}_test.txt")
     assert train.table["path"][0].endswith("Clip/clip_224x224/" + train.table["clip_id"][0])
     shutil.rmtree(root / "Clip" / "clip_224x224" / test.table["clip_id"][0])
@@ -52,7 +53,10 @@ def test_ferv39k_and_mafw_trees(fixtures, tmp_path):
     for line in (mroot / "split" / "single" / "no_caption" / "set_1" / "test.txt").read_text().splitlines():
         (mroot / "data" / "frames" / line.split()[0].split(".")[0]).mkdir(parents=True)
     m11 = mafw_index(mroot, 1, "test", classes=11)
-    mae = [l.split() for l in (fixtures / "annotations" / "mae-dfer" / "mafw" / "split01" / "test.csv").read_text().splitlines()]
+    mae = [
+        l.split()
+        for l in (fixtures / "annotations" / "mae-dfer" / "mafw" / "split01" / "test.csv").read_text().splitlines()
+    ]
     assert dict(zip(m11.table["clip_id"], m11.table["label"])) == {p.rsplit("/", 1)[1]: int(lab) for p, lab in mae}
     assert len(mafw_index(mroot, 1, "test")) == sum(1 for _, lab in mae if int(lab) < 7)
 
@@ -82,7 +86,11 @@ def test_list_label_ids_are_read_through_the_declared_class_order(fixtures, tmp_
     from audfer.vocab import MAFW_CLASSES
 
     lst = fixtures / "annotations" / "mae-dfer" / "mafw" / "split01" / "train.csv"
-    raw = [(line.split()[0].rsplit("/", 1)[-1], int(line.split()[-1])) for line in lst.read_text().splitlines() if line.strip()]
+    raw = [
+        (line.split()[0].rsplit("/", 1)[-1], int(line.split()[-1]))
+        for line in lst.read_text().splitlines()
+        if line.strip()
+    ]
     for cid, _ in raw:
         (tmp_path / cid).mkdir(exist_ok=True)
     seven = list_index(lst, tmp_path, class_order="mafw11")
@@ -99,7 +107,6 @@ def test_list_label_ids_are_read_through_the_declared_class_order(fixtures, tmp_
 
 
 def _frames_tree(root, n_clips=3, n_frames=10):
-    rng = np.random.default_rng(0)
     for c in range(n_clips):
         d = root / f"{c:05d}"
         d.mkdir(parents=True)
@@ -119,7 +126,14 @@ def test_clip_dataset_items_and_au_masking(tmp_path):
     with pytest.warns(UserWarning, match="2 of 3 clips have no AU labels"):
         ds = ClipDataset(index, build_transform(spec, train=False), num_frames=16, sampling="m3dfel", au_labels=au)
     clip, label, targets, mask, cid = ds[0]
-    assert clip.shape == (16, 3, 16, 16) and label == 0 and cid == "00000" and mask.shape == (18,) and mask.all() and targets.sum() == 18
+    assert (
+        clip.shape == (16, 3, 16, 16)
+        and label == 0
+        and cid == "00000"
+        and mask.shape == (18,)
+        and mask.all()
+        and targets.sum() == 18
+    )
     # m3dfel at test: frames int(10*i/16) -> the sampled frame t has value 10*t
     expected = torch.tensor([10 * int(10 * i / 16) / 255 for i in range(16)])
     torch.testing.assert_close(clip[:, 0, 0, 0], expected)
@@ -132,8 +146,9 @@ def test_clip_dataset_items_and_au_masking(tmp_path):
     assert not torch.equal(a, train[0][0])
 
 
-
-@pytest.mark.parametrize("mean, std", [((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+@pytest.mark.parametrize(
+    "mean, std", [((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+)
 def test_normalising_the_stacked_batch_gives_the_per_clip_values(tmp_path, mean, std):
     """``batch_normalize`` (training loaders) leaves the final Normalize to the collate function: bit for bit the
     clips each item would have given, for [0, 1] models and ImageNet mean/std alike."""
@@ -143,14 +158,20 @@ def test_normalising_the_stacked_batch_gives_the_per_clip_values(tmp_path, mean,
     spec = InputSpec(8, 16, mean, std)
     kw = dict(num_frames=8, sampling="m3dfel", train=True, seed=3)
     per_clip = ClipDataset(index, build_transform(spec, train=True, jitter=0.4, scale=(0.5, 1.0)), **kw)
-    batched = ClipDataset(index, build_transform(spec, train=True, jitter=0.4, scale=(0.5, 1.0)), batch_normalize=True, **kw)
+    batched = ClipDataset(
+        index, build_transform(spec, train=True, jitter=0.4, scale=(0.5, 1.0)), batch_normalize=True, **kw
+    )
     assert batched[0][0].dtype == torch.uint8 and batched.normalize is not None
     items = [(1, i) for i in range(len(index))]
     want = collate([per_clip[it] for it in items])
     got = collate([batched[it] for it in items], normalize=batched.normalize)
     assert torch.equal(got[0], want[0]) and got[0].dtype == torch.float32 and got[4] == want[4]
     erasing = ClipDataset(index, build_transform(spec, train=True, erasing=0.5), batch_normalize=True, **kw)
-    assert erasing.normalize is None and erasing[0][0].dtype == torch.float32  # erasing follows Normalize: stays per clip
+    assert (
+        erasing.normalize is None and erasing[0][0].dtype == torch.float32
+    )  # erasing follows Normalize: stays per clip
+
+
 def test_video_files_and_bad_frames(fixtures, tmp_path):
     video = fixtures / "video" / "single_face.mp4"
     frames = read_frames(video, np.array([0, 71]))

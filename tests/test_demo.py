@@ -31,8 +31,14 @@ def _meta(n=350, seed=0):
     label = rng.integers(0, 7, n)
     aus = (rng.random((n, len(AUS))) < 0.2).astype(int)
     aus[np.arange(n), label] = 1  # AU i marks class i: a learnable link
-    return pl.DataFrame({"clip_id": [f"{i:05d}" for i in range(n)], "fold": (np.arange(n) % 5 + 1), "label": label,
-                         **{a: aus[:, j] for j, a in enumerate(AUS)}})
+    return pl.DataFrame(
+        {
+            "clip_id": [f"{i:05d}" for i in range(n)],
+            "fold": (np.arange(n) % 5 + 1),
+            "label": label,
+            **{a: aus[:, j] for j, a in enumerate(AUS)},
+        }
+    )
 
 
 def test_ceilings_match_an_independent_regression_and_the_majority_rule():
@@ -63,7 +69,9 @@ def test_au_f1_table_against_sklearn_skipping_unknown_labels():
     for a in ("AU01", "AU12"):
         assert got[a] == pytest.approx(100 * f1_score(truth[a].to_numpy(), probs[a].to_numpy() >= 0.5))
     known = truth["AU45"].is_not_null().to_numpy()
-    assert got["AU45"] == pytest.approx(100 * f1_score(truth["AU45"].to_numpy()[known].astype(int), probs["AU45"].to_numpy()[known] >= 0.5))
+    assert got["AU45"] == pytest.approx(
+        100 * f1_score(truth["AU45"].to_numpy()[known].astype(int), probs["AU45"].to_numpy()[known] >= 0.5)
+    )
     assert got["AU28"] is None  # no positive anywhere: F1 undefined, not 0
 
 
@@ -71,14 +79,26 @@ def test_the_demo_model_and_pipeline_can_memorise_a_small_training_set(tmp_path)
     """Capacity and pipeline check (issue: the demo learned only the class prior): the demo's model through the
     demo's data pipeline (JPEG frames, clip cache, sampler, loader), augmentation off, drives ~60 training clips
     to >= 95 % training accuracy, wrong labels included (about 30 s on 2 cores)."""
-    from audfer.synth.dataset import SynthConfig, generate
     from audfer.engine import load_config
     from audfer.engine.train import evaluate_checkpoint, train
+    from audfer.synth.dataset import SynthConfig, generate
 
     root = generate(tmp_path / "s", SynthConfig(clips=80, size=48, frames=8), workers=1)
-    cfg = load_config("synthetic_small", [f"data.root={root}", f"out={tmp_path / 'run'}", "au.strategy=none",
-                                          "train.progress=false", "train.epochs=30", "train.batch_size=16", "optim.lr=3e-3",
-                                          "optim.weight_decay=0", "data.crop_scale=[1.0, 1.0]", "data.jitter=0"])
+    cfg = load_config(
+        "synthetic_small",
+        [
+            f"data.root={root}",
+            f"out={tmp_path / 'run'}",
+            "au.strategy=none",
+            "train.progress=false",
+            "train.epochs=30",
+            "train.batch_size=16",
+            "optim.lr=3e-3",
+            "optim.weight_decay=0",
+            "data.crop_scale=[1.0, 1.0]",
+            "data.jitter=0",
+        ],
+    )
     out = train(cfg, log=lambda m: None, evaluate=False)
     m = evaluate_checkpoint(out / "checkpoints" / "last.ckpt", split="train", out=tmp_path / "eval", log=lambda m: None)
     assert m["n"] >= 60 and m["war"] >= 0.95, m["war"]

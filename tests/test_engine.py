@@ -2,10 +2,10 @@
 exact resume after an interruption, DDP on 2 CPU processes, cv / ablation reports, demo."""
 
 import json
-from pathlib import Path
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -15,18 +15,22 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 
 from audfer import AudferError
 from audfer.cli import main
-from audfer.synth.dataset import SynthConfig, generate
 from audfer.engine import load_config, shipped_configs, train
 from audfer.engine.config import defaults
 from audfer.evaluation import classification_metrics
-from conftest import TINY as BASE_TINY, tiny_config
+from audfer.synth.dataset import SynthConfig, generate
+
+from conftest import TINY as BASE_TINY
+from conftest import tiny_config
 
 TINY = [*BASE_TINY, "train.epochs=2"]
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("engine") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1)
+    return generate(
+        tmp_path_factory.mktemp("engine") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1
+    )
 
 
 def _cfg(synth, out, *extra):
@@ -41,7 +45,11 @@ def test_every_shipped_config_loads_and_typos_are_errors(tmp_path):
         assert cfg["name"] == n
     mae = load_config("mae_dfer_dfew")
     assert (mae["optim"]["layer_decay"], mae["data"]["test_views"], mae["data"]["stride"]) == (0.75, 2, 4)
-    assert (mae["data"]["randaugment"], mae["data"]["erasing"], mae["optim"]["mixup"]) == ("rand-m7-n4-mstd0.5-inc1", 0.25, 0.8)
+    assert (mae["data"]["randaugment"], mae["data"]["erasing"], mae["optim"]["mixup"]) == (
+        "rand-m7-n4-mstd0.5-inc1",
+        0.25,
+        0.8,
+    )
     assert load_config("mae_dfer_ferv39k")["data"]["stride"] == 1
     assert load_config("former_dfer_dfew", ["au.lam=0.5", "optim.lr=0.1"])["au"]["lam"] == 0.5
     with pytest.raises(AudferError, match="unknown option 'au.lamda'"):
@@ -64,6 +72,7 @@ def test_one_model_size_override_keeps_the_configs_other_sizes():
     whole = load_config("synthetic_small", ["model.kwargs={width: 4}"])["model"]["kwargs"]
     assert whole == {"width": 4}  # a whole mapping still replaces the mapping
 
+
 def test_metrics_match_sklearn():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 200)
@@ -83,19 +92,54 @@ def test_train_then_evaluate_writes_consistent_outputs(synth, tmp_path, capsys):
     out = train(_cfg(synth, tmp_path / "run [1]*", "train.selection=best-val"), log=lambda m: None)
     assert pl.read_csv(out / "epochs.csv", glob=False)["epoch"].to_list() == [0, 1]
     sel = json.loads((out / "selection.json").read_text())
-    assert sel["rule"] == "best-val" and sel["checkpoint"] == "checkpoints/best.ckpt" and "validation split" in sel["note"]
+    assert (
+        sel["rule"] == "best-val" and sel["checkpoint"] == "checkpoints/best.ckpt" and "validation split" in sel["note"]
+    )
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     preds = pl.read_csv(out / "eval" / "predictions.csv", glob=False, schema_overrides={"clip_id": pl.String})
-    assert preds.columns[:3] == ["clip_id", "label", "pred"] and preds.columns[3:10] == ["Happy", "Sad", "Neutral", "Angry",
-                                                                                         "Surprise", "Disgust", "Fear"]
-    assert preds.columns[10:] == [f"AU{n}" for n in ("01", "02", "04", "05", "06", "07", "09", "10", "12", "14", "15", "17", "20",
-                                                     "23", "25", "26", "28", "45")]
+    assert preds.columns[:3] == ["clip_id", "label", "pred"] and preds.columns[3:10] == [
+        "Happy",
+        "Sad",
+        "Neutral",
+        "Angry",
+        "Surprise",
+        "Disgust",
+        "Fear",
+    ]
+    assert preds.columns[10:] == [
+        f"AU{n}"
+        for n in (
+            "01",
+            "02",
+            "04",
+            "05",
+            "06",
+            "07",
+            "09",
+            "10",
+            "12",
+            "14",
+            "15",
+            "17",
+            "20",
+            "23",
+            "25",
+            "26",
+            "28",
+            "45",
+        )
+    ]
     test_ids = pl.read_csv(synth / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_1.csv")["video_name"]
     assert sorted(preds["clip_id"]) == sorted(f"{i:05d}" for i in test_ids)
     y, p = preds["label"].to_numpy(), preds["pred"].to_numpy()
-    assert metrics["war"] == pytest.approx(accuracy_score(y, p)) and metrics["uar"] == pytest.approx(balanced_accuracy_score(y, p))
-    np.testing.assert_allclose(preds.select(["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"]).to_numpy().sum(1), 1,
-                               atol=1e-4)
+    assert metrics["war"] == pytest.approx(accuracy_score(y, p)) and metrics["uar"] == pytest.approx(
+        balanced_accuracy_score(y, p)
+    )
+    np.testing.assert_allclose(
+        preds.select(["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"]).to_numpy().sum(1),
+        1,
+        atol=1e-4,
+    )
     assert metrics["selection"]["rule"] == "best-val" and 0 <= metrics["au_f1_mean"] <= 1
     assert np.load(out / "eval" / "features.npy").shape[0] == preds.height
     # evaluate CLI: same checkpoint -> same numbers, in the folder asked for
@@ -110,7 +154,10 @@ def test_train_then_evaluate_writes_consistent_outputs(synth, tmp_path, capsys):
 
 
 def test_best_test_selection_is_labelled_as_such(synth, tmp_path):
-    out = train(_cfg(synth, tmp_path / "bt", "train.selection=best-test", "au.strategy=none", "train.epochs=1"), log=lambda m: None)
+    out = train(
+        _cfg(synth, tmp_path / "bt", "train.selection=best-test", "au.strategy=none", "train.epochs=1"),
+        log=lambda m: None,
+    )
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["selection"]["rule"] == "best-test" and "TEST split" in metrics["selection"]["note"]
     assert "au_f1" not in metrics  # the baseline has no AU head
@@ -137,7 +184,11 @@ def test_interrupted_run_resumes_to_the_same_weights(synth, tmp_path):
         train(_cfg(synth, tmp_path / "none", *extra), resume=True, log=lambda m: None)
     cut = train(_cfg(synth, tmp_path / "cut", *extra), resume=True, log=lambda m: None, evaluate=False)
     log = pl.read_csv(cut / "logs" / "metrics.csv")
-    assert sorted(set(log.filter(pl.col("train/ce").is_not_null())["epoch"])) == [0, 1, 2]  # finished epochs' log rows kept
+    assert sorted(set(log.filter(pl.col("train/ce").is_not_null())["epoch"])) == [
+        0,
+        1,
+        2,
+    ]  # finished epochs' log rows kept
     a = torch.load(full / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     b = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert a.keys() == b.keys()
@@ -148,8 +199,21 @@ def test_interrupted_run_resumes_to_the_same_weights(synth, tmp_path):
 def test_ddp_on_two_cpu_processes(synth, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "audfer.cli", "train", "synthetic_small", f"data.root={synth}", f"out={out}", *TINY,
-           "train.epochs=1", "train.devices=2", "train.strategy=ddp", "train.accelerator=cpu", "train.threads=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "audfer.cli",
+        "train",
+        "synthetic_small",
+        f"data.root={synth}",
+        f"out={out}",
+        *TINY,
+        "train.epochs=1",
+        "train.devices=2",
+        "train.strategy=ddp",
+        "train.accelerator=cpu",
+        "train.threads=1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
@@ -164,21 +228,41 @@ def test_cv_and_ablation_reports(synth, tmp_path):
     assert agg["war"]["mean"] == pytest.approx(np.mean([f["war"] for f in folds]))
     assert agg["uar"]["std"] == pytest.approx(np.std([f["uar"] for f in folds], ddof=1))
     report = (tmp_path / "cv" / "report.md").read_text()
-    assert "| fold 2 |" in report and "mean ± std" in report and "last" in report and "Initialisation: from scratch" in report
-    res = run_ablation(_cfg(synth, tmp_path / "abl", "train.epochs=1"), seeds=(0, 1), strategies=("none", "distinct"), lams=(0.5,),
-                       log=lambda m: None)
+    assert (
+        "| fold 2 |" in report
+        and "mean ± std" in report
+        and "last" in report
+        and "Initialisation: from scratch" in report
+    )
+    res = run_ablation(
+        _cfg(synth, tmp_path / "abl", "train.epochs=1"),
+        seeds=(0, 1),
+        strategies=("none", "distinct"),
+        lams=(0.5,),
+        log=lambda m: None,
+    )
     assert set(res["strategies"]) == {"none", "distinct"} and set(res["lambda"]) == {0.5}
     cfg_lam = json.loads((tmp_path / "abl" / "lambda_0.5" / "seed_1" / "eval" / "metrics.json").read_text())
     assert (cfg_lam["lam"], cfg_lam["au_strategy"]) == (0.5, "distinct")
     report = (tmp_path / "abl" / "report.md").read_text()
-    assert "baseline (CE only)" in report and "+AU distinct" in report and "λ sweep" in report and "Initialisation: from scratch" in report
+    assert (
+        "baseline (CE only)" in report
+        and "+AU distinct" in report
+        and "λ sweep" in report
+        and "Initialisation: from scratch" in report
+    )
     assert "AU labels from openface on" in report and "masked (unknown, not absent): none" in report
     for png in ("confusion.png", "tsne.png", "curves.png", "lambda.png", "knowledge.png"):
         assert (tmp_path / "abl" / png).stat().st_size > 1000, png
     # a rerun reuses finished runs instead of training again
     mtime = (tmp_path / "abl" / "none" / "seed_0" / "eval" / "metrics.json").stat().st_mtime_ns
-    run_ablation(_cfg(synth, tmp_path / "abl", "train.epochs=1"), seeds=(0, 1), strategies=("none", "distinct"), lams=(0.5,),
-                 log=lambda m: None)
+    run_ablation(
+        _cfg(synth, tmp_path / "abl", "train.epochs=1"),
+        seeds=(0, 1),
+        strategies=("none", "distinct"),
+        lams=(0.5,),
+        log=lambda m: None,
+    )
     assert (tmp_path / "abl" / "none" / "seed_0" / "eval" / "metrics.json").stat().st_mtime_ns == mtime
 
 
@@ -220,11 +304,15 @@ def test_runs_side_by_side_stop_when_their_parent_is_killed(synth, tmp_path):
     import time
 
     outs = [tmp_path / f"r{k}" for k in range(2)]
-    script = ("import sys\nfrom audfer.engine.experiments import run_many\nfrom conftest import tiny_config\n"
-              f"cfgs = [tiny_config({str(synth)!r}, o, 'train.epochs=200', 'train.threads=1') for o in {[str(o) for o in outs]!r}]\n"
-              "run_many(cfgs, jobs=2, log=lambda m: None)\n")
+    script = (
+        "import sys\nfrom audfer.engine.experiments import run_many\nfrom conftest import tiny_config\n"
+        f"cfgs = [tiny_config({str(synth)!r}, o, 'train.epochs=200', 'train.threads=1') for o in {[str(o) for o in outs]!r}]\n"
+        "run_many(cfgs, jobs=2, log=lambda m: None)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "PYTHONWARNINGS": "ignore"}
-    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 120
         while not all((o / "epochs.csv").is_file() for o in outs):  # both workers are training
@@ -235,8 +323,11 @@ def test_runs_side_by_side_stop_when_their_parent_is_killed(synth, tmp_path):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 30
-        while any(Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0]
-                  for w in workers if Path(f"/proc/{w}").exists()):
+        while any(
+            Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            for w in workers
+            if Path(f"/proc/{w}").exists()
+        ):
             assert time.monotonic() < deadline, "workers still training 30 s after their parent was killed"
             time.sleep(0.2)
     finally:
@@ -254,17 +345,35 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     assert main(["demo", "--clips", "70", "--seeds", "0", "--epochs", "1"]) == 0
     report = (tmp_path / "report.md").read_text()
     assert "Synthetic results, not DFEW results" in report and "baseline (CE only)" in report and "+AU minor" in report
-    for name in ("K.csv", "K.png", "video_au_labels.csv", "pos_weights_minor.csv", "model.ckpt", "confusion.png", "synth/preview.png"):
+    for name in (
+        "K.csv",
+        "K.png",
+        "video_au_labels.csv",
+        "pos_weights_minor.csv",
+        "model.ckpt",
+        "confusion.png",
+        "synth/preview.png",
+    ):
         assert (tmp_path / name).is_file(), name
     r = float(report.split("activation probabilities the clips were drawn with (17 AUs x 7): **")[1].split("**")[0])
     assert r > 0.5
-    for section in ("## Floor and ceilings", "AU oracle on the exact clip AU labels", "## The AU effect, seed by seed",
-                    "one seed: no uncertainty estimate", "vs exact | vs OpenFace (Eq. 4)", "## `audfer predict` on rendered videos"):
+    for section in (
+        "## Floor and ceilings",
+        "AU oracle on the exact clip AU labels",
+        "## The AU effect, seed by seed",
+        "one seed: no uncertainty estimate",
+        "vs exact | vs OpenFace (Eq. 4)",
+        "## `audfer predict` on rendered videos",
+    ):
         assert section in report, section
     ceilings = pl.read_csv(tmp_path / "ceilings.csv")
     assert set(ceilings["line"]) == {"majority", "colour", "au_oracle_exact", "au_oracle_openface"}
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
-    assert len(videos) >= 5 and {Path(k).name for k in json.loads((tmp_path / "videos" / "predictions.json").read_text())} == {v.name for v in videos}
+    assert len(videos) >= 5 and {
+        Path(k).name for k in json.loads((tmp_path / "videos" / "predictions.json").read_text())
+    } == {v.name for v in videos}
     pytest.importorskip("onnxruntime", reason="onnx extra not installed")
-    assert main(["export", "model.ckpt", "--onnx", "model.onnx"]) == 0  # the README's export step on the demo's checkpoint
+    assert (
+        main(["export", "model.ckpt", "--onnx", "model.onnx"]) == 0
+    )  # the README's export step on the demo's checkpoint
     assert (tmp_path / "model.onnx").stat().st_size > 10_000

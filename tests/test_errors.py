@@ -15,7 +15,9 @@ SRC = Path(errors.__file__).parent
 def test_the_family_tree():
     for cls in (errors.InputError, errors.ConfigError, errors.CheckpointError, errors.TrainingStopped):
         assert issubclass(cls, errors.AudferError)
-    assert issubclass(errors.NoFaceError, errors.InputError) and issubclass(errors.UnreadableFrameError, errors.InputError)
+    assert issubclass(errors.NoFaceError, errors.InputError) and issubclass(
+        errors.UnreadableFrameError, errors.InputError
+    )
     assert issubclass(errors.AudferError, ValueError)  # callers that caught ValueError keep working
     from audfer.data.datasets import UnreadableFrame
     from audfer.inference import NoFaceError
@@ -28,16 +30,23 @@ def test_no_bare_builtin_error_is_raised_in_the_package():
     bare = []
     for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name) \
-                    and node.exc.func.id in ("ValueError", "TypeError", "RuntimeError", "Exception", "KeyError"):
+            if (
+                isinstance(node, ast.Raise)
+                and isinstance(node.exc, ast.Call)
+                and isinstance(node.exc.func, ast.Name)
+                and node.exc.func.id in ("ValueError", "TypeError", "RuntimeError", "Exception", "KeyError")
+            ):
                 bare.append(f"{path.relative_to(SRC)}:{node.lineno} {node.exc.func.id}")
     assert not bare, bare
 
 
-@pytest.mark.parametrize("argv, kind, message", [
-    (["train", "synthetic_small", "au.lamda=0.5"], errors.ConfigError, "unknown option 'au.lamda'"),
-    (["evaluate", "missing.ckpt"], errors.CheckpointError, "missing.ckpt: checkpoint not found"),
-])
+@pytest.mark.parametrize(
+    "argv, kind, message",
+    [
+        (["train", "synthetic_small", "au.lamda=0.5"], errors.ConfigError, "unknown option 'au.lamda'"),
+        (["evaluate", "missing.ckpt"], errors.CheckpointError, "missing.ckpt: checkpoint not found"),
+    ],
+)
 def test_each_kind_reaches_the_cli_as_one_line_and_status_2(argv, kind, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2

@@ -28,7 +28,9 @@ def weights(tmp_path):
 
 
 def test_single_face_video_gives_a_prediction_per_window(fixtures, model):
-    table, boxes, fps = predict_video(fixtures / "video" / "single_face.mp4", model, window=16, stride=8, return_faces=True)
+    table, boxes, fps = predict_video(
+        fixtures / "video" / "single_face.mp4", model, window=16, stride=8, return_faces=True
+    )
     assert len(boxes) == 72 and fps == pytest.approx(30.0)
     assert (~np.isnan(boxes).any(axis=1)).mean() >= 0.9
     assert table["start_frame"].to_list() == [0, 8, 16, 24, 32, 40, 48, 56] and table["end_frame"].to_list()[-1] == 72
@@ -51,8 +53,21 @@ def test_no_face_video_is_a_clear_error(fixtures, model, weights, tmp_path, caps
     with pytest.raises(NoFaceError, match="no_face.mp4: no face found in"):
         predict_video(fixtures / "video" / "no_face.mp4", model)
     out = tmp_path / "res.json"
-    assert main(["predict", str(fixtures / "video" / "no_face.mp4"), "--checkpoint", str(weights), "--model", "former_dfer_small",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(fixtures / "video" / "no_face.mp4"),
+                "--checkpoint",
+                str(weights),
+                "--model",
+                "former_dfer_small",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no face found" in err[0]
     assert not out.exists()
@@ -94,12 +109,27 @@ def test_predict_cli_writes_json_csv_and_an_annotated_video(fixtures, weights, t
 
     video = fixtures / "video" / "single_face.mp4"
     base = ["--checkpoint", str(weights), "--model", "former_dfer_small"]
-    assert main(["predict", str(video), *base, "--out", str(tmp_path / "r.json"), "--annotate", str(tmp_path / "a.mp4")]) == 0
+    assert (
+        main(["predict", str(video), *base, "--out", str(tmp_path / "r.json"), "--annotate", str(tmp_path / "a.mp4")])
+        == 0
+    )
     res = json.loads((tmp_path / "r.json").read_text())[str(video)]
     assert res["summary"]["frames"] == 72 and len(res["windows"]) == 8
     cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 72 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 640
-    assert main(["predict", str(video), str(fixtures / "video" / "face_noface.mov"), *base, "--out", str(tmp_path / "r.csv")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(video),
+                str(fixtures / "video" / "face_noface.mov"),
+                *base,
+                "--out",
+                str(tmp_path / "r.csv"),
+            ]
+        )
+        == 0
+    )
     table = pl.read_csv(tmp_path / "r.csv")
     assert table["video"].n_unique() == 2 and {"start_frame", "Happy", "AU45", "pred"} <= set(table.columns)
 

@@ -20,7 +20,8 @@ def _clip(clip, values, success=None):
     n = len(values)
     df = make_frames(n, success=[1] * n if success is None else success)
     return df.with_columns(
-        pl.Series(c, np.asarray(values, dtype=float) * (j + 1), dtype=pl.Float32) for j, c in enumerate(INTENSITY_COLUMNS)
+        pl.Series(c, np.asarray(values, dtype=float) * (j + 1), dtype=pl.Float32)
+        for j, c in enumerate(INTENSITY_COLUMNS)
     ).select(pl.lit(clip).alias("clip_id"), pl.all())
 
 
@@ -80,10 +81,12 @@ def test_frame_level_labels_and_theta_filter():
 
 
 def test_interpolate_zeros_hand_worked():
-    df = pl.DataFrame({
-        "clip_id": ["a"] * 6 + ["b"] * 3 + ["c"] * 3,
-        "frame": [1, 2, 3, 4, 5, 6, 1, 2, 5, 1, 2, 3],
-    }).with_columns(pl.lit(0.0, dtype=pl.Float32).alias(c) for c in INTENSITY_COLUMNS)
+    df = pl.DataFrame(
+        {
+            "clip_id": ["a"] * 6 + ["b"] * 3 + ["c"] * 3,
+            "frame": [1, 2, 3, 4, 5, 6, 1, 2, 5, 1, 2, 3],
+        }
+    ).with_columns(pl.lit(0.0, dtype=pl.Float32).alias(c) for c in INTENSITY_COLUMNS)
     vals = [0, 2, 0, 0, 5, 0, 1, 0, 4, 0, 0, 0]
     df = df.with_columns(pl.Series("AU12_r", vals, dtype=pl.Float32))
     out = interpolate_zeros(df)["AU12_r"].to_list()

@@ -29,7 +29,10 @@ def _write(path, values, start_frame=1):
     n = len(values)
     df = make_frames(n, success=[1] * n).with_columns(
         pl.Series("frame", np.arange(start_frame, start_frame + n)),
-        *[pl.Series(c, np.round(np.asarray(values, float) * 0.05 + 0.01 * j, 2)) for j, c in enumerate(INTENSITY_COLUMNS)],
+        *[
+            pl.Series(c, np.round(np.asarray(values, float) * 0.05 + 0.01 * j, 2))
+            for j, c in enumerate(INTENSITY_COLUMNS)
+        ],
     )
     write_openface_csv(path, df, "2.2", full=False)
 
@@ -49,7 +52,9 @@ def test_dfew_training_split_only_by_default(tmp_path):
             vid = 10 * e + k + 1
             train.append(f"{vid},{e + 1}")
             _write(of / f"{vid:05d}.csv", [e + 1] * 3)
-    (root / "EmoLabel_DataSplit" / "train(single-labeled)" / "set_1.csv").write_text("video_name,label\n" + "\n".join(train) + "\n")
+    (root / "EmoLabel_DataSplit" / "train(single-labeled)" / "set_1.csv").write_text(
+        "video_name,label\n" + "\n".join(train) + "\n"
+    )
     (root / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_1.csv").write_text("video_name,label\n999,1\n")
     _write(of / "999.csv", [50] * 7)  # unpadded stem: still clip 00999
     res, counts = knowledge_for_dataset(DatasetSpec("dfew", of, root=root))
@@ -135,7 +140,9 @@ def test_affwild2_frame_level_labels(tmp_path):
         p[rec["label"]] = 0.2 if rec["frame"] % 3 == 1 else 0.9
         rows.append({"clip_id": rec["clip_id"], "frame": rec["frame"], **{f"p{i}": p[i] for i in range(7)}})
     pl.DataFrame(rows).write_csv(tmp_path / "probs.csv")
-    res, counts = knowledge_for_dataset(DatasetSpec("affwild2", of, annotations=ann, frame_probs=tmp_path / "probs.csv", theta=0.5))
+    res, counts = knowledge_for_dataset(
+        DatasetSpec("affwild2", of, annotations=ann, frame_probs=tmp_path / "probs.csv", theta=0.5)
+    )
     assert res.frames_per_expression.tolist() == [2] * 7
     assert counts["frames dropped: p(label) <= 0.5"] == 7
 
@@ -146,10 +153,15 @@ def test_whole_procedure_from_a_config(tmp_path, capsys):
         d.mkdir()
     _affwild2_tree(of_a, ann)
     _ravdess_tree(of_r)
-    cfg = {"shift": "auto", "out": "K.csv", "heatmap": "K.png", "datasets": [
-        {"name": "affwild2", "openface_dir": "aw", "annotations": "ann"},
-        {"name": "ravdess", "openface_dir": "rv", "label": "RAVDESS"},
-    ]}
+    cfg = {
+        "shift": "auto",
+        "out": "K.csv",
+        "heatmap": "K.png",
+        "datasets": [
+            {"name": "affwild2", "openface_dir": "aw", "annotations": "ann"},
+            {"name": "ravdess", "openface_dir": "rv", "label": "RAVDESS"},
+        ],
+    }
     (tmp_path / "knowledge.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["knowledge", "--config", str(tmp_path / "knowledge.yaml")]) == 0
     k = _expected_k(_med([1, 2, 3, 4, 5, 6, 7]))
@@ -178,7 +190,9 @@ def test_real_split_files(fixtures):
     train = dfew_labels(root / "DFEW", 1, "train")
     assert train.height == 9356 and train["clip_id"][0] == "02522" and train["label"][0] == 5
     assert dfew_labels(root / "DFEW", 1, "all").height == 11697
-    former = [l.split() for l in (fixtures / "annotations" / "former-dfer" / "DFEW_set_1_train.txt").read_text().splitlines()]
+    former = [
+        l.split() for l in (fixtures / "annotations" / "former-dfer" / "DFEW_set_1_train.txt").read_text().splitlines()
+    ]
     assert dict(zip(train["clip_id"], train["label"])) == {p.rsplit("/", 1)[1]: int(lab) for p, _, lab in former}
     f = ferv39k_labels(root / "FERV39k", "train")
     assert f.height == 31088 and f["clip_id"][0] == "Action_Happy_0267" and f["label"][0] == 0

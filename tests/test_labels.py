@@ -1,11 +1,10 @@
 import json
 
 import numpy as np
-import pandas as pd
 import polars as pl
 import pytest
 
-from audfer import AUS, EXPRESSIONS, AudferError
+from audfer import AUS, AudferError
 from audfer.labels import default_minor_classes, official_pos_weights, pos_weights, video_au_labels
 from audfer.vocab import PRESENCE_COLUMNS
 
@@ -15,7 +14,8 @@ from conftest import make_frames
 def _frames(clip, success, au01, confidence=None):
     n = len(success)
     df = make_frames(n).with_columns(
-        pl.Series("success", success, dtype=pl.Int8), pl.Series("AU01_c", au01, dtype=pl.Int8),
+        pl.Series("success", success, dtype=pl.Int8),
+        pl.Series("AU01_c", au01, dtype=pl.Int8),
         *[pl.lit(0, dtype=pl.Int8).alias(c) for c in PRESENCE_COLUMNS[1:]],
     )
     if confidence is not None:
@@ -24,14 +24,16 @@ def _frames(clip, success, au01, confidence=None):
 
 
 def test_eq4_hand_worked():
-    frames = pl.concat([
-        # 4 valid frames, AU01 on 2 of them -> exactly half -> 1; the failed frame's 1 does not count
-        _frames("a", [1, 1, 1, 1, 0], [1, 1, 0, 0, 1]),
-        # 4 valid frames, AU01 on 1 -> 0 (the two failed frames would have made it 3/6)
-        _frames("b", [1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 1, 1]),
-        # no valid frame -> missing, never "all present"
-        _frames("c", [0, 0], [1, 1]),
-    ])
+    frames = pl.concat(
+        [
+            # 4 valid frames, AU01 on 2 of them -> exactly half -> 1; the failed frame's 1 does not count
+            _frames("a", [1, 1, 1, 1, 0], [1, 1, 0, 0, 1]),
+            # 4 valid frames, AU01 on 1 -> 0 (the two failed frames would have made it 3/6)
+            _frames("b", [1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 1, 1]),
+            # no valid frame -> missing, never "all present"
+            _frames("c", [0, 0], [1, 1]),
+        ]
+    )
     out = video_au_labels(frames, clips=["a", "b", "c", "d"])
     assert out["clip_id"].to_list() == ["a", "b", "c", "d"]
     assert out.columns == ["clip_id", "n_frames", "n_valid", *AUS]
@@ -50,7 +52,10 @@ def test_min_confidence_narrows_valid_frames():
 
 def test_eq4_matches_pandas_on_random_clips():
     rng = np.random.default_rng(0)
-    parts = [make_frames(int(rng.integers(1, 30)), seed=i).select(pl.lit(f"{i:04d}").alias("clip_id"), pl.all()) for i in range(60)]
+    parts = [
+        make_frames(int(rng.integers(1, 30)), seed=i).select(pl.lit(f"{i:04d}").alias("clip_id"), pl.all())
+        for i in range(60)
+    ]
     frames = pl.concat(parts)
     ours = video_au_labels(frames).to_pandas().set_index("clip_id")
     pdf = frames.to_pandas()
@@ -64,8 +69,12 @@ def test_eq4_matches_pandas_on_random_clips():
 
 
 def _tables(labels, au_rows):
-    au = pl.DataFrame({"clip_id": [f"c{i}" for i in range(len(au_rows))],
-                       **{a: pl.Series([r[j] for r in au_rows], dtype=pl.Int8) for j, a in enumerate(AUS)}})
+    au = pl.DataFrame(
+        {
+            "clip_id": [f"c{i}" for i in range(len(au_rows))],
+            **{a: pl.Series([r[j] for r in au_rows], dtype=pl.Int8) for j, a in enumerate(AUS)},
+        }
+    )
     lab = pl.DataFrame({"clip_id": [f"c{i}" for i in range(len(labels))], "label": pl.Series(labels, dtype=pl.Int8)})
     return au, lab
 

@@ -30,7 +30,9 @@ def _reference(logits, labels_or_soft, targets, pw_rows, valid):
         y = labels_or_soft[i]
         k = K[y] if y.ndim == 0 else y @ K
         pw = pw_rows(y)
-        total = total + F.binary_cross_entropy_with_logits(logits[i], targets[i], weight=5 * k, pos_weight=pw, reduction="sum")
+        total = total + F.binary_cross_entropy_with_logits(
+            logits[i], targets[i], weight=5 * k, pos_weight=pw, reduction="sum"
+        )
     return total / max(int(valid.sum()), 1) / 18
 
 
@@ -38,7 +40,9 @@ def _reference(logits, labels_or_soft, targets, pw_rows, valid):
 def test_hard_labels_value_and_gradient(form):
     logits, labels, targets = _batch()
     pw = {"table": PW, "vector": PW[0], "none": None}[form]
-    rows = {"table": lambda y: PW[y] if y.ndim == 0 else y @ PW, "vector": lambda y: PW[0], "none": lambda y: None}[form]
+    rows = {"table": lambda y: PW[y] if y.ndim == 0 else y @ PW, "vector": lambda y: PW[0], "none": lambda y: None}[
+        form
+    ]
     ours = AULoss(K, pw)(logits, labels, targets)
     (g_ours,) = torch.autograd.grad(ours, logits)
     ref = _reference(logits, labels, targets, rows, torch.ones(12, dtype=torch.bool))
@@ -88,12 +92,16 @@ def test_soft_labels_mix_rows():
     g_ours, g_ref = (torch.autograd.grad(v, logits, retain_graph=True)[0] for v in (ours, ref))
     torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-7)
     # a one-hot soft label is the hard label
-    torch.testing.assert_close(AULoss(K, PW)(logits, F.one_hot(labels, 7).float(), targets), AULoss(K, PW)(logits, labels, targets))
+    torch.testing.assert_close(
+        AULoss(K, PW)(logits, F.one_hot(labels, 7).float(), targets), AULoss(K, PW)(logits, labels, targets)
+    )
 
 
 def test_eq9_literal_is_18_times_the_mean():
     logits, labels, targets = _batch()
-    torch.testing.assert_close(AULoss(K, PW, reduction="sum_aus")(logits, labels, targets), 18 * AULoss(K, PW)(logits, labels, targets))
+    torch.testing.assert_close(
+        AULoss(K, PW, reduction="sum_aus")(logits, labels, targets), 18 * AULoss(K, PW)(logits, labels, targets)
+    )
 
 
 def test_combined_loss_eq10_and_components():

@@ -34,7 +34,11 @@ def test_state_dict_equals_official_manifest(reference, name):
 def test_au_head_is_one_linear_layer_under_its_own_name(name):
     params, dim = FULL[name]
     model = create_model(name)
-    assert isinstance(model.au_head, torch.nn.Linear) and model.au_head.in_features == dim and model.au_head.out_features == 18
+    assert (
+        isinstance(model.au_head, torch.nn.Linear)
+        and model.au_head.in_features == dim
+        and model.au_head.out_features == 18
+    )
     assert count_parameters(model) == params + dim * 18 + 18
     extra = set(model.state_dict()) - set(create_model(name, au_head=False).state_dict())
     assert extra == {"au_head.weight", "au_head.bias"}
@@ -81,7 +85,9 @@ def test_no_au_head_output_and_wrong_input():
 
 
 def test_registry():
-    assert {"m3dfel", "former_dfer", "mae_dfer", "m3dfel_small", "former_dfer_small", "mae_dfer_small"} <= set(list_models())
+    assert {"m3dfel", "former_dfer", "mae_dfer", "m3dfel_small", "former_dfer_small", "mae_dfer_small"} <= set(
+        list_models()
+    )
     with pytest.raises(AudferError, match="unknown model 'resnet'"):
         create_model("resnet")
     with pytest.raises(AudferError, match="bad override"):
@@ -138,7 +144,14 @@ def test_mae_dfer_pretraining_checkpoint(tmp_path):
     dst = create_model("mae_dfer_small")
     report = load_checkpoint(dst, tmp_path / "pretrain.pth")
     assert "pre-training" in report.layout
-    assert set(report.reinitialised) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias", "au_head.weight", "au_head.bias"}
+    assert set(report.reinitialised) == {
+        "head.weight",
+        "head.bias",
+        "fc_norm.weight",
+        "fc_norm.bias",
+        "au_head.weight",
+        "au_head.bias",
+    }
     assert "decoder.blocks.0.mlp.fc1.weight" in report.dropped and "encoder.norm.weight" in report.dropped
     assert torch.equal(dst.blocks[1].third_attn.q.weight, src.blocks[1].third_attn.q.weight)
 
@@ -170,7 +183,9 @@ def test_torchvision_r3d18_into_m3dfel_backbone(tmp_path):
 
 def test_misfit_checkpoint_lists_keys(tmp_path):
     torch.save({"state_dict": create_model("former_dfer_small").state_dict()}, tmp_path / "f.pth")
-    with pytest.raises(AudferError, match=r"f\.pth: does not fit M3DFEL .*missing \d+: features\.0\.0\.weight.*unexpected"):
+    with pytest.raises(
+        AudferError, match=r"f\.pth: does not fit M3DFEL .*missing \d+: features\.0\.0\.weight.*unexpected"
+    ):
         load_checkpoint(create_model("m3dfel_small"), tmp_path / "f.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(AudferError, match="a text file .*not a PyTorch checkpoint"):
@@ -188,7 +203,11 @@ def test_lstm_macs_by_hand():
 
 
 def test_cost_figures_of_the_full_models():
-    expected = {"m3dfel": 43.19, "former_dfer": 8.30, "mae_dfer": 49.65}  # measured with the official code (reference §3)
+    expected = {
+        "m3dfel": 43.19,
+        "former_dfer": 8.30,
+        "mae_dfer": 49.65,
+    }  # measured with the official code (reference §3)
     for name, gmacs in expected.items():
         model = create_model(name)
         with_head, without = clip_macs(model), clip_macs(model, with_au_head=False)
@@ -228,11 +247,16 @@ def test_no_code_outside_a_models_file_tests_a_model_class_or_name_prefix():
         if path in homes:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value in classes
-                                                     for c in [node.left, *node.comparators]):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(c, ast.Constant) and c.value in classes for c in [node.left, *node.comparators]
+            ):
                 found.append(f"{path.name}:{node.lineno}")
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "startswith" \
-                    and any(isinstance(c, ast.Constant) and c.value in prefixes for c in ast.walk(node)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "startswith"
+                and any(isinstance(c, ast.Constant) and c.value in prefixes for c in ast.walk(node))
+            ):
                 found.append(f"{path.name}:{node.lineno}")
     assert not found, found
 
@@ -247,4 +271,6 @@ def test_each_model_declares_its_recipe_configs_and_they_ship():
         assert set(cls.recipes) <= shipped, (name, cls.recipes)
         for recipe in cls.recipes:
             assert model_entry(load_config(recipe)["model"]["name"]).builder is cls
-    assert {"m3dfel_dfew", "former_dfer_ferv39k", "mae_dfer_mafw"} <= {r for n in list_models() for r in model_entry(n).builder.recipes}
+    assert {"m3dfel_dfew", "former_dfer_ferv39k", "mae_dfer_mafw"} <= {
+        r for n in list_models() for r in model_entry(n).builder.recipes
+    }

@@ -21,10 +21,13 @@ def _pandas_reference(path):
     return df
 
 
-@pytest.mark.parametrize("name", [
-    "featureextraction_full_doublespace_opendbm_subj01_t01_head40.csv",
-    "legacy_nofaceid_pyfeat_OpenFace_Test_head40.csv",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "featureextraction_full_doublespace_opendbm_subj01_t01_head40.csv",
+        "legacy_nofaceid_pyfeat_OpenFace_Test_head40.csv",
+    ],
+)
 def test_real_files_match_pandas(fixtures, name):
     path = fixtures / "openface" / name
     ours = read_openface(path)
@@ -34,13 +37,19 @@ def test_real_files_match_pandas(fixtures, name):
     assert ours["frame"].to_list() == ref["frame"].astype(int).tolist()
     np.testing.assert_allclose(ours["confidence"].to_numpy(), ref["confidence"].to_numpy())
     for c in AU_COLS:
-        np.testing.assert_allclose(ours[c].to_numpy().astype(float), ref[c].to_numpy().astype(float), atol=1e-6, err_msg=c)
+        np.testing.assert_allclose(
+            ours[c].to_numpy().astype(float), ref[c].to_numpy().astype(float), atol=1e-6, err_msg=c
+        )
     assert ours["face_id"].unique().to_list() == [0]  # legacy file has no face_id column
     assert ours["AU01_c"].dtype == pl.Int8 and ours["AU01_r"].dtype == pl.Float32
 
 
 def test_full_header_has_714_columns_like_real_output(fixtures):
-    real = (fixtures / "openface" / "featureextraction_full_doublespace_opendbm_subj01_t01_head40.csv").read_text().splitlines()[0]
+    real = (
+        (fixtures / "openface" / "featureextraction_full_doublespace_opendbm_subj01_t01_head40.csv")
+        .read_text()
+        .splitlines()[0]
+    )
     assert [c.strip() for c in real.split(",")] == full_header()
     assert len(full_header()) == 714
 
@@ -57,7 +66,9 @@ def test_each_style_round_trips(tmp_path, style):
     assert ours.height == 25
     assert ours["frame"].to_list() == list(range(1, 26))  # windows: frame 0 everywhere -> timestamp order
     for c in AU_COLS:
-        np.testing.assert_allclose(ours[c].to_numpy().astype(float), frames[c].to_numpy().astype(float), atol=1e-6, err_msg=c)
+        np.testing.assert_allclose(
+            ours[c].to_numpy().astype(float), frames[c].to_numpy().astype(float), atol=1e-6, err_msg=c
+        )
     np.testing.assert_array_equal(ours["success"].to_numpy(), frames["success"].to_numpy())
 
 
@@ -71,7 +82,7 @@ def test_fast_and_careful_parsers_agree_and_every_layout_takes_the_fast_path(tmp
     path = tmp_path / f"clip_{style}.csv"
     write_openface_csv(path, frames, style, full=style == "2.2")
     raw = path.read_bytes()
-    header = raw[:raw.find(b"\n")]
+    header = raw[: raw.find(b"\n")]
     names = header.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"").decode().split(",")
     names = ["face_id" if n == "face" and "frame" not in names else n for n in names]
     wanted = [c for c in ("frame", "face_id", "timestamp", "confidence", "success") if c in names] + AU_COLS
@@ -91,9 +102,11 @@ def test_a_blank_line_falls_to_the_careful_path_which_names_its_row(tmp_path):
     lines = path.read_bytes().split(b"\n")
     path.write_bytes(b"\n".join(lines[:3] + [b""] + lines[3:]))  # a blank line as row 4
     raw = path.read_bytes()
-    header = raw[:raw.find(b"\n")]
+    header = raw[: raw.find(b"\n")]
     names = header.replace(b" ", b"").decode().split(",")
-    assert of._parse_fast(raw, header, names, ["frame", "face_id", "timestamp", "confidence", "success", *AU_COLS]) is None
+    assert (
+        of._parse_fast(raw, header, names, ["frame", "face_id", "timestamp", "confidence", "success", *AU_COLS]) is None
+    )
     with pytest.raises(AudferError, match=r"odd\.csv: row 4, column frame: empty cell"):
         read_openface(path)
 
@@ -169,7 +182,9 @@ def test_partially_missing_au_columns_are_listed(tmp_path):
 def test_non_numeric_cell_names_file_row_and_column(tmp_path):
     lines = render_openface_csv(make_frames(5), "2.2", full=False).decode().split("\n")
     cells = lines[3].split(", ")
-    col = ("frame, face_id, timestamp, confidence, success, " + ", ".join(INTENSITY_COLUMNS)).split(", ").index("AU04_r")
+    col = (
+        ("frame, face_id, timestamp, confidence, success, " + ", ".join(INTENSITY_COLUMNS)).split(", ").index("AU04_r")
+    )
     cells[col] = "n/a"
     lines[3] = ", ".join(cells)
     path = tmp_path / "bad.csv"

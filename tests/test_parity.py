@@ -33,8 +33,9 @@ def test_model_matches_the_official_outputs_for_the_reference_weights(reference,
     x = w.reference_input(ref["input_shape"], ref["input_seed"])
     # the inputs are what the official run saw (a changed NumPy stream would fail here first, not as a model bug)
     assert len(state) == ref["state_dict_checksum"]["n_tensors"]
-    np.testing.assert_allclose(float(sum(v.double().sum() for v in state.values())), ref["state_dict_checksum"]["sum"],
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        float(sum(v.double().sum() for v in state.values())), ref["state_dict_checksum"]["sum"], rtol=1e-9
+    )
     np.testing.assert_allclose(x.flatten()[:4].numpy(), ref["input_checksum"]["first_values"], rtol=0, atol=0)
     torch.manual_seed(0)
     model = create_model(name, au_head=False).eval()

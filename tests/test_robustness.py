@@ -16,16 +16,19 @@ from lightning.pytorch.callbacks import Callback
 
 from audfer import AudferError
 from audfer.cli import main
-from audfer.synth.dataset import SynthConfig, generate
 from audfer.engine import load_config, train
 from audfer.errors import TrainingStopped
 from audfer.io import atomic_path, write_csv
+from audfer.synth.dataset import SynthConfig, generate
+
 from conftest import TINY, tiny_config
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("robust") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=2), workers=1)
+    return generate(
+        tmp_path_factory.mktemp("robust") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=2), workers=1
+    )
 
 
 _cfg = tiny_config
@@ -83,7 +86,9 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(synth, tmp_pat
     last.write_bytes(data[: len(data) // 2])  # a crash while it was written
     logs = []
     train(cfg, resume=True, log=logs.append, evaluate=False)
-    assert any("last.ckpt: unreadable" in m and "resuming from previous.ckpt instead (1 finished epoch(s))" in m for m in logs)
+    assert any(
+        "last.ckpt: unreadable" in m and "resuming from previous.ckpt instead (1 finished epoch(s))" in m for m in logs
+    )
     reference = train(_cfg(synth, tmp_path / "ref", "train.epochs=3"), log=lambda m: None, evaluate=False)
     a, b = _weights(out), _weights(reference)
     assert all(torch.equal(a[k], b[k]) for k in a)  # redoing epoch 2 from epoch 1 gives the same weights
@@ -98,7 +103,9 @@ def test_resume_with_changed_settings_refuses_unless_accepted(synth, tmp_path):
     with pytest.raises(RuntimeError):
         train(_cfg(synth, out, "train.epochs=3"), callbacks=[_Crash(1)], log=lambda m: None, evaluate=False)
     changed = _cfg(synth, out, "train.epochs=3", "optim.lr=0.002", "au.lam=0.5", "data.num_workers=0")
-    with pytest.raises(AudferError, match=r"2 changed setting\(s\).*au\.lam: 0\.25 -> 0\.5; optim\.lr: 0\.004 -> 0\.002"):
+    with pytest.raises(
+        AudferError, match=r"2 changed setting\(s\).*au\.lam: 0\.25 -> 0\.5; optim\.lr: 0\.004 -> 0\.002"
+    ):
         train(changed, resume=True, log=lambda m: None, evaluate=False)
     logs = []
     train(changed, resume=True, accept_changes=True, log=logs.append, evaluate=False)
@@ -111,7 +118,9 @@ def test_incidental_settings_are_not_changes():
     from audfer.engine.train import config_changes
 
     a = load_config("synthetic_small", [])
-    b = load_config("synthetic_small", ["data.num_workers=2", "train.threads=1", "train.progress=false", "data.cache=null"])
+    b = load_config(
+        "synthetic_small", ["data.num_workers=2", "train.threads=1", "train.progress=false", "data.cache=null"]
+    )
     assert config_changes(a, b) == {}
     assert config_changes(a, load_config("synthetic_small", ["train.seed=3"])) == {"train.seed": (0, 3)}
 
@@ -120,12 +129,17 @@ def test_incidental_settings_are_not_changes():
 def test_a_signal_stops_at_a_step_boundary_and_the_run_resumes_exactly(synth, tmp_path, signum):
     out = tmp_path / "s"
     cfg = _cfg(synth, out, "train.epochs=3")
-    with pytest.raises(TrainingStopped, match=rf"stopped by {signal.Signals(signum).name} after step \d+ \(epoch 2\); the 1 "
-                                              r"finished epoch\(s\) are in") as info:
+    with pytest.raises(
+        TrainingStopped,
+        match=rf"stopped by {signal.Signals(signum).name} after step \d+ \(epoch 2\); the 1 "
+        r"finished epoch\(s\) are in",
+    ) as info:
         train(cfg, callbacks=[_Signal(1, signum)], log=lambda m: None, evaluate=False)
     assert info.value.exit_code == 128 + signum
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
-    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0  # no partial-epoch checkpoint
+    assert (
+        torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    )  # no partial-epoch checkpoint
     train(cfg, resume=True, log=lambda m: None, evaluate=False)
     reference = train(_cfg(synth, tmp_path / "ref", "train.epochs=3"), log=lambda m: None, evaluate=False)
     a, b = _weights(out), _weights(reference)
@@ -134,18 +148,21 @@ def test_a_signal_stops_at_a_step_boundary_and_the_run_resumes_exactly(synth, tm
 
 def test_sigterm_through_the_cli_exits_143(synth, tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-c",
-           "import os, signal, sys\n"
-           "from lightning.pytorch.callbacks import Callback\n"
-           "import importlib\n"
-           "t = importlib.import_module('audfer.engine.train')\n"
-           "class K(Callback):\n"
-           "    def on_train_batch_end(self, tr, m, o, b, i):\n"
-           "        if tr.current_epoch == 1: os.kill(os.getpid(), signal.SIGTERM)\n"
-           "orig = t._train_locked\n"
-           "t._train_locked = lambda cfg, **kw: orig(cfg, **{**kw, 'callbacks': [K()]})\n"
-           "from audfer.cli import main\n"
-           f"sys.exit(main(['train', 'synthetic_small', 'data.root={synth}', 'out={out}', 'train.epochs=2', *{TINY!r}]))\n"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import os, signal, sys\n"
+        "from lightning.pytorch.callbacks import Callback\n"
+        "import importlib\n"
+        "t = importlib.import_module('audfer.engine.train')\n"
+        "class K(Callback):\n"
+        "    def on_train_batch_end(self, tr, m, o, b, i):\n"
+        "        if tr.current_epoch == 1: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "orig = t._train_locked\n"
+        "t._train_locked = lambda cfg, **kw: orig(cfg, **{**kw, 'callbacks': [K()]})\n"
+        "from audfer.cli import main\n"
+        f"sys.exit(main(['train', 'synthetic_small', 'data.root={synth}', 'out={out}', 'train.epochs=2', *{TINY!r}]))\n",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 143, proc.stderr[-2000:]
     assert "audfer: error: stopped by SIGTERM" in proc.stderr and "--resume" in proc.stderr
@@ -167,7 +184,8 @@ def test_sigterm_to_one_ddp_rank_stops_every_rank(synth, tmp_path):
         "from audfer.cli import main\n"
         "if __name__ == '__main__':\n"
         f"    sys.exit(main(['train', 'synthetic_small', 'data.root={synth}', 'out={out}', 'train.epochs=3', *{TINY!r},\n"
-        "                   'train.devices=2', 'train.strategy=ddp', 'train.accelerator=cpu', 'train.threads=1']))\n")
+        "                   'train.devices=2', 'train.strategy=ddp', 'train.accelerator=cpu', 'train.threads=1']))\n"
+    )
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 143, proc.stderr[-2000:]  # rank 0 was never signalled, yet stops with SIGTERM's status
@@ -181,8 +199,11 @@ def test_a_run_folder_in_use_refuses_and_a_dead_lock_is_taken_over(synth, tmp_pa
     out.mkdir()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (out / ".audfer.lock").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename,
-                                                      "command": "audfer train other", "started": "now"}))
+        (out / ".audfer.lock").write_text(
+            json.dumps(
+                {"pid": sleeper.pid, "host": os.uname().nodename, "command": "audfer train other", "started": "now"}
+            )
+        )
         with pytest.raises(AudferError, match=rf"run folder in use by process {sleeper.pid} .*audfer train other"):
             train(_cfg(synth, out, "train.epochs=1"), log=lambda m: None, evaluate=False)
         assert main(["cv", "synthetic_small", f"data.root={synth}", f"out={out}", *TINY, "--folds", "1"]) == 2
@@ -236,7 +257,12 @@ def test_synth_overwrite_deletes_only_its_own_output(tmp_path, capsys):
     assert "holds files `audfer synth` did not write (notes.txt)" in capsys.readouterr().err
     assert (out / "notes.txt").exists()
     (out / "notes.txt").unlink()
-    assert main(["synth", "--out", str(out), "--clips", "10", "--size", "32", "--frames", "4", "--seed", "3", "--overwrite"]) == 0
+    assert (
+        main(
+            ["synth", "--out", str(out), "--clips", "10", "--size", "32", "--frames", "4", "--seed", "3", "--overwrite"]
+        )
+        == 0
+    )
     assert json.loads((out / "synth.json").read_text())["seed"] == 3
 
 

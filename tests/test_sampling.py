@@ -59,7 +59,9 @@ def test_strided_training_window_and_short_clip_padding_as_the_official_loader()
         assert 0 <= start <= 200 - 64 - 1
     # a 16-frame clip at stride 4: linspace(0, 16, 4) then the last frame repeated (clamped to 15)
     np.testing.assert_array_equal(strided_indices(16, 16, 4, rng=rng), [0, 5, 10, 15] + [15] * 12)
-    np.testing.assert_array_equal(strided_indices(64, 16, 4, rng=rng), np.clip(np.linspace(0, 64, 16), 0, 63).astype(int))
+    np.testing.assert_array_equal(
+        strided_indices(64, 16, 4, rng=rng), np.clip(np.linspace(0, 64, 16), 0, 63).astype(int)
+    )
 
 
 @pytest.mark.parametrize("kind", ["m3dfel", "former_dfer", "mae_dfer", "uniform"])

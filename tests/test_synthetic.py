@@ -9,17 +9,21 @@ import pytest
 from audfer import AUS, EXPRESSIONS
 from audfer.cli import main
 from audfer.data.datasets import dfew_index, read_frames
-from audfer.synth.renderer import random_identity, render_frame
-from audfer.synth.dataset import SynthConfig, _plan, generate
-from audfer.synth.aus import DFEW_CLASS_COUNTS
 from audfer.labels import video_au_labels
 from audfer.openface import read_openface_dir
+from audfer.synth.aus import DFEW_CLASS_COUNTS
+from audfer.synth.dataset import SynthConfig, _plan, generate
+from audfer.synth.renderer import random_identity, render_frame
 
 SMALL = SynthConfig(clips=21, size=48, frames=8, seed=3)
 
 
 def _digest(root):
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +124,10 @@ def test_cli_refuses_a_non_empty_folder_and_writes_a_preview(tmp_path, capsys):
     assert "has no synth.json of one" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
     (out / "keep.txt").unlink()
     assert main(["synth", "--out", str(out), "--clips", "7", "--size", "40", "--frames", "4"]) == 0
-    assert main(["synth", "--out", str(out), "--clips", "7", "--size", "40", "--frames", "4", "--overwrite", "--preview"]) == 0
+    assert (
+        main(["synth", "--out", str(out), "--clips", "7", "--size", "40", "--frames", "4", "--overwrite", "--preview"])
+        == 0
+    )
     import cv2
 
     grid = cv2.imread(str(out / "preview.png"))

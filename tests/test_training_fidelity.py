@@ -14,14 +14,17 @@ from sklearn.metrics import balanced_accuracy_score
 
 from audfer import AudferError
 from audfer.data.datasets import frame_paths, order_frames, read_frames
-from audfer.synth.dataset import SynthConfig, generate
 from audfer.engine import load_config, train
-from conftest import TINY, tiny_config
+from audfer.synth.dataset import SynthConfig, generate
+
+from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("fidelity") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1)
+    return generate(
+        tmp_path_factory.mktemp("fidelity") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1
+    )
 
 
 _cfg = tiny_config
@@ -79,8 +82,19 @@ def test_training_one_step_at_lr_0_from_a_checkpoint_keeps_the_checkpoints_weigh
     ckpt = tmp_path / "official.pth"  # an official layout: {'state_dict'} with DataParallel's module. prefix
     torch.save({"state_dict": {f"module.{k}": v for k, v in donor.state_dict().items()}}, ckpt)
     lines = []
-    run = train(_cfg(synth, tmp_path / "run", "train.epochs=1", "train.limit_train_batches=1", "optim.lr=0.0",
-                     "optim.warmup_epochs=0", f"model.pretrained={ckpt}"), log=lines.append, evaluate=True)
+    run = train(
+        _cfg(
+            synth,
+            tmp_path / "run",
+            "train.epochs=1",
+            "train.limit_train_batches=1",
+            "optim.lr=0.0",
+            "optim.warmup_epochs=0",
+            f"model.pretrained={ckpt}",
+        ),
+        log=lines.append,
+        evaluate=True,
+    )
     state = _state(run)
     for k, v in donor.named_parameters():
         torch.testing.assert_close(state[f"model.{k}"], v.detach(), rtol=0, atol=0, msg=k)
@@ -101,14 +115,24 @@ def test_training_one_step_at_lr_0_from_a_checkpoint_keeps_the_checkpoints_weigh
 
 def test_a_recipe_with_an_official_init_warns_and_says_from_scratch(synth, tmp_path):
     with pytest.warns(UserWarning, match="FROM SCRATCH"):
-        run = train(_cfg(synth, tmp_path / "run", "train.epochs=1", "train.limit_train_batches=1",
-                         "model.official_init=torchvision r3d_18 Kinetics-400"), log=lambda m: None)
+        run = train(
+            _cfg(
+                synth,
+                tmp_path / "run",
+                "train.epochs=1",
+                "train.limit_train_batches=1",
+                "model.official_init=torchvision r3d_18 Kinetics-400",
+            ),
+            log=lambda m: None,
+        )
     init = json.loads((run / "init.json").read_text())
     assert init["init"] == "from scratch" and init["official_init"].startswith("torchvision")
     for f in ("selection.json", "eval/metrics.json"):
         text = (run / f).read_text()
         assert "from scratch (official run: torchvision r3d_18 Kinetics-400)" in text
-    assert load_config("m3dfel_dfew")["model"]["official_init"] and load_config("mae_dfer_dfew")["model"]["official_init"]
+    assert (
+        load_config("m3dfel_dfew")["model"]["official_init"] and load_config("mae_dfer_dfew")["model"]["official_init"]
+    )
     assert load_config("former_dfer_dfew")["model"]["official_init"] is None  # Former-DFER trains from scratch
 
 
@@ -167,8 +191,16 @@ def _timm_cosine(t, base, lr_min, warmup_lr, warm, total):
 def test_m3dfel_schedule_is_timms_cosine_stepped_after_each_iteration():
     from audfer.engine.module import AUDFERModule
 
-    cfg = load_config("m3dfel_dfew", ["train.epochs=10", "optim.warmup_epochs=2", "model.name=former_dfer_small",
-                                      "model.kwargs={img_size: 32, num_frames: 4, width: 8}", "au.strategy=none"])
+    cfg = load_config(
+        "m3dfel_dfew",
+        [
+            "train.epochs=10",
+            "optim.warmup_epochs=2",
+            "model.name=former_dfer_small",
+            "model.kwargs={img_size: 32, num_frames: 4, width: 8}",
+            "au.strategy=none",
+        ],
+    )
     assert cfg["optim"]["scheduler"] == "timm-cosine"
     steps_per_epoch = 5
     module = AUDFERModule(cfg, np.ones((7, 18)).tolist(), None, steps_per_epoch)
@@ -242,8 +274,24 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
         train(_cfg(synth, tmp_path / "leak", "train.epochs=1", f"au.knowledge={k_all}"), log=lambda m: None)
     # the same K from fold 1's training clips only is accepted; a deliberate override is recorded
     k_train = tmp_path / "K_train.csv"
-    assert main(["knowledge", "--dataset", "dfew", "--root", str(synth), "--fold", "1", "--openface-dir", str(of),
-                 "--out", str(k_train)]) == 0
+    assert (
+        main(
+            [
+                "knowledge",
+                "--dataset",
+                "dfew",
+                "--root",
+                str(synth),
+                "--fold",
+                "1",
+                "--openface-dir",
+                str(of),
+                "--out",
+                str(k_train),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "K_train.csv.provenance.json").read_text())["split"] == "train"
     from audfer.engine.data import prepare
 
@@ -256,8 +304,22 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
     from audfer.labels import video_au_labels  # noqa: F401  (the CLI builds them)
 
     assert main(["au-labels", str(of), "--out", str(tmp_path / "au.csv")]) == 0
-    assert main(["pos-weights", "--au-labels", str(tmp_path / "au.csv"), "--labels", str(labels), "--strategy", "distinct",
-                 "--out", str(pw)]) == 0
+    assert (
+        main(
+            [
+                "pos-weights",
+                "--au-labels",
+                str(tmp_path / "au.csv"),
+                "--labels",
+                str(labels),
+                "--strategy",
+                "distinct",
+                "--out",
+                str(pw),
+            ]
+        )
+        == 0
+    )
     with pytest.raises(AudferError, match="pos-weight table was computed from"):
         prepare(_cfg(synth, tmp_path / "pw", f"au.pos_weights={pw}"))
 
@@ -321,14 +383,28 @@ def test_dry_run_writes_a_checked_plan_and_trains_nothing(synth, tmp_path):
     from audfer.engine.schedules import lr_factor
 
     out = tmp_path / "plan"
-    args = ["train", "m3dfel_dfew", f"data.root={synth}", "data.dataset=synthetic", "data.frames=null", "data.au_labels=null",
-            f"out={out}", "model.name=former_dfer_small", "model.kwargs={img_size: 32, num_frames: 4, width: 8}",
-            "train.batch_size=8", "train.epochs=10", "optim.warmup_epochs=2", "--dry-run"]
+    args = [
+        "train",
+        "m3dfel_dfew",
+        f"data.root={synth}",
+        "data.dataset=synthetic",
+        "data.frames=null",
+        "data.au_labels=null",
+        f"out={out}",
+        "model.name=former_dfer_small",
+        "model.kwargs={img_size: 32, num_frames: 4, width: 8}",
+        "train.batch_size=8",
+        "train.epochs=10",
+        "optim.warmup_epochs=2",
+        "--dry-run",
+    ]
     with pytest.warns(UserWarning, match="FROM SCRATCH"):
         assert main(args) == 0
     plan = json.loads((out / "plan.json").read_text())
     train_labels = dfew_labels(synth, 1, "train")
-    assert plan["clips"]["train"] == train_labels.height and plan["clips"]["test"] == dfew_labels(synth, 1, "test").height
+    assert (
+        plan["clips"]["train"] == train_labels.height and plan["clips"]["test"] == dfew_labels(synth, 1, "test").height
+    )
     counts = np.bincount(train_labels["label"].to_numpy(), minlength=7)
     assert list(plan["clips_per_class"]["train"].values()) == counts.tolist()
     assert plan["au"]["au_coverage"]["share"] == 1.0
@@ -338,18 +414,23 @@ def test_dry_run_writes_a_checked_plan_and_trains_nothing(synth, tmp_path):
         expected = 5e-4 * lr_factor("timm-cosine", point["step"], 10 * steps, 2 * steps, 5e-6 / 5e-4, 0.0)
         assert point["lr"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
     assert plan["lr"]["first step"]["lr"] == 0.0 and plan["init_label"].startswith("from scratch")
-    assert plan["sampling"]["kind"] == "m3dfel" and any(a.startswith("ColorJitter") and "h=0.4" in a for a in plan["augmentation"])
+    assert plan["sampling"]["kind"] == "m3dfel" and any(
+        a.startswith("ColorJitter") and "h=0.4" in a for a in plan["augmentation"]
+    )
     assert plan["selection"]["rule"] == "last"
     assert not (out / "checkpoints").exists() and not (out / "eval").exists()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("data.hue=0.7", "data.hue = 0.7"),
-    ("data.min_au_coverage=2", "data.min_au_coverage = 2"),
-    ("data.randaugment=rand-x7", "data.randaugment"),
-    ("data.dataset=list", "data.class_order is not set"),
-    ("optim.scheduler=warm", "optim.scheduler"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.hue=0.7", "data.hue = 0.7"),
+        ("data.min_au_coverage=2", "data.min_au_coverage = 2"),
+        ("data.randaugment=rand-x7", "data.randaugment"),
+        ("data.dataset=list", "data.class_order is not set"),
+        ("optim.scheduler=warm", "optim.scheduler"),
+    ],
+)
 def test_new_recipe_options_are_checked(override, message):
     with pytest.raises(AudferError, match=message):
         load_config("m3dfel_dfew", [override])

@@ -1,6 +1,5 @@
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from audfer.data.transforms import ColorJitter, HorizontalFlip, Normalize, RandomResizedCrop, Resize, build_transform
 from audfer.models import create_model
@@ -55,7 +54,9 @@ def _pil_resize(clip: torch.Tensor, size: int) -> np.ndarray:
     from PIL import Image
 
     frames = clip.permute(0, 2, 3, 1).numpy()
-    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(f)).resize((size, size), Image.BILINEAR)) for f in frames])
+    return np.stack(
+        [np.asarray(Image.fromarray(np.ascontiguousarray(f)).resize((size, size), Image.BILINEAR)) for f in frames]
+    )
 
 
 def test_resize_is_pils_bilinear_as_the_official_group_transforms():
@@ -69,8 +70,9 @@ def test_resize_is_pils_bilinear_as_the_official_group_transforms():
     crop = RandomResizedCrop(48, scale=(0.5, 1.0))
     rng, again = np.random.default_rng(2), np.random.default_rng(2)
     top, left, h, w = crop.box(40, 50, again)
-    np.testing.assert_array_equal(crop(clip, rng).permute(0, 2, 3, 1).numpy(),
-                                  _pil_resize(clip[..., top:top + h, left:left + w], 48))
+    np.testing.assert_array_equal(
+        crop(clip, rng).permute(0, 2, 3, 1).numpy(), _pil_resize(clip[..., top : top + h, left : left + w], 48)
+    )
 
 
 def test_normalise():
@@ -191,5 +193,10 @@ def test_randaugment_and_erasing_are_seeded_per_clip_and_erasing_is_per_frame():
     assert len(boxes) > 10  # each erased frame has its own box
     spec = InputSpec(6, 32)
     t = build_transform(spec, True, jitter=0.0, randaugment="rand-m7-n4-mstd0.5-inc1", erasing=0.25)
-    assert [type(s).__name__ for s in t.steps] == ["RandAugment", "RandomResizedCrop", "HorizontalFlip", "Normalize",
-                                                   "RandomErasing"]
+    assert [type(s).__name__ for s in t.steps] == [
+        "RandAugment",
+        "RandomResizedCrop",
+        "HorizontalFlip",
+        "Normalize",
+        "RandomErasing",
+    ]

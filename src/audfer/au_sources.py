@@ -41,8 +41,18 @@ from .errors import AudferError, InputError
 from .vocab import AUS, AUS_INTENSITY, INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 __all__ = [
-    "SOURCES", "KINDS", "AUColumn", "AUMapping", "AUAvailability", "MAPPINGS", "detect_source", "read_au_file",
-    "read_mapping_file", "mapping_markdown", "PROBABILITY_THRESHOLD", "INTENSITY_THRESHOLD",
+    "SOURCES",
+    "KINDS",
+    "AUColumn",
+    "AUMapping",
+    "AUAvailability",
+    "MAPPINGS",
+    "detect_source",
+    "read_au_file",
+    "read_mapping_file",
+    "mapping_markdown",
+    "PROBABILITY_THRESHOLD",
+    "INTENSITY_THRESHOLD",
 ]
 
 SOURCES = ("openface", "pyfeat", "libreface", "table")
@@ -90,8 +100,13 @@ class AUAvailability:
         return tuple(a for a in AUS if a not in self.intensity)
 
     def as_dict(self) -> dict:
-        return {"sources": list(self.sources), "presence": list(self.presence), "intensity": list(self.intensity),
-                "masked_aus": list(self.missing_presence), "unmeasured_intensity": list(self.missing_intensity)}
+        return {
+            "sources": list(self.sources),
+            "presence": list(self.presence),
+            "intensity": list(self.intensity),
+            "masked_aus": list(self.missing_presence),
+            "unmeasured_intensity": list(self.missing_intensity),
+        }
 
     @staticmethod
     def combine(parts: list[AUAvailability]) -> AUAvailability:
@@ -148,17 +163,42 @@ class AUMapping:
         for a in AUS:
             p, i = self.presence_rule(a), self.intensity_rule(a)
             how[a] = {"presence": p[1] if p else None, "intensity": i[1] if i else None}
-        return AUAvailability((self.source,), tuple(a for a in AUS if self.presence_rule(a)),
-                              tuple(a for a in AUS if self.intensity_rule(a)), how)
+        return AUAvailability(
+            (self.source,),
+            tuple(a for a in AUS if self.presence_rule(a)),
+            tuple(a for a in AUS if self.intensity_rule(a)),
+            how,
+        )
 
 
 def _openface_mapping() -> AUMapping:
-    cols = [AUColumn(c, c[:4], "intensity") for c in INTENSITY_COLUMNS] + [AUColumn(c, c[:4], "presence") for c in PRESENCE_COLUMNS]
-    return AUMapping("openface", tuple(cols), frame="frame", timestamp="timestamp", confidence="confidence", success="success")
+    cols = [AUColumn(c, c[:4], "intensity") for c in INTENSITY_COLUMNS] + [
+        AUColumn(c, c[:4], "presence") for c in PRESENCE_COLUMNS
+    ]
+    return AUMapping(
+        "openface", tuple(cols), frame="frame", timestamp="timestamp", confidence="confidence", success="success"
+    )
 
 
-_PYFEAT_AUS = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU20",
-               "AU23", "AU25", "AU26", "AU28")
+_PYFEAT_AUS = (
+    "AU01",
+    "AU02",
+    "AU04",
+    "AU05",
+    "AU06",
+    "AU07",
+    "AU09",
+    "AU10",
+    "AU12",
+    "AU14",
+    "AU15",
+    "AU17",
+    "AU20",
+    "AU23",
+    "AU25",
+    "AU26",
+    "AU28",
+)
 _LIBREFACE_DETECT = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23)  # + 24, not an OpenFace AU
 _LIBREFACE_INTENSITY = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 
@@ -168,8 +208,14 @@ MAPPINGS: dict[str, AUMapping] = {
     # py-feat 2.x Detector output: 20 AU presence probabilities AU01..AU43 (no AU45), 0-based `frame`,
     # `FaceScore`, face box; one row per face per frame (py-feat's README and its test data).
     "pyfeat": AUMapping(
-        "pyfeat", tuple(AUColumn(a, a, "probability") for a in _PYFEAT_AUS), frame="frame", frame_base=0,
-        timestamp="approx_time", confidence="FaceScore", ignored=("AU11", "AU24", "AU43")),
+        "pyfeat",
+        tuple(AUColumn(a, a, "probability") for a in _PYFEAT_AUS),
+        frame="frame",
+        frame_base=0,
+        timestamp="approx_time",
+        confidence="FaceScore",
+        ignored=("AU11", "AU24", "AU43"),
+    ),
     # LibreFace (pip package, libreface/AU_Recognition/inference.py format_output_video): `au_<n>` 0/1 detections
     # of BP4D's 12 AUs, `au_<n>_intensity` 0-5 regressions of DISFA's 12 AUs; `frame_idx` 0-based,
     # `frame_time_in_ms` (libreface/utils.py get_frames_from_video_*).
@@ -177,7 +223,12 @@ MAPPINGS: dict[str, AUMapping] = {
         "libreface",
         tuple(AUColumn(f"au_{n}", f"AU{n:02d}", "presence") for n in _LIBREFACE_DETECT)
         + tuple(AUColumn(f"au_{n}_intensity", f"AU{n:02d}", "intensity") for n in _LIBREFACE_INTENSITY),
-        frame="frame_idx", frame_base=0, timestamp="frame_time_in_ms", timestamp_scale=1e-3, ignored=("au_24",)),
+        frame="frame_idx",
+        frame_base=0,
+        timestamp="frame_time_in_ms",
+        timestamp_scale=1e-3,
+        ignored=("au_24",),
+    ),
 }
 
 
@@ -185,8 +236,10 @@ def mapping_markdown() -> str:
     """The per-source AU table of ``docs/au-sources.md`` (a test keeps the two identical)."""
     names = ("openface", "pyfeat", "libreface")
     avail = {n: MAPPINGS[n].availability() for n in names}
-    lines = ["| AU | " + " | ".join(f"{n}: presence (Eq. 4) | {n}: intensity (§3.1)" for n in names) + " |",
-             "|---|" + "---|---|" * len(names)]
+    lines = [
+        "| AU | " + " | ".join(f"{n}: presence (Eq. 4) | {n}: intensity (§3.1)" for n in names) + " |",
+        "|---|" + "---|---|" * len(names),
+    ]
     for a in AUS:
         cells = []
         for n in names:
@@ -226,7 +279,8 @@ def detect_source(path: str | os.PathLike, header: list[str] | None = None) -> s
     raise InputError(
         f"{path}: unrecognised AU file header ({shown}); expected OpenFace 2.x (AU01_r ... AU45_c), py-feat "
         f"(AU01 ... AU43 with FaceScore/input), LibreFace (au_1 ..., au_1_intensity ...), or use --source table "
-        f"with --mapping for any other per-frame table")
+        f"with --mapping for any other per-frame table"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- mapping files
@@ -238,12 +292,12 @@ _COLUMN_KEYS = {"column", "au", "kind", "scale", "threshold"}
 def read_mapping_file(path: str | os.PathLike) -> AUMapping:
     """A generic table's mapping (YAML; see ``docs/au-sources.md``)::
 
-        frame: frame_no          # optional (default: row order); frame_base: 0 if it counts from 0
-        confidence: face_conf    # optional; success: ok (0/1), optional; timestamp: t (seconds), optional
-        aus:
-          - {column: brow_inner, au: AU01, kind: intensity, scale: 5}
-          - {column: smile_p, au: AU12, kind: probability}
-          - {column: blink, au: AU45, kind: presence}
+    frame: frame_no          # optional (default: row order); frame_base: 0 if it counts from 0
+    confidence: face_conf    # optional; success: ok (0/1), optional; timestamp: t (seconds), optional
+    aus:
+      - {column: brow_inner, au: AU01, kind: intensity, scale: 5}
+      - {column: smile_p, au: AU12, kind: probability}
+      - {column: blink, au: AU45, kind: presence}
     """
     import yaml
 
@@ -258,7 +312,9 @@ def read_mapping_file(path: str | os.PathLike) -> AUMapping:
         raise InputError(f"{path}: an AU mapping needs a non-empty 'aus' list of {{column, au, kind}} entries")
     unknown = set(data) - _MAPPING_KEYS
     if unknown:
-        raise InputError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_MAPPING_KEYS))}")
+        raise InputError(
+            f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_MAPPING_KEYS))}"
+        )
     cols = []
     for i, entry in enumerate(data["aus"], start=1):
         if not isinstance(entry, dict) or not {"column", "au", "kind"} <= set(entry):
@@ -267,8 +323,15 @@ def read_mapping_file(path: str | os.PathLike) -> AUMapping:
         if bad:
             raise InputError(f"{path}: aus entry {i}: unknown key(s) {', '.join(sorted(bad))}")
         try:
-            cols.append(AUColumn(str(entry["column"]), str(entry["au"]).upper(), str(entry["kind"]),
-                                 entry.get("scale", 5.0), entry.get("threshold", INTENSITY_THRESHOLD)))
+            cols.append(
+                AUColumn(
+                    str(entry["column"]),
+                    str(entry["au"]).upper(),
+                    str(entry["kind"]),
+                    entry.get("scale", 5.0),
+                    entry.get("threshold", INTENSITY_THRESHOLD),
+                )
+            )
         except AudferError as exc:
             raise InputError(f"{path}: aus entry {i}: {exc}") from None
     seen: dict[tuple[str, str], str] = {}
@@ -283,7 +346,9 @@ def read_mapping_file(path: str | os.PathLike) -> AUMapping:
     scale = data.get("timestamp_scale", 1.0)
     if not isinstance(scale, (int, float)) or not scale > 0:
         raise InputError(f"{path}: timestamp_scale {scale!r}; expected a positive number")
-    meta = {k: (str(data[k]) if data.get(k) is not None else None) for k in ("frame", "timestamp", "confidence", "success")}
+    meta = {
+        k: (str(data[k]) if data.get(k) is not None else None) for k in ("frame", "timestamp", "confidence", "success")
+    }
     return AUMapping("table", tuple(cols), frame_base=base, timestamp_scale=float(scale), **meta)
 
 
@@ -309,14 +374,20 @@ def _numbers(path: Path, df: pl.DataFrame, col: str) -> np.ndarray:
     """A column as float64 (NaN for empty/'nan' cells); text is an error naming row and column."""
     values = df[col].str.strip_chars()
     parsed = values.cast(pl.Float64, strict=False)
-    bad = df.with_row_index().filter(parsed.is_null() & values.is_not_null() & (values != "")
-                                     & ~values.str.to_lowercase().is_in(["nan", "na", "none"]))
+    bad = df.with_row_index().filter(
+        parsed.is_null()
+        & values.is_not_null()
+        & (values != "")
+        & ~values.str.to_lowercase().is_in(["nan", "na", "none"])
+    )
     if bad.height:
         raise InputError(f"{path}: row {int(bad['index'][0]) + 2}, column {col}: {bad[col][0]!r} is not a number")
     out = parsed.to_numpy().astype(np.float64)
     inf = np.flatnonzero(np.isinf(out))
     if inf.size:
-        raise InputError(f"{path}: row {int(inf[0]) + 2}, column {col}: {df[col][int(inf[0])]!r}; expected a finite number")
+        raise InputError(
+            f"{path}: row {int(inf[0]) + 2}, column {col}: {df[col][int(inf[0])]!r}; expected a finite number"
+        )
     return out
 
 
@@ -344,8 +415,10 @@ def _frame_numbers(path: Path, df: pl.DataFrame, mapping: AUMapping) -> np.ndarr
             rank = {str(p): i + 1 for i, p in enumerate(order)}
             return np.array([rank[str(Path(str(p)))] for p in inputs], np.int64)
         if len(distinct) > 1:
-            raise InputError(f"{path}: holds {len(distinct)} videos (input {distinct[0]!r}, {distinct[1]!r}, ...); "
-                              f"expected one py-feat CSV per clip")
+            raise InputError(
+                f"{path}: holds {len(distinct)} videos (input {distinct[0]!r}, {distinct[1]!r}, ...); "
+                f"expected one py-feat CSV per clip"
+            )
     if mapping.frame is None or mapping.frame not in df.columns:
         if mapping.frame is not None and mapping.source == "table":
             raise InputError(f"{path}: no column {mapping.frame!r} (the mapping's frame column)")
@@ -354,13 +427,21 @@ def _frame_numbers(path: Path, df: pl.DataFrame, mapping: AUMapping) -> np.ndarr
     bad = np.flatnonzero(np.isnan(raw) | (raw < 0) | (raw != np.round(raw)))
     if bad.size:
         r = int(bad[0])
-        raise InputError(f"{path}: row {r + 2}, column {mapping.frame}: {df[mapping.frame][r]!r}; expected a frame "
-                          f"number (an integer >= {mapping.frame_base})")
+        raise InputError(
+            f"{path}: row {r + 2}, column {mapping.frame}: {df[mapping.frame][r]!r}; expected a frame "
+            f"number (an integer >= {mapping.frame_base})"
+        )
     return raw.astype(np.int64) + (1 - mapping.frame_base)
 
 
-def read_au_file(path: str | os.PathLike, source: str = "auto", *, mapping: AUMapping | None = None,
-                 face_id: int | None = None, strict: bool = False) -> tuple[pl.DataFrame, str]:
+def read_au_file(
+    path: str | os.PathLike,
+    source: str = "auto",
+    *,
+    mapping: AUMapping | None = None,
+    face_id: int | None = None,
+    strict: bool = False,
+) -> tuple[pl.DataFrame, str]:
     """One clip's per-frame AU file -> (canonical frames table, source name).
 
     ``source``: one of ``SOURCES`` or ``auto`` (the header decides; with a ``mapping``, ``table``).
@@ -385,7 +466,9 @@ def read_au_file(path: str | os.PathLike, source: str = "auto", *, mapping: AUMa
     df = _read_raw(path)
     missing = [c.column for c in mapping.columns if c.column not in df.columns]
     if missing:
-        hint = {"pyfeat": "py-feat 2.x Detector output", "libreface": "LibreFace video output"}.get(source, "the mapping")
+        hint = {"pyfeat": "py-feat 2.x Detector output", "libreface": "LibreFace video output"}.get(
+            source, "the mapping"
+        )
         raise InputError(f"{path}: missing AU column(s) {', '.join(missing)} ({source}: expected {hint})")
     for meta in ("confidence", "success", "timestamp"):
         name = getattr(mapping, meta)
@@ -412,20 +495,27 @@ def read_au_file(path: str | os.PathLike, source: str = "auto", *, mapping: AUMa
         success = _numbers(path, df, mapping.success)
         if not np.isin(success, (0.0, 1.0)).all():
             r = int(np.flatnonzero(~np.isin(success, (0.0, 1.0)))[0])
-            raise InputError(f"{path}: row {r + 2}, column {mapping.success}: {df[mapping.success][r]!r}; expected 0 or 1")
+            raise InputError(
+                f"{path}: row {r + 2}, column {mapping.success}: {df[mapping.success][r]!r}; expected 0 or 1"
+            )
         success = (success == 1) & ~empty_row
     else:
         success = ~empty_row
-    ts = (_numbers(path, df, mapping.timestamp) * mapping.timestamp_scale if mapping.timestamp in df.columns
-          else np.full(n, np.nan))
+    ts = (
+        _numbers(path, df, mapping.timestamp) * mapping.timestamp_scale
+        if mapping.timestamp in df.columns
+        else np.full(n, np.nan)
+    )
 
     order = np.arange(n)
     if len(np.unique(frame)) != n:
         if source != "pyfeat":
             _, first = np.unique(frame, return_index=True)
             rows = sorted(set(range(n)) - set(first.tolist()))
-            raise InputError(f"{path}: row {rows[0] + 2}: frame {frame[rows[0]] - (1 - mapping.frame_base)} appears "
-                              f"twice; expected one row per frame")
+            raise InputError(
+                f"{path}: row {rows[0] + 2}: frame {frame[rows[0]] - (1 - mapping.frame_base)} appears "
+                f"twice; expected one row per frame"
+            )
         area = np.ones(n)
         if {"FaceRectWidth", "FaceRectHeight"} <= set(df.columns):
             area = np.nan_to_num(_numbers(path, df, "FaceRectWidth") * _numbers(path, df, "FaceRectHeight"), nan=-1.0)

@@ -42,8 +42,11 @@ def _ranged(kind, lo=None, hi=None, *, lo_open=False, hi_open=False):
             value = kind(text)
         except (TypeError, ValueError):
             raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}") from None
-        bad = (kind is float and not math.isfinite(value)) or (lo is not None and (value <= lo if lo_open else value < lo)) \
+        bad = (
+            (kind is float and not math.isfinite(value))
+            or (lo is not None and (value <= lo if lo_open else value < lo))
             or (hi is not None and (value >= hi if hi_open else value > hi))
+        )
         if bad:
             raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
         return value
@@ -68,10 +71,19 @@ def _int_list(text: str, flag: str, lo: int, hi: int | None = None) -> tuple[int
 # ----------------------------------------------------------------------------- au-labels
 def _add_au_labels(sub) -> None:
     p = sub.add_parser("au-labels", help="video-level AU labels from a folder of per-clip AU CSVs (Eq. 4)")
-    p.add_argument("openface_dir", type=Path, metavar="au_dir",
-                   help="folder with one AU CSV per clip (clip id = file stem): OpenFace, py-feat, LibreFace or a mapped table")
+    p.add_argument(
+        "openface_dir",
+        type=Path,
+        metavar="au_dir",
+        help="folder with one AU CSV per clip (clip id = file stem): OpenFace, py-feat, LibreFace or a mapped table",
+    )
     p.add_argument("--out", type=Path, required=True, help="output CSV: clip_id,n_frames,n_valid,AU01..AU45")
-    p.add_argument("--min-confidence", type=_ranged(float, 0, 1), default=None, help="also require confidence >= this for a valid frame")
+    p.add_argument(
+        "--min-confidence",
+        type=_ranged(float, 0, 1),
+        default=None,
+        help="also require confidence >= this for a valid frame",
+    )
     _add_reader_options(p)
     p.set_defaults(func=_run_au_labels)
 
@@ -79,20 +91,36 @@ def _add_au_labels(sub) -> None:
 def _add_reader_options(p) -> None:
     from .au_sources import SOURCES
 
-    p.add_argument("--source", choices=("auto", *SOURCES), default="auto",
-                   help="AU tool that wrote the CSVs (default auto: recognised from each header; see docs/au-sources.md)")
+    p.add_argument(
+        "--source",
+        choices=("auto", *SOURCES),
+        default="auto",
+        help="AU tool that wrote the CSVs (default auto: recognised from each header; see docs/au-sources.md)",
+    )
     p.add_argument("--mapping", type=Path, default=None, help="--source table: YAML naming each AU column and its kind")
     p.add_argument("--allow-mixed", action="store_true", help="accept a folder whose CSVs come from different AU tools")
-    p.add_argument("--face-id", type=_ranged(int, 0), default=None, help="face to keep in multi-face files (default: most successful frames)")
+    p.add_argument(
+        "--face-id",
+        type=_ranged(int, 0),
+        default=None,
+        help="face to keep in multi-face files (default: most successful frames)",
+    )
     p.add_argument("--strict", action="store_true", help="raise on a cut-off last row instead of dropping it")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable CSVs (listed) instead of stopping")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the Parquet cache")
-    p.add_argument("--cache-dir", type=Path, default=None, help="cache location (default $AUDFER_CACHE_DIR or ~/.cache/audfer)")
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="cache location (default $AUDFER_CACHE_DIR or ~/.cache/audfer)"
+    )
 
 
 def _reader_kwargs(args) -> dict:
-    return {"face_id": args.face_id, "strict": args.strict, "on_error": "skip" if args.skip_bad else "raise",
-            "cache": not args.no_cache, "cache_dir": args.cache_dir}
+    return {
+        "face_id": args.face_id,
+        "strict": args.strict,
+        "on_error": "skip" if args.skip_bad else "raise",
+        "cache": not args.no_cache,
+        "cache_dir": args.cache_dir,
+    }
 
 
 def _check_mapping_args(args) -> None:
@@ -106,21 +134,21 @@ def _read_folder(args):
 
     _check_mapping_args(args)
     mapping = read_mapping_file(args.mapping) if args.mapping is not None else None
-    folder = read_au_dir(args.openface_dir, source=args.source, mapping=mapping, allow_mixed=args.allow_mixed,
-                         **_reader_kwargs(args))
+    folder = read_au_dir(
+        args.openface_dir, source=args.source, mapping=mapping, allow_mixed=args.allow_mixed, **_reader_kwargs(args)
+    )
     for clip, reason in folder.skipped:
         _echo(f"skipped {clip}: {reason}")
     return folder
 
 
 def _source_line(avail: dict) -> str:
-    return (f"AU source {'+'.join(avail['sources'])}; unknown (masked) AUs: {', '.join(avail['masked_aus']) or 'none'}")
+    return f"AU source {'+'.join(avail['sources'])}; unknown (masked) AUs: {', '.join(avail['masked_aus']) or 'none'}"
 
 
 def _run_au_labels(args) -> None:
     from .io import write_csv
     from .labels import video_au_labels
-
     from .provenance import write_provenance
     from .vocab import AUS
 
@@ -129,16 +157,24 @@ def _run_au_labels(args) -> None:
     write_csv(table, args.out)
     avail = folder.availability.as_dict()
     known = {a: int(table[a].is_not_null().sum()) for a in AUS}
-    write_provenance(args.out, what="video AU labels", clip_ids=table["clip_id"].to_list(), source=str(args.openface_dir),
-                     extra={"au_source": {**avail, "clips_per_source": {s: list(folder.sources.values()).count(s)
-                                                                           for s in avail["sources"]}},
-                            "known_labels_per_au": known})
+    write_provenance(
+        args.out,
+        what="video AU labels",
+        clip_ids=table["clip_id"].to_list(),
+        source=str(args.openface_dir),
+        extra={
+            "au_source": {
+                **avail,
+                "clips_per_source": {s: list(folder.sources.values()).count(s) for s in avail["sources"]},
+            },
+            "known_labels_per_au": known,
+        },
+    )
     empty = table.filter(table["n_valid"] == 0)["clip_id"].to_list()
     _echo(
         f"wrote {args.out}: {table.height} clips, {folder.frames.height} frames "
         f"({folder.from_cache} clips from cache); {_source_line(avail)}; {len(empty)} clip(s) without a valid frame "
-        f"keep empty AU labels"
-        + (f": {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}" if empty else "")
+        f"keep empty AU labels" + (f": {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}" if empty else "")
     )
 
 
@@ -148,9 +184,15 @@ def _add_pos_weights(sub) -> None:
     p.add_argument("--au-labels", type=Path, help="video_au_labels.csv from `audfer au-labels`")
     p.add_argument("--labels", type=Path, help="clip_labels.csv: clip_id,label (index 0..6 or class name)")
     p.add_argument("--strategy", choices=("global", "distinct", "minor"), required=True)
-    p.add_argument("--minor", default=None, help="comma-separated minor classes (default: classes with <= 1/7 of the clips)")
-    p.add_argument("--preset", choices=("dfew", "ferv39k"), default=None,
-                   help="the authors' hard-coded tables instead of counting (faithful reproduction; see docs)")
+    p.add_argument(
+        "--minor", default=None, help="comma-separated minor classes (default: classes with <= 1/7 of the clips)"
+    )
+    p.add_argument(
+        "--preset",
+        choices=("dfew", "ferv39k"),
+        default=None,
+        help="the authors' hard-coded tables instead of counting (faithful reproduction; see docs)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output CSV: expression,AU01..AU45 (7 rows)")
     p.set_defaults(func=_run_pos_weights)
 
@@ -172,14 +214,21 @@ def _run_pos_weights(args) -> None:
     au, clips = read_au_labels(args.au_labels), read_clip_labels(args.labels)
     pw = pos_weights(au, clips, args.strategy, minor=minor)
     if clips.height and not pw.clip_ids:
-        raise AudferError(f"{args.labels}: no clip id has known AU labels in {args.au_labels} (labels e.g. "
-                          f"{', '.join(clips['clip_id'].head(3).to_list())}; AU labels e.g. "
-                          f"{', '.join(au['clip_id'].head(3).to_list()) or '-'}): the two files do not describe the same clips")
+        raise AudferError(
+            f"{args.labels}: no clip id has known AU labels in {args.au_labels} (labels e.g. "
+            f"{', '.join(clips['clip_id'].head(3).to_list())}; AU labels e.g. "
+            f"{', '.join(au['clip_id'].head(3).to_list()) or '-'}): the two files do not describe the same clips"
+        )
     write_csv(pw.table(), args.out)
     from .provenance import write_provenance
 
-    write_provenance(args.out, what="pos-weights", clip_ids=pw.clip_ids, source=str(args.labels),
-                     extra={"unknown_aus": pw.unknown_aus})
+    write_provenance(
+        args.out,
+        what="pos-weights",
+        clip_ids=pw.clip_ids,
+        source=str(args.labels),
+        extra={"unknown_aus": pw.unknown_aus},
+    )
     _echo(
         f"wrote {args.out}: {args.strategy} from {int(pw.class_counts.sum())} clips; AUs without any known label "
         f"(weight 1.0, masked in the loss): {', '.join(pw.unknown_aus) or 'none'}; minor classes "
@@ -191,19 +240,39 @@ def _run_pos_weights(args) -> None:
 # ----------------------------------------------------------------------------- knowledge
 def _add_knowledge(sub) -> None:
     p = sub.add_parser("knowledge", help="AU-expression knowledge matrix K (paper §3.1)")
-    p.add_argument("--dataset", default="clips", choices=("clips", "affwild2", "ravdess", "dfew", "ferv39k", "mafw"),
-                   help="how labels are read (default clips: --labels clip_labels.csv)")
-    p.add_argument("--openface-dir", "--au-dir", dest="openface_dir", type=Path,
-                   help="folder of per-clip AU CSVs (OpenFace, py-feat, LibreFace or a mapped table; see --source)")
+    p.add_argument(
+        "--dataset",
+        default="clips",
+        choices=("clips", "affwild2", "ravdess", "dfew", "ferv39k", "mafw"),
+        help="how labels are read (default clips: --labels clip_labels.csv)",
+    )
+    p.add_argument(
+        "--openface-dir",
+        "--au-dir",
+        dest="openface_dir",
+        type=Path,
+        help="folder of per-clip AU CSVs (OpenFace, py-feat, LibreFace or a mapped table; see --source)",
+    )
     p.add_argument("--labels", type=Path, help="clips: clip_labels.csv (clip_id,label)")
     p.add_argument("--annotations", type=Path, help="affwild2: folder of ABAW expression annotation .txt files")
     p.add_argument("--root", type=Path, help="dfew/ferv39k/mafw: dataset root holding the official split files")
     p.add_argument("--fold", type=int, default=1, help="dfew/mafw: fold whose training split is used (default 1)")
-    p.add_argument("--include-test", action="store_true", help="dfew/ferv39k/mafw: also use test clips (leaks test information)")
-    p.add_argument("--calm", choices=("drop", "neutral"), default="drop", help="ravdess: calm clips left out or counted as neutral")
+    p.add_argument(
+        "--include-test", action="store_true", help="dfew/ferv39k/mafw: also use test clips (leaks test information)"
+    )
+    p.add_argument(
+        "--calm", choices=("drop", "neutral"), default="drop", help="ravdess: calm clips left out or counted as neutral"
+    )
     p.add_argument("--frame-probs", type=Path, help="base-model frame probabilities: clip_id,frame,p0..p6")
-    p.add_argument("--theta", type=_ranged(float, 0, 1, hi_open=True), default=None, help="keep frames whose probability of their label is > theta")
-    p.add_argument("--zeros", choices=("keep", "interpolate"), default="keep", help="zero-intensity policy (default keep)")
+    p.add_argument(
+        "--theta",
+        type=_ranged(float, 0, 1, hi_open=True),
+        default=None,
+        help="keep frames whose probability of their label is > theta",
+    )
+    p.add_argument(
+        "--zeros", choices=("keep", "interpolate"), default="keep", help="zero-intensity policy (default keep)"
+    )
     p.add_argument("--min-confidence", type=_ranged(float, 0, 1), default=None, help="also require confidence >= this")
     p.add_argument("--combine", type=Path, nargs="+", help="combine per-dataset K.csv files: sigmoid(sum K - S)")
     p.add_argument("--config", type=Path, help="YAML listing several datasets: run each and combine (the whole §3.1)")
@@ -242,20 +311,36 @@ def _run_knowledge(args) -> None:
 
         shift = args.shift if args.shift == "auto" else _number(args.shift, "--shift")
         measured = [measured_from_sidecar(p) for p in args.combine]
-        matrix = combine_knowledge([read_expression_table(p, what="knowledge matrix") for p in args.combine], shift, measured)
+        matrix = combine_knowledge(
+            [read_expression_table(p, what="knowledge matrix") for p in args.combine], shift, measured
+        )
         write_csv(expression_table(matrix), args.out)
         unmeasured = [a for i, a in enumerate(AUS) if not any(m is None or m[i] for m in measured)]
-        partial = [f"{a} ({sum(m is None or m[i] for m in measured)}/{len(measured)})" for i, a in enumerate(AUS)
-                   if not all(m is None or m[i] for m in measured)]
-        _echo(f"wrote {args.out}: combined {len(args.combine)} matrices with shift {shift}; AUs measured by only some "
-              f"sources (combined over those, shift rescaled): {', '.join(partial) or 'none'}")
+        partial = [
+            f"{a} ({sum(m is None or m[i] for m in measured)}/{len(measured)})"
+            for i, a in enumerate(AUS)
+            if not all(m is None or m[i] for m in measured)
+        ]
+        _echo(
+            f"wrote {args.out}: combined {len(args.combine)} matrices with shift {shift}; AUs measured by only some "
+            f"sources (combined over those, shift rescaled): {', '.join(partial) or 'none'}"
+        )
     else:
         if not args.openface_dir:
             raise AudferError("knowledge needs --openface-dir (or --combine K1.csv K2.csv ..., or --config)")
         spec = DatasetSpec(
-            args.dataset, args.openface_dir, labels=args.labels, annotations=args.annotations, root=args.root,
-            fold=args.fold, include_test=args.include_test, calm=args.calm, frame_probs=args.frame_probs,
-            theta=args.theta, zeros=args.zeros, min_confidence=args.min_confidence,
+            args.dataset,
+            args.openface_dir,
+            labels=args.labels,
+            annotations=args.annotations,
+            root=args.root,
+            fold=args.fold,
+            include_test=args.include_test,
+            calm=args.calm,
+            frame_probs=args.frame_probs,
+            theta=args.theta,
+            zeros=args.zeros,
+            min_confidence=args.min_confidence,
         )
         _check_mapping_args(args)
         spec.source, spec.mapping, spec.allow_mixed = args.source, args.mapping, args.allow_mixed
@@ -265,13 +350,22 @@ def _run_knowledge(args) -> None:
         from .provenance import write_provenance
 
         split = None if args.dataset in ("clips", "affwild2", "ravdess") else ("all" if args.include_test else "train")
-        write_provenance(args.out, what="knowledge", clip_ids=result.clip_ids, dataset=args.dataset,
-                         fold=args.fold if args.dataset in ("dfew", "mafw") else None, split=split,
-                         source=str(args.labels or args.root or args.annotations or args.openface_dir),
-                         extra=knowledge_provenance(result))
-        _echo(f"wrote {args.out}: " + "; ".join(f"{k} {v}" for k, v in counts.items())
-              + f"; {_source_line(result.au_source)}; K columns not measured (filled with the mean, §3.1 AU28 rule): "
-              f"{', '.join(result.unmeasured)}")
+        write_provenance(
+            args.out,
+            what="knowledge",
+            clip_ids=result.clip_ids,
+            dataset=args.dataset,
+            fold=args.fold if args.dataset in ("dfew", "mafw") else None,
+            split=split,
+            source=str(args.labels or args.root or args.annotations or args.openface_dir),
+            extra=knowledge_provenance(result),
+        )
+        _echo(
+            f"wrote {args.out}: "
+            + "; ".join(f"{k} {v}" for k, v in counts.items())
+            + f"; {_source_line(result.au_source)}; K columns not measured (filled with the mean, §3.1 AU28 rule): "
+            f"{', '.join(result.unmeasured)}"
+        )
     if args.heatmap:
         from .reports import plot_knowledge
 
@@ -291,15 +385,31 @@ def _number(text: str, flag: str) -> float:
 
 # ----------------------------------------------------------------------------- demo
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the whole method on built-in synthetic data: K, pos-weights, training with/without AU loss, report")
+    p = sub.add_parser(
+        "demo",
+        help="the whole method on built-in synthetic data: K, pos-weights, training with/without AU loss, report",
+    )
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: the current folder)")
-    p.add_argument("--clips", type=_ranged(int, 70, 100000), default=1500, help="synthetic clips (default 1500; 70..100000)")
+    p.add_argument(
+        "--clips", type=_ranged(int, 70, 100000), default=1500, help="synthetic clips (default 1500; 70..100000)"
+    )
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds (default 0,1,2)")
-    p.add_argument("--epochs", type=_ranged(int, 1, 10000), default=None, help="training epochs (default: the synthetic_small config's)")
+    p.add_argument(
+        "--epochs",
+        type=_ranged(int, 1, 10000),
+        default=None,
+        help="training epochs (default: the synthetic_small config's)",
+    )
     p.add_argument("--seed", type=_ranged(int, 0), default=0, help="seed of the synthetic data")
-    p.add_argument("--no-videos", action="store_true", help="skip rendering videos and running `audfer predict` on them")
-    p.add_argument("--jobs", type=_ranged(int, 1, 64), default=None,
-                   help="training runs side by side (default: one per CPU core, at most 8); results do not depend on it")
+    p.add_argument(
+        "--no-videos", action="store_true", help="skip rendering videos and running `audfer predict` on them"
+    )
+    p.add_argument(
+        "--jobs",
+        type=_ranged(int, 1, 64),
+        default=None,
+        help="training runs side by side (default: one per CPU core, at most 8); results do not depend on it",
+    )
     p.set_defaults(func=_run_demo)
 
 
@@ -309,8 +419,16 @@ def _run_demo(args) -> None:
     if args.clips < 35:
         raise AudferError(f"--clips must be at least 35 (every expression in every fold), got {args.clips}")
     seeds = _int_list(args.seeds, "--seeds", 0)
-    run_demo(args.out, clips=args.clips, seeds=seeds or (0,), epochs=args.epochs, seed=args.seed, videos=not args.no_videos, jobs=args.jobs,
-             log=_echo)
+    run_demo(
+        args.out,
+        clips=args.clips,
+        seeds=seeds or (0,),
+        epochs=args.epochs,
+        seed=args.seed,
+        videos=not args.no_videos,
+        jobs=args.jobs,
+        log=_echo,
+    )
 
 
 # ----------------------------------------------------------------------------- synth
@@ -321,9 +439,15 @@ def _add_synth(sub) -> None:
     p.add_argument("--seed", type=_ranged(int, 0), default=0, help="same seed -> byte-identical output")
     p.add_argument("--size", type=int, default=112, help="frame side in pixels (default 112)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
-    p.add_argument("--label-noise", type=float, default=0.1, help="share of deliberately wrong expression labels (default 0.1)")
-    p.add_argument("--workers", type=_ranged(int, 1, 256), default=None, help="processes (default: all cores, at most 8)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder once the new one is complete")
+    p.add_argument(
+        "--label-noise", type=float, default=0.1, help="share of deliberately wrong expression labels (default 0.1)"
+    )
+    p.add_argument(
+        "--workers", type=_ranged(int, 1, 256), default=None, help="processes (default: all cores, at most 8)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out folder once the new one is complete"
+    )
     p.add_argument("--preview", action="store_true", help="also write preview.png: a few clips per expression")
     p.set_defaults(func=_run_synth)
 
@@ -331,7 +455,9 @@ def _add_synth(sub) -> None:
 def _run_synth(args) -> None:
     from .synth.dataset import SynthConfig, generate
 
-    cfg = SynthConfig(clips=args.clips, seed=args.seed, size=args.size, frames=args.frames, label_noise=args.label_noise)
+    cfg = SynthConfig(
+        clips=args.clips, seed=args.seed, size=args.size, frames=args.frames, label_noise=args.label_noise
+    )
     generate(args.out, cfg, workers=args.workers, overwrite=args.overwrite, preview=args.preview, log=_echo)
 
 
@@ -346,10 +472,16 @@ def _add_train(sub) -> None:
     p.add_argument("config", nargs="?", help="experiment YAML, or a shipped config name")
     p.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2")
     p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
-    p.add_argument("--accept-changes", action="store_true",
-                   help="with --resume: continue with changed result-affecting settings (recorded in changes.json)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="check and print the run's plan (clips, AU coverage, steps, lr, init, augmentation) to plan.json; no training")
+    p.add_argument(
+        "--accept-changes",
+        action="store_true",
+        help="with --resume: continue with changed result-affecting settings (recorded in changes.json)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check and print the run's plan (clips, AU coverage, steps, lr, init, augmentation) to plan.json; no training",
+    )
     p.add_argument("--list", action="store_true", help="list the shipped configs and exit")
     p.set_defaults(func=_run_train)
 
@@ -373,7 +505,9 @@ def _run_train(args) -> None:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics.json + predictions.csv of a checkpoint on a split")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--data", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. data.root=... data.fold=2")
+    p.add_argument(
+        "--data", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. data.root=... data.fold=2"
+    )
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/eval-<split>)")
     p.set_defaults(func=_run_evaluate)
@@ -389,10 +523,18 @@ def _add_cv(sub) -> None:
     p = sub.add_parser("cv", help="train and evaluate every fold; mean ± std report")
     _add_config_args(p)
     p.add_argument("--folds", default="1,2,3,4,5", help="comma-separated folds (default 1..5)")
-    p.add_argument("--jobs", type=_ranged(int, 1, 64), default=1, help="runs side by side in separate processes (needs train.threads set, "
-                   "e.g. train.threads=1: results then do not depend on --jobs)")
-    p.add_argument("--accept-changes", action="store_true",
-                   help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)")
+    p.add_argument(
+        "--jobs",
+        type=_ranged(int, 1, 64),
+        default=1,
+        help="runs side by side in separate processes (needs train.threads set, "
+        "e.g. train.threads=1: results then do not depend on --jobs)",
+    )
+    p.add_argument(
+        "--accept-changes",
+        action="store_true",
+        help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)",
+    )
     p.set_defaults(func=_run_cv)
 
 
@@ -401,8 +543,13 @@ def _run_cv(args) -> None:
     from .engine.experiments import run_cv
 
     folds = _int_list(args.folds, "--folds", 1, 5)
-    run_cv(load_config(args.config, args.overrides), folds=folds, log=_echo, accept_changes=args.accept_changes,
-           jobs=args.jobs)
+    run_cv(
+        load_config(args.config, args.overrides),
+        folds=folds,
+        log=_echo,
+        accept_changes=args.accept_changes,
+        jobs=args.jobs,
+    )
 
 
 def _add_ablate(sub) -> None:
@@ -410,10 +557,18 @@ def _add_ablate(sub) -> None:
     _add_config_args(p)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--lambdas", default="0.1,0.25,0.5,0.75", help="λ values of the sweep ('' to skip it)")
-    p.add_argument("--jobs", type=_ranged(int, 1, 64), default=1, help="runs side by side in separate processes (needs train.threads set, "
-                   "e.g. train.threads=1: results then do not depend on --jobs)")
-    p.add_argument("--accept-changes", action="store_true",
-                   help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)")
+    p.add_argument(
+        "--jobs",
+        type=_ranged(int, 1, 64),
+        default=1,
+        help="runs side by side in separate processes (needs train.threads set, "
+        "e.g. train.threads=1: results then do not depend on --jobs)",
+    )
+    p.add_argument(
+        "--accept-changes",
+        action="store_true",
+        help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)",
+    )
     p.set_defaults(func=_run_ablate)
 
 
@@ -425,29 +580,55 @@ def _run_ablate(args) -> None:
     lams = tuple(_number(s, "--lambdas") for s in args.lambdas.split(",") if s.strip())
     if any(not 0 <= x <= 1 for x in lams):
         raise AudferError(f"--lambdas: values must be in [0, 1], got {args.lambdas}")
-    run_ablation(load_config(args.config, args.overrides), seeds=seeds, lams=lams, log=_echo, accept_changes=args.accept_changes,
-                 jobs=args.jobs)
+    run_ablation(
+        load_config(args.config, args.overrides),
+        seeds=seeds,
+        lams=lams,
+        log=_echo,
+        accept_changes=args.accept_changes,
+        jobs=args.jobs,
+    )
 
 
 # ----------------------------------------------------------------------------- predict / export
 def _add_model_source(p) -> None:
-    p.add_argument("--checkpoint", type=Path, required=True, help="audfer checkpoint (e.g. model.ckpt from `audfer demo`)")
-    p.add_argument("--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name")
+    p.add_argument(
+        "--checkpoint", type=Path, required=True, help="audfer checkpoint (e.g. model.ckpt from `audfer demo`)"
+    )
+    p.add_argument(
+        "--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name"
+    )
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="per-window expression and AU probabilities of videos (face tracked with OpenCV)")
+    p = sub.add_parser(
+        "predict", help="per-window expression and AU probabilities of videos (face tracked with OpenCV)"
+    )
     p.add_argument("videos", nargs="+", type=Path, help="mp4 / avi / mov / mkv files")
     _add_model_source(p)
-    p.add_argument("--window", type=_ranged(int, 1, 4096), default=16, help="window length in video frames (default 16)")
+    p.add_argument(
+        "--window", type=_ranged(int, 1, 4096), default=16, help="window length in video frames (default 16)"
+    )
     p.add_argument("--stride", type=_ranged(int, 1, 4096), default=8, help="frames between window starts (default 8)")
-    p.add_argument("--margin", type=_ranged(float, 0, 2), default=0.25, help="face box enlargement before cropping (default 0.25)")
-    p.add_argument("--face", choices=("detect", "full"), default="detect",
-                   help="detect: track the main face with OpenCV (default); full: the whole frame is the face "
-                        "(pre-cropped clips such as DFEW's)")
-    p.add_argument("--out", type=Path, required=True, help="results .json (per video: summary + windows) or .csv (windows)")
-    p.add_argument("--annotate", type=Path, default=None,
-                   help="write the video with box and label (a .mp4 path for one video, a folder for several)")
+    p.add_argument(
+        "--margin", type=_ranged(float, 0, 2), default=0.25, help="face box enlargement before cropping (default 0.25)"
+    )
+    p.add_argument(
+        "--face",
+        choices=("detect", "full"),
+        default="detect",
+        help="detect: track the main face with OpenCV (default); full: the whole frame is the face "
+        "(pre-cropped clips such as DFEW's)",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="results .json (per video: summary + windows) or .csv (windows)"
+    )
+    p.add_argument(
+        "--annotate",
+        type=Path,
+        default=None,
+        help="write the video with box and label (a .mp4 path for one video, a folder for several)",
+    )
     p.set_defaults(func=_run_predict)
 
 
@@ -465,8 +646,15 @@ def _run_predict(args) -> None:
     results, tables, failed = {}, [], []
     for video in args.videos:
         try:
-            table, boxes, fps = predict_video(video, model, window=args.window, stride=args.stride, margin=args.margin,
-                                              return_faces=True, face=args.face)
+            table, boxes, fps = predict_video(
+                video,
+                model,
+                window=args.window,
+                stride=args.stride,
+                margin=args.margin,
+                return_faces=True,
+                face=args.face,
+            )
         except NoFaceError as exc:
             if len(args.videos) == 1:
                 raise
@@ -474,11 +662,15 @@ def _run_predict(args) -> None:
             failed.append(str(video))
             continue
         summary = summarize(table)
-        summary.update({"fps": fps, "frames": len(boxes), "frames_with_face": int((~pl.Series(boxes[:, 0]).is_nan()).sum())})
+        summary.update(
+            {"fps": fps, "frames": len(boxes), "frames_with_face": int((~pl.Series(boxes[:, 0]).is_nan()).sum())}
+        )
         results[str(video)] = {"summary": summary, "windows": table.to_dicts()}
         tables.append(table.select(pl.lit(str(video)).alias("video"), pl.all()))
-        _echo(f"{video}: {summary['expression']} ({summary['probabilities'][summary['expression']]:.2f}); "
-              f"{summary['windows_with_face']}/{summary['windows']} windows with a face")
+        _echo(
+            f"{video}: {summary['expression']} ({summary['probabilities'][summary['expression']]:.2f}); "
+            f"{summary['windows_with_face']}/{summary['windows']} windows with a face"
+        )
         if args.annotate:
             target = args.annotate if len(args.videos) == 1 else args.annotate / f"{Path(video).stem}_annotated.mp4"
             annotate_video(video, target, table, boxes, fps)
@@ -490,14 +682,18 @@ def _run_predict(args) -> None:
                 tmp.write_text(json.dumps(results, indent=1, allow_nan=False, default=float) + "\n")
         _echo(f"wrote {args.out}")
     if failed:
-        raise AudferError(f"{len(failed)} of {len(args.videos)} video(s) without a face, no prediction for them: {', '.join(failed)}")
+        raise AudferError(
+            f"{len(failed)} of {len(args.videos)} video(s) without a face, no prediction for them: {', '.join(failed)}"
+        )
 
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (both heads) and check it against PyTorch")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
-    p.add_argument("--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name")
+    p.add_argument(
+        "--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name"
+    )
     p.add_argument("--opset", type=_ranged(int, 11, 23), default=17, help="ONNX opset (11..23, default 17)")
     p.set_defaults(func=_run_export)
 
@@ -509,8 +705,10 @@ def _run_export(args) -> None:
     model = load_predictor(args.checkpoint, args.model)
     export_onnx(model, args.onnx, opset=args.opset)
     diff = onnx_parity(model, args.onnx)
-    _echo(f"wrote {args.onnx}; onnxruntime vs PyTorch max abs difference: "
-          + ", ".join(f"{k} {v:.2e}" for k, v in diff.items()))
+    _echo(
+        f"wrote {args.onnx}; onnxruntime vs PyTorch max abs difference: "
+        + ", ".join(f"{k} {v:.2e}" for k, v in diff.items())
+    )
     if max(diff.values()) > 1e-4:
         raise AudferError(f"{args.onnx}: ONNX output differs from PyTorch by {max(diff.values()):.2e} (> 1e-4)")
 
@@ -529,7 +727,9 @@ def _run_models(args) -> None:
     names = args.names or [n for n in list_models() if model_entry(n).official]
     for n in names:
         model_entry(n)  # unknown name -> clear error before any work
-    print(f"{'model':18s} {'params':>12s} {'+AU head':>12s} {'GMACs':>8s} {'+AU head':>9s} {'AU cost':>9s}  paper Table 2")
+    print(
+        f"{'model':18s} {'params':>12s} {'+AU head':>12s} {'GMACs':>8s} {'+AU head':>9s} {'AU cost':>9s}  paper Table 2"
+    )
     for n in names:
         m = create_model(n)
         p0, p1 = count_parameters(m, au_head=False), count_parameters(m)
@@ -544,8 +744,20 @@ def _run_models(args) -> None:
 
 
 # ----------------------------------------------------------------------------- main
-_COMMANDS = [_add_au_labels, _add_pos_weights, _add_knowledge, _add_synth, _add_train, _add_evaluate, _add_cv, _add_ablate,
-             _add_predict, _add_export, _add_models, _add_demo]
+_COMMANDS = [
+    _add_au_labels,
+    _add_pos_weights,
+    _add_knowledge,
+    _add_synth,
+    _add_train,
+    _add_evaluate,
+    _add_cv,
+    _add_ablate,
+    _add_predict,
+    _add_export,
+    _add_models,
+    _add_demo,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

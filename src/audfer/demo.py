@@ -111,8 +111,11 @@ def paired_differences(base: list[float], other: list[float], *, level: float = 
 
         sd = float(d.std(ddof=1))
         half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-        res.update(std=sd, ci=(res["mean"] - half, res["mean"] + half),
-                   distinguishable=bool(res["mean"] - half > 0 or res["mean"] + half < 0))
+        res.update(
+            std=sd,
+            ci=(res["mean"] - half, res["mean"] + half),
+            distinguishable=bool(res["mean"] - half > 0 or res["mean"] + half < 0),
+        )
     return res
 
 
@@ -121,12 +124,16 @@ def au_f1_table(au_probs: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float 
     null labels are skipped; an AU with no positive and no predicted positive gets ``None``)."""
     from sklearn.metrics import f1_score
 
-    both = au_probs.join(truth.select("clip_id", *[pl.col(a).alias(f"{a}_true") for a in AUS]), on="clip_id", how="inner")
+    both = au_probs.join(
+        truth.select("clip_id", *[pl.col(a).alias(f"{a}_true") for a in AUS]), on="clip_id", how="inner"
+    )
     out: dict[str, float | None] = {}
     for a in AUS:
         pair = both.select(a, f"{a}_true").drop_nulls()
         t, p = pair[f"{a}_true"].to_numpy().astype(int), (pair[a].to_numpy() >= 0.5).astype(int)
-        out[a] = None if len(t) == 0 or (t.sum() == 0 and p.sum() == 0) else float(100 * f1_score(t, p, zero_division=0))
+        out[a] = (
+            None if len(t) == 0 or (t.sum() == 0 and p.sum() == 0) else float(100 * f1_score(t, p, zero_division=0))
+        )
     return out
 
 
@@ -141,7 +148,9 @@ def _colour_features(synth: Path, frames_dir: str, ids: list[str]) -> np.ndarray
     return np.asarray(rows)
 
 
-def render_videos(synth_dir: Path, out: Path, *, frames: int | None = None, size: int = 128, fps: float = 25.0) -> list[dict]:
+def render_videos(
+    synth_dir: Path, out: Path, *, frames: int | None = None, size: int = 128, fps: float = 25.0
+) -> list[dict]:
     """One ``.mp4`` per expression: a test-fold person (fold 1) showing a clip's true expression, rendered at a
     higher frame rate and larger (so these are new videos of held-out persons, not training data), plus
     a strip of 4 frames as PNG. Returns ``[{video, strip, clip_id, true}]``.
@@ -190,30 +199,43 @@ def _fmt_ci(r: dict, scale: float = 100.0) -> str:
     return f"{scale * r['mean']:+.2f} ± {scale * r['std']:.2f} (95 % CI {lo:+.2f} to {hi:+.2f}: {verdict})"
 
 
-def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: int = DEMO_SYNTH["size"],
-             frames: int = DEMO_SYNTH["frames"], seeds=(0, 1, 2), epochs: int | None = None, seed: int = 0,
-             videos: bool = True, jobs: int | None = None, log=print) -> Path:
+def run_demo(
+    out: str | Path = ".",
+    *,
+    clips: int = DEMO_SYNTH["clips"],
+    size: int = DEMO_SYNTH["size"],
+    frames: int = DEMO_SYNTH["frames"],
+    seeds=(0, 1, 2),
+    epochs: int | None = None,
+    seed: int = 0,
+    videos: bool = True,
+    jobs: int | None = None,
+    log=print,
+) -> Path:
     """The demo into ``out`` (see the module doc). ``jobs``: training runs side by side (default: one per CPU core,
     at most 8); every run uses one CPU thread, so the results do not depend on ``jobs`` or on the machine's
     core count."""
     import os
 
     from .data.annotations import dfew_labels
-    from .synth.dataset import SynthConfig, generate, synth_settings_differ
     from .engine import load_config
     from .engine.experiments import run_ablation
+    from .synth.dataset import SynthConfig, generate, synth_settings_differ
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     steps = _Steps(6, log)
     synth = out / "synth"
-    scfg = SynthConfig(clips=clips, size=size, frames=frames, seed=seed, au_gain=DEMO_SYNTH["au_gain"],
-                       motion=DEMO_SYNTH["motion"])
+    scfg = SynthConfig(
+        clips=clips, size=size, frames=frames, seed=seed, au_gain=DEMO_SYNTH["au_gain"], motion=DEMO_SYNTH["motion"]
+    )
     if (synth / "synth.json").is_file():
         differ = synth_settings_differ(synth, scfg)
         if differ:  # never reuse a set made with other settings; replace it (only if it is our own output)
-            log(f"[1/6] {synth} was made with other settings ({', '.join(f'{k} {a} -> {b}' for k, (a, b) in differ.items())}); "
-                f"rendering it again")
+            log(
+                f"[1/6] {synth} was made with other settings ({', '.join(f'{k} {a} -> {b}' for k, (a, b) in differ.items())}); "
+                f"rendering it again"
+            )
             generate(synth, scfg, preview=True, overwrite=True)
     else:
         generate(synth, scfg, preview=True)
@@ -222,37 +244,66 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
     folder = read_openface_dir(synth / "OpenFace")
     au = video_au_labels(folder.frames, folder.clips)
     write_csv(au, out / "video_au_labels.csv")
-    write_provenance(out / "video_au_labels.csv", what="video AU labels", clip_ids=au["clip_id"].to_list(),
-                     source=str(synth / "OpenFace"), extra={"au_source": folder.availability.as_dict()})
+    write_provenance(
+        out / "video_au_labels.csv",
+        what="video AU labels",
+        clip_ids=au["clip_id"].to_list(),
+        source=str(synth / "OpenFace"),
+        extra={"au_source": folder.availability.as_dict()},
+    )
     steps.done(2, f"video AU labels (Eq. 4) from {len(folder.clips)} OpenFace CSVs -> {out / 'video_au_labels.csv'}")
 
     train_labels = dfew_labels(synth, 1, "train")
     pws = {s: pos_weights(au, train_labels, s) for s in STRATEGIES}
     for s, pw in pws.items():
         write_csv(pw.table(), out / f"pos_weights_{s}.csv")
-        write_provenance(out / f"pos_weights_{s}.csv", what="pos-weights", clip_ids=pw.clip_ids, dataset="synthetic", fold=1,
-                         split="train")
-    res = extract_knowledge(folder.frames.filter(pl.col("clip_id").is_in(train_labels["clip_id"].implode())), train_labels)
+        write_provenance(
+            out / f"pos_weights_{s}.csv",
+            what="pos-weights",
+            clip_ids=pw.clip_ids,
+            dataset="synthetic",
+            fold=1,
+            split="train",
+        )
+    res = extract_knowledge(
+        folder.frames.filter(pl.col("clip_id").is_in(train_labels["clip_id"].implode())), train_labels
+    )
     write_csv(res.table(), out / "K.csv")
     write_provenance(out / "K.csv", what="knowledge", clip_ids=res.clip_ids, dataset="synthetic", fold=1, split="train")
-    plot_knowledge(res.matrix, out / "K.png", title="AU-expression knowledge recovered from the synthetic OpenFace CSVs")
+    plot_knowledge(
+        res.matrix, out / "K.png", title="AU-expression knowledge recovered from the synthetic OpenFace CSVs"
+    )
     from .synth.aus import activation_probability
 
     keep = np.array([a != "AU28" for a in AUS])
     drawn = activation_probability(paper_knowledge())  # what decides which AUs a synthetic clip shows
     corr = float(np.corrcoef(drawn[:, keep].ravel(), res.matrix[:, keep].ravel())[0, 1])
-    steps.done(3, f"pos-weights (Eq. 6-8) and K (§3.1) from the training fold; K vs the AU activation probabilities the "
-                  f"clips were drawn with r = {corr:.3f}")
+    steps.done(
+        3,
+        f"pos-weights (Eq. 6-8) and K (§3.1) from the training fold; K vs the AU activation probabilities the "
+        f"clips were drawn with r = {corr:.3f}",
+    )
 
     meta = pl.read_csv(synth / "synth_meta.csv", glob=False, schema_overrides={"clip_id": pl.String})
     frames_dir = json.loads((synth / "synth.json").read_text())["frames_dir"]
     ceil = ceilings(meta, au, 1, _colour_features(synth, frames_dir, meta["clip_id"].to_list()))
-    write_csv(pl.DataFrame([{"line": k, "war": v["war"], "uar": v["uar"], "test_clips": v["n"]} for k, v in ceil.items()]),
-              out / "ceilings.csv")
-    steps.done(4, "floor and ceilings on the test fold: " + ", ".join(f"{k} WAR {100 * v['war']:.1f}" for k, v in ceil.items()))
+    write_csv(
+        pl.DataFrame([{"line": k, "war": v["war"], "uar": v["uar"], "test_clips": v["n"]} for k, v in ceil.items()]),
+        out / "ceilings.csv",
+    )
+    steps.done(
+        4, "floor and ceilings on the test fold: " + ", ".join(f"{k} WAR {100 * v['war']:.1f}" for k, v in ceil.items())
+    )
 
-    overrides = [f"data.root={synth}", f"data.au_labels={out / 'video_au_labels.csv'}", f"au.knowledge={out / 'K.csv'}",
-                 f"out={out}", "train.progress=false", "name=demo", "train.threads=1"]
+    overrides = [
+        f"data.root={synth}",
+        f"data.au_labels={out / 'video_au_labels.csv'}",
+        f"au.knowledge={out / 'K.csv'}",
+        f"out={out}",
+        "train.progress=false",
+        "name=demo",
+        "train.threads=1",
+    ]
     if epochs:
         overrides.append(f"train.epochs={epochs}")
     cfg = load_config("synthetic_small", overrides)
@@ -267,65 +318,109 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
             steps.part(5, finished[0], total, started, f"training runs ({score})")
 
     k = cfg["model"]["kwargs"]
-    log(f"[5/6] training {len(seeds)} seeds x (baseline, global, distinct, minor), {cfg['train']['epochs']} epochs each "
-        f"({cfg['model']['name']}, {k.get('num_frames')} frames of {k.get('img_size')} px), {jobs} run(s) side by side")
+    log(
+        f"[5/6] training {len(seeds)} seeds x (baseline, global, distinct, minor), {cfg['train']['epochs']} epochs each "
+        f"({cfg['model']['name']}, {k.get('num_frames')} frames of {k.get('img_size')} px), {jobs} run(s) side by side"
+    )
     intro = [
         "**Synthetic results, not DFEW results.** Clips are rendered faces whose features move by FACS Action Units drawn "
         "from the paper's AU-expression matrix; class shares follow DFEW; 10 % of the expression labels are deliberately "
         "wrong while the AU ground truth is exact. What this measures is whether the pipeline works end to end and how the "
-        "AU loss behaves on such data — nothing about real faces.", "",
+        "AU loss behaves on such data — nothing about real faces.",
+        "",
         f"Data: {clips} clips x {frames} frames at {size} px ([preview](synth/preview.png)); fold 1 of 5 (identity-disjoint: "
         f"no test person is seen in training); {au.height} OpenFace CSVs -> video AU labels (Eq. 4), "
         f"{int((au['n_valid'] == 0).sum())} clips without a valid frame.",
         f"Knowledge K (§3.1) recovered from the training fold's OpenFace CSVs ([K.csv](K.csv), [K.png](K.png)); Pearson r with "
         f"the AU activation probabilities the clips were drawn with (17 AUs x 7): **{corr:.3f}**. Frames: {res.summary()}.",
-        f"Minor classes for the minor strategy (share <= 1/7): {', '.join(EXPRESSIONS[i] for i in pws['minor'].minor)}.", "",
-        "## Floor and ceilings (test fold, observed labels)", "",
-        "| line | WAR | UAR |", "|---|---|---|",
-        *[f"| {label} | {100 * ceil[key]['war']:.2f} | {100 * ceil[key]['uar']:.2f} |" for key, label in (
-            ("majority", "floor: always the training fold's majority class"),
-            ("colour", "colour probe: logistic regression on each clip's mean/std colour (background, skin, light)"),
-            ("au_oracle_openface", "AU oracle on the OpenFace-derived video AU labels (Eq. 4)"),
-            ("au_oracle_exact", "AU oracle on the exact clip AU labels (ceiling)"))],
-        "", "The oracles are logistic regressions trained on the training folds' clip AU labels and tested on the test "
-        "fold: what a model that read every AU right could reach. The 10 % wrong labels cap every line below 100 %.", "",
+        f"Minor classes for the minor strategy (share <= 1/7): {', '.join(EXPRESSIONS[i] for i in pws['minor'].minor)}.",
+        "",
+        "## Floor and ceilings (test fold, observed labels)",
+        "",
+        "| line | WAR | UAR |",
+        "|---|---|---|",
+        *[
+            f"| {label} | {100 * ceil[key]['war']:.2f} | {100 * ceil[key]['uar']:.2f} |"
+            for key, label in (
+                ("majority", "floor: always the training fold's majority class"),
+                (
+                    "colour",
+                    "colour probe: logistic regression on each clip's mean/std colour (background, skin, light)",
+                ),
+                ("au_oracle_openface", "AU oracle on the OpenFace-derived video AU labels (Eq. 4)"),
+                ("au_oracle_exact", "AU oracle on the exact clip AU labels (ceiling)"),
+            )
+        ],
+        "",
+        "The oracles are logistic regressions trained on the training folds' clip AU labels and tested on the test "
+        "fold: what a model that read every AU right could reach. The 10 % wrong labels cap every line below 100 %.",
+        "",
     ]
-    result = run_ablation(cfg, seeds=tuple(seeds), lams=(), title="audfer demo: AU-enhanced DFER on synthetic data",
-                          intro=intro, log=progress, jobs=jobs)
+    result = run_ablation(
+        cfg,
+        seeds=tuple(seeds),
+        lams=(),
+        title="audfer demo: AU-enhanced DFER on synthetic data",
+        intro=intro,
+        log=progress,
+        jobs=jobs,
+    )
     agg = result["strategies"]
     best = max(STRATEGIES, key=lambda s: agg[s]["uar"]["mean"])
     shutil.copyfile(out / best / f"seed_{seeds[0]}" / "checkpoints" / "last.ckpt", out / "model.ckpt")
 
-    metrics = {s: [json.loads((out / s / f"seed_{seed}" / "eval" / "metrics.json").read_text()) for seed in seeds]
-               for s in strategies}
+    metrics = {
+        s: [json.loads((out / s / f"seed_{seed}" / "eval" / "metrics.json").read_text()) for seed in seeds]
+        for s in strategies
+    }
 
     def per_seed(strategy: str, metric: str) -> list[float]:
         return [m[metric] for m in metrics[strategy]]
 
-    lines = ["", "## The AU effect, seed by seed", "",
-             f"Each AU run is compared with the baseline run of the same seed (same initialisation and data order); "
-             f"mean ± std over {len(seeds)} seed(s) of the difference, in points, with a Student-t 95 % interval.", "",
-             "| strategy | ΔWAR | ΔUAR |", "|---|---|---|"]
+    lines = [
+        "",
+        "## The AU effect, seed by seed",
+        "",
+        f"Each AU run is compared with the baseline run of the same seed (same initialisation and data order); "
+        f"mean ± std over {len(seeds)} seed(s) of the difference, in points, with a Student-t 95 % interval.",
+        "",
+        "| strategy | ΔWAR | ΔUAR |",
+        "|---|---|---|",
+    ]
     effects = {}
     for s in STRATEGIES:
         effects[s] = {m: paired_differences(per_seed("none", m), per_seed(s, m)) for m in ("war", "uar")}
         lines.append(f"| {s} | {_fmt_ci(effects[s]['war'])} | {_fmt_ci(effects[s]['uar'])} |")
     if any(e[m]["distinguishable"] for e in effects.values() for m in e):
-        lines += ["", "An interval that excludes 0 says the difference is larger than the seed-to-seed noise of this "
-                      "setting; it says nothing about real data."]
+        lines += [
+            "",
+            "An interval that excludes 0 says the difference is larger than the seed-to-seed noise of this "
+            "setting; it says nothing about real data.",
+        ]
     else:
-        lines += ["", "No difference is distinguishable from the seed-to-seed noise here: on this data the AU loss neither "
-                      "clearly helps nor clearly hurts."]
+        lines += [
+            "",
+            "No difference is distinguishable from the seed-to-seed noise here: on this data the AU loss neither "
+            "clearly helps nor clearly hurts.",
+        ]
 
     exact = meta.select("clip_id", *AUS)
     eq4 = au.select("clip_id", *[pl.when(pl.col("n_valid") > 0).then(pl.col(a)) for a in AUS])
-    lines += ["", f"## AU head F1 per AU ({best}, mean over seeds, %)", "",
-              "Against the exact AU ground truth of the renderer and against the OpenFace-derived video AU labels the "
-              "head was trained on (Eq. 4).", "", "| AU | vs exact | vs OpenFace (Eq. 4) |", "|---|---|---|"]
+    lines += [
+        "",
+        f"## AU head F1 per AU ({best}, mean over seeds, %)",
+        "",
+        "Against the exact AU ground truth of the renderer and against the OpenFace-derived video AU labels the "
+        "head was trained on (Eq. 4).",
+        "",
+        "| AU | vs exact | vs OpenFace (Eq. 4) |",
+        "|---|---|---|",
+    ]
     tables = {"exact": [], "openface": []}
     for s in seeds:
-        preds = pl.read_csv(out / best / f"seed_{s}" / "eval" / "predictions.csv", glob=False,
-                            schema_overrides={"clip_id": pl.String})
+        preds = pl.read_csv(
+            out / best / f"seed_{s}" / "eval" / "predictions.csv", glob=False, schema_overrides={"clip_id": pl.String}
+        )
         tables["exact"].append(au_f1_table(preds, exact))
         tables["openface"].append(au_f1_table(preds, eq4))
 
@@ -334,14 +429,21 @@ def run_demo(out: str | Path = ".", *, clips: int = DEMO_SYNTH["clips"], size: i
         return f"{np.mean(vals):.1f}" if vals else "—"
 
     lines += [f"| {a} | {mean_f1('exact', a)} | {mean_f1('openface', a)} |" for a in AUS]
-    steps.done(5, f"baseline WAR {100 * agg['none']['war']['mean']:.1f} / UAR {100 * agg['none']['uar']['mean']:.1f}; "
-                  f"{best} WAR {100 * agg[best]['war']['mean']:.1f} / UAR {100 * agg[best]['uar']['mean']:.1f}")
+    steps.done(
+        5,
+        f"baseline WAR {100 * agg['none']['war']['mean']:.1f} / UAR {100 * agg['none']['uar']['mean']:.1f}; "
+        f"{best} WAR {100 * agg[best]['war']['mean']:.1f} / UAR {100 * agg[best]['uar']['mean']:.1f}",
+    )
 
     if videos:
         lines += _predict_section(synth, out, log)
-    lines += ["", f"The AU model with the best mean UAR ({best}, seed {seeds[0]}) is `model.ckpt`: try "
-                  f"`audfer predict VIDEO --checkpoint model.ckpt --face full --out predictions.json`.", "",
-              f"Total time {steps.elapsed():.0f}s."]
+    lines += [
+        "",
+        f"The AU model with the best mean UAR ({best}, seed {seeds[0]}) is `model.ckpt`: try "
+        f"`audfer predict VIDEO --checkpoint model.ckpt --face full --out predictions.json`.",
+        "",
+        f"Total time {steps.elapsed():.0f}s.",
+    ]
     with open(out / "report.md", "a") as fh:
         fh.write("\n".join(lines) + "\n")
     steps.done(6, f"report -> {out / 'report.md'}; total {steps.elapsed():.0f}s")
@@ -354,23 +456,44 @@ def _predict_section(synth: Path, out: Path, log) -> list[str]:
 
     made = render_videos(synth, out / "videos")
     result = out / "videos" / "predictions.json"
-    code = cli_main(["predict", *[str(m["video"]) for m in made], "--checkpoint", str(out / "model.ckpt"), "--face", "full",
-                     "--out", str(result)])
-    lines = ["", "## `audfer predict` on rendered videos", "",
-             "Persons of the test fold, rendered as new 128 px `.mp4` videos (one onset-apex-offset course at twice the "
-             "training clips' frame rate, moving heads), predicted with "
-             "`audfer predict VIDEO --checkpoint model.ckpt --face full` (the frame is the face: Haar cascades do not know "
-             "drawn faces).", "", "| video | true | predicted | top AUs | frames |", "|---|---|---|---|---|"]
+    code = cli_main(
+        [
+            "predict",
+            *[str(m["video"]) for m in made],
+            "--checkpoint",
+            str(out / "model.ckpt"),
+            "--face",
+            "full",
+            "--out",
+            str(result),
+        ]
+    )
+    lines = [
+        "",
+        "## `audfer predict` on rendered videos",
+        "",
+        "Persons of the test fold, rendered as new 128 px `.mp4` videos (one onset-apex-offset course at twice the "
+        "training clips' frame rate, moving heads), predicted with "
+        "`audfer predict VIDEO --checkpoint model.ckpt --face full` (the frame is the face: Haar cascades do not know "
+        "drawn faces).",
+        "",
+        "| video | true | predicted | top AUs | frames |",
+        "|---|---|---|---|---|",
+    ]
     if code != 0 or not result.is_file():
         return lines + ["", f"`audfer predict` failed (exit status {code}); see the log."]
     pred = json.loads(result.read_text())
     right = 0
     for m in made:
         summary = pred[str(m["video"])]["summary"]
-        top = sorted(((a, p) for a, p in summary.get("au_probabilities", {}).items() if p is not None), key=lambda x: -x[1])[:3]
+        top = sorted(
+            ((a, p) for a, p in summary.get("au_probabilities", {}).items() if p is not None), key=lambda x: -x[1]
+        )[:3]
         right += summary["expression"] == m["true"]
-        lines.append(f"| [{m['video'].name}](videos/{m['video'].name}) | {m['true']} | {summary['expression']} "
-                     f"({summary['probabilities'][summary['expression']]:.2f}) | "
-                     f"{', '.join(f'{a} {p:.2f}' for a, p in top)} | ![](videos/{m['strip'].name}) |")
+        lines.append(
+            f"| [{m['video'].name}](videos/{m['video'].name}) | {m['true']} | {summary['expression']} "
+            f"({summary['probabilities'][summary['expression']]:.2f}) | "
+            f"{', '.join(f'{a} {p:.2f}' for a, p in top)} | ![](videos/{m['strip'].name}) |"
+        )
     log(f"      predict on {len(made)} rendered videos: {right} right")
     return lines + ["", f"{right} of {len(made)} right."]

@@ -10,11 +10,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import torch
-from torchmetrics.classification import (MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall,
-                                         MultilabelF1Score)
+from torchmetrics.classification import (
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+    MultilabelF1Score,
+)
 
-from .vocab import MAFW_CLASSES
-from .vocab import AUS, EXPRESSIONS
+from .vocab import AUS, EXPRESSIONS, MAFW_CLASSES
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:
@@ -33,8 +36,13 @@ def war_uar(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return war.float(), uar.float()
 
 
-def classification_metrics(probs: np.ndarray, labels: np.ndarray, au_probs: np.ndarray | None = None,
-                           au_targets: np.ndarray | None = None, au_mask: np.ndarray | None = None) -> dict:
+def classification_metrics(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    au_probs: np.ndarray | None = None,
+    au_targets: np.ndarray | None = None,
+    au_mask: np.ndarray | None = None,
+) -> dict:
     """Metrics of one evaluation. ``probs`` (N, C) class probabilities, ``labels`` (N,) ints; optional AU
     head probabilities (N, 18) against video AU labels, counted where ``au_mask`` is True (per clip (N,) or
     per element (N, 18)); an AU without any known label gets F1 None and stays out of the mean."""
@@ -68,7 +76,8 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, au_probs: np.n
             # unknown labels (no AU data, or an AU the clip's tool lacks) are ignored, never scored as 0
             target = torch.as_tensor(np.where(mask, np.nan_to_num(au_targets), -1)).long()
             f1 = MultilabelF1Score(num_labels=len(AUS), average=None, zero_division=0, ignore_index=-1)(
-                torch.as_tensor(au_probs, dtype=torch.float32), target).numpy()
+                torch.as_tensor(au_probs, dtype=torch.float32), target
+            ).numpy()
             known = mask.any(axis=0)
             out["au_f1"] = {a: (float(v) if k else None) for a, v, k in zip(AUS, f1, known)}
             out["au_f1_mean"] = float(f1[known].mean())
@@ -105,11 +114,19 @@ def predict_loaders(model, loaders, device="cpu") -> dict:
             au_t.append(au)
             au_m.append(mask)
             ids += cid
-        view = {"probs": torch.cat(probs).numpy(), "features": torch.cat(feats).numpy(),
-                "au_probs": torch.cat(aus).numpy() if aus else None}
+        view = {
+            "probs": torch.cat(probs).numpy(),
+            "features": torch.cat(feats).numpy(),
+            "au_probs": torch.cat(aus).numpy() if aus else None,
+        }
         if acc is None:
-            acc = {**view, "labels": torch.cat(labels).numpy(), "ids": ids, "au_targets": torch.cat(au_t).numpy(),
-                   "au_mask": torch.cat(au_m).numpy()}
+            acc = {
+                **view,
+                "labels": torch.cat(labels).numpy(),
+                "ids": ids,
+                "au_targets": torch.cat(au_t).numpy(),
+                "au_mask": torch.cat(au_m).numpy(),
+            }
         else:
             for k in ("probs", "features", "au_probs"):
                 if view[k] is not None:
@@ -130,8 +147,13 @@ def aggregate(runs: dict[str, dict], keys=("war", "uar", "macro_f1")) -> dict:
     first = next(iter(runs.values()))
     per = {}
     for cls in first["per_class_recall"]:
-        vals = np.array([r["per_class_recall"][cls] for r in runs.values() if r["per_class_recall"][cls] is not None], float)
-        per[cls] = {"mean": float(vals.mean()) if len(vals) else None, "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+        vals = np.array(
+            [r["per_class_recall"][cls] for r in runs.values() if r["per_class_recall"][cls] is not None], float
+        )
+        per[cls] = {
+            "mean": float(vals.mean()) if len(vals) else None,
+            "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+        }
     out["per_class_recall"] = per
     if all("au_f1_mean" in r for r in runs.values()):
         vals = np.array([r["au_f1_mean"] for r in runs.values()])

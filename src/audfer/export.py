@@ -41,8 +41,16 @@ def export_onnx(model, path: str | Path, *, opset: int = 17) -> Path:
     names = ["logits", "au_logits"] if has_au else ["logits"]
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Heads(model), (x,), str(tmp), input_names=["clips"], output_names=names, opset_version=opset,
-                          dynamic_axes={"clips": {0: "batch"}, **{n: {0: "batch"} for n in names}}, dynamo=False)
+        torch.onnx.export(
+            _Heads(model),
+            (x,),
+            str(tmp),
+            input_names=["clips"],
+            output_names=names,
+            opset_version=opset,
+            dynamic_axes={"clips": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+            dynamo=False,
+        )
     return Path(path)
 
 

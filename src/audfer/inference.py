@@ -33,8 +33,6 @@ from .evaluation import class_names
 from .vocab import AUS
 
 
-
-
 class VideoWarning(UserWarning):
     """A video that decodes, but not as declared (e.g. cut off: fewer frames than its header says)."""
 
@@ -100,22 +98,38 @@ def iter_frames(path: str | Path, *, check_length: bool = False):
         raise AudferError(f"{path}: no decodable frame" + (f" (the file declares {declared})" if declared > 0 else ""))
     # container frame counts are estimates (real files read a few frames short of them): warn only on a clear gap
     if check_length and declared > 0 and n < 0.95 * declared:
-        warnings.warn(f"{path}: read {n} of the {declared} frames the file declares (cut off or damaged?); predicting on "
-                      f"the {n} frames read", VideoWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: read {n} of the {declared} frames the file declares (cut off or damaged?); predicting on "
+            f"the {n} frames read",
+            VideoWarning,
+            stacklevel=2,
+        )
 
 
 class HaarFaceDetector:
     """OpenCV's frontal-face Haar cascade. ``__call__(frame RGB) -> (N, 4) boxes x, y, w, h`` in frame pixels."""
 
-    def __init__(self, *, detect_width: int = 320, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: float = 0.08,
-                 cascade: str = "haarcascade_frontalface_default.xml") -> None:
+    def __init__(
+        self,
+        *,
+        detect_width: int = 320,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_size: float = 0.08,
+        cascade: str = "haarcascade_frontalface_default.xml",
+    ) -> None:
         import cv2
 
         path = Path(cv2.data.haarcascades) / cascade
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise AudferError(f"{path}: Haar cascade not found; opencv-python-headless 4.x ships it (5.x does not)")
-        self.detect_width, self.scale_factor, self.min_neighbors, self.min_size = detect_width, scale_factor, min_neighbors, min_size
+        self.detect_width, self.scale_factor, self.min_neighbors, self.min_size = (
+            detect_width,
+            scale_factor,
+            min_neighbors,
+            min_size,
+        )
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         import cv2
@@ -153,7 +167,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def track_main_face(detections: list[np.ndarray], *, min_track: int = 5, max_gap: int = 5, min_iou: float = 0.3) -> np.ndarray:
+def track_main_face(
+    detections: list[np.ndarray], *, min_track: int = 5, max_gap: int = 5, min_iou: float = 0.3
+) -> np.ndarray:
     """Per-frame box of the main face ``(T, 4)``, NaN where there is none (see the module doc)."""
     tracks: list[dict] = []
     for t, boxes in enumerate(detections):
@@ -189,7 +205,7 @@ def track_main_face(detections: list[np.ndarray], *, min_track: int = 5, max_gap
     # light smoothing of the box over time (3-frame mean where neighbours exist)
     sm = out.copy()
     for t in range(1, n - 1):
-        nb = out[t - 1:t + 2]
+        nb = out[t - 1 : t + 2]
         if not np.isnan(nb).any():
             sm[t] = nb.mean(axis=0)
     return sm
@@ -207,7 +223,7 @@ def crop_face(frame: np.ndarray, box: np.ndarray, size: int, margin: float = 0.2
     s = max(1, int(round(side)))
     pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
     src = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else frame
-    crop = src[y0 + pad:y0 + pad + s, x0 + pad:x0 + pad + s]
+    crop = src[y0 + pad : y0 + pad + s, x0 + pad : x0 + pad + s]
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
 
 
@@ -238,9 +254,20 @@ def load_predictor(checkpoint: str | Path, model_name: str | None = None, **mode
 
 
 @torch.no_grad()
-def predict_video(path: str | Path, model, *, window: int = 16, stride: int = 8, detector=None, margin: float = 0.25,
-                  batch_size: int = 8, min_track: int = 5, max_gap: int = 5, return_faces: bool = False,
-                  face: str = "detect"):
+def predict_video(
+    path: str | Path,
+    model,
+    *,
+    window: int = 16,
+    stride: int = 8,
+    detector=None,
+    margin: float = 0.25,
+    batch_size: int = 8,
+    min_track: int = 5,
+    max_gap: int = 5,
+    return_faces: bool = False,
+    face: str = "detect",
+):
     """Per-window predictions of ``model`` on a video, as a table.
 
     Columns: ``window, start_frame, end_frame`` (end exclusive), ``start_time, end_time`` (s),
@@ -278,9 +305,21 @@ def predict_video(path: str | Path, model, *, window: int = 16, stride: int = 8,
         face_idx = np.flatnonzero(has_face[s:e]) + s
         ok = len(face_idx) * 2 >= (e - s)
         box = np.median(boxes[face_idx], axis=0) if len(face_idx) else np.full(4, np.nan)
-        rows.append({"window": i, "start_frame": s, "end_frame": e, "start_time": round(s / fps, 3),
-                     "end_time": round(e / fps, 3), "face_frames": len(face_idx), "has_face": ok,
-                     "box_x": float(box[0]), "box_y": float(box[1]), "box_w": float(box[2]), "box_h": float(box[3])})
+        rows.append(
+            {
+                "window": i,
+                "start_frame": s,
+                "end_frame": e,
+                "start_time": round(s / fps, 3),
+                "end_time": round(e / fps, 3),
+                "face_frames": len(face_idx),
+                "has_face": ok,
+                "box_x": float(box[0]),
+                "box_y": float(box[1]),
+                "box_w": float(box[2]),
+                "box_h": float(box[3]),
+            }
+        )
         if ok:
             pick = face_idx[uniform_indices(len(face_idx), spec.frames)]
             clips.append((i, crops[pick]))
@@ -289,7 +328,7 @@ def predict_video(path: str | Path, model, *, window: int = 16, stride: int = 8,
     has_au = False
     device = next(model.parameters()).device
     for b in range(0, len(clips), batch_size):
-        part = clips[b:b + batch_size]
+        part = clips[b : b + batch_size]
         x = torch.from_numpy(np.stack([c for _, c in part])).permute(0, 1, 4, 2, 3).float().div_(255)
         x = ((x - mean) / std).to(device)
         out = model(x)
@@ -300,9 +339,12 @@ def predict_video(path: str | Path, model, *, window: int = 16, stride: int = 8,
             au[idx] = out.au_logits.float().sigmoid().cpu().numpy()
     table = pl.DataFrame(rows).with_columns(pl.col("box_x", "box_y", "box_w", "box_h").fill_nan(None))
     valid = ~np.isnan(probs[:, 0])
-    table = table.with_columns([pl.Series(n, probs[:, j], dtype=pl.Float32).fill_nan(None) for j, n in enumerate(names)])
-    table = table.with_columns(pl.Series("pred", [names[int(p.argmax())] if v else None for p, v in zip(probs, valid)],
-                                         dtype=pl.String))
+    table = table.with_columns(
+        [pl.Series(n, probs[:, j], dtype=pl.Float32).fill_nan(None) for j, n in enumerate(names)]
+    )
+    table = table.with_columns(
+        pl.Series("pred", [names[int(p.argmax())] if v else None for p, v in zip(probs, valid)], dtype=pl.String)
+    )
     if has_au:
         table = table.with_columns([pl.Series(a, au[:, j], dtype=pl.Float32).fill_nan(None) for j, a in enumerate(AUS)])
     if return_faces:
@@ -314,13 +356,21 @@ def summarize(table: pl.DataFrame) -> dict:
     """The video's expression: window probabilities averaged, weighted by their face frames."""
     from .vocab import EXPRESSIONS
 
-    names = [c for c in table.columns if c in EXPRESSIONS or c.lower() in ("contempt", "anxiety", "helplessness", "disappointment")]
+    names = [
+        c
+        for c in table.columns
+        if c in EXPRESSIONS or c.lower() in ("contempt", "anxiety", "helplessness", "disappointment")
+    ]
     ok = table.filter(pl.col("has_face"))
     w = ok["face_frames"].to_numpy().astype(np.float64)
     p = ok.select(names).to_numpy().astype(np.float64)
     mean = (p * w[:, None]).sum(0) / w.sum()
-    out = {"expression": names[int(mean.argmax())], "probabilities": {n: float(v) for n, v in zip(names, mean)},
-           "windows": table.height, "windows_with_face": ok.height}
+    out = {
+        "expression": names[int(mean.argmax())],
+        "probabilities": {n: float(v) for n, v in zip(names, mean)},
+        "windows": table.height,
+        "windows_with_face": ok.height,
+    }
     if "AU01" in table.columns:
         a = ok.select(list(AUS)).to_numpy().astype(np.float64)
         out["au_probabilities"] = {n: float(v) for n, v in zip(AUS, (a * w[:, None]).sum(0) / w.sum())}
@@ -350,7 +400,16 @@ def annotate_video(path: str | Path, out: str | Path, table: pl.DataFrame, boxes
             if t < len(boxes) and not np.isnan(boxes[t]).any():
                 x, y, bw, bh = boxes[t].astype(int)
                 cv2.rectangle(img, (x, y), (x + bw, y + bh), (0, 200, 0), 2)
-                cv2.putText(img, label.get(t, ""), (x, max(15, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 200, 0), 2, cv2.LINE_AA)
+                cv2.putText(
+                    img,
+                    label.get(t, ""),
+                    (x, max(15, y - 6)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.6,
+                    (0, 200, 0),
+                    2,
+                    cv2.LINE_AA,
+                )
             else:
                 cv2.putText(img, "no face", (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 255), 2, cv2.LINE_AA)
             writer.write(img)

@@ -60,7 +60,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     target = output_target(user)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp", dir=target.parent
+        )
     except OSError as exc:
         raise AudferError(f"{user}: cannot write here ({exc.strerror})") from None
     os.close(fd)
@@ -102,7 +104,9 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], *, what: 
     try:
         df = pl.read_csv(path, infer_schema=False, glob=False)
     except Exception as exc:  # polars raises several types for malformed CSV
-        raise AudferError(f"{path}: cannot parse {what} CSV ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
+        raise AudferError(
+            f"{path}: cannot parse {what} CSV ({exc.__class__.__name__}: {str(exc).splitlines()[0]})"
+        ) from None
     df = df.rename({c: c.strip() for c in df.columns})
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -127,8 +131,10 @@ def read_clip_labels(path: str | os.PathLike) -> pl.DataFrame:
         if cid in seen:
             first_row, first_label = seen[cid]
             if first_label != lab:
-                raise AudferError(f"{path}: rows {first_row} and {row}: clip_id {cid!r} has conflicting labels "
-                                  f"({EXPRESSIONS[first_label]} and {EXPRESSIONS[lab]})")
+                raise AudferError(
+                    f"{path}: rows {first_row} and {row}: clip_id {cid!r} has conflicting labels "
+                    f"({EXPRESSIONS[first_label]} and {EXPRESSIONS[lab]})"
+                )
             raise AudferError(f"{path}: rows {first_row} and {row}: clip_id {cid!r} appears more than once")
         seen[cid] = (row, lab)
     return pl.DataFrame({"clip_id": ids, "label": pl.Series(labels, dtype=pl.Int8)})

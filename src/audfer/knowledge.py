@@ -34,8 +34,15 @@ from .io import expression_table
 from .vocab import AUS, AUS_INTENSITY, EXPRESSIONS, INTENSITY_COLUMNS
 
 __all__ = [
-    "extract_knowledge", "combine_knowledge", "paper_knowledge", "KnowledgeResult", "knowledge_from_medians",
-    "interpolate_zeros", "ZERO_POLICIES", "DEFAULT_SHIFT", "knowledge_with_unmeasured",
+    "extract_knowledge",
+    "combine_knowledge",
+    "paper_knowledge",
+    "KnowledgeResult",
+    "knowledge_from_medians",
+    "interpolate_zeros",
+    "ZERO_POLICIES",
+    "DEFAULT_SHIFT",
+    "knowledge_with_unmeasured",
 ]
 
 ZERO_POLICIES = ("keep", "interpolate")
@@ -77,11 +84,15 @@ def knowledge_with_unmeasured(medians: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if part.any():
         au = np.asarray(AUS)[measured][part][0]
         e = EXPRESSIONS[int(np.flatnonzero(np.isnan(medians[:, AUS.index(au)]))[0])]
-        raise InputError(f"§3.1: no kept frame measured {au} for expression {e} (its tool lacks {au}) while other "
-                          f"expressions have it; use one AU tool per dataset, or leave {au} out")
+        raise InputError(
+            f"§3.1: no kept frame measured {au} for expression {e} (its tool lacks {au}) while other "
+            f"expressions have it; use one AU tool per dataset, or leave {au} out"
+        )
     if not measured.any():
-        raise InputError("§3.1: no AU intensity was measured at all; K needs intensities (OpenFace AUxx_r, "
-                          "LibreFace au_n_intensity, or py-feat probabilities)")
+        raise InputError(
+            "§3.1: no AU intensity was measured at all; K needs intensities (OpenFace AUxx_r, "
+            "LibreFace au_n_intensity, or py-feat probabilities)"
+        )
     seen = medians[:, measured]
     shift = (seen.max() + seen.min()) / 2.0
     k = np.full(medians.shape, np.nan)
@@ -95,6 +106,7 @@ def knowledge_with_unmeasured(medians: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def interpolate_zeros(frames: pl.DataFrame) -> pl.DataFrame:
     """Eq. 1's zero interpolation, per ``clip_id`` over ``frame``, for every ``AUxx_r`` column."""
+
     def fill(col: str) -> pl.Expr:
         x = pl.when(pl.col(col) == 0).then(None).otherwise(pl.col(col))
         filled = x.interpolate_by("frame").forward_fill().backward_fill().over("clip_id").fill_null(0.0)
@@ -114,7 +126,9 @@ class KnowledgeResult:
     clips_per_expression: np.ndarray  #: clips contributing at least one kept frame
     dropped: dict[str, int] = field(default_factory=dict)  #: frames left out, by reason
     clip_ids: list[str] = field(default_factory=list)  #: clips that contributed at least one kept frame
-    measured: np.ndarray = field(default_factory=lambda: np.array([a != "AU28" for a in AUS]))  #: (18,) AUs with intensity
+    measured: np.ndarray = field(
+        default_factory=lambda: np.array([a != "AU28" for a in AUS])
+    )  #: (18,) AUs with intensity
     au_source: dict | None = None  #: which AU tool(s) the frames came from and which AUs they lack
 
     @property
@@ -178,16 +192,23 @@ def extract_knowledge(
         if missing:
             raise InputError(f"frame probabilities lack column(s) {', '.join(missing)}; expected clip_id,frame,p0..p6")
         probs = frame_probs.select(
-            pl.col("clip_id").cast(pl.String), pl.col("frame").cast(pl.Int64), *[pl.col(c).cast(pl.Float64) for c in pcols]
+            pl.col("clip_id").cast(pl.String),
+            pl.col("frame").cast(pl.Int64),
+            *[pl.col(c).cast(pl.Float64) for c in pcols],
         )
         # frame numbers are OpenFace's ``frame`` column (1-based): a row naming a frame OpenFace never wrote is an error
-        unknown = probs.join(frames.select(pl.col("clip_id").cast(pl.String), pl.col("frame").cast(pl.Int64)),
-                             on=["clip_id", "frame"], how="anti")
+        unknown = probs.join(
+            frames.select(pl.col("clip_id").cast(pl.String), pl.col("frame").cast(pl.Int64)),
+            on=["clip_id", "frame"],
+            how="anti",
+        )
         if unknown.height:
             first = unknown.row(0, named=True)
-            raise InputError(f"frame probabilities: {unknown.height} row(s) name frames that are not in the OpenFace table "
-                              f"(first: clip {first['clip_id']}, frame {first['frame']}); frame numbers must be OpenFace's "
-                              f"1-based frame column")
+            raise InputError(
+                f"frame probabilities: {unknown.height} row(s) name frames that are not in the OpenFace table "
+                f"(first: clip {first['clip_id']}, frame {first['frame']}); frame numbers must be OpenFace's "
+                f"1-based frame column"
+            )
         n2 = data.height
         data = data.join(probs, on=["clip_id", "frame"], how="inner")
         dropped["no frame probability"] = n2 - data.height
@@ -199,7 +220,8 @@ def extract_knowledge(
         raise InputError("a threshold theta needs frame probabilities (--frame-probs)")
 
     stats = data.group_by("label").agg(
-        pl.len().alias("frames"), pl.col("clip_id").n_unique().alias("clips"),
+        pl.len().alias("frames"),
+        pl.col("clip_id").n_unique().alias("clips"),
         *[pl.col(c).cast(pl.Float64).median().alias(c) for c in INTENSITY_COLUMNS],
     )
     k = len(EXPRESSIONS)
@@ -217,12 +239,14 @@ def extract_knowledge(
             f"(frames dropped: {', '.join(f'{r} {n}' for r, n in dropped.items() if n) or 'none'})"
         )
     m, kmat, measured = knowledge_with_unmeasured(med)
-    return KnowledgeResult(kmat, m, n_frames, n_clips, dropped, sorted(data["clip_id"].cast(pl.String).unique().to_list()),
-                           measured)
+    return KnowledgeResult(
+        kmat, m, n_frames, n_clips, dropped, sorted(data["clip_id"].cast(pl.String).unique().to_list()), measured
+    )
 
 
-def combine_knowledge(matrices: list[np.ndarray], shift: float | str = DEFAULT_SHIFT,
-                      measured: list[np.ndarray | None] | None = None) -> np.ndarray:
+def combine_knowledge(
+    matrices: list[np.ndarray], shift: float | str = DEFAULT_SHIFT, measured: list[np.ndarray | None] | None = None
+) -> np.ndarray:
     """C = sigmoid(sum_d K_d - S) (§3.1). ``shift="auto"`` uses S = D / 2 (D datasets).
 
     ``measured`` (one (18,) bool per matrix, None = all measured) says which K columns each source

@@ -66,8 +66,9 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[Knowledg
     from .au_sources import read_mapping_file
 
     mapping = read_mapping_file(spec.mapping) if spec.mapping is not None else None
-    folder = read_au_dir(spec.openface_dir, source=spec.source, mapping=mapping, allow_mixed=spec.allow_mixed,
-                         **reader_options)
+    folder = read_au_dir(
+        spec.openface_dir, source=spec.source, mapping=mapping, allow_mixed=spec.allow_mixed, **reader_options
+    )
     frames = folder.frames
     counts: dict[str, int] = {"OpenFace clips": len(folder.clips), "OpenFace frames": frames.height}
     if folder.skipped:
@@ -100,17 +101,22 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[Knowledg
         counts["labelled clips without OpenFace CSV"] = labels.filter(~pl.col("clip_id").is_in(list(have))).height
         counts["OpenFace clips without label"] = len(have - set(labels["clip_id"].to_list()))
         if labels.height and have and not have & set(labels["clip_id"].to_list()):
-            raise InputError(f"dataset {spec.name}: no labelled clip has an AU CSV in {spec.openface_dir} (labels e.g. "
-                              f"{', '.join(labels['clip_id'].head(3).to_list())}; CSV clip ids e.g. {', '.join(sorted(have)[:3])}); "
-                              f"the labels and the AU folder do not describe the same clips")
+            raise InputError(
+                f"dataset {spec.name}: no labelled clip has an AU CSV in {spec.openface_dir} (labels e.g. "
+                f"{', '.join(labels['clip_id'].head(3).to_list())}; CSV clip ids e.g. {', '.join(sorted(have)[:3])}); "
+                f"the labels and the AU folder do not describe the same clips"
+            )
     probs = None
     if spec.frame_probs is not None:
-        probs = read_csv_table(spec.frame_probs, ("clip_id", "frame", *[f"p{i}" for i in range(7)]), what="frame probabilities")
+        probs = read_csv_table(
+            spec.frame_probs, ("clip_id", "frame", *[f"p{i}" for i in range(7)]), what="frame probabilities"
+        )
         probs = _checked_frame_probs(spec.frame_probs, probs)
         if spec.name in ("dfew", "mafw"):
             probs = probs.with_columns(clip_key())
-    result = extract_knowledge(frames, labels, zeros=spec.zeros, frame_probs=probs, theta=spec.theta,
-                               min_confidence=spec.min_confidence)
+    result = extract_knowledge(
+        frames, labels, zeros=spec.zeros, frame_probs=probs, theta=spec.theta, min_confidence=spec.min_confidence
+    )
     counts.update({f"frames dropped: {k}": v for k, v in result.dropped.items()})
     counts["clips used"] = int(result.clips_per_expression.sum())
     counts["frames used"] = int(result.frames_per_expression.sum())
@@ -150,13 +156,21 @@ def _check_config_values(config: dict) -> None:
 
     extra = set(config) - {"datasets", "shift", "out", "heatmap"}
     if extra:
-        raise InputError(f"knowledge config: unknown key(s) {', '.join(sorted(extra))}; expected datasets, shift, out, heatmap")
+        raise InputError(
+            f"knowledge config: unknown key(s) {', '.join(sorted(extra))}; expected datasets, shift, out, heatmap"
+        )
     if "out" in config and not (isinstance(config["out"], str) and config["out"].strip()):
         raise _bad("", "out", config["out"], "a CSV file name (default K.csv)")
-    if "heatmap" in config and config["heatmap"] is not None and not (isinstance(config["heatmap"], str) and config["heatmap"].strip()):
+    if (
+        "heatmap" in config
+        and config["heatmap"] is not None
+        and not (isinstance(config["heatmap"], str) and config["heatmap"].strip())
+    ):
         raise _bad("", "heatmap", config["heatmap"], "a PNG file name or null")
     shift = config.get("shift", DEFAULT_SHIFT)
-    if not (shift == "auto" or (isinstance(shift, (int, float)) and not isinstance(shift, bool) and math.isfinite(shift))):
+    if not (
+        shift == "auto" or (isinstance(shift, (int, float)) and not isinstance(shift, bool) and math.isfinite(shift))
+    ):
         raise _bad("", "shift", shift, "a number or 'auto'")
 
 
@@ -196,18 +210,24 @@ def _checked_frame_probs(path, probs: pl.DataFrame) -> pl.DataFrame:
     frame = probs["frame"].str.strip_chars().cast(pl.Int64, strict=False)
     bad = probs.filter(frame.is_null())
     if bad.height:
-        raise InputError(f"{path}: row {int(bad['_row'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected an integer frame number")
+        raise InputError(
+            f"{path}: row {int(bad['_row'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected an integer frame number"
+        )
     out = probs.with_columns(frame.alias("frame"))
     for c in pcols:
         v = out[c].str.strip_chars().cast(pl.Float64, strict=False)
         bad = out.filter(v.is_null() | v.is_nan() | (v < 0) | (v > 1))
         if bad.height:
-            raise InputError(f"{path}: row {int(bad['_row'][0]) + 2}, column {c}: {bad[c][0]!r}; expected a probability in [0, 1]")
+            raise InputError(
+                f"{path}: row {int(bad['_row'][0]) + 2}, column {c}: {bad[c][0]!r}; expected a probability in [0, 1]"
+            )
         out = out.with_columns(v.alias(c))
     dup = out.filter(pl.struct("clip_id", "frame").is_duplicated())
     if dup.height:
-        raise InputError(f"{path}: rows {int(dup['_row'][0]) + 2} and {int(dup['_row'][1]) + 2}: clip {dup['clip_id'][0]} frame "
-                          f"{int(dup['frame'][0])} appears twice; expected one row per frame")
+        raise InputError(
+            f"{path}: rows {int(dup['_row'][0]) + 2} and {int(dup['_row'][1]) + 2}: clip {dup['clip_id'][0]} frame "
+            f"{int(dup['frame'][0])} appears twice; expected one row per frame"
+        )
     return out.drop("_row")
 
 
@@ -228,16 +248,26 @@ def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) ->
         if unknown:
             raise InputError(f"knowledge config: dataset {i}: unknown key(s) {', '.join(sorted(unknown))}")
         _check_entry_values(i, entry)
-        entry = {k: (base / v if k in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping")
-                     and v is not None else v)
-                 for k, v in entry.items()}
+        entry = {
+            k: (
+                base / v
+                if k in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping") and v is not None
+                else v
+            )
+            for k, v in entry.items()
+        }
         spec = DatasetSpec(**entry)
         result, counts = knowledge_for_dataset(spec)
         path = out.with_name(f"{out.stem}_{spec.label}{out.suffix}")
         write_csv(result.table(), path)
-        write_provenance(path, what="knowledge", clip_ids=result.clip_ids, dataset=spec.name, extra=knowledge_provenance(result))
-        log(f"{spec.label}: " + "; ".join(f"{k} {v}" for k, v in counts.items())
-            + f"; unmeasured K columns {', '.join(result.unmeasured)} -> {path}")
+        write_provenance(
+            path, what="knowledge", clip_ids=result.clip_ids, dataset=spec.name, extra=knowledge_provenance(result)
+        )
+        log(
+            f"{spec.label}: "
+            + "; ".join(f"{k} {v}" for k, v in counts.items())
+            + f"; unmeasured K columns {', '.join(result.unmeasured)} -> {path}"
+        )
         matrices.append(result.matrix)
         measured.append(result.measured)
         results[spec.label] = {"result": result, "counts": counts, "path": path}
@@ -245,14 +275,25 @@ def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) ->
     combined = combine_knowledge(matrices, shift, measured)
     write_csv(expression_table(combined), out)
     never = [a for a, *ms in zip(AUS, *measured) if not any(ms)]
-    write_provenance(out, what="knowledge", clip_ids=sorted({c for r in results.values() for c in r["result"].clip_ids}),
-                     dataset="+".join(results), extra={"unmeasured_aus": never})
-    log(f"combined {len(matrices)} dataset(s) with shift {shift} (per AU over the datasets that measured it; "
-        f"measured by none: {', '.join(never) or 'none'}) -> {out}")
+    write_provenance(
+        out,
+        what="knowledge",
+        clip_ids=sorted({c for r in results.values() for c in r["result"].clip_ids}),
+        dataset="+".join(results),
+        extra={"unmeasured_aus": never},
+    )
+    log(
+        f"combined {len(matrices)} dataset(s) with shift {shift} (per AU over the datasets that measured it; "
+        f"measured by none: {', '.join(never) or 'none'}) -> {out}"
+    )
     if config.get("heatmap"):
         from .reports import plot_knowledge
 
-        plot_knowledge(combined, base / str(config["heatmap"]), title=f"AU-expression knowledge ({', '.join(results)})",
-                       unmeasured=never)
+        plot_knowledge(
+            combined,
+            base / str(config["heatmap"]),
+            title=f"AU-expression knowledge ({', '.join(results)})",
+            unmeasured=never,
+        )
         log(f"heatmap -> {base / str(config['heatmap'])}")
     return {"combined": combined, "datasets": results}

@@ -29,8 +29,13 @@ from .io import expression_table, read_csv_table
 from .vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, expression_index
 
 __all__ = [
-    "video_au_labels", "pos_weights", "PosWeights", "official_pos_weights", "STRATEGIES",
-    "default_minor_classes", "read_au_labels",
+    "video_au_labels",
+    "pos_weights",
+    "PosWeights",
+    "official_pos_weights",
+    "STRATEGIES",
+    "default_minor_classes",
+    "read_au_labels",
 ]
 
 STRATEGIES = ("global", "distinct", "minor")
@@ -52,18 +57,23 @@ def video_au_labels(
     if min_confidence is not None:
         valid = valid & (pl.col("confidence") >= min_confidence)
     if min_confidence is not None and frames.height and frames["confidence"].null_count():
-        raise InputError("--min-confidence: the AU source gives no face confidence for some frames "
-                          "(e.g. LibreFace writes none); leave the option out")
+        raise InputError(
+            "--min-confidence: the AU source gives no face confidence for some frames "
+            "(e.g. LibreFace writes none); leave the option out"
+        )
     agg = [pl.len().cast(pl.Int64).alias("n_frames"), valid.cast(pl.Int64).sum().alias("n_valid")]
-    agg += [
-        (pl.col(c).cast(pl.Int64) * valid.cast(pl.Int64)).sum().alias(au) for c, au in zip(PRESENCE_COLUMNS, AUS)
-    ]
+    agg += [(pl.col(c).cast(pl.Int64) * valid.cast(pl.Int64)).sum().alias(au) for c, au in zip(PRESENCE_COLUMNS, AUS)]
     # per AU, the valid frames that measured it: a null presence (a tool without that AU) is unknown, not 0
-    agg += [(valid & pl.col(c).is_not_null()).cast(pl.Int64).sum().alias(f"_n_{au}") for c, au in zip(PRESENCE_COLUMNS, AUS)]
+    agg += [
+        (valid & pl.col(c).is_not_null()).cast(pl.Int64).sum().alias(f"_n_{au}") for c, au in zip(PRESENCE_COLUMNS, AUS)
+    ]
     out = frames.group_by("clip_id").agg(agg)
     # "at least half": 2 * positives >= n (valid frames measuring the AU), exact in integers
     out = out.with_columns(
-        pl.when(pl.col(f"_n_{au}") > 0).then((2 * pl.col(au) >= pl.col(f"_n_{au}")).cast(pl.Int8)).otherwise(None).alias(au)
+        pl.when(pl.col(f"_n_{au}") > 0)
+        .then((2 * pl.col(au) >= pl.col(f"_n_{au}")).cast(pl.Int8))
+        .otherwise(None)
+        .alias(au)
         for au in AUS
     ).select("clip_id", "n_frames", "n_valid", *AUS)
     if clips is not None:
@@ -83,7 +93,9 @@ def read_au_labels(path) -> pl.DataFrame:
     for au in AUS:
         bad = df.with_row_index().filter(pl.col(au).is_not_null() & ~pl.col(au).str.strip_chars().is_in(["0", "1", ""]))
         if bad.height:
-            raise InputError(f"{path}: row {int(bad['index'][0]) + 2}, column {au}: {bad[au][0]!r}; expected 0, 1 or empty")
+            raise InputError(
+                f"{path}: row {int(bad['index'][0]) + 2}, column {au}: {bad[au][0]!r}; expected 0, 1 or empty"
+            )
     return df.select(
         pl.col("clip_id").str.strip_chars(),
         *[pl.col(au).str.strip_chars().replace("", None).cast(pl.Int8) for au in AUS],
@@ -174,8 +186,17 @@ def pos_weights(
         if strategy == "minor":
             major = [i for i in range(k) if i not in minor_idx]
             values[major] = 1.0
-    return PosWeights(values, strategy, minor_idx, class_counts, positives, n_missing, n_unlabelled,
-                      counted["clip_id"].cast(pl.String).to_list(), known_counts)
+    return PosWeights(
+        values,
+        strategy,
+        minor_idx,
+        class_counts,
+        positives,
+        n_missing,
+        n_unlabelled,
+        counted["clip_id"].cast(pl.String).to_list(),
+        known_counts,
+    )
 
 
 # The authors' hard-coded tables, for a faithful reproduction of their runs.

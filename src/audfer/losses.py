@@ -27,14 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vocab import AUS, EXPRESSIONS
 from .errors import ConfigError
+from .vocab import AUS, EXPRESSIONS
 
 __all__ = ["AULoss", "AUDFERLoss", "AUDFERLossOutput", "mix_batch_targets", "element_mask"]
 
 
 def _as_tensor(x) -> torch.Tensor:
-    return x.detach().clone().double() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    return (
+        x.detach().clone().double() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    )
 
 
 def element_mask(au_targets: torch.Tensor, au_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,8 +85,13 @@ class AULoss(nn.Module):
             pw = y @ self.pos_weight if self.pos_weight_mode == "table" else self.pos_weight.expand_as(k)
         return k, pw
 
-    def forward(self, au_logits: torch.Tensor, labels: torch.Tensor, au_targets: torch.Tensor,
-                au_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        au_logits: torch.Tensor,
+        labels: torch.Tensor,
+        au_targets: torch.Tensor,
+        au_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         targets = au_targets.to(au_logits.dtype)
         valid = element_mask(targets, au_mask)
         targets = torch.nan_to_num(targets, nan=0.0)
@@ -105,8 +112,15 @@ class AUDFERLossOutput(NamedTuple):
 class AUDFERLoss(nn.Module):
     """(1 - λ) * CE + λ * L_AU (Eq. 10). ``forward`` returns the total; ``components`` all three."""
 
-    def __init__(self, knowledge, pos_weight=None, au_weight: float = 0.25, label_smoothing: float = 0.0,
-                 scale: float = 5.0, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        knowledge,
+        pos_weight=None,
+        au_weight: float = 0.25,
+        label_smoothing: float = 0.0,
+        scale: float = 5.0,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__()
         if not 0.0 <= au_weight <= 1.0:
             raise ConfigError(f"au_weight (λ) must be in [0, 1], got {au_weight}")
@@ -126,8 +140,14 @@ class AUDFERLoss(nn.Module):
         return self.components(expr_logits, au_logits, labels, au_targets, au_mask).total
 
 
-def mix_batch_targets(labels: torch.Tensor, au_targets: torch.Tensor, au_mask: torch.Tensor | None, lam,
-                      index: torch.Tensor, num_classes: int = len(EXPRESSIONS)):
+def mix_batch_targets(
+    labels: torch.Tensor,
+    au_targets: torch.Tensor,
+    au_mask: torch.Tensor | None,
+    lam,
+    index: torch.Tensor,
+    num_classes: int = len(EXPRESSIONS),
+):
     """Targets of a mixed batch ``lam * x + (1 - lam) * x[index]`` (mixup; cutmix with lam = kept area).
 
     Returns soft labels (B, C), mixed AU targets (B, 18) and the (B, 18) AU mask (known only where both

@@ -35,7 +35,14 @@ from .errors import AudferError, ConfigError, InputError
 from .io import write_json, write_parquet
 from .vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
-__all__ = ["read_openface", "read_openface_dir", "read_au_dir", "OpenFaceFolder", "OpenFaceWarning", "CANONICAL_COLUMNS"]
+__all__ = [
+    "read_openface",
+    "read_openface_dir",
+    "read_au_dir",
+    "OpenFaceFolder",
+    "OpenFaceWarning",
+    "CANONICAL_COLUMNS",
+]
 
 META_COLUMNS = ("frame", "timestamp", "confidence", "success", "face_id")
 AU_COLUMNS = INTENSITY_COLUMNS + PRESENCE_COLUMNS
@@ -73,8 +80,12 @@ def _parse_fast(raw: bytes, header: bytes, names: list[str], wanted: list[str]) 
     index = [names.index(c) for c in wanted]
     raw_names = header.rstrip(b"\r").decode("utf-8", "replace").split(",")
     try:
-        df = pl.read_csv(io.BytesIO(raw), columns=index, schema_overrides={raw_names[i]: pl.Float64 for i in index},
-                         infer_schema=False)
+        df = pl.read_csv(
+            io.BytesIO(raw),
+            columns=index,
+            schema_overrides={raw_names[i]: pl.Float64 for i in index},
+            infer_schema=False,
+        )
     except Exception:
         return None
     if [c.strip(" \t\r") for c in df.columns] != [raw_names[i].strip(" \t\r") for i in index]:
@@ -89,10 +100,11 @@ def _parse_careful(path: Path, raw: bytes, names: list[str], wanted: list[str]) 
     """Whitespace removed everywhere, then parsed; on failure the first offending row/cell is named."""
     clean = raw.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"")
     lines = clean.split(b"\n")
-    body = b",".join(n.encode() for n in names) + clean[len(lines[0]):]
+    body = b",".join(n.encode() for n in names) + clean[len(lines[0]) :]
     try:
-        df = pl.read_csv(io.BytesIO(body), columns=wanted, schema_overrides={c: pl.Float64 for c in wanted},
-                         infer_schema=False)
+        df = pl.read_csv(
+            io.BytesIO(body), columns=wanted, schema_overrides={c: pl.Float64 for c in wanted}, infer_schema=False
+        )
     except Exception:
         raise _bad_cell(path, lines, names, wanted) from None
     nulls = [c for c in wanted if df[c].null_count()]
@@ -119,20 +131,25 @@ def _first_bad_value(path: Path, df: pl.DataFrame, wanted: list[str]) -> AudferE
             return AudferError(f"{path}: row {r + 2}, column {c}: {float(col[c][r])!r}; expected a finite number")
     for c in INTENSITY_COLUMNS:
         if (r := first((col[c] < 0) | (col[c] > 5))) is not None:
-            return AudferError(f"{path}: row {r + 2}, column {c}: {float(col[c][r])!r}; expected an intensity in [0, 5]")
+            return AudferError(
+                f"{path}: row {r + 2}, column {c}: {float(col[c][r])!r}; expected an intensity in [0, 5]"
+            )
     if "frame" in col:
         frame = col["frame"]
         if (r := first((frame < 0) | (frame != np.floor(frame)))) is not None:
-            return AudferError(f"{path}: row {r + 2}, column frame: {float(frame[r])!r}; expected a frame number "
-                               f"(an integer >= 0)")
+            return AudferError(
+                f"{path}: row {r + 2}, column frame: {float(frame[r])!r}; expected a frame number (an integer >= 0)"
+            )
         if frame.max() > 0:  # Windows 2.0.x writes frame 0 everywhere: numbered from timestamps later
             keys = np.stack([frame, col["face_id"]], axis=1) if "face_id" in col else frame[:, None]
             _, firsts = np.unique(keys, axis=0, return_index=True)
             repeat = np.ones(len(frame), bool)
             repeat[firsts] = False
             if (r := first(repeat)) is not None:
-                return AudferError(f"{path}: row {r + 2}, column frame: frame {int(frame[r])} appears twice"
-                                   f"{' for the same face_id' if 'face_id' in col else ''}; expected one row per frame")
+                return AudferError(
+                    f"{path}: row {r + 2}, column frame: frame {int(frame[r])} appears twice"
+                    f"{' for the same face_id' if 'face_id' in col else ''}; expected one row per frame"
+                )
     for c in ("success", *PRESENCE_COLUMNS):
         if c in col and (r := first((col[c] != 0) & (col[c] != 1))) is not None:
             return AudferError(f"{path}: row {r + 2}, column {c}: {float(col[c][r])!r}; expected 0 or 1")
@@ -208,7 +225,9 @@ def read_openface(
     exprs.append(
         pl.col("success").cast(pl.Int8) if "success" in df.columns else pl.lit(1, dtype=pl.Int8).alias("success")
     )
-    exprs.append(pl.col("face_id").cast(pl.Int64) if "face_id" in df.columns else pl.lit(0, dtype=pl.Int64).alias("face_id"))
+    exprs.append(
+        pl.col("face_id").cast(pl.Int64) if "face_id" in df.columns else pl.lit(0, dtype=pl.Int64).alias("face_id")
+    )
     exprs += [pl.col(c).cast(pl.Float32) for c in INTENSITY_COLUMNS]
     exprs += [pl.col(c).cast(pl.Int8) for c in PRESENCE_COLUMNS]
     out = df.select(exprs)
@@ -253,8 +272,9 @@ class OpenFaceFolder:
     mapping: object = field(default=None, repr=False)  #: the ``au_sources.AUMapping`` of a ``table`` source
 
 
-def _read_chunk(paths: list[str], face_id: int | None, strict: bool, on_error: str, source: str = "openface",
-                mapping=None):
+def _read_chunk(
+    paths: list[str], face_id: int | None, strict: bool, on_error: str, source: str = "openface", mapping=None
+):
     from .au_sources import read_au_file
 
     frames, skipped, notes, sources = [], [], [], {}
@@ -313,6 +333,7 @@ def read_au_dir(
     from dataclasses import asdict
 
     from .au_sources import SOURCES
+
     if on_error not in ("raise", "skip"):
         raise ConfigError("on_error must be 'raise' or 'skip'")
     directory = Path(directory)
@@ -331,8 +352,14 @@ def read_au_dir(
         raise InputError(f"unknown AU source {source!r}; expected one of {', '.join(SOURCES)} or auto")
     if source == "table" and mapping is None:
         raise InputError("--source table needs --mapping (a YAML file naming each AU column)")
-    options = {"version": _CACHE_VERSION, "face_id": face_id, "strict": strict, "on_error": on_error,
-               "source": source, "mapping": None if mapping is None else json.loads(json.dumps(asdict(mapping)))}
+    options = {
+        "version": _CACHE_VERSION,
+        "face_id": face_id,
+        "strict": strict,
+        "on_error": on_error,
+        "source": source,
+        "mapping": None if mapping is None else json.loads(json.dumps(asdict(mapping))),
+    }
     key = hashlib.sha1(json.dumps([str(directory.resolve()), options]).encode()).hexdigest()[:16]
     cache_path = _cache_root(cache_dir) / "openface" / key
     cached = pl.DataFrame()
@@ -347,7 +374,9 @@ def read_au_dir(
                 old_skipped = {c: r for c, r in manifest.get("skipped", {}).items() if c in fresh}
                 old_sources = {c: r for c, r in manifest.get("sources", {}).items() if c in fresh}
                 if fresh:
-                    cached = pl.read_parquet(cache_path / "frames.parquet", glob=False).filter(pl.col("clip_id").is_in(list(fresh)))
+                    cached = pl.read_parquet(cache_path / "frames.parquet", glob=False).filter(
+                        pl.col("clip_id").is_in(list(fresh))
+                    )
         except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
             fresh, cached, old_skipped, old_sources = set(), pl.DataFrame(), {}, {}
 
@@ -389,9 +418,11 @@ def read_au_dir(
     if len(kinds) > 1 and not allow_mixed:
         by = {k: sorted(c for c, v in sources.items() if v == k) for k in kinds}
         shown = "; ".join(f"{k}: {len(v)} file(s), e.g. {', '.join(v[:2])}" for k, v in by.items())
-        raise InputError(f"{directory}: AU files from {len(kinds)} different tools ({shown}); AUs one tool lacks "
-                          f"would be unknown for some clips only: use one tool, or allow mixing explicitly "
-                          f"(--allow-mixed / data.au_allow_mixed=true)")
+        raise InputError(
+            f"{directory}: AU files from {len(kinds)} different tools ({shown}); AUs one tool lacks "
+            f"would be unknown for some clips only: use one tool, or allow mixing explicitly "
+            f"(--allow-mixed / data.au_allow_mixed=true)"
+        )
     for msg in notes:
         warnings.warn(msg, OpenFaceWarning, stacklevel=2)
     schema = {"clip_id": pl.String, **_canonical_schema()}
@@ -400,17 +431,24 @@ def read_au_dir(
     if cache and todo:
         try:
             write_parquet(frames, cache_path / "frames.parquet")
-            write_json({"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources},
-                       cache_path / "manifest.json")
+            write_json(
+                {"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources},
+                cache_path / "manifest.json",
+            )
         except OSError as exc:
             warnings.warn(f"could not write the OpenFace cache at {cache_path}: {exc}", OpenFaceWarning, stacklevel=2)
-    return OpenFaceFolder(frames=frames, clips=stems, skipped=sorted(skipped), from_cache=len(fresh), sources=sources,
-                          mapping=mapping)
+    return OpenFaceFolder(
+        frames=frames, clips=stems, skipped=sorted(skipped), from_cache=len(fresh), sources=sources, mapping=mapping
+    )
 
 
 def _canonical_schema() -> dict[str, pl.DataType]:
     schema: dict[str, pl.DataType] = {
-        "frame": pl.Int64, "timestamp": pl.Float64, "confidence": pl.Float64, "success": pl.Int8, "face_id": pl.Int64,
+        "frame": pl.Int64,
+        "timestamp": pl.Float64,
+        "confidence": pl.Float64,
+        "success": pl.Int8,
+        "face_id": pl.Int64,
     }
     schema.update({c: pl.Float32 for c in INTENSITY_COLUMNS})
     schema.update({c: pl.Int8 for c in PRESENCE_COLUMNS})

@@ -30,15 +30,33 @@ def ids_digest(ids) -> str:
     return hashlib.sha256("\n".join(sorted(map(str, ids))).encode()).hexdigest()
 
 
-def write_provenance(path: str | Path, *, what: str, clip_ids, dataset: str | None = None, fold: int | None = None,
-                     split: str | None = None, source: str | None = None, extra: dict | None = None) -> Path:
+def write_provenance(
+    path: str | Path,
+    *,
+    what: str,
+    clip_ids,
+    dataset: str | None = None,
+    fold: int | None = None,
+    split: str | None = None,
+    source: str | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write the sidecar of ``path`` (atomically). ``extra``: more facts, e.g. ``au_source`` (which AU tool,
     which AUs it lacks) and ``unmeasured_aus`` of a K (read back by ``audfer knowledge --combine``)."""
     from .io import write_json
 
     ids = sorted({str(i) for i in clip_ids})
-    record = {"what": what, "dataset": dataset, "fold": fold, "split": split, "source": source, **(extra or {}),
-              "n_clips": len(ids), "clip_ids_sha256": ids_digest(ids), "clip_ids": ids}
+    record = {
+        "what": what,
+        "dataset": dataset,
+        "fold": fold,
+        "split": split,
+        "source": source,
+        **(extra or {}),
+        "n_clips": len(ids),
+        "clip_ids_sha256": ids_digest(ids),
+        "clip_ids": ids,
+    }
     out = sidecar(path)
     write_json(record, out)
     return out
@@ -65,18 +83,27 @@ def check_no_test_clips(path: str | Path, what: str, test_ids, *, allow: bool, w
     from .data.annotations import keyed
 
     record = read_provenance(path)
-    info = {"file": str(path), "provenance": None if record is None else {k: v for k, v in record.items() if k != "clip_ids"},
-            "test_clips": None}
+    info = {
+        "file": str(path),
+        "provenance": None if record is None else {k: v for k, v in record.items() if k != "clip_ids"},
+        "test_clips": None,
+    }
     if record is None:
-        warnings.warn(f"{path}: {what} has no provenance sidecar ({sidecar(path).name}); cannot check that it was computed "
-                      f"without test clips", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: {what} has no provenance sidecar ({sidecar(path).name}); cannot check that it was computed "
+            f"without test clips",
+            UserWarning,
+            stacklevel=3,
+        )
         return info
     used = set(keyed(pl.DataFrame({"clip_id": record["clip_ids"]}, schema={"clip_id": pl.String}))["clip_id"].to_list())
     test = keyed(pl.DataFrame({"clip_id": list(test_ids)}, schema={"clip_id": pl.String}))["clip_id"].to_list()
     overlap = sorted(used.intersection(test))
     info["test_clips"] = len(overlap)
     if overlap and not allow:
-        raise InputError(f"{path}: {what} was computed from {len(overlap)} clip(s) of the {where} test split "
-                          f"(e.g. {', '.join(overlap[:5])}); use one computed on the training clips, or set "
-                          f"au.allow_test_overlap=true to accept the leak deliberately")
+        raise InputError(
+            f"{path}: {what} was computed from {len(overlap)} clip(s) of the {where} test split "
+            f"(e.g. {', '.join(overlap[:5])}); use one computed on the training clips, or set "
+            f"au.allow_test_overlap=true to accept the leak deliberately"
+        )
     return info

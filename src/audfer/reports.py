@@ -19,15 +19,22 @@ def _pyplot():
     return plt
 
 
-def plot_knowledge(matrix: np.ndarray, path: str | os.PathLike, *, title: str = "AU-expression knowledge",
-                   unmeasured: list[str] | tuple[str, ...] = ()) -> None:
+def plot_knowledge(
+    matrix: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str = "AU-expression knowledge",
+    unmeasured: list[str] | tuple[str, ...] = (),
+) -> None:
     """Heatmap of a 7 x 18 knowledge matrix with its values, like the paper's Fig. 4. ``unmeasured`` AU
     columns (fills, not measurements: §3.1's AU28 rule) are starred and explained under the plot."""
     plt = _pyplot()
     matrix = np.asarray(matrix, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(12, 4.2))
     im = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(AUS)), [a + ("*" if a in unmeasured else "") for a in AUS], rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(
+        range(len(AUS)), [a + ("*" if a in unmeasured else "") for a in AUS], rotation=45, ha="right", fontsize=8
+    )
     if unmeasured:
         ax.set_xlabel("* not measured by the AU source: the column is the mean of the measured entries", fontsize=8)
     ax.set_yticks(range(len(EXPRESSIONS)), EXPRESSIONS, fontsize=9)
@@ -51,7 +58,9 @@ def _save(fig, path) -> None:
     plt.close(fig)
 
 
-def plot_confusions(matrices: dict[str, np.ndarray], names, path, *, title: str = "Normalised confusion matrices") -> None:
+def plot_confusions(
+    matrices: dict[str, np.ndarray], names, path, *, title: str = "Normalised confusion matrices"
+) -> None:
     """Row-normalised confusion matrices side by side (Fig. 6: baseline vs AU-DFER)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.3), squeeze=False)
@@ -65,7 +74,15 @@ def plot_confusions(matrices: dict[str, np.ndarray], names, path, *, title: str 
         ax.set_title(label, fontsize=10)
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if m[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if m[i, j] > 0.5 else "black",
+                )
     fig.suptitle(title, fontsize=11)
     _save(fig, path)
 
@@ -78,7 +95,9 @@ def plot_tsne(features: dict[str, tuple[np.ndarray, np.ndarray]], names, path, *
     fig, axes = plt.subplots(1, len(features), figsize=(5 * len(features), 4.6), squeeze=False)
     for ax, (label, (x, y)) in zip(axes[0], features.items()):
         perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
-        emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(np.asarray(x, np.float64))
+        emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+            np.asarray(x, np.float64)
+        )
         for c, name in enumerate(names):
             sel = np.asarray(y) == c
             ax.scatter(emb[sel, 0], emb[sel, 1], s=8, label=name)
@@ -109,8 +128,20 @@ def plot_lambda(lams, war, uar, path, *, war_std=None, uar_std=None) -> None:
     """WAR and UAR against the loss ratio λ (Fig. 5)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    ax.errorbar(lams, 100 * np.asarray(war), yerr=None if war_std is None else 100 * np.asarray(war_std), marker="o", label="WAR")
-    ax.errorbar(lams, 100 * np.asarray(uar), yerr=None if uar_std is None else 100 * np.asarray(uar_std), marker="s", label="UAR")
+    ax.errorbar(
+        lams,
+        100 * np.asarray(war),
+        yerr=None if war_std is None else 100 * np.asarray(war_std),
+        marker="o",
+        label="WAR",
+    )
+    ax.errorbar(
+        lams,
+        100 * np.asarray(uar),
+        yerr=None if uar_std is None else 100 * np.asarray(uar_std),
+        marker="s",
+        label="UAR",
+    )
     ax.set_xlabel("λ (AU loss ratio, Eq. 10)")
     ax.set_ylabel("%")
     ax.legend()

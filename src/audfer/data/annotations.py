@@ -29,7 +29,16 @@ import polars as pl
 from ..errors import InputError
 from ..vocab import EXPRESSIONS, MAFW_CLASSES, MAFW_TO_7, expression_index
 
-RAVDESS_EMOTIONS = {1: "neutral", 2: "calm", 3: "happy", 4: "sad", 5: "angry", 6: "fearful", 7: "disgust", 8: "surprised"}
+RAVDESS_EMOTIONS = {
+    1: "neutral",
+    2: "calm",
+    3: "happy",
+    4: "sad",
+    5: "angry",
+    6: "fearful",
+    7: "disgust",
+    8: "surprised",
+}
 
 
 def clip_key(col: str = "clip_id") -> pl.Expr:
@@ -38,7 +47,12 @@ def clip_key(col: str = "clip_id") -> pl.Expr:
     write it (``25``, ``025`` and ``00025`` are clip ``00025``; ``123456`` stays as it is); any other id is
     compared as written (FERV39k ``Action_Happy_0267``, RAVDESS stems)."""
     c = pl.col(col).cast(pl.String).str.strip_chars()
-    return pl.when(c.str.contains(r"^\d+$")).then(c.cast(pl.Int64, strict=False).cast(pl.String).str.zfill(5)).otherwise(c).alias(col)
+    return (
+        pl.when(c.str.contains(r"^\d+$"))
+        .then(c.cast(pl.Int64, strict=False).cast(pl.String).str.zfill(5))
+        .otherwise(c)
+        .alias(col)
+    )
 
 
 def keyed(table: pl.DataFrame, col: str = "clip_id") -> pl.DataFrame:
@@ -60,7 +74,7 @@ def _split_lines(split: str, path_of, what: str):
     ``split`` is train, test or all (both)."""
     if split not in ("train", "test", "all"):
         raise InputError(f"split must be train, test or all, got {split!r}")
-    for part in (("train", "test") if split == "all" else (split,)):
+    for part in ("train", "test") if split == "all" else (split,):
         path = path_of(part)
         if not path.is_file():
             raise InputError(f"{path}: {what} split file not found")
@@ -74,8 +88,11 @@ def dfew_labels(root: str | Path, fold: int = 1, split: str = "train") -> pl.Dat
     _check_fold(fold)
     root = Path(root)
     ids, labels = [], []
-    lines = _split_lines(split, lambda part: root / "EmoLabel_DataSplit" / f"{part}(single-labeled)" / f"set_{fold}.csv",
-                         "DFEW (expected <root>/EmoLabel_DataSplit/...)")
+    lines = _split_lines(
+        split,
+        lambda part: root / "EmoLabel_DataSplit" / f"{part}(single-labeled)" / f"set_{fold}.csv",
+        "DFEW (expected <root>/EmoLabel_DataSplit/...)",
+    )
     for path, row, line in lines:
         cells = [c.strip() for c in line.split(",")]
         if row == 1:
@@ -93,8 +110,11 @@ def ferv39k_labels(root: str | Path, split: str = "train") -> pl.DataFrame:
     """FERV39k's All_scenes split (``split``: train, test or all); ids ``Scene_Emotion_ID``."""
     root = Path(root)
     ids, labels = [], []
-    lines = _split_lines(split, lambda part: root / "4_setups" / "All_scenes" / f"{part}_All.csv",
-                         "FERV39k (expected <root>/4_setups/All_scenes/...)")
+    lines = _split_lines(
+        split,
+        lambda part: root / "4_setups" / "All_scenes" / f"{part}_All.csv",
+        "FERV39k (expected <root>/4_setups/All_scenes/...)",
+    )
     for path, row, line in lines:
         cells = line.split()
         if len(cells) != 2 or cells[0].count("/") != 2:
@@ -111,8 +131,11 @@ def mafw_labels(root: str | Path, fold: int = 1, split: str = "train", *, classe
         raise InputError(f"MAFW classes must be 7 (our view) or 11 (MAFW's own), got {classes}")
     root = Path(root)
     ids, labels = [], []
-    lines = _split_lines(split, lambda part: root / "split" / "single" / "no_caption" / f"set_{fold}" / f"{part}.txt",
-                         "MAFW (expected <root>/split/single/no_caption/...)")
+    lines = _split_lines(
+        split,
+        lambda part: root / "split" / "single" / "no_caption" / f"set_{fold}" / f"{part}.txt",
+        "MAFW (expected <root>/split/single/no_caption/...)",
+    )
     for path, row, line in lines:
         cells = line.split()
         if len(cells) != 2 or cells[1].lower() not in MAFW_CLASSES:
@@ -183,10 +206,25 @@ def affwild2_frame_labels(annotations: str | Path) -> tuple[pl.DataFrame, dict[s
                 continue
             frames.append(row - 1)
             labels.append(mapping[value])
-        parts.append(pl.DataFrame({"clip_id": [path.stem] * len(frames), "frame": pl.Series(frames, dtype=pl.Int64),
-                                   "label": pl.Series(labels, dtype=pl.Int8)}))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "clip_id": [path.stem] * len(frames),
+                    "frame": pl.Series(frames, dtype=pl.Int64),
+                    "label": pl.Series(labels, dtype=pl.Int8),
+                }
+            )
+        )
     return pl.concat(parts), left_out
 
 
-__all__ = ["dfew_labels", "ferv39k_labels", "mafw_labels", "ravdess_labels", "affwild2_frame_labels",
-           "MAFW_CLASSES", "MAFW_TO_7", "EXPRESSIONS"]
+__all__ = [
+    "dfew_labels",
+    "ferv39k_labels",
+    "mafw_labels",
+    "ravdess_labels",
+    "affwild2_frame_labels",
+    "MAFW_CLASSES",
+    "MAFW_TO_7",
+    "EXPRESSIONS",
+]

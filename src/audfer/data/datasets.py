@@ -43,11 +43,19 @@ def _index(rows: list[tuple[str, int, Path | None, str]], on_missing: str) -> "C
     missing = [(cid, where) for cid, _, path, where in rows if path is None]
     if missing and on_missing == "raise":
         cid, where = missing[0]
-        raise InputError(f"{where}: clip {cid}: no frame folder or video found"
-                          + (f" ({len(missing)} clips missing in all)" if len(missing) > 1 else ""))
+        raise InputError(
+            f"{where}: clip {cid}: no frame folder or video found"
+            + (f" ({len(missing)} clips missing in all)" if len(missing) > 1 else "")
+        )
     kept = [(c, l, str(p)) for c, l, p, _ in rows if p is not None]
-    table = pl.DataFrame({"clip_id": [r[0] for r in kept], "label": pl.Series([r[1] for r in kept], dtype=pl.Int8),
-                          "path": [r[2] for r in kept]}, schema={"clip_id": pl.String, "label": pl.Int8, "path": pl.String})
+    table = pl.DataFrame(
+        {
+            "clip_id": [r[0] for r in kept],
+            "label": pl.Series([r[1] for r in kept], dtype=pl.Int8),
+            "path": [r[2] for r in kept],
+        },
+        schema={"clip_id": pl.String, "label": pl.Int8, "path": pl.String},
+    )
     return ClipIndex(table, skipped=[c for c, _ in missing])
 
 
@@ -60,7 +68,9 @@ class ClipIndex:
         return self.table.height
 
 
-def dfew_index(root, fold: int = 1, split: str = "train", *, frames: str = "clip_224x224", on_missing: str = "raise") -> ClipIndex:
+def dfew_index(
+    root, fold: int = 1, split: str = "train", *, frames: str = "clip_224x224", on_missing: str = "raise"
+) -> ClipIndex:
     """DFEW: labels from ``EmoLabel_DataSplit``, frames in ``Clip/<frames>/<id>/`` (or ``clip_224x224_16f``)."""
     root = Path(root)
     base = root / "Clip" / frames
@@ -80,8 +90,15 @@ def ferv39k_index(root, split: str = "train", *, on_missing: str = "raise") -> C
     return _index(rows, on_missing)
 
 
-def mafw_index(root, fold: int = 1, split: str = "train", *, classes: int = 7, frames: str = "data/frames",
-               on_missing: str = "raise") -> ClipIndex:
+def mafw_index(
+    root,
+    fold: int = 1,
+    split: str = "train",
+    *,
+    classes: int = 7,
+    frames: str = "data/frames",
+    on_missing: str = "raise",
+) -> ClipIndex:
     """MAFW: frames in ``data/frames/<id>/`` or videos in ``data/clips/<id>.mp4``; 7-class view or 11 classes."""
     root = Path(root)
     labels = mafw_labels(root, fold, split, classes=classes)
@@ -100,16 +117,19 @@ def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
     Neutral, Angry, Surprise, Disgust, Fear; ``mafw11``: MAFW's anger, disgust, fear, happiness, neutral,
     sadness, surprise, contempt, anxiety, helplessness, disappointment) or the class names in id order.
     Returns file id -> audfer label (None: a class outside the ``num_classes`` view, left out)."""
-    from ..vocab import MAFW_CLASSES
-    from ..vocab import EXPRESSIONS, expression_index
+    from ..vocab import EXPRESSIONS, MAFW_CLASSES, expression_index
 
     if class_order is None:
-        raise InputError("config: data.class_order is not set: a list file's label ids have no meaning of their own; "
-                          f"give the class names in id order or a preset ({', '.join(LIST_PRESETS)})")
+        raise InputError(
+            "config: data.class_order is not set: a list file's label ids have no meaning of their own; "
+            f"give the class names in id order or a preset ({', '.join(LIST_PRESETS)})"
+        )
     if isinstance(class_order, str):
         if class_order not in LIST_PRESETS:
-            raise InputError(f"config: data.class_order = {class_order!r}; expected a list of class names or one of "
-                              f"{', '.join(LIST_PRESETS)}")
+            raise InputError(
+                f"config: data.class_order = {class_order!r}; expected a list of class names or one of "
+                f"{', '.join(LIST_PRESETS)}"
+            )
         names = list(EXPRESSIONS) if class_order == "dfew7" else list(MAFW_CLASSES)
     else:
         names = [str(n) for n in class_order]
@@ -118,8 +138,10 @@ def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
         low = name.strip().lower()
         if num_classes == 11:
             if low not in MAFW_CLASSES:
-                raise InputError(f"config: data.class_order[{i}] = {name!r}; with 11 classes expected MAFW's names "
-                                  f"({', '.join(MAFW_CLASSES)})")
+                raise InputError(
+                    f"config: data.class_order[{i}] = {name!r}; with 11 classes expected MAFW's names "
+                    f"({', '.join(MAFW_CLASSES)})"
+                )
             mapping[i] = MAFW_CLASSES.index(low)
         elif low in MAFW_CLASSES[7:]:
             mapping[i] = None
@@ -128,8 +150,9 @@ def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
     return mapping
 
 
-def list_index(list_file, root, *, num_classes: int = 7, class_order=None, keep_parts: int = 1,
-               on_missing: str = "raise") -> ClipIndex:
+def list_index(
+    list_file, root, *, num_classes: int = 7, class_order=None, keep_parts: int = 1, on_missing: str = "raise"
+) -> ClipIndex:
     """Generic ``<dir> <num_frames> <label>`` or ``<dir> <label>`` lists (Former-DFER, MAE-DFER).
 
     The listed directory's last ``keep_parts`` components are re-rooted under ``root``. Label ids are read
@@ -146,10 +169,14 @@ def list_index(list_file, root, *, num_classes: int = 7, class_order=None, keep_
             continue
         cells = line.split()
         if len(cells) not in (2, 3) or not cells[-1].isdigit() or (len(cells) == 3 and not cells[1].isdigit()):
-            raise InputError(f"{list_file}: row {row}: {line!r}; expected '<dir> <num_frames> <label>' or '<dir> <label>'")
+            raise InputError(
+                f"{list_file}: row {row}: {line!r}; expected '<dir> <num_frames> <label>' or '<dir> <label>'"
+            )
         raw = int(cells[-1])
         if raw not in mapping:
-            raise InputError(f"{list_file}: row {row}: label {raw} is not covered by data.class_order ({len(mapping)} classes)")
+            raise InputError(
+                f"{list_file}: row {row}: label {raw} is not covered by data.class_order ({len(mapping)} classes)"
+            )
         label = mapping[raw]
         if label is None:
             continue
@@ -184,8 +211,9 @@ def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
         numbered.append((tuple(int(n) for n in _NUMBER.findall(f.stem)), f))
     if len(patterns) > 1:
         shown = ", ".join(f"{p.name} ({pat})" for pat, p in list(patterns.items())[:3])
-        raise InputError(f"{folder}: frame files follow {len(patterns)} naming patterns ({shown}); "
-                          "cannot tell their temporal order")
+        raise InputError(
+            f"{folder}: frame files follow {len(patterns)} naming patterns ({shown}); cannot tell their temporal order"
+        )
     numbered.sort(key=lambda kf: kf[0])
     numbers = [k for k, _ in numbered]
     for a, b in zip(numbered, numbered[1:]):
@@ -197,8 +225,12 @@ def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
             steps = np.diff(last)
             if (steps != 1).any():
                 missing = int((steps - 1).sum())
-                warnings.warn(f"{folder}: frame numbering has gaps ({missing} frame number(s) missing between "
-                              f"{last[0]} and {last[-1]}); frames are used in numeric order", UserWarning, stacklevel=3)
+                warnings.warn(
+                    f"{folder}: frame numbering has gaps ({missing} frame number(s) missing between "
+                    f"{last[0]} and {last[-1]}); frames are used in numeric order",
+                    UserWarning,
+                    stacklevel=3,
+                )
     return [f for _, f in numbered]
 
 
@@ -217,14 +249,19 @@ def _reduced_flag(shape: tuple[int, int], min_size: int | None) -> int:
     if not min_size:
         return cv2.IMREAD_COLOR
     short = min(shape)
-    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
+    for factor, flag in (
+        (8, cv2.IMREAD_REDUCED_COLOR_8),
+        (4, cv2.IMREAD_REDUCED_COLOR_4),
+        (2, cv2.IMREAD_REDUCED_COLOR_2),
+    ):
         if short // factor >= min_size:
             return flag
     return cv2.IMREAD_COLOR
 
 
-def read_frames(path: str | Path, indices: np.ndarray | None = None, *, min_size: int | None = None,
-                files: list[Path] | None = None) -> np.ndarray:
+def read_frames(
+    path: str | Path, indices: np.ndarray | None = None, *, min_size: int | None = None, files: list[Path] | None = None
+) -> np.ndarray:
     """Decode frames (RGB uint8, ``(T, H, W, 3)``) from a frame folder or a video file; ``indices``
     selects frames (in the sorted folder / in decoding order).
 
@@ -299,8 +336,9 @@ def au_targets_for(index: ClipIndex, au_labels: pl.DataFrame | None) -> tuple[np
     n = len(index)
     if au_labels is None:
         return np.zeros((n, len(AUS)), np.float32), np.zeros((n, len(AUS)), bool), index.table["clip_id"].to_list()
-    joined = keyed(index.table.select("clip_id")).join(keyed(au_labels.select("clip_id", *AUS)), on="clip_id", how="left",
-                                                        maintain_order="left")
+    joined = keyed(index.table.select("clip_id")).join(
+        keyed(au_labels.select("clip_id", *AUS)), on="clip_id", how="left", maintain_order="left"
+    )
     values = joined.select(AUS).to_numpy().astype(np.float32)
     mask = ~np.isnan(values)
     missing = index.table.filter(pl.Series(~mask.any(axis=1)))["clip_id"].to_list()
@@ -320,9 +358,22 @@ class ClipDataset:
     file) or ``"skip"``: the frame is dropped from its clip, listed in a warning, and the clip resampled.
     """
 
-    def __init__(self, index: ClipIndex, transform, *, num_frames: int = 16, sampling: str = "uniform", train: bool = False,
-                 au_labels: pl.DataFrame | None = None, seed: int = 0, sampling_kwargs: dict | None = None,
-                 cache=None, decode_size: int | None = None, on_bad_frame: str = "raise", batch_normalize: bool = False) -> None:
+    def __init__(
+        self,
+        index: ClipIndex,
+        transform,
+        *,
+        num_frames: int = 16,
+        sampling: str = "uniform",
+        train: bool = False,
+        au_labels: pl.DataFrame | None = None,
+        seed: int = 0,
+        sampling_kwargs: dict | None = None,
+        cache=None,
+        decode_size: int | None = None,
+        on_bad_frame: str = "raise",
+        batch_normalize: bool = False,
+    ) -> None:
         if on_bad_frame not in ("raise", "skip"):
             raise InputError(f"on_bad_frame must be 'raise' or 'skip', got {on_bad_frame!r}")
         #: ``batch_normalize``: a final ``Normalize`` of the transform is left to the collate function
@@ -339,8 +390,12 @@ class ClipDataset:
         self.labels = index.table["label"].to_numpy().astype(np.int64)
         self.au_targets, self.au_mask, missing = au_targets_for(index, au_labels)
         if au_labels is not None and missing:
-            warnings.warn(f"{len(missing)} of {len(index)} clips have no AU labels and are masked in the AU loss "
-                          f"(first: {', '.join(missing[:5])})", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"{len(missing)} of {len(index)} clips have no AU labels and are masked in the AU loss "
+                f"(first: {', '.join(missing[:5])})",
+                UserWarning,
+                stacklevel=2,
+            )
         self._lengths: dict[int, int] = {}
         self._files: dict[int, list[Path]] = {}
         self.skipped_frames: list[str] = []
@@ -387,6 +442,14 @@ class ClipDataset:
 
         epoch, i = (int(item[0]), int(item[1])) if isinstance(item, (tuple, list)) else (self.epoch, int(item))
         rng = np.random.default_rng([self.seed, epoch, i]) if self.train else None
-        frames = torch.from_numpy(self._decode(i, rng)).permute(0, 3, 1, 2)  # channels-last view: what the resize kernel wants
+        frames = torch.from_numpy(self._decode(i, rng)).permute(
+            0, 3, 1, 2
+        )  # channels-last view: what the resize kernel wants
         clip = self.transform(frames, rng)
-        return clip, int(self.labels[i]), torch.from_numpy(self.au_targets[i]), torch.from_numpy(self.au_mask[i]), self.ids[i]
+        return (
+            clip,
+            int(self.labels[i]),
+            torch.from_numpy(self.au_targets[i]),
+            torch.from_numpy(self.au_mask[i]),
+            self.ids[i],
+        )

@@ -32,7 +32,9 @@ def m3dfel_indices(n: int, num: int = 16, rng: np.random.Generator | None = None
     return np.minimum(base + offset, n - 1)
 
 
-def segment_indices(n: int, segments: int = 8, per_segment: int = 2, rng: np.random.Generator | None = None) -> np.ndarray:
+def segment_indices(
+    n: int, segments: int = 8, per_segment: int = 2, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Former-DFER: ``segments`` equal segments, ``per_segment`` consecutive frames from each
     (random start inside the segment in training, its centre at test)."""
     _check(n)
@@ -46,8 +48,9 @@ def segment_indices(n: int, segments: int = 8, per_segment: int = 2, rng: np.ran
     return np.asarray(out)
 
 
-def strided_indices(n: int, num: int = 16, stride: int = 4, rng: np.random.Generator | None = None,
-                    view: int = 0, views: int = 1) -> np.ndarray:
+def strided_indices(
+    n: int, num: int = 16, stride: int = 4, rng: np.random.Generator | None = None, view: int = 0, views: int = 1
+) -> np.ndarray:
     """MAE-DFER, as its loader does it (sunlicai/MAE-DFER ``kinetics.py``, ``VideoClsDatasetFrame.load_video``
     and ``__getitem__``; VideoMAE's sampling).
 
@@ -80,7 +83,7 @@ def strided_indices(n: int, num: int = 16, stride: int = 4, rng: np.random.Gener
         first = int(view * step)
     else:
         first = (len(every) - num) // 2
-    return every[first:first + num]
+    return every[first : first + num]
 
 
 def uniform_indices(n: int, num: int = 16, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -90,7 +93,12 @@ def uniform_indices(n: int, num: int = 16, rng: np.random.Generator | None = Non
     return np.minimum(pos.astype(int), n - 1)
 
 
-SAMPLERS = {"m3dfel": m3dfel_indices, "former_dfer": segment_indices, "mae_dfer": strided_indices, "uniform": uniform_indices}
+SAMPLERS = {
+    "m3dfel": m3dfel_indices,
+    "former_dfer": segment_indices,
+    "mae_dfer": strided_indices,
+    "uniform": uniform_indices,
+}
 
 
 def sample_indices(kind: str, n: int, num: int = 16, rng: np.random.Generator | None = None, **kwargs) -> np.ndarray:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.base import InputSpec
 from ..errors import ConfigError
+from ..models.base import InputSpec
 
 
 def _resize(clip: torch.Tensor, size: int) -> torch.Tensor:
@@ -79,7 +79,7 @@ class RandomResizedCrop:
         top, left, ch, cw = self.box(h, w, rng)
         if (ch, cw) == (h, w) == (self.size, self.size):  # the whole frame at the output size: nothing to do
             return clip
-        return _resize(clip[..., top:top + ch, left:left + cw], self.size)
+        return _resize(clip[..., top : top + ch, left : left + cw], self.size)
 
 
 class HorizontalFlip:
@@ -140,14 +140,18 @@ class ColorJitter:
     order, factors uniform in ``[max(0, 1 - v), 1 + v]`` and the hue shift in ``[-h, h]``, drawn once and
     applied to all frames; contrast blends towards each frame's mean grey level."""
 
-    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0) -> None:
+    def __init__(
+        self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0
+    ) -> None:
         if not 0 <= hue <= 0.5:
             raise ConfigError(f"hue jitter must be in [0, 0.5], got {hue}")
         self.b, self.c, self.s, self.h = brightness, contrast, saturation, hue
 
     def draw(self, rng) -> tuple[list[int], list[float]]:
         order = [int(k) for k in rng.permutation(4)]
-        factors = [rng.uniform(max(0.0, 1 - v), 1 + v) for v in (self.b, self.c, self.s)] + [rng.uniform(-self.h, self.h)]
+        factors = [rng.uniform(max(0.0, 1 - v), 1 + v) for v in (self.b, self.c, self.s)] + [
+            rng.uniform(-self.h, self.h)
+        ]
         return order, factors
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
@@ -204,8 +208,16 @@ class Compose:
         return clip
 
 
-def build_transform(spec: InputSpec, train: bool, *, jitter: float = 0.4, hue: float = 0.0, scale=(0.08, 1.0),
-                    randaugment=None, erasing: float = 0.0) -> Compose:
+def build_transform(
+    spec: InputSpec,
+    train: bool,
+    *,
+    jitter: float = 0.4,
+    hue: float = 0.0,
+    scale=(0.08, 1.0),
+    randaugment=None,
+    erasing: float = 0.0,
+) -> Compose:
     """The base models' train/test transforms for a model's ``input_spec``.
 
     Training: [RandAugment] -> random resized crop (area ``scale``, ratio 3/4-4/3) -> h-flip -> [colour
@@ -265,8 +277,9 @@ def _warp(x: torch.Tensor, inverse) -> torch.Tensor:
     """Resample every frame: ``inverse(xo, yo) -> (xi, yi)`` maps output pixel centres to input coordinates
     (PIL's ``Image.transform`` convention); bicubic, out-of-image areas filled with 128."""
     t, _, h, w = x.shape
-    yo, xo = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5,
-                            indexing="ij")
+    yo, xo = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5, indexing="ij"
+    )
     xi, yi = inverse(xo, yo)
     grid = torch.stack([2 * xi / w - 1, 2 * yi / h - 1], -1).unsqueeze(0).expand(t, h, w, 2)
     out = F.grid_sample(x, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
@@ -308,11 +321,40 @@ class RandAugment:
       Equalize and Contrast use each frame's own statistics, as PIL does per image.
     """
 
-    OPS_INCREASING = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing",
-                      "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing",
-                      "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
-    OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color", "Contrast",
-           "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+    OPS_INCREASING = (
+        "AutoContrast",
+        "Equalize",
+        "Invert",
+        "Rotate",
+        "PosterizeIncreasing",
+        "SolarizeIncreasing",
+        "SolarizeAdd",
+        "ColorIncreasing",
+        "ContrastIncreasing",
+        "BrightnessIncreasing",
+        "SharpnessIncreasing",
+        "ShearX",
+        "ShearY",
+        "TranslateXRel",
+        "TranslateYRel",
+    )
+    OPS = (
+        "AutoContrast",
+        "Equalize",
+        "Invert",
+        "Rotate",
+        "Posterize",
+        "Solarize",
+        "SolarizeAdd",
+        "Color",
+        "Contrast",
+        "Brightness",
+        "Sharpness",
+        "ShearX",
+        "ShearY",
+        "TranslateXRel",
+        "TranslateYRel",
+    )
 
     def __init__(self, m: float = 7, n: int = 4, mstd: float = 0.0, p: float = 0.5, increasing: bool = True) -> None:
         self.m, self.n, self.mstd, self.p = float(m), int(n), float(mstd), float(p)
@@ -426,6 +468,6 @@ class RandomErasing:
                     if out is None:
                         out = clip.clone()
                     noise = rng.standard_normal((clip.shape[1], eh, ew)).astype(np.float32)
-                    out[f, :, top:top + eh, left:left + ew] = torch.from_numpy(noise)
+                    out[f, :, top : top + eh, left : left + ew] = torch.from_numpy(noise)
                     break
         return clip if out is None else out

@@ -10,10 +10,9 @@ key anywhere is an error naming it: a typo never silently trains the default.
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
-
-import re
 
 import yaml
 
@@ -65,7 +64,9 @@ def _resolve(name: str, relative_to: Path | None = None):
     shipped = resources.files("audfer") / "configs" / f"{name}.yaml"
     if shipped.is_file():
         return shipped
-    raise ConfigError(f"config {name!r} not found: not a file, nor one of the shipped configs ({', '.join(shipped_configs())})")
+    raise ConfigError(
+        f"config {name!r} not found: not a file, nor one of the shipped configs ({', '.join(shipped_configs())})"
+    )
 
 
 def _merge(base: dict, over: dict, where: str, path: tuple[str, ...] = ()) -> dict:
@@ -117,7 +118,7 @@ def apply_overrides(cfg: dict, overrides) -> dict:
     for text in overrides:
         keys, value = parse_override(text)
         if len(keys) > 2 and keys[:2] == ["model", "kwargs"]:  # one size option: keep the others (kwargs is a leaf
-            kwargs = dict(cfg["model"]["kwargs"] or {})      # of the config files, replaced whole by a child config)
+            kwargs = dict(cfg["model"]["kwargs"] or {})  # of the config files, replaced whole by a child config)
             nested_kw: dict = kwargs
             for k in keys[2:-1]:
                 nested_kw = nested_kw.setdefault(k, {})
@@ -186,42 +187,83 @@ def _num(lo=None, hi=None, *, integer=False, lo_open=False, hi_open=False, none=
 
 
 def _text(none=True):
-    return (lambda v: (v is None and none) or (isinstance(v, str) and v.strip() != "")), "a text value" + (" or null" if none else "")
+    return (lambda v: (v is None and none) or (isinstance(v, str) and v.strip() != "")), "a text value" + (
+        " or null" if none else ""
+    )
 
 
 _BOOL = (lambda v: isinstance(v, bool), "true or false")
 
 
 def _pair(lo, hi):
-    return (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(lo, hi)[0](x) for x in v) and v[0] <= v[1],
-            f"two numbers [a, b] with {lo:g} <= a <= b <= {hi:g}")
+    return (
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(lo, hi)[0](x) for x in v) and v[0] <= v[1],
+        f"two numbers [a, b] with {lo:g} <= a <= b <= {hi:g}",
+    )
 
 
 #: Type and range of every option of defaults.yaml that is not a choice (``CHOICES``); checked by ``check_config``.
 RULES = {
-    ("data", "fold"): _num(1, 5, integer=True), ("data", "classes"): ((lambda v: v in (7, 11) and not isinstance(v, bool)), "7 or 11"),
-    ("data", "min_au_coverage"): _num(0, 1), ("data", "stride"): _num(1, integer=True), ("data", "test_views"): _num(1, 16, integer=True),
-    ("data", "num_workers"): _num(0, 256, integer=True), ("data", "jitter"): _num(0, 1), ("data", "hue"): _num(0, 0.5),
-    ("data", "crop_scale"): _pair(0, 1), ("data", "erasing"): _num(0, 1),
-    ("data", "root"): _text(), ("data", "frames"): _text(), ("data", "train_list"): _text(), ("data", "test_list"): _text(),
-    ("data", "au_labels"): _text(), ("data", "openface"): _text(), ("data", "au_mapping"): _text(), ("data", "cache"): _text(),
-    ("data", "sampling"): ((lambda v: v is None or v in SAMPLERS), f"one of {', '.join(SAMPLERS)} or null (the model's own)"),
-    ("au", "lam"): _num(0, 1), ("au", "scale"): _num(0, lo_open=True), ("au", "allow_test_overlap"): _BOOL,
-    ("au", "knowledge"): _text(none=False), ("au", "pos_weights"): _text(none=False),
-    ("optim", "lr"): _num(0), ("optim", "weight_decay"): _num(0), ("optim", "eps"): _num(0, lo_open=True),
-    ("optim", "betas"): ((lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(0, 1, hi_open=True)[0](x) for x in v)),
-                         "two numbers in [0, 1)"),
-    ("optim", "momentum"): _num(0, 1), ("optim", "layer_decay"): _num(0, 1, lo_open=True, none=True),
-    ("optim", "no_decay_norms"): _BOOL, ("optim", "warmup_epochs"): _num(0), ("optim", "warmup_lr"): _num(0),
-    ("optim", "min_lr"): _num(0), ("optim", "step_size"): _num(1, integer=True), ("optim", "gamma"): _num(0, 1, lo_open=True),
-    ("optim", "label_smoothing"): _num(0, 1, hi_open=True), ("optim", "mixup"): _num(0), ("optim", "cutmix"): _num(0),
+    ("data", "fold"): _num(1, 5, integer=True),
+    ("data", "classes"): ((lambda v: v in (7, 11) and not isinstance(v, bool)), "7 or 11"),
+    ("data", "min_au_coverage"): _num(0, 1),
+    ("data", "stride"): _num(1, integer=True),
+    ("data", "test_views"): _num(1, 16, integer=True),
+    ("data", "num_workers"): _num(0, 256, integer=True),
+    ("data", "jitter"): _num(0, 1),
+    ("data", "hue"): _num(0, 0.5),
+    ("data", "crop_scale"): _pair(0, 1),
+    ("data", "erasing"): _num(0, 1),
+    ("data", "root"): _text(),
+    ("data", "frames"): _text(),
+    ("data", "train_list"): _text(),
+    ("data", "test_list"): _text(),
+    ("data", "au_labels"): _text(),
+    ("data", "openface"): _text(),
+    ("data", "au_mapping"): _text(),
+    ("data", "cache"): _text(),
+    ("data", "sampling"): (
+        (lambda v: v is None or v in SAMPLERS),
+        f"one of {', '.join(SAMPLERS)} or null (the model's own)",
+    ),
+    ("au", "lam"): _num(0, 1),
+    ("au", "scale"): _num(0, lo_open=True),
+    ("au", "allow_test_overlap"): _BOOL,
+    ("au", "knowledge"): _text(none=False),
+    ("au", "pos_weights"): _text(none=False),
+    ("optim", "lr"): _num(0),
+    ("optim", "weight_decay"): _num(0),
+    ("optim", "eps"): _num(0, lo_open=True),
+    ("optim", "betas"): (
+        (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(0, 1, hi_open=True)[0](x) for x in v)),
+        "two numbers in [0, 1)",
+    ),
+    ("optim", "momentum"): _num(0, 1),
+    ("optim", "layer_decay"): _num(0, 1, lo_open=True, none=True),
+    ("optim", "no_decay_norms"): _BOOL,
+    ("optim", "warmup_epochs"): _num(0),
+    ("optim", "warmup_lr"): _num(0),
+    ("optim", "min_lr"): _num(0),
+    ("optim", "step_size"): _num(1, integer=True),
+    ("optim", "gamma"): _num(0, 1, lo_open=True),
+    ("optim", "label_smoothing"): _num(0, 1, hi_open=True),
+    ("optim", "mixup"): _num(0),
+    ("optim", "cutmix"): _num(0),
     ("optim", "lr_scale"): ((lambda v: v in (None, "batch256")), "null or batch256"),
-    ("train", "epochs"): _num(1, integer=True), ("train", "batch_size"): _num(1, integer=True),
-    ("train", "eval_batch_size"): _num(1, integer=True, none=True), ("train", "seed"): _num(0, integer=True),
-    ("train", "devices"): _num(1, integer=True), ("train", "val_share"): _num(0, 1, lo_open=True, hi_open=True),
-    ("train", "threads"): _num(1, 1024, integer=True, none=True), ("train", "progress"): _BOOL, ("train", "deterministic"): _BOOL,
-    ("train", "limit_train_batches"): _num(0, lo_open=True, none=True), ("train", "strategy"): _text(none=False),
-    ("model", "trust_pickle"): _BOOL, ("model", "pretrained"): _text(), ("model", "official_init"): _text(),
+    ("train", "epochs"): _num(1, integer=True),
+    ("train", "batch_size"): _num(1, integer=True),
+    ("train", "eval_batch_size"): _num(1, integer=True, none=True),
+    ("train", "seed"): _num(0, integer=True),
+    ("train", "devices"): _num(1, integer=True),
+    ("train", "val_share"): _num(0, 1, lo_open=True, hi_open=True),
+    ("train", "threads"): _num(1, 1024, integer=True, none=True),
+    ("train", "progress"): _BOOL,
+    ("train", "deterministic"): _BOOL,
+    ("train", "limit_train_batches"): _num(0, lo_open=True, none=True),
+    ("train", "strategy"): _text(none=False),
+    ("model", "trust_pickle"): _BOOL,
+    ("model", "pretrained"): _text(),
+    ("model", "official_init"): _text(),
     ("model", "kwargs"): ((lambda v: isinstance(v, dict)), "a mapping of size options"),
     ("model", "name"): _text(none=False),
 }
@@ -236,17 +278,22 @@ def check_config(cfg: dict, sources: dict | None = None) -> None:
     the key, the value and, when known, where it came from (defaults, which config file, or the command line)."""
     for (section, key), allowed in CHOICES.items():
         if cfg[section][key] not in allowed or isinstance(cfg[section][key], bool) != isinstance(allowed[0], bool):
-            raise ConfigError(f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; "
-                              f"expected one of {', '.join(map(str, allowed))}")
+            raise ConfigError(
+                f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; "
+                f"expected one of {', '.join(map(str, allowed))}"
+            )
     for (section, key), (ok, want) in RULES.items():
         if section in cfg and key in cfg[section] and not ok(cfg[section][key]):
-            raise ConfigError(f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; "
-                              f"expected {want}")
+            raise ConfigError(
+                f"config: {section}.{key} = {cfg[section][key]!r}{_where(sources, f'{section}.{key}')}; expected {want}"
+            )
     for key in ("name", "out"):
         if cfg.get(key) is not None and not (isinstance(cfg[key], str) and cfg[key].strip()):
             raise ConfigError(f"config: {key} = {cfg[key]!r}{_where(sources, key)}; expected a text value or null")
     if cfg["data"]["dataset"] == "mafw" and cfg["data"]["classes"] == 11 and cfg["au"]["strategy"] != "none":
-        raise ConfigError("config: the AU knowledge covers the 7 basic expressions; with data.classes=11 set au.strategy=none")
+        raise ConfigError(
+            "config: the AU knowledge covers the 7 basic expressions; with data.classes=11 set au.strategy=none"
+        )
     d = cfg["data"]
     if d["au_source"] == "table" and not d["au_mapping"]:
         raise ConfigError("config: data.au_source = 'table' needs data.au_mapping (a YAML naming each AU column)")
@@ -260,14 +307,17 @@ def check_config(cfg: dict, sources: dict | None = None) -> None:
         except ValueError as exc:
             raise ConfigError(f"config: data.{exc}") from None
     if d["dataset"] == "list" and d["class_order"] is None:
-        raise ConfigError("config: data.class_order is not set: a list dataset must say what its label ids mean "
-                          "(dfew7, mafw11 or the class names in id order)")
+        raise ConfigError(
+            "config: data.class_order is not set: a list dataset must say what its label ids mean "
+            "(dfew7, mafw11 or the class names in id order)"
+        )
     if not set(cfg["train"]["loggers"] or []) <= {"csv", "tensorboard"}:
         raise ConfigError(f"config: train.loggers = {cfg['train']['loggers']!r}; expected a list of csv, tensorboard")
 
 
 def with_defaults(cfg: dict) -> dict:
     """``cfg`` with every option it lacks taken from the defaults (a run config saved by an older audfer)."""
+
     def fill(base: dict, have: dict) -> dict:
         out = copy.deepcopy(have)
         for key, value in base.items():

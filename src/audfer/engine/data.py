@@ -42,9 +42,11 @@ def split_index(cfg: dict, split: str) -> ClipIndex:
     if len(index) == 0:
         d = cfg["data"]
         fold = f" fold {d['fold']}" if d["dataset"] in ("dfew", "synthetic", "mafw") else ""
-        raise AudferError(f"{d['dataset']}{fold} {split} split at {d['root']}: no clip to use ({len(index.skipped)} listed, "
-                          f"{len(index.skipped)} missing on disk{', e.g. ' + ', '.join(index.skipped[:3]) if index.skipped else ''}"
-                          f"); check data.root, data.frames and the split files")
+        raise AudferError(
+            f"{d['dataset']}{fold} {split} split at {d['root']}: no clip to use ({len(index.skipped)} listed, "
+            f"{len(index.skipped)} missing on disk{', e.g. ' + ', '.join(index.skipped[:3]) if index.skipped else ''}"
+            f"); check data.root, data.frames and the split files"
+        )
     return index
 
 
@@ -102,18 +104,25 @@ def au_labels_with_source(cfg: dict) -> tuple[pl.DataFrame | None, dict | None]:
         labels = read_au_labels(d["au_labels"])
         record = read_provenance(d["au_labels"]) or {}
         info = dict(record.get("au_source") or {"sources": ["unknown (no provenance sidecar)"]})
-        info["masked_aus"] = [a for a in AUS if a in info.get("masked_aus", []) or labels[a].null_count() == labels.height]
+        info["masked_aus"] = [
+            a for a in AUS if a in info.get("masked_aus", []) or labels[a].null_count() == labels.height
+        ]
         return labels, {"file": str(d["au_labels"]), **info}
     folder = _openface_folder(cfg)
     if folder is None:
         if cfg["au"]["strategy"] != "none":
-            raise AudferError("config: the AU loss needs video AU labels: set data.au_labels (a CSV from `audfer au-labels`) "
-                              "or data.openface (a folder of per-clip AU CSVs)")
+            raise AudferError(
+                "config: the AU loss needs video AU labels: set data.au_labels (a CSV from `audfer au-labels`) "
+                "or data.openface (a folder of per-clip AU CSVs)"
+            )
         return None, None
     mapping = read_mapping_file(d["au_mapping"]) if d["au_mapping"] else None
     of = read_au_dir(folder, source=d["au_source"], mapping=mapping, allow_mixed=d["au_allow_mixed"])
-    info = {"folder": str(folder), **of.availability.as_dict(),
-            "clips_per_source": {s: list(of.sources.values()).count(s) for s in sorted(set(of.sources.values()))}}
+    info = {
+        "folder": str(folder),
+        **of.availability.as_dict(),
+        "clips_per_source": {s: list(of.sources.values()).count(s) for s in sorted(set(of.sources.values()))},
+    }
     return video_au_labels(of.frames, of.clips), info
 
 
@@ -140,12 +149,16 @@ def knowledge_for(cfg: dict, train: ClipIndex | None = None) -> np.ndarray:
 
         folder = _openface_folder(cfg)
         if folder is None or train is None:
-            raise AudferError("config: au.knowledge=per-fold needs data.openface (the folder of per-clip OpenFace CSVs)")
+            raise AudferError(
+                "config: au.knowledge=per-fold needs data.openface (the folder of per-clip OpenFace CSVs)"
+            )
         from ..au_sources import read_mapping_file
 
         d = cfg["data"]
         mapping = read_mapping_file(d["au_mapping"]) if d["au_mapping"] else None
-        frames = keyed(read_au_dir(folder, source=d["au_source"], mapping=mapping, allow_mixed=d["au_allow_mixed"]).frames)
+        frames = keyed(
+            read_au_dir(folder, source=d["au_source"], mapping=mapping, allow_mixed=d["au_allow_mixed"]).frames
+        )
         return extract_knowledge(frames, keyed(train.table.select("clip_id", "label"))).matrix
     return read_expression_table(src, what="knowledge matrix")
 
@@ -162,10 +175,15 @@ def au_coverage(index: ClipIndex, au_labels: pl.DataFrame | None) -> dict:
     theirs = keyed(au_labels.select("clip_id"))["clip_id"].to_list()
     anyk = mask.any(axis=1)
     per_au = mask.mean(axis=0) if len(mask) else np.zeros(len(AUS))
-    return {"clips": len(index), "with_au": int(anyk.sum()), "share": float(anyk.mean()) if len(anyk) else 0.0,
-            "per_au": {a: round(float(v), 4) for a, v in zip(AUS, per_au)},
-            "masked_aus": [a for a, v in zip(AUS, per_au) if v == 0],
-            "unmatched_split": missing[:5], "unmatched_labels": [c for c in theirs if c not in ours][:5]}
+    return {
+        "clips": len(index),
+        "with_au": int(anyk.sum()),
+        "share": float(anyk.mean()) if len(anyk) else 0.0,
+        "per_au": {a: round(float(v), 4) for a, v in zip(AUS, per_au)},
+        "masked_aus": [a for a, v in zip(AUS, per_au) if v == 0],
+        "unmatched_split": missing[:5],
+        "unmatched_labels": [c for c in theirs if c not in ours][:5],
+    }
 
 
 def pos_weights_for(cfg: dict, train: ClipIndex, au_labels: pl.DataFrame | None) -> np.ndarray | None:
@@ -182,7 +200,9 @@ def pos_weights_for(cfg: dict, train: ClipIndex, au_labels: pl.DataFrame | None)
             raise AudferError("config: au.pos_weights=computed needs video AU labels")
         from ..data.annotations import keyed
 
-        return pos_weights(keyed(au_labels), keyed(train.table.select("clip_id", "label")), a["strategy"], minor=a["minor"]).values
+        return pos_weights(
+            keyed(au_labels), keyed(train.table.select("clip_id", "label")), a["strategy"], minor=a["minor"]
+        ).values
     if src in ("dfew", "ferv39k"):
         return official_pos_weights(src, a["strategy"])
     return read_expression_table(src, what="pos-weight table")
@@ -194,17 +214,25 @@ def au_label_summary(checks: dict) -> dict | None:
         return None
     cov, src = checks["au_coverage"], checks.get("au_source") or {}
     masked = sorted(set(cov.get("masked_aus", [])) | set(src.get("masked_aus", [])), key=AUS.index)
-    return {"sources": src.get("sources", []), "masked_aus": masked, "coverage": cov["share"],
-            "clips_with_labels": cov["with_au"], "clips": cov["clips"], "per_au_coverage": cov.get("per_au", {})}
+    return {
+        "sources": src.get("sources", []),
+        "masked_aus": masked,
+        "coverage": cov["share"],
+        "clips_with_labels": cov["with_au"],
+        "clips": cov["clips"],
+        "per_au_coverage": cov.get("per_au", {}),
+    }
 
 
 def describe_au_labels(summary: dict | None) -> str:
     """One line for logs and reports."""
     if not summary:
         return "no AU labels"
-    return (f"AU labels from {'+'.join(summary['sources']) or 'unknown'} on {summary['clips_with_labels']} of "
-            f"{summary['clips']} training clips ({100 * summary['coverage']:.1f} %); masked (unknown, not absent): "
-            f"{', '.join(summary['masked_aus']) or 'none'}")
+    return (
+        f"AU labels from {'+'.join(summary['sources']) or 'unknown'} on {summary['clips_with_labels']} of "
+        f"{summary['clips']} training clips ({100 * summary['coverage']:.1f} %); masked (unknown, not absent): "
+        f"{', '.join(summary['masked_aus']) or 'none'}"
+    )
 
 
 @dataclass
@@ -248,20 +276,26 @@ def prepare(cfg: dict) -> Prepared:
                 f"AU labels cover {cov['with_au']} of {cov['clips']} training clips ({100 * cov['share']:.1f} %, below "
                 f"data.min_au_coverage={d['min_au_coverage']}): split ids without AU labels e.g. "
                 f"{', '.join(cov['unmatched_split']) or '-'}; AU-label ids not in the split e.g. "
-                f"{', '.join(cov['unmatched_labels']) or '-'} (set data.min_au_coverage lower to train anyway)")
+                f"{', '.join(cov['unmatched_labels']) or '-'} (set data.min_au_coverage lower to train anyway)"
+            )
     where = f"{d['dataset']} fold {d['fold']}"
     test_ids = test.table["clip_id"].to_list()
     if a["knowledge"] not in ("paper", "per-fold"):
-        checks["knowledge"] = check_no_test_clips(a["knowledge"], "the knowledge matrix", test_ids,
-                                                  allow=a["allow_test_overlap"], where=where)
+        checks["knowledge"] = check_no_test_clips(
+            a["knowledge"], "the knowledge matrix", test_ids, allow=a["allow_test_overlap"], where=where
+        )
     if a["strategy"] != "none" and a["pos_weights"] not in ("computed", "dfew", "ferv39k"):
-        checks["pos_weights"] = check_no_test_clips(a["pos_weights"], "the pos-weight table", test_ids,
-                                                    allow=a["allow_test_overlap"], where=where)
+        checks["pos_weights"] = check_no_test_clips(
+            a["pos_weights"], "the pos-weight table", test_ids, allow=a["allow_test_overlap"], where=where
+        )
     if a["strategy"] != "none" and a["pos_weights"] == "ferv39k":
         import warnings
 
-        warnings.warn("au.pos_weights=ferv39k: the authors' FERV39k counts appear to include the test split", UserWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "au.pos_weights=ferv39k: the authors' FERV39k counts appear to include the test split",
+            UserWarning,
+            stacklevel=2,
+        )
     return Prepared(train, val, test, au, knowledge_for(cfg, train), pos_weights_for(cfg, train, au), checks)
 
 
@@ -285,11 +319,33 @@ def make_dataset(cfg: dict, index: ClipIndex, spec, au_labels, *, train: bool, v
     if d["cache"]:
         folder = Path(cfg["out"]).parent / ".clip-cache" if d["cache"] == "auto" else Path(d["cache"])
         cache = ClipCache(folder, spec.size)
-    transform = build_transform(spec, train, jitter=d["jitter"], hue=d["hue"], scale=d["crop_scale"], randaugment=d["randaugment"],
-                                erasing=d["erasing"]) if train else build_transform(spec, False)
-    return ClipDataset(index, transform, num_frames=spec.frames, sampling=sampling, train=train, au_labels=au_labels,
-                       seed=cfg["train"]["seed"], sampling_kwargs=kwargs, cache=cache, decode_size=spec.size,
-                       on_bad_frame=d["on_bad_frame"], batch_normalize=train)
+    transform = (
+        build_transform(
+            spec,
+            train,
+            jitter=d["jitter"],
+            hue=d["hue"],
+            scale=d["crop_scale"],
+            randaugment=d["randaugment"],
+            erasing=d["erasing"],
+        )
+        if train
+        else build_transform(spec, False)
+    )
+    return ClipDataset(
+        index,
+        transform,
+        num_frames=spec.frames,
+        sampling=sampling,
+        train=train,
+        au_labels=au_labels,
+        seed=cfg["train"]["seed"],
+        sampling_kwargs=kwargs,
+        cache=cache,
+        decode_size=spec.size,
+        on_bad_frame=d["on_bad_frame"],
+        batch_normalize=train,
+    )
 
 
 def _rank_world() -> tuple[int, int]:
@@ -356,14 +412,20 @@ def collate(batch, normalize=None):
     return stacked, torch.tensor(labels), torch.stack(au), torch.stack(mask), list(ids)
 
 
-def loader(ds: ClipDataset, batch_size: int, *, train: bool, workers: int, seed: int,
-           shard: bool = True) -> torch.utils.data.DataLoader:
+def loader(
+    ds: ClipDataset, batch_size: int, *, train: bool, workers: int, seed: int, shard: bool = True
+) -> torch.utils.data.DataLoader:
     """Training: ``EpochShuffle``; validation inside a (DDP) run: ``ShardInOrder``; ``shard=False``: every clip
     in order in this process (evaluation of a finished run, which runs on one process)."""
     sampler = EpochShuffle(len(ds), seed) if train else (ShardInOrder(len(ds)) if shard else None)
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch_size, sampler=sampler, shuffle=False,
-        num_workers=workers, collate_fn=functools.partial(collate, normalize=getattr(ds, "normalize", None)),
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=functools.partial(collate, normalize=getattr(ds, "normalize", None)),
         drop_last=train and len(ds) > batch_size,
-        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
-
+        persistent_workers=workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )

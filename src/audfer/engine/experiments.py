@@ -19,7 +19,12 @@ from ..io import atomic_path, write_csv, write_json
 from ..reports import plot_confusions, plot_curves, plot_knowledge, plot_lambda, plot_tsne, pm, results_table
 from .train import SELECTION_NOTE, has_checkpoint, run_dir, train
 
-STRATEGY_LABEL = {"none": "baseline (CE only)", "global": "+AU global", "distinct": "+AU distinct", "minor": "+AU minor"}
+STRATEGY_LABEL = {
+    "none": "baseline (CE only)",
+    "global": "+AU global",
+    "distinct": "+AU distinct",
+    "minor": "+AU minor",
+}
 
 
 def _variant(cfg: dict, out: Path, **changes) -> dict:
@@ -91,18 +96,26 @@ def run_many(cfgs: list[dict], *, jobs: int = 1, log=print, accept_changes: bool
 
     for c in cfgs:
         if not c["train"]["threads"]:
-            raise AudferError(f"config: running {jobs} runs side by side needs train.threads set (e.g. train.threads=1): the "
-                              f"number of CPU threads changes the rounding of the results")
+            raise AudferError(
+                f"config: running {jobs} runs side by side needs train.threads set (e.g. train.threads=1): the "
+                f"number of CPU threads changes the rounding of the results"
+            )
         if int(c["train"]["devices"]) > 1:
-            raise AudferError("config: runs side by side (jobs > 1) cannot also use several devices (train.devices > 1)")
+            raise AudferError(
+                "config: runs side by side (jobs > 1) cannot also use several devices (train.devices > 1)"
+            )
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     results: list[dict | None] = [None] * len(cfgs)
     import os
 
-    with ProcessPoolExecutor(max_workers=min(jobs, len(cfgs)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_stop_with_parent, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(cfgs)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_stop_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         futures = {pool.submit(_run_in_child, c, accept_changes): i for i, c in enumerate(cfgs)}
         for future in as_completed(futures):
             metrics, lines = future.result()
@@ -119,7 +132,12 @@ def epoch_curves(out: Path) -> dict[str, np.ndarray]:
         return {}
     df = pl.read_csv(path, glob=False)
     curves = {}
-    for col, name in (("train/ce", "train CE"), ("train/au", "train AU loss"), ("val/war", "val WAR"), ("val/uar", "val UAR")):
+    for col, name in (
+        ("train/ce", "train CE"),
+        ("train/au", "train AU loss"),
+        ("val/war", "val WAR"),
+        ("val/uar", "val UAR"),
+    ):
         if col in df.columns:
             per = df.filter(pl.col(col).is_not_null()).group_by("epoch").agg(pl.col(col).last()).sort("epoch")
             if per.height:
@@ -140,8 +158,13 @@ def _au_label_lines(metrics) -> list[str]:
     """The AU-label source line(s) of a report: one per distinct description among the runs."""
     from .data import describe_au_labels
 
-    seen = sorted({describe_au_labels(m["selection"]["au_labels"]) for m in metrics
-                   if isinstance(m.get("selection"), dict) and m["selection"].get("au_labels")})
+    seen = sorted(
+        {
+            describe_au_labels(m["selection"]["au_labels"])
+            for m in metrics
+            if isinstance(m.get("selection"), dict) and m["selection"].get("au_labels")
+        }
+    )
     return [f"{line[0].upper()}{line[1:]}." for line in seen]
 
 
@@ -161,41 +184,81 @@ def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print, accept_changes: bool 
 
 def _run_cv(cfg: dict, *, folds, log, accept_changes: bool, jobs: int) -> dict:
     base = run_dir(cfg)
-    done = run_many([_variant(cfg, base / f"fold_{k}", data__fold=k) for k in folds], jobs=jobs, log=log,
-                    accept_changes=accept_changes)
+    done = run_many(
+        [_variant(cfg, base / f"fold_{k}", data__fold=k) for k in folds],
+        jobs=jobs,
+        log=log,
+        accept_changes=accept_changes,
+    )
     runs = {f"fold {k}": m for k, m in zip(folds, done)}
     agg = aggregate(runs)
     names = class_names(len(next(iter(runs.values()))["per_class_recall"]))
     write_json({"aggregate": agg, "folds": runs}, base / "cv.json")
-    table = pl.DataFrame({"fold": list(runs), "war": [r["war"] for r in runs.values()], "uar": [r["uar"] for r in runs.values()],
-                          "macro_f1": [r["macro_f1"] for r in runs.values()],
-                          **{n: [r["per_class_recall"][n] for r in runs.values()] for n in names}})
+    table = pl.DataFrame(
+        {
+            "fold": list(runs),
+            "war": [r["war"] for r in runs.values()],
+            "uar": [r["uar"] for r in runs.values()],
+            "macro_f1": [r["macro_f1"] for r in runs.values()],
+            **{n: [r["per_class_recall"][n] for r in runs.values()] for n in names},
+        }
+    )
     write_csv(table, base / "cv.csv")
     sel = cfg["train"]["selection"]
-    lines = [f"# {cfg['name']}: {len(folds)}-fold cross-validation", "",
-             f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}`, AU strategy `{cfg['au']['strategy']}`, λ = {cfg['au']['lam']}.",
-             f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: "
-             f"{', '.join(sorted({r.get('init', 'unknown') for r in runs.values()}))}.",
-             *_au_label_lines(runs.values()), "",
-             "| fold | WAR | UAR | macro-F1 |", "|---|---|---|---|"]
-    lines += [f"| {f} | {100 * r['war']:.2f} | {100 * r['uar']:.2f} | {100 * r['macro_f1']:.2f} |" for f, r in runs.items()]
-    lines += [f"| mean ± std | {pm(agg['war'])} | {pm(agg['uar'])} | {pm(agg['macro_f1'])} |", "", "Per-class recall (%):", ""]
+    lines = [
+        f"# {cfg['name']}: {len(folds)}-fold cross-validation",
+        "",
+        f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}`, AU strategy `{cfg['au']['strategy']}`, λ = {cfg['au']['lam']}.",
+        f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: "
+        f"{', '.join(sorted({r.get('init', 'unknown') for r in runs.values()}))}.",
+        *_au_label_lines(runs.values()),
+        "",
+        "| fold | WAR | UAR | macro-F1 |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {f} | {100 * r['war']:.2f} | {100 * r['uar']:.2f} | {100 * r['macro_f1']:.2f} |" for f, r in runs.items()
+    ]
+    lines += [
+        f"| mean ± std | {pm(agg['war'])} | {pm(agg['uar'])} | {pm(agg['macro_f1'])} |",
+        "",
+        "Per-class recall (%):",
+        "",
+    ]
     lines += results_table({cfg["name"]: agg}, names)
     _write_report(base, lines)
     log(f"cross-validation: WAR {pm(agg['war'])}, UAR {pm(agg['uar'])} -> {base / 'report.md'}")
     return agg
 
 
-def run_ablation(cfg: dict, *, seeds=(0, 1, 2), strategies=("none", "global", "distinct", "minor"), lams=(0.1, 0.25, 0.5, 0.75),
-                 title: str | None = None, intro: list[str] | None = None, log=print, accept_changes: bool = False,
-                 jobs: int = 1) -> dict:
+def run_ablation(
+    cfg: dict,
+    *,
+    seeds=(0, 1, 2),
+    strategies=("none", "global", "distinct", "minor"),
+    lams=(0.1, 0.25, 0.5, 0.75),
+    title: str | None = None,
+    intro: list[str] | None = None,
+    log=print,
+    accept_changes: bool = False,
+    jobs: int = 1,
+) -> dict:
     """Table 3 (each strategy over ``seeds``) and Fig. 5 (λ sweep with the config's strategy), with figures.
     The base folder is locked while it runs (``runlock``); ``jobs``: runs side by side (``run_many``)."""
     from .runlock import run_lock
 
     with run_lock(run_dir(cfg), log=log):
-        return _run_ablation(cfg, seeds=seeds, strategies=strategies, lams=lams, title=title, intro=intro, log=log,
-                             accept_changes=accept_changes, jobs=jobs)
+        return _run_ablation(
+            cfg,
+            seeds=seeds,
+            strategies=strategies,
+            lams=lams,
+            title=title,
+            intro=intro,
+            log=log,
+            accept_changes=accept_changes,
+            jobs=jobs,
+        )
 
 
 def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, accept_changes: bool, jobs: int) -> dict:
@@ -203,10 +266,26 @@ def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, acce
 
     base = run_dir(cfg)
     sweep_strategy = cfg["au"]["strategy"] if cfg["au"]["strategy"] != "none" else "distinct"
-    plan = [(s, seed, _variant(cfg, base / s / f"seed_{seed}", au__strategy=s, train__seed=seed))
-            for s in strategies for seed in seeds]
-    plan += [(float(lam), seed, _variant(cfg, base / f"lambda_{lam:g}" / f"seed_{seed}", au__strategy=sweep_strategy,
-                                         au__lam=float(lam), train__seed=seed)) for lam in lams for seed in seeds]
+    plan = [
+        (s, seed, _variant(cfg, base / s / f"seed_{seed}", au__strategy=s, train__seed=seed))
+        for s in strategies
+        for seed in seeds
+    ]
+    plan += [
+        (
+            float(lam),
+            seed,
+            _variant(
+                cfg,
+                base / f"lambda_{lam:g}" / f"seed_{seed}",
+                au__strategy=sweep_strategy,
+                au__lam=float(lam),
+                train__seed=seed,
+            ),
+        )
+        for lam in lams
+        for seed in seeds
+    ]
     done = run_many([c for *_, c in plan], jobs=jobs, log=log, accept_changes=accept_changes)
     results: dict[str, dict[str, dict]] = {s: {} for s in strategies}
     per_lam: dict[float, dict[str, dict]] = {float(lam): {} for lam in lams}
@@ -215,59 +294,103 @@ def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, acce
     sweep: dict[float, dict] = {lam: aggregate(runs) for lam, runs in per_lam.items()}
     aggs = {s: aggregate(r) for s, r in results.items()}
     names = class_names(len(next(iter(results[strategies[0]].values()))["per_class_recall"]))
-    write_json({"strategies": aggs, "lambda": {str(k): v for k, v in sweep.items()}, "runs": results}, base / "ablation.json")
+    write_json(
+        {"strategies": aggs, "lambda": {str(k): v for k, v in sweep.items()}, "runs": results}, base / "ablation.json"
+    )
 
     au_strategies = [s for s in strategies if s != "none"]
     best = max(au_strategies, key=lambda s: aggs[s]["uar"]["mean"]) if au_strategies else None
     figures = []
     train_split = split_index(cfg, "train") if cfg["au"]["knowledge"] == "per-fold" else None
-    plot_knowledge(knowledge_for(cfg, train_split), base / "knowledge.png", title="AU-expression knowledge used by the AU loss (Fig. 4)")
+    plot_knowledge(
+        knowledge_for(cfg, train_split),
+        base / "knowledge.png",
+        title="AU-expression knowledge used by the AU loss (Fig. 4)",
+    )
     figures.append(("Knowledge matrix (Fig. 4)", "knowledge.png"))
     if "none" in results and best:
-        plot_confusions({STRATEGY_LABEL["none"]: _mean_confusion(results["none"]), STRATEGY_LABEL[best]: _mean_confusion(results[best])},
-                        names, base / "confusion.png", title=f"Normalised confusion, mean over {len(seeds)} seeds (Fig. 6)")
+        plot_confusions(
+            {
+                STRATEGY_LABEL["none"]: _mean_confusion(results["none"]),
+                STRATEGY_LABEL[best]: _mean_confusion(results[best]),
+            },
+            names,
+            base / "confusion.png",
+            title=f"Normalised confusion, mean over {len(seeds)} seeds (Fig. 6)",
+        )
         figures.append(("Confusion matrices, baseline vs AU (Fig. 6)", "confusion.png"))
         first = f"seed_{seeds[0]}"
-        plot_tsne({STRATEGY_LABEL["none"]: _features(base / "none" / first), STRATEGY_LABEL[best]: _features(base / best / first)},
-                  names, base / "tsne.png")
+        plot_tsne(
+            {
+                STRATEGY_LABEL["none"]: _features(base / "none" / first),
+                STRATEGY_LABEL[best]: _features(base / best / first),
+            },
+            names,
+            base / "tsne.png",
+        )
         figures.append((f"t-SNE of pooled test features, seed {seeds[0]} (Fig. 8)", "tsne.png"))
     curves = {STRATEGY_LABEL[s]: epoch_curves(base / s / f"seed_{seeds[0]}") for s in strategies}
     if any(curves.values()):
-        plot_curves({k: v for k, v in curves.items() if v}, base / "curves.png", title=f"Training curves, seed {seeds[0]} (Fig. 7)")
+        plot_curves(
+            {k: v for k, v in curves.items() if v},
+            base / "curves.png",
+            title=f"Training curves, seed {seeds[0]} (Fig. 7)",
+        )
         figures.append(("Training curves (Fig. 7)", "curves.png"))
     if sweep:
         ls = sorted(sweep)
-        plot_lambda(ls, [sweep[x]["war"]["mean"] for x in ls], [sweep[x]["uar"]["mean"] for x in ls], base / "lambda.png",
-                    war_std=[sweep[x]["war"]["std"] for x in ls], uar_std=[sweep[x]["uar"]["std"] for x in ls])
+        plot_lambda(
+            ls,
+            [sweep[x]["war"]["mean"] for x in ls],
+            [sweep[x]["uar"]["mean"] for x in ls],
+            base / "lambda.png",
+            war_std=[sweep[x]["war"]["std"] for x in ls],
+            uar_std=[sweep[x]["uar"]["std"] for x in ls],
+        )
         figures.append((f"λ sweep with the {sweep_strategy} strategy (Fig. 5)", "lambda.png"))
 
     sel = cfg["train"]["selection"]
     init_note = ", ".join(sorted({r.get("init", "unknown") for per in results.values() for r in per.values()}))
-    lines = [f"# {title or cfg['name'] + ': AU-loss ablation'}", ""] + (intro or []) + [
-        f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}` fold {cfg['data']['fold']}; {len(seeds)} seeds "
-        f"({', '.join(map(str, seeds))}); λ = {cfg['au']['lam']} for the strategies; {cfg['train']['epochs']} epochs.",
-        f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: {init_note}. "
-        "Values are mean ± std over seeds, in %.", *_au_label_lines(r for per in results.values() for r in per.values()), "",
-        "## Positive-class weight strategies (Table 3 layout)", ""]
+    lines = (
+        [f"# {title or cfg['name'] + ': AU-loss ablation'}", ""]
+        + (intro or [])
+        + [
+            f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}` fold {cfg['data']['fold']}; {len(seeds)} seeds "
+            f"({', '.join(map(str, seeds))}); λ = {cfg['au']['lam']} for the strategies; {cfg['train']['epochs']} epochs.",
+            f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: {init_note}. "
+            "Values are mean ± std over seeds, in %.",
+            *_au_label_lines(r for per in results.values() for r in per.values()),
+            "",
+            "## Positive-class weight strategies (Table 3 layout)",
+            "",
+        ]
+    )
     lines += results_table({STRATEGY_LABEL[s]: aggs[s] for s in strategies}, names)
     if au_strategies:
         lines += ["", "| method | AU-head mean F1 (%) |", "|---|---|"]
         lines += [f"| {STRATEGY_LABEL[s]} | {pm(aggs[s].get('au_f1_mean'))} |" for s in au_strategies]
     counts = next(iter(results[strategies[0]].values()))["class_counts"]
     rare = sorted(counts, key=counts.get)[:2]
-    lines += ["", f"Test clips per class: {', '.join(f'{n} {c}' for n, c in counts.items())}. Rarest: **{', '.join(rare)}** — "
-              "their recall rests on a handful of clips and moves most between seeds.",
-              f"Always predicting the test split's own most frequent class would score WAR "
-              f"{100 * max(counts.values()) / sum(counts.values()):.2f} / UAR {100 / len(counts):.2f} (an upper bound of any "
-              f"constant answer; one chosen from the training fold can score less)."]
+    lines += [
+        "",
+        f"Test clips per class: {', '.join(f'{n} {c}' for n, c in counts.items())}. Rarest: **{', '.join(rare)}** — "
+        "their recall rests on a handful of clips and moves most between seeds.",
+        f"Always predicting the test split's own most frequent class would score WAR "
+        f"{100 * max(counts.values()) / sum(counts.values()):.2f} / UAR {100 / len(counts):.2f} (an upper bound of any "
+        f"constant answer; one chosen from the training fold can score less).",
+    ]
     if "none" in aggs and au_strategies:
         lines += [""]
         for s in au_strategies:
             dw = 100 * (aggs[s]["war"]["mean"] - aggs["none"]["war"]["mean"])
             du = 100 * (aggs[s]["uar"]["mean"] - aggs["none"]["uar"]["mean"])
-            rare_d = ", ".join(f"{n} {100 * ((aggs[s]['per_class_recall'][n]['mean'] or 0) - (aggs['none']['per_class_recall'][n]['mean'] or 0)):+.1f}"
-                               for n in rare)
-            lines.append(f"- {STRATEGY_LABEL[s]} vs baseline: WAR {dw:+.2f}, UAR {du:+.2f} points (rare classes: {rare_d}).")
+            rare_d = ", ".join(
+                f"{n} {100 * ((aggs[s]['per_class_recall'][n]['mean'] or 0) - (aggs['none']['per_class_recall'][n]['mean'] or 0)):+.1f}"
+                for n in rare
+            )
+            lines.append(
+                f"- {STRATEGY_LABEL[s]} vs baseline: WAR {dw:+.2f}, UAR {du:+.2f} points (rare classes: {rare_d})."
+            )
     if sweep:
         lines += ["", f"## λ sweep ({sweep_strategy}, Fig. 5)", "", "| λ | WAR | UAR |", "|---|---|---|"]
         lines += [f"| {x:g} | {pm(sweep[x]['war'])} | {pm(sweep[x]['uar'])} |" for x in sorted(sweep)]

@@ -38,9 +38,13 @@ class AUDFERModule(L.LightningModule):
         use_au = cfg["au"]["strategy"] != "none"
         m = cfg["model"]
         self.model = create_model(m["name"], num_classes=num_classes(cfg), au_head=use_au, **(m["kwargs"] or {}))
-        self.criterion = AUDFERLoss(np.asarray(knowledge), None if pos_weight is None else np.asarray(pos_weight),
-                                    au_weight=cfg["au"]["lam"] if use_au else 0.0,
-                                    label_smoothing=cfg["optim"]["label_smoothing"], scale=cfg["au"]["scale"])
+        self.criterion = AUDFERLoss(
+            np.asarray(knowledge),
+            None if pos_weight is None else np.asarray(pos_weight),
+            au_weight=cfg["au"]["lam"] if use_au else 0.0,
+            label_smoothing=cfg["optim"]["label_smoothing"],
+            scale=cfg["au"]["scale"],
+        )
         k = num_classes(cfg)
         self.val_confusion = MulticlassConfusionMatrix(num_classes=k)  # synced over DDP processes
         self.steps_per_epoch = max(1, steps_per_epoch)
@@ -108,7 +112,12 @@ class AUDFERModule(L.LightningModule):
         batches (averaged over DDP processes, ``sync_dist``)."""
         n = max(self._epoch_clips, 1)
         ce, au, total = (self._epoch_sums / n).float().unbind()
-        for name, value in (("train/ce", ce), ("train/au", au), ("train/loss_epoch", total), ("lr", self._epoch_lr / n)):
+        for name, value in (
+            ("train/ce", ce),
+            ("train/au", au),
+            ("train/loss_epoch", total),
+            ("lr", self._epoch_lr / n),
+        ):
             self.log(name, value, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
 
     def validation_step(self, batch, batch_idx):
@@ -148,7 +157,9 @@ class AUDFERModule(L.LightningModule):
     def _param_groups(self):
         o = self.cfg["optim"]
         lr = self.base_lr()
-        depth = 1 + max([int(g) for n, _ in self.model.named_parameters() for g in re.findall(r"blocks\.(\d+)\.", n)] or [-1])
+        depth = 1 + max(
+            [int(g) for n, _ in self.model.named_parameters() for g in re.findall(r"blocks\.(\d+)\.", n)] or [-1]
+        )
         groups: dict[tuple, dict] = {}
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
@@ -165,7 +176,9 @@ class AUDFERModule(L.LightningModule):
                     layer = depth + 1
                 scale = o["layer_decay"] ** (depth + 1 - layer)
             key = (no_decay, scale)
-            g = groups.setdefault(key, {"params": [], "weight_decay": 0.0 if no_decay else o["weight_decay"], "lr": lr * scale})
+            g = groups.setdefault(
+                key, {"params": [], "weight_decay": 0.0 if no_decay else o["weight_decay"], "lr": lr * scale}
+            )
             g["params"].append(p)
         return list(groups.values()), lr
 
@@ -190,8 +203,11 @@ class AUDFERModule(L.LightningModule):
     # --------------------------------------------------------------------------- exact resume
     def on_save_checkpoint(self, checkpoint):
         kind, keys, pos, has_gauss, cached = np.random.get_state()
-        checkpoint["audfer_rng"] = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos,
-                                                                               has_gauss, cached], "python": random.getstate()}
+        checkpoint["audfer_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "python": random.getstate(),
+        }
 
     def on_load_checkpoint(self, checkpoint):
         state = checkpoint.get("audfer_rng")

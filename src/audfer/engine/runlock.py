@@ -45,8 +45,12 @@ def run_lock(folder: str | os.PathLike, *, log=print) -> Iterator[Path | None]:
         return
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv) or "python",
-          "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join(sys.argv) or "python",
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -64,10 +68,14 @@ def run_lock(folder: str | os.PathLike, *, log=print) -> Iterator[Path | None]:
                 path.unlink(missing_ok=True)
                 continue
             if not isinstance(pid, int):
-                raise AudferError(f"{folder}: unreadable run lock {path.name}; if no audfer command is using this folder, "
-                                  f"delete {path}")
-            raise AudferError(f"{folder}: run folder in use by process {pid} on {host} ({other.get('command', '?')}, since "
-                              f"{other.get('started', '?')}); wait for it, or choose another out=")
+                raise AudferError(
+                    f"{folder}: unreadable run lock {path.name}; if no audfer command is using this folder, "
+                    f"delete {path}"
+                )
+            raise AudferError(
+                f"{folder}: run folder in use by process {pid} on {host} ({other.get('command', '?')}, since "
+                f"{other.get('started', '?')}); wait for it, or choose another out="
+            )
         with os.fdopen(fd, "w") as fh:
             json.dump(me, fh)
         break

@@ -22,6 +22,7 @@ the base to the cosine's value there). Step j runs with timm's value at j - 1; s
 from __future__ import annotations
 
 import math
+
 from ..errors import ConfigError
 
 KINDS = ("cosine", "timm-cosine", "step", "none")

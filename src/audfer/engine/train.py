@@ -13,10 +13,10 @@ Run folder::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
-import logging
 import time
 import warnings
 from pathlib import Path
@@ -50,11 +50,12 @@ def _loggers(cfg: dict, out: Path):
             loggers.append(CSVLogger(str(out), name="logs", version=""))
         else:
             try:
-                from lightning.pytorch.loggers import TensorBoardLogger
-
                 import tensorboard  # noqa: F401
+                from lightning.pytorch.loggers import TensorBoardLogger
             except ImportError:
-                raise AudferError("train.loggers has tensorboard but it is not installed: pip install 'audfer[tensorboard]'") from None
+                raise AudferError(
+                    "train.loggers has tensorboard but it is not installed: pip install 'audfer[tensorboard]'"
+                ) from None
             loggers.append(TensorBoardLogger(str(out), name="tensorboard", version=""))
     return loggers or False
 
@@ -75,8 +76,10 @@ def initialise(model, cfg: dict, *, log=print) -> dict:
         record.update(init="pretrained", pretrained=str(m["pretrained"]), load_report=report.as_dict())
         log(f"initialised from {m['pretrained']}: {report.summary()}")
     elif m["official_init"]:
-        msg = (f"WARNING: {cfg['model']['name']} trains FROM SCRATCH; the official run starts from {m['official_init']} "
-               f"(set model.pretrained=<file>, see docs/weights.md). Results will not be comparable to the paper's.")
+        msg = (
+            f"WARNING: {cfg['model']['name']} trains FROM SCRATCH; the official run starts from {m['official_init']} "
+            f"(set model.pretrained=<file>, see docs/weights.md). Results will not be comparable to the paper's."
+        )
         warnings.warn(msg, UserWarning, stacklevel=2)
     return record
 
@@ -119,7 +122,9 @@ def plan(cfg: dict, *, log=print) -> dict:
     t, o, d = cfg["train"], cfg["optim"], cfg["data"]
     prep = prepare(cfg)
     steps = steps_per_epoch(len(prep.train), t)
-    module = AUDFERModule(cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps)
+    module = AUDFERModule(
+        cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
+    )
     init = initialise(module.model, cfg, log=log)
     k = num_classes(cfg)
     total, warm = t["epochs"] * steps, o["warmup_epochs"] * steps
@@ -128,38 +133,82 @@ def plan(cfg: dict, *, log=print) -> dict:
     points = {"first step": 0, "end of warm-up": max(warm - 1, 0), "mid-run": total // 2, "last step": total - 1}
     sampling = d["sampling"] or default_sampling(cfg["model"]["name"])
     spec = module.model.input_spec
-    transform = build_transform(spec, True, jitter=d["jitter"], hue=d["hue"], scale=d["crop_scale"],
-                                randaugment=d["randaugment"], erasing=d["erasing"])
+    transform = build_transform(
+        spec,
+        True,
+        jitter=d["jitter"],
+        hue=d["hue"],
+        scale=d["crop_scale"],
+        randaugment=d["randaugment"],
+        erasing=d["erasing"],
+    )
     result = {
-        "config": cfg["name"], "run_folder": str(out), "model": cfg["model"]["name"], "input": spec.describe(),
+        "config": cfg["name"],
+        "run_folder": str(out),
+        "model": cfg["model"]["name"],
+        "input": spec.describe(),
         "dataset": {"name": d["dataset"], "root": d["root"], "fold": d["fold"]},
-        "clips": {"train": len(prep.train), "val": len(prep.val) if prep.val is not None else 0, "test": len(prep.test)},
-        "clips_per_class": {"train": _class_counts(prep.train, k), "test": _class_counts(prep.test, k),
-                            **({"val": _class_counts(prep.val, k)} if prep.val is not None else {})},
-        "au": {"strategy": cfg["au"]["strategy"], "lam": cfg["au"]["lam"], "knowledge": cfg["au"]["knowledge"],
-               "pos_weights": cfg["au"]["pos_weights"], **prep.checks},
-        "steps_per_epoch": steps, "total_steps": total, "warmup_steps": warm,
-        "optimizer": {"name": o["name"], "base_lr": base, "scheduler": o["scheduler"], "weight_decay": o["weight_decay"],
-                      "layer_decay": o["layer_decay"], "label_smoothing": o["label_smoothing"], "mixup": o["mixup"],
-                      "cutmix": o["cutmix"]},
+        "clips": {
+            "train": len(prep.train),
+            "val": len(prep.val) if prep.val is not None else 0,
+            "test": len(prep.test),
+        },
+        "clips_per_class": {
+            "train": _class_counts(prep.train, k),
+            "test": _class_counts(prep.test, k),
+            **({"val": _class_counts(prep.val, k)} if prep.val is not None else {}),
+        },
+        "au": {
+            "strategy": cfg["au"]["strategy"],
+            "lam": cfg["au"]["lam"],
+            "knowledge": cfg["au"]["knowledge"],
+            "pos_weights": cfg["au"]["pos_weights"],
+            **prep.checks,
+        },
+        "steps_per_epoch": steps,
+        "total_steps": total,
+        "warmup_steps": warm,
+        "optimizer": {
+            "name": o["name"],
+            "base_lr": base,
+            "scheduler": o["scheduler"],
+            "weight_decay": o["weight_decay"],
+            "layer_decay": o["layer_decay"],
+            "label_smoothing": o["label_smoothing"],
+            "mixup": o["mixup"],
+            "cutmix": o["cutmix"],
+        },
         "lr": {name: {"step": s, "lr": module.lr_at(s)} for name, s in points.items()},
-        "init": init, "init_label": init_label(init),
-        "sampling": {"kind": sampling, "frames": spec.frames, "stride": d["stride"] if sampling == "mae_dfer" else None,
-                     "test_views": d["test_views"] if sampling == "mae_dfer" else 1,
-                     "train": "random (per the recipe)", "test": "deterministic"},
+        "init": init,
+        "init_label": init_label(init),
+        "sampling": {
+            "kind": sampling,
+            "frames": spec.frames,
+            "stride": d["stride"] if sampling == "mae_dfer" else None,
+            "test_views": d["test_views"] if sampling == "mae_dfer" else 1,
+            "train": "random (per the recipe)",
+            "test": "deterministic",
+        },
         "augmentation": [type(step).__name__ + _describe(step) for step in transform.steps],
         "selection": {"rule": t["selection"], "note": SELECTION_NOTE[t["selection"]], "monitor": t["monitor"]},
-        "precision": t["precision"], "devices": t["devices"], "batch_size": t["batch_size"], "epochs": t["epochs"],
+        "precision": t["precision"],
+        "devices": t["devices"],
+        "batch_size": t["batch_size"],
+        "epochs": t["epochs"],
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(result, out / "plan.json")
     log(f"plan for {cfg['name']} ({cfg['model']['name']}, {result['init_label']}) -> {out / 'plan.json'}")
-    log(f"  clips: train {result['clips']['train']}, val {result['clips']['val']}, test {result['clips']['test']}; "
-        f"train per class: {result['clips_per_class']['train']}")
+    log(
+        f"  clips: train {result['clips']['train']}, val {result['clips']['val']}, test {result['clips']['test']}; "
+        f"train per class: {result['clips_per_class']['train']}"
+    )
     if "au_coverage" in prep.checks:
         log(f"  {describe_au_labels(au_label_summary(prep.checks))}")
-    log(f"  {steps} steps/epoch x {t['epochs']} epochs = {total} steps; warm-up {warm} steps; lr " +
-        ", ".join(f"{n} (step {v['step']}) {v['lr']:.3g}" for n, v in result["lr"].items()))
+    log(
+        f"  {steps} steps/epoch x {t['epochs']} epochs = {total} steps; warm-up {warm} steps; lr "
+        + ", ".join(f"{n} (step {v['step']}) {v['lr']:.3g}" for n, v in result["lr"].items())
+    )
     log(f"  sampling {sampling}; augmentation: {', '.join(result['augmentation'])}")
     log(f"  selection: {t['selection']} ({SELECTION_NOTE[t['selection']]})")
     return result
@@ -171,8 +220,14 @@ def _describe(step) -> str:
 
 
 #: Settings that do not change a run's result (a test pins each invariance); every other key does.
-INCIDENTAL = {("data", "num_workers"), ("data", "cache"), ("train", "progress"), ("train", "threads"), ("train", "loggers"),
-              ("train", "eval_batch_size")}
+INCIDENTAL = {
+    ("data", "num_workers"),
+    ("data", "cache"),
+    ("train", "progress"),
+    ("train", "threads"),
+    ("train", "loggers"),
+    ("train", "eval_batch_size"),
+}
 
 
 def config_changes(old: dict, new: dict) -> dict[str, tuple]:
@@ -229,19 +284,24 @@ def _check_resume_settings(out: Path, cfg: dict, start_epoch: int, accept_change
     diff = config_changes(old, cfg)
     if not diff:
         return
-    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:8]) + (" ..." if len(diff) > 8 else "")
+    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:8]) + (
+        " ..." if len(diff) > 8 else ""
+    )
     if not accept_changes:
-        raise AudferError(f"{out}: --resume with {len(diff)} changed setting(s) that change the result ({shown}); "
-                          f"resume with the run's own settings, or pass --accept-changes to continue with the new ones "
-                          f"(the run folder records at which epoch they changed)")
+        raise AudferError(
+            f"{out}: --resume with {len(diff)} changed setting(s) that change the result ({shown}); "
+            f"resume with the run's own settings, or pass --accept-changes to continue with the new ones "
+            f"(the run folder records at which epoch they changed)"
+        )
     record = json.loads((out / "changes.json").read_text()) if (out / "changes.json").is_file() else []
     record.append({"from_epoch": start_epoch + 1, "changes": {k: list(v) for k, v in diff.items()}})
     write_json(record, out / "changes.json")
     log(f"settings changed from epoch {start_epoch + 1} on (recorded in changes.json): {shown}")
 
 
-def train(cfg: dict, *, resume: bool = False, accept_changes: bool = False, callbacks=(), log=print,
-          evaluate: bool = True) -> Path:
+def train(
+    cfg: dict, *, resume: bool = False, accept_changes: bool = False, callbacks=(), log=print, evaluate: bool = True
+) -> Path:
     """Train one run as configured, then evaluate the selected checkpoint on the test split.
 
     Safe to interrupt: ``last.ckpt`` is replaced only by a complete checkpoint (the one before is kept as
@@ -253,8 +313,9 @@ def train(cfg: dict, *, resume: bool = False, accept_changes: bool = False, call
 
     out = run_dir(cfg)
     with run_lock(out, log=log):
-        return _train_locked(cfg, resume=resume, accept_changes=accept_changes, callbacks=callbacks, log=log,
-                             evaluate=evaluate)
+        return _train_locked(
+            cfg, resume=resume, accept_changes=accept_changes, callbacks=callbacks, log=log, evaluate=evaluate
+        )
 
 
 def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, log, evaluate: bool) -> Path:
@@ -273,7 +334,9 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     if resume and not has_checkpoint(out):
         raise AudferError(f"{last}: nothing to resume from")
     if not resume and has_checkpoint(out):
-        raise AudferError(f"{out}: run folder already has checkpoints; pass --resume to continue it or choose another out=")
+        raise AudferError(
+            f"{out}: run folder already has checkpoints; pass --resume to continue it or choose another out="
+        )
     start = None
     if resume:
         start, done = resume_point(ckdir, log=log)
@@ -284,7 +347,9 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     L.seed_everything(t["seed"], workers=True, verbose=False)
     prep = prepare(cfg)
     steps = steps_per_epoch(len(prep.train), t)
-    module = AUDFERModule(cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps)
+    module = AUDFERModule(
+        cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
+    )
     spec = module.model.input_spec
     train_ds = make_dataset(cfg, prep.train, spec, prep.au_labels, train=True)
     workers = cfg["data"]["num_workers"]
@@ -293,8 +358,13 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     watch = {"best-val": prep.val, "best-test": prep.test}.get(sel)
     val_dl = None
     if watch is not None:
-        val_dl = loader(make_dataset(cfg, watch, spec, prep.au_labels, train=False), t["eval_batch_size"] or t["batch_size"],
-                        train=False, workers=workers, seed=t["seed"])
+        val_dl = loader(
+            make_dataset(cfg, watch, spec, prep.au_labels, train=False),
+            t["eval_batch_size"] or t["batch_size"],
+            train=False,
+            workers=workers,
+            seed=t["seed"],
+        )
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(dump_config(cfg))
@@ -306,22 +376,41 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     cbs = [_EveryEpoch(ckdir, out / "epochs.csv"), stopper]
     best_cb = None
     if watch is not None:
-        best_cb = ModelCheckpoint(dirpath=str(ckdir), filename="best", monitor=monitor, mode="max", save_top_k=1,
-                                  enable_version_counter=False, auto_insert_metric_name=False)
+        best_cb = ModelCheckpoint(
+            dirpath=str(ckdir),
+            filename="best",
+            monitor=monitor,
+            mode="max",
+            save_top_k=1,
+            enable_version_counter=False,
+            auto_insert_metric_name=False,
+        )
         cbs.append(best_cb)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # no "GPU available" banners per run
         logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
-        max_epochs=t["epochs"], accelerator=t["accelerator"], devices=t["devices"], strategy=t["strategy"],
-        precision=t["precision"], callbacks=cbs + list(callbacks), logger=_loggers(cfg, out), default_root_dir=str(out),
-        deterministic=t["deterministic"], enable_progress_bar=t["progress"], enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=max(1, min(50, steps)), limit_train_batches=t["limit_train_batches"],
+        max_epochs=t["epochs"],
+        accelerator=t["accelerator"],
+        devices=t["devices"],
+        strategy=t["strategy"],
+        precision=t["precision"],
+        callbacks=cbs + list(callbacks),
+        logger=_loggers(cfg, out),
+        default_root_dir=str(out),
+        deterministic=t["deterministic"],
+        enable_progress_bar=t["progress"],
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, steps)),
+        limit_train_batches=t["limit_train_batches"],
         use_distributed_sampler=False,  # our samplers shard themselves (engine.data.EpochShuffle / ShardInOrder)
         enable_checkpointing=best_cb is not None,
     )
     t0 = time.perf_counter()
-    log(f"training {cfg['model']['name']} on {cfg['data']['dataset']} ({len(prep.train)} train clips, AU strategy "
-        f"{cfg['au']['strategy']}, λ={cfg['au']['lam']}, selection {sel}) -> {out}")
+    log(
+        f"training {cfg['model']['name']} on {cfg['data']['dataset']} ({len(prep.train)} train clips, AU strategy "
+        f"{cfg['au']['strategy']}, λ={cfg['au']['lam']}, selection {sel}) -> {out}"
+    )
     au_summary = au_label_summary(prep.checks)
     if au_summary is not None:
         log(f"  {describe_au_labels(au_summary)}")
@@ -333,16 +422,24 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
             handlers[sig] = signal.signal(sig, stopper.request)
     try:
         with warnings.catch_warnings():
-            for text in (".*LeafSpec.*", ".*exists and is not empty.*", ".*weights_only.*", ".*does not have many workers.*",
-                         ".*ambiguous collection.*", ".*no `val_dataloader`.*"):
+            for text in (
+                ".*LeafSpec.*",
+                ".*exists and is not empty.*",
+                ".*weights_only.*",
+                ".*does not have many workers.*",
+                ".*ambiguous collection.*",
+                ".*no `val_dataloader`.*",
+            ):
                 warnings.filterwarnings("ignore", message=text)
             trainer.fit(module, train_dl, val_dl, ckpt_path=str(start) if start is not None else None)
     except (_Stop, SIGTERMException) as exc:  # Lightning raises its own at the step boundary on SIGTERM
         stop = exc if isinstance(exc, _Stop) else _Stop(signal.SIGTERM)
-        raise TrainingStopped(f"stopped by {stop.name} after step {trainer.global_step} (epoch {trainer.current_epoch + 1}); "
-                              f"the {trainer.current_epoch} finished epoch(s) are in {last} and {out / 'epochs.csv'}; continue with --resume "
-                              f"(the unfinished epoch is redone from its start, so the result equals an uninterrupted run)",
-                              128 + stop.signum) from None
+        raise TrainingStopped(
+            f"stopped by {stop.name} after step {trainer.global_step} (epoch {trainer.current_epoch + 1}); "
+            f"the {trainer.current_epoch} finished epoch(s) are in {last} and {out / 'epochs.csv'}; continue with --resume "
+            f"(the unfinished epoch is redone from its start, so the result equals an uninterrupted run)",
+            128 + stop.signum,
+        ) from None
     finally:
         for sig, old in handlers.items():
             signal.signal(sig, old)
@@ -355,11 +452,17 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     chosen = last if sel == "last" else Path(best_cb.best_model_path)
     info = torch.load(chosen, map_location="cpu", weights_only=False)
     init = json.loads((out / "init.json").read_text())
-    selection = {"rule": sel, "note": SELECTION_NOTE[sel], "checkpoint": str(chosen.relative_to(out)), "init": init_label(init),
-                 "epoch": int(info["epoch"]) + 1,
-                 "monitor": None if sel == "last" else monitor,
-                 "score": None if sel == "last" else float(best_cb.best_model_score), "train_seconds": round(time.perf_counter() - t0, 1),
-                 "au_labels": au_summary}
+    selection = {
+        "rule": sel,
+        "note": SELECTION_NOTE[sel],
+        "checkpoint": str(chosen.relative_to(out)),
+        "init": init_label(init),
+        "epoch": int(info["epoch"]) + 1,
+        "monitor": None if sel == "last" else monitor,
+        "score": None if sel == "last" else float(best_cb.best_model_score),
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "au_labels": au_summary,
+    }
     write_json(selection, out / "selection.json")
     if evaluate:
         evaluate_checkpoint(chosen, out=out / "eval", log=log)
@@ -433,7 +536,10 @@ class _StopOnSignal(Callback):
     def on_train_start(self, trainer, pl_module):
         # Lightning >= 2.5 puts its own SIGTERM handler in front of ours; under DDP it broadcasts from inside the
         # handler and stops only the signalled rank, leaving the others in a collective. Ours alone decides.
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is not self.request:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is not self.request
+        ):
             signal.signal(signal.SIGTERM, self.request)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -447,9 +553,8 @@ class _StopOnSignal(Callback):
 
 def load_module(checkpoint, *, map_location="cpu"):
     """The ``AUDFERModule`` stored in a checkpoint written by ``train``."""
-    from .module import AUDFERModule
-
     from ..models.checkpoint import sniff_checkpoint
+    from .module import AUDFERModule
 
     path = Path(checkpoint)
     sniff_checkpoint(path)
@@ -457,12 +562,21 @@ def load_module(checkpoint, *, map_location="cpu"):
         return AUDFERModule.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - torch / Lightning raise many types for foreign files
         detail = str(exc).splitlines()[0] if str(exc) else "no detail"
-        raise AudferError(f"{path}: not an audfer training checkpoint ({type(exc).__name__}: {detail}); for a model's "
-                          f"released weights use model.pretrained (train) or --model NAME (predict)") from None
+        raise AudferError(
+            f"{path}: not an audfer training checkpoint ({type(exc).__name__}: {detail}); for a model's "
+            f"released weights use model.pretrained (train) or --model NAME (predict)"
+        ) from None
 
 
-def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = (), split: str = "test", out=None,
-                        log=print, device: str | None = None) -> dict:
+def evaluate_checkpoint(
+    checkpoint,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    split: str = "test",
+    out=None,
+    log=print,
+    device: str | None = None,
+) -> dict:
     """Evaluate a checkpoint on a split of its own dataset config (``overrides`` may point elsewhere, e.g.
     ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
     from ..evaluation import classification_metrics, predict_loaders, prediction_table
@@ -480,19 +594,44 @@ def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = 
     sampling = cfg["data"]["sampling"] or default_sampling(cfg["model"]["name"])
     views = cfg["data"]["test_views"] if sampling == "mae_dfer" else 1
     bs = cfg["train"]["eval_batch_size"] or cfg["train"]["batch_size"]
-    loaders = [loader(make_dataset(cfg, index, spec, au, train=False, view=v), bs, train=False, workers=cfg["data"]["num_workers"],
-                      seed=0, shard=False) for v in range(max(1, views))]
+    loaders = [
+        loader(
+            make_dataset(cfg, index, spec, au, train=False, view=v),
+            bs,
+            train=False,
+            workers=cfg["data"]["num_workers"],
+            seed=0,
+            shard=False,
+        )
+        for v in range(max(1, views))
+    ]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     res = predict_loaders(module.model, loaders, device)
-    metrics = classification_metrics(res["probs"], res["labels"], res["au_probs"], res["au_targets"],
-                                      res["au_mask"] if au is not None else np.zeros(len(res["labels"]), bool))
+    metrics = classification_metrics(
+        res["probs"],
+        res["labels"],
+        res["au_probs"],
+        res["au_targets"],
+        res["au_mask"] if au is not None else np.zeros(len(res["labels"]), bool),
+    )
     ck = Path(checkpoint)
     sel_file = ck.parent.parent / "selection.json"
-    metrics["selection"] = json.loads(sel_file.read_text()) if sel_file.is_file() else {"rule": "unknown", "checkpoint": str(ck)}
+    metrics["selection"] = (
+        json.loads(sel_file.read_text()) if sel_file.is_file() else {"rule": "unknown", "checkpoint": str(ck)}
+    )
     init_file = ck.parent.parent / "init.json"
     metrics["init"] = init_label(json.loads(init_file.read_text())) if init_file.is_file() else "unknown"
-    metrics.update({"split": split, "dataset": cfg["data"]["dataset"], "fold": cfg["data"]["fold"], "model": cfg["model"]["name"],
-                    "au_strategy": cfg["au"]["strategy"], "lam": cfg["au"]["lam"], "views": max(1, views)})
+    metrics.update(
+        {
+            "split": split,
+            "dataset": cfg["data"]["dataset"],
+            "fold": cfg["data"]["fold"],
+            "model": cfg["model"]["name"],
+            "au_strategy": cfg["au"]["strategy"],
+            "lam": cfg["au"]["lam"],
+            "views": max(1, views),
+        }
+    )
     out = Path(out) if out else ck.parent.parent / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
     write_json(metrics, out / "metrics.json")
@@ -500,6 +639,8 @@ def evaluate_checkpoint(checkpoint, *, overrides: list[str] | tuple[str, ...] = 
     with atomic_path(out / "features.npy") as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, res["features"].astype(np.float32))
-    log(f"evaluated {ck.name} on {cfg['data']['dataset']} {split} ({metrics['n']} clips): WAR {100 * metrics['war']:.2f} "
-        f"UAR {100 * metrics['uar']:.2f} [{metrics['selection']['rule']}, {metrics['init']}] -> {out}")
+    log(
+        f"evaluated {ck.name} on {cfg['data']['dataset']} {split} ({metrics['n']} clips): WAR {100 * metrics['war']:.2f} "
+        f"UAR {100 * metrics['uar']:.2f} [{metrics['selection']['rule']}, {metrics['init']}] -> {out}"
+    )
     return metrics

@@ -13,6 +13,16 @@ from .mae_dfer import MAEDFER
 from .registry import create_model, list_models, model_entry, register_model
 
 __all__ = [
-    "DFERModel", "InputSpec", "ModelOutput", "M3DFEL", "FormerDFER", "MAEDFER", "create_model", "list_models",
-    "model_entry", "register_model", "load_checkpoint", "LoadReport",
+    "DFERModel",
+    "InputSpec",
+    "ModelOutput",
+    "M3DFEL",
+    "FormerDFER",
+    "MAEDFER",
+    "create_model",
+    "list_models",
+    "model_entry",
+    "register_model",
+    "load_checkpoint",
+    "LoadReport",
 ]

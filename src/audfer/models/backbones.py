@@ -21,7 +21,8 @@ class _Block3d(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = (
             nn.Sequential(nn.Conv3d(cin, cout, 1, stride, bias=False), nn.BatchNorm3d(cout))
-            if stride != 1 or cin != cout else None
+            if stride != 1 or cin != cout
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +54,8 @@ class BasicBlock2d(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.downsample = (
             nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-            if stride != 1 or cin != cout else None
+            if stride != 1 or cin != cout
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..vocab import AUS
 from ..errors import InputError
+from ..vocab import AUS
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,11 @@ class InputSpec:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def describe(self) -> str:
-        norm = "values in [0, 1], no mean/std" if self.std == (1.0, 1.0, 1.0) and self.mean == (0.0, 0.0, 0.0) \
+        norm = (
+            "values in [0, 1], no mean/std"
+            if self.std == (1.0, 1.0, 1.0) and self.mean == (0.0, 0.0, 0.0)
             else f"mean {self.mean}, std {self.std}"
+        )
         return f"{self.frames} frames x 3 x {self.size} x {self.size}, RGB, {norm}"
 
 

@@ -32,22 +32,33 @@ class LoadReport:
     messages: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"layout": self.layout, "loaded": self.loaded, "reinitialised": self.reinitialised, "dropped": self.dropped,
-                "messages": self.messages}
+        return {
+            "layout": self.layout,
+            "loaded": self.loaded,
+            "reinitialised": self.reinitialised,
+            "dropped": self.dropped,
+            "messages": self.messages,
+        }
 
     def summary(self) -> str:
         """One paragraph: what was loaded, what starts fresh, what was left unused."""
         fresh = ", ".join(self.reinitialised[:6]) + (" ..." if len(self.reinitialised) > 6 else "")
         unused = ", ".join(self.dropped[:6]) + (" ..." if len(self.dropped) > 6 else "")
-        lines = [f"{self.layout}: {self.loaded} tensors loaded",
-                 f"re-initialised {len(self.reinitialised)}" + (f" ({fresh})" if fresh else ""),
-                 f"unused {len(self.dropped)}" + (f" ({unused})" if unused else "")]
+        lines = [
+            f"{self.layout}: {self.loaded} tensors loaded",
+            f"re-initialised {len(self.reinitialised)}" + (f" ({fresh})" if fresh else ""),
+            f"unused {len(self.dropped)}" + (f" ({unused})" if unused else ""),
+        ]
         return "; ".join(lines) + "".join(f"\n  {m}" for m in self.messages)
 
 
 def _tensor_dict(obj) -> bool:
-    return isinstance(obj, dict) and obj and all(isinstance(k, str) for k in obj) and \
-        all(isinstance(v, torch.Tensor) for v in obj.values())
+    return (
+        isinstance(obj, dict)
+        and obj
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
 
 
 def _unwrap(obj, path: Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -67,7 +78,7 @@ def _unwrap(obj, path: Path) -> tuple[dict[str, torch.Tensor], str]:
 
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
+        return {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -86,22 +97,30 @@ def sniff_checkpoint(path: str | os.PathLike) -> None:
         tail = fh.read()
     if head.startswith(b"PK\x03\x04"):
         if b"PK\x05\x06" not in tail:  # no end-of-central-directory record: cut off
-            raise CheckpointError(f"{path}: truncated checkpoint ({size} bytes; the zip archive has no end record) - "
-                              f"an interrupted download or copy?")
+            raise CheckpointError(
+                f"{path}: truncated checkpoint ({size} bytes; the zip archive has no end record) - "
+                f"an interrupted download or copy?"
+            )
         return
     if head[:1] == b"\x80":  # a legacy (pre-1.6) pickle checkpoint
         return
-    if path.suffix.lower() == ".onnx" or (b"onnx" in head[:256].lower() or b"pytorch" in head[:64] and head[:1] == b"\x08"):
-        raise CheckpointError(f"{path}: an ONNX model, not a PyTorch checkpoint (ONNX files are for onnxruntime; train/evaluate/"
-                          f"predict need the .ckpt/.pth it was exported from)")
+    if path.suffix.lower() == ".onnx" or (
+        b"onnx" in head[:256].lower() or b"pytorch" in head[:64] and head[:1] == b"\x08"
+    ):
+        raise CheckpointError(
+            f"{path}: an ONNX model, not a PyTorch checkpoint (ONNX files are for onnxruntime; train/evaluate/"
+            f"predict need the .ckpt/.pth it was exported from)"
+        )
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         text = None
     if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text[:512]):
         first = text.strip().splitlines()[0][:60] if text.strip() else ""
-        raise CheckpointError(f"{path}: a text file ({first!r}...), not a PyTorch checkpoint (an HTML error page saved "
-                          f"instead of the weights?)")
+        raise CheckpointError(
+            f"{path}: a text file ({first!r}...), not a PyTorch checkpoint (an HTML error page saved "
+            f"instead of the weights?)"
+        )
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
 
 
@@ -116,15 +135,18 @@ def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # noqa: BLE001 - torch raises many types here
-        hint = " (it pickles more than tensors: pass trust_pickle=True / --trust-pickle if you trust it)" \
-            if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__ else ""
+        hint = (
+            " (it pickles more than tensors: pass trust_pickle=True / --trust-pickle if you trust it)"
+            if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__
+            else ""
+        )
         raise CheckpointError(f"{path}: cannot read checkpoint: {str(exc).splitlines()[0]}{hint}") from None
     state, layout = _unwrap(obj, path)
     report = LoadReport(layout, 0)
     if isinstance(obj, dict) and "pytorch-lightning_version" in obj and any(k.startswith("model.") for k in state):
         # an audfer training checkpoint: the model's tensors under ``model.``, loss buffers (K, pos-weights) beside
         report.dropped = sorted(k for k in state if not k.startswith("model."))
-        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
         report.layout = "audfer training checkpoint"
     state = _strip(_strip(state, "module."), "model.")
     own = model.state_dict()
@@ -157,9 +179,14 @@ def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: 
         if missing:
             parts.append(f"missing {len(missing)}: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
         if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+            parts.append(
+                f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}"
+            )
         if wrong:
-            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5]))
+            parts.append(
+                "shape mismatch: "
+                + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5])
+            )
         raise CheckpointError(f"{path}: does not fit {name} ({layout}); " + "; ".join(parts))
     model.load_state_dict(state, strict=False)
     report.loaded = len(state)

@@ -15,7 +15,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from .base import DFERModel
 
 
-
 def lstm_macs(lstm: nn.LSTM, steps: int, batch: int = 1) -> int:
     """MACs of one ``nn.LSTM`` forward over ``steps`` time steps."""
     dirs = 2 if lstm.bidirectional else 1

@@ -55,24 +55,38 @@ def _spec(value, name: str) -> InputSpec:
         return value
     if isinstance(value, dict):
         try:
-            return InputSpec(int(value["frames"]), int(value["size"]), tuple(value.get("mean", (0.0, 0.0, 0.0))),
-                             tuple(value.get("std", (1.0, 1.0, 1.0))))
+            return InputSpec(
+                int(value["frames"]),
+                int(value["size"]),
+                tuple(value.get("mean", (0.0, 0.0, 0.0))),
+                tuple(value.get("std", (1.0, 1.0, 1.0))),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"model {name!r}: input_spec needs frames and size (and optionally mean, std): {exc}") from None
-    raise ConfigError(f"model {name!r}: input_spec must be an audfer InputSpec or a mapping, got {type(value).__name__}")
+            raise ConfigError(
+                f"model {name!r}: input_spec needs frames and size (and optionally mean, std): {exc}"
+            ) from None
+    raise ConfigError(
+        f"model {name!r}: input_spec must be an audfer InputSpec or a mapping, got {type(value).__name__}"
+    )
 
 
 class CustomDFER(DFERModel):
     """A user's backbone with audfer's two heads (``fc`` and ``au_head``) on its pooled feature."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int = 7, au_head: bool = True, *, name: str = "custom") -> None:
+    def __init__(
+        self, backbone: nn.Module, num_classes: int = 7, au_head: bool = True, *, name: str = "custom"
+    ) -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):
-            raise ConfigError(f"model {name!r}: the factory returned {type(backbone).__name__}, expected a torch.nn.Module")
+            raise ConfigError(
+                f"model {name!r}: the factory returned {type(backbone).__name__}, expected a torch.nn.Module"
+            )
         d = getattr(backbone, "num_features", None)
         if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ConfigError(f"model {name!r}: the backbone needs an integer attribute num_features (the pooled feature "
-                              f"size D), got {d!r}")
+            raise ConfigError(
+                f"model {name!r}: the backbone needs an integer attribute num_features (the pooled feature "
+                f"size D), got {d!r}"
+            )
         self.backbone = backbone
         self.num_features = d
         self.input_spec = _spec(getattr(backbone, "input_spec", None), name)
@@ -82,8 +96,10 @@ class CustomDFER(DFERModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.backbone(x)
         if feats.ndim != 2 or feats.shape[1] != self.num_features:
-            raise ConfigError(f"model {self.model_name!r}: the backbone returned features of shape {tuple(feats.shape)}, "
-                              f"expected (B, {self.num_features})")
+            raise ConfigError(
+                f"model {self.model_name!r}: the backbone returned features of shape {tuple(feats.shape)}, "
+                f"expected (B, {self.num_features})"
+            )
         return feats
 
 

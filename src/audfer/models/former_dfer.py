@@ -68,11 +68,22 @@ class FormerDFER(DFERModel):
             return state, set()
         report.dropped = sorted(k for k in state if k.startswith("fc."))
         report.layout += " (torchvision resnet18 -> S-Former trunk)"
-        fresh = {k for k in self.state_dict() if not k.startswith("s_former.") or "transformer" in k or "pos_embedding" in k}
+        fresh = {
+            k for k in self.state_dict() if not k.startswith("s_former.") or "transformer" in k or "pos_embedding" in k
+        }
         return {f"s_former.{k}": v for k, v in state.items() if not k.startswith("fc.")}, fresh
 
-    def __init__(self, num_classes: int = 7, au_head: bool = True, *, num_frames: int = 16, img_size: int = 112,
-                 width: int = 64, temporal_depth: int = 3, heads: int = 8) -> None:
+    def __init__(
+        self,
+        num_classes: int = 7,
+        au_head: bool = True,
+        *,
+        num_frames: int = 16,
+        img_size: int = 112,
+        width: int = 64,
+        temporal_depth: int = 3,
+        heads: int = 8,
+    ) -> None:
         super().__init__()
         self.input_spec = InputSpec(num_frames, img_size)
         self.num_features = 8 * width
@@ -86,6 +97,13 @@ class FormerDFER(DFERModel):
         frames = self.s_former(x.reshape(b * t, *x.shape[2:]))
         return self.t_former(frames.reshape(b, t, -1))
 
+
 register_model("former_dfer", FormerDFER, "Former-DFER (MM 2021): S-Former + T-Former, 16x112x112", official=True)
-register_model("former_dfer_small", FormerDFER, "Former-DFER at width 16, 64x64, 1 temporal layer (CPU demo)",
-               width=16, img_size=64, temporal_depth=1)
+register_model(
+    "former_dfer_small",
+    FormerDFER,
+    "Former-DFER at width 16, 64x64, 1 temporal layer (CPU demo)",
+    width=16,
+    img_size=64,
+    temporal_depth=1,
+)

@@ -15,10 +15,10 @@ import re
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .backbones import init_resnet, r3d18_features
 from .base import DFERModel, InputSpec
 from .registry import register_model
-from ..errors import ConfigError
 
 
 class DMIN(nn.Module):
@@ -66,8 +66,17 @@ class M3DFEL(DFERModel):
         report.layout += " (torchvision r3d_18 -> backbone)"
         return mapped, {k for k in self.state_dict() if not k.startswith("features.")}
 
-    def __init__(self, num_classes: int = 7, au_head: bool = True, *, num_frames: int = 16, instance_length: int = 4,
-                 img_size: int = 112, width: int = 64, heads: int = 8) -> None:
+    def __init__(
+        self,
+        num_classes: int = 7,
+        au_head: bool = True,
+        *,
+        num_frames: int = 16,
+        instance_length: int = 4,
+        img_size: int = 112,
+        width: int = 64,
+        heads: int = 8,
+    ) -> None:
         super().__init__()
         if num_frames % instance_length:
             raise ConfigError(f"num_frames ({num_frames}) must be a multiple of instance_length ({instance_length})")
@@ -97,6 +106,7 @@ class M3DFEL(DFERModel):
         att = att.transpose(1, 2).reshape(b, self.bag_size, -1)
         x = x * torch.sigmoid(self.norm(att))
         return self.pwconv(x).squeeze(1)
+
 
 register_model("m3dfel", M3DFEL, "M3DFEL (CVPR 2023): R3D-18 instances + BiLSTM + DMIN, 16x112x112", official=True)
 register_model("m3dfel_small", M3DFEL, "M3DFEL at width 8, 64x64 (CPU demo)", width=8, img_size=64)

@@ -18,9 +18,9 @@ from functools import partial
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .base import IMAGENET_MEAN, IMAGENET_STD, DFERModel, InputSpec
 from .registry import register_model
-from ..errors import ConfigError
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -29,7 +29,9 @@ def sinusoid_table(n_position: int, dim: int) -> torch.Tensor:
     """The fixed sine-cosine position table of "Attention is all you need" (1, n, dim)."""
     pos = torch.arange(n_position, dtype=torch.float64)[:, None]
     idx = torch.arange(dim, dtype=torch.float64)[None, :]
-    angle = pos / torch.pow(torch.tensor(10000.0, dtype=torch.float64), 2 * torch.div(idx, 2, rounding_mode="floor") / dim)
+    angle = pos / torch.pow(
+        torch.tensor(10000.0, dtype=torch.float64), 2 * torch.div(idx, 2, rounding_mode="floor") / dim
+    )
     table = torch.empty_like(angle)
     table[:, 0::2] = torch.sin(angle[:, 0::2])
     table[:, 1::2] = torch.cos(angle[:, 1::2])
@@ -68,7 +70,11 @@ class GeneralAttention(nn.Module):
         ctx = x if context is None else context
         q = nn.functional.linear(x, self.q.weight, self.q_bias).reshape(b, n, self.heads, -1).transpose(1, 2)
         kv_bias = torch.cat([torch.zeros_like(self.v_bias), self.v_bias])
-        k, v = nn.functional.linear(ctx, self.kv.weight, kv_bias).reshape(b, ctx.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        k, v = (
+            nn.functional.linear(ctx, self.kv.weight, kv_bias)
+            .reshape(b, ctx.shape[1], 2, self.heads, -1)
+            .permute(2, 0, 3, 1, 4)
+        )
         out = nn.functional.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
@@ -107,7 +113,9 @@ class LGBlock(nn.Module):
         region = x[:, 0].reshape(batch, n, c)
         region = region + self.drop_path(self.second_attn(self.second_attn_norm0(region)))  # (2) among regions
         local = x[:, 1:].reshape(batch, n * (s - 1), c)
-        local = local + self.drop_path(self.third_attn(self.third_attn_norm0(local), self.third_attn_norm1(region)))  # (3)
+        local = local + self.drop_path(
+            self.third_attn(self.third_attn_norm0(local), self.third_attn_norm1(region))
+        )  # (3)
         x = torch.cat([region.reshape(bn, 1, c), local.reshape(bn, s - 1, c)], dim=1)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -132,7 +140,7 @@ class MAEDFER(DFERModel):
         if not any(k.startswith("encoder.") for k in state):
             return state, set()
         report.dropped = sorted(k for k in state if not k.startswith("encoder."))
-        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
         for k in [k for k in state if k.startswith(("head.", "norm.", "fc_norm.")) or k == "pos_embed"]:
             report.dropped.append("encoder." + k)
             del state[k]
@@ -141,10 +149,23 @@ class MAEDFER(DFERModel):
 
     classifier_name = "head"
 
-    def __init__(self, num_classes: int = 7, au_head: bool = True, *, num_frames: int = 16, img_size: int = 160,
-                 patch_size: int = 16, tubelet_size: int = 2, embed_dim: int = 512, depth: int = 16, heads: int = 8,
-                 mlp_ratio: float = 4.0, region_size: tuple[int, int, int] = (2, 5, 10), drop_path: float = 0.1,
-                 init_scale: float = 0.001) -> None:
+    def __init__(
+        self,
+        num_classes: int = 7,
+        au_head: bool = True,
+        *,
+        num_frames: int = 16,
+        img_size: int = 160,
+        patch_size: int = 16,
+        tubelet_size: int = 2,
+        embed_dim: int = 512,
+        depth: int = 16,
+        heads: int = 8,
+        mlp_ratio: float = 4.0,
+        region_size: tuple[int, int, int] = (2, 5, 10),
+        drop_path: float = 0.1,
+        init_scale: float = 0.001,
+    ) -> None:
         super().__init__()
         self.input_spec = InputSpec(num_frames, img_size, IMAGENET_MEAN, IMAGENET_STD)
         self.num_features = embed_dim
@@ -185,13 +206,27 @@ class MAEDFER(DFERModel):
         (nt, nh, nw), (t, h, w) = [g // r for g, r in zip(self.grid, self.region_size)], self.region_size
         c = x.shape[-1]
         # tokens (T', H', W') -> regions (nt nh nw) x (t h w)
-        x = x.reshape(b, nt, t, nh, h, nw, w, c).permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(b, self.num_regions, t * h * w, c)
+        x = (
+            x.reshape(b, nt, t, nh, h, nw, w, c)
+            .permute(0, 1, 3, 5, 2, 4, 6, 7)
+            .reshape(b, self.num_regions, t * h * w, c)
+        )
         x = torch.cat([self.lg_region_tokens.expand(b, -1, -1).unsqueeze(2), x], dim=2).flatten(0, 1)
         for blk in self.blocks:
             x = blk(x, b)
         region = x[:, 0].reshape(b, self.num_regions, c)
         return self.fc_norm(region.mean(1))
 
+
 register_model("mae_dfer", MAEDFER, "MAE-DFER (MM 2023): LGI-Former, 16x160x160", official=True)
-register_model("mae_dfer_small", MAEDFER, "MAE-DFER dim 64, depth 2, 64x64 (CPU demo)", embed_dim=64, depth=2,
-               heads=4, img_size=64, region_size=(2, 2, 4), drop_path=0.0)
+register_model(
+    "mae_dfer_small",
+    MAEDFER,
+    "MAE-DFER dim 64, depth 2, 64x64 (CPU demo)",
+    embed_dim=64,
+    depth=2,
+    heads=4,
+    img_size=64,
+    region_size=(2, 2, 4),
+    drop_path=0.0,
+)

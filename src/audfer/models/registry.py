@@ -21,8 +21,9 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, builder: Callable[..., DFERModel], description: str = "", *, official: bool = False,
-                   **defaults) -> None:
+def register_model(
+    name: str, builder: Callable[..., DFERModel], description: str = "", *, official: bool = False, **defaults
+) -> None:
     """Register ``builder`` (a ``DFERModel`` class or factory) as ``name``; ``defaults`` are size options. Each
     model registers itself and its small variants at the end of its own file."""
     _REGISTRY[name] = ModelEntry(name, builder, defaults, description, official)

@@ -42,8 +42,13 @@ class _Attention(nn.Module):
 class _FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Dropout(0.0),
-                                 nn.Linear(hidden, dim), nn.Dropout(0.0))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Dropout(0.0),
+            nn.Linear(hidden, dim),
+            nn.Dropout(0.0),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -55,10 +60,12 @@ class Transformer(nn.Module):
     def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.ModuleList([
-                _Residual(_PreNorm(dim, _Attention(dim, heads, dim_head))),
-                _Residual(_PreNorm(dim, _FeedForward(dim, mlp_dim))),
-            ])
+            nn.ModuleList(
+                [
+                    _Residual(_PreNorm(dim, _Attention(dim, heads, dim_head))),
+                    _Residual(_PreNorm(dim, _FeedForward(dim, mlp_dim))),
+                ]
+            )
             for _ in range(depth)
         )
 

@@ -62,8 +62,9 @@ class ClipAUs:
         return (2 * self.presence.sum(axis=0) >= self.presence.shape[0]).astype(np.int8)
 
 
-def sample_clip_aus(rng: np.random.Generator, label: int, n_frames: int, prior: np.ndarray | None = None,
-                    expressiveness: float = 1.0) -> ClipAUs:
+def sample_clip_aus(
+    rng: np.random.Generator, label: int, n_frames: int, prior: np.ndarray | None = None, expressiveness: float = 1.0
+) -> ClipAUs:
     """Draw one clip's AU time courses for expression ``label`` (a person's ``expressiveness`` scales apexes)."""
     prior = paper_knowledge() if prior is None else np.asarray(prior)
     p_active = activation_probability(prior)[label]  # standardised per AU across the 7 expressions
@@ -76,8 +77,9 @@ def sample_clip_aus(rng: np.random.Generator, label: int, n_frames: int, prior: 
     return ClipAUs(label, inten, (inten > PRESENCE_THRESHOLD).astype(np.int8))
 
 
-def openface_frames(rng: np.random.Generator, clip: ClipAUs, *, failure_rate: float = 0.05, fps: float = 25.0,
-                    noise: float = 0.15) -> pl.DataFrame:
+def openface_frames(
+    rng: np.random.Generator, clip: ClipAUs, *, failure_rate: float = 0.05, fps: float = 25.0, noise: float = 0.15
+) -> pl.DataFrame:
     """What OpenFace would write for this clip: noisy 2-decimal estimates and some failed frames."""
     n = clip.intensity.shape[0]
     est = np.clip(clip.intensity + rng.normal(0, noise, clip.intensity.shape), 0, 5)
@@ -95,8 +97,11 @@ def openface_frames(rng: np.random.Generator, clip: ClipAUs, *, failure_rate: fl
         near = np.convolve(failed.astype(float), [1, 1, 1], mode="same") > 0
         est[near] = smooth[near]
     data: dict[str, object] = {
-        "frame": np.arange(1, n + 1), "timestamp": np.round(np.arange(n) / fps, 3), "confidence": np.round(conf, 2),
-        "success": success, "face_id": np.zeros(n, dtype=np.int64),
+        "frame": np.arange(1, n + 1),
+        "timestamp": np.round(np.arange(n) / fps, 3),
+        "confidence": np.round(conf, 2),
+        "success": success,
+        "face_id": np.zeros(n, dtype=np.int64),
     }
     for col, a in zip(INTENSITY_COLUMNS, [i for i in range(len(AUS)) if i != _AU28]):
         data[col] = np.round(est[:, a], 2)

@@ -38,8 +38,8 @@ import polars as pl
 
 from ..errors import ConfigError
 from ..vocab import AUS, EXPRESSIONS
-from .renderer import camera, head_motion, random_identity, render_frame
 from .aus import noisy_labels, openface_frames, sample_clip_aus, sample_labels
+from .renderer import camera, head_motion, random_identity, render_frame
 
 FOLDS = 5
 
@@ -79,13 +79,15 @@ def _plan(cfg: SynthConfig) -> pl.DataFrame:
     n_id = max(FOLDS, cfg.clips // cfg.clips_per_identity)
     identity = rng.permutation(np.arange(cfg.clips) % n_id)
     id_fold = rng.permutation(np.arange(n_id) % FOLDS) + 1
-    return pl.DataFrame({
-        "clip_id": [f"{i + 1:05d}" for i in range(cfg.clips)],
-        "identity": identity.astype(np.int32),
-        "fold": id_fold[identity].astype(np.int8),
-        "true_label": true.astype(np.int8),
-        "label": observed.astype(np.int8),
-    })
+    return pl.DataFrame(
+        {
+            "clip_id": [f"{i + 1:05d}" for i in range(cfg.clips)],
+            "identity": identity.astype(np.int32),
+            "fold": id_fold[identity].astype(np.int8),
+            "true_label": true.astype(np.int8),
+            "label": observed.astype(np.int8),
+        }
+    )
 
 
 def render_clip(cfg: SynthConfig, index: int, identity: int, label: int) -> tuple[np.ndarray, object, object]:
@@ -111,7 +113,9 @@ def _write_chunk(args) -> list[tuple[int, list[int]]]:
         folder = tmp / "Clip" / cfg.frames_dir() / cid
         folder.mkdir(parents=True)
         for t, img in enumerate(frames, start=1):
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+            ok, buf = cv2.imencode(
+                ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
+            )
             (folder / f"{t:05d}.jpg").write_bytes(buf.tobytes())
         (tmp / "OpenFace" / f"{cid}.csv").write_bytes(render_openface_csv(of, "2.2", full=False))
         out.append((index, aus.video_labels.tolist()))
@@ -126,8 +130,16 @@ def _init_worker(prior) -> None:
     _PRIOR = prior
 
 
-def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), *, prior: np.ndarray | None = None, workers: int | None = None,
-             overwrite: bool = False, preview: bool = False, log=None) -> Path:
+def generate(
+    out: str | Path,
+    cfg: SynthConfig = SynthConfig(),
+    *,
+    prior: np.ndarray | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    preview: bool = False,
+    log=None,
+) -> Path:
     """Render the synthetic dataset into ``out`` (see the module doc for the layout); returns ``out``."""
     from ..io import write_csv
     from ..knowledge import paper_knowledge
@@ -153,7 +165,7 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), *, prior: np.nda
         rows = list(zip(range(cfg.clips), plan["clip_id"], plan["identity"].to_list(), plan["true_label"].to_list()))
         workers = workers or min(os.cpu_count() or 1, 8)
         chunk = max(1, min(64, cfg.clips // (workers * 4) or 1))
-        jobs = [(cfg, str(tmp), rows[i:i + chunk]) for i in range(0, len(rows), chunk)]
+        jobs = [(cfg, str(tmp), rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
         results: list[tuple[int, list[int]]] = []
         if workers == 1:
             _init_worker(prior)
@@ -168,11 +180,14 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), *, prior: np.nda
         exact = np.array([r[1] for r in results], dtype=np.int8)
         meta = plan.with_columns([pl.Series(a, exact[:, j]) for j, a in enumerate(AUS)])
         write_csv(meta, tmp / "synth_meta.csv")
-        write_csv(plan.select("clip_id", pl.col("label").map_elements(lambda i: EXPRESSIONS[i], return_dtype=pl.String)),
-                  tmp / "clip_labels.csv")
+        write_csv(
+            plan.select("clip_id", pl.col("label").map_elements(lambda i: EXPRESSIONS[i], return_dtype=pl.String)),
+            tmp / "clip_labels.csv",
+        )
         _write_splits(tmp, plan)
-        (tmp / "synth.json").write_text(json.dumps({**asdict(cfg), "prior": prior_name,
-                                                    "frames_dir": f"Clip/{cfg.frames_dir()}"}, indent=2) + "\n")
+        (tmp / "synth.json").write_text(
+            json.dumps({**asdict(cfg), "prior": prior_name, "frames_dir": f"Clip/{cfg.frames_dir()}"}, indent=2) + "\n"
+        )
         if preview:
             write_preview(tmp, cfg, plan)
         if out.exists():
@@ -186,13 +201,16 @@ def generate(out: str | Path, cfg: SynthConfig = SynthConfig(), *, prior: np.nda
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     if log:
-        log(f"rendered {cfg.clips} clips x {cfg.frames} frames at {cfg.size}px into {out} in {time.perf_counter() - t0:.1f}s")
+        log(
+            f"rendered {cfg.clips} clips x {cfg.frames} frames at {cfg.size}px into {out} in {time.perf_counter() - t0:.1f}s"
+        )
     return out
 
 
 #: What ``generate`` writes into its folder; ``--overwrite`` deletes nothing else.
-OWN_ENTRIES = frozenset({"synth.json", "synth_meta.csv", "clip_labels.csv", "OpenFace", "Clip", "EmoLabel_DataSplit",
-                         "preview.png"})
+OWN_ENTRIES = frozenset(
+    {"synth.json", "synth_meta.csv", "clip_labels.csv", "OpenFace", "Clip", "EmoLabel_DataSplit", "preview.png"}
+)
 
 
 def check_own_output(out: Path) -> None:
@@ -203,13 +221,17 @@ def check_own_output(out: Path) -> None:
     except (OSError, ValueError):
         meta = None
     if not isinstance(meta, dict) or not {"clips", "size", "frames", "seed"} <= set(meta):
-        raise ConfigError(f"{out}: --overwrite replaces only an earlier `audfer synth` output, and this folder has no "
-                          f"synth.json of one; choose another --out")
+        raise ConfigError(
+            f"{out}: --overwrite replaces only an earlier `audfer synth` output, and this folder has no "
+            f"synth.json of one; choose another --out"
+        )
     foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
     if foreign:
-        raise ConfigError(f"{out}: holds files `audfer synth` did not write ({', '.join(foreign[:5])}"
-                          f"{', ...' if len(foreign) > 5 else ''}); --overwrite would delete them: move them or choose "
-                          f"another --out")
+        raise ConfigError(
+            f"{out}: holds files `audfer synth` did not write ({', '.join(foreign[:5])}"
+            f"{', ...' if len(foreign) > 5 else ''}); --overwrite would delete them: move them or choose "
+            f"another --out"
+        )
 
 
 def synth_settings_differ(out: Path, cfg: SynthConfig) -> dict:

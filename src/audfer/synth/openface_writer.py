@@ -20,9 +20,9 @@ import os
 import numpy as np
 import polars as pl
 
+from ..errors import ConfigError
 from ..io import atomic_path
 from ..vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
-from ..errors import ConfigError
 
 STYLES = ("2.2", "plain", "windows", "legacy", "aus", "img")
 
@@ -69,7 +69,14 @@ def render_openface_csv(frames: pl.DataFrame, style: str = "2.2", *, full: bool 
         cols += [[f"{v:.3f}" for v in vals[:, j]] for j in range(len(extra))]
     rfmt = "{:.2f}" if style != "legacy" else "{:g}"
     cols += [[rfmt.format(v) for v in au_r[:, j]] for j in range(au_r.shape[1])]
-    cfmt = {"2.2": "{:.2f}", "windows": "{:.2f}", "plain": "{:.1f}", "aus": "{:.2f}", "img": "{:.2f}", "legacy": "{:d}"}[style]
+    cfmt = {
+        "2.2": "{:.2f}",
+        "windows": "{:.2f}",
+        "plain": "{:.1f}",
+        "aus": "{:.2f}",
+        "img": "{:.2f}",
+        "legacy": "{:d}",
+    }[style]
     cols += [[cfmt.format(float(v) if style != "legacy" else int(v)) for v in au_c[:, j]] for j in range(au_c.shape[1])]
 
     header = lead + extra + list(INTENSITY_COLUMNS) + list(PRESENCE_COLUMNS)
@@ -88,7 +95,9 @@ def render_openface_csv(frames: pl.DataFrame, style: str = "2.2", *, full: bool 
     return (eol.join(lines) + eol).encode()
 
 
-def write_openface_csv(path: str | os.PathLike, frames: pl.DataFrame, style: str = "2.2", *, full: bool = True, seed: int = 0) -> None:
+def write_openface_csv(
+    path: str | os.PathLike, frames: pl.DataFrame, style: str = "2.2", *, full: bool = True, seed: int = 0
+) -> None:
     """Write ``render_openface_csv`` output atomically."""
     data = render_openface_csv(frames, style, full=full, seed=seed)
     with atomic_path(path) as tmp:

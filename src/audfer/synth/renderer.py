@@ -75,20 +75,41 @@ def random_identity(rng: np.random.Generator) -> Identity:
     tone = rng.uniform(0, 1)
     light, dark = np.array([242, 208, 180]), np.array([92, 58, 40])
     skin = tuple(int(v) for v in np.clip(light + (dark - light) * tone + rng.normal(0, 8, 3), 0, 255))
-    lip_color = tuple(int(v) for v in np.clip(np.array(skin) * np.array([0.82, 0.52, 0.52]) + rng.normal(0, 6, 3), 0, 255))
-    hair = tuple(int(v) for v in np.clip(rng.choice([[30, 22, 18], [90, 60, 35], [150, 110, 60], [200, 170, 110], [110, 110, 110]])
-                                         + rng.normal(0, 10, 3), 0, 255))
+    lip_color = tuple(
+        int(v) for v in np.clip(np.array(skin) * np.array([0.82, 0.52, 0.52]) + rng.normal(0, 6, 3), 0, 255)
+    )
+    hair = tuple(
+        int(v)
+        for v in np.clip(
+            rng.choice([[30, 22, 18], [90, 60, 35], [150, 110, 60], [200, 170, 110], [110, 110, 110]])
+            + rng.normal(0, 10, 3),
+            0,
+            255,
+        )
+    )
     bg1 = tuple(int(v) for v in rng.integers(40, 220, 3))
     bg2 = tuple(int(v) for v in np.clip(np.array(bg1) + rng.integers(-60, 60, 3), 0, 255))
     return Identity(
-        face_w=rng.uniform(0.33, 0.39), face_h=rng.uniform(1.22, 1.42), skin=skin,
-        eye_dx=rng.uniform(0.36, 0.46), eye_y=rng.uniform(-0.42, -0.28), eye_w=rng.uniform(0.17, 0.22),
-        eye_h=rng.uniform(0.065, 0.09), iris=tuple(int(v) for v in rng.integers(20, 120, 3)),
-        brow_gap=rng.uniform(0.17, 0.24), brow_thick=rng.uniform(0.035, 0.07),
+        face_w=rng.uniform(0.33, 0.39),
+        face_h=rng.uniform(1.22, 1.42),
+        skin=skin,
+        eye_dx=rng.uniform(0.36, 0.46),
+        eye_y=rng.uniform(-0.42, -0.28),
+        eye_w=rng.uniform(0.17, 0.22),
+        eye_h=rng.uniform(0.065, 0.09),
+        iris=tuple(int(v) for v in rng.integers(20, 120, 3)),
+        brow_gap=rng.uniform(0.17, 0.24),
+        brow_thick=rng.uniform(0.035, 0.07),
         brow_color=tuple(int(v) for v in np.clip(np.array(hair) * 0.7, 0, 255)),
-        nose_len=rng.uniform(0.30, 0.40), mouth_y=rng.uniform(0.50, 0.62), mouth_w=rng.uniform(0.30, 0.40),
-        lip=rng.uniform(0.05, 0.085), lip_color=lip_color, hair=hair, hair_len=rng.uniform(0.0, 1.0),
-        background=(bg1, bg2), expressiveness=rng.uniform(0.7, 1.25),
+        nose_len=rng.uniform(0.30, 0.40),
+        mouth_y=rng.uniform(0.50, 0.62),
+        mouth_w=rng.uniform(0.30, 0.40),
+        lip=rng.uniform(0.05, 0.085),
+        lip_color=lip_color,
+        hair=hair,
+        hair_len=rng.uniform(0.0, 1.0),
+        background=(bg1, bg2),
+        expressiveness=rng.uniform(0.7, 1.25),
     )
 
 
@@ -113,7 +134,9 @@ class _Canvas:
     def line(self, xy, color, width: float) -> None:
         import cv2
 
-        cv2.polylines(self.img, [self.pts(xy)], False, color, max(1, int(round(width * self.unit))), cv2.LINE_AA, _SHIFT)
+        cv2.polylines(
+            self.img, [self.pts(xy)], False, color, max(1, int(round(width * self.unit))), cv2.LINE_AA, _SHIFT
+        )
 
     def ellipse(self, centre, axes, color, angle: float = 0.0) -> None:
         import cv2
@@ -144,7 +167,7 @@ def render_frame(p: Identity, aus: np.ndarray, size: int, gain: float = 1.0) -> 
     a = {name: float(np.clip(aus[i], 0, 5)) / 5.0 * gain for name, i in _A.items()}
     img = np.empty((size, size, 3), np.uint8)
     img[: size // 2] = p.background[0]
-    img[size // 2:] = p.background[1]
+    img[size // 2 :] = p.background[1]
     unit = p.face_w * size
     cv = _Canvas(img, size / 2, size * 0.56, unit)
     skin = p.skin
@@ -158,13 +181,19 @@ def render_frame(p: Identity, aus: np.ndarray, size: int, gain: float = 1.0) -> 
     upper = np.stack([np.cos(t), -np.sin(t) * p.face_h], 1)
     lower = np.stack([np.cos(t[::-1]) * (1 - 0.05 * jaw), np.sin(t[::-1]) * (p.face_h * 0.95 + jaw)], 1)
     cv.poly(np.concatenate([upper, lower]), skin)
-    cv.poly([[-1.02, -p.face_h * 0.55], [1.02, -p.face_h * 0.55], [0.95, -p.face_h * 1.02], [-0.95, -p.face_h * 1.02]], p.hair)
+    cv.poly(
+        [[-1.02, -p.face_h * 0.55], [1.02, -p.face_h * 0.55], [0.95, -p.face_h * 1.02], [-0.95, -p.face_h * 1.02]],
+        p.hair,
+    )
 
     # cheeks (AU06 raises and rounds them, AU12 helps)
     lift = 0.10 * a["AU06"] + 0.05 * a["AU12"]
     for s in (-1, 1):
-        cv.ellipse((s * 0.52, 0.22 - lift), (0.24 + 0.05 * a["AU06"], 0.15 + 0.04 * a["AU06"]),
-                   _mix(skin, (200, 90, 90), 0.10 + 0.25 * a["AU06"]))
+        cv.ellipse(
+            (s * 0.52, 0.22 - lift),
+            (0.24 + 0.05 * a["AU06"], 0.15 + 0.04 * a["AU06"]),
+            _mix(skin, (200, 90, 90), 0.10 + 0.25 * a["AU06"]),
+        )
 
     # eyes: white, iris, then lids painted over in skin; AU05 opens, AU06/AU07 narrow, AU45 closes
     shut = max(0.0, 1 - a["AU45"])
@@ -186,7 +215,14 @@ def render_frame(p: Identity, aus: np.ndarray, size: int, gain: float = 1.0) -> 
         if a["AU06"] > 0.1:  # crow's feet
             col = _mix(skin, (60, 40, 30), 0.6 * a["AU06"])
             for k in (-1, 0, 1):
-                cv.line([[s * (p.eye_dx + p.eye_w + 0.04), ey + 0.04 * k], [s * (p.eye_dx + p.eye_w + 0.14), ey + 0.09 * k]], col, 0.012)
+                cv.line(
+                    [
+                        [s * (p.eye_dx + p.eye_w + 0.04), ey + 0.04 * k],
+                        [s * (p.eye_dx + p.eye_w + 0.14), ey + 0.09 * k],
+                    ],
+                    col,
+                    0.012,
+                )
 
     # brows: inner/mid/outer points; AU01 inner up, AU02 outer up, AU04 down and together
     for s in (-1, 1):
@@ -219,12 +255,23 @@ def render_frame(p: Identity, aus: np.ndarray, size: int, gain: float = 1.0) -> 
             cv.line([[-0.08, y], [0.08, y - 0.01]], col, 0.014)
     fold = 0.3 + 0.7 * max(a["AU10"], a["AU12"], a["AU09"] * 0.8)
     for s in (-1, 1):  # nasolabial folds
-        cv.line([[s * 0.17, tip - 0.02], [s * (p.mouth_w + 0.08 + 0.08 * a["AU12"]), p.mouth_y + 0.02 - 0.05 * a["AU12"]]],
-                _mix(skin, (70, 40, 30), 0.15 + 0.45 * fold), 0.014)
+        cv.line(
+            [[s * 0.17, tip - 0.02], [s * (p.mouth_w + 0.08 + 0.08 * a["AU12"]), p.mouth_y + 0.02 - 0.05 * a["AU12"]]],
+            _mix(skin, (70, 40, 30), 0.15 + 0.45 * fold),
+            0.014,
+        )
 
     # mouth
-    half = p.mouth_w * max(0.35, 1 + 0.30 * a["AU12"] + 0.40 * a["AU20"] - 0.22 * a["AU14"] - 0.25 * a["AU23"]
-                           - 0.15 * a["AU28"] - 0.12 * a["AU26"])
+    half = p.mouth_w * max(
+        0.35,
+        1
+        + 0.30 * a["AU12"]
+        + 0.40 * a["AU20"]
+        - 0.22 * a["AU14"]
+        - 0.25 * a["AU23"]
+        - 0.15 * a["AU28"]
+        - 0.12 * a["AU26"],
+    )
     my = p.mouth_y + jaw * 0.55 - 0.06 * a["AU17"]
     corner_y = my - 0.16 * a["AU12"] + 0.16 * a["AU15"] + 0.02 * a["AU20"]
     gap = (0.09 * a["AU25"] + 0.30 * a["AU26"]) * max(0.0, 1 - 0.7 * a["AU23"])
