@@ -28,9 +28,8 @@ def weights(tmp_path):
 
 
 def test_single_face_video_gives_a_prediction_per_window(fixtures, model):
-    table, boxes, fps = predict_video(
-        fixtures / "video" / "single_face.mp4", model, window=16, stride=8, return_faces=True
-    )
+    result = predict_video(fixtures / "video" / "single_face.mp4", model, window=16, stride=8)
+    table, boxes, fps = result.windows, result.boxes, result.fps
     assert len(boxes) == 72 and fps == pytest.approx(30.0)
     assert (~np.isnan(boxes).any(axis=1)).mean() >= 0.9
     assert table["start_frame"].to_list() == [0, 8, 16, 24, 32, 40, 48, 56] and table["end_frame"].to_list()[-1] == 72
@@ -44,6 +43,15 @@ def test_single_face_video_gives_a_prediction_per_window(fixtures, model):
     s = summarize(table)
     assert s["expression"] in EXPRESSIONS and s["windows_with_face"] == 8
     assert sum(s["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    # the result object: the same summary plus what the frames say, and one JSON record per video
+    assert result.summary == {
+        **s,
+        "fps": fps,
+        "frames": 72,
+        "frames_with_face": int((~np.isnan(boxes).any(axis=1)).sum()),
+    }
+    assert result.to_dict()["windows"] == table.to_dicts() and result.table().columns[0] == "video"
+    assert result.describe().startswith(f"{fixtures / 'video' / 'single_face.mp4'}: {s['expression']} (")
     # the box sits on the face: inside the frame, a plausible face size for 640 x 360
     b = table.select("box_x", "box_y", "box_w", "box_h").to_numpy()
     assert (b[:, 0] >= 0).all() and (b[:, 0] + b[:, 2] <= 640).all() and (b[:, 2] > 40).all()
@@ -74,7 +82,8 @@ def test_no_face_video_is_a_clear_error(fixtures, model, weights, tmp_path, caps
 
 
 def test_mixed_video_flags_windows_without_a_face(fixtures, model):
-    table, boxes, _ = predict_video(fixtures / "video" / "face_noface.mov", model, return_faces=True)
+    result = predict_video(fixtures / "video" / "face_noface.mov", model)
+    table, boxes = result.windows, result.boxes
     share = (~np.isnan(boxes).any(axis=1)).mean()
     assert 0.3 < share < 0.6
     flagged = table.filter(~pl.col("has_face"))
@@ -160,7 +169,8 @@ def test_face_full_uses_every_whole_frame_where_detection_finds_no_face(model, t
     writer.release()
     with pytest.raises(NoFaceError):
         predict_video(path, model, window=8, stride=8)
-    table, boxes, _ = predict_video(path, model, window=8, stride=8, face="full", return_faces=True)
+    result = predict_video(path, model, window=8, stride=8, face="full")
+    table, boxes = result.windows, result.boxes
     assert table["has_face"].all() and table.height == 3
     np.testing.assert_array_equal(boxes, np.tile([0, 0, 64, 64], (24, 1)))
     # independently: decode, resize each whole frame to the model's 32 px, run the model on each window

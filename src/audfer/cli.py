@@ -633,27 +633,16 @@ def _add_predict(sub) -> None:
 
 
 def _run_predict(args) -> None:
-    import json
-
-    import polars as pl
-
-    from .inference import NoFaceError, annotate_video, load_predictor, predict_video, summarize
-    from .io import atomic_path, write_csv
+    from .inference import NoFaceError, VideoResult, load_predictor, predict_video
 
     if args.out.suffix.lower() not in (".json", ".csv"):
         raise AudferError(f"--out {args.out}: expected a .json or .csv file name")
     model = load_predictor(args.checkpoint, args.model)
-    results, tables, failed = {}, [], []
+    results, failed = [], []
     for video in args.videos:
         try:
-            table, boxes, fps = predict_video(
-                video,
-                model,
-                window=args.window,
-                stride=args.stride,
-                margin=args.margin,
-                return_faces=True,
-                face=args.face,
+            result = predict_video(
+                video, model, window=args.window, stride=args.stride, margin=args.margin, face=args.face
             )
         except NoFaceError as exc:
             if len(args.videos) == 1:
@@ -661,25 +650,14 @@ def _run_predict(args) -> None:
             _echo(f"audfer: error: {exc}")
             failed.append(str(video))
             continue
-        summary = summarize(table)
-        summary.update(
-            {"fps": fps, "frames": len(boxes), "frames_with_face": int((~pl.Series(boxes[:, 0]).is_nan()).sum())}
-        )
-        results[str(video)] = {"summary": summary, "windows": table.to_dicts()}
-        tables.append(table.select(pl.lit(str(video)).alias("video"), pl.all()))
-        _echo(
-            f"{video}: {summary['expression']} ({summary['probabilities'][summary['expression']]:.2f}); "
-            f"{summary['windows_with_face']}/{summary['windows']} windows with a face"
-        )
+        results.append(result)
+        _echo(result.describe())
         if args.annotate:
-            target = args.annotate if len(args.videos) == 1 else args.annotate / f"{Path(video).stem}_annotated.mp4"
-            annotate_video(video, target, table, boxes, fps)
+            result.annotate(
+                args.annotate if len(args.videos) == 1 else args.annotate / f"{Path(video).stem}_annotated.mp4"
+            )
     if results:
-        if args.out.suffix.lower() == ".csv":
-            write_csv(pl.concat(tables, how="diagonal_relaxed"), args.out)
-        else:
-            with atomic_path(args.out) as tmp:
-                tmp.write_text(json.dumps(results, indent=1, allow_nan=False, default=float) + "\n")
+        VideoResult.write(results, args.out)
         _echo(f"wrote {args.out}")
     if failed:
         raise AudferError(

@@ -22,13 +22,14 @@ never an invented prediction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
 
-from .errors import AudferError, NoFaceError  # noqa: F401 - NoFaceError: part of this API
+from .errors import AudferError, InputError, NoFaceError  # noqa: F401 - NoFaceError: part of this API
 from .evaluation import class_names
 from .vocab import AUS
 
@@ -265,18 +266,17 @@ def predict_video(
     batch_size: int = 8,
     min_track: int = 5,
     max_gap: int = 5,
-    return_faces: bool = False,
     face: str = "detect",
-):
-    """Per-window predictions of ``model`` on a video, as a table.
+) -> VideoResult:
+    """Per-window predictions of ``model`` on a video: a ``VideoResult`` (windows table, face boxes, fps, summary).
 
     Columns: ``window, start_frame, end_frame`` (end exclusive), ``start_time, end_time`` (s),
     ``face_frames`` (frames of the window with the main face), ``has_face``, ``box_x, box_y, box_w,
     box_h`` (median face box of the window), one probability per expression, ``pred`` (class name),
     then ``AU01..AU45`` presence probabilities (when the model has an AU head). Windows without enough
-    face frames keep nulls. Raises ``NoFaceError`` when the video has no face at all.
-    ``return_faces=True`` also returns the per-frame boxes ``(T, 4)`` (NaN = no face). ``face="full"``: no
-    detection, the whole frame is the face (``FullFrameDetector``, no margin).
+    face frames keep nulls. Raises ``NoFaceError`` when the video has no face at all. The result also holds the
+    per-frame face boxes ``(T, 4)`` (NaN = no face). ``face="full"``: no detection, the whole frame is the face
+    (``FullFrameDetector``, no margin).
     """
     from .data.sampling import uniform_indices
 
@@ -347,9 +347,74 @@ def predict_video(
     )
     if has_au:
         table = table.with_columns([pl.Series(a, au[:, j], dtype=pl.Float32).fill_nan(None) for j, a in enumerate(AUS)])
-    if return_faces:
-        return table, boxes, fps
-    return table
+    return VideoResult(str(path), table, boxes, fps)
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What ``predict_video`` found in one video: the per-window table, the per-frame face boxes, the frame rate,
+    and the video-level summary; it writes itself as JSON or CSV and draws itself onto the video."""
+
+    path: str
+    windows: pl.DataFrame  #: one row per window (see ``predict_video``)
+    boxes: np.ndarray  #: (T, 4) x, y, w, h of the main face per frame; NaN where there is none
+    fps: float
+
+    @property
+    def frames(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def frames_with_face(self) -> int:
+        return int((~np.isnan(self.boxes).any(axis=1)).sum())
+
+    @property
+    def summary(self) -> dict:
+        """``summarize`` of the windows, plus ``fps``, ``frames`` and ``frames_with_face``."""
+        return {
+            **summarize(self.windows),
+            "fps": self.fps,
+            "frames": self.frames,
+            "frames_with_face": self.frames_with_face,
+        }
+
+    def describe(self) -> str:
+        """One line: the expression, its probability, and how many windows had a face."""
+        s = self.summary
+        return (
+            f"{self.path}: {s['expression']} ({s['probabilities'][s['expression']]:.2f}); "
+            f"{s['windows_with_face']}/{s['windows']} windows with a face"
+        )
+
+    def to_dict(self) -> dict:
+        """``{"summary": ..., "windows": [row, ...]}``: the JSON record of this video."""
+        return {"summary": self.summary, "windows": self.windows.to_dicts()}
+
+    def table(self) -> pl.DataFrame:
+        """The windows with a leading ``video`` column (rows of several videos concatenate into one CSV)."""
+        return self.windows.select(pl.lit(self.path).alias("video"), pl.all())
+
+    def annotate(self, out: str | Path) -> None:
+        """The video with the face box and each window's expression drawn on it (``annotate_video``)."""
+        annotate_video(self.path, out, self.windows, self.boxes, self.fps)
+
+    @staticmethod
+    def write(results: list[VideoResult], out: str | Path) -> None:
+        """Several videos' results, atomically: ``.json`` (``{video: to_dict()}``) or ``.csv`` (all windows)."""
+        import json
+
+        from .io import atomic_path, write_csv
+
+        out = Path(out)
+        if out.suffix.lower() == ".csv":
+            write_csv(pl.concat([r.table() for r in results], how="diagonal_relaxed"), out)
+        elif out.suffix.lower() == ".json":
+            with atomic_path(out) as tmp:
+                tmp.write_text(
+                    json.dumps({r.path: r.to_dict() for r in results}, indent=1, allow_nan=False, default=float) + "\n"
+                )
+        else:
+            raise InputError(f"{out}: expected a .json or .csv file name")
 
 
 def summarize(table: pl.DataFrame) -> dict:
