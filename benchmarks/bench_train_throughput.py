@@ -46,7 +46,7 @@ def main() -> None:
 
     from audfer.demo import DEMO_SYNTH
     from audfer.engine import load_config
-    from audfer.engine.data import loader, make_dataset, prepare
+    from audfer.engine.datamodule import loader, make_dataset, prepare
     from audfer.engine.module import AUDFERModule
     from audfer.engine.train import steps_per_epoch
     from audfer.synth.dataset import SynthConfig, generate

@@ -155,7 +155,7 @@ class PairModel(DFERModel):
 
 
 def test_a_whole_model_outside_the_package_uses_its_own_recipe_and_checkpoint_layout(tmp_path, monkeypatch):
-    from audfer.engine.data import default_sampling
+    from audfer.engine.datamodule import default_sampling
     from audfer.models import load_checkpoint
 
     (tmp_path / "labmodels.py").write_text(USER_MODEL)

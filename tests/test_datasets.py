@@ -152,7 +152,7 @@ def test_clip_dataset_items_and_au_masking(tmp_path):
 def test_normalising_the_stacked_batch_gives_the_per_clip_values(tmp_path, mean, std):
     """``batch_normalize`` (training loaders) leaves the final Normalize to the collate function: bit for bit the
     clips each item would have given, for [0, 1] models and ImageNet mean/std alike."""
-    from audfer.engine.data import collate
+    from audfer.engine.datamodule import collate
 
     index = list_index(_frames_tree(tmp_path), tmp_path, class_order="dfew7")
     spec = InputSpec(8, 16, mean, std)

@@ -46,7 +46,7 @@ def test_two_epochs_give_identical_weights_with_0_and_2_workers(synth, tmp_path)
 
 
 def test_persistent_workers_draw_new_augmentations_every_epoch(synth, tmp_path):
-    from audfer.engine.data import loader, make_dataset, prepare
+    from audfer.engine.datamodule import loader, make_dataset, prepare
 
     cfg = _cfg(synth, tmp_path / "run", "data.cache=null")
     prep = prepare(cfg)
@@ -250,7 +250,7 @@ def test_validation_uar_counts_only_the_classes_present_like_the_test_uar():
 
 
 def test_validation_under_ddp_shards_without_duplicates(monkeypatch):
-    from audfer.engine import data as engine_data
+    from audfer.engine import datamodule as engine_data
 
     seen = []
     for rank in range(3):
@@ -293,7 +293,7 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
         == 0
     )
     assert json.loads((tmp_path / "K_train.csv.provenance.json").read_text())["split"] == "train"
-    from audfer.engine.data import prepare
+    from audfer.engine.datamodule import prepare
 
     prep = prepare(_cfg(synth, tmp_path / "ok", f"au.knowledge={k_train}"))
     assert prep.checks["knowledge"]["test_clips"] == 0
@@ -326,7 +326,7 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
 
 def test_per_fold_knowledge_uses_only_the_folds_training_clips(synth, tmp_path):
     from audfer.data.annotations import dfew_labels
-    from audfer.engine.data import prepare
+    from audfer.engine.datamodule import prepare
     from audfer.knowledge import extract_knowledge
     from audfer.openface import read_openface_dir
 
@@ -342,7 +342,7 @@ def test_au_labels_that_match_too_few_training_clips_stop_training(synth, tmp_pa
     import polars as pl
 
     from audfer.cli import main
-    from audfer.engine.data import prepare
+    from audfer.engine.datamodule import prepare
 
     au = tmp_path / "au.csv"
     assert main(["au-labels", str(synth / "OpenFace"), "--out", str(au)]) == 0

@@ -156,7 +156,7 @@ def _features(out: Path):
 
 def _au_label_lines(metrics) -> list[str]:
     """The AU-label source line(s) of a report: one per distinct description among the runs."""
-    from .data import describe_au_labels
+    from .datamodule import describe_au_labels
 
     seen = sorted(
         {
@@ -262,7 +262,7 @@ def run_ablation(
 
 
 def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, accept_changes: bool, jobs: int) -> dict:
-    from .data import knowledge_for, split_index
+    from .datamodule import knowledge_for, split_index
 
     base = run_dir(cfg)
     sweep_strategy = cfg["au"]["strategy"] if cfg["au"]["strategy"] != "none" else "distinct"

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Callback
 from ..errors import AudferError, TrainingStopped
 from ..io import atomic_path, write_csv, write_json
 from .config import dump_config
-from .data import au_label_summary, describe_au_labels, loader, make_dataset, prepare
+from .datamodule import ClipDataModule, au_label_summary, describe_au_labels, prepare
 
 SELECTION_NOTE = {
     "last": "last epoch",
@@ -113,7 +113,7 @@ def plan(cfg: dict, *, log=print) -> dict:
     the learning rate at the first step / end of warm-up / mid-run / last step, the pretrained load
     report, the sampling and augmentation in effect, the selection rule."""
     from ..data.transforms import build_transform
-    from .data import default_sampling
+    from .datamodule import default_sampling
     from .module import AUDFERModule, num_classes
 
     cfg = dict(cfg)
@@ -350,21 +350,9 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     module = AUDFERModule(
         cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
     )
-    spec = module.model.input_spec
-    train_ds = make_dataset(cfg, prep.train, spec, prep.au_labels, train=True)
-    workers = cfg["data"]["num_workers"]
-    train_dl = loader(train_ds, t["batch_size"], train=True, workers=workers, seed=t["seed"])
+    datamodule = ClipDataModule(cfg, module.model.input_spec, prep)
     sel = t["selection"]
-    watch = {"best-val": prep.val, "best-test": prep.test}.get(sel)
-    val_dl = None
-    if watch is not None:
-        val_dl = loader(
-            make_dataset(cfg, watch, spec, prep.au_labels, train=False),
-            t["eval_batch_size"] or t["batch_size"],
-            train=False,
-            workers=workers,
-            seed=t["seed"],
-        )
+    watch = datamodule.watched
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(dump_config(cfg))
@@ -403,8 +391,9 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, steps)),
         limit_train_batches=t["limit_train_batches"],
-        use_distributed_sampler=False,  # our samplers shard themselves (engine.data.EpochShuffle / ShardInOrder)
+        use_distributed_sampler=False,  # our samplers shard themselves (engine.datamodule.EpochShuffle / ShardInOrder)
         enable_checkpointing=best_cb is not None,
+        limit_val_batches=None if watch is not None else 0,  # selection "last" watches no split
     )
     t0 = time.perf_counter()
     log(
@@ -428,10 +417,11 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
                 ".*weights_only.*",
                 ".*does not have many workers.*",
                 ".*ambiguous collection.*",
+                ".*overridden `transfer_batch_to_device`.*",  # ours (module.py) is the one meant to run
                 ".*no `val_dataloader`.*",
             ):
                 warnings.filterwarnings("ignore", message=text)
-            trainer.fit(module, train_dl, val_dl, ckpt_path=str(start) if start is not None else None)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(start) if start is not None else None)
     except (_Stop, SIGTERMException) as exc:  # Lightning raises its own at the step boundary on SIGTERM
         stop = exc if isinstance(exc, _Stop) else _Stop(signal.SIGTERM)
         raise TrainingStopped(
@@ -581,30 +571,13 @@ def evaluate_checkpoint(
     ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
     from ..evaluation import classification_metrics, predict_loaders, prediction_table
     from .config import apply_overrides, check_config
-    from .data import au_labels_for, default_sampling, split_index
 
     module = load_module(checkpoint)
     cfg = apply_overrides(module.cfg, overrides)
     check_config(cfg)
     if split not in ("train", "test"):
         raise AudferError(f"split must be train or test, got {split!r}")
-    index = split_index(cfg, split)
-    au = au_labels_for({**cfg, "au": {**cfg["au"], "strategy": "none"}})  # None when the config names no AU source
-    spec = module.model.input_spec
-    sampling = cfg["data"]["sampling"] or default_sampling(cfg["model"]["name"])
-    views = cfg["data"]["test_views"] if sampling == "mae_dfer" else 1
-    bs = cfg["train"]["eval_batch_size"] or cfg["train"]["batch_size"]
-    loaders = [
-        loader(
-            make_dataset(cfg, index, spec, au, train=False, view=v),
-            bs,
-            train=False,
-            workers=cfg["data"]["num_workers"],
-            seed=0,
-            shard=False,
-        )
-        for v in range(max(1, views))
-    ]
+    loaders, au, views = ClipDataModule(cfg, module.model.input_spec).eval_loaders(split)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     res = predict_loaders(module.model, loaders, device)
     metrics = classification_metrics(
@@ -629,7 +602,7 @@ def evaluate_checkpoint(
             "model": cfg["model"]["name"],
             "au_strategy": cfg["au"]["strategy"],
             "lam": cfg["au"]["lam"],
-            "views": max(1, views),
+            "views": views,
         }
     )
     out = Path(out) if out else ck.parent.parent / f"eval-{split}"

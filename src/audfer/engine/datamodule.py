@@ -1,4 +1,4 @@
-"""From an experiment config to clip indexes, AU labels, pos-weights and DataLoaders.
+"""From an experiment config to clip indexes, AU labels, pos-weights, DataLoaders and the ``ClipDataModule``.
 
 Split handling is explicit: ``train``/``test`` come from the dataset's own split files; ``best-val``
 selection carves a seeded, stratified validation split out of the training fold (the test split is
@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import polars as pl
 import torch
@@ -429,3 +430,65 @@ def loader(
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
+
+
+class ClipDataModule(L.LightningDataModule):
+    """The data of one run, as Lightning wants it: ``prepare`` (split indexes, AU labels, K, pos-weights, the checks),
+    then the training loader and the loader of the split that ``train.selection`` watches, for a model's input spec;
+    ``eval_loaders`` gives evaluation its loaders (one per temporal test view) without training-only checks."""
+
+    def __init__(self, cfg: dict, spec, prepared: Prepared | None = None) -> None:
+        super().__init__()
+        self.cfg, self.spec = cfg, spec
+        self._prep = prepared
+
+    @property
+    def prep(self) -> Prepared:
+        if self._prep is None:
+            self._prep = prepare(self.cfg)
+        return self._prep
+
+    @property
+    def watched(self) -> ClipIndex | None:
+        """The split whose metrics pick the checkpoint: the carved validation split (best-val), the test split
+        (best-test), or none (last)."""
+        return {"best-val": self.prep.val, "best-test": self.prep.test}.get(self.cfg["train"]["selection"])
+
+    def _batch(self, eval_: bool = False) -> int:
+        t = self.cfg["train"]
+        return (t["eval_batch_size"] or t["batch_size"]) if eval_ else t["batch_size"]
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        ds = make_dataset(self.cfg, self.prep.train, self.spec, self.prep.au_labels, train=True)
+        return loader(
+            ds, self._batch(), train=True, workers=self.cfg["data"]["num_workers"], seed=self.cfg["train"]["seed"]
+        )
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader | list:
+        if self.watched is None:
+            return []
+        ds = make_dataset(self.cfg, self.watched, self.spec, self.prep.au_labels, train=False)
+        return loader(
+            ds, self._batch(True), train=False, workers=self.cfg["data"]["num_workers"], seed=self.cfg["train"]["seed"]
+        )
+
+    def eval_loaders(self, split: str) -> tuple[list[torch.utils.data.DataLoader], pl.DataFrame | None, int]:
+        """``(loaders, AU labels, views)`` over a whole split in order, in this process: one loader per temporal
+        test view (MAE-DFER's ``test_views`` with its sampler, else one)."""
+        cfg = self.cfg
+        index = split_index(cfg, split)
+        au = au_labels_for({**cfg, "au": {**cfg["au"], "strategy": "none"}})  # None when no AU source is named
+        sampling = cfg["data"]["sampling"] or default_sampling(cfg["model"]["name"])
+        views = max(1, cfg["data"]["test_views"] if sampling == "mae_dfer" else 1)
+        loaders = [
+            loader(
+                make_dataset(cfg, index, self.spec, au, train=False, view=v),
+                self._batch(True),
+                train=False,
+                workers=cfg["data"]["num_workers"],
+                seed=0,
+                shard=False,
+            )
+            for v in range(views)
+        ]
+        return loaders, au, views
