@@ -519,10 +519,8 @@ def _run_evaluate(args) -> None:
     evaluate_checkpoint(args.checkpoint, overrides=args.data, split=args.split, out=args.out, log=_echo)
 
 
-def _add_cv(sub) -> None:
-    p = sub.add_parser("cv", help="train and evaluate every fold; mean ± std report")
-    _add_config_args(p)
-    p.add_argument("--folds", default="1,2,3,4,5", help="comma-separated folds (default 1..5)")
+def _add_sweep_args(p) -> None:
+    """What every sweep (cv, ablate) takes: --jobs and --accept-changes."""
     p.add_argument(
         "--jobs",
         type=_ranged(int, 1, 64),
@@ -535,6 +533,13 @@ def _add_cv(sub) -> None:
         action="store_true",
         help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)",
     )
+
+
+def _add_cv(sub) -> None:
+    p = sub.add_parser("cv", help="train and evaluate every fold; mean ± std report")
+    _add_config_args(p)
+    p.add_argument("--folds", default="1,2,3,4,5", help="comma-separated folds (default 1..5)")
+    _add_sweep_args(p)
     p.set_defaults(func=_run_cv)
 
 
@@ -557,18 +562,7 @@ def _add_ablate(sub) -> None:
     _add_config_args(p)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--lambdas", default="0.1,0.25,0.5,0.75", help="λ values of the sweep ('' to skip it)")
-    p.add_argument(
-        "--jobs",
-        type=_ranged(int, 1, 64),
-        default=1,
-        help="runs side by side in separate processes (needs train.threads set, "
-        "e.g. train.threads=1: results then do not depend on --jobs)",
-    )
-    p.add_argument(
-        "--accept-changes",
-        action="store_true",
-        help="unfinished runs resume even with changed result-affecting settings (recorded in changes.json)",
-    )
+    _add_sweep_args(p)
     p.set_defaults(func=_run_ablate)
 
 

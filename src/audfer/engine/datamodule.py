@@ -308,6 +308,21 @@ def default_sampling(model_name: str) -> str:
     return getattr(model_entry(model_name).builder, "sampling", "uniform")
 
 
+def train_transform(cfg: dict, spec):
+    """The training transform the config asks for (``data.jitter``, ``hue``, ``crop_scale``, ``randaugment``,
+    ``erasing``) for a model's input spec."""
+    d = cfg["data"]
+    return build_transform(
+        spec,
+        True,
+        jitter=d["jitter"],
+        hue=d["hue"],
+        scale=d["crop_scale"],
+        randaugment=d["randaugment"],
+        erasing=d["erasing"],
+    )
+
+
 def make_dataset(cfg: dict, index: ClipIndex, spec, au_labels, *, train: bool, view: int = 0) -> ClipDataset:
     from ..data.cache import ClipCache
 
@@ -320,19 +335,7 @@ def make_dataset(cfg: dict, index: ClipIndex, spec, au_labels, *, train: bool, v
     if d["cache"]:
         folder = Path(cfg["out"]).parent / ".clip-cache" if d["cache"] == "auto" else Path(d["cache"])
         cache = ClipCache(folder, spec.size)
-    transform = (
-        build_transform(
-            spec,
-            train,
-            jitter=d["jitter"],
-            hue=d["hue"],
-            scale=d["crop_scale"],
-            randaugment=d["randaugment"],
-            erasing=d["erasing"],
-        )
-        if train
-        else build_transform(spec, False)
-    )
+    transform = train_transform(cfg, spec) if train else build_transform(spec, False)
     return ClipDataset(
         index,
         transform,

@@ -112,8 +112,7 @@ def plan(cfg: dict, *, log=print) -> dict:
     ``<run folder>/plan.json`` and printed. Clips per split and class, AU-label coverage, steps per epoch,
     the learning rate at the first step / end of warm-up / mid-run / last step, the pretrained load
     report, the sampling and augmentation in effect, the selection rule."""
-    from ..data.transforms import build_transform
-    from .datamodule import default_sampling
+    from .datamodule import default_sampling, train_transform
     from .module import AUDFERModule, num_classes
 
     cfg = dict(cfg)
@@ -133,15 +132,7 @@ def plan(cfg: dict, *, log=print) -> dict:
     points = {"first step": 0, "end of warm-up": max(warm - 1, 0), "mid-run": total // 2, "last step": total - 1}
     sampling = d["sampling"] or default_sampling(cfg["model"]["name"])
     spec = module.model.input_spec
-    transform = build_transform(
-        spec,
-        True,
-        jitter=d["jitter"],
-        hue=d["hue"],
-        scale=d["crop_scale"],
-        randaugment=d["randaugment"],
-        erasing=d["erasing"],
-    )
+    transform = train_transform(cfg, spec)
     result = {
         "config": cfg["name"],
         "run_folder": str(out),
