@@ -349,7 +349,16 @@ def read_mapping_file(path: str | os.PathLike) -> AUMapping:
     meta = {
         k: (str(data[k]) if data.get(k) is not None else None) for k in ("frame", "timestamp", "confidence", "success")
     }
-    return AUMapping("table", tuple(cols), frame_base=base, timestamp_scale=float(scale), **meta)
+    return AUMapping(
+        "table",
+        tuple(cols),
+        frame=meta["frame"],
+        frame_base=base,
+        timestamp=meta["timestamp"],
+        timestamp_scale=float(scale),
+        confidence=meta["confidence"],
+        success=meta["success"],
+    )
 
 
 # ----------------------------------------------------------------------------------------------- readers

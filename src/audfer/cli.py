@@ -142,7 +142,9 @@ def _read_folder(args):
     return folder
 
 
-def _source_line(avail: dict) -> str:
+def _source_line(avail: dict | None) -> str:
+    if not avail:
+        return "AU source unknown"
     return f"AU source {'+'.join(avail['sources'])}; unknown (masked) AUs: {', '.join(avail['masked_aus']) or 'none'}"
 
 

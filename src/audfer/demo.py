@@ -37,7 +37,7 @@ from .vocab import AUS, EXPRESSIONS
 #: What the default demo renders: small frames that the AUs still visibly move (``au_gain``: AU movements drawn 2x
 #: their renderer proportions; ``motion``: half the default head motion). 1,500 clips: with 1,000 the model
 #: fits its 795 training clips (training CE 0.6 by epoch 20) while test WAR stays at ~56 %; 1,500 lift it to ~59 %.
-DEMO_SYNTH = {"clips": 1500, "size": 48, "frames": 8, "au_gain": 2.0, "motion": 0.2}
+DEMO_SYNTH: dict = {"clips": 1500, "size": 48, "frames": 8, "au_gain": 2.0, "motion": 0.2}
 
 
 class _Steps:
@@ -84,10 +84,12 @@ def ceilings(meta: pl.DataFrame, eq4: pl.DataFrame, fold: int, colour: np.ndarra
     y = meta["label"].to_numpy().astype(np.int64)
     test = meta["fold"].to_numpy() == fold
     exact = meta.select(AUS).to_numpy().astype(np.float64)
-    of = meta.select("clip_id").join(eq4.select("clip_id", *AUS), on="clip_id", how="left").select(AUS)
-    of = of.fill_null(0).to_numpy().astype(np.float64)
+    joined = meta.select("clip_id").join(eq4.select("clip_id", *AUS), on="clip_id", how="left").select(AUS)
+    of = joined.fill_null(0).to_numpy().astype(np.float64)
     counts = np.bincount(y[~test], minlength=len(EXPRESSIONS))
-    out = {"majority": dict(zip(("war", "uar"), _war_uar(np.full(test.sum(), counts.argmax()), y[test])))}
+    out: dict[str, dict] = {
+        "majority": dict(zip(("war", "uar"), _war_uar(np.full(test.sum(), counts.argmax()), y[test])))
+    }
     feats = {"au_oracle_exact": exact, "au_oracle_openface": of}
     if colour is not None:
         feats["colour"] = StandardScaler().fit(colour[~test]).transform(colour)
@@ -180,7 +182,7 @@ def render_videos(
         index = int(row["clip_id"]) - 1
         clip, _, _ = render_clip(cfg, index, int(row["identity"]), e)
         video = out / f"{name.lower()}_{row['clip_id']}.mp4"
-        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))  # type: ignore[attr-defined]
         for f in clip:
             writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
         writer.release()
@@ -416,7 +418,7 @@ def run_demo(
         "| AU | vs exact | vs OpenFace (Eq. 4) |",
         "|---|---|---|",
     ]
-    tables = {"exact": [], "openface": []}
+    tables: dict[str, list[dict]] = {"exact": [], "openface": []}
     for s in seeds:
         preds = pl.read_csv(
             out / best / f"seed_{s}" / "eval" / "predictions.csv", glob=False, schema_overrides={"clip_id": pl.String}

@@ -7,6 +7,8 @@ per-class recalls, as in the paper's Tables 1-3.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 import torch
@@ -71,19 +73,19 @@ def classification_metrics(
         mask = np.ones((len(y), len(AUS)), bool) if au_mask is None else np.asarray(au_mask, bool)
         if mask.ndim == 1:
             mask = np.repeat(mask[:, None], len(AUS), axis=1)
-        mask = mask & ~np.isnan(np.asarray(au_targets, np.float64))
+        mask = np.asarray(mask & ~np.isnan(np.asarray(au_targets, np.float64)), bool)
         if mask.any():
             # unknown labels (no AU data, or an AU the clip's tool lacks) are ignored, never scored as 0
             target = torch.as_tensor(np.where(mask, np.nan_to_num(au_targets), -1)).long()
             f1 = MultilabelF1Score(num_labels=len(AUS), average=None, zero_division=0, ignore_index=-1)(
                 torch.as_tensor(au_probs, dtype=torch.float32), target
             ).numpy()
-            known = mask.any(axis=0)
-            out["au_f1"] = {a: (float(v) if k else None) for a, v, k in zip(AUS, f1, known)}
+            known = np.asarray(mask.any(axis=0), bool)
+            out["au_f1"] = {a: (float(v) if k else None) for a, v, k in zip(AUS, f1, known.tolist())}
             out["au_f1_mean"] = float(f1[known].mean())
             out["au_clips"] = int(mask.any(axis=1).sum())
             if not known.all():
-                out["au_unknown"] = [a for a, k in zip(AUS, known) if not k]
+                out["au_unknown"] = [a for a, k in zip(AUS, known.tolist()) if not k]
     return out
 
 
@@ -101,7 +103,7 @@ def prediction_table(ids, labels, probs, au_probs=None) -> pl.DataFrame:
 def predict_loaders(model, loaders, device="cpu") -> dict:
     """Run ``model`` over one loader per temporal view; softmax / sigmoid / features averaged over views."""
     model.eval().to(device)
-    acc = None
+    acc: dict[str, Any] | None = None
     for loader in loaders:
         probs, aus, feats, labels, ids, au_t, au_m = [], [], [], [], [], [], []
         for clips, y, au, mask, cid in loader:
@@ -132,6 +134,7 @@ def predict_loaders(model, loaders, device="cpu") -> dict:
                 if view[k] is not None:
                     acc[k] = acc[k] + view[k]
     n = len(loaders)
+    assert acc is not None, "predict_loaders needs at least one loader"
     for k in ("probs", "features", "au_probs"):
         if acc[k] is not None:
             acc[k] = acc[k] / n

@@ -121,7 +121,7 @@ class HaarFaceDetector:
     ) -> None:
         import cv2
 
-        path = Path(cv2.data.haarcascades) / cascade
+        path = Path(cv2.data.haarcascades) / cascade  # type: ignore[attr-defined]  # (not in opencv's stubs)
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise AudferError(f"{path}: Haar cascade not found; opencv-python-headless 4.x ships it (5.x does not)")
@@ -458,7 +458,7 @@ def annotate_video(path: str | Path, out: str | Path, table: pl.DataFrame, boxes
         for t, frame in enumerate(iter_frames(path)):
             if writer is None:
                 h, w = frame.shape[:2]
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))  # type: ignore[attr-defined]
                 if not writer.isOpened():
                     raise AudferError(f"{out}: cannot write video (OpenCV mp4v writer unavailable)")
             img = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)

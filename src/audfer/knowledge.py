@@ -23,8 +23,10 @@ sum to less than 4). In it AU28 is one constant: the mean of all other entries i
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -129,7 +131,7 @@ class KnowledgeResult:
     measured: np.ndarray = field(
         default_factory=lambda: np.array([a != "AU28" for a in AUS])
     )  #: (18,) AUs with intensity
-    au_source: dict | None = None  #: which AU tool(s) the frames came from and which AUs they lack
+    au_source: dict[str, Any] | None = None  #: which AU tool(s) the frames came from and which AUs they lack
 
     @property
     def unmeasured(self) -> list[str]:
@@ -245,7 +247,7 @@ def extract_knowledge(
 
 
 def combine_knowledge(
-    matrices: list[np.ndarray], shift: float | str = DEFAULT_SHIFT, measured: list[np.ndarray | None] | None = None
+    matrices: list[np.ndarray], shift: float | str = DEFAULT_SHIFT, measured: Sequence[np.ndarray | None] | None = None
 ) -> np.ndarray:
     """C = sigmoid(sum_d K_d - S) (§3.1). ``shift="auto"`` uses S = D / 2 (D datasets).
 

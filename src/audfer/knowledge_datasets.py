@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 
 from .data.annotations import affwild2_frame_labels, clip_key, dfew_labels, ferv39k_labels, mafw_labels, ravdess_labels
@@ -240,7 +242,9 @@ def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) ->
     _check_config_values(config)
     allowed = {f.name for f in fields(DatasetSpec)}
     out = base / str(config.get("out", "K.csv"))
-    matrices, results, measured = [], {}, []
+    matrices: list[np.ndarray] = []
+    results: dict[str, dict[str, Any]] = {}
+    measured: list[np.ndarray] = []
     for i, entry in enumerate(config["datasets"], start=1):
         if not isinstance(entry, dict) or "name" not in entry:
             raise InputError(f"knowledge config: dataset {i} needs a 'name'")
@@ -274,7 +278,7 @@ def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) ->
     shift = config.get("shift", DEFAULT_SHIFT)
     combined = combine_knowledge(matrices, shift, measured)
     write_csv(expression_table(combined), out)
-    never = [a for a, *ms in zip(AUS, *measured) if not any(ms)]
+    never = [a for j, a in enumerate(AUS) if not any(bool(m[j]) for m in measured)]
     write_provenance(
         out,
         what="knowledge",

@@ -18,6 +18,7 @@ always-positive AU gets ``1 / (c - 1)``; a class with fewer than 2 counted clips
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -87,7 +88,7 @@ def video_au_labels(
     return out.select("clip_id", "n_frames", "n_valid", *AUS).sort("clip_id")
 
 
-def read_au_labels(path) -> pl.DataFrame:
+def read_au_labels(path: str | os.PathLike[str]) -> pl.DataFrame:
     """Read ``video_au_labels.csv``: AU cells must be 0, 1 or empty (missing)."""
     df = read_csv_table(path, ("clip_id", *AUS), what="video AU labels")
     for au in AUS:

@@ -33,7 +33,7 @@ from .vocab import AUS, EXPRESSIONS
 __all__ = ["AULoss", "AUDFERLoss", "AUDFERLossOutput", "mix_batch_targets", "element_mask"]
 
 
-def _as_tensor(x) -> torch.Tensor:
+def _as_tensor(x: object) -> torch.Tensor:
     return (
         x.detach().clone().double() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
     )
@@ -52,7 +52,12 @@ def element_mask(au_targets: torch.Tensor, au_mask: torch.Tensor | None = None) 
 class AULoss(nn.Module):
     """Knowledge-weighted BCE on the AU head's logits (Eq. 9)."""
 
-    def __init__(self, knowledge, pos_weight=None, scale: float = 5.0, reduction: str = "mean") -> None:
+    knowledge: torch.Tensor
+    pos_weight: torch.Tensor
+
+    def __init__(
+        self, knowledge: object, pos_weight: object = None, scale: float = 5.0, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         k = _as_tensor(knowledge).float()
         if k.ndim != 2 or k.shape[1] != len(AUS):
@@ -114,8 +119,8 @@ class AUDFERLoss(nn.Module):
 
     def __init__(
         self,
-        knowledge,
-        pos_weight=None,
+        knowledge: object,
+        pos_weight: object = None,
         au_weight: float = 0.25,
         label_smoothing: float = 0.0,
         scale: float = 5.0,
@@ -128,7 +133,14 @@ class AUDFERLoss(nn.Module):
         self.au_weight = float(au_weight)
         self.label_smoothing = float(label_smoothing)
 
-    def components(self, expr_logits, au_logits, labels, au_targets, au_mask=None) -> AUDFERLossOutput:
+    def components(
+        self,
+        expr_logits: torch.Tensor,
+        au_logits: torch.Tensor | None,
+        labels: torch.Tensor,
+        au_targets: torch.Tensor,
+        au_mask: torch.Tensor | None = None,
+    ) -> AUDFERLossOutput:
         ce = F.cross_entropy(expr_logits, labels, label_smoothing=self.label_smoothing)
         if au_logits is None or self.au_weight == 0.0:
             au = expr_logits.new_zeros(())
@@ -136,7 +148,14 @@ class AUDFERLoss(nn.Module):
             au = self.au_loss(au_logits, labels, au_targets, au_mask)
         return AUDFERLossOutput((1 - self.au_weight) * ce + self.au_weight * au, ce, au)
 
-    def forward(self, expr_logits, au_logits, labels, au_targets, au_mask=None) -> torch.Tensor:
+    def forward(
+        self,
+        expr_logits: torch.Tensor,
+        au_logits: torch.Tensor | None,
+        labels: torch.Tensor,
+        au_targets: torch.Tensor,
+        au_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         return self.components(expr_logits, au_logits, labels, au_targets, au_mask).total
 
 
@@ -144,10 +163,10 @@ def mix_batch_targets(
     labels: torch.Tensor,
     au_targets: torch.Tensor,
     au_mask: torch.Tensor | None,
-    lam,
+    lam: float | torch.Tensor,
     index: torch.Tensor,
     num_classes: int = len(EXPRESSIONS),
-):
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Targets of a mixed batch ``lam * x + (1 - lam) * x[index]`` (mixup; cutmix with lam = kept area).
 
     Returns soft labels (B, C), mixed AU targets (B, 18) and the (B, 18) AU mask (known only where both

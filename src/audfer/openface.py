@@ -27,6 +27,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -277,7 +278,10 @@ def _read_chunk(
 ):
     from .au_sources import read_au_file
 
-    frames, skipped, notes, sources = [], [], [], {}
+    frames: list[pl.DataFrame] = []
+    skipped: list[tuple[str, str]] = []
+    notes: list[str] = []
+    sources: dict[str, str] = {}
     for p in paths:
         clip = Path(p).stem
         with warnings.catch_warnings(record=True) as caught:
@@ -442,8 +446,8 @@ def read_au_dir(
     )
 
 
-def _canonical_schema() -> dict[str, pl.DataType]:
-    schema: dict[str, pl.DataType] = {
+def _canonical_schema() -> dict[str, Any]:  # polars dtype classes (pl.Int64 ...), as polars takes them
+    schema: dict[str, Any] = {
         "frame": pl.Int64,
         "timestamp": pl.Float64,
         "confidence": pl.Float64,

@@ -83,7 +83,7 @@ def check_no_test_clips(path: str | Path, what: str, test_ids, *, allow: bool, w
     from .data.annotations import keyed
 
     record = read_provenance(path)
-    info = {
+    info: dict[str, object] = {
         "file": str(path),
         "provenance": None if record is None else {k: v for k, v in record.items() if k != "clip_ids"},
         "test_clips": None,

@@ -260,7 +260,11 @@ def _reduced_flag(shape: tuple[int, int], min_size: int | None) -> int:
 
 
 def read_frames(
-    path: str | Path, indices: np.ndarray | None = None, *, min_size: int | None = None, files: list[Path] | None = None
+    path: str | Path,
+    indices: np.ndarray | list[int] | None = None,
+    *,
+    min_size: int | None = None,
+    files: list[Path] | None = None,
 ) -> np.ndarray:
     """Decode frames (RGB uint8, ``(T, H, W, 3)``) from a frame folder or a video file; ``indices``
     selects frames (in the sorted folder / in decoding order).
@@ -287,6 +291,7 @@ def read_frames(
                     img = cv2.imread(str(f), flag)
                 else:
                     flag = cv2.IMREAD_COLOR
+            assert img is not None  # an unreadable image raised above
             out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
         return _stack(out, path)
     cap = cv2.VideoCapture(str(path))

@@ -8,6 +8,8 @@ randomises at test time).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..errors import ConfigError
@@ -38,7 +40,7 @@ def segment_indices(
     """Former-DFER: ``segments`` equal segments, ``per_segment`` consecutive frames from each
     (random start inside the segment in training, its centre at test)."""
     _check(n)
-    out = []
+    out: list[int] = []
     edges = np.linspace(0, n, segments + 1)
     for s in range(segments):
         lo, hi = int(edges[s]), max(int(edges[s + 1]), int(edges[s]) + 1)
@@ -75,9 +77,9 @@ def strided_indices(
         end = int(rng.integers(window, n))
         start = end - window
         return np.clip(np.linspace(start, end, num=num), start, end - 1).astype(np.int64)
-    every = list(range(0, n, stride))
-    every += [every[-1]] * max(num - len(every), 0)
-    every = np.asarray(every, dtype=np.int64)
+    listed = list(range(0, n, stride))
+    listed += [listed[-1]] * max(num - len(listed), 0)
+    every = np.asarray(listed, dtype=np.int64)
     if views > 1:
         step = max((len(every) - num) / (views - 1), 0.0)
         first = int(view * step)
@@ -93,7 +95,7 @@ def uniform_indices(n: int, num: int = 16, rng: np.random.Generator | None = Non
     return np.minimum(pos.astype(int), n - 1)
 
 
-SAMPLERS = {
+SAMPLERS: dict[str, Callable[..., np.ndarray]] = {
     "m3dfel": m3dfel_indices,
     "former_dfer": segment_indices,
     "mae_dfer": strided_indices,

@@ -226,7 +226,7 @@ def build_transform(
     ``spatial_sampling``'s crop and flip, then erasing). ``randaugment``: a timm string
     (``rand-m7-n4-mstd0.5-inc1``) or ``[m, n]``. Test: resize, normalise."""
     if train:
-        steps = [RandAugment.from_spec(randaugment)] if randaugment else []
+        steps: list[object] = [RandAugment.from_spec(randaugment)] if randaugment else []
         # area 100 %: every box that fits is the whole frame (up to rounding), as is the fallback, so the crop is a resize
         crop = Resize(spec.size) if tuple(scale) == (1.0, 1.0) else RandomResizedCrop(spec.size, scale=tuple(scale))
         steps += [crop, HorizontalFlip()]

@@ -124,8 +124,8 @@ def apply_overrides(cfg: dict, overrides) -> dict:
                 nested_kw = nested_kw.setdefault(k, {})
             nested_kw[keys[-1]] = value
             keys, value = keys[:2], kwargs
-        nested = value
-        for k in reversed(keys):
+        nested: dict = {keys[-1]: value}
+        for k in reversed(keys[:-1]):
             nested = {k: nested}
         cfg = _merge(cfg, nested, f"override {text!r}")
     return cfg

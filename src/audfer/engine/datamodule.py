@@ -174,7 +174,7 @@ def au_coverage(index: ClipIndex, au_labels: pl.DataFrame | None) -> dict:
     _, mask, missing = au_targets_for(index, au_labels)
     ours = set(keyed(index.table.select("clip_id"))["clip_id"].to_list())
     theirs = keyed(au_labels.select("clip_id"))["clip_id"].to_list()
-    anyk = mask.any(axis=1)
+    anyk = np.asarray(mask.any(axis=1), bool)
     per_au = mask.mean(axis=0) if len(mask) else np.zeros(len(AUS))
     return {
         "clips": len(index),
@@ -423,7 +423,7 @@ def loader(
     in order in this process (evaluation of a finished run, which runs on one process)."""
     sampler = EpochShuffle(len(ds), seed) if train else (ShardInOrder(len(ds)) if shard else None)
     return torch.utils.data.DataLoader(
-        ds,
+        ds,  # type: ignore[arg-type]  # a map-style dataset by protocol (__len__, __getitem__), not by subclass
         batch_size=batch_size,
         sampler=sampler,
         shuffle=False,

@@ -105,7 +105,7 @@ class AUDFERModule(L.LightningModule):
         values = torch.stack([parts.expression.detach(), parts.au.detach(), parts.total.detach()]).double() * bs
         self._epoch_sums = values if self._epoch_sums is None else self._epoch_sums + values
         self._epoch_clips += bs
-        self._epoch_lr += bs * float(self.optimizers().param_groups[0]["lr"])
+        self._epoch_lr += bs * float(self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def _log_epoch_means(self) -> None:
         """What ``self.log(..., on_epoch=True, batch_size=bs)`` at every step gave: weighted means over the epoch's

@@ -42,9 +42,9 @@ def run_dir(cfg: dict) -> Path:
 
 
 def _loggers(cfg: dict, out: Path):
-    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers import CSVLogger, Logger
 
-    loggers = []
+    loggers: list[Logger] = []
     for kind in cfg["train"]["loggers"] or []:
         if kind == "csv":
             loggers.append(CSVLogger(str(out), name="logs", version=""))
@@ -256,10 +256,10 @@ def resume_point(ckdir: Path, *, log=print) -> tuple[Path, int]:
     or corrupt (a crash while it was written), the previous good one (``previous.ckpt``), saying so."""
     last, prev = ckdir / "last.ckpt", ckdir / "previous.ckpt"
     epochs, why = _readable_checkpoint(last)
-    if why is None:
+    if epochs is not None:
         return last, epochs
     p_epochs, p_why = _readable_checkpoint(prev)
-    if p_why is None:
+    if p_epochs is not None:
         log(f"{last}: {why}; resuming from {prev.name} instead ({p_epochs} finished epoch(s))")
         return prev, p_epochs
     raise AudferError(f"{last}: {why}, and no good previous checkpoint ({prev.name}: {p_why}); nothing to resume from")
@@ -430,7 +430,7 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
         raise AudferError(f"training interrupted; finished epochs are in {last} (continue with --resume)")
     if trainer.global_rank != 0:
         return out
-    chosen = last if sel == "last" else Path(best_cb.best_model_path)
+    chosen = last if best_cb is None else Path(best_cb.best_model_path)
     info = torch.load(chosen, map_location="cpu", weights_only=False)
     init = json.loads((out / "init.json").read_text())
     selection = {
@@ -440,7 +440,7 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
         "init": init_label(init),
         "epoch": int(info["epoch"]) + 1,
         "monitor": None if sel == "last" else monitor,
-        "score": None if sel == "last" else float(best_cb.best_model_score),
+        "score": None if best_cb is None or best_cb.best_model_score is None else float(best_cb.best_model_score),
         "train_seconds": round(time.perf_counter() - t0, 1),
         "au_labels": au_summary,
     }
@@ -487,7 +487,7 @@ class _EveryEpoch(Callback):
     def _log_epoch(self, trainer) -> None:
         import polars as pl
 
-        row = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step)}
+        row: dict[str, float] = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step)}
         for k, v in sorted(trainer.callback_metrics.items()):
             try:
                 row[k] = float(v)

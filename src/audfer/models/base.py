@@ -9,6 +9,7 @@ parameters and is unused at inference when only expressions are wanted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,7 +67,13 @@ class DFERModel(nn.Module):
     paper_table2: tuple[float, str] | None = None
     recipes: tuple[str, ...] = ()
 
-    def pretrained_filter(self, state: dict[str, torch.Tensor], report) -> tuple[dict[str, torch.Tensor], set[str]]:
+    #: set by ``create_model``: the registered (or ``package.module:factory``) name and the kwargs it was built with
+    model_name: str
+    model_config: dict[str, Any]
+
+    def pretrained_filter(
+        self, state: dict[str, torch.Tensor], report: Any
+    ) -> tuple[dict[str, torch.Tensor], set[str]]:
         """Map a foreign checkpoint's ``state`` onto this model's keys: ``(state, keys allowed to stay fresh)``;
         notes go into ``report`` (a ``LoadReport``: ``dropped``, ``layout``, ``messages``). Default: as is."""
         return state, set()

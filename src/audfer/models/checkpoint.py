@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,7 +32,7 @@ class LoadReport:
     dropped: list[str] = field(default_factory=list)  #: checkpoint keys deliberately not used
     messages: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "layout": self.layout,
             "loaded": self.loaded,
@@ -52,16 +53,16 @@ class LoadReport:
         return "; ".join(lines) + "".join(f"\n  {m}" for m in self.messages)
 
 
-def _tensor_dict(obj) -> bool:
+def _tensor_dict(obj: object) -> bool:
     return (
         isinstance(obj, dict)
-        and obj
+        and bool(obj)
         and all(isinstance(k, str) for k in obj)
         and all(isinstance(v, torch.Tensor) for v in obj.values())
     )
 
 
-def _unwrap(obj, path: Path) -> tuple[dict[str, torch.Tensor], str]:
+def _unwrap(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], str]:
     layers = []
     while not _tensor_dict(obj):
         if not isinstance(obj, dict):
@@ -73,6 +74,7 @@ def _unwrap(obj, path: Path) -> tuple[dict[str, torch.Tensor], str]:
         obj = obj[key]
         if len(layers) > 3:
             raise CheckpointError(f"{path}: checkpoint nested too deeply ({'/'.join(layers)})")
+    assert isinstance(obj, dict)  # _tensor_dict said so
     return dict(obj), "/".join(layers) or "bare state dict"
 
 
@@ -82,7 +84,7 @@ def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
     return state
 
 
-def sniff_checkpoint(path: str | os.PathLike) -> None:
+def sniff_checkpoint(path: str | os.PathLike[str]) -> None:
     """Refuse, with one line saying what the file is instead, a "checkpoint" that is missing, empty, text, an
     ONNX export, or a zip archive cut off before its end (a copy that did not finish)."""
     path = Path(path)
@@ -124,7 +126,7 @@ def sniff_checkpoint(path: str | os.PathLike) -> None:
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
 
 
-def load_checkpoint(model: DFERModel, path: str | os.PathLike, *, trust_pickle: bool = False) -> LoadReport:
+def load_checkpoint(model: DFERModel, path: str | os.PathLike[str], *, trust_pickle: bool = False) -> LoadReport:
     """Load ``path`` into ``model`` (see module docstring); returns what was done.
 
     Files are read with ``weights_only=True``; ``trust_pickle=True`` allows arbitrary pickles

@@ -14,6 +14,8 @@ model: checkpoints record the factory's name and kwargs, so the module must be i
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +32,7 @@ def is_custom_name(name: str) -> bool:
     return ":" in name
 
 
-def import_factory(name: str):
+def import_factory(name: str) -> Callable[..., Any]:
     """The callable named by ``package.module:attribute`` (dots after the colon walk attributes)."""
     module_name, _, attr = name.partition(":")
     if not module_name or not attr:
@@ -48,7 +50,7 @@ def import_factory(name: str):
     return obj
 
 
-def _spec(value, name: str) -> InputSpec:
+def _spec(value: object, name: str) -> InputSpec:
     if value is None:
         return DEFAULT_SPEC
     if isinstance(value, InputSpec):
@@ -103,7 +105,7 @@ class CustomDFER(DFERModel):
         return feats
 
 
-def build_custom(name: str, num_classes: int = 7, au_head: bool = True, **kwargs) -> CustomDFER:
+def build_custom(name: str, num_classes: int = 7, au_head: bool = True, **kwargs: Any) -> CustomDFER:
     """Import ``name``'s factory, call it with ``kwargs``, wrap the backbone with the two heads."""
     factory = import_factory(name)
     try:

@@ -8,6 +8,8 @@ Expects 16 frames x 112 x 112 RGB in [0, 1] (no mean/std). Trained from scratch 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -61,7 +63,9 @@ class FormerDFER(DFERModel):
     paper_table2 = (8.32, "correct (MACs)")
     recipes = ("former_dfer_dfew", "former_dfer_ferv39k", "former_dfer_mafw")
 
-    def pretrained_filter(self, state, report):
+    def pretrained_filter(
+        self, state: dict[str, torch.Tensor], report: Any
+    ) -> tuple[dict[str, torch.Tensor], set[str]]:
         """torchvision's ``resnet18`` into the S-Former's convolutional trunk (its ``fc`` dropped); the spatial
         transformer, position embeddings, T-Former and heads start fresh."""
         if not ("conv1.weight" in state and "layer4.0.conv1.weight" in state):

@@ -11,6 +11,7 @@ size 1 works (no bare ``squeeze()``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,7 +52,9 @@ class M3DFEL(DFERModel):
     paper_table2 = (1.66, "thop artefact: skips torchvision's Conv3DSimple, i.e. the whole R3D-18 backbone")
     recipes = ("m3dfel_dfew", "m3dfel_ferv39k", "m3dfel_mafw")
 
-    def pretrained_filter(self, state, report):
+    def pretrained_filter(
+        self, state: dict[str, torch.Tensor], report: Any
+    ) -> tuple[dict[str, torch.Tensor], set[str]]:
         """torchvision's ``r3d_18`` (Kinetics-400, the official initialisation): ``stem``/``layer1-4`` into the
         instance backbone ``features.0-4``; its classifier and everything after the backbone start fresh."""
         if "stem.0.weight" not in state:
@@ -101,7 +104,10 @@ class M3DFEL(DFERModel):
         x = self.features(x).flatten(1).reshape(b, self.bag_size, -1)
         x, _ = self.lstm(x)  # (B, bag, 2c)
         q, k, v = self.to_qkv(x).chunk(3, dim=-1)
-        split = lambda z: z.reshape(b, self.bag_size, self.heads, -1).transpose(1, 2)  # noqa: E731
+
+        def split(z: torch.Tensor) -> torch.Tensor:
+            return z.reshape(b, self.bag_size, self.heads, -1).transpose(1, 2)
+
         att = nn.functional.scaled_dot_product_attention(split(q), split(k), split(v))
         att = att.transpose(1, 2).reshape(b, self.bag_size, -1)
         x = x * torch.sigmoid(self.norm(att))

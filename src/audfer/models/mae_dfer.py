@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -134,7 +135,9 @@ class MAEDFER(DFERModel):
     paper_table2 = (26.11, "thop on a depth-12 model; the trained model has depth 16")
     recipes = ("mae_dfer_dfew", "mae_dfer_ferv39k", "mae_dfer_mafw")
 
-    def pretrained_filter(self, state, report):
+    def pretrained_filter(
+        self, state: dict[str, torch.Tensor], report: Any
+    ) -> tuple[dict[str, torch.Tensor], set[str]]:
         """The VoxCeleb2 self-supervised checkpoint (``encoder.`` prefix): the encoder only; the decoder, the
         pre-training head, final norm and the (fixed, recomputed) position table are not used."""
         if not any(k.startswith("encoder.") for k in state):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ConfigError
 from .base import DFERModel
@@ -13,7 +14,7 @@ from .base import DFERModel
 class ModelEntry:
     name: str
     builder: Callable[..., DFERModel]
-    defaults: dict = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     official: bool = False  #: the published architecture at its published size (``audfer models`` measures these)
 
@@ -22,7 +23,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, builder: Callable[..., DFERModel], description: str = "", *, official: bool = False, **defaults
+    name: str, builder: Callable[..., DFERModel], description: str = "", *, official: bool = False, **defaults: Any
 ) -> None:
     """Register ``builder`` (a ``DFERModel`` class or factory) as ``name``; ``defaults`` are size options. Each
     model registers itself and its small variants at the end of its own file."""
@@ -47,7 +48,7 @@ def model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int = 7, au_head: bool = True, **overrides) -> DFERModel:
+def create_model(name: str, num_classes: int = 7, au_head: bool = True, **overrides: Any) -> DFERModel:
     """Build a registered model; ``overrides`` change sizes (width, depth, num_frames, img_size, ...). A name
     ``package.module:factory`` builds a user's backbone with audfer's expression and AU heads
     (``audfer.models.custom``); ``overrides`` are then the factory's keyword arguments."""

@@ -70,6 +70,7 @@ class Transformer(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for attn, ff in self.layers:
+        for layer in self.layers:  # each an nn.ModuleList [attention, feed-forward]: the official layout's keys
+            attn, ff = layer.children()
             x = ff(attn(x))
         return x

@@ -86,7 +86,7 @@ def openface_frames(
     pres = clip.presence.copy()
     flip = rng.random(pres.shape) < 0.03
     pres[flip] = 1 - pres[flip]
-    success = (rng.random(n) >= failure_rate).astype(np.int8)
+    success = np.asarray(rng.random(n) >= failure_rate).astype(np.int8)
     conf = np.where(success == 1, rng.uniform(0.85, 0.98, n), rng.uniform(0.0, 0.3, n))
     failed = success == 0
     if failed.any():  # zeroed, then OpenFace's 3-frame mean smears them with their neighbours

@@ -38,7 +38,7 @@ import polars as pl
 
 from ..errors import ConfigError
 from ..vocab import AUS, EXPRESSIONS
-from .aus import noisy_labels, openface_frames, sample_clip_aus, sample_labels
+from .aus import ClipAUs, noisy_labels, openface_frames, sample_clip_aus, sample_labels
 from .renderer import camera, head_motion, random_identity, render_frame
 
 FOLDS = 5
@@ -90,7 +90,7 @@ def _plan(cfg: SynthConfig) -> pl.DataFrame:
     )
 
 
-def render_clip(cfg: SynthConfig, index: int, identity: int, label: int) -> tuple[np.ndarray, object, object]:
+def render_clip(cfg: SynthConfig, index: int, identity: int, label: int) -> tuple[np.ndarray, ClipAUs, pl.DataFrame]:
     """Frames ``(T, S, S, 3)`` RGB uint8, the exact ``ClipAUs`` and what OpenFace would write, for clip ``index``."""
     person = random_identity(np.random.default_rng([cfg.seed, 1, identity]))
     rng = np.random.default_rng([cfg.seed, 2, index])

@@ -50,23 +50,23 @@ class Identity:
 
     face_w: float  #: half-width of the face in image fractions
     face_h: float  #: half-height (forehead to chin) / face_w
-    skin: tuple[int, int, int]  #: RGB
+    skin: tuple[int, ...]  #: RGB
     eye_dx: float
     eye_y: float
     eye_w: float
     eye_h: float
-    iris: tuple[int, int, int]
+    iris: tuple[int, ...]
     brow_gap: float
     brow_thick: float
-    brow_color: tuple[int, int, int]
+    brow_color: tuple[int, ...]
     nose_len: float
     mouth_y: float
     mouth_w: float
     lip: float
-    lip_color: tuple[int, int, int]
-    hair: tuple[int, int, int]
+    lip_color: tuple[int, ...]
+    hair: tuple[int, ...]
     hair_len: float
-    background: tuple[tuple[int, int, int], tuple[int, int, int]]
+    background: tuple[tuple[int, ...], tuple[int, ...]]
     expressiveness: float
 
 
@@ -154,7 +154,7 @@ def _arc(x0: float, x1: float, y_end0: float, y_end1: float, bulge: float, n: in
     return np.stack([x, y], axis=1)
 
 
-def _mix(c1, c2, w: float) -> tuple[int, int, int]:
+def _mix(c1, c2, w: float) -> tuple[int, ...]:
     w = float(np.clip(w, 0.0, 1.0))
     return tuple(int(round(a * (1 - w) + b * w)) for a, b in zip(c1, c2))
 
