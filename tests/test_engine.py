@@ -377,3 +377,19 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
         main(["export", "model.ckpt", "--onnx", "model.onnx"]) == 0
     )  # the README's export step on the demo's checkpoint
     assert (tmp_path / "model.onnx").stat().st_size > 10_000
+
+
+def test_sweeps_change_configs_through_the_one_checked_override_mechanism(synth, tmp_path):
+    """``cv``/``ablate`` set their per-run values as ``key=value`` overrides do (``config.with_values``): the same
+    merged config, and a bad value is refused naming the key, the value and the sweep."""
+    from audfer.engine.config import apply_overrides, with_values
+    from audfer.engine.experiments import run_cv
+
+    cfg = _cfg(synth, tmp_path / "x")
+    assert with_values(cfg, {"data.fold": 3, "au.lam": 0.5, "model.kwargs.width": 4}, source="test") == apply_overrides(
+        cfg, ["data.fold=3", "au.lam=0.5", "model.kwargs.width=4"]
+    )
+    with pytest.raises(AudferError, match=r"data\.fold = 6 \(from cv\); expected an integer"):
+        run_cv(cfg, folds=(6,), log=lambda m: None)
+    with pytest.raises(AudferError, match="unknown option 'au.lamda'"):
+        with_values(cfg, {"au.lamda": 0.5}, source="test")

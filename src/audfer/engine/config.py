@@ -117,18 +117,32 @@ def apply_overrides(cfg: dict, overrides) -> dict:
     """``key=value`` overrides (dotted keys, YAML values) merged over ``cfg``; unknown keys are errors."""
     for text in overrides:
         keys, value = parse_override(text)
-        if len(keys) > 2 and keys[:2] == ["model", "kwargs"]:  # one size option: keep the others (kwargs is a leaf
-            kwargs = dict(cfg["model"]["kwargs"] or {})  # of the config files, replaced whole by a child config)
-            nested_kw: dict = kwargs
-            for k in keys[2:-1]:
-                nested_kw = nested_kw.setdefault(k, {})
-            nested_kw[keys[-1]] = value
-            keys, value = keys[:2], kwargs
-        nested: dict = {keys[-1]: value}
-        for k in reversed(keys[:-1]):
-            nested = {k: nested}
-        cfg = _merge(cfg, nested, f"override {text!r}")
+        cfg = _set(cfg, keys, value, f"override {text!r}")
     return cfg
+
+
+def with_values(cfg: dict, values: dict[str, object], *, source: str) -> dict:
+    """The one way code changes a loaded config (sweeps: ``{"data.fold": 2, "out": ...}``): the same dotted keys and
+    merge as ``key=value`` overrides, then every value checked (``check_config``), errors naming ``source``."""
+    for dotted, value in values.items():
+        cfg = _set(cfg, dotted.split("."), value, f"{source} ({dotted}={value!r})")
+    check_config(cfg, {dotted: source for dotted in values})
+    return cfg
+
+
+def _set(cfg: dict, keys: list[str], value: object, where: str) -> dict:
+    """``cfg`` with the dotted ``keys`` set to ``value`` (a copy; unknown keys are errors naming ``where``)."""
+    if len(keys) > 2 and keys[:2] == ["model", "kwargs"]:  # one size option: keep the others (kwargs is a leaf
+        kwargs = dict(cfg["model"]["kwargs"] or {})  # of the config files, replaced whole by a child config)
+        nested_kw: dict = kwargs
+        for k in keys[2:-1]:
+            nested_kw = nested_kw.setdefault(k, {})
+        nested_kw[keys[-1]] = value
+        keys, value = keys[:2], kwargs
+    nested: dict = {keys[-1]: value}
+    for k in reversed(keys[:-1]):
+        nested = {k: nested}
+    return _merge(cfg, nested, where)
 
 
 def _leaves(data: dict, prefix: str = "") -> list[str]:

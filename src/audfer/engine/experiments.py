@@ -7,7 +7,6 @@ running it again: finished runs (with ``eval/metrics.json``) are reused, an unfi
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import polars as pl
 from ..evaluation import aggregate, class_names
 from ..io import atomic_path, write_csv, write_json
 from ..reports import plot_confusions, plot_curves, plot_knowledge, plot_lambda, plot_tsne, pm, results_table
+from .config import with_values
 from .train import SELECTION_NOTE, has_checkpoint, run_dir, train
 
 STRATEGY_LABEL = {
@@ -27,13 +27,11 @@ STRATEGY_LABEL = {
 }
 
 
-def _variant(cfg: dict, out: Path, **changes) -> dict:
-    c = copy.deepcopy(cfg)
-    for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        c[section][key] = value
-    c["out"] = str(out)
-    return c
+def _variant(cfg: dict, out: Path, source: str, **changes: object) -> dict:
+    """One run of a sweep: ``changes`` (``data__fold=2`` is ``data.fold``) through ``config.with_values``, the one
+    override mechanism, so a sweep's values are checked like any override."""
+    values = {dotted.replace("__", "."): value for dotted, value in changes.items()}
+    return with_values(cfg, {**values, "out": str(out)}, source=source)
 
 
 def run_once(cfg: dict, *, log=print, accept_changes: bool = False) -> dict:
@@ -185,7 +183,7 @@ def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print, accept_changes: bool 
 def _run_cv(cfg: dict, *, folds, log, accept_changes: bool, jobs: int) -> dict:
     base = run_dir(cfg)
     done = run_many(
-        [_variant(cfg, base / f"fold_{k}", data__fold=k) for k in folds],
+        [_variant(cfg, base / f"fold_{k}", "cv", data__fold=k) for k in folds],
         jobs=jobs,
         log=log,
         accept_changes=accept_changes,
@@ -267,7 +265,7 @@ def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, acce
     base = run_dir(cfg)
     sweep_strategy = cfg["au"]["strategy"] if cfg["au"]["strategy"] != "none" else "distinct"
     plan = [
-        (s, seed, _variant(cfg, base / s / f"seed_{seed}", au__strategy=s, train__seed=seed))
+        (s, seed, _variant(cfg, base / s / f"seed_{seed}", "ablate", au__strategy=s, train__seed=seed))
         for s in strategies
         for seed in seeds
     ]
@@ -278,6 +276,7 @@ def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, acce
             _variant(
                 cfg,
                 base / f"lambda_{lam:g}" / f"seed_{seed}",
+                "ablate (λ sweep)",
                 au__strategy=sweep_strategy,
                 au__lam=float(lam),
                 train__seed=seed,
