@@ -180,25 +180,7 @@ def _openface_mapping() -> AUMapping:
     )
 
 
-_PYFEAT_AUS = (
-    "AU01",
-    "AU02",
-    "AU04",
-    "AU05",
-    "AU06",
-    "AU07",
-    "AU09",
-    "AU10",
-    "AU12",
-    "AU14",
-    "AU15",
-    "AU17",
-    "AU20",
-    "AU23",
-    "AU25",
-    "AU26",
-    "AU28",
-)
+_PYFEAT_AUS = tuple(a for a in AUS if a != "AU45")  # py-feat 2.x detects every OpenFace AU but the blink
 _LIBREFACE_DETECT = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23)  # + 24, not an OpenFace AU
 _LIBREFACE_INTENSITY = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ..errors import ConfigError
 from ..evaluation import aggregate, class_names
 from ..io import atomic_path, write_csv, write_json
 from ..reports import plot_confusions, plot_curves, plot_knowledge, plot_lambda, plot_tsne, pm, results_table
@@ -90,24 +91,21 @@ def run_many(cfgs: list[dict], *, jobs: int = 1, log=print, accept_changes: bool
     config (tested: the same metrics with ``jobs`` 1 and 2). A run's log lines appear when it finishes."""
     if jobs <= 1 or len(cfgs) <= 1:
         return [run_once(c, log=log, accept_changes=accept_changes) for c in cfgs]
-    from ..errors import AudferError
-
     for c in cfgs:
         if not c["train"]["threads"]:
-            raise AudferError(
+            raise ConfigError(
                 f"config: running {jobs} runs side by side needs train.threads set (e.g. train.threads=1): the "
                 f"number of CPU threads changes the rounding of the results"
             )
         if int(c["train"]["devices"]) > 1:
-            raise AudferError(
+            raise ConfigError(
                 "config: runs side by side (jobs > 1) cannot also use several devices (train.devices > 1)"
             )
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     results: list[dict | None] = [None] * len(cfgs)
-    import os
-
     with ProcessPoolExecutor(
         max_workers=min(jobs, len(cfgs)),
         mp_context=multiprocessing.get_context("spawn"),
