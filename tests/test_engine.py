@@ -42,16 +42,16 @@ def test_every_shipped_config_loads_and_typos_are_errors(tmp_path):
     assert {"m3dfel_dfew", "former_dfer_ferv39k", "mae_dfer_mafw", "synthetic_small"} <= set(names)
     for n in names:
         cfg = load_config(n)
-        assert cfg["name"] == n
+        assert cfg.name == n
     mae = load_config("mae_dfer_dfew")
-    assert (mae["optim"]["layer_decay"], mae["data"]["test_views"], mae["data"]["stride"]) == (0.75, 2, 4)
-    assert (mae["data"]["randaugment"], mae["data"]["erasing"], mae["optim"]["mixup"]) == (
+    assert (mae.optim.layer_decay, mae.data.test_views, mae.data.stride) == (0.75, 2, 4)
+    assert (mae.data.randaugment, mae.data.erasing, mae.optim.mixup) == (
         "rand-m7-n4-mstd0.5-inc1",
         0.25,
         0.8,
     )
-    assert load_config("mae_dfer_ferv39k")["data"]["stride"] == 1
-    assert load_config("former_dfer_dfew", ["au.lam=0.5", "optim.lr=0.1"])["au"]["lam"] == 0.5
+    assert load_config("mae_dfer_ferv39k").data.stride == 1
+    assert load_config("former_dfer_dfew", ["au.lam=0.5", "optim.lr=0.1"]).au.lam == 0.5
     with pytest.raises(AudferError, match="unknown option 'au.lamda'"):
         load_config("m3dfel_dfew", ["au.lamda=0.5"])
     with pytest.raises(AudferError, match="au.strategy"):
@@ -59,17 +59,17 @@ def test_every_shipped_config_loads_and_typos_are_errors(tmp_path):
     child = tmp_path / "child.yaml"
     child.write_text("base: former_dfer_dfew\ntrain: {epochs: 3}\n")
     cfg = load_config(child)
-    assert (cfg["train"]["epochs"], cfg["optim"]["name"], cfg["name"]) == (3, "sgd", "child")
-    assert set(defaults()) == set(cfg)
+    assert (cfg.train.epochs, cfg.optim.name, cfg.name) == (3, "sgd", "child")
+    assert set(defaults()) == set(cfg.to_dict())
 
 
 def test_one_model_size_override_keeps_the_configs_other_sizes():
     """``model.kwargs.width=12`` changes the width only; it used to replace the whole kwargs mapping, so the
     demo's 48 px / 4-frame model silently became the 64 px default with the other sizes dropped."""
-    base = load_config("synthetic_small")["model"]["kwargs"]
-    one = load_config("synthetic_small", ["model.kwargs.width=12"])["model"]["kwargs"]
+    base = load_config("synthetic_small").model.kwargs
+    one = load_config("synthetic_small", ["model.kwargs.width=12"]).model.kwargs
     assert one == {**base, "width": 12} and base["img_size"] == 48
-    whole = load_config("synthetic_small", ["model.kwargs={width: 4}"])["model"]["kwargs"]
+    whole = load_config("synthetic_small", ["model.kwargs={width: 4}"]).model.kwargs
     assert whole == {"width": 4}  # a whole mapping still replaces the mapping
 
 

@@ -270,7 +270,7 @@ def test_each_model_declares_its_recipe_configs_and_they_ship():
         cls = model_entry(name).builder
         assert set(cls.recipes) <= shipped, (name, cls.recipes)
         for recipe in cls.recipes:
-            assert model_entry(load_config(recipe)["model"]["name"]).builder is cls
+            assert model_entry(load_config(recipe).model.name).builder is cls
     assert {"m3dfel_dfew", "former_dfer_ferv39k", "mae_dfer_mafw"} <= {
         r for n in list_models() for r in model_entry(n).builder.recipes
     }

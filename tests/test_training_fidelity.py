@@ -130,10 +130,8 @@ def test_a_recipe_with_an_official_init_warns_and_says_from_scratch(synth, tmp_p
     for f in ("selection.json", "eval/metrics.json"):
         text = (run / f).read_text()
         assert "from scratch (official run: torchvision r3d_18 Kinetics-400)" in text
-    assert (
-        load_config("m3dfel_dfew")["model"]["official_init"] and load_config("mae_dfer_dfew")["model"]["official_init"]
-    )
-    assert load_config("former_dfer_dfew")["model"]["official_init"] is None  # Former-DFER trains from scratch
+    assert load_config("m3dfel_dfew").model.official_init and load_config("mae_dfer_dfew").model.official_init
+    assert load_config("former_dfer_dfew").model.official_init is None  # Former-DFER trains from scratch
 
 
 # ----------------------------------------------------------------------------------------------- frame order
@@ -201,7 +199,7 @@ def test_m3dfel_schedule_is_timms_cosine_stepped_after_each_iteration():
             "au.strategy=none",
         ],
     )
-    assert cfg["optim"]["scheduler"] == "timm-cosine"
+    assert cfg.optim.scheduler == "timm-cosine"
     steps_per_epoch = 5
     module = AUDFERModule(cfg, np.ones((7, 18)).tolist(), None, steps_per_epoch)
     conf = module.configure_optimizers()
@@ -226,7 +224,7 @@ def test_mae_dfer_schedule_is_its_linspace_warmup_then_restarted_cosine():
     expected = np.concatenate([warmup, rest])
     got = [lr_factor("cosine", j, total, warm, floor) for j in range(total)]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
-    assert load_config("mae_dfer_dfew")["optim"]["scheduler"] == "cosine"
+    assert load_config("mae_dfer_dfew").optim.scheduler == "cosine"
 
 
 # ----------------------------------------------------------------------------------------------- selection metrics

@@ -68,6 +68,22 @@ def _int_list(text: str, flag: str, lo: int, hi: int | None = None) -> tuple[int
     return values
 
 
+def _declared_choices(dotted: str, leave_out: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The choices a config option declares (``engine/options.py``): the CLI offers the same set."""
+    from .engine.options import choices_of
+
+    return tuple(c for c in choices_of(dotted) if c not in leave_out)
+
+
+def _declared_range(dotted: str) -> tuple[int, int | None]:
+    """The integer range a config option declares (``data.fold``: 1..5)."""
+    from .engine.options import Num, check_of
+
+    check = check_of(dotted)
+    assert isinstance(check, Num) and check.integer, dotted
+    return int(check.lo), None if check.hi is None else int(check.hi)
+
+
 # ----------------------------------------------------------------------------- au-labels
 def _add_au_labels(sub) -> None:
     p = sub.add_parser("au-labels", help="video-level AU labels from a folder of per-clip AU CSVs (Eq. 4)")
@@ -185,13 +201,13 @@ def _add_pos_weights(sub) -> None:
     p = sub.add_parser("pos-weights", help="positive-class weights for the AU loss (Eq. 6-8)")
     p.add_argument("--au-labels", type=Path, help="video_au_labels.csv from `audfer au-labels`")
     p.add_argument("--labels", type=Path, help="clip_labels.csv: clip_id,label (index 0..6 or class name)")
-    p.add_argument("--strategy", choices=("global", "distinct", "minor"), required=True)
+    p.add_argument("--strategy", choices=_declared_choices("au.strategy", leave_out=("none",)), required=True)
     p.add_argument(
         "--minor", default=None, help="comma-separated minor classes (default: classes with <= 1/7 of the clips)"
     )
     p.add_argument(
         "--preset",
-        choices=("dfew", "ferv39k"),
+        choices=_declared_choices("au.pos_weights", leave_out=("computed",)),
         default=None,
         help="the authors' hard-coded tables instead of counting (faithful reproduction; see docs)",
     )
@@ -466,13 +482,21 @@ def _run_synth(args) -> None:
 # ----------------------------------------------------------------------------- train / evaluate / cv / ablate
 def _add_config_args(p) -> None:
     p.add_argument("config", help="experiment YAML, or a shipped config name (see `audfer train --list`)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2 (every key: `audfer config`)",
+    )
 
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model (with or without the AU loss) as an experiment config says")
     p.add_argument("config", nargs="?", help="experiment YAML, or a shipped config name")
-    p.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2 (every key: `audfer config`)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
     p.add_argument(
         "--accept-changes",
@@ -502,6 +526,30 @@ def _run_train(args) -> None:
     if args.accept_changes and not args.resume:
         raise AudferError("--accept-changes goes with --resume")
     train(load_config(args.config, args.overrides), resume=args.resume, accept_changes=args.accept_changes, log=_echo)
+
+
+def _add_config(sub) -> None:
+    p = sub.add_parser(
+        "config",
+        help="every config option with its default and meaning; or a config as it will run (merged and checked)",
+    )
+    p.add_argument("config", nargs="?", help="experiment YAML or shipped config name (omit: the defaults, commented)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides with dotted keys, e.g. au.lam=0.5")
+    p.add_argument("--markdown", action="store_true", help="the option reference as Markdown (docs/config.md)")
+    p.set_defaults(func=_run_config)
+
+
+def _run_config(args) -> None:
+    from .engine.config import defaults_yaml, dump_config, load_config, reference_markdown
+
+    if args.markdown:
+        if args.config:
+            raise AudferError("--markdown prints the option reference; it takes no config")
+        sys.stdout.write(reference_markdown())
+    elif args.config:
+        sys.stdout.write(dump_config(load_config(args.config, args.overrides)))
+    else:
+        sys.stdout.write(defaults_yaml())
 
 
 def _add_evaluate(sub) -> None:
@@ -549,7 +597,7 @@ def _run_cv(args) -> None:
     from .engine import load_config
     from .engine.experiments import run_cv
 
-    folds = _int_list(args.folds, "--folds", 1, 5)
+    folds = _int_list(args.folds, "--folds", *_declared_range("data.fold"))
     run_cv(
         load_config(args.config, args.overrides),
         folds=folds,
@@ -564,6 +612,12 @@ def _add_ablate(sub) -> None:
     _add_config_args(p)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--lambdas", default="0.1,0.25,0.5,0.75", help="λ values of the sweep ('' to skip it)")
+    p.add_argument(
+        "--strategies",
+        default=",".join(_declared_choices("au.strategy")),
+        help=f"strategies of Table 3, comma-separated among {', '.join(_declared_choices('au.strategy'))} "
+        "(default: all; none is the CE baseline)",
+    )
     _add_sweep_args(p)
     p.set_defaults(func=_run_ablate)
 
@@ -571,14 +625,21 @@ def _add_ablate(sub) -> None:
 def _run_ablate(args) -> None:
     from .engine import load_config
     from .engine.experiments import run_ablation
+    from .engine.options import check_of
 
-    seeds = _int_list(args.seeds, "--seeds", 0)
+    seeds = _int_list(args.seeds, "--seeds", *_declared_range("train.seed"))
     lams = tuple(_number(s, "--lambdas") for s in args.lambdas.split(",") if s.strip())
-    if any(not 0 <= x <= 1 for x in lams):
-        raise AudferError(f"--lambdas: values must be in [0, 1], got {args.lambdas}")
+    lam = check_of("au.lam")
+    if any(not lam.ok(x) for x in lams):
+        raise AudferError(f"--lambdas: each value must be {lam.want} (au.lam), got {args.lambdas}")
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    allowed = _declared_choices("au.strategy")
+    if not strategies or any(s not in allowed for s in strategies) or len(set(strategies)) != len(strategies):
+        raise AudferError(f"--strategies: expected distinct values among {', '.join(allowed)}, got {args.strategies!r}")
     run_ablation(
         load_config(args.config, args.overrides),
         seeds=seeds,
+        strategies=strategies,
         lams=lams,
         log=_echo,
         accept_changes=args.accept_changes,
@@ -724,6 +785,7 @@ _COMMANDS = [
     _add_knowledge,
     _add_synth,
     _add_train,
+    _add_config,
     _add_evaluate,
     _add_cv,
     _add_ablate,

@@ -319,10 +319,10 @@ def run_demo(
             score = message.split(": ", 1)[-1].split(" [")[0]
             steps.part(5, finished[0], total, started, f"training runs ({score})")
 
-    k = cfg["model"]["kwargs"]
+    k = cfg.model.kwargs
     log(
-        f"[5/6] training {len(seeds)} seeds x (baseline, global, distinct, minor), {cfg['train']['epochs']} epochs each "
-        f"({cfg['model']['name']}, {k.get('num_frames')} frames of {k.get('img_size')} px), {jobs} run(s) side by side"
+        f"[5/6] training {len(seeds)} seeds x (baseline, global, distinct, minor), {cfg.train.epochs} epochs each "
+        f"({cfg.model.name}, {k.get('num_frames')} frames of {k.get('img_size')} px), {jobs} run(s) side by side"
     )
     intro = [
         "**Synthetic results, not DFEW results.** Clips are rendered faces whose features move by FACS Action Units drawn "

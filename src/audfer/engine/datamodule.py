@@ -22,53 +22,55 @@ from ..data.datasets import ClipDataset, ClipIndex, dfew_index, ferv39k_index, l
 from ..data.transforms import build_transform
 from ..errors import AudferError
 from ..vocab import AUS
+from .config import with_values
+from .options import Config
 
 
-def _frames_dir(cfg: dict) -> str:
-    d = cfg["data"]
-    if d["frames"]:
-        return d["frames"]
-    if d["dataset"] == "synthetic":
-        meta = Path(d["root"]) / "synth.json"
+def _frames_dir(cfg: Config) -> str:
+    d = cfg.data
+    if d.frames:
+        return d.frames
+    if d.dataset == "synthetic":
+        meta = Path(d.root or ".") / "synth.json"
         if not meta.is_file():
             raise AudferError(f"{meta}: not found; data.root must be a folder written by `audfer synth`")
         return Path(json.loads(meta.read_text())["frames_dir"]).name
     return "clip_224x224"
 
 
-def split_index(cfg: dict, split: str) -> ClipIndex:
+def split_index(cfg: Config, split: str) -> ClipIndex:
     """The official ``train`` or ``test`` split of the configured dataset; an empty split is an error saying which
     split of which dataset at which root, and how many clips were listed and missing."""
     index = _split_index(cfg, split)
     if len(index) == 0:
-        d = cfg["data"]
-        fold = f" fold {d['fold']}" if d["dataset"] in ("dfew", "synthetic", "mafw") else ""
+        d = cfg.data
+        fold = f" fold {d.fold}" if d.dataset in ("dfew", "synthetic", "mafw") else ""
         raise AudferError(
-            f"{d['dataset']}{fold} {split} split at {d['root']}: no clip to use ({len(index.skipped)} listed, "
+            f"{d.dataset}{fold} {split} split at {d.root}: no clip to use ({len(index.skipped)} listed, "
             f"{len(index.skipped)} missing on disk{', e.g. ' + ', '.join(index.skipped[:3]) if index.skipped else ''}"
             f"); check data.root, data.frames and the split files"
         )
     return index
 
 
-def _split_index(cfg: dict, split: str) -> ClipIndex:
-    d = cfg["data"]
-    if d["root"] is None:
+def _split_index(cfg: Config, split: str) -> ClipIndex:
+    d = cfg.data
+    if d.root is None:
         raise AudferError("config: data.root is not set")
-    root, miss = Path(d["root"]), d["on_missing"]
+    root, miss = Path(d.root), d.on_missing
     if not root.is_dir():
         raise AudferError(f"{root}: dataset root not found (data.root)")
-    kind = d["dataset"]
+    kind = d.dataset
     if kind in ("dfew", "synthetic"):
-        return dfew_index(root, d["fold"], split, frames=_frames_dir(cfg), on_missing=miss)
+        return dfew_index(root, d.fold, split, frames=_frames_dir(cfg), on_missing=miss)
     if kind == "ferv39k":
         return ferv39k_index(root, split, on_missing=miss)
     if kind == "mafw":
-        return mafw_index(root, d["fold"], split, classes=d["classes"], on_missing=miss)
-    lst = d[f"{split}_list"]
+        return mafw_index(root, d.fold, split, classes=d.classes, on_missing=miss)
+    lst = d.train_list if split == "train" else d.test_list
     if lst is None:
         raise AudferError(f"config: data.{split}_list is not set (dataset: list)")
-    return list_index(lst, root, num_classes=d["classes"], class_order=d["class_order"], on_missing=miss)
+    return list_index(lst, root, num_classes=d.classes, class_order=d.class_order, on_missing=miss)
 
 
 def carve_validation(index: ClipIndex, share: float, seed: int) -> tuple[ClipIndex, ClipIndex]:
@@ -86,12 +88,12 @@ def carve_validation(index: ClipIndex, share: float, seed: int) -> tuple[ClipInd
     return ClipIndex(index.table.filter(~keep), []), ClipIndex(index.table.filter(keep), [])
 
 
-def au_labels_for(cfg: dict) -> pl.DataFrame | None:
+def au_labels_for(cfg: Config) -> pl.DataFrame | None:
     """Video AU labels (Eq. 4) from ``data.au_labels``, or built from a folder of AU CSVs (cached)."""
     return au_labels_with_source(cfg)[0]
 
 
-def au_labels_with_source(cfg: dict) -> tuple[pl.DataFrame | None, dict | None]:
+def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None]:
     """``au_labels_for`` and where the labels came from: the AU tool(s) and the AUs they lack (masked in the
     loss, ``audfer.au_sources``). A ``data.au_labels`` CSV is described by its provenance sidecar (written by
     ``audfer au-labels``); without one the AUs whose cells are all empty are reported as unknown."""
@@ -100,25 +102,25 @@ def au_labels_with_source(cfg: dict) -> tuple[pl.DataFrame | None, dict | None]:
     from ..openface import read_au_dir
     from ..provenance import read_provenance
 
-    d = cfg["data"]
-    if d["au_labels"]:
-        labels = read_au_labels(d["au_labels"])
-        record = read_provenance(d["au_labels"]) or {}
+    d = cfg.data
+    if d.au_labels:
+        labels = read_au_labels(d.au_labels)
+        record = read_provenance(d.au_labels) or {}
         info = dict(record.get("au_source") or {"sources": ["unknown (no provenance sidecar)"]})
         info["masked_aus"] = [
             a for a in AUS if a in info.get("masked_aus", []) or labels[a].null_count() == labels.height
         ]
-        return labels, {"file": str(d["au_labels"]), **info}
+        return labels, {"file": str(d.au_labels), **info}
     folder = _openface_folder(cfg)
     if folder is None:
-        if cfg["au"]["strategy"] != "none":
+        if cfg.au.strategy != "none":
             raise AudferError(
                 "config: the AU loss needs video AU labels: set data.au_labels (a CSV from `audfer au-labels`) "
                 "or data.openface (a folder of per-clip AU CSVs)"
             )
         return None, None
-    mapping = read_mapping_file(d["au_mapping"]) if d["au_mapping"] else None
-    of = read_au_dir(folder, source=d["au_source"], mapping=mapping, allow_mixed=d["au_allow_mixed"])
+    mapping = read_mapping_file(d.au_mapping) if d.au_mapping else None
+    of = read_au_dir(folder, source=d.au_source, mapping=mapping, allow_mixed=d.au_allow_mixed)
     info = {
         "folder": str(folder),
         **of.availability.as_dict(),
@@ -127,21 +129,20 @@ def au_labels_with_source(cfg: dict) -> tuple[pl.DataFrame | None, dict | None]:
     return video_au_labels(of.frames, of.clips), info
 
 
-def _openface_folder(cfg: dict):
-    d = cfg["data"]
-    folder = d["openface"]
-    if folder is None and d["dataset"] == "synthetic" and d["root"]:
-        folder = Path(d["root"]) / "OpenFace"
-    return folder
+def _openface_folder(cfg: Config) -> Path | None:
+    d = cfg.data
+    if d.openface is None and d.dataset == "synthetic" and d.root:
+        return Path(d.root) / "OpenFace"
+    return None if d.openface is None else Path(d.openface)
 
 
-def knowledge_for(cfg: dict, train: ClipIndex | None = None) -> np.ndarray:
+def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     """K: ``paper`` (the shipped matrix), a K.csv, or ``per-fold``: §3.1 on this fold's training clips only
     (their OpenFace frames from ``data.openface``; labels from the training split)."""
     from ..io import read_expression_table
     from ..knowledge import extract_knowledge, paper_knowledge
 
-    src = cfg["au"]["knowledge"]
+    src = cfg.au.knowledge
     if src == "paper":
         return paper_knowledge()
     if src == "per-fold":
@@ -155,11 +156,9 @@ def knowledge_for(cfg: dict, train: ClipIndex | None = None) -> np.ndarray:
             )
         from ..au_sources import read_mapping_file
 
-        d = cfg["data"]
-        mapping = read_mapping_file(d["au_mapping"]) if d["au_mapping"] else None
-        frames = keyed(
-            read_au_dir(folder, source=d["au_source"], mapping=mapping, allow_mixed=d["au_allow_mixed"]).frames
-        )
+        d = cfg.data
+        mapping = read_mapping_file(d.au_mapping) if d.au_mapping else None
+        frames = keyed(read_au_dir(folder, source=d.au_source, mapping=mapping, allow_mixed=d.au_allow_mixed).frames)
         return extract_knowledge(frames, keyed(train.table.select("clip_id", "label"))).matrix
     return read_expression_table(src, what="knowledge matrix")
 
@@ -187,25 +186,28 @@ def au_coverage(index: ClipIndex, au_labels: pl.DataFrame | None) -> dict:
     }
 
 
-def pos_weights_for(cfg: dict, train: ClipIndex, au_labels: pl.DataFrame | None) -> np.ndarray | None:
+def pos_weights_for(cfg: Config, train: ClipIndex, au_labels: pl.DataFrame | None) -> np.ndarray | None:
     """7 x 18 pos-weights: counted on the training clips (Eq. 6-8), an official preset, or a CSV."""
     from ..io import read_expression_table
     from ..labels import official_pos_weights, pos_weights
 
-    a = cfg["au"]
-    if a["strategy"] == "none":
+    a = cfg.au
+    if a.strategy == "none":
         return None
-    src = a["pos_weights"]
+    src = a.pos_weights
     if src == "computed":
         if au_labels is None:
             raise AudferError("config: au.pos_weights=computed needs video AU labels")
         from ..data.annotations import keyed
 
         return pos_weights(
-            keyed(au_labels), keyed(train.table.select("clip_id", "label")), a["strategy"], minor=a["minor"]
+            keyed(au_labels),
+            keyed(train.table.select("clip_id", "label")),
+            a.strategy,
+            minor=None if a.minor is None else list(a.minor),
         ).values
     if src in ("dfew", "ferv39k"):
-        return official_pos_weights(src, a["strategy"])
+        return official_pos_weights(src, a.strategy)
     return read_expression_table(src, what="pos-weight table")
 
 
@@ -250,7 +252,7 @@ class Prepared:
     checks: dict
 
 
-def prepare(cfg: dict) -> Prepared:
+def prepare(cfg: Config) -> Prepared:
     """Split indexes, AU labels, K, pos-weights; refuses what would make the run silently wrong:
 
     - AU labels matching fewer than ``data.min_au_coverage`` of the training clips (ids are matched by
@@ -263,33 +265,33 @@ def prepare(cfg: dict) -> Prepared:
     train = split_index(cfg, "train")
     test = split_index(cfg, "test")
     val = None
-    if cfg["train"]["selection"] == "best-val":
-        train, val = carve_validation(train, cfg["train"]["val_share"], cfg["train"]["seed"])
-    a, d = cfg["au"], cfg["data"]
+    if cfg.train.selection == "best-val":
+        train, val = carve_validation(train, cfg.train.val_share, cfg.train.seed)
+    a, d = cfg.au, cfg.data
     au, au_source = au_labels_with_source(cfg)
     checks: dict = {}
-    if a["strategy"] != "none":
+    if a.strategy != "none":
         cov = au_coverage(train, au)
         checks["au_coverage"] = cov
         checks["au_source"] = au_source
-        if cov["share"] < d["min_au_coverage"]:
+        if cov["share"] < d.min_au_coverage:
             raise AudferError(
                 f"AU labels cover {cov['with_au']} of {cov['clips']} training clips ({100 * cov['share']:.1f} %, below "
-                f"data.min_au_coverage={d['min_au_coverage']}): split ids without AU labels e.g. "
+                f"data.min_au_coverage={d.min_au_coverage}): split ids without AU labels e.g. "
                 f"{', '.join(cov['unmatched_split']) or '-'}; AU-label ids not in the split e.g. "
                 f"{', '.join(cov['unmatched_labels']) or '-'} (set data.min_au_coverage lower to train anyway)"
             )
-    where = f"{d['dataset']} fold {d['fold']}"
+    where = f"{d.dataset} fold {d.fold}"
     test_ids = test.table["clip_id"].to_list()
-    if a["knowledge"] not in ("paper", "per-fold"):
+    if a.knowledge not in ("paper", "per-fold"):
         checks["knowledge"] = check_no_test_clips(
-            a["knowledge"], "the knowledge matrix", test_ids, allow=a["allow_test_overlap"], where=where
+            a.knowledge, "the knowledge matrix", test_ids, allow=a.allow_test_overlap, where=where
         )
-    if a["strategy"] != "none" and a["pos_weights"] not in ("computed", "dfew", "ferv39k"):
+    if a.strategy != "none" and a.pos_weights not in ("computed", "dfew", "ferv39k"):
         checks["pos_weights"] = check_no_test_clips(
-            a["pos_weights"], "the pos-weight table", test_ids, allow=a["allow_test_overlap"], where=where
+            a.pos_weights, "the pos-weight table", test_ids, allow=a.allow_test_overlap, where=where
         )
-    if a["strategy"] != "none" and a["pos_weights"] == "ferv39k":
+    if a.strategy != "none" and a.pos_weights == "ferv39k":
         import warnings
 
         warnings.warn(
@@ -308,32 +310,32 @@ def default_sampling(model_name: str) -> str:
     return getattr(model_entry(model_name).builder, "sampling", "uniform")
 
 
-def train_transform(cfg: dict, spec):
+def train_transform(cfg: Config, spec):
     """The training transform the config asks for (``data.jitter``, ``hue``, ``crop_scale``, ``randaugment``,
     ``erasing``) for a model's input spec."""
-    d = cfg["data"]
+    d = cfg.data
     return build_transform(
         spec,
         True,
-        jitter=d["jitter"],
-        hue=d["hue"],
-        scale=d["crop_scale"],
-        randaugment=d["randaugment"],
-        erasing=d["erasing"],
+        jitter=d.jitter,
+        hue=d.hue,
+        scale=d.crop_scale,
+        randaugment=d.randaugment,
+        erasing=d.erasing,
     )
 
 
-def make_dataset(cfg: dict, index: ClipIndex, spec, au_labels, *, train: bool, view: int = 0) -> ClipDataset:
+def make_dataset(cfg: Config, index: ClipIndex, spec, au_labels, *, train: bool, view: int = 0) -> ClipDataset:
     from ..data.cache import ClipCache
 
-    d = cfg["data"]
-    sampling = d["sampling"] or default_sampling(cfg["model"]["name"])
+    d = cfg.data
+    sampling = d.sampling or default_sampling(cfg.model.name)
     kwargs = {}
     if sampling == "mae_dfer":
-        kwargs = {"stride": d["stride"]} if train else {"stride": d["stride"], "view": view, "views": d["test_views"]}
+        kwargs = {"stride": d.stride} if train else {"stride": d.stride, "view": view, "views": d.test_views}
     cache = None
-    if d["cache"]:
-        folder = Path(cfg["out"]).parent / ".clip-cache" if d["cache"] == "auto" else Path(d["cache"])
+    if d.cache:
+        folder = cfg.run_dir.parent / ".clip-cache" if d.cache == "auto" else Path(d.cache)
         cache = ClipCache(folder, spec.size)
     transform = train_transform(cfg, spec) if train else build_transform(spec, False)
     return ClipDataset(
@@ -343,11 +345,11 @@ def make_dataset(cfg: dict, index: ClipIndex, spec, au_labels, *, train: bool, v
         sampling=sampling,
         train=train,
         au_labels=au_labels,
-        seed=cfg["train"]["seed"],
+        seed=cfg.train.seed,
         sampling_kwargs=kwargs,
         cache=cache,
         decode_size=spec.size,
-        on_bad_frame=d["on_bad_frame"],
+        on_bad_frame=d.on_bad_frame,
         batch_normalize=train,
     )
 
@@ -440,7 +442,7 @@ class ClipDataModule(L.LightningDataModule):
     then the training loader and the loader of the split that ``train.selection`` watches, for a model's input spec;
     ``eval_loaders`` gives evaluation its loaders (one per temporal test view) without training-only checks."""
 
-    def __init__(self, cfg: dict, spec, prepared: Prepared | None = None) -> None:
+    def __init__(self, cfg: Config, spec, prepared: Prepared | None = None) -> None:
         super().__init__()
         self.cfg, self.spec = cfg, spec
         self._prep = prepared
@@ -455,40 +457,38 @@ class ClipDataModule(L.LightningDataModule):
     def watched(self) -> ClipIndex | None:
         """The split whose metrics pick the checkpoint: the carved validation split (best-val), the test split
         (best-test), or none (last)."""
-        return {"best-val": self.prep.val, "best-test": self.prep.test}.get(self.cfg["train"]["selection"])
+        return {"best-val": self.prep.val, "best-test": self.prep.test}.get(self.cfg.train.selection)
 
     def _batch(self, eval_: bool = False) -> int:
-        t = self.cfg["train"]
-        return (t["eval_batch_size"] or t["batch_size"]) if eval_ else t["batch_size"]
+        t = self.cfg.train
+        return (t.eval_batch_size or t.batch_size) if eval_ else t.batch_size
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         ds = make_dataset(self.cfg, self.prep.train, self.spec, self.prep.au_labels, train=True)
-        return loader(
-            ds, self._batch(), train=True, workers=self.cfg["data"]["num_workers"], seed=self.cfg["train"]["seed"]
-        )
+        return loader(ds, self._batch(), train=True, workers=self.cfg.data.num_workers, seed=self.cfg.train.seed)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader | list:
         if self.watched is None:
             return []
         ds = make_dataset(self.cfg, self.watched, self.spec, self.prep.au_labels, train=False)
-        return loader(
-            ds, self._batch(True), train=False, workers=self.cfg["data"]["num_workers"], seed=self.cfg["train"]["seed"]
-        )
+        return loader(ds, self._batch(True), train=False, workers=self.cfg.data.num_workers, seed=self.cfg.train.seed)
 
     def eval_loaders(self, split: str) -> tuple[list[torch.utils.data.DataLoader], pl.DataFrame | None, int]:
         """``(loaders, AU labels, views)`` over a whole split in order, in this process: one loader per temporal
         test view (MAE-DFER's ``test_views`` with its sampler, else one)."""
         cfg = self.cfg
         index = split_index(cfg, split)
-        au = au_labels_for({**cfg, "au": {**cfg["au"], "strategy": "none"}})  # None when no AU source is named
-        sampling = cfg["data"]["sampling"] or default_sampling(cfg["model"]["name"])
-        views = max(1, cfg["data"]["test_views"] if sampling == "mae_dfer" else 1)
+        au = au_labels_for(
+            with_values(cfg, {"au.strategy": "none"}, source="evaluation")
+        )  # None when no AU source is named
+        sampling = cfg.data.sampling or default_sampling(cfg.model.name)
+        views = max(1, cfg.data.test_views if sampling == "mae_dfer" else 1)
         loaders = [
             loader(
                 make_dataset(cfg, index, self.spec, au, train=False, view=v),
                 self._batch(True),
                 train=False,
-                workers=cfg["data"]["num_workers"],
+                workers=cfg.data.num_workers,
                 seed=0,
                 shard=False,
             )

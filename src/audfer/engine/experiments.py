@@ -18,7 +18,8 @@ from ..evaluation import aggregate, class_names
 from ..io import atomic_path, write_csv, write_json
 from ..reports import plot_confusions, plot_curves, plot_knowledge, plot_lambda, plot_tsne, pm, results_table
 from .config import with_values
-from .train import SELECTION_NOTE, has_checkpoint, run_dir, train
+from .options import Config
+from .train import SELECTION_NOTE, has_checkpoint, train
 
 STRATEGY_LABEL = {
     "none": "baseline (CE only)",
@@ -28,16 +29,15 @@ STRATEGY_LABEL = {
 }
 
 
-def _variant(cfg: dict, out: Path, source: str, **changes: object) -> dict:
-    """One run of a sweep: ``changes`` (``data__fold=2`` is ``data.fold``) through ``config.with_values``, the one
-    override mechanism, so a sweep's values are checked like any override."""
-    values = {dotted.replace("__", "."): value for dotted, value in changes.items()}
+def _variant(cfg: Config, out: Path, source: str, values: dict[str, object]) -> Config:
+    """One run of a sweep: ``values`` (dotted keys, ``{"data.fold": 2}``) and its run folder through
+    ``config.with_values``, the one override mechanism, so a sweep's values are checked like any override."""
     return with_values(cfg, {**values, "out": str(out)}, source=source)
 
 
-def run_once(cfg: dict, *, log=print, accept_changes: bool = False) -> dict:
+def run_once(cfg: Config, *, log=print, accept_changes: bool = False) -> dict:
     """Train + evaluate one run folder, reusing a finished one and resuming an unfinished one."""
-    out = run_dir(cfg)
+    out = cfg.run_dir
     metrics = out / "eval" / "metrics.json"
     if not metrics.is_file():
         train(cfg, resume=has_checkpoint(out), log=log, accept_changes=accept_changes)
@@ -67,7 +67,7 @@ def _stop_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="audfer-parent-watch", daemon=True).start()
 
 
-def _run_in_child(cfg: dict, accept_changes: bool) -> tuple[dict, list[str]]:
+def _run_in_child(cfg: Config, accept_changes: bool) -> tuple[dict, list[str]]:
     """One run in a worker process of ``run_many``: its metrics and the log lines it wrote."""
     import os
 
@@ -81,7 +81,7 @@ def _run_in_child(cfg: dict, accept_changes: bool) -> tuple[dict, list[str]]:
             os._exit(143)
 
 
-def run_many(cfgs: list[dict], *, jobs: int = 1, log=print, accept_changes: bool = False) -> list[dict]:
+def run_many(cfgs: list[Config], *, jobs: int = 1, log=print, accept_changes: bool = False) -> list[dict]:
     """``run_once`` for each config, in order; ``jobs`` > 1 runs that many side by side in spawned processes.
 
     Side by side pays on a CPU where one small model cannot keep every core busy (the demo: two runs with
@@ -92,12 +92,12 @@ def run_many(cfgs: list[dict], *, jobs: int = 1, log=print, accept_changes: bool
     if jobs <= 1 or len(cfgs) <= 1:
         return [run_once(c, log=log, accept_changes=accept_changes) for c in cfgs]
     for c in cfgs:
-        if not c["train"]["threads"]:
+        if not c.train.threads:
             raise ConfigError(
                 f"config: running {jobs} runs side by side needs train.threads set (e.g. train.threads=1): the "
                 f"number of CPU threads changes the rounding of the results"
             )
-        if int(c["train"]["devices"]) > 1:
+        if c.train.devices > 1:
             raise ConfigError(
                 "config: runs side by side (jobs > 1) cannot also use several devices (train.devices > 1)"
             )
@@ -169,19 +169,19 @@ def _write_report(out: Path, lines: list[str]) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def run_cv(cfg: dict, *, folds=(1, 2, 3, 4, 5), log=print, accept_changes: bool = False, jobs: int = 1) -> dict:
+def run_cv(cfg: Config, *, folds=(1, 2, 3, 4, 5), log=print, accept_changes: bool = False, jobs: int = 1) -> dict:
     """Train and evaluate each fold; ``cv.json`` / ``cv.csv`` / ``report.md`` with mean ± std over folds.
     The base folder is locked while it runs (``runlock``); ``jobs``: folds side by side (``run_many``)."""
     from .runlock import run_lock
 
-    with run_lock(run_dir(cfg), log=log):
+    with run_lock(cfg.run_dir, log=log):
         return _run_cv(cfg, folds=folds, log=log, accept_changes=accept_changes, jobs=jobs)
 
 
-def _run_cv(cfg: dict, *, folds, log, accept_changes: bool, jobs: int) -> dict:
-    base = run_dir(cfg)
+def _run_cv(cfg: Config, *, folds, log, accept_changes: bool, jobs: int) -> dict:
+    base = cfg.run_dir
     done = run_many(
-        [_variant(cfg, base / f"fold_{k}", "cv", data__fold=k) for k in folds],
+        [_variant(cfg, base / f"fold_{k}", "cv", {"data.fold": k}) for k in folds],
         jobs=jobs,
         log=log,
         accept_changes=accept_changes,
@@ -200,11 +200,11 @@ def _run_cv(cfg: dict, *, folds, log, accept_changes: bool, jobs: int) -> dict:
         }
     )
     write_csv(table, base / "cv.csv")
-    sel = cfg["train"]["selection"]
+    sel = cfg.train.selection
     lines = [
-        f"# {cfg['name']}: {len(folds)}-fold cross-validation",
+        f"# {cfg.name}: {len(folds)}-fold cross-validation",
         "",
-        f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}`, AU strategy `{cfg['au']['strategy']}`, λ = {cfg['au']['lam']}.",
+        f"Model `{cfg.model.name}` on `{cfg.data.dataset}`, AU strategy `{cfg.au.strategy}`, λ = {cfg.au.lam}.",
         f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: "
         f"{', '.join(sorted({r.get('init', 'unknown') for r in runs.values()}))}.",
         *_au_label_lines(runs.values()),
@@ -221,14 +221,14 @@ def _run_cv(cfg: dict, *, folds, log, accept_changes: bool, jobs: int) -> dict:
         "Per-class recall (%):",
         "",
     ]
-    lines += results_table({cfg["name"]: agg}, names)
+    lines += results_table({cfg.name or "run": agg}, names)
     _write_report(base, lines)
     log(f"cross-validation: WAR {pm(agg['war'])}, UAR {pm(agg['uar'])} -> {base / 'report.md'}")
     return agg
 
 
 def run_ablation(
-    cfg: dict,
+    cfg: Config,
     *,
     seeds=(0, 1, 2),
     strategies=("none", "global", "distinct", "minor"),
@@ -243,7 +243,7 @@ def run_ablation(
     The base folder is locked while it runs (``runlock``); ``jobs``: runs side by side (``run_many``)."""
     from .runlock import run_lock
 
-    with run_lock(run_dir(cfg), log=log):
+    with run_lock(cfg.run_dir, log=log):
         return _run_ablation(
             cfg,
             seeds=seeds,
@@ -257,13 +257,13 @@ def run_ablation(
         )
 
 
-def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, accept_changes: bool, jobs: int) -> dict:
+def _run_ablation(cfg: Config, *, seeds, strategies, lams, title, intro, log, accept_changes: bool, jobs: int) -> dict:
     from .datamodule import knowledge_for, split_index
 
-    base = run_dir(cfg)
-    sweep_strategy = cfg["au"]["strategy"] if cfg["au"]["strategy"] != "none" else "distinct"
+    base = cfg.run_dir
+    sweep_strategy = cfg.au.strategy if cfg.au.strategy != "none" else "distinct"
     plan = [
-        (s, seed, _variant(cfg, base / s / f"seed_{seed}", "ablate", au__strategy=s, train__seed=seed))
+        (s, seed, _variant(cfg, base / s / f"seed_{seed}", "ablate", {"au.strategy": s, "train.seed": seed}))
         for s in strategies
         for seed in seeds
     ]
@@ -275,9 +275,7 @@ def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, acce
                 cfg,
                 base / f"lambda_{lam:g}" / f"seed_{seed}",
                 "ablate (λ sweep)",
-                au__strategy=sweep_strategy,
-                au__lam=float(lam),
-                train__seed=seed,
+                {"au.strategy": sweep_strategy, "au.lam": float(lam), "train.seed": seed},
             ),
         )
         for lam in lams
@@ -298,7 +296,7 @@ def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, acce
     au_strategies = [s for s in strategies if s != "none"]
     best = max(au_strategies, key=lambda s: aggs[s]["uar"]["mean"]) if au_strategies else None
     figures = []
-    train_split = split_index(cfg, "train") if cfg["au"]["knowledge"] == "per-fold" else None
+    train_split = split_index(cfg, "train") if cfg.au.knowledge == "per-fold" else None
     plot_knowledge(
         knowledge_for(cfg, train_split),
         base / "knowledge.png",
@@ -346,14 +344,14 @@ def _run_ablation(cfg: dict, *, seeds, strategies, lams, title, intro, log, acce
         )
         figures.append((f"λ sweep with the {sweep_strategy} strategy (Fig. 5)", "lambda.png"))
 
-    sel = cfg["train"]["selection"]
+    sel = cfg.train.selection
     init_note = ", ".join(sorted({r.get("init", "unknown") for per in results.values() for r in per.values()}))
     lines = (
-        [f"# {title or cfg['name'] + ': AU-loss ablation'}", ""]
+        [f"# {title or f'{cfg.name}: AU-loss ablation'}", ""]
         + (intro or [])
         + [
-            f"Model `{cfg['model']['name']}` on `{cfg['data']['dataset']}` fold {cfg['data']['fold']}; {len(seeds)} seeds "
-            f"({', '.join(map(str, seeds))}); λ = {cfg['au']['lam']} for the strategies; {cfg['train']['epochs']} epochs.",
+            f"Model `{cfg.model.name}` on `{cfg.data.dataset}` fold {cfg.data.fold}; {len(seeds)} seeds "
+            f"({', '.join(map(str, seeds))}); λ = {cfg.au.lam} for the strategies; {cfg.train.epochs} epochs.",
             f"Checkpoint selection: **{sel}** ({SELECTION_NOTE[sel]}). Initialisation: {init_note}. "
             "Values are mean ± std over seeds, in %.",
             *_au_label_lines(r for per in results.values() for r in per.values()),

@@ -21,31 +21,32 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from ..evaluation import war_uar
 from ..losses import AUDFERLoss, mix_batch_targets
 from ..models import create_model
-
-
-def num_classes(cfg: dict) -> int:
-    return 11 if cfg["data"]["dataset"] in ("mafw", "list") and cfg["data"]["classes"] == 11 else 7
+from .options import Config
 
 
 class AUDFERModule(L.LightningModule):
-    def __init__(self, cfg: dict, knowledge: list, pos_weight: list | None, steps_per_epoch: int = 1) -> None:
+    def __init__(self, cfg: Config | dict, knowledge: list, pos_weight: list | None, steps_per_epoch: int = 1) -> None:
+        """``cfg``: the run's ``Config`` (or its YAML form, as the checkpoint stores it; options an older audfer did
+        not have take their defaults); ``knowledge``: K (7 x 18, §3.1); ``pos_weight``: the Eq. 6-8 table or None."""
         from .config import with_defaults
 
         super().__init__()
-        self.save_hyperparameters()
-        cfg = with_defaults(cfg)
-        self.cfg = cfg
-        use_au = cfg["au"]["strategy"] != "none"
-        m = cfg["model"]
-        self.model = create_model(m["name"], num_classes=num_classes(cfg), au_head=use_au, **(m["kwargs"] or {}))
+        plain = with_defaults(cfg.to_dict() if isinstance(cfg, Config) else cfg)
+        self.save_hyperparameters(  # the plain form: a checkpoint loads without audfer's classes being pickled
+            {"cfg": plain, "knowledge": knowledge, "pos_weight": pos_weight, "steps_per_epoch": steps_per_epoch}
+        )
+        self.cfg = cfg = Config.from_dict(plain)
+        use_au = cfg.au.strategy != "none"
+        m = cfg.model
+        self.model = create_model(m.name, num_classes=cfg.num_classes, au_head=use_au, **m.to_dict()["kwargs"])
         self.criterion = AUDFERLoss(
             np.asarray(knowledge),
             None if pos_weight is None else np.asarray(pos_weight),
-            au_weight=cfg["au"]["lam"] if use_au else 0.0,
-            label_smoothing=cfg["optim"]["label_smoothing"],
-            scale=cfg["au"]["scale"],
+            au_weight=cfg.au.lam if use_au else 0.0,
+            label_smoothing=cfg.optim.label_smoothing,
+            scale=cfg.au.scale,
         )
-        k = num_classes(cfg)
+        k = cfg.num_classes
         self.val_confusion = MulticlassConfusionMatrix(num_classes=k)  # synced over DDP processes
         self.steps_per_epoch = max(1, steps_per_epoch)
 
@@ -61,11 +62,11 @@ class AUDFERModule(L.LightningModule):
 
     # --------------------------------------------------------------------------- training
     def _mix(self, clips, labels, au, mask):
-        o = self.cfg["optim"]
-        if not (o["mixup"] or o["cutmix"]):
+        o = self.cfg.optim
+        if not (o.mixup or o.cutmix):
             return clips, labels, au, mask
-        use_cutmix = o["cutmix"] > 0 and (o["mixup"] <= 0 or torch.rand(()) < 0.5)
-        alpha = o["cutmix"] if use_cutmix else o["mixup"]
+        use_cutmix = o.cutmix > 0 and (o.mixup <= 0 or torch.rand(()) < 0.5)
+        alpha = o.cutmix if use_cutmix else o.mixup
         lam = float(np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()))).beta(alpha, alpha))
         index = torch.randperm(clips.shape[0], device=clips.device)
         if use_cutmix:
@@ -79,7 +80,7 @@ class AUDFERModule(L.LightningModule):
             lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
         else:
             clips = lam * clips + (1 - lam) * clips[index]
-        soft, au, mask = mix_batch_targets(labels, au, mask, lam, index, num_classes(self.cfg))
+        soft, au, mask = mix_batch_targets(labels, au, mask, lam, index, self.cfg.num_classes)
         return clips, soft, au, mask
 
     def training_step(self, batch, batch_idx):
@@ -135,27 +136,27 @@ class AUDFERModule(L.LightningModule):
     # --------------------------------------------------------------------------- optimisation
     def base_lr(self) -> float:
         """The configured lr, times batch x devices / 256 under ``optim.lr_scale=batch256`` (MAE-DFER)."""
-        o, t = self.cfg["optim"], self.cfg["train"]
-        return o["lr"] * (t["batch_size"] * t["devices"] / 256 if o["lr_scale"] == "batch256" else 1)
+        o, t = self.cfg.optim, self.cfg.train
+        return o.lr * (t.batch_size * t.devices / 256 if o.lr_scale == "batch256" else 1)
 
     def lr_at(self, step: int) -> float:
         """Learning rate of the full-lr parameter group at optimiser step ``step`` (0-based over the run): what
         ``configure_optimizers`` schedules, for ``--dry-run`` and the schedule tests."""
         from .schedules import lr_factor
 
-        o, lr = self.cfg["optim"], self.base_lr()
-        if o["scheduler"] == "step":
-            return lr * o["gamma"] ** ((step // self.steps_per_epoch) // o["step_size"])
-        if o["scheduler"] == "none":
+        o, lr = self.cfg.optim, self.base_lr()
+        if o.scheduler == "step":
+            return lr * o.gamma ** ((step // self.steps_per_epoch) // o.step_size)
+        if o.scheduler == "none":
             return lr
-        total = self.cfg["train"]["epochs"] * self.steps_per_epoch
-        warm = o["warmup_epochs"] * self.steps_per_epoch
-        floor = min(o["min_lr"] / lr, 1.0) if lr > 0 else 0.0
-        start = min(o["warmup_lr"] / lr, 1.0) if lr > 0 else 0.0
-        return lr * lr_factor(o["scheduler"], step, total, warm, floor, start)
+        total = self.cfg.train.epochs * self.steps_per_epoch
+        warm = o.warmup_epochs * self.steps_per_epoch
+        floor = min(o.min_lr / lr, 1.0) if lr > 0 else 0.0
+        start = min(o.warmup_lr / lr, 1.0) if lr > 0 else 0.0
+        return lr * lr_factor(o.scheduler, step, total, warm, floor, start)
 
     def _param_groups(self):
-        o = self.cfg["optim"]
+        o = self.cfg.optim
         lr = self.base_lr()
         depth = 1 + max(
             [int(g) for n, _ in self.model.named_parameters() for g in re.findall(r"blocks\.(\d+)\.", n)] or [-1]
@@ -164,9 +165,9 @@ class AUDFERModule(L.LightningModule):
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
-            no_decay = o["no_decay_norms"] and (p.ndim <= 1 or name.endswith(".bias") or "token" in name)
+            no_decay = o.no_decay_norms and (p.ndim <= 1 or name.endswith(".bias") or "token" in name)
             scale = 1.0
-            if o["layer_decay"]:
+            if o.layer_decay:
                 found = re.search(r"blocks\.(\d+)\.", name)
                 if found:
                     layer = int(found.group(1)) + 1
@@ -174,27 +175,27 @@ class AUDFERModule(L.LightningModule):
                     layer = 0
                 else:
                     layer = depth + 1
-                scale = o["layer_decay"] ** (depth + 1 - layer)
+                scale = o.layer_decay ** (depth + 1 - layer)
             key = (no_decay, scale)
             g = groups.setdefault(
-                key, {"params": [], "weight_decay": 0.0 if no_decay else o["weight_decay"], "lr": lr * scale}
+                key, {"params": [], "weight_decay": 0.0 if no_decay else o.weight_decay, "lr": lr * scale}
             )
             g["params"].append(p)
         return list(groups.values()), lr
 
     def configure_optimizers(self):
-        o = self.cfg["optim"]
+        o = self.cfg.optim
         groups, lr = self._param_groups()
         # foreach: one multi-tensor kernel per update step instead of one per parameter; torch picks it by default
         # on CUDA only, and on a CPU it halves the optimiser step of a model with many small tensors (89 in the demo's)
-        if o["name"] == "adamw":
-            opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(o["betas"]), eps=o["eps"], foreach=True)
+        if o.name == "adamw":
+            opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(o.betas), eps=o.eps, foreach=True)
         else:
-            opt = torch.optim.SGD(groups, lr=lr, momentum=o["momentum"], foreach=True)
-        if o["scheduler"] == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o["step_size"], gamma=o["gamma"])
+            opt = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, foreach=True)
+        if o.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        if o["scheduler"] == "none":
+        if o.scheduler == "none":
             return opt
         factor = (lambda step: self.lr_at(step) / lr) if lr > 0 else (lambda step: 0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -27,8 +28,9 @@ from lightning.pytorch.callbacks import Callback
 
 from ..errors import AudferError, TrainingStopped
 from ..io import atomic_path, write_csv, write_json
-from .config import dump_config
+from .config import dump_config, with_values
 from .datamodule import ClipDataModule, au_label_summary, describe_au_labels, prepare
+from .options import Config, TrainOptions
 
 SELECTION_NOTE = {
     "last": "last epoch",
@@ -37,15 +39,11 @@ SELECTION_NOTE = {
 }
 
 
-def run_dir(cfg: dict) -> Path:
-    return Path(cfg["out"] or Path("runs") / cfg["name"])
-
-
-def _loggers(cfg: dict, out: Path):
+def _loggers(cfg: Config, out: Path):
     from lightning.pytorch.loggers import CSVLogger, Logger
 
     loggers: list[Logger] = []
-    for kind in cfg["train"]["loggers"] or []:
+    for kind in cfg.train.loggers or []:
         if kind == "csv":
             loggers.append(CSVLogger(str(out), name="logs", version=""))
         else:
@@ -60,7 +58,7 @@ def _loggers(cfg: dict, out: Path):
     return loggers or False
 
 
-def initialise(model, cfg: dict, *, log=print) -> dict:
+def initialise(model, cfg: Config, *, log=print) -> dict:
     """``model.pretrained``: load it into ``model`` (any layout ``load_checkpoint`` reads) and say what happened.
 
     Returns the run's init record (``init.json``): ``init`` is ``"pretrained"`` or ``"from scratch"``,
@@ -69,15 +67,20 @@ def initialise(model, cfg: dict, *, log=print) -> dict:
     pretrained weights warns when none is given: its numbers are then not comparable to the paper's."""
     from ..models import load_checkpoint
 
-    m = cfg["model"]
-    record = {"init": "from scratch", "pretrained": None, "official_init": m["official_init"], "load_report": None}
-    if m["pretrained"]:
-        report = load_checkpoint(model, m["pretrained"], trust_pickle=bool(m["trust_pickle"]))
-        record.update(init="pretrained", pretrained=str(m["pretrained"]), load_report=report.as_dict())
-        log(f"initialised from {m['pretrained']}: {report.summary()}")
-    elif m["official_init"]:
+    m = cfg.model
+    record: dict[str, Any] = {
+        "init": "from scratch",
+        "pretrained": None,
+        "official_init": m.official_init,
+        "load_report": None,
+    }
+    if m.pretrained:
+        report = load_checkpoint(model, m.pretrained, trust_pickle=bool(m.trust_pickle))
+        record.update(init="pretrained", pretrained=str(m.pretrained), load_report=report.as_dict())
+        log(f"initialised from {m.pretrained}: {report.summary()}")
+    elif m.official_init:
         msg = (
-            f"WARNING: {cfg['model']['name']} trains FROM SCRATCH; the official run starts from {m['official_init']} "
+            f"WARNING: {cfg.model.name} trains FROM SCRATCH; the official run starts from {m.official_init} "
             f"(set model.pretrained=<file>, see docs/weights.md). Results will not be comparable to the paper's."
         )
         warnings.warn(msg, UserWarning, stacklevel=2)
@@ -93,11 +96,11 @@ def init_label(record: dict | None) -> str:
     return "from scratch" + (f" (official run: {record['official_init']})" if record.get("official_init") else "")
 
 
-def steps_per_epoch(n_train: int, t: dict) -> int:
+def steps_per_epoch(n_train: int, t: TrainOptions) -> int:
     """Optimiser steps per epoch: full batches per process (the last partial batch is dropped)."""
-    per_process = -(-n_train // t["devices"])
-    steps = max(1, per_process // t["batch_size"]) if per_process > t["batch_size"] else 1
-    return min(steps, int(t["limit_train_batches"])) if t["limit_train_batches"] else steps
+    per_process = -(-n_train // t.devices)
+    steps = max(1, per_process // t.batch_size) if per_process > t.batch_size else 1
+    return min(steps, int(t.limit_train_batches)) if t.limit_train_batches else steps
 
 
 def _class_counts(index, num: int) -> dict[str, int]:
@@ -107,38 +110,37 @@ def _class_counts(index, num: int) -> dict[str, int]:
     return {n: int(c) for n, c in zip(class_names(num), counts)}
 
 
-def plan(cfg: dict, *, log=print) -> dict:
+def plan(cfg: Config, *, log=print) -> dict:
     """``audfer train ... --dry-run``: everything a run would do, checked, without training; written to
     ``<run folder>/plan.json`` and printed. Clips per split and class, AU-label coverage, steps per epoch,
     the learning rate at the first step / end of warm-up / mid-run / last step, the pretrained load
     report, the sampling and augmentation in effect, the selection rule."""
     from .datamodule import default_sampling, train_transform
-    from .module import AUDFERModule, num_classes
+    from .module import AUDFERModule
 
-    cfg = dict(cfg)
-    out = run_dir(cfg)
-    cfg["out"] = str(out)
-    t, o, d = cfg["train"], cfg["optim"], cfg["data"]
+    out = cfg.run_dir
+    cfg = with_values(cfg, {"out": str(out)}, source="the run folder")
+    t, o, d = cfg.train, cfg.optim, cfg.data
     prep = prepare(cfg)
     steps = steps_per_epoch(len(prep.train), t)
     module = AUDFERModule(
         cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
     )
     init = initialise(module.model, cfg, log=log)
-    k = num_classes(cfg)
-    total, warm = t["epochs"] * steps, o["warmup_epochs"] * steps
+    k = cfg.num_classes
+    total, warm = t.epochs * steps, o.warmup_epochs * steps
     base = module.base_lr()
 
     points = {"first step": 0, "end of warm-up": max(warm - 1, 0), "mid-run": total // 2, "last step": total - 1}
-    sampling = d["sampling"] or default_sampling(cfg["model"]["name"])
+    sampling = d.sampling or default_sampling(cfg.model.name)
     spec = module.model.input_spec
     transform = train_transform(cfg, spec)
-    result = {
-        "config": cfg["name"],
+    result: dict[str, Any] = {
+        "config": cfg.name,
         "run_folder": str(out),
-        "model": cfg["model"]["name"],
+        "model": cfg.model.name,
         "input": spec.describe(),
-        "dataset": {"name": d["dataset"], "root": d["root"], "fold": d["fold"]},
+        "dataset": {"name": d.dataset, "root": d.root, "fold": d.fold},
         "clips": {
             "train": len(prep.train),
             "val": len(prep.val) if prep.val is not None else 0,
@@ -150,24 +152,24 @@ def plan(cfg: dict, *, log=print) -> dict:
             **({"val": _class_counts(prep.val, k)} if prep.val is not None else {}),
         },
         "au": {
-            "strategy": cfg["au"]["strategy"],
-            "lam": cfg["au"]["lam"],
-            "knowledge": cfg["au"]["knowledge"],
-            "pos_weights": cfg["au"]["pos_weights"],
+            "strategy": cfg.au.strategy,
+            "lam": cfg.au.lam,
+            "knowledge": cfg.au.knowledge,
+            "pos_weights": cfg.au.pos_weights,
             **prep.checks,
         },
         "steps_per_epoch": steps,
         "total_steps": total,
         "warmup_steps": warm,
         "optimizer": {
-            "name": o["name"],
+            "name": o.name,
             "base_lr": base,
-            "scheduler": o["scheduler"],
-            "weight_decay": o["weight_decay"],
-            "layer_decay": o["layer_decay"],
-            "label_smoothing": o["label_smoothing"],
-            "mixup": o["mixup"],
-            "cutmix": o["cutmix"],
+            "scheduler": o.scheduler,
+            "weight_decay": o.weight_decay,
+            "layer_decay": o.layer_decay,
+            "label_smoothing": o.label_smoothing,
+            "mixup": o.mixup,
+            "cutmix": o.cutmix,
         },
         "lr": {name: {"step": s, "lr": module.lr_at(s)} for name, s in points.items()},
         "init": init,
@@ -175,21 +177,21 @@ def plan(cfg: dict, *, log=print) -> dict:
         "sampling": {
             "kind": sampling,
             "frames": spec.frames,
-            "stride": d["stride"] if sampling == "mae_dfer" else None,
-            "test_views": d["test_views"] if sampling == "mae_dfer" else 1,
+            "stride": d.stride if sampling == "mae_dfer" else None,
+            "test_views": d.test_views if sampling == "mae_dfer" else 1,
             "train": "random (per the recipe)",
             "test": "deterministic",
         },
         "augmentation": [type(step).__name__ + _describe(step) for step in transform.steps],
-        "selection": {"rule": t["selection"], "note": SELECTION_NOTE[t["selection"]], "monitor": t["monitor"]},
-        "precision": t["precision"],
-        "devices": t["devices"],
-        "batch_size": t["batch_size"],
-        "epochs": t["epochs"],
+        "selection": {"rule": t.selection, "note": SELECTION_NOTE[t.selection], "monitor": t.monitor},
+        "precision": t.precision,
+        "devices": t.devices,
+        "batch_size": t.batch_size,
+        "epochs": t.epochs,
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(result, out / "plan.json")
-    log(f"plan for {cfg['name']} ({cfg['model']['name']}, {result['init_label']}) -> {out / 'plan.json'}")
+    log(f"plan for {cfg.name} ({cfg.model.name}, {result['init_label']}) -> {out / 'plan.json'}")
     log(
         f"  clips: train {result['clips']['train']}, val {result['clips']['val']}, test {result['clips']['test']}; "
         f"train per class: {result['clips_per_class']['train']}"
@@ -197,11 +199,11 @@ def plan(cfg: dict, *, log=print) -> dict:
     if "au_coverage" in prep.checks:
         log(f"  {describe_au_labels(au_label_summary(prep.checks))}")
     log(
-        f"  {steps} steps/epoch x {t['epochs']} epochs = {total} steps; warm-up {warm} steps; lr "
+        f"  {steps} steps/epoch x {t.epochs} epochs = {total} steps; warm-up {warm} steps; lr "
         + ", ".join(f"{n} (step {v['step']}) {v['lr']:.3g}" for n, v in result["lr"].items())
     )
     log(f"  sampling {sampling}; augmentation: {', '.join(result['augmentation'])}")
-    log(f"  selection: {t['selection']} ({SELECTION_NOTE[t['selection']]})")
+    log(f"  selection: {t.selection} ({SELECTION_NOTE[t.selection]})")
     return result
 
 
@@ -221,8 +223,10 @@ INCIDENTAL = {
 }
 
 
-def config_changes(old: dict, new: dict) -> dict[str, tuple]:
-    """``{"section.key": (old, new)}`` for every result-affecting setting that differs (``INCIDENTAL`` left out)."""
+def config_changes(old: Config | dict, new: Config | dict) -> dict[str, tuple]:
+    """``{"section.key": (old, new)}`` for every result-affecting setting that differs (``INCIDENTAL`` left out);
+    a config is a ``Config`` or its YAML form (a run folder's ``config.yaml``)."""
+    old, new = (c.to_dict() if isinstance(c, Config) else c for c in (old, new))
     diff = {}
     for section in ("model", "data", "au", "optim", "train"):
         a, b = old.get(section) or {}, new.get(section) or {}
@@ -265,7 +269,7 @@ def resume_point(ckdir: Path, *, log=print) -> tuple[Path, int]:
     raise AudferError(f"{last}: {why}, and no good previous checkpoint ({prev.name}: {p_why}); nothing to resume from")
 
 
-def _check_resume_settings(out: Path, cfg: dict, start_epoch: int, accept_changes: bool, log) -> None:
+def _check_resume_settings(out: Path, cfg: Config, start_epoch: int, accept_changes: bool, log) -> None:
     old_file = out / "config.yaml"
     if not old_file.is_file():
         return
@@ -291,7 +295,7 @@ def _check_resume_settings(out: Path, cfg: dict, start_epoch: int, accept_change
 
 
 def train(
-    cfg: dict, *, resume: bool = False, accept_changes: bool = False, callbacks=(), log=print, evaluate: bool = True
+    cfg: Config, *, resume: bool = False, accept_changes: bool = False, callbacks=(), log=print, evaluate: bool = True
 ) -> Path:
     """Train one run as configured, then evaluate the selected checkpoint on the test split.
 
@@ -302,14 +306,14 @@ def train(
     (``runlock``); a resume with result-affecting settings changed refuses unless ``accept_changes``."""
     from .runlock import run_lock
 
-    out = run_dir(cfg)
+    out = cfg.run_dir
     with run_lock(out, log=log):
         return _train_locked(
             cfg, resume=resume, accept_changes=accept_changes, callbacks=callbacks, log=log, evaluate=evaluate
         )
 
 
-def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, log, evaluate: bool) -> Path:
+def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks, log, evaluate: bool) -> Path:
 
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -317,9 +321,8 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
 
     from .module import AUDFERModule
 
-    cfg = dict(cfg)
-    out = run_dir(cfg)
-    cfg["out"] = str(out)
+    out = cfg.run_dir
+    cfg = with_values(cfg, {"out": str(out)}, source="the run folder")
     ckdir = out / "checkpoints"
     last = ckdir / "last.ckpt"
     if resume and not has_checkpoint(out):
@@ -332,17 +335,17 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     if resume:
         start, done = resume_point(ckdir, log=log)
         _check_resume_settings(out, cfg, done, accept_changes, log)
-    t = cfg["train"]
-    if t["threads"]:
-        torch.set_num_threads(int(t["threads"]))
-    L.seed_everything(t["seed"], workers=True, verbose=False)
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(int(t.threads))
+    L.seed_everything(t.seed, workers=True, verbose=False)
     prep = prepare(cfg)
     steps = steps_per_epoch(len(prep.train), t)
     module = AUDFERModule(
         cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
     )
     datamodule = ClipDataModule(cfg, module.model.input_spec, prep)
-    sel = t["selection"]
+    sel = t.selection
     watch = datamodule.watched
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "config.yaml") as tmp:
@@ -350,7 +353,7 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     if not resume or not (out / "init.json").is_file():
         init = initialise(module.model, cfg, log=log)  # on resume the checkpoint restores the weights anyway
         write_json(init, out / "init.json")
-    monitor = f"val/{t['monitor']}"
+    monitor = f"val/{t.monitor}"
     stopper = _StopOnSignal()
     cbs = [_EveryEpoch(ckdir, out / "epochs.csv"), stopper]
     best_cb = None
@@ -368,28 +371,28 @@ def _train_locked(cfg: dict, *, resume: bool, accept_changes: bool, callbacks, l
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # no "GPU available" banners per run
         logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
-        max_epochs=t["epochs"],
-        accelerator=t["accelerator"],
-        devices=t["devices"],
-        strategy=t["strategy"],
-        precision=t["precision"],
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=cast(Any, t.precision),  # one of Lightning's names: the config declares them
         callbacks=cbs + list(callbacks),
         logger=_loggers(cfg, out),
         default_root_dir=str(out),
-        deterministic=t["deterministic"],
-        enable_progress_bar=t["progress"],
+        deterministic=t.deterministic,
+        enable_progress_bar=t.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, steps)),
-        limit_train_batches=t["limit_train_batches"],
+        limit_train_batches=t.limit_train_batches,
         use_distributed_sampler=False,  # our samplers shard themselves (engine.datamodule.EpochShuffle / ShardInOrder)
         enable_checkpointing=best_cb is not None,
         limit_val_batches=None if watch is not None else 0,  # selection "last" watches no split
     )
     t0 = time.perf_counter()
     log(
-        f"training {cfg['model']['name']} on {cfg['data']['dataset']} ({len(prep.train)} train clips, AU strategy "
-        f"{cfg['au']['strategy']}, λ={cfg['au']['lam']}, selection {sel}) -> {out}"
+        f"training {cfg.model.name} on {cfg.data.dataset} ({len(prep.train)} train clips, AU strategy "
+        f"{cfg.au.strategy}, λ={cfg.au.lam}, selection {sel}) -> {out}"
     )
     au_summary = au_label_summary(prep.checks)
     if au_summary is not None:
@@ -561,11 +564,10 @@ def evaluate_checkpoint(
     """Evaluate a checkpoint on a split of its own dataset config (``overrides`` may point elsewhere, e.g.
     ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
     from ..evaluation import classification_metrics, predict_loaders, prediction_table
-    from .config import apply_overrides, check_config
+    from .config import apply_overrides
 
     module = load_module(checkpoint)
     cfg = apply_overrides(module.cfg, overrides)
-    check_config(cfg)
     if split not in ("train", "test"):
         raise AudferError(f"split must be train or test, got {split!r}")
     loaders, au, views = ClipDataModule(cfg, module.model.input_spec).eval_loaders(split)
@@ -588,11 +590,11 @@ def evaluate_checkpoint(
     metrics.update(
         {
             "split": split,
-            "dataset": cfg["data"]["dataset"],
-            "fold": cfg["data"]["fold"],
-            "model": cfg["model"]["name"],
-            "au_strategy": cfg["au"]["strategy"],
-            "lam": cfg["au"]["lam"],
+            "dataset": cfg.data.dataset,
+            "fold": cfg.data.fold,
+            "model": cfg.model.name,
+            "au_strategy": cfg.au.strategy,
+            "lam": cfg.au.lam,
             "views": views,
         }
     )
@@ -604,7 +606,7 @@ def evaluate_checkpoint(
         with open(tmp, "wb") as fh:
             np.save(fh, res["features"].astype(np.float32))
     log(
-        f"evaluated {ck.name} on {cfg['data']['dataset']} {split} ({metrics['n']} clips): WAR {100 * metrics['war']:.2f} "
+        f"evaluated {ck.name} on {cfg.data.dataset} {split} ({metrics['n']} clips): WAR {100 * metrics['war']:.2f} "
         f"UAR {100 * metrics['uar']:.2f} [{metrics['selection']['rule']}, {metrics['init']}] -> {out}"
     )
     return metrics

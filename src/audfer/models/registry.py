@@ -61,3 +61,20 @@ def create_model(name: str, num_classes: int = 7, au_head: bool = True, **overri
     model.model_name = name
     model.model_config = {"num_classes": num_classes, "au_head": au_head, **kwargs}
     return model
+
+
+def size_options(name: str) -> dict[str, Any] | None:
+    """The size options ``create_model(name, **overrides)`` accepts, with their defaults (the builder's keyword
+    parameters and the registered defaults); None when the builder takes any keyword (``**kwargs``)."""
+    import inspect
+
+    entry = model_entry(name)
+    params = inspect.signature(entry.builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    options = {
+        n: p.default
+        for n, p in params.items()
+        if n not in ("num_classes", "au_head") and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    }
+    return {**options, **{k: v for k, v in entry.defaults.items() if k in options}}

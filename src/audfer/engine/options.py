@@ -1,0 +1,687 @@
+"""Every experiment option, declared once: its type, allowed values, default and meaning, as frozen dataclasses.
+
+``Config`` (sections ``model``, ``data``, ``au``, ``optim``, ``train``) is what ``load_config`` returns and what the
+engine reads (``cfg.au.lam``: λ of Eq. 10; ``cfg.au.strategy``: Eq. 6-9). Each field is declared with ``opt``:
+default, one-line meaning and a ``Check`` (type, range or choices). The same declarations give
+
+- the loader's checks (``Config.from_dict``): a bad value is a ``ConfigError`` naming key, value, what is allowed
+  and where it came from (the defaults, which config file, or the command line);
+- the CLI's choices (``choices_of("au.strategy")``);
+- the documentation: ``audfer config`` prints the defaults as commented YAML (``defaults_yaml``) and
+  ``docs/config.md`` is ``reference_markdown()`` (a test keeps the file current).
+
+Lists read from YAML become tuples and ``model.kwargs`` a read-only mapping, so a ``Config`` is immutable all the
+way down; ``to_dict`` gives the plain YAML form back (``config.yaml`` of a run, checkpoint hyper-parameters).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..data.sampling import SAMPLERS
+from ..errors import ConfigError
+from ..labels import STRATEGIES
+
+# ----------------------------------------------------------------------------------------------- value checks
+
+
+class Check:
+    """What a value may be: ``ok(value)`` and the words for it (``want``); ``choices`` when it is a closed set."""
+
+    want = "any value"
+    choices: tuple[Any, ...] | None = None
+
+    def ok(self, value: Any) -> bool:  # pragma: no cover - every subclass overrides
+        return True
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class Num(Check):
+    """A number (never a bool or text) in a range; ``integer``: an int; ``none``: null allowed."""
+
+    def __init__(self, lo=None, hi=None, *, integer=False, lo_open=False, hi_open=False, none=False) -> None:
+        self.lo, self.hi, self.integer, self.lo_open, self.hi_open, self.none = lo, hi, integer, lo_open, hi_open, none
+        parts = [f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None else []
+        parts += [f"{'<' if hi_open else '<='} {hi:g}"] if hi is not None else []
+        noun = "an integer" if integer else "a number"
+        self.want = noun + (" " + " and ".join(parts) if parts else "") + (" or null" if none else "")
+
+    def ok(self, v: Any) -> bool:
+        if v is None:
+            return self.none
+        if not _number(v) or (self.integer and not isinstance(v, int)):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+
+class Choice(Check):
+    """One of a closed set (``True``/``False`` never stand in for ``1``/``0`` or the reverse)."""
+
+    def __init__(self, *values: Any, none: bool = False) -> None:
+        self.choices = self.values = values
+        self.none = none
+        self.want = "one of " + ", ".join(map(str, values)) + (" or null" if none else "")
+
+    def ok(self, v: Any) -> bool:
+        if v is None:
+            return self.none
+        return any(v == c and isinstance(v, bool) == isinstance(c, bool) for c in self.values)
+
+
+class Flag(Check):
+    want = "true or false"
+
+    def ok(self, v: Any) -> bool:
+        return isinstance(v, bool)
+
+
+class Text(Check):
+    """A non-empty text value; ``presets``: named values with a meaning (the rest is a path or a name)."""
+
+    def __init__(self, *, none: bool = True, presets: tuple[str, ...] = (), what: str = "a text value") -> None:
+        self.none, self.presets = none, presets
+        self.want = what + (" or null" if none else "")
+
+    def ok(self, v: Any) -> bool:
+        return (v is None and self.none) or (isinstance(v, str) and v.strip() != "")
+
+
+class Pair(Check):
+    """Two numbers ``[a, b]`` in a range; ``ordered``: a <= b."""
+
+    def __init__(self, lo: float, hi: float, *, hi_open: bool = False, ordered: bool = True) -> None:
+        self.item, self.ordered = Num(lo, hi, hi_open=hi_open), ordered
+        self.want = (
+            f"two numbers [a, b] with {lo:g} <= a <= b <= {hi:g}"
+            if ordered
+            else f"two numbers in [{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        )
+
+    def ok(self, v: Any) -> bool:
+        return (
+            isinstance(v, (list, tuple))
+            and len(v) == 2
+            and all(self.item.ok(x) for x in v)
+            and (not self.ordered or v[0] <= v[1])
+        )
+
+
+class Items(Check):
+    """A list of values each passing ``item`` (``subset``: without repeats), or null when ``none``."""
+
+    def __init__(self, item: Check, *, none: bool = True, min_len: int = 0, what: str = "") -> None:
+        self.item, self.none, self.min_len = item, none, min_len
+        self.choices = item.choices
+        self.want = what or f"a list of {item.want.replace('one of', 'values among')}" + (" or null" if none else "")
+
+    def ok(self, v: Any) -> bool:
+        if v is None:
+            return self.none
+        return isinstance(v, (list, tuple)) and len(v) >= self.min_len and all(self.item.ok(x) for x in v)
+
+
+class AnyOf(Check):
+    """Passes when one of ``checks`` does."""
+
+    def __init__(self, *checks: Check, what: str) -> None:
+        self.checks, self.want = checks, what
+
+    def ok(self, v: Any) -> bool:
+        return any(c.ok(v) for c in self.checks)
+
+
+class Kwargs(Check):
+    want = "a mapping of size options (name: value)"
+
+    def ok(self, v: Any) -> bool:
+        return isinstance(v, Mapping) and all(isinstance(k, str) for k in v)
+
+
+# ----------------------------------------------------------------------------------------------- frozen values
+
+
+class FrozenMap(Mapping[str, Any]):
+    """A read-only mapping (``model.kwargs``): reads like a dict, cannot be changed, pickles."""
+
+    __slots__ = ("_data",)
+    _data: dict[str, Any]
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_data", {k: _freeze(v) for k, v in (data or {}).items()})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, repr(v)) for k, v in self._data.items())))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+    def __reduce__(self):
+        return FrozenMap, (_thaw(self),)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FrozenMap is read-only")
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, Mapping) and not isinstance(v, FrozenMap):
+        return FrozenMap(v)
+    return v
+
+
+def _thaw(v: Any) -> Any:
+    """The plain YAML form: tuples -> lists, mappings -> dicts."""
+    if isinstance(v, list | tuple):
+        return [_thaw(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _thaw(x) for k, x in v.items()}
+    return v
+
+
+def opt(default: Any, doc: str, check: Check) -> Any:
+    """A declared option: its default, its meaning (one line of the docs) and what it may be."""
+    meta = {"doc": doc, "check": check}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: FrozenMap(default), metadata=meta)
+    return field(default=_freeze(default), metadata=meta)
+
+
+def _where(sources: Mapping[str, str] | None, dotted: str) -> str:
+    return f" (from {sources[dotted]})" if sources and dotted in sources else ""
+
+
+def check_value(dotted: str, value: Any, check: Check, sources: Mapping[str, str] | None = None) -> None:
+    """``ConfigError`` naming key, value, source and what is allowed, unless ``check`` accepts ``value``."""
+    if not check.ok(value):
+        raise ConfigError(f"config: {dotted} = {_thaw(value)!r}{_where(sources, dotted)}; expected {check.want}")
+
+
+@dataclass(frozen=True)
+class _Section:
+    """One section of the config: every field checked and frozen on construction."""
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = _freeze(getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+            check_value(f"{self.section}.{f.name}", value, f.metadata["check"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether ``value`` can stand where a builder's default ``default`` stands (int, number, n-tuple, bool)."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return _number(value)
+    if isinstance(default, tuple):
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == len(default)
+            and all(_same_kind(v, d) for v, d in zip(value, default))
+        )
+    return isinstance(value, type(default))
+
+
+def check_model(name: str, kwargs: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> None:
+    """``model.name`` is a registered model or an importable ``package.module:factory``, and each
+    ``model.kwargs`` entry is one of its size options with a value of the default's kind (errors name the key)."""
+    from ..models.registry import model_entry, size_options
+
+    try:
+        model_entry(name)
+        options = size_options(name)
+    except ConfigError as exc:
+        raise ConfigError(f"config: model.name = {name!r}{_where(sources, 'model.name')}; {exc}") from None
+    if options is None:
+        return
+    where = _where(sources, "model.kwargs")
+    for key, value in kwargs.items():
+        if key not in options:
+            raise ConfigError(
+                f"config: model.kwargs.{key}{where} is not a size option of {name}; expected one of "
+                f"{', '.join(options)}"
+            )
+        if not _same_kind(value, options[key]):
+            raise ConfigError(
+                f"config: model.kwargs.{key} = {_thaw(value)!r}{where}; expected a value like its default "
+                f"{_thaw(options[key])!r}"
+            )
+
+
+# ----------------------------------------------------------------------------------------------- the options
+
+
+@dataclass(frozen=True)
+class ModelOptions(_Section):
+    """Which network, its size and where its weights start (§4.2)."""
+
+    section: ClassVar[str] = "model"
+    name: str = opt(
+        "former_dfer",
+        "any name of `audfer models` (m3dfel, former_dfer, mae_dfer, *_small, ...), or `package.module:factory` "
+        "for your own backbone (docs/custom-model.md)",
+        Text(none=False, what="a model name"),
+    )
+    kwargs: Mapping[str, Any] = opt({}, "size overrides passed to create_model (width, depth, img_size, ...)", Kwargs())
+    pretrained: str | None = opt(
+        None,
+        "checkpoint to initialise from: torchvision r3d_18 / resnet18, MAE-DFER pre-training, official fine-tuned "
+        "or audfer checkpoints (docs/weights.md); reported in init.json",
+        Text(what="a checkpoint path"),
+    )
+
+    trust_pickle: bool = opt(False, "allow checkpoints that pickle more than tensors (only files you trust)", Flag())
+    official_init: str | None = opt(
+        None,
+        "what the official run starts from (recipes set it): training without model.pretrained then warns and "
+        'every output says "from scratch"',
+        Text(),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_model(self.name, self.kwargs)
+
+
+@dataclass(frozen=True)
+class DataOptions(_Section):
+    """Dataset, split, AU-label source, temporal sampling and augmentation (§4.1-4.3)."""
+
+    section: ClassVar[str] = "data"
+    dataset: str = opt(
+        "synthetic",
+        "dfew | ferv39k | mafw | list | synthetic (a tree written by `audfer synth`)",
+        Choice("dfew", "ferv39k", "mafw", "list", "synthetic"),
+    )
+    root: str | None = opt(None, "dataset root (synthetic: the `audfer synth` output folder)", Text(what="a folder"))
+    fold: int = opt(1, "DFEW / MAFW / synthetic fold 1..5 (FERV39k has a single split)", Num(1, 5, integer=True))
+    frames: str | None = opt(
+        None, "frame folder under Clip/ (DFEW: clip_224x224 or clip_224x224_16f; synthetic: from synth.json)", Text()
+    )
+    classes: int = opt(7, "MAFW and list datasets: 7 (the basic expressions) or 11 (MAFW's classes)", Choice(7, 11))
+    train_list: str | None = opt(
+        None, 'dataset=list: a file of "<dir> [<num_frames>] <label>" lines (dirs relative to root)', Text()
+    )
+    test_list: str | None = opt(None, "dataset=list: the test split's list file", Text())
+    au_labels: str | None = opt(
+        None,
+        "video_au_labels.csv (`audfer au-labels`); null: built from data.openface (synthetic: root/OpenFace)",
+        Text(what="a CSV path"),
+    )
+    openface: str | None = opt(
+        None, "folder of per-clip AU CSVs the video AU labels (Eq. 4) are built from", Text(what="a folder")
+    )
+    au_source: str = opt(
+        "auto",
+        "AU tool that wrote those CSVs: auto (from each header) | openface | pyfeat | libreface | table (with "
+        "data.au_mapping); AUs a tool lacks are masked, never taken as absent (docs/au-sources.md)",
+        Choice("auto", "openface", "pyfeat", "libreface", "table"),
+    )
+    au_mapping: str | None = opt(None, "au_source=table: a YAML naming each AU column and its kind", Text())
+    au_allow_mixed: bool = opt(False, "accept an AU folder whose CSVs come from more than one tool", Flag())
+    min_au_coverage: float = opt(
+        0.9,
+        "training stops when a smaller share of the training clips gets AU labels (all-digit clip ids compare as "
+        "numbers: audfer.data.annotations.clip_key)",
+        Num(0, 1),
+    )
+    class_order: str | tuple[str, ...] | None = opt(
+        None,
+        "dataset=list: what the list's label ids mean, in id order: class names (any spelling audfer knows) or a "
+        "preset, dfew7 (audfer's order) | mafw11",
+        AnyOf(
+            Choice("dfew7", "mafw11", none=True),
+            Items(Text(none=False), none=False, min_len=2),
+            what="dfew7, mafw11, a list of class names in id order, or null",
+        ),
+    )
+    sampling: str | None = opt(
+        None,
+        f"{' | '.join(SAMPLERS)} (null: the model's own recipe)",
+        Choice(*SAMPLERS, none=True),
+    )
+    stride: int = opt(4, "mae_dfer sampling: frame stride (DFEW 4, FERV39k 1)", Num(1, integer=True))
+    test_views: int = opt(1, "temporal views averaged at test (MAE-DFER recipe: 2)", Num(1, 16, integer=True))
+    cache: str | None = opt(
+        None, 'decoded-clip cache folder (null: no cache; "auto": <out>/../.clip-cache); results do not change', Text()
+    )
+    num_workers: int = opt(0, "DataLoader worker processes; results do not change", Num(0, 256, integer=True))
+    on_missing: str = opt(
+        "raise", "a clip listed but not on disk: raise | skip (listed in the log)", Choice("raise", "skip")
+    )
+    on_bad_frame: str = opt(
+        "raise", "an unreadable frame image: raise | skip (dropped from its clip, listed)", Choice("raise", "skip")
+    )
+    jitter: float = opt(
+        0.4,
+        "colour jitter: brightness, contrast, saturation in [1 - v, 1 + v], one draw per clip (0: none)",
+        Num(0, 1),
+    )
+    hue: float = opt(
+        0.0, "colour jitter: hue shift in [-v, v] turns (M3DFEL: 0.4, its bcsh=0.4 covers hue too)", Num(0, 0.5)
+    )
+    crop_scale: tuple[float, float] = opt((0.08, 1.0), "area range of the training random resized crop", Pair(0, 1))
+    randaugment: str | tuple[float, int] | None = opt(
+        None,
+        "timm RandAugment string (MAE-DFER: rand-m7-n4-mstd0.5-inc1) or [m, n]; one draw per clip",
+        AnyOf(Text(), Pair(0, 100, ordered=False), what="a RandAugment string like rand-m7-n4, [m, n], or null"),
+    )
+    erasing: float = opt(
+        0.0, "random-erasing probability, per frame as MAE-DFER's loader applies timm's (MAE-DFER: 0.25)", Num(0, 1)
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.randaugment is not None:
+            from ..data.transforms import parse_randaugment
+
+            try:
+                parse_randaugment(self.randaugment)
+            except ConfigError as exc:
+                raise ConfigError(f"config: data.{exc}") from None
+
+
+@dataclass(frozen=True)
+class AUOptions(_Section):
+    """The AU loss: strategy (Eq. 6-9), λ (Eq. 10), the knowledge matrix K (§3.1) and the positive-class weights."""
+
+    section: ClassVar[str] = "au"
+    strategy: str = opt(
+        "distinct",
+        "none (plain cross-entropy baseline) | global | distinct | minor (Eq. 6-9)",
+        Choice("none", *STRATEGIES),
+    )
+    lam: float = opt(0.25, "λ of Eq. 10: total = (1 - λ) CE + λ L_AU", Num(0, 1))
+    knowledge: str = opt(
+        "paper",
+        "paper (the shipped matrix, Fig. 4) | per-fold (§3.1 on this fold's training clips, from data.openface) | "
+        "path to a K.csv (`audfer knowledge`; its provenance sidecar is checked)",
+        Text(none=False, presets=("paper", "per-fold"), what="paper, per-fold or a K.csv path"),
+    )
+    pos_weights: str = opt(
+        "computed",
+        "computed (Eq. 6-8 on the training split) | dfew | ferv39k (the authors' tables) | path to a CSV",
+        Text(none=False, presets=("computed", "dfew", "ferv39k"), what="computed, dfew, ferv39k or a CSV path"),
+    )
+    minor: tuple[str | int, ...] | None = opt(
+        None,
+        "minor classes of the minor strategy, names or indices (null: classes with <= 1/7 of the clips)",
+        Items(AnyOf(Text(none=False), Num(0, 6, integer=True), what="a class")),
+    )
+    scale: float = opt(5.0, "the K row is multiplied by this (official code: 5)", Num(0, lo_open=True))
+    allow_test_overlap: bool = opt(
+        False, "accept a K / pos-weight file whose provenance lists clips of the run's test split", Flag()
+    )
+
+
+@dataclass(frozen=True)
+class OptimOptions(_Section):
+    """Optimiser, learning-rate schedule and the loss's regularisers (§4.3 recipes)."""
+
+    section: ClassVar[str] = "optim"
+    name: str = opt("adamw", "adamw | sgd", Choice("adamw", "sgd"))
+    lr: float = opt(5.0e-4, "base learning rate (see lr_scale)", Num(0))
+    lr_scale: str | None = opt(
+        None, "null | batch256: lr x batch_size / 256 (MAE-DFER recipe)", Choice("batch256", none=True)
+    )
+    weight_decay: float = opt(0.05, "weight decay", Num(0))
+    betas: tuple[float, float] = opt((0.9, 0.999), "AdamW betas", Pair(0, 1, hi_open=True, ordered=False))
+    eps: float = opt(1.0e-8, "AdamW eps", Num(0, lo_open=True))
+    momentum: float = opt(0.9, "sgd only", Num(0, 1))
+    layer_decay: float | None = opt(
+        None, "layer-wise lr decay for transformer blocks (MAE-DFER: 0.75)", Num(0, 1, lo_open=True, none=True)
+    )
+    no_decay_norms: bool = opt(False, "no weight decay on biases, norms and tokens (MAE-DFER recipe)", Flag())
+    scheduler: str = opt(
+        "cosine",
+        "per optimiser step (audfer.engine.schedules): cosine = MAE-DFER's warm-up linspace(0, lr) then a cosine "
+        "to min_lr | timm-cosine = M3DFEL's timm CosineLRScheduler (one cosine over the run, warm-up replacing its "
+        "start) | step (per epoch) | none",
+        Choice("cosine", "timm-cosine", "step", "none"),
+    )
+    warmup_epochs: int = opt(0, "warm-up epochs", Num(0, integer=True))
+    warmup_lr: float = opt(0.0, "timm-cosine: lr at the start of warm-up (timm's warmup_lr_init; M3DFEL: 0)", Num(0))
+    min_lr: float = opt(5.0e-6, "cosine floor", Num(0))
+    step_size: int = opt(40, "step: epochs between decays", Num(1, integer=True))
+    gamma: float = opt(0.1, "step: decay factor", Num(0, 1, lo_open=True))
+    label_smoothing: float = opt(0.0, "cross-entropy label smoothing (M3DFEL: 0.1)", Num(0, 1, hi_open=True))
+    mixup: float = opt(0.0, "mixup alpha (0: off); AU targets are mixed with the same weights", Num(0))
+    cutmix: float = opt(0.0, "cutmix alpha (0: off); with both on, one of them per batch", Num(0))
+
+
+@dataclass(frozen=True)
+class TrainOptions(_Section):
+    """Run length, batch, seed, devices, checkpoint selection and logging."""
+
+    section: ClassVar[str] = "train"
+    epochs: int = opt(100, "training epochs", Num(1, integer=True))
+    batch_size: int = opt(32, "clips per optimiser step (per device)", Num(1, integer=True))
+    eval_batch_size: int | None = opt(None, "null: batch_size; results do not change", Num(1, integer=True, none=True))
+    seed: int = opt(0, "seed of every random draw (sampling, augmentation, init, order)", Num(0, integer=True))
+    accelerator: str = opt("auto", "auto | cpu | gpu | cuda | mps", Choice("auto", "cpu", "gpu", "cuda", "mps"))
+    devices: int = opt(1, "number of devices/processes (DDP when > 1)", Num(1, integer=True))
+    strategy: str = opt("auto", "auto | ddp | ddp_spawn ... (Lightning strategies)", Text(none=False))
+    precision: str = opt(
+        "32-true",
+        "32-true | 16-mixed | bf16-mixed ... (mixed precision where the device has it)",
+        Choice("32-true", "32", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"),
+    )
+    selection: str = opt(
+        "last",
+        "checkpoint evaluated: last | best-val (split carved from the training fold) | best-test",
+        Choice("last", "best-val", "best-test"),
+    )
+    val_share: float = opt(
+        0.1, "best-val: share of the training fold held out (seeded, stratified)", Num(0, 1, lo_open=True, hi_open=True)
+    )
+    monitor: str = opt("war", "best-val / best-test: war | uar", Choice("war", "uar"))
+    threads: int | None = opt(
+        None, "torch CPU threads (null: torch's default); results do not change", Num(1, 1024, integer=True, none=True)
+    )
+    progress: bool = opt(True, "progress bar", Flag())
+    loggers: tuple[str, ...] = opt(("csv",), "csv and/or tensorboard", Items(Choice("csv", "tensorboard")))
+    deterministic: bool = opt(True, "deterministic algorithms (CPU runs reproduce bit for bit)", Flag())
+    limit_train_batches: float | None = opt(
+        None, "debugging: batches per epoch (or a share of them)", Num(0, lo_open=True, none=True)
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """One experiment: every option of every section, checked and frozen (``load_config`` builds it)."""
+
+    name: str | None = opt(None, "run name (default: the config file's stem)", Text())
+    out: str | None = opt(
+        None, "run folder (default: runs/<name>); checkpoints, logs and the evaluation go inside", Text()
+    )
+    model: ModelOptions = field(default_factory=ModelOptions)
+    data: DataOptions = field(default_factory=DataOptions)
+    au: AUOptions = field(default_factory=AUOptions)
+    optim: OptimOptions = field(default_factory=OptimOptions)
+    train: TrainOptions = field(default_factory=TrainOptions)
+
+    SECTIONS: ClassVar[dict[str, type[_Section]]] = {
+        "model": ModelOptions,
+        "data": DataOptions,
+        "au": AUOptions,
+        "optim": OptimOptions,
+        "train": TrainOptions,
+    }
+
+    def __post_init__(self) -> None:
+        for key in ("name", "out"):
+            check_value(key, getattr(self, key), _top_check(key))
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        d, a = self.data, self.au
+        if d.dataset == "mafw" and d.classes == 11 and a.strategy != "none":
+            raise ConfigError(
+                "config: the AU knowledge covers the 7 basic expressions; with data.classes=11 set au.strategy=none"
+            )
+        if d.au_source == "table" and not d.au_mapping:
+            raise ConfigError("config: data.au_source = 'table' needs data.au_mapping (a YAML naming each AU column)")
+        if d.au_mapping and d.au_source not in ("auto", "table"):
+            raise ConfigError(f"config: data.au_mapping is for data.au_source=table, not {d.au_source!r}")
+        if d.dataset == "list" and d.class_order is None:
+            raise ConfigError(
+                "config: data.class_order is not set: a list dataset must say what its label ids mean "
+                "(dfew7, mafw11 or the class names in id order)"
+            )
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder: ``out``, or ``runs/<name>``."""
+        return Path(self.out or Path("runs") / (self.name or "run"))
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the expression head: 11 for MAFW's (or a list's) 11-class view, 7 otherwise."""
+        return 11 if self.data.dataset in ("mafw", "list") and self.data.classes == 11 else 7
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain YAML form (lists, dicts), in declaration order."""
+        out: dict[str, Any] = {"name": self.name, "out": self.out}
+        for key in self.SECTIONS:
+            out[key] = getattr(self, key).to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> Config:
+        """A ``Config`` from its YAML form (every key present; ``load_config`` merges over the defaults first).
+        Each value is checked against its declaration; errors name key, value and, when known, its source."""
+        for key in ("name", "out"):
+            check_value(key, data.get(key), _top_check(key), sources)
+        sections: dict[str, Any] = {}
+        for key, kind in cls.SECTIONS.items():
+            values = data.get(key) or {}
+            unknown = set(values) - {f.name for f in fields(kind)}
+            if unknown:
+                raise ConfigError(f"config: unknown option {key}.{sorted(unknown)[0]}")
+            for f in fields(kind):
+                dotted = f"{key}.{f.name}"
+                check_value(dotted, values.get(f.name, _default(f)), f.metadata["check"], sources)
+            if key == "model":
+                check_model(values.get("name", "former_dfer"), values.get("kwargs") or {}, sources)
+            sections[key] = kind(**values)
+        return cls(name=data.get("name"), out=data.get("out"), **sections)
+
+
+def _top_check(key: str) -> Check:
+    return next(f.metadata["check"] for f in fields(Config) if f.name == key)
+
+
+def _default(f) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+# ----------------------------------------------------------------------------------------------- declarations out
+
+
+def declared() -> Iterator[tuple[str, Any, str, Check]]:
+    """``(dotted key, default, meaning, check)`` of every option, in declaration order."""
+    for f in fields(Config):
+        if f.name in Config.SECTIONS:
+            kind = Config.SECTIONS[f.name]
+            for g in fields(kind):
+                yield f"{f.name}.{g.name}", _thaw(_default(g)), g.metadata["doc"], g.metadata["check"]
+        else:
+            yield f.name, _thaw(_default(f)), f.metadata["doc"], f.metadata["check"]
+
+
+def check_of(dotted: str) -> Check:
+    """The declared ``Check`` of one option (``ConfigError`` for an unknown key)."""
+    for key, _, _, check in declared():
+        if key == dotted:
+            return check
+    raise ConfigError(f"config: unknown option {dotted!r}")
+
+
+def choices_of(dotted: str) -> tuple[Any, ...]:
+    """The declared choices of a closed-set option (``au.strategy`` -> none, global, distinct, minor)."""
+    check = check_of(dotted)
+    return tuple(check.choices or ()) or tuple(getattr(check, "presets", ()))
+
+
+def _yaml_value(v: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def defaults_yaml() -> str:
+    """Every option with its default and meaning, as the commented YAML a config file is written in."""
+    lines = [
+        "# audfer experiment options: every key, its default and what it means (`audfer config`).",
+        "# An experiment config sets only what differs (and may name a parent with `base: <config>`);",
+        "# `audfer train CONFIG key=value ...` overrides any key on the command line (dotted key, YAML value).",
+        "",
+    ]
+    section = None
+    for dotted, default, doc, _ in declared():
+        head, _, leaf = dotted.rpartition(".")
+        if head and head != section:
+            lines += ["", f"{head}:"]
+            section = head
+        indent = "  " if head else ""
+        text = f"{indent}{leaf}: {_yaml_value(default)}"
+        wrapped = textwrap.wrap(doc, 116 - max(len(text), 28)) or [""]
+        lines.append(f"{text:<30s}# {wrapped[0]}")
+        lines += [f"{'':<30s}# {w}" for w in wrapped[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def reference_markdown() -> str:
+    """``docs/config.md``: one table per section, rendered from the declarations."""
+    lines = [
+        "# Config reference",
+        "",
+        "Every option of an experiment config, rendered from `audfer/engine/options.py` (do not edit by hand: "
+        "`audfer config --markdown > docs/config.md`). A config file sets what differs from these defaults and may "
+        "name a parent with `base:`; `audfer train CONFIG key=value ...` overrides any key (dotted key, YAML value). "
+        "A key that is not here, or a value that is not allowed, is an error naming the key, the value and where it "
+        "came from.",
+        "",
+    ]
+    section = None
+    for dotted, default, doc, check in declared():
+        head = dotted.rpartition(".")[0] or "(top level)"
+        if head != section:
+            blurb = (Config.SECTIONS[head].__doc__ or "").strip() if head in Config.SECTIONS else "Run identity."
+            lines += ["", f"## {head}", "", blurb, "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
+            section = head
+        cells = [f"`{dotted}`", f"`{_yaml_value(default)}`", check.want, doc]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
