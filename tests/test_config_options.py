@@ -150,3 +150,28 @@ def test_model_name_and_size_options_are_checked_when_the_config_loads_not_at_th
     with pytest.raises(ConfigError, match=r"model\.name = 'formerdfer' \(from override .*unknown model"):
         load_config("synthetic_small", ["model.name=formerdfer"])
     assert load_config("mae_dfer_dfew", ["model.kwargs.region_size=[1, 2, 3]"]).model.kwargs["region_size"] == (1, 2, 3)
+
+
+def test_stride_and_test_views_go_to_whichever_sampler_takes_them_without_naming_one():
+    from audfer.data import sampling
+    from audfer.engine.datamodule import sampling_kwargs, views_at_test
+
+    assert sampling.sampler_options("mae_dfer") == {"stride", "view", "views"}
+    assert all(not sampling.sampler_options(k) for k in ("m3dfel", "former_dfer", "uniform"))
+    mae = load_config("mae_dfer_dfew", ["data.stride=2"])
+    assert sampling_kwargs(mae, train=True) == {"stride": 2}
+    assert sampling_kwargs(mae, train=False, view=1) == {"stride": 2, "view": 1, "views": 2} and views_at_test(mae) == 2
+    uniform = with_values(mae, {"data.sampling": "uniform"}, source="test")
+    assert sampling_kwargs(uniform, train=False) == {} and views_at_test(uniform) == 1
+
+    def every_kth(n, num=16, rng=None, stride=1):  # a new sampler with a stride, registered by a user
+        return sampling.np.minimum(sampling.np.arange(num) * stride, n - 1)
+
+    sampling.register_sampler("every_kth", every_kth)
+    try:
+        kth = with_values(mae, {"data.sampling": "every_kth"}, source="test")
+        assert sampling_kwargs(kth, train=True) == {"stride": 2} and views_at_test(kth) == 1
+    finally:
+        del sampling.SAMPLERS["every_kth"]
+    with pytest.raises(ConfigError, match="every_kth"):
+        with_values(mae, {"data.sampling": "every_kth"}, source="test")

@@ -103,6 +103,27 @@ SAMPLERS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
+def register_sampler(name: str, sampler: Callable[..., np.ndarray]) -> None:
+    """Add a temporal sampler ``sampler(n, num, rng=None, **options)`` -> ``num`` indices into ``[0, n)`` (``rng``
+    None at test: deterministic), usable as ``data.sampling: <name>``. Its keyword options named ``stride``,
+    ``view`` and ``views`` receive ``data.stride`` and the test view (``data.test_views``)."""
+    if not callable(sampler):
+        raise ConfigError(f"register_sampler({name!r}): expected a function, got {type(sampler).__name__}")
+    SAMPLERS[name] = sampler
+
+
+def sampler_options(kind: str) -> frozenset[str]:
+    """The keyword options sampler ``kind`` takes beyond the clip length, frame count and rng, read from its
+    signature (``mae_dfer``: stride, view, views; the others: none): the engine passes ``data.stride`` and
+    ``data.test_views`` only to a sampler that takes them, without naming any sampler."""
+    import inspect
+
+    if kind not in SAMPLERS:
+        raise ConfigError(f"unknown sampling {kind!r}; expected one of {', '.join(SAMPLERS)}")
+    params = inspect.signature(SAMPLERS[kind]).parameters
+    return frozenset(params) - {"n", "num", "rng", "segments", "per_segment"}
+
+
 def sample_indices(kind: str, n: int, num: int = 16, rng: np.random.Generator | None = None, **kwargs) -> np.ndarray:
     """Indices of ``kind`` (m3dfel, former_dfer, mae_dfer, uniform) for a clip of n frames."""
     if kind not in SAMPLERS:

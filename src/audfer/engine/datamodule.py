@@ -302,6 +302,29 @@ def prepare(cfg: Config) -> Prepared:
     return Prepared(train, val, test, au, knowledge_for(cfg, train), pos_weights_for(cfg, train, au), checks)
 
 
+def sampling_of(cfg: Config) -> str:
+    """The temporal sampler a run uses: ``data.sampling``, or the model's own recipe."""
+    return cfg.data.sampling or default_sampling(cfg.model.name)
+
+
+def sampling_kwargs(cfg: Config, *, train: bool, view: int = 0) -> dict[str, int]:
+    """What the run's sampler takes of ``data.stride`` and, at test, ``data.test_views`` (and which view)."""
+    from ..data.sampling import sampler_options
+
+    takes = sampler_options(sampling_of(cfg))
+    offered = (
+        {"stride": cfg.data.stride} if train else {"stride": cfg.data.stride, "view": view, "views": views_at_test(cfg)}
+    )
+    return {k: v for k, v in offered.items() if k in takes}
+
+
+def views_at_test(cfg: Config) -> int:
+    """Temporal views averaged at test: ``data.test_views`` for a sampler with views (MAE-DFER's), else one."""
+    from ..data.sampling import sampler_options
+
+    return max(1, cfg.data.test_views) if "views" in sampler_options(sampling_of(cfg)) else 1
+
+
 def default_sampling(model_name: str) -> str:
     """The model's own temporal sampling recipe (``DFERModel.sampling``, declared in its file; ``uniform`` for a
     user's backbone without one)."""
@@ -329,10 +352,8 @@ def make_dataset(cfg: Config, index: ClipIndex, spec, au_labels, *, train: bool,
     from ..data.cache import ClipCache
 
     d = cfg.data
-    sampling = d.sampling or default_sampling(cfg.model.name)
-    kwargs = {}
-    if sampling == "mae_dfer":
-        kwargs = {"stride": d.stride} if train else {"stride": d.stride, "view": view, "views": d.test_views}
+    sampling = sampling_of(cfg)
+    kwargs = sampling_kwargs(cfg, train=train, view=view)
     cache = None
     if d.cache:
         folder = cfg.run_dir.parent / ".clip-cache" if d.cache == "auto" else Path(d.cache)
@@ -481,8 +502,7 @@ class ClipDataModule(L.LightningDataModule):
         au = au_labels_for(
             with_values(cfg, {"au.strategy": "none"}, source="evaluation")
         )  # None when no AU source is named
-        sampling = cfg.data.sampling or default_sampling(cfg.model.name)
-        views = max(1, cfg.data.test_views if sampling == "mae_dfer" else 1)
+        views = views_at_test(cfg)
         loaders = [
             loader(
                 make_dataset(cfg, index, self.spec, au, train=False, view=v),

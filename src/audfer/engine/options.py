@@ -65,17 +65,24 @@ class Num(Check):
 
 
 class Choice(Check):
-    """One of a closed set (``True``/``False`` never stand in for ``1``/``0`` or the reverse)."""
+    """One of a closed set (``True``/``False`` never stand in for ``1``/``0`` or the reverse). ``registry``: a
+    mapping whose keys are the set, read at each check (``SAMPLERS``: a sampler registered later is a choice)."""
 
-    def __init__(self, *values: Any, none: bool = False) -> None:
-        self.choices = self.values = values
-        self.none = none
-        self.want = "one of " + ", ".join(map(str, values)) + (" or null" if none else "")
+    def __init__(self, *values: Any, none: bool = False, registry: Mapping[str, Any] | None = None) -> None:
+        self._values, self.registry, self.none = values, registry, none
+
+    @property
+    def choices(self) -> tuple[Any, ...]:  # type: ignore[override]
+        return tuple(self.registry) if self.registry is not None else self._values
+
+    @property
+    def want(self) -> str:  # type: ignore[override]
+        return "one of " + ", ".join(map(str, self.choices)) + (" or null" if self.none else "")
 
     def ok(self, v: Any) -> bool:
         if v is None:
             return self.none
-        return any(v == c and isinstance(v, bool) == isinstance(c, bool) for c in self.values)
+        return any(v == c and isinstance(v, bool) == isinstance(c, bool) for c in self.choices)
 
 
 class Flag(Check):
@@ -369,8 +376,8 @@ class DataOptions(_Section):
     )
     sampling: str | None = opt(
         None,
-        f"{' | '.join(SAMPLERS)} (null: the model's own recipe)",
-        Choice(*SAMPLERS, none=True),
+        f"{' | '.join(SAMPLERS)} or a sampler added with register_sampler (null: the model's own recipe)",
+        Choice(none=True, registry=SAMPLERS),
     )
     stride: int = opt(4, "mae_dfer sampling: frame stride (DFEW 4, FERV39k 1)", Num(1, integer=True))
     test_views: int = opt(1, "temporal views averaged at test (MAE-DFER recipe: 2)", Num(1, 16, integer=True))
@@ -594,7 +601,8 @@ class Config:
                 dotted = f"{key}.{f.name}"
                 check_value(dotted, values.get(f.name, _default(f)), f.metadata["check"], sources)
             if key == "model":
-                check_model(values.get("name", "former_dfer"), values.get("kwargs") or {}, sources)
+                declared_name = next(f for f in fields(kind) if f.name == "name")
+                check_model(values.get("name", _default(declared_name)), values.get("kwargs") or {}, sources)
             sections[key] = kind(**values)
         return cls(name=data.get("name"), out=data.get("out"), **sections)
 

@@ -115,7 +115,7 @@ def plan(cfg: Config, *, log=print) -> dict:
     ``<run folder>/plan.json`` and printed. Clips per split and class, AU-label coverage, steps per epoch,
     the learning rate at the first step / end of warm-up / mid-run / last step, the pretrained load
     report, the sampling and augmentation in effect, the selection rule."""
-    from .datamodule import default_sampling, train_transform
+    from .datamodule import sampling_kwargs, sampling_of, train_transform, views_at_test
     from .module import AUDFERModule
 
     out = cfg.run_dir
@@ -132,7 +132,7 @@ def plan(cfg: Config, *, log=print) -> dict:
     base = module.base_lr()
 
     points = {"first step": 0, "end of warm-up": max(warm - 1, 0), "mid-run": total // 2, "last step": total - 1}
-    sampling = d.sampling or default_sampling(cfg.model.name)
+    sampling = sampling_of(cfg)
     spec = module.model.input_spec
     transform = train_transform(cfg, spec)
     result: dict[str, Any] = {
@@ -177,8 +177,8 @@ def plan(cfg: Config, *, log=print) -> dict:
         "sampling": {
             "kind": sampling,
             "frames": spec.frames,
-            "stride": d.stride if sampling == "mae_dfer" else None,
-            "test_views": d.test_views if sampling == "mae_dfer" else 1,
+            "stride": sampling_kwargs(cfg, train=True).get("stride"),
+            "test_views": views_at_test(cfg),
             "train": "random (per the recipe)",
             "test": "deterministic",
         },
