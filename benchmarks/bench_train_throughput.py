@@ -61,13 +61,13 @@ def main() -> None:
             [f"data.root={synth}", f"out={tmp}/run", "au.strategy=none"]
             + ([f"data.num_workers={args.workers}"] if args.workers is not None else []),
         )
-        t = cfg["train"]
+        t = cfg.train
         prep = prepare(cfg)
         module = AUDFERModule(cfg, prep.knowledge.tolist(), None, steps_per_epoch(len(prep.train), t))
         model, criterion = module.model, module.criterion
         opt = module.configure_optimizers()["optimizer"]  # the run's own optimiser (param groups, foreach)
         ds = make_dataset(cfg, prep.train, model.input_spec, prep.au_labels, train=True)
-        dl = loader(ds, t["batch_size"], train=True, workers=cfg["data"]["num_workers"], seed=t["seed"])
+        dl = loader(ds, t.batch_size, train=True, workers=cfg.data.num_workers, seed=t.seed)
 
         def step(batch) -> None:
             clips, labels, au, mask, _ = batch
@@ -106,8 +106,8 @@ def main() -> None:
         n_clips = sum(len(b[0]) for b in batches)
 
     print(
-        f"{cfg['model']['name']} {cfg['model']['kwargs']}, batch {t['batch_size']}, {len(batches)} steps an epoch, median of "
-        f"{args.epochs} epochs each, {torch.get_num_threads()} threads, {cfg['data']['num_workers']} loader workers"
+        f"{cfg.model.name} {dict(cfg.model.kwargs)}, batch {t.batch_size}, {len(batches)} steps an epoch, median of "
+        f"{args.epochs} epochs each, {torch.get_num_threads()} threads, {cfg.data.num_workers} loader workers"
     )
     print(f"{'':34s}{'s/epoch':>9s}{'clips/s':>10s}")
     for name, sec in (

@@ -93,13 +93,16 @@ class AUAvailability:
 
     @property
     def missing_presence(self) -> tuple[str, ...]:
+        """AUs with no presence rule in the source(s): masked in the presence targets, never taken as absent."""
         return tuple(a for a in AUS if a not in self.presence)
 
     @property
     def missing_intensity(self) -> tuple[str, ...]:
+        """AUs with no intensity column in the source(s)."""
         return tuple(a for a in AUS if a not in self.intensity)
 
     def as_dict(self) -> dict:
+        """The JSON form written to provenance sidecars and run records."""
         return {
             "sources": list(self.sources),
             "presence": list(self.presence),
@@ -137,6 +140,7 @@ class AUMapping:
         return next((c for c in self.columns if c.au == au and c.kind == kind), None)
 
     def presence_rule(self, au: str) -> tuple[AUColumn, str] | None:
+        """How ``au``'s presence is read: ``(column, rule)`` from a presence, probability or intensity column (in that order of preference), or None when the tool does not give it."""
         for kind in ("presence", "probability", "intensity"):
             col = self._by_au(au, kind)
             if col is not None:
@@ -148,6 +152,7 @@ class AUMapping:
         return None
 
     def intensity_rule(self, au: str) -> tuple[AUColumn, str] | None:
+        """``(column, rule)`` giving ``au``'s intensity on OpenFace's 0-5 scale, or None when the tool has none."""
         if au not in AUS_INTENSITY:
             return None
         col = self._by_au(au, "intensity")
@@ -159,6 +164,7 @@ class AUMapping:
         return None
 
     def availability(self) -> AUAvailability:
+        """Which of the 18 AUs this mapping gives, and how (``AUAvailability``)."""
         how = {}
         for a in AUS:
             p, i = self.presence_rule(a), self.intensity_rule(a)

@@ -797,6 +797,7 @@ _COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``audfer`` argument parser with every subcommand."""
     from . import __version__
 
     parser = _Parser(prog="audfer", description="AU-enhanced dynamic facial expression recognition")
@@ -808,6 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``audfer`` command; returns the exit status (0, 2 for bad input, 130/143 on a signal)."""
     args = build_parser().parse_args(argv)
     try:
         with warnings.catch_warnings():

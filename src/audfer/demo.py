@@ -21,11 +21,13 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from .hints import Log
 from .io import write_csv
 from .knowledge import extract_knowledge, paper_knowledge
 from .labels import STRATEGIES, pos_weights, video_au_labels
@@ -207,12 +209,12 @@ def run_demo(
     clips: int = DEMO_SYNTH["clips"],
     size: int = DEMO_SYNTH["size"],
     frames: int = DEMO_SYNTH["frames"],
-    seeds=(0, 1, 2),
+    seeds: Sequence[int] = (0, 1, 2),
     epochs: int | None = None,
     seed: int = 0,
     videos: bool = True,
     jobs: int | None = None,
-    log=print,
+    log: Log = print,
 ) -> Path:
     """The demo into ``out`` (see the module doc). ``jobs``: training runs side by side (default: one per CPU core,
     at most 8); every run uses one CPU thread, so the results do not depend on ``jobs`` or on the machine's
@@ -419,9 +421,11 @@ def run_demo(
         "|---|---|---|",
     ]
     tables: dict[str, list[dict]] = {"exact": [], "openface": []}
-    for s in seeds:
+    for seed_i in seeds:
         preds = pl.read_csv(
-            out / best / f"seed_{s}" / "eval" / "predictions.csv", glob=False, schema_overrides={"clip_id": pl.String}
+            out / best / f"seed_{seed_i}" / "eval" / "predictions.csv",
+            glob=False,
+            schema_overrides={"clip_id": pl.String},
         )
         tables["exact"].append(au_f1_table(preds, exact))
         tables["openface"].append(au_f1_table(preds, eq4))

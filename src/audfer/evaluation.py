@@ -7,6 +7,7 @@ per-class recalls, as in the paper's Tables 1-3.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from .vocab import AUS, EXPRESSIONS, MAFW_CLASSES
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:
+    """The class names of a ``num_classes``-way head: the 7 expressions, or MAFW's 11 classes."""
     return EXPRESSIONS if num_classes == len(EXPRESSIONS) else tuple(c.capitalize() for c in MAFW_CLASSES[:num_classes])
 
 
@@ -89,7 +91,9 @@ def classification_metrics(
     return out
 
 
-def prediction_table(ids, labels, probs, au_probs=None) -> pl.DataFrame:
+def prediction_table(
+    ids: Sequence[str], labels: np.ndarray, probs: np.ndarray, au_probs: np.ndarray | None = None
+) -> pl.DataFrame:
     """``clip_id,label,pred``, one probability column per class, then one per AU (when the AU head is on)."""
     names = class_names(probs.shape[1])
     data = {"clip_id": list(ids), "label": np.asarray(labels, np.int64), "pred": probs.argmax(1).astype(np.int64)}
@@ -100,7 +104,7 @@ def prediction_table(ids, labels, probs, au_probs=None) -> pl.DataFrame:
 
 
 @torch.no_grad()
-def predict_loaders(model, loaders, device="cpu") -> dict:
+def predict_loaders(model: torch.nn.Module, loaders: Sequence[Iterable], device: str | torch.device = "cpu") -> dict:
     """Run ``model`` over one loader per temporal view; softmax / sigmoid / features averaged over views."""
     model.eval().to(device)
     acc: dict[str, Any] | None = None
@@ -141,7 +145,7 @@ def predict_loaders(model, loaders, device="cpu") -> dict:
     return acc
 
 
-def aggregate(runs: dict[str, dict], keys=("war", "uar", "macro_f1")) -> dict:
+def aggregate(runs: dict[str, dict], keys: Sequence[str] = ("war", "uar", "macro_f1")) -> dict:
     """Mean and sample std over runs (folds or seeds) of the scalar metrics and per-class recalls."""
     out: dict = {"runs": list(runs)}
     for k in keys:

@@ -16,6 +16,7 @@ from torch import nn
 
 from .errors import AudferError
 from .io import atomic_path
+from .models.base import DFERModel
 
 
 class _Heads(nn.Module):
@@ -28,7 +29,7 @@ class _Heads(nn.Module):
         return (out.logits, out.au_logits) if out.au_logits is not None else (out.logits,)
 
 
-def export_onnx(model, path: str | Path, *, opset: int = 17) -> Path:
+def export_onnx(model: DFERModel, path: str | Path, *, opset: int = 17) -> Path:
     """Write ``model`` as ONNX (legacy TorchScript exporter: no onnxscript needed); returns the path."""
     try:
         import onnx  # noqa: F401
@@ -54,7 +55,7 @@ def export_onnx(model, path: str | Path, *, opset: int = 17) -> Path:
     return Path(path)
 
 
-def onnx_parity(model, path: str | Path, *, batch: int = 2, seed: int = 0) -> dict[str, float]:
+def onnx_parity(model: DFERModel, path: str | Path, *, batch: int = 2, seed: int = 0) -> dict[str, float]:
     """Max absolute difference between onnxruntime and PyTorch on a random batch, per output."""
     try:
         import onnxruntime as ort

@@ -22,6 +22,12 @@ never an invented prediction.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models.base import DFERModel
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,15 +74,22 @@ def _open(path: str | Path):
 
 
 def video_fps(path: str | Path) -> float:
+    """Frames per second the video declares; 25 with a ``VideoWarning`` when it declares none (window times then
+    assume 25 fps)."""
+    import warnings
+
     import cv2
 
     cap = _open(path)
     fps = cap.get(cv2.CAP_PROP_FPS)
     cap.release()
-    return float(fps) if fps and fps > 0 else 25.0
+    if fps and fps > 0:
+        return float(fps)
+    warnings.warn(f"{path}: declares no frame rate; window times assume 25 fps", VideoWarning, stacklevel=2)
+    return 25.0
 
 
-def iter_frames(path: str | Path, *, check_length: bool = False):
+def iter_frames(path: str | Path, *, check_length: bool = False) -> Iterator[np.ndarray]:
     """Frames of a video (RGB uint8), streamed: a long video never sits in memory whole. ``check_length``:
     warn (``VideoWarning``) when clearly fewer frames decode than the file declares (< 95 %: a cut-off file)."""
     import warnings
@@ -240,7 +253,7 @@ def windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
     return [(s, s + window) for s in starts]
 
 
-def load_predictor(checkpoint: str | Path, model_name: str | None = None, **model_kwargs):
+def load_predictor(checkpoint: str | Path, model_name: str | None = None, **model_kwargs: Any) -> DFERModel:
     """A model for inference: an audfer training checkpoint, or (with ``model_name``) any weights
     ``load_checkpoint`` understands (official layouts included)."""
     from .models import create_model, load_checkpoint
@@ -257,11 +270,11 @@ def load_predictor(checkpoint: str | Path, model_name: str | None = None, **mode
 @torch.no_grad()
 def predict_video(
     path: str | Path,
-    model,
+    model: DFERModel,
     *,
     window: int = 16,
     stride: int = 8,
-    detector=None,
+    detector: Callable[[np.ndarray], np.ndarray] | None = None,
     margin: float = 0.25,
     batch_size: int = 8,
     min_track: int = 5,
@@ -284,8 +297,8 @@ def predict_video(
         raise AudferError(f"face must be one of {', '.join(FACE_MODES)}, got {face!r}")
     if face == "full":
         detector, margin, min_track = FullFrameDetector(), 0.0, 1
-    detector = detector or HaarFaceDetector()
-    detections = [detector(f) for f in iter_frames(path, check_length=True)]  # pass 1: detect
+    detect: Callable[[np.ndarray], np.ndarray] = detector or HaarFaceDetector()
+    detections = [detect(f) for f in iter_frames(path, check_length=True)]  # pass 1: detect
     n_frames = len(detections)
     fps = video_fps(path)
     boxes = track_main_face(detections, min_track=min_track, max_gap=max_gap)
@@ -362,10 +375,12 @@ class VideoResult:
 
     @property
     def frames(self) -> int:
+        """Frames decoded from the video."""
         return len(self.boxes)
 
     @property
     def frames_with_face(self) -> int:
+        """Frames in which the main face was found."""
         return int((~np.isnan(self.boxes).any(axis=1)).sum())
 
     @property

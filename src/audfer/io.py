@@ -87,11 +87,13 @@ def write_csv(df: pl.DataFrame, path: str | os.PathLike, *, float_precision: int
 
 
 def write_parquet(df: pl.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``df`` as Parquet atomically (a crash never leaves a partial file)."""
     with atomic_path(path) as tmp:
         df.write_parquet(tmp)
 
 
 def write_json(obj: object, path: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON atomically (a crash never leaves a partial file)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 

@@ -139,9 +139,11 @@ class KnowledgeResult:
         return [a for a, m in zip(AUS, self.measured) if not m]
 
     def table(self) -> pl.DataFrame:
+        """K as a table: ``expression`` then one column per AU (the layout of ``K.csv``)."""
         return expression_table(self.matrix)
 
     def summary(self) -> str:
+        """One line: clips and frames used per expression, and the frames dropped by reason."""
         used = ", ".join(
             f"{e} {int(c)} clips/{int(f)} frames"
             for e, c, f in zip(EXPRESSIONS, self.clips_per_expression, self.frames_per_expression)

@@ -17,6 +17,7 @@ import polars as pl
 
 from .data.annotations import affwild2_frame_labels, clip_key, dfew_labels, ferv39k_labels, mafw_labels, ravdess_labels
 from .errors import AudferError, InputError
+from .hints import Log
 from .io import expression_table, read_clip_labels, read_csv_table, write_csv
 from .knowledge import DEFAULT_SHIFT, KnowledgeResult, combine_knowledge, extract_knowledge
 from .openface import read_au_dir
@@ -60,7 +61,7 @@ def _need(spec: DatasetSpec, attr: str, flag: str):
     return value
 
 
-def knowledge_for_dataset(spec: DatasetSpec, **reader_options) -> tuple[KnowledgeResult, dict[str, int]]:
+def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[KnowledgeResult, dict[str, int]]:
     """K for one dataset and a count of clips/frames used and left out, by reason.
 
     ``reader_options`` go to ``read_au_dir`` (face_id, strict, on_error, cache, cache_dir). The returned
@@ -131,7 +132,7 @@ def knowledge_provenance(result: KnowledgeResult) -> dict:
     return {"au_source": result.au_source, "unmeasured_aus": result.unmeasured}
 
 
-def measured_from_sidecar(path: str | Path):
+def measured_from_sidecar(path: str | Path) -> np.ndarray | None:
     """(18,) bool measured mask of a K.csv from its provenance sidecar; None when it records none (then
     every column counts as measured, as in the paper's combination)."""
     import numpy as np
@@ -233,7 +234,7 @@ def _checked_frame_probs(path, probs: pl.DataFrame) -> pl.DataFrame:
     return out.drop("_row")
 
 
-def knowledge_from_config(config: dict, *, base: Path = Path("."), log=print) -> dict:
+def knowledge_from_config(config: dict, *, base: Path = Path("."), log: Log = print) -> dict:
     """Run every dataset of ``config`` and combine: keys ``datasets`` (list of DatasetSpec fields),
     ``shift`` (number or ``auto``), ``out`` (combined K.csv), ``heatmap`` (PNG, optional).
     Relative paths are taken relative to ``base`` (the config file's folder)."""

@@ -137,6 +137,8 @@ class PosWeights:
 
     @property
     def global_row(self) -> np.ndarray:
+        """Eq. 6: one positive-class weight per AU over all clips, (clips - positives) / positives over the clips whose
+        label is known (``_ratio``)."""
         c = self.known_counts.sum(axis=0) if self.known_counts is not None else self.class_counts.sum()
         return _ratio(c, self.positive_counts.sum(axis=0))
 
@@ -148,6 +150,7 @@ class PosWeights:
         return [a for a, n in zip(AUS, self.known_counts.sum(axis=0)) if n == 0]
 
     def table(self) -> pl.DataFrame:
+        """The weights as a table: ``expression`` then one column per AU."""
         return expression_table(self.values)
 
 

@@ -141,6 +141,7 @@ class AUDFERLoss(nn.Module):
         au_targets: torch.Tensor,
         au_mask: torch.Tensor | None = None,
     ) -> AUDFERLossOutput:
+        """Eq. 10 split into its parts: ``expression`` (CE), ``au`` (the K-weighted BCE of Eq. 9) and ``total`` = (1 - λ) CE + λ L_AU."""
         ce = F.cross_entropy(expr_logits, labels, label_smoothing=self.label_smoothing)
         if au_logits is None or self.au_weight == 0.0:
             au = expr_logits.new_zeros(())

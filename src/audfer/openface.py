@@ -27,7 +27,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -35,6 +35,9 @@ import polars as pl
 from .errors import AudferError, ConfigError, InputError
 from .io import write_json, write_parquet
 from .vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
+
+if TYPE_CHECKING:
+    from .au_sources import AUAvailability, AUMapping
 
 __all__ = [
     "read_openface",
@@ -262,15 +265,18 @@ class OpenFaceFolder:
     sources: dict[str, str] = field(default_factory=dict)  #: clip id -> AU source (``audfer.au_sources``)
 
     @property
-    def availability(self):
+    def availability(self) -> AUAvailability:
         """Which AUs the folder's source(s) give (``au_sources.AUAvailability``); with several sources, an AU
         counts as given when every source gives it."""
         from .au_sources import MAPPINGS, AUAvailability
 
         names = sorted(set(self.sources.values())) or ["openface"]
-        return AUAvailability.combine([(self.mapping if n == "table" else MAPPINGS[n]).availability() for n in names])
+        if "table" in names and self.mapping is None:
+            raise ConfigError("AU folder read as a table source without its AU mapping (data.au_mapping)")
+        mappings = [self.mapping if n == "table" else MAPPINGS[n] for n in names]
+        return AUAvailability.combine([m.availability() for m in mappings if m is not None])
 
-    mapping: object = field(default=None, repr=False)  #: the ``au_sources.AUMapping`` of a ``table`` source
+    mapping: AUMapping | None = field(default=None, repr=False)  #: the ``au_sources.AUMapping`` of a ``table`` source
 
 
 def _read_chunk(
@@ -305,7 +311,7 @@ def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "audfer"
 
 
-def read_openface_dir(directory: str | os.PathLike, **options) -> OpenFaceFolder:
+def read_openface_dir(directory: str | os.PathLike, **options: Any) -> OpenFaceFolder:
     """``read_au_dir`` with ``source="openface"`` unless another source is given."""
     options.setdefault("source", "openface")
     return read_au_dir(directory, **options)
@@ -315,7 +321,7 @@ def read_au_dir(
     directory: str | os.PathLike,
     *,
     source: str = "auto",
-    mapping=None,
+    mapping: AUMapping | None = None,
     allow_mixed: bool = False,
     face_id: int | None = None,
     strict: bool = False,

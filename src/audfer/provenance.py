@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -22,11 +23,13 @@ __all__ = ["sidecar", "write_provenance", "read_provenance", "ids_digest", "chec
 
 
 def sidecar(path: str | Path) -> Path:
+    """The provenance sidecar of ``path``: ``<path>.provenance.json``."""
     path = Path(path)
     return path.with_name(path.name + ".provenance.json")
 
 
-def ids_digest(ids) -> str:
+def ids_digest(ids: Iterable[object]) -> str:
+    """SHA-256 of the sorted clip ids, one per line: the same set of clips gives the same digest."""
     return hashlib.sha256("\n".join(sorted(map(str, ids))).encode()).hexdigest()
 
 
@@ -34,7 +37,7 @@ def write_provenance(
     path: str | Path,
     *,
     what: str,
-    clip_ids,
+    clip_ids: Iterable[object],
     dataset: str | None = None,
     fold: int | None = None,
     split: str | None = None,
@@ -63,6 +66,7 @@ def write_provenance(
 
 
 def read_provenance(path: str | Path) -> dict | None:
+    """The sidecar of ``path`` as a dict; None when there is none (``InputError`` when it is unreadable)."""
     side = sidecar(path)
     if not side.is_file():
         return None
@@ -77,7 +81,7 @@ def read_provenance(path: str | Path) -> dict | None:
     return record
 
 
-def check_no_test_clips(path: str | Path, what: str, test_ids, *, allow: bool, where: str) -> dict:
+def check_no_test_clips(path: str | Path, what: str, test_ids: Iterable[object], *, allow: bool, where: str) -> dict:
     """Refuse ``path`` when its sidecar lists clips of the run's test split; returns what was found
     (``{"file", "provenance", "test_clips"}``) for the run's records."""
     from .data.annotations import keyed

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
+from .hints import PathLike
 from .io import atomic_path
 from .vocab import AUS, EXPRESSIONS
 
@@ -59,7 +61,11 @@ def _save(fig, path) -> None:
 
 
 def plot_confusions(
-    matrices: dict[str, np.ndarray], names, path, *, title: str = "Normalised confusion matrices"
+    matrices: dict[str, np.ndarray],
+    names: Sequence[str],
+    path: PathLike,
+    *,
+    title: str = "Normalised confusion matrices",
 ) -> None:
     """Row-normalised confusion matrices side by side (Fig. 6: baseline vs AU-DFER)."""
     plt = _pyplot()
@@ -87,7 +93,9 @@ def plot_confusions(
     _save(fig, path)
 
 
-def plot_tsne(features: dict[str, tuple[np.ndarray, np.ndarray]], names, path, *, seed: int = 0) -> None:
+def plot_tsne(
+    features: dict[str, tuple[np.ndarray, np.ndarray]], names: Sequence[str], path: PathLike, *, seed: int = 0
+) -> None:
     """t-SNE of pooled features coloured by true expression, one panel per model (Fig. 8)."""
     from sklearn.manifold import TSNE
 
@@ -108,7 +116,7 @@ def plot_tsne(features: dict[str, tuple[np.ndarray, np.ndarray]], names, path, *
     _save(fig, path)
 
 
-def plot_curves(curves: dict[str, dict[str, np.ndarray]], path, *, title: str = "Training curves") -> None:
+def plot_curves(curves: dict[str, dict[str, np.ndarray]], path: PathLike, *, title: str = "Training curves") -> None:
     """Per-epoch curves (Fig. 7): ``curves[run][metric] = values``; one panel per metric."""
     plt = _pyplot()
     metrics = sorted({m for c in curves.values() for m in c})
@@ -124,7 +132,15 @@ def plot_curves(curves: dict[str, dict[str, np.ndarray]], path, *, title: str = 
     _save(fig, path)
 
 
-def plot_lambda(lams, war, uar, path, *, war_std=None, uar_std=None) -> None:
+def plot_lambda(
+    lams: Sequence[float],
+    war: Sequence[float],
+    uar: Sequence[float],
+    path: PathLike,
+    *,
+    war_std: Sequence[float] | None = None,
+    uar_std: Sequence[float] | None = None,
+) -> None:
     """WAR and UAR against the loss ratio λ (Fig. 5)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -155,7 +171,7 @@ def pm(stat: dict | None, scale: float = 100.0) -> str:
     return f"{scale * stat['mean']:.2f} ± {scale * stat['std']:.2f}"
 
 
-def results_table(rows: dict[str, dict], names) -> list[str]:
+def results_table(rows: dict[str, dict], names: Sequence[str]) -> list[str]:
     """Markdown rows in the layout of the paper's Tables 1 and 3: per-class recall, then WAR and UAR."""
     out = ["| method | " + " | ".join(names) + " | WAR | UAR |", "|---|" + "---|" * (len(names) + 2)]
     for label, agg in rows.items():

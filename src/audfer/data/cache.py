@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..hints import PathLike
 from .datasets import UnreadableFrame, frame_paths, read_frames
 
 
@@ -70,17 +71,22 @@ class ClipCache:
         self._held_bytes += frames.nbytes
 
     def key(self, path: str | os.PathLike) -> str:
+        """The cache key of a clip: SHA-1 of its resolved path, mtime, entry count (folder) or byte size (video) and the
+        cached resolution; a changed clip gets a new key."""
         path = Path(path).resolve()
         st = path.stat()
         n = len(list(path.iterdir())) if path.is_dir() else st.st_size
         text = f"{path}|{st.st_mtime_ns}|{n}|{self.size}"
         return hashlib.sha1(text.encode()).hexdigest()
 
-    def entry(self, path) -> Path:
+    def entry(self, path: PathLike) -> Path:
+        """Where the cached array of the clip at ``path`` lives (``<root>/<key[:2]>/<key>.npy``)."""
         k = self.key(path)
         return self.root / k[:2] / f"{k}.npy"
 
     def get(self, path: str | os.PathLike, *, on_bad_frame: str = "raise") -> np.ndarray:
+        """The clip's uint8 frames with the shorter side at the cache's size: from the cache, or decoded once and
+        stored (atomically)."""
         try:
             mtime = os.stat(path).st_mtime_ns
         except OSError:

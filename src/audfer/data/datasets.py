@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import InputError, UnreadableFrameError
+from ..hints import PathLike
 from ..vocab import AUS
 from .annotations import dfew_labels, ferv39k_labels, keyed, mafw_labels
 
@@ -69,7 +71,7 @@ class ClipIndex:
 
 
 def dfew_index(
-    root, fold: int = 1, split: str = "train", *, frames: str = "clip_224x224", on_missing: str = "raise"
+    root: PathLike, fold: int = 1, split: str = "train", *, frames: str = "clip_224x224", on_missing: str = "raise"
 ) -> ClipIndex:
     """DFEW: labels from ``EmoLabel_DataSplit``, frames in ``Clip/<frames>/<id>/`` (or ``clip_224x224_16f``)."""
     root = Path(root)
@@ -79,7 +81,7 @@ def dfew_index(
     return _index([(c, l, _locate(base, c), where) for c, l in labels.iter_rows()], on_missing)
 
 
-def ferv39k_index(root, split: str = "train", *, on_missing: str = "raise") -> ClipIndex:
+def ferv39k_index(root: PathLike, split: str = "train", *, on_missing: str = "raise") -> ClipIndex:
     """FERV39k: frames under ``2_ClipsforFaceCrop/<Scene>/<Emotion>/<id>/``; clip id ``Scene_Emotion_ID``."""
     root = Path(root)
     base = root / "2_ClipsforFaceCrop"
@@ -91,7 +93,7 @@ def ferv39k_index(root, split: str = "train", *, on_missing: str = "raise") -> C
 
 
 def mafw_index(
-    root,
+    root: PathLike,
     fold: int = 1,
     split: str = "train",
     *,
@@ -112,7 +114,7 @@ def mafw_index(
 LIST_PRESETS = ("dfew7", "mafw11")
 
 
-def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
+def list_label_map(class_order: str | Sequence[str] | None, num_classes: int = 7) -> dict[int, int | None]:
     """What a list file's label ids mean: ``class_order`` is a preset (``dfew7``: audfer's order Happy, Sad,
     Neutral, Angry, Surprise, Disgust, Fear; ``mafw11``: MAFW's anger, disgust, fear, happiness, neutral,
     sadness, surprise, contempt, anxiety, helplessness, disappointment) or the class names in id order.
@@ -151,7 +153,13 @@ def list_label_map(class_order, num_classes: int = 7) -> dict[int, int | None]:
 
 
 def list_index(
-    list_file, root, *, num_classes: int = 7, class_order=None, keep_parts: int = 1, on_missing: str = "raise"
+    list_file: PathLike,
+    root: PathLike,
+    *,
+    num_classes: int = 7,
+    class_order: str | Sequence[str] | None = None,
+    keep_parts: int = 1,
+    on_missing: str = "raise",
 ) -> ClipIndex:
     """Generic ``<dir> <num_frames> <label>`` or ``<dir> <label>`` lists (Former-DFER, MAE-DFER).
 
@@ -322,6 +330,8 @@ def _stack(frames: list[np.ndarray], where: Path) -> np.ndarray:
 
 
 def count_frames(path: str | Path) -> int:
+    """Frames of a clip: image files in a frame folder, or the frame count a video declares (decoded and counted
+    when it declares none)."""
     path = Path(path)
     if path.is_dir():
         return len(frame_paths(path))
@@ -409,6 +419,7 @@ class ClipDataset:
         return len(self.paths)
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch the next draws belong to: each clip's random sampling and augmentation are seeded by (seed, epoch, index), so they do not depend on worker count or order."""
         self.epoch = epoch
 
     def _decode(self, i: int, rng) -> np.ndarray:

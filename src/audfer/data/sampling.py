@@ -124,7 +124,9 @@ def sampler_options(kind: str) -> frozenset[str]:
     return frozenset(params) - {"n", "num", "rng", "segments", "per_segment"}
 
 
-def sample_indices(kind: str, n: int, num: int = 16, rng: np.random.Generator | None = None, **kwargs) -> np.ndarray:
+def sample_indices(
+    kind: str, n: int, num: int = 16, rng: np.random.Generator | None = None, **kwargs: int
+) -> np.ndarray:
     """Indices of ``kind`` (m3dfel, former_dfer, mae_dfer, uniform) for a clip of n frames."""
     if kind not in SAMPLERS:
         raise ConfigError(f"unknown sampling {kind!r}; expected one of {', '.join(SAMPLERS)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ def _resize(clip: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Resize:
+    """Resize every frame to ``size`` x ``size`` (PIL-equivalent bilinear, ``_resize``); a no-op when it already is."""
+
     def __init__(self, size: int) -> None:
         self.size = size
 
@@ -48,7 +51,7 @@ class RandomResizedCrop:
     def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> None:
         self.size, self.scale, self.ratio = size, scale, ratio
 
-    def box(self, h: int, w: int, rng) -> tuple[int, int, int, int]:
+    def box(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
         """``(top, left, height, width)``: torchvision's ``RandomResizedCrop.get_params`` rule (the first of 10 tries
         whose box fits; else a centre crop). The 10 tries are drawn at once (one draw per clip instead of up to 20
         small ones), then the position uniformly among the fitting places."""
@@ -83,6 +86,8 @@ class RandomResizedCrop:
 
 
 class HorizontalFlip:
+    """Flip the whole clip left-right with probability ``p`` (one draw per clip; never at test, ``rng`` None)."""
+
     def __init__(self, p: float = 0.5) -> None:
         self.p = p
 
@@ -147,7 +152,8 @@ class ColorJitter:
             raise ConfigError(f"hue jitter must be in [0, 0.5], got {hue}")
         self.b, self.c, self.s, self.h = brightness, contrast, saturation, hue
 
-    def draw(self, rng) -> tuple[list[int], list[float]]:
+    def draw(self, rng: np.random.Generator) -> tuple[list[int], list[float]]:
+        """One clip's jitter: the order of the four adjustments and their factors (hue: a shift in turns)."""
         order = [int(k) for k in rng.permutation(4)]
         factors = [rng.uniform(max(0.0, 1 - v), 1 + v) for v in (self.b, self.c, self.s)] + [
             rng.uniform(-self.h, self.h)
@@ -192,6 +198,8 @@ class Normalize:
 
 
 class Compose:
+    """Apply ``steps`` in order, passing each the clip's random generator."""
+
     def __init__(self, *steps) -> None:
         self.steps = steps
 
@@ -214,8 +222,8 @@ def build_transform(
     *,
     jitter: float = 0.4,
     hue: float = 0.0,
-    scale=(0.08, 1.0),
-    randaugment=None,
+    scale: tuple[float, float] = (0.08, 1.0),
+    randaugment: str | Sequence[float] | None = None,
     erasing: float = 0.0,
 ) -> Compose:
     """The base models' train/test transforms for a model's ``input_spec``.
@@ -239,7 +247,7 @@ def build_transform(
     return Compose(Resize(spec.size), Normalize(spec.mean, spec.std))
 
 
-def parse_randaugment(spec) -> dict:
+def parse_randaugment(spec: str | Sequence[float]) -> dict:
     """timm's RandAugment config string (``rand-m7-n4-mstd0.5-inc1``, MAE-DFER's ``--aa``) or ``[m, n]``
     -> ``{"m", "n", "mstd", "p", "increasing"}``. ``[m, n]`` means ``rand-m<m>-n<n>-inc1`` (no noise)."""
     if isinstance(spec, (list, tuple)):
@@ -361,10 +369,11 @@ class RandAugment:
         self.ops = self.OPS_INCREASING if increasing else self.OPS
 
     @classmethod
-    def from_spec(cls, spec) -> "RandAugment":
+    def from_spec(cls, spec: str | Sequence[float]) -> RandAugment:
+        """From timm's config string or ``[m, n]`` (``parse_randaugment``)."""
         return cls(**parse_randaugment(spec))
 
-    def draw(self, rng) -> list[tuple[str, float, float]]:
+    def draw(self, rng: np.random.Generator) -> list[tuple[str, float, float]]:
         """The clip's ops: ``(name, magnitude, sign)`` for each op that fires."""
         chosen = rng.choice(len(self.ops), size=self.n, replace=True)
         out = []

@@ -19,8 +19,9 @@ import polars as pl
 import torch
 
 from ..data.datasets import ClipDataset, ClipIndex, dfew_index, ferv39k_index, list_index, mafw_index
-from ..data.transforms import build_transform
+from ..data.transforms import Compose, Normalize, build_transform
 from ..errors import AudferError
+from ..models.base import InputSpec
 from ..vocab import AUS
 from .config import with_values
 from .options import Config
@@ -333,7 +334,7 @@ def default_sampling(model_name: str) -> str:
     return getattr(model_entry(model_name).builder, "sampling", "uniform")
 
 
-def train_transform(cfg: Config, spec):
+def train_transform(cfg: Config, spec: InputSpec) -> Compose:
     """The training transform the config asks for (``data.jitter``, ``hue``, ``crop_scale``, ``randaugment``,
     ``erasing``) for a model's input spec."""
     d = cfg.data
@@ -348,7 +349,11 @@ def train_transform(cfg: Config, spec):
     )
 
 
-def make_dataset(cfg: Config, index: ClipIndex, spec, au_labels, *, train: bool, view: int = 0) -> ClipDataset:
+def make_dataset(
+    cfg: Config, index: ClipIndex, spec: InputSpec, au_labels: pl.DataFrame | None, *, train: bool, view: int = 0
+) -> ClipDataset:
+    """The dataset of one split as the config asks: the run's sampler and its options, the train or test
+    transform for the model's ``spec``, the clip cache, video AU labels (Eq. 4) attached when given."""
     from ..data.cache import ClipCache
 
     d = cfg.data
@@ -396,6 +401,7 @@ class EpochShuffle(torch.utils.data.Sampler):
         self.n, self.seed, self.epoch = n, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch: the order is a permutation seeded by (seed, epoch), the same whatever the worker count."""
         self.epoch = epoch
 
     def __iter__(self):
@@ -427,7 +433,9 @@ class ShardInOrder(torch.utils.data.Sampler):
         return len(range(rank, self.n, world))
 
 
-def collate(batch, normalize=None):
+def collate(
+    batch: list[tuple], normalize: Normalize | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Items -> ``(clips, labels, au_targets, au_mask, ids)``; ``normalize`` (a dataset's deferred ``Normalize``)
     runs once on the stacked uint8 clips: the same values as per clip, with one float batch allocated instead of
     one per clip (the demo's pipeline: 12 % -> see benchmarks/bench_train_throughput.py)."""
@@ -470,6 +478,7 @@ class ClipDataModule(L.LightningDataModule):
 
     @property
     def prep(self) -> Prepared:
+        """The prepared splits, AU labels, K and pos-weights (``prepare``), computed once on first use."""
         if self._prep is None:
             self._prep = prepare(self.cfg)
         return self._prep

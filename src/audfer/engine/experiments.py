@@ -8,6 +8,7 @@ running it again: finished runs (with ``eval/metrics.json``) are reused, an unfi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import polars as pl
 
 from ..errors import ConfigError
 from ..evaluation import aggregate, class_names
+from ..hints import Log
 from ..io import atomic_path, write_csv, write_json
 from ..reports import plot_confusions, plot_curves, plot_knowledge, plot_lambda, plot_tsne, pm, results_table
 from .config import with_values
@@ -35,7 +37,7 @@ def _variant(cfg: Config, out: Path, source: str, values: dict[str, object]) -> 
     return with_values(cfg, {**values, "out": str(out)}, source=source)
 
 
-def run_once(cfg: Config, *, log=print, accept_changes: bool = False) -> dict:
+def run_once(cfg: Config, *, log: Log = print, accept_changes: bool = False) -> dict:
     """Train + evaluate one run folder, reusing a finished one and resuming an unfinished one."""
     out = cfg.run_dir
     metrics = out / "eval" / "metrics.json"
@@ -81,7 +83,7 @@ def _run_in_child(cfg: Config, accept_changes: bool) -> tuple[dict, list[str]]:
             os._exit(143)
 
 
-def run_many(cfgs: list[Config], *, jobs: int = 1, log=print, accept_changes: bool = False) -> list[dict]:
+def run_many(cfgs: list[Config], *, jobs: int = 1, log: Log = print, accept_changes: bool = False) -> list[dict]:
     """``run_once`` for each config, in order; ``jobs`` > 1 runs that many side by side in spawned processes.
 
     Side by side pays on a CPU where one small model cannot keep every core busy (the demo: two runs with
@@ -169,7 +171,14 @@ def _write_report(out: Path, lines: list[str]) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def run_cv(cfg: Config, *, folds=(1, 2, 3, 4, 5), log=print, accept_changes: bool = False, jobs: int = 1) -> dict:
+def run_cv(
+    cfg: Config,
+    *,
+    folds: Sequence[int] = (1, 2, 3, 4, 5),
+    log: Log = print,
+    accept_changes: bool = False,
+    jobs: int = 1,
+) -> dict:
     """Train and evaluate each fold; ``cv.json`` / ``cv.csv`` / ``report.md`` with mean ± std over folds.
     The base folder is locked while it runs (``runlock``); ``jobs``: folds side by side (``run_many``)."""
     from .runlock import run_lock
@@ -230,12 +239,12 @@ def _run_cv(cfg: Config, *, folds, log, accept_changes: bool, jobs: int) -> dict
 def run_ablation(
     cfg: Config,
     *,
-    seeds=(0, 1, 2),
-    strategies=("none", "global", "distinct", "minor"),
-    lams=(0.1, 0.25, 0.5, 0.75),
+    seeds: Sequence[int] = (0, 1, 2),
+    strategies: Sequence[str] = ("none", "global", "distinct", "minor"),
+    lams: Sequence[float] = (0.1, 0.25, 0.5, 0.75),
     title: str | None = None,
     intro: list[str] | None = None,
-    log=print,
+    log: Log = print,
     accept_changes: bool = False,
     jobs: int = 1,
 ) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -21,10 +22,16 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from ..evaluation import war_uar
 from ..losses import AUDFERLoss, mix_batch_targets
 from ..models import create_model
+from ..models.base import ModelOutput
 from .options import Config
+
+#: A training batch: clips, labels, AU targets, AU mask, clip ids (``datamodule.collate``).
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
 
 
 class AUDFERModule(L.LightningModule):
+    """Any registered model trained with the AU-DFER loss (Eq. 10), its optimiser and schedule recipe, and validation WAR / UAR (see the module docstring)."""
+
     def __init__(self, cfg: Config | dict, knowledge: list, pos_weight: list | None, steps_per_epoch: int = 1) -> None:
         """``cfg``: the run's ``Config`` (or its YAML form, as the checkpoint stores it; options an older audfer did
         not have take their defaults); ``knowledge``: K (7 x 18, §3.1); ``pos_weight``: the Eq. 6-8 table or None."""
@@ -50,10 +57,11 @@ class AUDFERModule(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(num_classes=k)  # synced over DDP processes
         self.steps_per_epoch = max(1, steps_per_epoch)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        """The model's output (expression logits, AU logits, pooled feature) for clips ``(B, T, 3, H, W)``."""
         return self.model(x)
 
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
         """On the CPU the batch already is where it goes: skip Lightning's walk over it (about 5 ms a step, 4 % of
         a demo step, spent recursing into the 32 clip-id strings)."""
         if device.type == "cpu":
@@ -83,7 +91,7 @@ class AUDFERModule(L.LightningModule):
         soft, au, mask = mix_batch_targets(labels, au, mask, lam, index, self.cfg.num_classes)
         return clips, soft, au, mask
 
-    def training_step(self, batch, batch_idx):
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         clips, labels, au, mask, _ = batch
         clips, targets, au, mask = self._mix(clips, labels, au, mask)
         out = self.model(clips)
@@ -95,8 +103,9 @@ class AUDFERModule(L.LightningModule):
             self._log_epoch_means()
         return parts.total
 
-    def on_train_epoch_start(self):
-        self._epoch_sums = None
+    def on_train_epoch_start(self) -> None:
+        """Start the epoch's loss and lr sums (``_add_to_epoch``)."""
+        self._epoch_sums: torch.Tensor | None = None
         self._epoch_clips, self._epoch_lr = 0, 0.0
 
     def _add_to_epoch(self, bs: int, parts) -> None:
@@ -112,6 +121,7 @@ class AUDFERModule(L.LightningModule):
         """What ``self.log(..., on_epoch=True, batch_size=bs)`` at every step gave: weighted means over the epoch's
         batches (averaged over DDP processes, ``sync_dist``)."""
         n = max(self._epoch_clips, 1)
+        assert self._epoch_sums is not None, "an epoch's last batch comes after its first"
         ce, au, total = (self._epoch_sums / n).float().unbind()
         for name, value in (
             ("train/ce", ce),
@@ -121,13 +131,13 @@ class AUDFERModule(L.LightningModule):
         ):
             self.log(name, value, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         clips, labels, *_ = batch
         logits = self.model(clips).logits
         self.log("val/loss", F.cross_entropy(logits, labels), batch_size=clips.shape[0], sync_dist=True)
         self.val_confusion.update(logits, labels)
 
-    def on_validation_epoch_end(self):
+    def on_validation_epoch_end(self) -> None:
         war, uar = war_uar(self.val_confusion.compute())
         self.log("val/war", war, prog_bar=True, sync_dist=False)
         self.log("val/uar", uar, prog_bar=True, sync_dist=False)
@@ -183,18 +193,22 @@ class AUDFERModule(L.LightningModule):
             g["params"].append(p)
         return list(groups.values()), lr
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> Any:
+        """AdamW or SGD over the parameter groups (weight decay, layer decay) and the per-step or per-epoch
+        schedule of the recipe (``optim.scheduler``; ``lr_at`` gives its values)."""
         o = self.cfg.optim
         groups, lr = self._param_groups()
         # foreach: one multi-tensor kernel per update step instead of one per parameter; torch picks it by default
         # on CUDA only, and on a CPU it halves the optimiser step of a model with many small tensors (89 in the demo's)
         if o.name == "adamw":
-            opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(o.betas), eps=o.eps, foreach=True)
+            opt: torch.optim.Optimizer = torch.optim.AdamW(
+                groups, lr=lr, betas=(o.betas[0], o.betas[1]), eps=o.eps, foreach=True
+            )
         else:
             opt = torch.optim.SGD(groups, lr=lr, momentum=o.momentum, foreach=True)
         if o.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+            step = torch.optim.lr_scheduler.StepLR(opt, step_size=o.step_size, gamma=o.gamma)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": step, "interval": "epoch"}}
         if o.scheduler == "none":
             return opt
         factor = (lambda step: self.lr_at(step) / lr) if lr > 0 else (lambda step: 0.0)
@@ -202,15 +216,18 @@ class AUDFERModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --------------------------------------------------------------------------- exact resume
-    def on_save_checkpoint(self, checkpoint):
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the torch, numpy and Python RNG states: a resumed run draws what the uninterrupted one would."""
+        state: Any = np.random.get_state()
+        kind, keys, pos, has_gauss, cached = state
         checkpoint["audfer_rng"] = {
             "torch": torch.get_rng_state(),
             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
             "python": random.getstate(),
         }
 
-    def on_load_checkpoint(self, checkpoint):
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the RNG states ``on_save_checkpoint`` stored."""
         state = checkpoint.get("audfer_rng")
         if state:
             torch.set_rng_state(state["torch"])

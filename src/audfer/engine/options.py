@@ -37,6 +37,7 @@ class Check:
     choices: tuple[Any, ...] | None = None
 
     def ok(self, value: Any) -> bool:  # pragma: no cover - every subclass overrides
+        """Whether ``value`` is allowed."""
         return True
 
 
@@ -73,10 +74,12 @@ class Choice(Check):
 
     @property
     def choices(self) -> tuple[Any, ...]:  # type: ignore[override]
+        """The allowed values (a registry's keys when one is given, read now)."""
         return tuple(self.registry) if self.registry is not None else self._values
 
     @property
     def want(self) -> str:  # type: ignore[override]
+        """What is allowed, in words."""
         return "one of " + ", ".join(map(str, self.choices)) + (" or null" if self.none else "")
 
     def ok(self, v: Any) -> bool:
@@ -86,6 +89,8 @@ class Choice(Check):
 
 
 class Flag(Check):
+    """true or false (never 0/1 or text)."""
+
     want = "true or false"
 
     def ok(self, v: Any) -> bool:
@@ -148,6 +153,8 @@ class AnyOf(Check):
 
 
 class Kwargs(Check):
+    """A mapping of option names to values (``model.kwargs``; its keys and values are checked against the model by ``check_model``)."""
+
     want = "a mapping of size options (name: value)"
 
     def ok(self, v: Any) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import AudferError
+from ..hints import Log
 
 LOCK_NAME = ".audfer.lock"
 
@@ -37,7 +38,7 @@ def _worker_of_a_run() -> bool:
 
 
 @contextlib.contextmanager
-def run_lock(folder: str | os.PathLike, *, log=print) -> Iterator[Path | None]:
+def run_lock(folder: str | os.PathLike, *, log: Log = print) -> Iterator[Path | None]:
     """Hold the folder's lock for the duration of the ``with`` block (see the module docstring)."""
     folder = Path(folder)
     if _worker_of_a_run():

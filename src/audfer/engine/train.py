@@ -12,6 +12,15 @@ Run folder::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..hints import PathLike
+
+if TYPE_CHECKING:
+    from ..models.base import DFERModel
+    from .module import AUDFERModule
+
 import json
 import logging
 import os
@@ -27,6 +36,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from ..errors import AudferError, TrainingStopped
+from ..hints import Log
 from ..io import atomic_path, write_csv, write_json
 from .config import dump_config, with_values
 from .datamodule import ClipDataModule, au_label_summary, describe_au_labels, prepare
@@ -58,7 +68,7 @@ def _loggers(cfg: Config, out: Path):
     return loggers or False
 
 
-def initialise(model, cfg: Config, *, log=print) -> dict:
+def initialise(model: DFERModel, cfg: Config, *, log: Log = print) -> dict:
     """``model.pretrained``: load it into ``model`` (any layout ``load_checkpoint`` reads) and say what happened.
 
     Returns the run's init record (``init.json``): ``init`` is ``"pretrained"`` or ``"from scratch"``,
@@ -110,7 +120,7 @@ def _class_counts(index, num: int) -> dict[str, int]:
     return {n: int(c) for n, c in zip(class_names(num), counts)}
 
 
-def plan(cfg: Config, *, log=print) -> dict:
+def plan(cfg: Config, *, log: Log = print) -> dict:
     """``audfer train ... --dry-run``: everything a run would do, checked, without training; written to
     ``<run folder>/plan.json`` and printed. Clips per split and class, AU-label coverage, steps per epoch,
     the learning rate at the first step / end of warm-up / mid-run / last step, the pretrained load
@@ -255,7 +265,7 @@ def has_checkpoint(out: Path) -> bool:
     return (ckdir / "last.ckpt").is_file() or (ckdir / "previous.ckpt").is_file()
 
 
-def resume_point(ckdir: Path, *, log=print) -> tuple[Path, int]:
+def resume_point(ckdir: Path, *, log: Log = print) -> tuple[Path, int]:
     """The checkpoint a resumed run starts from and its finished epochs: ``last.ckpt``, or, when it is truncated
     or corrupt (a crash while it was written), the previous good one (``previous.ckpt``), saying so."""
     last, prev = ckdir / "last.ckpt", ckdir / "previous.ckpt"
@@ -295,7 +305,13 @@ def _check_resume_settings(out: Path, cfg: Config, start_epoch: int, accept_chan
 
 
 def train(
-    cfg: Config, *, resume: bool = False, accept_changes: bool = False, callbacks=(), log=print, evaluate: bool = True
+    cfg: Config,
+    *,
+    resume: bool = False,
+    accept_changes: bool = False,
+    callbacks: Sequence[Callback] = (),
+    log: Log = print,
+    evaluate: bool = True,
 ) -> Path:
     """Train one run as configured, then evaluate the selected checkpoint on the test split.
 
@@ -535,7 +551,7 @@ class _StopOnSignal(Callback):
             raise _Stop(signum)
 
 
-def load_module(checkpoint, *, map_location="cpu"):
+def load_module(checkpoint: PathLike, *, map_location: str | torch.device = "cpu") -> AUDFERModule:
     """The ``AUDFERModule`` stored in a checkpoint written by ``train``."""
     from ..models.checkpoint import sniff_checkpoint
     from .module import AUDFERModule
@@ -553,12 +569,12 @@ def load_module(checkpoint, *, map_location="cpu"):
 
 
 def evaluate_checkpoint(
-    checkpoint,
+    checkpoint: PathLike,
     *,
     overrides: list[str] | tuple[str, ...] = (),
     split: str = "test",
-    out=None,
-    log=print,
+    out: PathLike | None = None,
+    log: Log = print,
     device: str | None = None,
 ) -> dict:
     """Evaluate a checkpoint on a split of its own dataset config (``overrides`` may point elsewhere, e.g.

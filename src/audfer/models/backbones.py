@@ -45,6 +45,8 @@ def r3d18_features(width: int = 64) -> nn.Sequential:
 
 
 class BasicBlock2d(nn.Module):
+    """ResNet-18's basic block (two 3x3 convolutions with batch norm, a projected shortcut when the shape changes), torchvision's layout."""
+
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -65,6 +67,7 @@ class BasicBlock2d(nn.Module):
 
 
 def resnet_stage(cin: int, cout: int, stride: int, blocks: int = 2) -> nn.Sequential:
+    """A ResNet stage: ``blocks`` basic blocks from ``cin`` to ``cout`` channels, the first with ``stride``."""
     return nn.Sequential(BasicBlock2d(cin, cout, stride), *[BasicBlock2d(cout, cout, 1) for _ in range(blocks - 1)])
 
 

@@ -28,6 +28,7 @@ class InputSpec:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def describe(self) -> str:
+        """The spec in words: frames, size and normalisation."""
         norm = (
             "values in [0, 1], no mean/std"
             if self.std == (1.0, 1.0, 1.0) and self.mean == (0.0, 0.0, 0.0)
@@ -87,9 +88,11 @@ class DFERModel(nn.Module):
             raise InputError(f"{type(self).__name__} expects clips (B, {spec.frames}, 3, H, W); got {tuple(x.shape)}")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """The pooled clip feature ``(B, num_features)`` of clips ``(B, T, 3, H, W)``: what the expression classifier and the AU head (§3.2) both read."""
         raise NotImplementedError
 
     def forward_head(self, features: torch.Tensor) -> ModelOutput:
+        """Expression logits and AU logits (None without the AU head) from the pooled feature."""
         logits = getattr(self, self.classifier_name)(features)
         au = self.au_head(features) if self.au_head is not None else None
         return ModelOutput(logits, au, features)

@@ -33,6 +33,7 @@ class LoadReport:
     messages: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``init.json``): loaded, re-initialised and unused keys."""
         return {
             "layout": self.layout,
             "loaded": self.loaded,

@@ -26,6 +26,7 @@ def lstm_macs(lstm: nn.LSTM, steps: int, batch: int = 1) -> int:
 
 
 def count_parameters(model: nn.Module, *, au_head: bool = True) -> int:
+    """Parameters of ``model``, with or without the AU head."""
     return sum(p.numel() for n, p in model.named_parameters() if au_head or not n.startswith("au_head."))
 
 

@@ -20,6 +20,8 @@ from .transformer import Transformer
 
 
 class SFormer(nn.Module):
+    """Former-DFER's spatial former: ResNet-18 stem and ``layer1-3`` per frame, a spatial transformer over the ``layer3`` tokens, then ``layer4`` and average pooling (one feature per frame)."""
+
     def __init__(self, width: int = 64, img_size: int = 112, depth: int = 1, heads: int = 8) -> None:
         super().__init__()
         dim = 4 * width
@@ -46,6 +48,8 @@ class SFormer(nn.Module):
 
 
 class TFormer(nn.Module):
+    """Former-DFER's temporal former: a transformer over the frame features plus a CLS token, whose output is the clip feature."""
+
     def __init__(self, num_frames: int = 16, dim: int = 512, depth: int = 3, heads: int = 8) -> None:
         super().__init__()
         self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
@@ -59,6 +63,8 @@ class TFormer(nn.Module):
 
 
 class FormerDFER(DFERModel):
+    """Former-DFER (S-Former per frame, T-Former over frames) with the expression classifier and the optional AU head (see the module docstring)."""
+
     sampling = "former_dfer"  # audfer.data.sampling.segment_indices: 8 segments x 2 frames
     paper_table2 = (8.32, "correct (MACs)")
     recipes = ("former_dfer_dfew", "former_dfer_ferv39k", "former_dfer_mafw")

@@ -48,6 +48,8 @@ class DMIN(nn.Module):
 
 
 class M3DFEL(DFERModel):
+    """M3DFEL (R3D-18 per 4-frame instance, BiLSTM, attention, DMIN, gated pooling) with the expression classifier and the optional AU head (see the module docstring)."""
+
     sampling = "m3dfel"  # audfer.data.sampling.m3dfel_indices
     paper_table2 = (1.66, "thop artefact: skips torchvision's Conv3DSimple, i.e. the whole R3D-18 backbone")
     recipes = ("m3dfel_dfew", "m3dfel_ferv39k", "m3dfel_mafw")

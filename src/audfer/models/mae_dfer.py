@@ -81,6 +81,8 @@ class GeneralAttention(nn.Module):
 
 
 class Mlp(nn.Module):
+    """The transformer block's MLP: Linear, GELU, Linear."""
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -122,6 +124,8 @@ class LGBlock(nn.Module):
 
 
 class PatchEmbed(nn.Module):
+    """Tubelet embedding: a Conv3d with kernel = stride = (tubelet, patch, patch), tokens flattened."""
+
     def __init__(self, dim: int, patch: int, tubelet: int) -> None:
         super().__init__()
         self.proj = nn.Conv3d(3, dim, (tubelet, patch, patch), (tubelet, patch, patch))
@@ -131,6 +135,8 @@ class PatchEmbed(nn.Module):
 
 
 class MAEDFER(DFERModel):
+    """MAE-DFER's LGI-Former encoder with the expression classifier and the optional AU head (see the module docstring)."""
+
     sampling = "mae_dfer"  # audfer.data.sampling.strided_indices
     paper_table2 = (26.11, "thop on a depth-12 model; the trained model has depth 16")
     recipes = ("mae_dfer_dfew", "mae_dfer_ferv39k", "mae_dfer_mafw")

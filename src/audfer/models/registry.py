@@ -31,6 +31,7 @@ def register_model(
 
 
 def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
     return sorted(_REGISTRY)
 
 

@@ -9,6 +9,7 @@ are zeroed and smeared into their neighbours by OpenFace's temporal smoothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,7 +111,7 @@ def openface_frames(
     return pl.DataFrame(data)
 
 
-def sample_labels(rng: np.random.Generator, n: int, shares=DFEW_CLASS_COUNTS) -> np.ndarray:
+def sample_labels(rng: np.random.Generator, n: int, shares: Sequence[float] = DFEW_CLASS_COUNTS) -> np.ndarray:
     """n expression labels with the given class distribution (default DFEW's), every class present if n >= 7."""
     p = np.asarray(shares, dtype=np.float64)
     p /= p.sum()

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import ConfigError
+from ..hints import Log
 from ..vocab import AUS, EXPRESSIONS
 from .aus import ClipAUs, noisy_labels, openface_frames, sample_clip_aus, sample_labels
 from .renderer import camera, head_motion, random_identity, render_frame
@@ -58,6 +59,7 @@ class SynthConfig:
     jpeg_quality: int = 92
 
     def check(self) -> None:
+        """``ConfigError`` naming the first setting out of range (clips, size, frames, ...)."""
         if self.clips < FOLDS:
             raise ConfigError(f"--clips must be at least {FOLDS} (one per fold), got {self.clips}")
         if not 32 <= self.size <= 512:
@@ -68,6 +70,7 @@ class SynthConfig:
             raise ConfigError(f"--label-noise must be in [0, 1), got {self.label_noise}")
 
     def frames_dir(self) -> str:
+        """The frame folder under ``Clip/`` (``clip_<size>x<size>``, as DFEW names its own)."""
         return f"clip_{self.size}x{self.size}"
 
 
@@ -138,7 +141,7 @@ def generate(
     workers: int | None = None,
     overwrite: bool = False,
     preview: bool = False,
-    log=None,
+    log: Log | None = None,
 ) -> Path:
     """Render the synthetic dataset into ``out`` (see the module doc for the layout); returns ``out``."""
     from ..io import write_csv
