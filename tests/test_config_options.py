@@ -175,3 +175,25 @@ def test_stride_and_test_views_go_to_whichever_sampler_takes_them_without_naming
         del sampling.SAMPLERS["every_kth"]
     with pytest.raises(ConfigError, match="every_kth"):
         with_values(mae, {"data.sampling": "every_kth"}, source="test")
+
+
+def test_what_the_type_audit_found_is_an_error_or_a_warning_not_a_crash_or_a_silent_guess(monkeypatch):
+    import polars as pl
+
+    from audfer import inference
+    from audfer.openface import OpenFaceFolder
+
+    folder = OpenFaceFolder(frames=pl.DataFrame({"clip_id": []}), clips=[], sources={"c1": "table"})
+    with pytest.raises(ConfigError, match="table source without its AU mapping"):
+        folder.availability  # noqa: B018 - the property raises
+
+    class NoRate:  # a container that declares no frame rate
+        def get(self, prop):
+            return 0.0
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(inference, "_open", lambda path: NoRate())
+    with pytest.warns(inference.VideoWarning, match="declares no frame rate; window times assume 25 fps"):
+        assert inference.video_fps("clip.mp4") == 25.0
