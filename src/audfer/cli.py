@@ -80,7 +80,7 @@ def _declared_range(dotted: str) -> tuple[int, int | None]:
     from .engine.options import Num, check_of
 
     check = check_of(dotted)
-    assert isinstance(check, Num) and check.integer, dotted
+    assert isinstance(check, Num) and check.integer and check.lo is not None, dotted
     return int(check.lo), None if check.hi is None else int(check.hi)
 
 

@@ -43,7 +43,7 @@ def shipped_configs() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def _read_yaml(path: Any) -> dict:
+def _read_yaml(path: Any) -> dict[str, Any]:
     try:
         data = yaml.safe_load((Path(path) if isinstance(path, str) else path).read_text())
     except yaml.YAMLError as exc:
@@ -73,7 +73,7 @@ def _resolve(name: str, relative_to: Path | None = None) -> Any:
     )
 
 
-def _merge(base: dict, over: dict, where: str, path: tuple[str, ...] = ()) -> dict:
+def _merge(base: dict[str, Any], over: dict[str, Any], where: str, path: tuple[str, ...] = ()) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in over.items():
         if key not in base:
@@ -88,7 +88,7 @@ def _merge(base: dict, over: dict, where: str, path: tuple[str, ...] = ()) -> di
     return out
 
 
-def _chain(source: Any, seen: tuple = ()) -> list[tuple[object, dict]]:
+def _chain(source: Any, seen: tuple[str, ...] = ()) -> list[tuple[object, dict[str, Any]]]:
     path = _resolve(str(source)) if not hasattr(source, "read_text") else source
     if str(path) in seen:
         raise ConfigError(f"{path}: config inherits from itself ({' -> '.join(map(str, seen))})")
@@ -118,16 +118,16 @@ def parse_override(text: str) -> tuple[list[str], object]:
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _set(cfg: dict, keys: list[str], value: object, where: str) -> dict:
+def _set(cfg: dict[str, Any], keys: list[str], value: object, where: str) -> dict[str, Any]:
     """``cfg`` with the dotted ``keys`` set to ``value`` (a copy; unknown keys are errors naming ``where``)."""
     if len(keys) > 2 and keys[:2] == ["model", "kwargs"]:  # one size option: keep the others (kwargs is a leaf
         kwargs = copy.deepcopy(dict(cfg["model"]["kwargs"] or {}))  # of the config files, replaced whole by a child)
-        nested_kw: dict = kwargs
+        nested_kw: dict[str, Any] = kwargs
         for k in keys[2:-1]:
             nested_kw = nested_kw.setdefault(k, {})
         nested_kw[keys[-1]] = value
         keys, value = keys[:2], kwargs
-    nested: dict = {keys[-1]: value}
+    nested: dict[str, Any] = {keys[-1]: value}
     for k in reversed(keys[:-1]):
         nested = {k: nested}
     return _merge(cfg, nested, where)
@@ -156,7 +156,7 @@ def with_values(cfg: Config | Mapping[str, Any], values: Mapping[str, object], *
     return Config.from_dict(data, {".".join(dotted.split(".")[:2]): source for dotted in values})
 
 
-def _leaves(data: dict, prefix: str = "") -> list[str]:
+def _leaves(data: dict[str, Any], prefix: str = "") -> list[str]:
     out = []
     for key, value in data.items():
         dotted = f"{prefix}{key}"
@@ -187,7 +187,7 @@ def load_config(source: Any, overrides: Iterable[str] = ()) -> Config:
 def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``cfg`` with every option it lacks taken from the defaults (a run config saved by an older audfer)."""
 
-    def fill(base: dict, have: Mapping[str, Any]) -> dict:
+    def fill(base: dict[str, Any], have: Mapping[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(dict(have))
         for key, value in base.items():
             if key not in out:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterator, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,7 +48,16 @@ def _number(v: Any) -> bool:
 class Num(Check):
     """A number (never a bool or text) in a range; ``integer``: an int; ``none``: null allowed."""
 
-    def __init__(self, lo=None, hi=None, *, integer=False, lo_open=False, hi_open=False, none=False) -> None:
+    def __init__(
+        self,
+        lo: float | None = None,
+        hi: float | None = None,
+        *,
+        integer: bool = False,
+        lo_open: bool = False,
+        hi_open: bool = False,
+        none: bool = False,
+    ) -> None:
         self.lo, self.hi, self.integer, self.lo_open, self.hi_open, self.none = lo, hi, integer, lo_open, hi_open, none
         parts = [f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None else []
         parts += [f"{'<' if hi_open else '<='} {hi:g}"] if hi is not None else []
@@ -191,7 +200,7 @@ class FrozenMap(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"FrozenMap({self._data!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[FrozenMap], tuple[Any]]:
         return FrozenMap, (_thaw(self),)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -618,8 +627,11 @@ def _top_check(key: str) -> Check:
     return next(f.metadata["check"] for f in fields(Config) if f.name == key)
 
 
-def _default(f) -> Any:
-    return f.default_factory() if f.default is MISSING else f.default
+def _default(f: Field[Any]) -> Any:
+    """A field's declared default (calling its factory when it has one)."""
+    if f.default is MISSING and f.default_factory is not MISSING:
+        return f.default_factory()
+    return f.default
 
 
 # ----------------------------------------------------------------------------------------------- declarations out
