@@ -197,3 +197,13 @@ def test_what_the_type_audit_found_is_an_error_or_a_warning_not_a_crash_or_a_sil
     monkeypatch.setattr(inference, "_open", lambda path: NoRate())
     with pytest.warns(inference.VideoWarning, match="declares no frame rate; window times assume 25 fps"):
         assert inference.video_fps("clip.mp4") == 25.0
+
+
+def test_building_a_config_from_a_mapping_refuses_unknown_keys_at_any_level():
+    plain = load_config("synthetic_small").to_dict()
+    assert Config.from_dict(plain) == load_config("synthetic_small")
+    with pytest.raises(ConfigError, match="unknown option 'nmae'"):
+        Config.from_dict({**plain, "nmae": "x"})
+    with pytest.raises(ConfigError, match="unknown option 'au.lamda'"):
+        Config.from_dict({**plain, "au": {**plain["au"], "lamda": 0.5}})
+    assert Config.from_dict({"au": {"lam": 0.5}}).au.lam == 0.5  # what is missing takes its default

@@ -603,8 +603,14 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> Config:
-        """A ``Config`` from its YAML form (every key present; ``load_config`` merges over the defaults first).
-        Each value is checked against its declaration; errors name key, value and, when known, its source."""
+        """A ``Config`` from its YAML form (a missing option takes its default; ``load_config`` merges files over
+        the defaults first). Each value is checked against its declaration; errors name key, value and, when
+        known, its source. An unknown key is an error."""
+        unknown_top = set(data) - {f.name for f in fields(cls)}
+        if unknown_top:
+            raise ConfigError(
+                f"config: unknown option {sorted(unknown_top)[0]!r}; expected one of {', '.join(f.name for f in fields(cls))}"
+            )
         for key in ("name", "out"):
             check_value(key, data.get(key), _top_check(key), sources)
         sections: dict[str, Any] = {}
@@ -612,7 +618,10 @@ class Config:
             values = data.get(key) or {}
             unknown = set(values) - {f.name for f in fields(kind)}
             if unknown:
-                raise ConfigError(f"config: unknown option {key}.{sorted(unknown)[0]}")
+                raise ConfigError(
+                    f"config: unknown option '{key}.{sorted(unknown)[0]}'; expected one of "
+                    f"{', '.join(f.name for f in fields(kind))}"
+                )
             for f in fields(kind):
                 dotted = f"{key}.{f.name}"
                 check_value(dotted, values.get(f.name, _default(f)), f.metadata["check"], sources)
