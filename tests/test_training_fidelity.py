@@ -45,6 +45,38 @@ def test_two_epochs_give_identical_weights_with_0_and_2_workers(synth, tmp_path)
         torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0, msg=k)
 
 
+def test_progress_loggers_and_eval_batch_size_do_not_change_weights_or_metrics(synth, tmp_path):
+    import json
+
+    import torch
+
+    from audfer.engine import train
+    from audfer.engine.options import incidental_options
+
+    from conftest import tiny_config
+
+    assert {"train.progress", "train.loggers", "train.eval_batch_size", "data.num_workers", "data.cache"} <= set(
+        incidental_options()
+    )
+    a = train(tiny_config(synth, tmp_path / "a", "train.epochs=2", "train.eval_batch_size=null"), log=lambda m: None)
+    b = train(
+        tiny_config(
+            synth,
+            tmp_path / "b",
+            "train.epochs=2",
+            "train.eval_batch_size=3",
+            "train.progress=true",
+            "train.loggers=[]",
+        ),
+        log=lambda m: None,
+    )
+    sa, sb = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for r in (a, b))
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    ma, mb = (json.loads((r / "eval" / "metrics.json").read_text()) for r in (a, b))
+    assert (ma["war"], ma["uar"], ma["confusion"]) == (mb["war"], mb["uar"], mb["confusion"])
+    assert not (b / "logs").exists() and (a / "logs").exists()  # the loggers did differ
+
+
 def test_persistent_workers_draw_new_augmentations_every_epoch(synth, tmp_path):
     from audfer.engine.datamodule import loader, make_dataset, prepare
 

@@ -224,9 +224,11 @@ def _thaw(v: Any) -> Any:
     return v
 
 
-def opt(default: Any, doc: str, check: Check) -> Any:
-    """A declared option: its default, its meaning (one line of the docs) and what it may be."""
-    meta = {"doc": doc, "check": check}
+def opt(default: Any, doc: str, check: Check, *, incidental: str | None = None) -> Any:
+    """A declared option: its default, its meaning (one line of the docs) and what it may be. ``incidental``: the
+    option does not change a run's result, and this says how far and which test pins it; every other option
+    does (a resumed run with one changed needs ``--accept-changes``)."""
+    meta = {"doc": doc, "check": check, "incidental": incidental}
     if isinstance(default, dict):
         return field(default_factory=lambda: FrozenMap(default), metadata=meta)
     return field(default=_freeze(default), metadata=meta)
@@ -398,9 +400,17 @@ class DataOptions(_Section):
     stride: int = opt(4, "mae_dfer sampling: frame stride (DFEW 4, FERV39k 1)", Num(1, integer=True))
     test_views: int = opt(1, "temporal views averaged at test (MAE-DFER recipe: 2)", Num(1, 16, integer=True))
     cache: str | None = opt(
-        None, 'decoded-clip cache folder (null: no cache; "auto": <out>/../.clip-cache); results do not change', Text()
+        None,
+        'decoded-clip cache folder (null: no cache; "auto": <out>/../.clip-cache)',
+        Text(),
+        incidental="the same items with and without the cache (tests/test_cache.py)",
     )
-    num_workers: int = opt(0, "DataLoader worker processes; results do not change", Num(0, 256, integer=True))
+    num_workers: int = opt(
+        0,
+        "DataLoader worker processes",
+        Num(0, 256, integer=True),
+        incidental="identical weights with 0 and 2 workers (tests/test_training_fidelity.py)",
+    )
     on_missing: str = opt(
         "raise", "a clip listed but not on disk: raise | skip (listed in the log)", Choice("raise", "skip")
     )
@@ -511,7 +521,12 @@ class TrainOptions(_Section):
     section: ClassVar[str] = "train"
     epochs: int = opt(100, "training epochs", Num(1, integer=True))
     batch_size: int = opt(32, "clips per optimiser step (per device)", Num(1, integer=True))
-    eval_batch_size: int | None = opt(None, "null: batch_size; results do not change", Num(1, integer=True, none=True))
+    eval_batch_size: int | None = opt(
+        None,
+        "batch size at validation and test (null: batch_size)",
+        Num(1, integer=True, none=True),
+        incidental="identical weights and metrics (tests/test_training_fidelity.py)",
+    )
     seed: int = opt(0, "seed of every random draw (sampling, augmentation, init, order)", Num(0, integer=True))
     accelerator: str = opt("auto", "auto | cpu | gpu | cuda | mps", Choice("auto", "cpu", "gpu", "cuda", "mps"))
     devices: int = opt(1, "number of devices/processes (DDP when > 1)", Num(1, integer=True))
@@ -531,10 +546,21 @@ class TrainOptions(_Section):
     )
     monitor: str = opt("war", "best-val / best-test: war | uar", Choice("war", "uar"))
     threads: int | None = opt(
-        None, "torch CPU threads (null: torch's default); results do not change", Num(1, 1024, integer=True, none=True)
+        None,
+        "torch CPU threads (null: torch's default)",
+        Num(1, 1024, integer=True, none=True),
+        incidental="the same result up to floating-point rounding (CPU kernels sum in another order); set it to "
+        "reproduce bit for bit, as cv/ablate --jobs require (tests/test_engine.py)",
     )
-    progress: bool = opt(True, "progress bar", Flag())
-    loggers: tuple[str, ...] = opt(("csv",), "csv and/or tensorboard", Items(Choice("csv", "tensorboard")))
+    progress: bool = opt(
+        True, "progress bar", Flag(), incidental="identical weights and metrics (tests/test_training_fidelity.py)"
+    )
+    loggers: tuple[str, ...] = opt(
+        ("csv",),
+        "csv and/or tensorboard (epochs.csv is always written)",
+        Items(Choice("csv", "tensorboard")),
+        incidental="identical weights and metrics (tests/test_training_fidelity.py)",
+    )
     deterministic: bool = opt(True, "deterministic algorithms (CPU runs reproduce bit for bit)", Flag())
     limit_train_batches: float | None = opt(
         None, "debugging: batches per epoch (or a share of them)", Num(0, lo_open=True, none=True)
@@ -646,6 +672,17 @@ def _default(f: Field[Any]) -> Any:
 # ----------------------------------------------------------------------------------------------- declarations out
 
 
+def incidental_options() -> dict[str, str]:
+    """``{dotted key: why}`` of the options that do not change a run's result (``opt(incidental=...)``)."""
+    out = {}
+    for f in fields(Config):
+        kind = Config.SECTIONS.get(f.name)
+        for g in fields(kind) if kind else [f]:
+            if g.metadata.get("incidental"):
+                out[f"{f.name}.{g.name}" if kind else f.name] = g.metadata["incidental"]
+    return out
+
+
 def declared() -> Iterator[tuple[str, Any, str, Check]]:
     """``(dotted key, default, meaning, check)`` of every option, in declaration order."""
     for f in fields(Config):
@@ -686,6 +723,7 @@ def defaults_yaml() -> str:
         "",
     ]
     section = None
+    incidental = incidental_options()
     for dotted, default, doc, _ in declared():
         head, _, leaf = dotted.rpartition(".")
         if head and head != section:
@@ -693,7 +731,8 @@ def defaults_yaml() -> str:
             section = head
         indent = "  " if head else ""
         text = f"{indent}{leaf}: {_yaml_value(default)}"
-        wrapped = textwrap.wrap(doc, 116 - max(len(text), 28)) or [""]
+        note = " (does not change the result)" if dotted in incidental else ""
+        wrapped = textwrap.wrap(doc + note, 116 - max(len(text), 28)) or [""]
         lines.append(f"{text:<30s}# {wrapped[0]}")
         lines += [f"{'':<30s}# {w}" for w in wrapped[1:]]
     return "\n".join(lines) + "\n"
@@ -712,12 +751,15 @@ def reference_markdown() -> str:
         "",
     ]
     section = None
+    incidental = incidental_options()
     for dotted, default, doc, check in declared():
         head = dotted.rpartition(".")[0] or "(top level)"
         if head != section:
             blurb = (Config.SECTIONS[head].__doc__ or "").strip() if head in Config.SECTIONS else "Run identity."
             lines += ["", f"## {head}", "", blurb, "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
             section = head
-        cells = [f"`{dotted}`", f"`{_yaml_value(default)}`", check.want, doc]
+        why = incidental.get(dotted)
+        meaning = doc + (f". *Does not change the result:* {why}" if why else "")
+        cells = [f"`{dotted}`", f"`{_yaml_value(default)}`", check.want, meaning]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -40,7 +40,7 @@ from ..hints import Log
 from ..io import atomic_path, write_csv, write_json
 from .config import dump_config, with_values
 from .datamodule import ClipDataModule, au_label_summary, describe_au_labels, prepare
-from .options import Config, TrainOptions
+from .options import Config, TrainOptions, incidental_options
 
 SELECTION_NOTE = {
     "last": "last epoch",
@@ -222,26 +222,16 @@ def _describe(step) -> str:
     return "(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")" if fields else ""
 
 
-#: Settings that do not change a run's result (a test pins each invariance); every other key does.
-INCIDENTAL = {
-    ("data", "num_workers"),
-    ("data", "cache"),
-    ("train", "progress"),
-    ("train", "threads"),
-    ("train", "loggers"),
-    ("train", "eval_batch_size"),
-}
-
-
 def config_changes(old: Config | dict, new: Config | dict) -> dict[str, tuple]:
-    """``{"section.key": (old, new)}`` for every result-affecting setting that differs (``INCIDENTAL`` left out);
+    """``{"section.key": (old, new)}`` for every result-affecting setting that differs (the incidental ones left out);
     a config is a ``Config`` or its YAML form (a run folder's ``config.yaml``)."""
     old, new = (c.to_dict() if isinstance(c, Config) else c for c in (old, new))
+    incidental = incidental_options()  # declared with each option (engine/options.py)
     diff = {}
     for section in ("model", "data", "au", "optim", "train"):
         a, b = old.get(section) or {}, new.get(section) or {}
         for key in sorted(set(a) | set(b)):
-            if (section, key) not in INCIDENTAL and a.get(key) != b.get(key):
+            if f"{section}.{key}" not in incidental and a.get(key) != b.get(key):
                 diff[f"{section}.{key}"] = (a.get(key), b.get(key))
     return diff
 
