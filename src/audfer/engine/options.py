@@ -257,6 +257,7 @@ class _Section:
             check_value(f"{self.section}.{f.name}", value, f.metadata["check"])
 
     def to_dict(self) -> dict[str, Any]:
+        """The section's plain YAML form."""
         return {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
 
 
