@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ..evaluation import war_uar
-from ..losses import AUDFERLoss, mix_batch_targets
+from ..losses import AUDFERLoss, AUDFERLossOutput, mix_batch_targets
 from ..models import create_model
 from ..models.base import ModelOutput
 from .options import Config
@@ -69,7 +69,9 @@ class AUDFERModule(L.LightningModule):
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     # --------------------------------------------------------------------------- training
-    def _mix(self, clips, labels, au, mask):
+    def _mix(
+        self, clips: torch.Tensor, labels: torch.Tensor, au: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         o = self.cfg.optim
         if not (o.mixup or o.cutmix):
             return clips, labels, au, mask
@@ -108,7 +110,7 @@ class AUDFERModule(L.LightningModule):
         self._epoch_sums: torch.Tensor | None = None
         self._epoch_clips, self._epoch_lr = 0, 0.0
 
-    def _add_to_epoch(self, bs: int, parts) -> None:
+    def _add_to_epoch(self, bs: int, parts: AUDFERLossOutput) -> None:
         """Batch-size-weighted sums of the epoch's CE, AU and total loss, and of the lr. One ``self.log`` per
         step for these cost ~1 ms each (Lightning moves its result containers every call): the demo's model
         spent 8 % of a step there; the epoch means are now logged once, at the epoch's last batch."""
@@ -165,7 +167,7 @@ class AUDFERModule(L.LightningModule):
         start = min(o.warmup_lr / lr, 1.0) if lr > 0 else 0.0
         return lr * lr_factor(o.scheduler, step, total, warm, floor, start)
 
-    def _param_groups(self):
+    def _param_groups(self) -> tuple[list[dict[str, Any]], float]:
         o = self.cfg.optim
         lr = self.base_lr()
         depth = 1 + max(
