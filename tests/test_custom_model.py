@@ -201,3 +201,17 @@ def test_a_whole_model_outside_the_package_uses_its_own_recipe_and_checkpoint_la
     )
     plan = json.loads((run / "plan.json").read_text())
     assert plan["sampling"]["kind"] == "former_dfer"
+
+
+def test_a_users_factory_options_are_checked_when_the_config_loads(backbone_module):
+    from audfer.engine import load_config
+    from audfer.models.registry import size_options
+
+    assert size_options("mybackbone:build") == {"width": 16}
+    assert load_config("synthetic_small", ["model.name=mybackbone:build", "model.kwargs={width: 12}"]).model.kwargs == {
+        "width": 12
+    }
+    with pytest.raises(AudferError, match=r"model\.kwargs\.widht .*is not a size option of mybackbone:build"):
+        load_config("synthetic_small", ["model.name=mybackbone:build", "model.kwargs={widht: 12}"])
+    with pytest.raises(AudferError, match=r"model\.name = 'mybackbone:nothing_here'"):
+        load_config("synthetic_small", ["model.name=mybackbone:nothing_here", "model.kwargs={}"])

@@ -66,11 +66,17 @@ def create_model(name: str, num_classes: int = 7, au_head: bool = True, **overri
 
 def size_options(name: str) -> dict[str, Any] | None:
     """The size options ``create_model(name, **overrides)`` accepts, with their defaults (the builder's keyword
-    parameters and the registered defaults); None when the builder takes any keyword (``**kwargs``)."""
+    parameters and the registered defaults; for a user's backbone factory, the factory's own parameters); None
+    when the builder takes any keyword (``**kwargs``)."""
     import inspect
 
+    from .custom import import_factory, is_custom_name
+
     entry = model_entry(name)
-    params = inspect.signature(entry.builder).parameters
+    builder = entry.builder
+    if is_custom_name(name) and not (isinstance(builder, type) and issubclass(builder, DFERModel)):
+        builder = import_factory(name)  # the factory gets model.kwargs; audfer's heads take none of them
+    params = inspect.signature(builder).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None
     options = {
