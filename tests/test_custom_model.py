@@ -215,3 +215,18 @@ def test_a_users_factory_options_are_checked_when_the_config_loads(backbone_modu
         load_config("synthetic_small", ["model.name=mybackbone:build", "model.kwargs={widht: 12}"])
     with pytest.raises(AudferError, match=r"model\.name = 'mybackbone:nothing_here'"):
         load_config("synthetic_small", ["model.name=mybackbone:nothing_here", "model.kwargs={}"])
+
+
+def test_a_factory_parameter_without_a_default_takes_any_value_at_load(tmp_path, monkeypatch):
+    from audfer.engine import load_config
+
+    (tmp_path / "bare.py").write_text(
+        "import torch\n"
+        "class B(torch.nn.Module):\n"
+        "    def __init__(self, width):\n        super().__init__()\n        self.num_features = width\n"
+        "    def forward(self, x):\n        return x.mean(dim=(1, 2, 3, 4))[:, None].expand(-1, self.num_features)\n"
+        "def build(width):\n    return B(width)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = load_config("synthetic_small", ["model.name=bare:build", "model.kwargs={width: 6}"])
+    assert cfg.model.kwargs == {"width": 6} and create_model("bare:build", width=6).num_features == 6

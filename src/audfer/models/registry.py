@@ -80,7 +80,7 @@ def size_options(name: str) -> dict[str, Any] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None
     options = {
-        n: p.default
+        n: None if p.default is inspect.Parameter.empty else p.default  # no default: any value
         for n, p in params.items()
         if n not in ("num_classes", "au_head") and p.kind is not inspect.Parameter.VAR_POSITIONAL
     }
