@@ -64,7 +64,7 @@ def test_the_audit_sees_the_whole_package():
     names = {name for name, _, _ in _public_api()}
     for expected in (
         "audfer.engine.config.load_config",
-        "audfer.engine.options.Config.from_dict",
+        "audfer.options.Config.from_dict",
         "audfer.losses.AUDFERLoss.components",
         "audfer.inference.predict_video",
         "audfer.models.base.DFERModel.forward_features",

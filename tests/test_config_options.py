@@ -1,4 +1,4 @@
-"""The typed config: every option declared once (engine/options.py) and used by the loader, the CLI and the docs."""
+"""The typed config: every option declared once (options.py) and used by the loader, the CLI and the docs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import yaml
 
 from audfer.cli import main
 from audfer.engine.config import apply_overrides, defaults, dump_config, load_config, with_values
-from audfer.engine.options import (
+from audfer.errors import ConfigError
+from audfer.options import (
     AUOptions,
     Config,
     DataOptions,
@@ -20,7 +21,6 @@ from audfer.engine.options import (
     defaults_yaml,
     reference_markdown,
 )
-from audfer.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
@@ -207,3 +207,12 @@ def test_building_a_config_from_a_mapping_refuses_unknown_keys_at_any_level():
     with pytest.raises(ConfigError, match="unknown option 'au.lamda'"):
         Config.from_dict({**plain, "au": {**plain["au"], "lamda": 0.5}})
     assert Config.from_dict({"au": {"lam": 0.5}}).au.lam == 0.5  # what is missing takes its default
+
+
+def test_the_cli_takes_its_choices_from_the_declarations_without_loading_torch_or_lightning():
+    import subprocess
+    import sys
+
+    code = "import sys, audfer.cli; audfer.cli.build_parser(); print(sorted({'torch', 'lightning'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # `audfer --help` and argument errors stay instant

@@ -51,7 +51,7 @@ def test_progress_loggers_and_eval_batch_size_do_not_change_weights_or_metrics(s
     import torch
 
     from audfer.engine import train
-    from audfer.engine.options import incidental_options
+    from audfer.options import incidental_options
 
     from conftest import tiny_config
 

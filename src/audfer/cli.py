@@ -69,15 +69,15 @@ def _int_list(text: str, flag: str, lo: int, hi: int | None = None) -> tuple[int
 
 
 def _declared_choices(dotted: str, leave_out: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The choices a config option declares (``engine/options.py``): the CLI offers the same set."""
-    from .engine.options import choices_of
+    """The choices a config option declares (``audfer/options.py``): the CLI offers the same set."""
+    from .options import choices_of
 
     return tuple(c for c in choices_of(dotted) if c not in leave_out)
 
 
 def _declared_range(dotted: str) -> tuple[int, int | None]:
     """The integer range a config option declares (``data.fold``: 1..5)."""
-    from .engine.options import Num, check_of
+    from .options import Num, check_of
 
     check = check_of(dotted)
     assert isinstance(check, Num) and check.integer and check.lo is not None, dotted
@@ -625,7 +625,7 @@ def _add_ablate(sub) -> None:
 def _run_ablate(args) -> None:
     from .engine import load_config
     from .engine.experiments import run_ablation
-    from .engine.options import check_of
+    from .options import check_of
 
     seeds = _int_list(args.seeds, "--seeds", *_declared_range("train.seed"))
     lams = tuple(_number(s, "--lambdas") for s in args.lambdas.split(",") if s.strip())

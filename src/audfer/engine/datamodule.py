@@ -22,9 +22,9 @@ from ..data.datasets import ClipDataset, ClipIndex, dfew_index, ferv39k_index, l
 from ..data.transforms import Compose, Normalize, build_transform
 from ..errors import AudferError
 from ..models.base import InputSpec
+from ..options import Config
 from ..vocab import AUS
 from .config import with_values
-from .options import Config
 
 
 def _frames_dir(cfg: Config) -> str:

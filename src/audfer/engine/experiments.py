@@ -18,9 +18,9 @@ from ..errors import ConfigError
 from ..evaluation import aggregate, class_names
 from ..hints import Log
 from ..io import atomic_path, write_csv, write_json
+from ..options import Config
 from ..reports import plot_confusions, plot_curves, plot_knowledge, plot_lambda, plot_tsne, pm, results_table
 from .config import with_values
-from .options import Config
 from .train import SELECTION_NOTE, has_checkpoint, train
 
 STRATEGY_LABEL = {

@@ -23,7 +23,7 @@ from ..evaluation import war_uar
 from ..losses import AUDFERLoss, AUDFERLossOutput, mix_batch_targets
 from ..models import create_model
 from ..models.base import ModelOutput
-from .options import Config
+from ..options import Config
 
 #: A training batch: clips, labels, AU targets, AU mask, clip ids (``datamodule.collate``).
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]

@@ -38,9 +38,9 @@ from lightning.pytorch.callbacks import Callback
 from ..errors import AudferError, TrainingStopped
 from ..hints import Log
 from ..io import atomic_path, write_csv, write_json
+from ..options import Config, TrainOptions, incidental_options
 from .config import dump_config, with_values
 from .datamodule import ClipDataModule, au_label_summary, describe_au_labels, prepare
-from .options import Config, TrainOptions, incidental_options
 
 SELECTION_NOTE = {
     "last": "last epoch",
@@ -226,7 +226,7 @@ def config_changes(old: Config | dict, new: Config | dict) -> dict[str, tuple]:
     """``{"section.key": (old, new)}`` for every result-affecting setting that differs (the incidental ones left out);
     a config is a ``Config`` or its YAML form (a run folder's ``config.yaml``)."""
     old, new = (c.to_dict() if isinstance(c, Config) else c for c in (old, new))
-    incidental = incidental_options()  # declared with each option (engine/options.py)
+    incidental = incidental_options()  # declared with each option (audfer/options.py)
     diff = {}
     for section in ("model", "data", "au", "optim", "train"):
         a, b = old.get(section) or {}, new.get(section) or {}

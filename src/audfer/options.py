@@ -23,9 +23,9 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..data.sampling import SAMPLERS
-from ..errors import ConfigError
-from ..labels import STRATEGIES
+from .data.sampling import SAMPLERS
+from .errors import ConfigError
+from .labels import STRATEGIES
 
 # ----------------------------------------------------------------------------------------------- value checks
 
@@ -283,7 +283,7 @@ def _same_kind(value: Any, default: Any) -> bool:
 def check_model(name: str, kwargs: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> None:
     """``model.name`` is a registered model or an importable ``package.module:factory``, and each
     ``model.kwargs`` entry is one of its size options with a value of the default's kind (errors name the key)."""
-    from ..models.registry import model_entry, size_options
+    from .models.registry import model_entry, size_options
 
     try:
         model_entry(name)
@@ -439,7 +439,7 @@ class DataOptions(_Section):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.randaugment is not None:
-            from ..data.transforms import parse_randaugment
+            from .data.transforms import parse_randaugment
 
             try:
                 parse_randaugment(self.randaugment)
@@ -744,7 +744,7 @@ def reference_markdown() -> str:
     lines = [
         "# Config reference",
         "",
-        "Every option of an experiment config, rendered from `audfer/engine/options.py` (do not edit by hand: "
+        "Every option of an experiment config, rendered from `audfer/options.py` (do not edit by hand: "
         "`audfer config --markdown > docs/config.md`). A config file sets what differs from these defaults and may "
         "name a parent with `base:`; `audfer train CONFIG key=value ...` overrides any key (dotted key, YAML value). "
         "A key that is not here, or a value that is not allowed, is an error naming the key, the value and where it "
