@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -234,7 +235,12 @@ def opt(default: Any, doc: str, check: Check, *, incidental: str | None = None) 
     return field(default=_freeze(default), metadata=meta)
 
 
+#: Where each value of the config being built came from (``Config.from_dict`` sets it for the checks it runs).
+_SOURCES: ContextVar[Mapping[str, str] | None] = ContextVar("config_sources", default=None)
+
+
 def _where(sources: Mapping[str, str] | None, dotted: str) -> str:
+    sources = sources if sources is not None else _SOURCES.get()
     return f" (from {sources[dotted]})" if sources and dotted in sources else ""
 
 
@@ -638,9 +644,6 @@ class Config:
             raise ConfigError(
                 f"config: unknown option {sorted(unknown_top)[0]!r}; expected one of {', '.join(f.name for f in fields(cls))}"
             )
-        for key in ("name", "out"):
-            check_value(key, data.get(key), _top_check(key), sources)
-        sections: dict[str, Any] = {}
         for key, kind in cls.SECTIONS.items():
             values = data.get(key) or {}
             unknown = set(values) - {f.name for f in fields(kind)}
@@ -649,14 +652,12 @@ class Config:
                     f"config: unknown option '{key}.{sorted(unknown)[0]}'; expected one of "
                     f"{', '.join(f.name for f in fields(kind))}"
                 )
-            for f in fields(kind):
-                dotted = f"{key}.{f.name}"
-                check_value(dotted, values.get(f.name, _default(f)), f.metadata["check"], sources)
-            if key == "model":
-                declared_name = next(f for f in fields(kind) if f.name == "name")
-                check_model(values.get("name", _default(declared_name)), values.get("kwargs") or {}, sources)
-            sections[key] = kind(**values)
-        return cls(name=data.get("name"), out=data.get("out"), **sections)
+        token = _SOURCES.set(sources)  # the checks on construction name each value's source
+        try:
+            sections: dict[str, Any] = {key: kind(**(data.get(key) or {})) for key, kind in cls.SECTIONS.items()}
+            return cls(name=data.get("name"), out=data.get("out"), **sections)
+        finally:
+            _SOURCES.reset(token)
 
 
 def _top_check(key: str) -> Check:
