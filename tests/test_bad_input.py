@@ -73,12 +73,100 @@ def test_au_labels_skip_option_skips_and_counts_bad_files(tmp_path, capsys):
 
 
 def test_label_files_with_repeated_or_conflicting_ids(tmp_path):
-    (tmp_path / "dup.csv").write_text("clip_id,label\n1,Happy\n2,Sad\n1,Happy\n")
-    with pytest.raises(AudferError, match=r"dup\.csv: rows 2 and 4: clip_id '1' appears more than once"):
-        read_clip_labels(tmp_path / "dup.csv")
+    (tmp_path / "dup.csv").write_text("clip_id,label\n1,Happy\n2,Sad\n00001,Happy\n")
+    with pytest.warns(UserWarning, match=r"dup\.csv: 1 clip\(s\) listed twice with the same label, counted once: '00001' \(rows 2 and 4\)"):
+        table = read_clip_labels(tmp_path / "dup.csv")
+    assert table["clip_id"].to_list() == ["1", "2"]
     (tmp_path / "conflict.csv").write_text("clip_id,label\n1,Happy\n2,Sad\n1,Fear\n")
-    with pytest.raises(AudferError, match=r"rows 2 and 4: clip_id '1' has conflicting labels \(Happy and Fear\)"):
+    with pytest.raises(AudferError, match=r"conflict\.csv: rows 2 and 4: clip '1' has two labels \(Happy and Fear\)"):
         read_clip_labels(tmp_path / "conflict.csv")
+
+
+def test_a_label_file_with_a_header_only_is_an_error_not_zero_clips(tmp_path, capsys):
+    from audfer.labels import read_au_labels
+
+    (tmp_path / "labels.csv").write_text("clip_id,label\n")
+    with pytest.raises(AudferError, match=r"labels\.csv: no clip rows \(only a header\)"):
+        read_clip_labels(tmp_path / "labels.csv")
+    (tmp_path / "au.csv").write_text(",".join(["clip_id", *AUS]) + "\n")
+    with pytest.raises(AudferError, match=r"au\.csv: no clip rows \(only a header\)"):
+        read_au_labels(tmp_path / "au.csv")
+    argv = ["pos-weights", "--au-labels", str(tmp_path / "au.csv"), "--labels", str(tmp_path / "labels.csv")]
+    assert main([*argv, "--strategy", "global", "--out", str(tmp_path / "pw.csv")]) == 2
+    assert not (tmp_path / "pw.csv").exists()
+
+
+def test_an_au_label_table_listing_a_clip_twice_is_refused_not_counted_twice(tmp_path):
+    from audfer.labels import read_au_labels
+
+    row = lambda cid: ",".join([cid, *["1"] * len(AUS)])  # noqa: E731
+    (tmp_path / "au.csv").write_text("\n".join([",".join(["clip_id", *AUS]), row("7"), row("8"), row("00007")]) + "\n")
+    with pytest.raises(AudferError, match=r"au\.csv: rows 2 and 4: clip '00007' appears twice in the video AU labels"):
+        read_au_labels(tmp_path / "au.csv")
+
+
+def test_a_split_file_listing_a_clip_twice(tmp_path):
+    from audfer.data.annotations import dfew_labels, ferv39k_labels
+
+    split = tmp_path / "EmoLabel_DataSplit" / "train(single-labeled)"
+    split.mkdir(parents=True)
+    (split / "set_1.csv").write_text("video_name,label\n1,1\n2,5\n1,3\n")
+    with pytest.raises(AudferError, match=r"set_1\.csv: rows 2 and 4: clip '00001' has two labels \(Happy and Neutral\)"):
+        dfew_labels(tmp_path, 1, "train")
+    (split / "set_1.csv").write_text("video_name,label\n1,1\n2,5\n1,1\n")
+    with pytest.warns(UserWarning, match=r"set_1\.csv: 1 clip\(s\) listed twice with the same label"):
+        assert dfew_labels(tmp_path, 1, "train")["clip_id"].to_list() == ["00001", "00002"]
+    ferv = tmp_path / "4_setups" / "All_scenes"
+    ferv.mkdir(parents=True)
+    (ferv / "train_All.csv").write_text("Action/Happy/0001 Happy\nAction/Sad/0002 Sad\nAction/Happy/0001 Fear\n")
+    with pytest.raises(AudferError, match=r"train_All\.csv: rows 1 and 3: clip 'Action_Happy_0001' has two labels"):
+        ferv39k_labels(tmp_path, "train")
+
+
+def test_knowledge_combine_aligns_every_column_by_expression_name(tmp_path):
+    from audfer.io import expression_table, write_csv
+    from audfer.knowledge import paper_knowledge
+    from audfer.provenance import write_provenance
+
+    K = paper_knowledge()
+    table = expression_table(K)
+    for name, t in (("usual.csv", table), ("reordered.csv", table.reverse())):
+        write_csv(t, tmp_path / name)
+    other = tmp_path / "other.csv"
+    write_csv(expression_table(np.clip(K[::-1] * 0.9 + 0.05, 0.01, 0.99)), other)
+    results = {}
+    for sidecar in (False, True):
+        if sidecar:  # AU28 unmeasured in the reordered/usual file: its column comes from the other source alone
+            for name in ("usual.csv", "reordered.csv"):
+                write_provenance(tmp_path / name, what="knowledge", clip_ids=["a"], extra={"unmeasured_aus": ["AU28"]})
+        for name in ("usual.csv", "reordered.csv"):
+            out = tmp_path / f"C_{name}_{sidecar}.csv"
+            assert main(["knowledge", "--combine", str(tmp_path / name), str(other), "--out", str(out)]) == 0
+            results[name, sidecar] = read_expression_table(out, what="knowledge matrix")
+        np.testing.assert_allclose(results["usual.csv", sidecar], results["reordered.csv", sidecar], atol=1e-12)
+    assert not np.allclose(results["usual.csv", False][:, AUS.index("AU28")], results["usual.csv", True][:, AUS.index("AU28")])
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "knowledge.yaml", "labels.csv"])
+def test_a_binary_file_where_text_belongs_is_one_line(tmp_path, capsys, name):
+    rng = np.random.default_rng(0)
+    path = tmp_path / name
+    path.write_bytes(b"clip_id,label\n\x89PNG\r\n" + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    argv = {
+        "config.yaml": ["train", str(path)],
+        "knowledge.yaml": ["knowledge", "--config", str(path), "--out", str(tmp_path / "K.csv")],
+        "labels.csv": ["pos-weights", "--au-labels", str(path), "--labels", str(path), "--strategy", "global"]
+        + ["--out", str(tmp_path / "pw.csv")],
+    }[name]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "not" in err[0] and err[0].isprintable(), err
+
+
+def test_a_label_row_with_an_extra_field_names_the_row(tmp_path):
+    (tmp_path / "labels.csv").write_text('clip_id,label\n1,Happy\n"2,b",Sad\n3,Fear,extra\n')
+    with pytest.raises(AudferError, match=r"labels\.csv: row 4: 3 fields, the header has 2"):
+        read_clip_labels(tmp_path / "labels.csv")
 
 
 @pytest.mark.parametrize(

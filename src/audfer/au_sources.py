@@ -263,7 +263,10 @@ def detect_source(path: str | os.PathLike, header: list[str] | None = None) -> s
         return "pyfeat"
     if any(_LIBREFACE_COLUMN.match(c) for c in have):
         return "libreface"
-    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    from .io import check_text_file, one_line
+
+    check_text_file(path, "an AU CSV (a binary file in the AU folder?)")  # a binary file: say so, not its bytes
+    shown = one_line(", ".join(names[:8]) + (", ..." if len(names) > 8 else ""), 120)
     raise InputError(
         f"{path}: unrecognised AU file header ({shown}); expected OpenFace 2.x (AU01_r ... AU45_c), py-feat "
         f"(AU01 ... AU43 with FaceScore/input), LibreFace (au_1 ..., au_1_intensity ...), or use --source table "
@@ -287,15 +290,10 @@ def read_mapping_file(path: str | os.PathLike) -> AUMapping:
       - {column: smile_p, au: AU12, kind: probability}
       - {column: blink, au: AU45, kind: presence}
     """
-    import yaml
+    from .io import read_yaml
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read AU mapping file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_yaml(path, "an AU mapping file (YAML)", InputError)
     if not isinstance(data, dict) or not isinstance(data.get("aus"), list) or not data["aus"]:
         raise InputError(f"{path}: an AU mapping needs a non-empty 'aus' list of {{column, au, kind}} entries")
     unknown = set(data) - _MAPPING_KEYS

@@ -308,12 +308,9 @@ def _run_knowledge(args) -> None:
     from .vocab import AUS
 
     if args.config:
-        import yaml
+        from .io import read_yaml
 
-        try:
-            config = yaml.safe_load(args.config.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise AudferError(f"{args.config}: cannot read knowledge config ({str(exc).splitlines()[0]})") from None
+        config = read_yaml(args.config, "a knowledge config (YAML)")
         if isinstance(config, dict) and args.out:
             config["out"] = str(args.out.resolve())
         if isinstance(config, dict) and args.heatmap:
@@ -560,13 +557,21 @@ def _add_evaluate(sub) -> None:
     )
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/eval-<split>)")
+    _add_trust(p)
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args) -> None:
     from .engine import evaluate_checkpoint
 
-    evaluate_checkpoint(args.checkpoint, overrides=args.data, split=args.split, out=args.out, log=_echo)
+    evaluate_checkpoint(
+        args.checkpoint,
+        overrides=args.data,
+        split=args.split,
+        out=args.out,
+        log=_echo,
+        trust_pickle=args.trust_pickle,
+    )
 
 
 def _add_sweep_args(p) -> None:
@@ -655,6 +660,16 @@ def _add_model_source(p) -> None:
     p.add_argument(
         "--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name"
     )
+    _add_trust(p)
+
+
+def _add_trust(p) -> None:
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="the checkpoint is trusted: it may unpickle any object and its config may name code to import "
+        "(never for files from strangers; docs/weights.md)",
+    )
 
 
 def _add_predict(sub) -> None:
@@ -694,7 +709,7 @@ def _run_predict(args) -> None:
 
     if args.out.suffix.lower() not in (".json", ".csv"):
         raise AudferError(f"--out {args.out}: expected a .json or .csv file name")
-    model = load_predictor(args.checkpoint, args.model)
+    model = load_predictor(args.checkpoint, args.model, trust_pickle=args.trust_pickle)
     results, failed = [], []
     for video in args.videos:
         try:
@@ -730,6 +745,7 @@ def _add_export(sub) -> None:
         "--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name"
     )
     p.add_argument("--opset", type=_ranged(int, 11, 23), default=17, help="ONNX opset (11..23, default 17)")
+    _add_trust(p)
     p.set_defaults(func=_run_export)
 
 
@@ -737,7 +753,7 @@ def _run_export(args) -> None:
     from .export import export_onnx, onnx_parity
     from .inference import load_predictor
 
-    model = load_predictor(args.checkpoint, args.model)
+    model = load_predictor(args.checkpoint, args.model, trust_pickle=args.trust_pickle)
     export_onnx(model, args.onnx, opset=args.opset)
     diff = onnx_parity(model, args.onnx)
     _echo(

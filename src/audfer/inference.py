@@ -253,18 +253,21 @@ def windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
     return [(s, s + window) for s in starts]
 
 
-def load_predictor(checkpoint: str | Path, model_name: str | None = None, **model_kwargs: Any) -> DFERModel:
+def load_predictor(
+    checkpoint: str | Path, model_name: str | None = None, *, trust_pickle: bool = False, **model_kwargs: Any
+) -> DFERModel:
     """A model for inference: an audfer training checkpoint, or (with ``model_name``) any weights
-    ``load_checkpoint`` understands (official layouts included)."""
+    ``load_checkpoint`` understands (official layouts included). Read weights-only: a file that would run code
+    when unpickled, or whose config names code to import, needs ``trust_pickle=True`` (docs/weights.md)."""
     from .models import create_model, load_checkpoint
 
     if model_name:
         model = create_model(model_name, **model_kwargs)
-        load_checkpoint(model, checkpoint)
+        load_checkpoint(model, checkpoint, trust_pickle=trust_pickle)
         return model.eval()
     from .engine.train import load_module
 
-    return load_module(checkpoint).model.eval()
+    return load_module(checkpoint, trust_pickle=trust_pickle).model.eval()
 
 
 @torch.no_grad()

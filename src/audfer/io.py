@@ -12,6 +12,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -98,17 +99,70 @@ def write_json(obj: object, path: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def one_line(text: object, limit: int = 160) -> str:
+    """The first line of an error text, printable characters only, cut at ``limit``: a library's message about
+    a binary file quotes its bytes, which must not spill over the terminal."""
+    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    clean = "".join(c if c.isprintable() else "?" for c in first)
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
+def check_text_file(path: Path, what: str) -> None:
+    """Refuse, in one line, a file that is not UTF-8 text (a binary file, an image, an archive given where a CSV
+    or YAML belongs), naming the byte where it stops being text."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError as exc:
+        raise AudferError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    zero = head.find(b"\x00")
+    if zero >= 0:
+        raise AudferError(f"{path}: not a text file (a NUL byte at byte {zero}); expected {what}")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut by the 64 KiB boundary
+            raise AudferError(
+                f"{path}: not UTF-8 text (byte {exc.start} is 0x{head[exc.start]:02x}); expected {what} "
+                f"(a spreadsheet's export? save it as CSV UTF-8)"
+            ) from None
+
+
+def read_yaml(path: str | os.PathLike, what: str, error: type[AudferError] = AudferError) -> Any:
+    """A YAML file read safely (``yaml.safe_load``: no ``!!python`` tags, nothing imported or called); a missing,
+    binary or malformed file is one ``error`` line naming it."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        check_text_file(path, what)
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except AudferError as exc:
+        raise error(str(exc)) from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML ({one_line(exc)})") from None
+
+
 def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], *, what: str) -> pl.DataFrame:
-    """Read a small CSV whose ``clip_id`` stays a string (``00001`` stays ``00001``)."""
+    """Read a small CSV whose ``clip_id`` stays a string (``00001`` stays ``00001``); a binary file or a row with
+    more fields than the header is an error naming the file (and the row)."""
     path = Path(path)
     if not path.is_file():
         raise AudferError(f"{path}: {what} file not found")
+    check_text_file(path, f"a {what} CSV")
     try:
         df = pl.read_csv(path, infer_schema=False, glob=False)
     except Exception as exc:  # polars raises several types for malformed CSV
-        raise AudferError(
-            f"{path}: cannot parse {what} CSV ({exc.__class__.__name__}: {str(exc).splitlines()[0]})"
-        ) from None
+        ragged = _ragged_row(path)
+        if ragged is not None:
+            raise AudferError(
+                f"{path}: row {ragged[0]}: {ragged[1]} fields, the header has {ragged[2]}; cannot parse {what} CSV"
+            ) from None
+        raise AudferError(f"{path}: cannot parse {what} CSV ({exc.__class__.__name__}: {one_line(exc)})") from None
     df = df.rename({c: c.strip() for c in df.columns})
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -116,30 +170,87 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], *, what: 
     return df
 
 
+def _ragged_row(path: Path) -> tuple[int, int, int] | None:
+    """(row, fields, header fields) of the first data row whose field count differs from the header's (1-based
+    rows, the header is row 1; quoted fields respected), or None."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        rows = csv.reader(fh)
+        header = next(rows, None)
+        if header is None:
+            return None
+        for row, fields in enumerate(rows, start=2):
+            if fields and len(fields) != len(header):
+                return row, len(fields), len(header)
+    return None
+
+
+def id_key(clip_id: str) -> str:
+    """One clip id as ``data.annotations.clip_key`` writes it (an all-digit id with 5 digits, ``25`` -> ``00025``;
+    any other id as written): two rows whose keys are equal name the same clip."""
+    text = clip_id.strip()
+    return f"{int(text):05d}" if text.isascii() and text.isdigit() else text
+
+
+def unique_clip_rows(
+    path: str | os.PathLike, ids: list[str], rows: list[int], labels: list[int] | None = None, *, what: str
+) -> list[int]:
+    """Positions of ``ids`` to keep, each clip once (ids compared by ``id_key``). A clip listed twice with two
+    labels is an error naming both rows; with the same label (or, without ``labels``, as identical rows given
+    by the caller) the repeat is dropped with a warning naming the rows: it stays usable, counted once."""
+    import warnings
+
+    first: dict[str, int] = {}
+    keep: list[int] = []
+    repeats: list[str] = []
+    for i, cid in enumerate(ids):
+        key = id_key(cid)
+        j = first.get(key)
+        if j is None:
+            first[key] = i
+            keep.append(i)
+            continue
+        if labels is None or labels[i] != labels[j]:
+            detail = (
+                f"has two labels ({EXPRESSIONS[labels[j]] if labels[j] < len(EXPRESSIONS) else labels[j]} and "
+                f"{EXPRESSIONS[labels[i]] if labels[i] < len(EXPRESSIONS) else labels[i]})"
+                if labels is not None
+                else "appears twice"
+            )
+            raise AudferError(f"{path}: rows {rows[j]} and {rows[i]}: clip {cid!r} {detail} in the {what}")
+        repeats.append(f"{cid!r} (rows {rows[j]} and {rows[i]})")
+    if repeats:
+        warnings.warn(
+            f"{path}: {len(repeats)} clip(s) listed twice with the same label, counted once: "
+            + ", ".join(repeats[:5])
+            + (" ..." if len(repeats) > 5 else ""),
+            UserWarning,
+            stacklevel=3,
+        )
+    return keep
+
+
 def read_clip_labels(path: str | os.PathLike) -> pl.DataFrame:
     """Read ``clip_id,label`` (label as index 0..6 or class name) -> ``clip_id`` (str), ``label`` (int8)."""
     path = Path(path)
     df = read_csv_table(path, ("clip_id", "label"), what="clip labels")
+    if df.height == 0:
+        raise AudferError(f"{path}: no clip rows (only a header); expected clip_id,label rows")
     ids = df["clip_id"].str.strip_chars()
     labels = []
     for row, value in enumerate(df["label"].to_list(), start=2):
         if value is None:
             raise AudferError(f"{path}: row {row}, column label: empty; expected 0..6 or an expression name")
         labels.append(expression_index(value, where=f"{path}: row {row}, column label"))
-    seen: dict[str, tuple[int, int]] = {}
-    for row, (cid, lab) in enumerate(zip(ids.to_list(), labels), start=2):
+    id_list = ids.to_list()
+    for row, cid in enumerate(id_list, start=2):
         if cid is None or cid == "":
             raise AudferError(f"{path}: row {row}, column clip_id: empty; expected a clip id")
-        if cid in seen:
-            first_row, first_label = seen[cid]
-            if first_label != lab:
-                raise AudferError(
-                    f"{path}: rows {first_row} and {row}: clip_id {cid!r} has conflicting labels "
-                    f"({EXPRESSIONS[first_label]} and {EXPRESSIONS[lab]})"
-                )
-            raise AudferError(f"{path}: rows {first_row} and {row}: clip_id {cid!r} appears more than once")
-        seen[cid] = (row, lab)
-    return pl.DataFrame({"clip_id": ids, "label": pl.Series(labels, dtype=pl.Int8)})
+    keep = unique_clip_rows(path, id_list, list(range(2, len(id_list) + 2)), labels, what="clip labels")
+    return pl.DataFrame(
+        {"clip_id": [id_list[i] for i in keep], "label": pl.Series([labels[i] for i in keep], dtype=pl.Int8)}
+    )
 
 
 def expression_table(values: np.ndarray, columns: tuple[str, ...] = AUS) -> pl.DataFrame:

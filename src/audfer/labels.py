@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from .errors import InputError
-from .io import expression_table, read_csv_table
+from .io import expression_table, read_csv_table, unique_clip_rows
 from .vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, expression_index
 
 __all__ = [
@@ -91,6 +91,9 @@ def video_au_labels(
 def read_au_labels(path: str | os.PathLike[str]) -> pl.DataFrame:
     """Read ``video_au_labels.csv``: AU cells must be 0, 1 or empty (missing)."""
     df = read_csv_table(path, ("clip_id", *AUS), what="video AU labels")
+    if df.height == 0:
+        raise InputError(f"{path}: no clip rows (only a header); expected one row of AU labels per clip")
+    unique_clip_rows(path, df["clip_id"].to_list(), list(range(2, df.height + 2)), what="video AU labels")
     for au in AUS:
         bad = df.with_row_index().filter(pl.col(au).is_not_null() & ~pl.col(au).str.strip_chars().is_in(["0", "1", ""]))
         if bad.height:

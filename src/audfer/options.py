@@ -334,7 +334,7 @@ class ModelOptions(_Section):
         Text(what="a checkpoint path"),
     )
 
-    trust_pickle: bool = opt(False, "allow checkpoints that pickle more than tensors (only files you trust)", Flag())
+    trust_pickle: bool = opt(False, "read model.pretrained and --resume checkpoints that pickle more than tensors (only files you trust)", Flag())
     official_init: str | None = opt(
         None,
         "what the official run starts from (recipes set it): training without model.pretrained then warns and "

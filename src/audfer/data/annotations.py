@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import InputError
+from ..io import unique_clip_rows
 from ..vocab import EXPRESSIONS, MAFW_CLASSES, MAFW_TO_7, expression_index
 
 RAVDESS_EMOTIONS = {
@@ -60,7 +61,20 @@ def keyed(table: pl.DataFrame, col: str = "clip_id") -> pl.DataFrame:
     return table.with_columns(clip_key(col))
 
 
-def _table(ids: list[str], labels: list[int]) -> pl.DataFrame:
+def _table(ids: list[str], labels: list[int], where: list[tuple[Path, int]] | None = None) -> pl.DataFrame:
+    """The ``clip_id,label`` table; ``where`` (file, row) of each entry: a clip listed twice with two labels is an
+    error naming both rows, the same label twice a warning (counted once)."""
+    if where is not None:
+        by_file: dict[Path, list[int]] = {}
+        for i, (path, _) in enumerate(where):
+            by_file.setdefault(path, []).append(i)
+        keep: list[int] = []
+        for path, idx in by_file.items():
+            kept = unique_clip_rows(
+                path, [ids[i] for i in idx], [where[i][1] for i in idx], [labels[i] for i in idx], what="split file"
+            )
+            keep += [idx[k] for k in kept]
+        ids, labels = [ids[i] for i in keep], [labels[i] for i in keep]
     return pl.DataFrame({"clip_id": ids, "label": pl.Series(labels, dtype=pl.Int8)})
 
 
@@ -88,6 +102,7 @@ def dfew_labels(root: str | Path, fold: int = 1, split: str = "train") -> pl.Dat
     _check_fold(fold)
     root = Path(root)
     ids, labels = [], []
+    where: list[tuple[Path, int]] = []
     lines = _split_lines(
         split,
         lambda part: root / "EmoLabel_DataSplit" / f"{part}(single-labeled)" / f"set_{fold}.csv",
@@ -103,13 +118,15 @@ def dfew_labels(root: str | Path, fold: int = 1, split: str = "train") -> pl.Dat
             raise InputError(f"{path}: row {row}: {line!r}; expected <video number>,<label 1..7>")
         ids.append(f"{int(cells[0]):05d}")
         labels.append(int(cells[1]) - 1)
-    return _table(ids, labels)
+        where.append((path, row))
+    return _table(ids, labels, where)
 
 
 def ferv39k_labels(root: str | Path, split: str = "train") -> pl.DataFrame:
     """FERV39k's All_scenes split (``split``: train, test or all); ids ``Scene_Emotion_ID``."""
     root = Path(root)
     ids, labels = [], []
+    where: list[tuple[Path, int]] = []
     lines = _split_lines(
         split,
         lambda part: root / "4_setups" / "All_scenes" / f"{part}_All.csv",
@@ -121,7 +138,8 @@ def ferv39k_labels(root: str | Path, split: str = "train") -> pl.DataFrame:
             raise InputError(f"{path}: row {row}: {line!r}; expected <Scene/Emotion/ID> <Emotion>")
         ids.append(cells[0].replace("/", "_"))
         labels.append(expression_index(cells[1], where=f"{path}: row {row}"))
-    return _table(ids, labels)
+        where.append((path, row))
+    return _table(ids, labels, where)
 
 
 def mafw_labels(root: str | Path, fold: int = 1, split: str = "train", *, classes: int = 7) -> pl.DataFrame:
@@ -131,6 +149,7 @@ def mafw_labels(root: str | Path, fold: int = 1, split: str = "train", *, classe
         raise InputError(f"MAFW classes must be 7 (our view) or 11 (MAFW's own), got {classes}")
     root = Path(root)
     ids, labels = [], []
+    where: list[tuple[Path, int]] = []
     lines = _split_lines(
         split,
         lambda part: root / "split" / "single" / "no_caption" / f"set_{fold}" / f"{part}.txt",
@@ -145,7 +164,8 @@ def mafw_labels(root: str | Path, fold: int = 1, split: str = "train", *, classe
         if label is not None:
             ids.append(Path(cells[0]).stem)
             labels.append(label)
-    return _table(ids, labels)
+            where.append((path, row))
+    return _table(ids, labels, where)
 
 
 _RAVDESS_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..io import read_yaml
 from ..options import Config, choices_of, defaults_yaml, reference_markdown
 
 __all__ = [
@@ -44,10 +45,13 @@ def shipped_configs() -> list[str]:
 
 
 def _read_yaml(path: Any) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load((Path(path) if isinstance(path, str) else path).read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if isinstance(path, (str, Path)):
+        data = read_yaml(path, "an experiment config (YAML)", ConfigError)
+    else:  # a shipped config (an importlib resource)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -236,14 +236,17 @@ def config_changes(old: Config | dict, new: Config | dict) -> dict[str, tuple]:
     return diff
 
 
-def _readable_checkpoint(path: Path) -> tuple[int | None, str | None]:
-    """(epochs finished, None) for a complete training checkpoint, (None, why) otherwise."""
+def _readable_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[int | None, str | None]:
+    """(epochs finished, None) for a complete training checkpoint, (None, why) otherwise; read weights-only
+    (``read_checkpoint``), so a planted pickle is refused, not run."""
+    from ..models.checkpoint import read_checkpoint
+
     if not path.is_file():
         return None, "missing"
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated zip, garbage, ...: torch raises several types
-        return None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ck = read_checkpoint(path, trust_pickle=trust_pickle)
+    except AudferError as exc:  # truncated zip, garbage, a pickle that imports code
+        return None, f"unreadable ({str(exc).removeprefix(f'{path}: ')})"
     if not isinstance(ck, dict) or "state_dict" not in ck or "epoch" not in ck:
         return None, "not an audfer training checkpoint"
     return int(ck["epoch"]) + 1, None
@@ -255,14 +258,14 @@ def has_checkpoint(out: Path) -> bool:
     return (ckdir / "last.ckpt").is_file() or (ckdir / "previous.ckpt").is_file()
 
 
-def resume_point(ckdir: Path, *, log: Log = print) -> tuple[Path, int]:
+def resume_point(ckdir: Path, *, log: Log = print, trust_pickle: bool = False) -> tuple[Path, int]:
     """The checkpoint a resumed run starts from and its finished epochs: ``last.ckpt``, or, when it is truncated
     or corrupt (a crash while it was written), the previous good one (``previous.ckpt``), saying so."""
     last, prev = ckdir / "last.ckpt", ckdir / "previous.ckpt"
-    epochs, why = _readable_checkpoint(last)
+    epochs, why = _readable_checkpoint(last, trust_pickle)
     if epochs is not None:
         return last, epochs
-    p_epochs, p_why = _readable_checkpoint(prev)
+    p_epochs, p_why = _readable_checkpoint(prev, trust_pickle)
     if p_epochs is not None:
         log(f"{last}: {why}; resuming from {prev.name} instead ({p_epochs} finished epoch(s))")
         return prev, p_epochs
@@ -339,7 +342,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         )
     start = None
     if resume:
-        start, done = resume_point(ckdir, log=log)
+        start, done = resume_point(ckdir, log=log, trust_pickle=cfg.model.trust_pickle)
         _check_resume_settings(out, cfg, done, accept_changes, log)
     t = cfg.train
     if t.threads:
@@ -421,7 +424,12 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
                 ".*no `val_dataloader`.*",
             ):
                 warnings.filterwarnings("ignore", message=text)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(start) if start is not None else None)
+            trainer.fit(
+                module,
+                datamodule=datamodule,
+                ckpt_path=str(start) if start is not None else None,
+                weights_only=not cfg.model.trust_pickle,  # a resumed checkpoint is read like any other file
+            )
     except (_Stop, SIGTERMException) as exc:  # Lightning raises its own at the step boundary on SIGTERM
         stop = exc if isinstance(exc, _Stop) else _Stop(signal.SIGTERM)
         raise TrainingStopped(
@@ -440,7 +448,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     if trainer.global_rank != 0:
         return out
     chosen = last if best_cb is None else Path(best_cb.best_model_path)
-    info = torch.load(chosen, map_location="cpu", weights_only=False)
+    info = torch.load(chosen, map_location="cpu", weights_only=True)  # written by this run
     init = json.loads((out / "init.json").read_text())
     selection = {
         "rule": sel,
@@ -455,7 +463,8 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     }
     write_json(selection, out / "selection.json")
     if evaluate:
-        evaluate_checkpoint(chosen, out=out / "eval", log=log)
+        # the file this run just wrote from the user's own config (which may name the user's model factory)
+        evaluate_checkpoint(chosen, out=out / "eval", log=log, trust_pickle=True)
     return out
 
 
@@ -541,21 +550,56 @@ class _StopOnSignal(Callback):
             raise _Stop(signum)
 
 
-def load_module(checkpoint: PathLike, *, map_location: str | torch.device = "cpu") -> AUDFERModule:
-    """The ``AUDFERModule`` stored in a checkpoint written by ``train``."""
-    from ..models.checkpoint import sniff_checkpoint
+def load_module(
+    checkpoint: PathLike, *, map_location: str | torch.device = "cpu", trust_pickle: bool = False
+) -> AUDFERModule:
+    """The ``AUDFERModule`` stored in a checkpoint written by ``train``, built without running the file's code.
+
+    The file is read weights-only (``models.checkpoint.read_checkpoint``); the module is rebuilt from the plain
+    config, K and pos-weights it stores and its tensors loaded. A stored config whose ``model.name`` names code
+    to import (``package.module:factory``) is refused unless ``trust_pickle`` says the file is trusted: importing
+    it would run that module."""
+    from ..errors import CheckpointError, ConfigError
+    from ..models.checkpoint import read_checkpoint
+    from ..models.custom import is_custom_name
     from .module import AUDFERModule
 
     path = Path(checkpoint)
-    sniff_checkpoint(path)
+    ck = read_checkpoint(path, trust_pickle=trust_pickle)
+    hp = ck.get("hyper_parameters") if isinstance(ck, dict) else None
+    if not isinstance(ck, dict) or "state_dict" not in ck or not isinstance(hp, dict) or "cfg" not in hp:
+        raise CheckpointError(
+            f"{path}: not an audfer training checkpoint (no state_dict with hyper_parameters.cfg); for a model's "
+            f"released weights use model.pretrained (train) or --model NAME (predict)"
+        )
+    cfg = hp["cfg"]
+    if not isinstance(cfg, dict) and hasattr(cfg, "to_dict"):  # a trusted file from an audfer that pickled its Config
+        cfg = cfg.to_dict()
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: hyper_parameters.cfg is a {type(cfg).__name__}, expected the run's config")
+    name = (cfg.get("model") or {}).get("name")
+    if isinstance(name, str) and is_custom_name(name) and not trust_pickle:
+        raise CheckpointError(
+            f"{path}: its config names code to import and run (model.name={name!r}); pass --trust-pickle "
+            f"(trust_pickle=True) only if you trust the file and that module (docs/weights.md)"
+        )
     try:
-        return AUDFERModule.load_from_checkpoint(str(path), map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch / Lightning raise many types for foreign files
-        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
-        raise AudferError(
-            f"{path}: not an audfer training checkpoint ({type(exc).__name__}: {detail}); for a model's "
+        module = AUDFERModule(
+            cfg, hp["knowledge"], hp.get("pos_weight"), int(hp.get("steps_per_epoch", 1))
+        )
+        module.load_state_dict(ck["state_dict"])
+    except ConfigError as exc:
+        raise CheckpointError(
+            f"{path}: its stored config does not load here ({exc}); written by another audfer version? "
+            f"Retrain, or load its weights with model.pretrained / --model NAME"
+        ) from None
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: not a complete audfer training checkpoint ({type(exc).__name__}: {detail}); for a model's "
             f"released weights use model.pretrained (train) or --model NAME (predict)"
         ) from None
+    return module.to(map_location)
 
 
 def evaluate_checkpoint(
@@ -566,13 +610,14 @@ def evaluate_checkpoint(
     out: PathLike | None = None,
     log: Log = print,
     device: str | None = None,
+    trust_pickle: bool = False,
 ) -> dict:
     """Evaluate a checkpoint on a split of its own dataset config (``overrides`` may point elsewhere, e.g.
     ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
     from ..evaluation import classification_metrics, predict_loaders, prediction_table
     from .config import apply_overrides
 
-    module = load_module(checkpoint)
+    module = load_module(checkpoint, trust_pickle=trust_pickle)
     cfg = apply_overrides(module.cfg, overrides)
     if split not in ("train", "test"):
         raise AudferError(f"split must be train or test, got {split!r}")

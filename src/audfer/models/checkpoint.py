@@ -127,23 +127,48 @@ def sniff_checkpoint(path: str | os.PathLike[str]) -> None:
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
 
 
-def load_checkpoint(model: DFERModel, path: str | os.PathLike[str], *, trust_pickle: bool = False) -> LoadReport:
-    """Load ``path`` into ``model`` (see module docstring); returns what was done.
+def _refused_global(exc: BaseException) -> str | None:
+    """The ``module.name`` torch's weights-only unpickler refused to import, when that is why it failed."""
+    import re
 
-    Files are read with ``weights_only=True``; ``trust_pickle=True`` allows arbitrary pickles
-    (some released files also pickle their training arguments) for files you trust.
-    """
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return found.group(1) if found else None
+
+
+def read_checkpoint(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Any:
+    """The object stored in a PyTorch file, read without running code unless the user trusts the file.
+
+    Every file audfer opens with ``torch.load`` goes through here (``model.pretrained``, ``predict`` /
+    ``evaluate`` / ``export`` checkpoints, ``--resume``): ``weights_only=True`` (tensors, numbers, strings and
+    containers only), so a pickle that would import and call something (``os.system``) is refused before it
+    runs, with one line naming what it asked for. ``trust_pickle=True`` (``--trust-pickle``,
+    ``model.trust_pickle``) reads any pickle: only for files whose author you trust."""
     path = Path(path)
     sniff_checkpoint(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # noqa: BLE001 - torch raises many types here
-        hint = (
-            " (it pickles more than tensors: pass trust_pickle=True / --trust-pickle if you trust it)"
-            if "weights_only" in str(exc) or "Unpickl" in type(exc).__name__
-            else ""
-        )
-        raise CheckpointError(f"{path}: cannot read checkpoint: {str(exc).splitlines()[0]}{hint}") from None
+        text = str(exc)
+        if not trust_pickle and ("weights_only" in text or "Unpickl" in type(exc).__name__):
+            wanted = _refused_global(exc)
+            raise CheckpointError(
+                f"{path}: refused: the file pickles more than tensors"
+                + (f" (it asks to import {wanted})" if wanted else "")
+                + "; unpickling it could run its author's code. Pass --trust-pickle (model.trust_pickle=true, "
+                "trust_pickle=True) only if you trust where it came from (docs/weights.md)"
+            ) from None
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise CheckpointError(f"{path}: cannot read checkpoint: {first}") from None
+
+
+def load_checkpoint(model: DFERModel, path: str | os.PathLike[str], *, trust_pickle: bool = False) -> LoadReport:
+    """Load ``path`` into ``model`` (see module docstring); returns what was done.
+
+    Files are read weights-only (``read_checkpoint``); ``trust_pickle=True`` allows arbitrary pickles
+    (some released files also pickle their training arguments) for files you trust.
+    """
+    path = Path(path)
+    obj = read_checkpoint(path, trust_pickle=trust_pickle)
     state, layout = _unwrap(obj, path)
     report = LoadReport(layout, 0)
     if isinstance(obj, dict) and "pytorch-lightning_version" in obj and any(k.startswith("model.") for k in state):
