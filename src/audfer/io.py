@@ -7,6 +7,7 @@ place, so an interrupted or failing step never leaves a half-written file behind
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -49,6 +50,20 @@ def output_target(path: str | os.PathLike) -> Path:
     return target
 
 
+#: errno values that mean "the disk cannot take this file" (full, over quota, too large, read-only, failing)
+_OUT_OF_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+def _errno_of(exc: OSError) -> int | None:
+    """The errno of an OSError; polars' (Rust) errors carry it only in their text, as ``(os error 28)``."""
+    if exc.errno is not None:
+        return exc.errno
+    import re
+
+    found = re.search(r"os error (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``'s target; rename it onto the target only on success.
@@ -56,7 +71,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     Through a symlink the target file is replaced (in the target's folder, so the rename stays atomic) and
     the link is kept; a folder or a device at ``path`` is refused. The new file gets the usual permissions
     (0666 minus the umask, or the mode of the file it replaces), not ``mkstemp``'s 0600. Errors name
-    ``path``, never the temporary file."""
+    ``path``, never the temporary file; a full disk (or quota, read-only file system) while writing is one
+    ``AudferError`` naming ``path`` and saying the previous file is intact."""
     user = Path(path)
     target = output_target(user)
     try:
@@ -69,7 +85,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:
+            code = _errno_of(exc)
+            if code not in _OUT_OF_ROOM:
+                raise
+            kept = "the previous file is intact" if target.exists() else "nothing was written"
+            raise AudferError(f"{user}: cannot write here ({os.strerror(code)}); {kept}") from None
         try:
             mode = os.stat(target).st_mode & 0o7777 if target.exists() else 0o666 & ~_umask()
             os.chmod(tmp_path, mode)

@@ -23,7 +23,9 @@ import io
 import json
 import multiprocessing
 import os
+import time
 import warnings
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +53,7 @@ __all__ = [
 META_COLUMNS = ("frame", "timestamp", "confidence", "success", "face_id")
 AU_COLUMNS = INTENSITY_COLUMNS + PRESENCE_COLUMNS
 CANONICAL_COLUMNS = META_COLUMNS + AU_COLUMNS
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3  # 3: the manifest names its Parquet file and that file's size and CRC-32
 
 
 class OpenFaceWarning(UserWarning):
@@ -376,7 +378,7 @@ def read_au_dir(
     fresh: set[str] = set()
     old_skipped: dict[str, str] = {}
     old_sources: dict[str, str] = {}
-    if cache and (cache_path / "manifest.json").is_file() and (cache_path / "frames.parquet").is_file():
+    if cache and (cache_path / "manifest.json").is_file():
         try:
             manifest = json.loads((cache_path / "manifest.json").read_text())
             if manifest.get("options") == options:
@@ -384,10 +386,10 @@ def read_au_dir(
                 old_skipped = {c: r for c, r in manifest.get("skipped", {}).items() if c in fresh}
                 old_sources = {c: r for c, r in manifest.get("sources", {}).items() if c in fresh}
                 if fresh:
-                    cached = pl.read_parquet(cache_path / "frames.parquet", glob=False).filter(
-                        pl.col("clip_id").is_in(list(fresh))
-                    )
-        except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
+                    cached = _read_cached_frames(cache_path, manifest).filter(pl.col("clip_id").is_in(list(fresh)))
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                warnings.warn(f"{cache_path}: damaged AU cache ({exc}); re-reading the files", OpenFaceWarning, stacklevel=2)
             fresh, cached, old_skipped, old_sources = set(), pl.DataFrame(), {}, {}
 
     todo = [str(p) for p in paths if p.stem not in fresh]
@@ -440,16 +442,48 @@ def read_au_dir(
     frames = frames.sort(["clip_id", "frame"], maintain_order=True)
     if cache and todo:
         try:
-            write_parquet(frames, cache_path / "frames.parquet")
-            write_json(
-                {"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources},
-                cache_path / "manifest.json",
-            )
-        except OSError as exc:
-            warnings.warn(f"could not write the OpenFace cache at {cache_path}: {exc}", OpenFaceWarning, stacklevel=2)
+            _write_cache(cache_path, frames, {"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources})
+        except (OSError, AudferError) as exc:  # a full disk: the result stands, only the cache is not updated
+            warnings.warn(f"could not write the AU cache at {cache_path}: {exc}", OpenFaceWarning, stacklevel=2)
     return OpenFaceFolder(
         frames=frames, clips=stems, skipped=sorted(skipped), from_cache=len(fresh), sources=sources, mapping=mapping
     )
+
+
+def _file_crc(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _write_cache(cache_path: Path, frames: pl.DataFrame, manifest: dict[str, Any]) -> None:
+    """The folder cache as one unit: the frames go to a new Parquet file, then the manifest naming that file, its
+    size and its CRC-32 replaces the old one (atomically), then older Parquet files go. A process killed at any
+    point, or two processes filling one cache, leave a manifest that matches the file it names."""
+    cache_path.mkdir(parents=True, exist_ok=True)
+    name = f"frames-{os.getpid()}-{time.time_ns()}.parquet"
+    write_parquet(frames, cache_path / name)
+    manifest = {**manifest, "frames_file": name, "frames_bytes": (cache_path / name).stat().st_size}
+    manifest["frames_crc32"] = _file_crc(cache_path / name)
+    write_json(manifest, cache_path / "manifest.json")
+    for old in cache_path.glob("frames*.parquet"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def _read_cached_frames(cache_path: Path, manifest: dict[str, Any]) -> pl.DataFrame:
+    """The Parquet file the manifest names, checked against the size, CRC-32 and schema recorded with it: a
+    truncated, edited or foreign file raises ``ValueError`` (the caller re-reads the AU files)."""
+    path = cache_path / str(manifest["frames_file"])
+    if path.stat().st_size != manifest["frames_bytes"] or _file_crc(path) != manifest["frames_crc32"]:
+        raise ValueError(f"{path.name} does not match its manifest (size or CRC-32)")
+    frames = pl.read_parquet(path, glob=False)
+    want = {"clip_id": pl.String, **_canonical_schema()}
+    if dict(frames.schema) != want:
+        raise ValueError(f"{path.name} has another schema than the canonical frames table")
+    return frames
 
 
 def _canonical_schema() -> dict[str, Any]:  # polars dtype classes (pl.Int64 ...), as polars takes them

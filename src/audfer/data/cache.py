@@ -2,7 +2,8 @@
 
 The first epoch decodes every frame of a clip (JPEG folders at reduced DCT scale when they are at
 least twice the target size), resizes the short side to ``size`` and stores ``(T, H, W, 3)`` uint8 as
-one ``.npy`` file; later epochs read it and slice the sampled frames. Random crops, flips and
+one ``.clip`` entry (a small header with the shape and a CRC-32, then the raw pixels: never a pickle;
+a cut-off or edited entry is detected and rebuilt); later epochs read it and slice the sampled frames. Random crops, flips and
 colour jitter still run per epoch on the cached frames, so augmentation is unchanged (crops are
 taken from ``size``-pixel frames instead of the originals, a resolution the model never exceeds).
 
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import tempfile
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,45 @@ def _resize_short(frames: np.ndarray, size: int) -> np.ndarray:
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     return np.stack([cv2.resize(f, (nw, nh), interpolation=interp) for f in frames])
+
+
+#: An entry: this magic, then little-endian uint32 T, H, W, C and the CRC-32 of the pixels, then the uint8 pixels.
+_MAGIC = b"AUDFERCLIP\x01\x00"
+_HEADER = struct.Struct("<5I")
+
+
+def write_entry(entry: Path, frames: np.ndarray) -> None:
+    """Store ``frames`` (T, H, W, 3) uint8 at ``entry``: written to a temporary file beside it and renamed into
+    place, so a reader sees the old entry, no entry or the whole new one (concurrent fillers, a kill mid-write)."""
+    pixels = np.ascontiguousarray(frames, dtype=np.uint8)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{entry.stem}.", suffix=".part", dir=entry.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_MAGIC + _HEADER.pack(*pixels.shape, zlib.crc32(pixels.data)))
+            fh.write(pixels.data)
+        os.replace(tmp, entry)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_entry(entry: Path, size: int | None = None) -> np.ndarray:
+    """The frames stored by ``write_entry``; ``ValueError`` when the file is not a whole entry (cut off, edited:
+    its CRC-32 differs, or frames whose short side is not ``size``). Plain bytes, never a pickle."""
+    data = entry.read_bytes()
+    head = len(_MAGIC) + _HEADER.size
+    if len(data) < head or not data.startswith(_MAGIC):
+        raise ValueError("not a clip-cache entry")
+    t, h, w, c, crc = _HEADER.unpack_from(data, len(_MAGIC))
+    if len(data) != head + t * h * w * c:
+        raise ValueError(f"{len(data)} bytes, expected {head + t * h * w * c} (cut off?)")
+    if c != 3 or (size is not None and min(h, w) != size):
+        raise ValueError(f"frames {t}x{h}x{w}x{c}, expected 3 channels and a short side of {size}")
+    pixels = np.frombuffer(data, np.uint8, offset=head).reshape(t, h, w, c)
+    if zlib.crc32(pixels.data) != crc:
+        raise ValueError("CRC-32 mismatch (edited or damaged)")
+    return pixels
 
 
 class ClipCache:
@@ -80,9 +122,9 @@ class ClipCache:
         return hashlib.sha1(text.encode()).hexdigest()
 
     def entry(self, path: PathLike) -> Path:
-        """Where the cached array of the clip at ``path`` lives (``<root>/<key[:2]>/<key>.npy``)."""
+        """Where the cached frames of the clip at ``path`` live (``<root>/<key[:2]>/<key>.clip``)."""
         k = self.key(path)
-        return self.root / k[:2] / f"{k}.npy"
+        return self.root / k[:2] / f"{k}.clip"
 
     def get(self, path: str | os.PathLike, *, on_bad_frame: str = "raise") -> np.ndarray:
         """The clip's uint8 frames with the shorter side at the cache's size: from the cache, or decoded once and
@@ -102,24 +144,23 @@ class ClipCache:
             self._keys[str(path)] = (mtime, entry)
         if entry.is_file():
             try:
-                frames = np.load(entry)
+                frames = read_entry(entry, self.size)
                 self.hits += 1
                 self._hold(entry, frames)
                 return frames
-            except (ValueError, OSError):  # a damaged entry (e.g. disk full on another machine): rebuild it
-                pass
+            except (ValueError, OSError) as exc:  # truncated, edited, foreign: decode again and replace it
+                warnings.warn(f"{entry}: damaged clip-cache entry for {path} ({exc}); rebuilt", UserWarning, 2)
         self.misses += 1
-        frames = _resize_short(self._decode_all(Path(path), on_bad_frame), self.size)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.stem}.", suffix=".npy", dir=entry.parent)
+        frames = np.ascontiguousarray(_resize_short(self._decode_all(Path(path), on_bad_frame), self.size))
         try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(frames))
-            os.replace(tmp, entry)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        frames = np.ascontiguousarray(frames)
+            write_entry(entry, frames)
+        except OSError as exc:  # a full disk: the clip is used, only not kept
+            warnings.warn(
+                f"{entry}: cannot store the decoded clip {path} ({exc.strerror or exc}); training goes on without "
+                f"caching it",
+                UserWarning,
+                stacklevel=2,
+            )
         self._hold(entry, frames)
         return frames
 

@@ -492,11 +492,25 @@ class _EveryEpoch(Callback):
         self.ckdir, self.epochs_csv = ckdir, epochs_csv
 
     def on_train_epoch_end(self, trainer, pl_module):
+        last = self.ckdir / "last.ckpt"
+        broken = [n for n, p in pl_module.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+        if broken:  # the epoch's last update left non-finite weights: never save them as last.ckpt
+            raise AudferError(
+                f"training diverged: {len(broken)} weight tensor(s) are not finite after epoch "
+                f"{trainer.current_epoch + 1} (e.g. {broken[0]}); lower optim.lr; {last} was not replaced"
+            )
         partial = self.ckdir / ".last.ckpt.partial"
-        trainer.save_checkpoint(str(partial))
+        try:
+            trainer.save_checkpoint(str(partial))
+        except OSError as exc:  # a full disk: the previous checkpoint stays as it was
+            if partial.exists():
+                partial.unlink()
+            raise AudferError(
+                f"{last}: cannot write the checkpoint of epoch {trainer.current_epoch + 1} ({exc.strerror or exc}); "
+                f"the previous {last.name} is intact"
+            ) from None
         if not trainer.is_global_zero:
             return
-        last = self.ckdir / "last.ckpt"
         if last.is_file():
             os.replace(last, self.ckdir / "previous.ckpt")
         os.replace(partial, last)
@@ -542,12 +556,31 @@ class _StopOnSignal(Callback):
             signal.signal(signal.SIGTERM, self.request)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        bad = float(loss is not None and not bool(torch.isfinite(loss.detach()).all()))
         signum = self.signum or 0
-        if trainer.world_size > 1:  # DDP: a signal seen by any rank stops every rank at the same step (no rank
-            # is left waiting in a collective); one small all-reduce per step
-            signum = int(trainer.strategy.reduce(torch.tensor(float(signum), device=pl_module.device), reduce_op="max"))
+        if trainer.world_size > 1:  # DDP: a signal or a diverged loss seen by any rank stops every rank at the same
+            # step (no rank is left waiting in a collective); one small all-reduce per step
+            flags = torch.tensor([float(signum), bad], device=pl_module.device)
+            signum, bad = (int(v) for v in trainer.strategy.reduce(flags, reduce_op="max").tolist())
+        if bad:
+            raise _Diverged(trainer, loss)
         if signum:
             raise _Stop(signum)
+
+
+class _Diverged(AudferError):
+    """The training loss became NaN or infinite: the run stops at that step (no checkpoint of the epoch)."""
+
+    def __init__(self, trainer, loss) -> None:
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        value = "not finite" if loss is None or loss.numel() != 1 else f"{float(loss):g}"
+        super().__init__(
+            f"training diverged: the loss is {value} at epoch {trainer.current_epoch + 1}, step "
+            f"{trainer.global_step} (lr {lr:.3g}); the likely cause is a learning rate too high for this batch "
+            f"size and model (lower optim.lr), or inputs that are not finite; no checkpoint of this epoch was "
+            f"written (last.ckpt, if any, is the last finished epoch)"
+        )
 
 
 def load_module(
