@@ -469,3 +469,37 @@ def test_an_exponent_without_a_dot_is_a_number_not_text():
     assert parse_override("optim.lr=3e-3") == (["optim", "lr"], 0.003)
     assert parse_override("optim.lr=1.5E+2") == (["optim", "lr"], 150.0)
     assert parse_override("name=e3") == (["name"], "e3")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xef\xbb\xbfclip_id;label\r\n1;Happy\r\n00002;SADNESS\r\n3.0;2.0\r\n",  # BOM, semicolons, CRLF, 3.0
+        b'clip_id,label\r\n"1","happiness"\r\n"2",Sad\r\n3,"Neutral "\r\n',  # quoted, other spellings
+        b"clip_id\tlabel\n1.0\t0\n2\tsad\n3\tneutral\n",  # tab-separated
+    ],
+)
+def test_spreadsheet_saved_label_files_read_as_meant(tmp_path, raw):
+    from audfer.data.annotations import keyed
+
+    (tmp_path / "labels.csv").write_bytes(raw)
+    table = keyed(read_clip_labels(tmp_path / "labels.csv"))
+    assert table["clip_id"].to_list() == ["00001", "00002", "00003"]
+    assert table["label"].to_list() == [0, 1, 2]
+
+
+def test_spreadsheet_saved_dfew_split_file(tmp_path):
+    from audfer.data.annotations import dfew_labels
+
+    split = tmp_path / "EmoLabel_DataSplit" / "train(single-labeled)"
+    split.mkdir(parents=True)
+    (split / "set_1.csv").write_bytes(b'\xef\xbb\xbfvideo_name;label\r\n"1";1\r\n2.0;5.0\r\n')
+    table = dfew_labels(tmp_path, 1, "train")
+    assert table["clip_id"].to_list() == ["00001", "00002"] and table["label"].to_list() == [0, 4]
+
+
+@pytest.mark.parametrize("label", ["Happpy", "joyful", "3.5", "7"])
+def test_a_class_name_nobody_uses_is_an_error_never_a_guess(tmp_path, label):
+    (tmp_path / "labels.csv").write_text(f"clip_id,label\n1,Sad\n2,{label}\n")
+    with pytest.raises(AudferError, match=r"labels\.csv: row 3, column label: (unknown expression|expression index)"):
+        read_clip_labels(tmp_path / "labels.csv")

@@ -177,8 +177,9 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], *, what: 
     if not path.is_file():
         raise AudferError(f"{path}: {what} file not found")
     check_text_file(path, f"a {what} CSV")
+    separator = _separator(path, required)
     try:
-        df = pl.read_csv(path, infer_schema=False, glob=False)
+        df = pl.read_csv(path, infer_schema=False, glob=False, separator=separator, encoding="utf8-lossy")
     except Exception as exc:  # polars raises several types for malformed CSV
         ragged = _ragged_row(path)
         if ragged is not None:
@@ -186,11 +187,25 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], *, what: 
                 f"{path}: row {ragged[0]}: {ragged[1]} fields, the header has {ragged[2]}; cannot parse {what} CSV"
             ) from None
         raise AudferError(f"{path}: cannot parse {what} CSV ({exc.__class__.__name__}: {one_line(exc)})") from None
-    df = df.rename({c: c.strip() for c in df.columns})
+    df = df.rename({c: c.strip().lstrip("\ufeff").strip() for c in df.columns})
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise AudferError(f"{path}: {what} is missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
+    if "clip_id" in df.columns:  # a spreadsheet turned the id 25 into 25.0: the id is 25
+        df = df.with_columns(pl.col("clip_id").str.strip_chars().str.replace(r"^(\d+)\.0+$", "${1}"))
     return df
+
+
+def _separator(path: Path, required: tuple[str, ...]) -> str:
+    """``,`` unless the header only splits into the required columns with ``;`` or a tab (spreadsheets in locales
+    whose decimal mark is a comma save CSV with semicolons)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        header = fh.readline()
+    for sep in (",", ";", "\t"):
+        names = {c.strip().strip('"').strip() for c in header.split(sep)}
+        if all(r in names for r in required):
+            return sep
+    return ","
 
 
 def _ragged_row(path: Path) -> tuple[int, int, int] | None:

@@ -6,6 +6,8 @@ is the label order used by DFEW, FERV39k and our 7-class MAFW view (0 Happy ... 
 
 from __future__ import annotations
 
+import re
+
 from .errors import AudferError
 
 #: The 18 AUs OpenFace 2.2 detects as presence (``AUxx_c``), in OpenFace's column order.
@@ -61,9 +63,9 @@ def expression_index(value: object, *, where: str = "label") -> int:
     if isinstance(value, int):
         idx = value
     else:
-        text = str(value).strip()
-        if text.lstrip("-").isdigit():
-            idx = int(text)
+        text = str(value).strip().strip('"').strip()
+        if re.fullmatch(r"-?\d+(\.0+)?", text):  # 3, or 3.0 as a spreadsheet saves it
+            idx = int(float(text))
         elif text.lower() in _ALIASES:
             return _ALIASES[text.lower()]
         else:

@@ -27,7 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from ..errors import InputError
-from ..io import unique_clip_rows
+from ..io import check_text_file, unique_clip_rows
 from ..vocab import EXPRESSIONS, MAFW_CLASSES, MAFW_TO_7, expression_index
 
 RAVDESS_EMOTIONS = {
@@ -92,7 +92,8 @@ def _split_lines(split: str, path_of, what: str):
         path = path_of(part)
         if not path.is_file():
             raise InputError(f"{path}: {what} split file not found")
-        for row, line in enumerate(path.read_text().splitlines(), start=1):
+        check_text_file(path, "a dataset split file")
+        for row, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
             if line.strip():
                 yield path, row, line
 
@@ -109,7 +110,8 @@ def dfew_labels(root: str | Path, fold: int = 1, split: str = "train") -> pl.Dat
         "DFEW (expected <root>/EmoLabel_DataSplit/...)",
     )
     for path, row, line in lines:
-        cells = [c.strip() for c in line.split(",")]
+        # as DFEW ships it, or as a spreadsheet saves it (semicolons, quoted cells, numbers as 25.0)
+        cells = [re.sub(r"^(\d+)\.0+$", r"\1", c.strip().strip('"').strip()) for c in re.split(r"[,;\t]", line)]
         if row == 1:
             if cells != ["video_name", "label"]:
                 raise InputError(f"{path}: row 1: expected the header video_name,label")
