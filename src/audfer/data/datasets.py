@@ -244,7 +244,8 @@ def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
 
 def frame_paths(folder: Path) -> list[Path]:
     """The frame images of a clip folder in temporal order (``order_frames``)."""
-    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    # hidden files are never frames (macOS's ``._00001.jpg`` resource forks, ``.DS_Store``); nor are stray non-images
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
     if not files:
         raise InputError(f"{folder}: no frame images ({', '.join(IMAGE_SUFFIXES)})")
     return order_frames(files, folder)
@@ -300,33 +301,62 @@ def read_frames(
                 else:
                     flag = cv2.IMREAD_COLOR
             assert img is not None  # an unreadable image raised above
+            if out and img.shape[:2] != out[0].shape[:2]:
+                raise InputError(
+                    f"{f}: frame of {img.shape[1]}x{img.shape[0]} pixels, but {chosen[0].name} is "
+                    f"{out[0].shape[1]}x{out[0].shape[0]}; the frames of one clip must share one size"
+                )
             out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-        return _stack(out, path)
+        return np.stack(out)
+    return _read_video(path, None if indices is None else [int(i) for i in indices])
+
+
+def _read_video(path: Path, indices: list[int] | None) -> np.ndarray:
+    """A video's frames (all, or ``indices`` in that order, repeats allowed), decoded in one pass that keeps only
+    the frames asked for: memory follows the clip asked for, not the video's length."""
+    import cv2
+
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise InputError(f"{path}: cannot open video")
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    cap.release()
-    if not frames:
+    wanted = None if indices is None else set(indices)
+    last = None if indices is None else max(indices, default=-1)
+    kept: dict[int, np.ndarray] = {}
+    frames: list[np.ndarray] = []
+    n = 0
+    try:
+        while last is None or n <= last:
+            if wanted is not None and n not in wanted:
+                if not cap.grab():  # skipped frames are not converted or kept
+                    break
+                n += 1
+                continue
+            ok, img = cap.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            if wanted is None:
+                frames.append(rgb)
+            else:
+                kept[n] = rgb
+            n += 1
+    finally:
+        cap.release()
+    if n == 0:
         raise InputError(f"{path}: no decodable frame")
     if indices is not None:
-        frames = [frames[i] for i in indices]
-    return _stack(frames, path)
+        missing = sorted(set(indices) - set(kept))
+        if missing:
+            raise InputError(f"{path}: frame {missing[0]} asked for, but only {n} frame(s) decode (cut off?)")
+        frames = [kept[i] for i in indices]
+    return np.stack(frames)
 
 
 UnreadableFrame = UnreadableFrameError  #: the name this module has always exported
 
-
-def _stack(frames: list[np.ndarray], where: Path) -> np.ndarray:
-    shapes = {f.shape for f in frames}
-    if len(shapes) != 1:
-        raise InputError(f"{where}: frames of different sizes {sorted(shapes)[:2]}")
-    return np.stack(frames)
+#: Videos longer than this are never cached whole (the cache holds every frame of a clip): their sampled frames are
+#: decoded on each read, so memory stays bounded by the clip asked for (an hour of video is 90,000 frames).
+CACHE_MAX_VIDEO_FRAMES = 2048
 
 
 def count_frames(path: str | Path) -> int:
@@ -339,9 +369,13 @@ def count_frames(path: str | Path) -> int:
 
     cap = cv2.VideoCapture(str(path))
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    if n <= 0:  # declares none: count by demuxing, holding no frame
+        n = 0
+        while cap.grab():
+            n += 1
     cap.release()
     if n <= 0:
-        n = len(read_frames(path))
+        raise InputError(f"{path}: no decodable frame")
     return n
 
 
@@ -425,11 +459,13 @@ class ClipDataset:
     def _decode(self, i: int, rng) -> np.ndarray:
         from .sampling import sample_indices
 
-        if self.cache is not None:
+        path = Path(self.paths[i])
+        if self.cache is not None and not path.is_dir() and i not in self._lengths:
+            self._lengths[i] = count_frames(path)
+        if self.cache is not None and (path.is_dir() or self._lengths[i] <= CACHE_MAX_VIDEO_FRAMES):
             frames = self.cache.get(self.paths[i], on_bad_frame=self.on_bad_frame)
             idx = sample_indices(self.sampling, len(frames), self.num_frames, rng, **self.sampling_kwargs)
             return np.ascontiguousarray(frames[idx])
-        path = Path(self.paths[i])
         if not path.is_dir():
             if i not in self._lengths:
                 self._lengths[i] = count_frames(path)
