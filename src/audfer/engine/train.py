@@ -273,12 +273,28 @@ def resume_point(ckdir: Path, *, log: Log = print, trust_pickle: bool = False) -
 
 
 def _check_resume_settings(out: Path, cfg: Config, start_epoch: int, accept_changes: bool, log) -> None:
+    from ..io import read_yaml
+    from .config import with_defaults
+
     old_file = out / "config.yaml"
     if not old_file.is_file():
         return
-    import yaml
-
-    old = yaml.safe_load(old_file.read_text()) or {}
+    stored = read_yaml(old_file, "the run's config (YAML)") or {}
+    if not isinstance(stored, dict):
+        raise AudferError(f"{old_file}: expected the run's config (a mapping of sections)")
+    old = with_defaults(stored)  # a run folder from an older audfer: options it did not have take their defaults
+    lacking = sorted(
+        f"{sec}.{key}"
+        for sec, keys in old.items()
+        if isinstance(keys, dict)
+        for key in keys
+        if not isinstance(stored.get(sec), dict) or key not in stored[sec]
+    )
+    if lacking:
+        log(
+            f"{old_file}: written by an older audfer, without {len(lacking)} option(s) ({', '.join(lacking[:6])}"
+            f"{' ...' if len(lacking) > 6 else ''}); their defaults are assumed for the finished epochs"
+        )
     diff = config_changes(old, cfg)
     if not diff:
         return
@@ -617,10 +633,23 @@ def load_module(
             f"(trust_pickle=True) only if you trust the file and that module (docs/weights.md)"
         )
     try:
-        module = AUDFERModule(
-            cfg, hp["knowledge"], hp.get("pos_weight"), int(hp.get("steps_per_epoch", 1))
-        )
-        module.load_state_dict(ck["state_dict"])
+        module = AUDFERModule(cfg, hp["knowledge"], hp.get("pos_weight"), int(hp.get("steps_per_epoch", 1)))
+        state = ck["state_dict"]
+        own = module.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
+            parts = [
+                f"{what} {len(keys)}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+                for what, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", wrong))
+                if keys
+            ]
+            raise CheckpointError(
+                f"{path}: its tensors do not fit the model its config describes ({'; '.join(parts)}); a damaged file, "
+                f"or written by another audfer version: load its weights with model.pretrained / --model NAME"
+            )
+        module.load_state_dict(state)
     except ConfigError as exc:
         raise CheckpointError(
             f"{path}: its stored config does not load here ({exc}); written by another audfer version? "
