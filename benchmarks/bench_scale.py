@@ -52,9 +52,9 @@ def _step(folder: str, cache: str, out: str) -> None:
     t0 = time.perf_counter()
     code = main(["au-labels", folder, "--out", out] + ([] if cache else ["--no-cache"]))
     dt = time.perf_counter() - t0
-    peak = max(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    )
+    # VmHWM is this process's own peak (ru_maxrss of a process forked from a large parent starts at the parent's size)
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    peak = max(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # reader processes, if any (KiB)
     print(json.dumps({"code": code, "seconds": dt, "peak_mb": peak / 1024}))
 
 
