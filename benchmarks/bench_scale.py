@@ -92,7 +92,9 @@ def main() -> None:
         (one / "long.csv").write_bytes(_csv(args.rows, 0))
         (single / "000000.csv").write_bytes(templates[0])
         mb = lambda d: sum(p.stat().st_size for p in d.iterdir()) / 1e6  # noqa: E731
-        print(f"folder: {args.files:,} files x {args.frames} frames ({mb(folder):.0f} MB); one: {args.rows:,} rows ({mb(one):.0f} MB)")
+        print(
+            f"folder: {args.files:,} files x {args.frames} frames ({mb(folder):.0f} MB); one: {args.rows:,} rows ({mb(one):.0f} MB)"
+        )
         rows = [
             ("one file of the folder", single, None, args.frames),
             (f"folder of {args.files:,} files, cold", folder, tmp / "cache", args.files * args.frames),
@@ -106,7 +108,11 @@ def main() -> None:
             grow = r["peak_mb"] - floor
             print(
                 f"{name:34s} {r['seconds']:7.2f} s  {frames / r['seconds']:>12,.0f} frames/s  peak {r['peak_mb']:6.0f} MB"
-                + (f"  (+{grow:,.0f} MB over one file: {grow / (frames / 1e6):,.0f} MB per million frames)" if frames >= 1e5 else "")
+                + (
+                    f"  (+{grow:,.0f} MB over one file: {grow / (frames / 1e6):,.0f} MB per million frames)"
+                    if frames >= 1e5
+                    else ""
+                )
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -74,7 +74,10 @@ def test_au_labels_skip_option_skips_and_counts_bad_files(tmp_path, capsys):
 
 def test_label_files_with_repeated_or_conflicting_ids(tmp_path):
     (tmp_path / "dup.csv").write_text("clip_id,label\n1,Happy\n2,Sad\n00001,Happy\n")
-    with pytest.warns(UserWarning, match=r"dup\.csv: 1 clip\(s\) listed twice with the same label, counted once: '00001' \(rows 2 and 4\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"dup\.csv: 1 clip\(s\) listed twice with the same label, counted once: '00001' \(rows 2 and 4\)",
+    ):
         table = read_clip_labels(tmp_path / "dup.csv")
     assert table["clip_id"].to_list() == ["1", "2"]
     (tmp_path / "conflict.csv").write_text("clip_id,label\n1,Happy\n2,Sad\n1,Fear\n")
@@ -111,7 +114,9 @@ def test_a_split_file_listing_a_clip_twice(tmp_path):
     split = tmp_path / "EmoLabel_DataSplit" / "train(single-labeled)"
     split.mkdir(parents=True)
     (split / "set_1.csv").write_text("video_name,label\n1,1\n2,5\n1,3\n")
-    with pytest.raises(AudferError, match=r"set_1\.csv: rows 2 and 4: clip '00001' has two labels \(Happy and Neutral\)"):
+    with pytest.raises(
+        AudferError, match=r"set_1\.csv: rows 2 and 4: clip '00001' has two labels \(Happy and Neutral\)"
+    ):
         dfew_labels(tmp_path, 1, "train")
     (split / "set_1.csv").write_text("video_name,label\n1,1\n2,5\n1,1\n")
     with pytest.warns(UserWarning, match=r"set_1\.csv: 1 clip\(s\) listed twice with the same label"):
@@ -144,7 +149,9 @@ def test_knowledge_combine_aligns_every_column_by_expression_name(tmp_path):
             assert main(["knowledge", "--combine", str(tmp_path / name), str(other), "--out", str(out)]) == 0
             results[name, sidecar] = read_expression_table(out, what="knowledge matrix")
         np.testing.assert_allclose(results["usual.csv", sidecar], results["reordered.csv", sidecar], atol=1e-12)
-    assert not np.allclose(results["usual.csv", False][:, AUS.index("AU28")], results["usual.csv", True][:, AUS.index("AU28")])
+    assert not np.allclose(
+        results["usual.csv", False][:, AUS.index("AU28")], results["usual.csv", True][:, AUS.index("AU28")]
+    )
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "knowledge.yaml", "labels.csv"])

@@ -134,8 +134,9 @@ def test_clip_dataset_items_and_au_masking(tmp_path):
         and mask.all()
         and targets.sum() == 18
     )
-    # m3dfel at test: frames int(10*i/16) -> the sampled frame t has value 10*t
-    expected = torch.tensor([10 * int(10 * i / 16) / 255 for i in range(16)])
+    # m3dfel at test: frames int(10*i/16) + 7 (the centre of the training offsets), clamped to the 10 frames;
+    # the sampled frame t has value 10*t
+    expected = torch.tensor([10 * min(int(10 * i / 16) + 7, 9) / 255 for i in range(16)])
     torch.testing.assert_close(clip[:, 0, 0, 0], expected)
     assert not ds[1][3].any() and not ds[2][3].any()  # empty cells and missing row are masked
     train = ClipDataset(index, build_transform(spec, train=True), num_frames=16, sampling="m3dfel", train=True, seed=1)

@@ -121,10 +121,24 @@ def test_degenerate_counts_are_finite_and_follow_the_documented_rule():
     au, lab = _tables([0, 0, 0, 1], rows)
     d = pos_weights(au, lab, "distinct")
     assert np.isfinite(d.values).all()
-    assert d.values[0, 0] == pytest.approx(2.0)  # p = 0 -> treated as 1 positive: (3 - 1) / 1
+    # p = 0 in the class -> the AU's global weight (never c - 1): AU01 is positive in 1 of the 4 clips: (4 - 1) / 1
+    assert d.values[0, 0] == pytest.approx(3.0)
     assert d.values[0, 1] == pytest.approx(0.5)  # p = c -> treated as c - 1: (3 - 2) / 2
     assert d.values[0, 2] == pytest.approx(2.0)  # p = 1 of 3: the plain formula
     np.testing.assert_allclose(d.values[1:], 1.0)  # < 2 clips -> neutral weight
+    assert d.filled == ["Happy/AU01: no positive clip in the class, the AU's global weight 3"]
+
+
+def test_an_au_never_positive_in_the_split_gets_a_neutral_weight_not_c_minus_1():
+    # 2,000 clips, AU45 never positive: Eq. 6 read literally (p clamped to 1) would give 1,999
+    n = 2000
+    rows = [[i % 2] * 17 + [0] for i in range(n)]
+    au, lab = _tables([i % 7 for i in range(n)], rows)
+    for strategy in ("global", "distinct", "minor"):
+        pw = pos_weights(au, lab, strategy)
+        assert pw.values.max() < 10, strategy
+        np.testing.assert_allclose(pw.values[:, AUS.index("AU45")], 1.0)
+        assert "AU45: no positive clip in the split, 1.0" in pw.filled
 
 
 def test_clips_without_valid_au_labels_are_not_counted():

@@ -7,7 +7,9 @@ from audfer.data.sampling import m3dfel_indices, sample_indices, segment_indices
 
 def test_m3dfel_formula_gives_every_frame_its_own_offset_and_a_deterministic_test_time():
     n = 66  # a real DFEW clip length
-    np.testing.assert_array_equal(m3dfel_indices(n), [int(n * i / 16) for i in range(16)])
+    base = np.array([int(n * i / 16) for i in range(16)])
+    # test: the centre of the training offsets 0..15 (mean 7.5), rounded down to a frame: 7
+    np.testing.assert_array_equal(m3dfel_indices(n), np.minimum(base + 7, n - 1))
     rng = np.random.default_rng(0)
     offsets = []
     for _ in range(50):
@@ -19,6 +21,25 @@ def test_m3dfel_formula_gives_every_frame_its_own_offset_and_a_deterministic_tes
     # one offset per frame (TFace dataset_DFEW.py draws random() inside the frame loop), not one per clip
     assert (offsets.std(axis=1) > 0).mean() > 0.9
     np.testing.assert_array_equal(m3dfel_indices(n), m3dfel_indices(n))
+    # the test position sits at the training clips' mean position (within the half frame of rounding), not 7.5 before
+    mean_train = np.mean([m3dfel_indices(n, rng=rng) for _ in range(4000)], axis=0)
+    assert np.abs((m3dfel_indices(n) - mean_train)[:-2]).max() < 0.7
+
+
+def test_m3dfel_on_16_frame_folders_is_refused_unless_the_bug_is_asked_for():
+    from audfer.engine import load_config
+
+    with pytest.raises(
+        AudferError, match=r"53 % of the sampled frames the clip's last .*reproduce_bugs=\[m3dfel-16f\]"
+    ):
+        load_config("m3dfel_dfew", ["data.frames=clip_224x224_16f"])
+    cfg = load_config("m3dfel_dfew", ["data.frames=clip_224x224_16f", "data.reproduce_bugs=[m3dfel-16f]"])
+    assert cfg.data.reproduce_bugs == ("m3dfel-16f",)
+    # what the bug does: of 16 frames, on average 8.5 are the clip's last (136 of 256 offset/frame pairs)
+    rng = np.random.default_rng(0)
+    share = np.mean([(m3dfel_indices(16, rng=rng) == 15).mean() for _ in range(4000)])
+    assert share == pytest.approx(136 / 256, abs=0.01)
+    load_config("former_dfer_dfew", ["data.frames=clip_224x224_16f"])  # not M3DFEL's sampler: no such effect
 
 
 def test_m3dfel_on_a_16_frame_clip_never_collapses_to_copies_of_the_last_frame():
@@ -27,15 +48,39 @@ def test_m3dfel_on_a_16_frame_clip_never_collapses_to_copies_of_the_last_frame()
     assert min(distinct) >= 3  # one shared offset of 15 (1 in 16 draws) gives a single distinct frame
 
 
-def test_segments_two_consecutive_frames_each():
-    idx = segment_indices(80, 8, 2)
-    assert len(idx) == 16
-    for s in range(8):
-        a, b = idx[2 * s], idx[2 * s + 1]
-        assert b == a + 1 and 10 * s <= a and b < 10 * (s + 1)
-        assert a == 10 * s + 4  # centre at test: span 9 -> start + 4
-    rng = np.random.default_rng(1)
-    assert len({tuple(segment_indices(80, 8, 2, rng)) for _ in range(10)}) > 1
+@pytest.mark.parametrize(
+    "n, test, first, last",
+    [
+        # hand-worked from Former-DFER's VideoDataset (duration 2, 8 segments):
+        # n = 8: avg = 7 // 8 = 0 and n > 8 fails -> all offsets 0; test: n > 9 fails -> all 0
+        (8, [0, 1] * 8, None, None),
+        # n = 16: avg = 15 // 8 = 1 -> offsets i + randint(1) = i: frames 0..8 only; test tick 15 / 8 = 1.875
+        (
+            16,
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+            [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8],
+            8,
+        ),
+        # n = 77: avg = 76 // 8 = 9 -> offsets 9 i + randint(9): frames 0..72 at most; test tick 9.5
+        (77, [4, 5, 14, 15, 23, 24, 33, 34, 42, 43, 52, 53, 61, 62, 71, 72], None, 72),
+    ],
+)
+def test_former_dfer_indices_are_the_official_loaders(n, test, first, last):
+    np.testing.assert_array_equal(segment_indices(n, 8, 2), test)
+    rng = np.random.default_rng(n)
+    draws = np.array([segment_indices(n, 8, 2, rng) for _ in range(500)])
+    if first is not None:
+        np.testing.assert_array_equal(draws[0], first)  # avg 1: randint(1) is always 0
+    if n == 8:
+        assert (draws == np.array([0, 1] * 8)).all()
+    if last is not None:
+        assert draws.max() == last  # only the first 8 * avg + 1 frames are ever used
+    assert (draws[:, 1::2] == np.minimum(draws[:, ::2] + 1, n - 1)).all()  # two consecutive frames each
+    if n == 77:
+        avg = 9
+        starts = draws[:, ::2]
+        assert ((starts >= np.arange(8) * avg) & (starts < np.arange(8) * avg + avg)).all()
+        assert len({tuple(d) for d in draws}) > 1
 
 
 def test_strided_test_views_follow_the_official_loader():

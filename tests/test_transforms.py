@@ -168,7 +168,7 @@ def test_randaugment_follows_timm_rand_m7_n4_mstd05_inc1():
     assert torch.allclose(moved[..., :, -5:], torch.tensor(128.0), atol=1.0) and moved[..., :, :10].abs().max() < 1.0
 
 
-def test_randaugment_and_erasing_are_seeded_per_clip_and_erasing_is_per_frame():
+def test_randaugment_and_erasing_are_seeded_per_clip_and_erasing_is_one_box_per_clip():
     from audfer.data.transforms import RandAugment, RandomErasing, build_transform
     from audfer.models.base import InputSpec
 
@@ -184,13 +184,22 @@ def test_randaugment_and_erasing_are_seeded_per_clip_and_erasing_is_per_frame():
         changed += int(not torch.equal(a, clip))
     assert changed >= 6
     assert torch.equal(ra(clip, None), clip)  # test time: untouched
-    # MAE-DFER's loader hands timm a (T, C, H, W) clip, which timm erases frame by frame
-    x = torch.zeros(200, 3, 32, 32)
-    y = RandomErasing(0.25)(x, np.random.default_rng(1))
-    erased = (y != 0).flatten(1).any(1).float()
-    assert 0.15 < erased.mean() < 0.35
-    boxes = {tuple(((y[t] != 0).any(0)).nonzero().min(0).values.tolist()) for t in range(200) if erased[t]}
-    assert len(boxes) > 10  # each erased frame has its own box
+    # MAE-DFER's random_erasing.py in cube mode: one p = 0.25 draw per clip, one box on all 16 frames, noise per frame
+    erase, rng = RandomErasing(0.25), np.random.default_rng(1)
+    n_clips, erased_clips = 2000, 0
+    for _ in range(n_clips):
+        y = erase(torch.zeros(16, 3, 32, 32), rng)
+        hit = (y != 0).any(1)  # (T, H, W) erased pixels
+        if not hit.any():
+            continue
+        erased_clips += 1
+        assert all(torch.equal(hit[0], hit[t]) for t in range(16))  # the same box on every frame
+        rows, cols = hit[0].any(1).nonzero(), hit[0].any(0).nonzero()
+        h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert 0.02 * 1024 - 2 * 32 <= h * w <= 1024 / 3 + 2 * 32 and 0.3 - 0.1 <= h / w <= 1 / 0.3 + 0.5
+        assert not torch.equal(y[0], y[1])  # noise drawn per frame
+    # 0.25 of 2,000 clips: binomial sd 19.4, so +-4 sd is 420..580
+    assert 420 <= erased_clips <= 580
     spec = InputSpec(6, 32)
     t = build_transform(spec, True, jitter=0.0, randaugment="rand-m7-n4-mstd0.5-inc1", erasing=0.25)
     assert [type(s).__name__ for s in t.steps] == [

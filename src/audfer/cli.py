@@ -245,10 +245,11 @@ def _run_pos_weights(args) -> None:
         what="pos-weights",
         clip_ids=pw.clip_ids,
         source=str(args.labels),
-        extra={"unknown_aus": pw.unknown_aus},
+        extra={"unknown_aus": pw.unknown_aus, "filled_cells": pw.filled},
     )
     _echo(
-        f"wrote {args.out}: {args.strategy} from {int(pw.class_counts.sum())} clips; AUs without any known label "
+        f"wrote {args.out}: {args.strategy} from {int(pw.class_counts.sum())} clips; {len(pw.filled)} cell(s) without "
+        f"a positive clip set by the bounded rule (listed in the provenance); AUs without any known label "
         f"(weight 1.0, masked in the loss): {', '.join(pw.unknown_aus) or 'none'}; minor classes "
         f"{', '.join(EXPRESSIONS[i] for i in pw.minor) or 'none'}; not counted: {pw.n_missing_au} labelled clip(s) "
         f"without valid AU labels, {pw.n_unlabelled} AU-labelled clip(s) without an expression label"
@@ -510,10 +511,12 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> None:
-    from .engine import load_config, shipped_configs, train
+    from .engine import load_config, train
 
     if args.list or not args.config:
-        print("\n".join(shipped_configs()))
+        from .engine.config import describe_shipped
+
+        print(describe_shipped())
         return
     if args.dry_run:
         from .engine.train import plan

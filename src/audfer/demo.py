@@ -268,6 +268,7 @@ def run_demo(
             dataset="synthetic",
             fold=1,
             split="train",
+            extra={"unknown_aus": pw.unknown_aus, "filled_cells": pw.filled},
         )
     res = extract_knowledge(
         folder.frames.filter(pl.col("clip_id").is_in(train_labels["clip_id"].implode())), train_labels

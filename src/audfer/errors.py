@@ -27,6 +27,11 @@ class CheckpointError(AudferError):
     """A checkpoint that is missing, not a checkpoint, or does not fit the model."""
 
 
+class CacheEntryError(AudferError):
+    """A cache entry that is not whole (cut off, edited, foreign): caught where it is read, and the entry rebuilt
+    from the source files; never reaches the user as an error."""
+
+
 class NoFaceError(InputError):
     """No face was found in a video."""
 

@@ -13,8 +13,8 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl

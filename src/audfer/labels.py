@@ -10,9 +10,15 @@ label for that AU is known (an AU the clip's tool does not measure is left out, 
 each class's clips, ``minor`` 1.0 for the major classes and the per-class row for the minor
 ones; a class is major when it holds more than 1/K of the counted clips (paper §3.3).
 
-Degenerate counts never give inf or NaN. Rule: p is clamped into ``[1, c - 1]`` before
-``(c - p) / p``. A never-positive AU gets ``c - 1`` (the weight one positive would get), an
-always-positive AU gets ``1 / (c - 1)``; a class with fewer than 2 counted clips gets 1.0.
+Degenerate counts never give inf, NaN or an unbounded weight. Rules (listed in ``PosWeights.filled`` and in the
+pos-weight file's provenance):
+
+- a class/AU cell with no positive clip (``distinct``, ``minor``) takes the AU's ``global`` weight: with no
+  positive in the class the weight only acts on mixed (mixup/cutmix) targets, and ``c - 1`` there would reach
+  about 2,000 on DFEW;
+- an AU with no positive clip in the whole split gets 1.0 (neutral);
+- an always-positive AU gets ``1 / (c - 1)`` (p clamped to ``c - 1``); a class with fewer than 2 counted clips
+  gets 1.0.
 """
 
 from __future__ import annotations
@@ -137,13 +143,15 @@ class PosWeights:
     n_unlabelled: int = 0  #: clips with AU labels but no expression label (not counted)
     clip_ids: list[str] = field(default_factory=list, repr=False)  #: the clips counted
     known_counts: np.ndarray | None = field(default=None, repr=False)  #: 7 x 18 clips whose label for the AU is known
+    filled: list[str] = field(default_factory=list)  #: cells set by a rule for degenerate counts (module docstring)
 
     @property
     def global_row(self) -> np.ndarray:
         """Eq. 6: one positive-class weight per AU over all clips, (clips - positives) / positives over the clips whose
-        label is known (``_ratio``)."""
+        label is known (``_ratio``; 1.0 for an AU without any positive clip)."""
         c = self.known_counts.sum(axis=0) if self.known_counts is not None else self.class_counts.sum()
-        return _ratio(c, self.positive_counts.sum(axis=0))
+        p = self.positive_counts.sum(axis=0)
+        return np.where((p == 0) & (c >= 2), 1.0, _ratio(c, p))
 
     @property
     def unknown_aus(self) -> list[str]:
@@ -186,10 +194,21 @@ def pos_weights(
         if minor is not None
         else default_minor_classes(class_counts)
     )
+    c_all, p_all = known_counts.sum(axis=0), positives.sum(axis=0)
+    global_row = np.where((p_all == 0) & (c_all >= 2), 1.0, _ratio(c_all, p_all))
+    filled = [f"{au}: no positive clip in the split, 1.0" for au, c, p in zip(AUS, c_all, p_all) if c >= 2 and p == 0]
     if strategy == "global":
-        values = np.tile(_ratio(known_counts.sum(axis=0), positives.sum(axis=0)), (k, 1))
+        values = np.tile(global_row, (k, 1))
     else:
-        values = _ratio(known_counts, positives)
+        empty = (positives == 0) & (known_counts >= 2)
+        values = np.where(empty, global_row[None, :], _ratio(known_counts, positives))
+        rows = range(k) if strategy == "distinct" else minor_idx
+        filled += [
+            f"{EXPRESSIONS[i]}/{au}: no positive clip in the class, the AU's global weight {global_row[j]:.3g}"
+            for i in rows
+            for j, au in enumerate(AUS)
+            if empty[i, j] and p_all[j] > 0
+        ]
         if strategy == "minor":
             major = [i for i in range(k) if i not in minor_idx]
             values[major] = 1.0
@@ -203,6 +222,7 @@ def pos_weights(
         n_unlabelled,
         counted["clip_id"].cast(pl.String).to_list(),
         known_counts,
+        filled,
     )
 
 

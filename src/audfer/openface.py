@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from .errors import AudferError, ConfigError, InputError
+from .errors import AudferError, CacheEntryError, ConfigError, InputError
 from .io import write_json, write_parquet
 from .vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
@@ -389,7 +389,9 @@ def read_au_dir(
                     cached = _read_cached_frames(cache_path, manifest).filter(pl.col("clip_id").is_in(list(fresh)))
         except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
             if not isinstance(exc, FileNotFoundError):
-                warnings.warn(f"{cache_path}: damaged AU cache ({exc}); re-reading the files", OpenFaceWarning, stacklevel=2)
+                warnings.warn(
+                    f"{cache_path}: damaged AU cache ({exc}); re-reading the files", OpenFaceWarning, stacklevel=2
+                )
             fresh, cached, old_skipped, old_sources = set(), pl.DataFrame(), {}, {}
 
     todo = [str(p) for p in paths if p.stem not in fresh]
@@ -442,7 +444,9 @@ def read_au_dir(
     frames = frames.sort(["clip_id", "frame"], maintain_order=True)
     if cache and todo:
         try:
-            _write_cache(cache_path, frames, {"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources})
+            _write_cache(
+                cache_path, frames, {"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources}
+            )
         except (OSError, AudferError) as exc:  # a full disk: the result stands, only the cache is not updated
             warnings.warn(f"could not write the AU cache at {cache_path}: {exc}", OpenFaceWarning, stacklevel=2)
     return OpenFaceFolder(
@@ -475,14 +479,14 @@ def _write_cache(cache_path: Path, frames: pl.DataFrame, manifest: dict[str, Any
 
 def _read_cached_frames(cache_path: Path, manifest: dict[str, Any]) -> pl.DataFrame:
     """The Parquet file the manifest names, checked against the size, CRC-32 and schema recorded with it: a
-    truncated, edited or foreign file raises ``ValueError`` (the caller re-reads the AU files)."""
+    truncated, edited or foreign file raises ``CacheEntryError`` (the caller re-reads the AU files)."""
     path = cache_path / str(manifest["frames_file"])
     if path.stat().st_size != manifest["frames_bytes"] or _file_crc(path) != manifest["frames_crc32"]:
-        raise ValueError(f"{path.name} does not match its manifest (size or CRC-32)")
+        raise CacheEntryError(f"{path.name} does not match its manifest (size or CRC-32)")
     frames = pl.read_parquet(path, glob=False)
     want = {"clip_id": pl.String, **_canonical_schema()}
     if dict(frames.schema) != want:
-        raise ValueError(f"{path.name} has another schema than the canonical frames table")
+        raise CacheEntryError(f"{path.name} has another schema than the canonical frames table")
     return frames
 
 

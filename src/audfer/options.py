@@ -334,7 +334,11 @@ class ModelOptions(_Section):
         Text(what="a checkpoint path"),
     )
 
-    trust_pickle: bool = opt(False, "read model.pretrained and --resume checkpoints that pickle more than tensors (only files you trust)", Flag())
+    trust_pickle: bool = opt(
+        False,
+        "read model.pretrained and --resume checkpoints that pickle more than tensors (only files you trust)",
+        Flag(),
+    )
     official_init: str | None = opt(
         None,
         "what the official run starts from (recipes set it): training without model.pretrained then warns and "
@@ -439,7 +443,30 @@ class DataOptions(_Section):
         AnyOf(Text(), Pair(0, 100, ordered=False), what="a RandAugment string like rand-m7-n4, [m, n], or null"),
     )
     erasing: float = opt(
-        0.0, "random-erasing probability, per frame as MAE-DFER's loader applies timm's (MAE-DFER: 0.25)", Num(0, 1)
+        0.0,
+        "random-erasing probability, one draw per clip: one box on every frame, noise drawn per frame (MAE-DFER's "
+        "random_erasing.py in cube mode: 0.25)",
+        Num(0, 1),
+    )
+    decode: str = opt(
+        "full",
+        "full: training frames decoded as stored, so random resized crops draw from DFEW's 256 px frames as the "
+        "official loaders do | reduced: JPEGs decoded at 1/2-1/8 DCT scale and cached at the model's input size "
+        "(faster; `--dry-run` gives the share of crops it upsamples)",
+        Choice("full", "reduced"),
+    )
+    pre_resize: int | None = opt(
+        None,
+        "frames squashed to this square size before any augmentation and at test (MAE-DFER: 160, its loader's "
+        "data_resize)",
+        Num(8, 4096, integer=True, none=True),
+    )
+    reproduce_bugs: tuple[str, ...] = opt(
+        (),
+        "reproduce named bugs of the authors' AU code (never on by default): m3dfel-16f (M3DFEL's offsets on "
+        "16-frame clips: ~53 % of sampled frames are the clip's last) | unsorted-frames (frames in the folder's "
+        "listing order, as the Former-DFER AU copy's unsorted glob; depends on the file system)",
+        Items(Choice("m3dfel-16f", "unsorted-frames")),
     )
 
     def __post_init__(self) -> None:
@@ -551,7 +578,12 @@ class TrainOptions(_Section):
     val_share: float = opt(
         0.1, "best-val: share of the training fold held out (seeded, stratified)", Num(0, 1, lo_open=True, hi_open=True)
     )
-    monitor: str = opt("war", "best-val / best-test: war | uar", Choice("war", "uar"))
+    monitor: str = opt(
+        "war",
+        "best-val / best-test: war | uar | war+uar (the AU copies' rule); the best WAR and the best UAR epochs are "
+        "reported separately too (TFace's M3DFEL)",
+        Choice("war", "uar", "war+uar"),
+    )
     threads: int | None = opt(
         None,
         "torch CPU threads (null: torch's default)",
@@ -579,6 +611,13 @@ class Config:
     """One experiment: every option of every section, checked and frozen (``load_config`` builds it)."""
 
     name: str | None = opt(None, "run name (default: the config file's stem)", Text())
+    follows: str | None = opt(
+        None,
+        "which published pipeline the recipe follows (repository, file and function), shown by `train --list`, "
+        "`--dry-run` and every run's outputs",
+        Text(),
+        incidental="a description: nothing reads it to train",
+    )
     out: str | None = opt(
         None, "run folder (default: runs/<name>); checkpoints, logs and the evaluation go inside", Text()
     )
@@ -597,7 +636,7 @@ class Config:
     }
 
     def __post_init__(self) -> None:
-        for key in ("name", "out"):
+        for key in ("name", "follows", "out"):
             check_value(key, getattr(self, key), _top_check(key))
         self._check_combinations()
 
@@ -611,6 +650,16 @@ class Config:
             raise ConfigError("config: data.au_source = 'table' needs data.au_mapping (a YAML naming each AU column)")
         if d.au_mapping and d.au_source not in ("auto", "table"):
             raise ConfigError(f"config: data.au_mapping is for data.au_source=table, not {d.au_source!r}")
+        if "m3dfel-16f" not in d.reproduce_bugs and (d.frames or "").rstrip("/").endswith("_16f"):
+            from .models.registry import model_entry
+
+            sampling = d.sampling or getattr(model_entry(self.model.name).builder, "sampling", "uniform")
+            if sampling == "m3dfel":
+                raise ConfigError(
+                    f"config: data.frames = {d.frames!r} with m3dfel sampling: on 16-frame clips M3DFEL's offsets make "
+                    f"about 53 % of the sampled frames the clip's last (a bug of the authors' AU copy); read "
+                    f"clip_224x224, or set data.reproduce_bugs=[m3dfel-16f] to reproduce it"
+                )
         if d.dataset == "list" and d.class_order is None:
             raise ConfigError(
                 "config: data.class_order is not set: a list dataset must say what its label ids mean "
@@ -629,7 +678,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The plain YAML form (lists, dicts), in declaration order."""
-        out: dict[str, Any] = {"name": self.name, "out": self.out}
+        out: dict[str, Any] = {"name": self.name, "follows": self.follows, "out": self.out}
         for key in self.SECTIONS:
             out[key] = getattr(self, key).to_dict()
         return out
@@ -655,7 +704,7 @@ class Config:
         token = _SOURCES.set(sources)  # the checks on construction name each value's source
         try:
             sections: dict[str, Any] = {key: kind(**(data.get(key) or {})) for key, kind in cls.SECTIONS.items()}
-            return cls(name=data.get("name"), out=data.get("out"), **sections)
+            return cls(name=data.get("name"), follows=data.get("follows"), out=data.get("out"), **sections)
         finally:
             _SOURCES.reset(token)
 

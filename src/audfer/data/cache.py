@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import CacheEntryError, InputError
 from ..hints import PathLike
 from .datasets import UnreadableFrame, frame_paths, read_frames
 
@@ -66,30 +66,31 @@ def write_entry(entry: Path, frames: np.ndarray) -> None:
 
 
 def read_entry(entry: Path, size: int | None = None) -> np.ndarray:
-    """The frames stored by ``write_entry``; ``ValueError`` when the file is not a whole entry (cut off, edited:
+    """The frames stored by ``write_entry``; ``CacheEntryError`` when the file is not a whole entry (cut off, edited:
     its CRC-32 differs, or frames whose short side is not ``size``). Plain bytes, never a pickle."""
     data = entry.read_bytes()
     head = len(_MAGIC) + _HEADER.size
     if len(data) < head or not data.startswith(_MAGIC):
-        raise ValueError("not a clip-cache entry")
+        raise CacheEntryError("not a clip-cache entry")
     t, h, w, c, crc = _HEADER.unpack_from(data, len(_MAGIC))
     if len(data) != head + t * h * w * c:
-        raise ValueError(f"{len(data)} bytes, expected {head + t * h * w * c} (cut off?)")
+        raise CacheEntryError(f"{len(data)} bytes, expected {head + t * h * w * c} (cut off?)")
     if c != 3 or (size is not None and min(h, w) != size):
-        raise ValueError(f"frames {t}x{h}x{w}x{c}, expected 3 channels and a short side of {size}")
+        raise CacheEntryError(f"frames {t}x{h}x{w}x{c}, expected 3 channels and a short side of {size}")
     pixels = np.frombuffer(data, np.uint8, offset=head).reshape(t, h, w, c)
     if zlib.crc32(pixels.data) != crc:
-        raise ValueError("CRC-32 mismatch (edited or damaged)")
+        raise CacheEntryError("CRC-32 mismatch (edited or damaged)")
     return pixels
 
 
 class ClipCache:
-    """``get(path)`` -> the clip's frames ``(T, H, W, 3)`` uint8 with short side ``size`` (read-only)."""
+    """``get(path)`` -> the clip's frames ``(T, H, W, 3)`` uint8 with short side ``size`` (``None``: as stored; the
+    default of training, ``data.decode=full``), read-only."""
 
-    def __init__(self, root: str | os.PathLike, size: int, memory_mb: float = 1024) -> None:
-        if size < 8:
+    def __init__(self, root: str | os.PathLike, size: int | None, memory_mb: float = 1024) -> None:
+        if size is not None and size < 8:
             raise InputError(f"cache size must be at least 8 pixels, got {size}")
-        self.root, self.size = Path(root), int(size)
+        self.root, self.size = Path(root), None if size is None else int(size)  # None: frames as stored
         self.root.mkdir(parents=True, exist_ok=True)
         self.hits = self.misses = 0
         self.memory_bytes = int(memory_mb * 2**20)
@@ -148,10 +149,11 @@ class ClipCache:
                 self.hits += 1
                 self._hold(entry, frames)
                 return frames
-            except (ValueError, OSError) as exc:  # truncated, edited, foreign: decode again and replace it
+            except (CacheEntryError, OSError) as exc:  # truncated, edited, foreign: decode again and replace it
                 warnings.warn(f"{entry}: damaged clip-cache entry for {path} ({exc}); rebuilt", UserWarning, 2)
         self.misses += 1
-        frames = np.ascontiguousarray(_resize_short(self._decode_all(Path(path), on_bad_frame), self.size))
+        frames = self._decode_all(Path(path), on_bad_frame)
+        frames = np.ascontiguousarray(frames if self.size is None else _resize_short(frames, self.size))
         try:
             write_entry(entry, frames)
         except OSError as exc:  # a full disk: the clip is used, only not kept
@@ -166,7 +168,7 @@ class ClipCache:
 
     def _decode_all(self, path: Path, on_bad_frame: str) -> np.ndarray:
         if not path.is_dir():
-            return _resize_short(read_frames(path), self.size)
+            return read_frames(path)
         files = frame_paths(path)
         while True:
             try:

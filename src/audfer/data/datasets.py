@@ -242,13 +242,15 @@ def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
     return [f for _, f in numbered]
 
 
-def frame_paths(folder: Path) -> list[Path]:
-    """The frame images of a clip folder in temporal order (``order_frames``)."""
+def frame_paths(folder: Path, order: str = "numeric") -> list[Path]:
+    """The frame images of a clip folder in temporal order (``order_frames``). ``order="listing"``: in the order
+    the file system lists them, as an unsorted ``glob`` gives them (only to reproduce the Former-DFER AU copy's
+    bug, ``data.reproduce_bugs=[unsorted-frames]``; that order depends on the file system)."""
     # hidden files are never frames (macOS's ``._00001.jpg`` resource forks, ``.DS_Store``); nor are stray non-images
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
     if not files:
         raise InputError(f"{folder}: no frame images ({', '.join(IMAGE_SUFFIXES)})")
-    return order_frames(files, folder)
+    return files if order == "listing" else order_frames(files, folder)
 
 
 def _reduced_flag(shape: tuple[int, int], min_size: int | None) -> int:
@@ -288,7 +290,7 @@ def read_frames(
     if path.is_dir():
         files = frame_paths(path) if files is None else files
         chosen = files if indices is None else [files[i] for i in indices]
-        out = []
+        out: list[np.ndarray] = []
         flag = cv2.IMREAD_COLOR
         for k, f in enumerate(chosen):
             img = cv2.imread(str(f), flag)
@@ -403,7 +405,8 @@ class ClipDataset:
 
     ``cache``: a ``ClipCache``; the first read of a clip decodes all its frames once at the cache's
     resolution, later epochs slice the stored array. ``decode_size``: without a cache, JPEGs at twice
-    this size or more are decoded at reduced scale. ``on_bad_frame``: ``"raise"`` (an error naming the
+    this size or more are decoded at reduced scale (``data.decode=reduced``; None: as stored).
+    ``frame_order``: ``numeric`` (always, but to reproduce a bug: ``listing``, see ``frame_paths``). ``on_bad_frame``: ``"raise"`` (an error naming the
     file) or ``"skip"``: the frame is dropped from its clip, listed in a warning, and the clip resampled.
     """
 
@@ -422,9 +425,13 @@ class ClipDataset:
         decode_size: int | None = None,
         on_bad_frame: str = "raise",
         batch_normalize: bool = False,
+        frame_order: str = "numeric",
     ) -> None:
         if on_bad_frame not in ("raise", "skip"):
             raise InputError(f"on_bad_frame must be 'raise' or 'skip', got {on_bad_frame!r}")
+        if frame_order not in ("numeric", "listing"):
+            raise InputError(f"frame_order must be 'numeric' or 'listing', got {frame_order!r}")
+        self.frame_order = frame_order
         #: ``batch_normalize``: a final ``Normalize`` of the transform is left to the collate function
         #: (``self.normalize``), which runs it once on the stacked uint8 batch; items are then uint8 clips
         self.normalize = None
@@ -472,7 +479,7 @@ class ClipDataset:
             idx = sample_indices(self.sampling, self._lengths[i], self.num_frames, rng, **self.sampling_kwargs)
             return read_frames(path, idx)
         if i not in self._files:
-            self._files[i] = frame_paths(path)
+            self._files[i] = frame_paths(path, self.frame_order)
         while True:
             files = self._files[i]
             if not files:

@@ -27,27 +27,55 @@ def m3dfel_indices(n: int, num: int = 16, rng: np.random.Generator | None = None
     draws ``int(random.random() * num_frames)`` *for every frame* (``args.random_sample``), so each of
     the ``num`` frames has its own offset in [0, num). One shared offset would shift the whole clip
     (an offset of 15 on a 16-frame clip gives 16 copies of its last frame). At test the official code
-    randomises too; audfer uses offset 0 (deterministic evaluation, stated in the M3DFEL configs)."""
+    randomises too; audfer is deterministic and takes the offset at the centre of the training offsets,
+    ``(num - 1) // 2`` (7 for 16 frames: their mean is 7.5), so test clips sit where training clips sit on
+    average (offset 0 would show the model frames 7.5 frames earlier than it was trained on).
+
+    On a clip of only ``num`` frames (DFEW's ``clip_224x224_16f``, read by the authors' AU copy) the formula
+    makes about 53 % of the sampled frames the clip's last: the engine refuses that pairing unless
+    ``data.reproduce_bugs`` names ``m3dfel-16f``."""
     _check(n)
     base = (n * np.arange(num)) // num
-    offset = rng.integers(0, num, size=num) if rng is not None else 0
+    offset = rng.integers(0, num, size=num) if rng is not None else (num - 1) // 2
     return np.minimum(base + offset, n - 1)
 
 
 def segment_indices(
     n: int, segments: int = 8, per_segment: int = 2, rng: np.random.Generator | None = None
 ) -> np.ndarray:
-    """Former-DFER: ``segments`` equal segments, ``per_segment`` consecutive frames from each
-    (random start inside the segment in training, its centre at test)."""
+    """Former-DFER, as its loader does it (zengqunzhao/Former-DFER ``dataloader/dataset_DFEW.py``,
+    ``VideoDataset._get_train_indices``, ``_get_test_indices`` and ``get``; ``num_segments=8, duration=2``).
+
+    Training: ``avg = (n - per_segment + 1) // segments``; offsets ``i * avg + randint(avg)`` when ``avg > 0``
+    (so only the first ``segments * avg + per_segment - 1`` frames are ever used: 73 of 77), else, when
+    ``n > segments``, ``segments`` sorted draws from ``[0, n - per_segment + 1)``, else all 0. Test: offsets
+    ``int(tick / 2 + tick * i)`` with ``tick = (n - per_segment + 1) / segments`` when ``n > segments +
+    per_segment - 1``, else all 0. Each offset gives ``per_segment`` consecutive frames, the frame index
+    advancing only while it is below ``n - 1``. (The official list files drop clips under 16 frames; audfer
+    keeps them, and they sample as the rules above say.)"""
     _check(n)
+    span = n - per_segment + 1
+    if rng is not None:
+        avg = span // segments
+        if avg > 0:
+            offsets = np.arange(segments) * avg + rng.integers(0, avg, size=segments)
+        elif n > segments:
+            offsets = np.sort(rng.integers(0, max(span, 1), size=segments))
+        else:
+            offsets = np.zeros(segments, dtype=np.int64)
+    elif n > segments + per_segment - 1:
+        tick = span / float(segments)
+        offsets = np.array([int(tick / 2.0 + tick * x) for x in range(segments)])
+    else:
+        offsets = np.zeros(segments, dtype=np.int64)
     out: list[int] = []
-    edges = np.linspace(0, n, segments + 1)
-    for s in range(segments):
-        lo, hi = int(edges[s]), max(int(edges[s + 1]), int(edges[s]) + 1)
-        span = max(hi - lo - per_segment + 1, 1)
-        start = lo + (int(rng.integers(0, span)) if rng is not None else span // 2)
-        out.extend(min(start + k, n - 1) for k in range(per_segment))
-    return np.asarray(out)
+    for start in offsets:
+        p = int(start)
+        for _ in range(per_segment):
+            out.append(p)
+            if p < n - 1:
+                p += 1
+    return np.asarray(out, dtype=np.int64)
 
 
 def strided_indices(

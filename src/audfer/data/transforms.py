@@ -225,6 +225,7 @@ def build_transform(
     scale: tuple[float, float] = (0.08, 1.0),
     randaugment: str | Sequence[float] | None = None,
     erasing: float = 0.0,
+    pre_resize: int | None = None,
 ) -> Compose:
     """The base models' train/test transforms for a model's ``input_spec``.
 
@@ -232,9 +233,11 @@ def build_transform(
     jitter ``jitter`` with hue ``hue``] -> normalise -> [random erasing ``erasing``]. RandAugment comes
     first, on the whole frame, as in MAE-DFER's ``_aug_frame`` (RandAugment, then normalise, then
     ``spatial_sampling``'s crop and flip, then erasing). ``randaugment``: a timm string
-    (``rand-m7-n4-mstd0.5-inc1``) or ``[m, n]``. Test: resize, normalise."""
+    (``rand-m7-n4-mstd0.5-inc1``) or ``[m, n]``. Test: resize, normalise. ``pre_resize``: every frame is first
+    squashed to that square size (``Squash``), train and test (MAE-DFER: 160)."""
+    first: list[object] = [Squash(pre_resize)] if pre_resize else []
     if train:
-        steps: list[object] = [RandAugment.from_spec(randaugment)] if randaugment else []
+        steps: list[object] = first + ([RandAugment.from_spec(randaugment)] if randaugment else [])
         # area 100 %: every box that fits is the whole frame (up to rounding), as is the fallback, so the crop is a resize
         crop = Resize(spec.size) if tuple(scale) == (1.0, 1.0) else RandomResizedCrop(spec.size, scale=tuple(scale))
         steps += [crop, HorizontalFlip()]
@@ -244,7 +247,7 @@ def build_transform(
         if erasing:
             steps.append(RandomErasing(erasing))
         return Compose(*steps)
-    return Compose(Resize(spec.size), Normalize(spec.mean, spec.std))
+    return Compose(*first, Resize(spec.size), Normalize(spec.mean, spec.std))
 
 
 def parse_randaugment(spec: str | Sequence[float]) -> dict:
@@ -451,32 +454,47 @@ class RandAugment:
 
 
 class RandomErasing:
-    """Random erasing as MAE-DFER applies it (``--reprob 0.25 --remode pixel --recount 1``): timm's
-    ``RandomErasing`` is called on the clip as a ``(T, C, H, W)`` tensor, which timm treats as a batch, so
-    *each frame* is erased independently with probability ``p``: its own box of area 2-33 % and aspect
-    0.3-3.3 (10 tries), filled with per-pixel N(0, 1) noise, after normalisation (sunlicai/MAE-DFER
-    ``kinetics.py``, ``_aug_frame``)."""
+    """Random erasing as MAE-DFER applies it: its own ``random_erasing.py`` (VideoMAE's) in cube mode, called with
+    ``--reprob 0.25 --remode pixel --recount 1`` on the clip (sunlicai/MAE-DFER ``kinetics.py``,
+    ``VideoClsDatasetFrame._aug_frame``; ``RandomErasing._erase_cube``). One draw per clip: with probability ``p``
+    one box (area 2-33 % of the frame, aspect 0.3-3.3 log-uniform, up to 100 tries) at the same place on every
+    frame, filled with per-pixel N(0, 1) noise drawn afresh for each frame, after normalisation."""
 
     def __init__(self, p: float = 0.25) -> None:
         self.p = p
+
+    def box(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+        """``(top, left, height, width)`` of the clip's box, or None (no erasing this time)."""
+        if rng.random() > self.p:
+            return None
+        for _ in range(100):
+            area = h * w * rng.uniform(0.02, 1 / 3)
+            aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
+            eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            if eh < h and ew < w:
+                return int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1)), eh, ew
+        return None
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
             return clip
         h, w = clip.shape[-2:]
-        out = None
-        for f in range(clip.shape[0]):
-            if rng.random() > self.p:
-                continue
-            for _ in range(10):
-                area = h * w * rng.uniform(0.02, 1 / 3)
-                aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
-                eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-                if eh < h and ew < w:
-                    top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
-                    if out is None:
-                        out = clip.clone()
-                    noise = rng.standard_normal((clip.shape[1], eh, ew)).astype(np.float32)
-                    out[f, :, top : top + eh, left : left + ew] = torch.from_numpy(noise)
-                    break
-        return clip if out is None else out
+        found = self.box(int(h), int(w), rng)
+        if found is None:
+            return clip
+        top, left, eh, ew = found
+        out = clip.clone()
+        noise = rng.standard_normal((clip.shape[0], clip.shape[1], eh, ew)).astype(np.float32)
+        out[..., top : top + eh, left : left + ew] = torch.from_numpy(noise)
+        return out
+
+
+class Squash:
+    """Resize every frame to ``size`` x ``size`` ignoring the aspect ratio, before any other step (MAE-DFER's
+    ``VideoClsDatasetFrame`` ``data_resize``: ``video_transforms.Resize((160, 160))``, train and test)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
+        return clip if clip.shape[-2:] == (self.size, self.size) else _resize(clip, self.size)

@@ -44,6 +44,17 @@ def shipped_configs() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def describe_shipped() -> str:
+    """``audfer train --list``: each shipped config, whether it is a base repository's pipeline or the paper's run
+    (``*_paper``), and the published code it follows (file and function)."""
+    lines = []
+    for name in shipped_configs():
+        cfg = load_config(name)
+        kind = "paper run" if name.endswith("_paper") else ("audfer" if name.startswith("synthetic") else "base repo")
+        lines.append(f"{name:26s} {kind:9s} follows {cfg.follows or '-'}")
+    return "\n".join(lines)
+
+
 def _read_yaml(path: Any) -> dict[str, Any]:
     if isinstance(path, (str, Path)):
         data = read_yaml(path, "an experiment config (YAML)", ConfigError)

@@ -143,13 +143,19 @@ class AUDFERModule(L.LightningModule):
         war, uar = war_uar(self.val_confusion.compute())
         self.log("val/war", war, prog_bar=True, sync_dist=False)
         self.log("val/uar", uar, prog_bar=True, sync_dist=False)
+        self.log("val/war+uar", war + uar, sync_dist=False)  # the AU copies' selection rule
         self.val_confusion.reset()
 
     # --------------------------------------------------------------------------- optimisation
+    def lr_scale(self) -> float:
+        """batch x devices / 256 under ``optim.lr_scale=batch256`` (MAE-DFER), else 1. MAE-DFER scales ``lr``,
+        ``min_lr`` and ``warmup_lr`` alike (sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``)."""
+        t = self.cfg.train
+        return t.batch_size * t.devices / 256 if self.cfg.optim.lr_scale == "batch256" else 1.0
+
     def base_lr(self) -> float:
-        """The configured lr, times batch x devices / 256 under ``optim.lr_scale=batch256`` (MAE-DFER)."""
-        o, t = self.cfg.optim, self.cfg.train
-        return o.lr * (t.batch_size * t.devices / 256 if o.lr_scale == "batch256" else 1)
+        """The configured lr, times ``lr_scale()``."""
+        return self.cfg.optim.lr * self.lr_scale()
 
     def lr_at(self, step: int) -> float:
         """Learning rate of the full-lr parameter group at optimiser step ``step`` (0-based over the run): what
@@ -163,8 +169,9 @@ class AUDFERModule(L.LightningModule):
             return lr
         total = self.cfg.train.epochs * self.steps_per_epoch
         warm = o.warmup_epochs * self.steps_per_epoch
-        floor = min(o.min_lr / lr, 1.0) if lr > 0 else 0.0
-        start = min(o.warmup_lr / lr, 1.0) if lr > 0 else 0.0
+        scale = self.lr_scale()  # min_lr and warmup_lr scale with the batch like the lr
+        floor = min(o.min_lr * scale / lr, 1.0) if lr > 0 else 0.0
+        start = min(o.warmup_lr * scale / lr, 1.0) if lr > 0 else 0.0
         return lr * lr_factor(o.scheduler, step, total, warm, floor, start)
 
     def _param_groups(self) -> tuple[list[dict[str, Any]], float]:

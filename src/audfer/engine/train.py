@@ -147,6 +147,8 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
     transform = train_transform(cfg, spec)
     result: dict[str, Any] = {
         "config": cfg.name,
+        "follows": cfg.follows or "not stated (a user's config)",
+        "reproduced_bugs": list(d.reproduce_bugs),
         "run_folder": str(out),
         "model": cfg.model.name,
         "input": spec.describe(),
@@ -193,6 +195,8 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
             "test": "deterministic",
         },
         "augmentation": [type(step).__name__ + _describe(step) for step in transform.steps],
+        "training_crops": _crop_report(cfg, spec, prep.train),
+        "pos_weight_scale": _pos_weight_scale(cfg, prep.pos_weight),
         "selection": {"rule": t.selection, "note": SELECTION_NOTE[t.selection], "monitor": t.monitor},
         "precision": t.precision,
         "devices": t.devices,
@@ -212,9 +216,64 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
         f"  {steps} steps/epoch x {t.epochs} epochs = {total} steps; warm-up {warm} steps; lr "
         + ", ".join(f"{n} (step {v['step']}) {v['lr']:.3g}" for n, v in result["lr"].items())
     )
+    log(
+        f"  follows {result['follows']}"
+        + (f"; REPRODUCES BUGS {result['reproduced_bugs']}" if d.reproduce_bugs else "")
+    )
     log(f"  sampling {sampling}; augmentation: {', '.join(result['augmentation'])}")
+    crops = result["training_crops"]
+    if crops:
+        log(
+            f"  training crops from {crops['decoded'][0]}x{crops['decoded'][1]} frames (stored "
+            f"{crops['stored'][0]}x{crops['stored'][1]}, decode {crops['decode']}): "
+            f"{100 * crops['share_upsampled']:.0f} % enlarged to {spec.size} px"
+        )
+    scale = result["pos_weight_scale"]
+    if scale:
+        log(
+            "  largest pos-weights: "
+            + ", ".join(f"{c} {v:.3g}" for c, v in scale["largest"])
+            + (
+                f"; the authors' dfew table for {cfg.au.strategy}: largest {scale['authors_dfew_max']:.3g}, mean "
+                f"{scale['authors_dfew_mean']:.3g} (ours: mean {scale['mean']:.3g})"
+            )
+        )
     log(f"  selection: {t.selection} ({SELECTION_NOTE[t.selection]})")
     return result
+
+
+def _crop_report(cfg: Config, spec, index) -> dict[str, Any] | None:
+    """``crop_upsampling`` for the first training clip's stored frame size (None without a readable clip)."""
+    from ..data.datasets import read_frames
+    from .datamodule import crop_upsampling
+
+    if not len(index):
+        return None
+    try:
+        first = read_frames(index.table["path"][0], [0])
+    except AudferError:
+        return None
+    return crop_upsampling(cfg, spec, (int(first.shape[1]), int(first.shape[2])))
+
+
+def _pos_weight_scale(cfg: Config, table: np.ndarray | None) -> dict[str, Any] | None:
+    """The run's five largest pos-weights (class/AU) and its mean next to the authors' DFEW table for the same
+    strategy: the AU loss's scale is seen before a GPU run (video-level counts give rare AUs larger weights than the
+    authors' frame-level tables)."""
+    from ..labels import official_pos_weights
+    from ..vocab import AUS, EXPRESSIONS
+
+    if table is None or cfg.au.strategy == "none" or table.shape[0] != len(EXPRESSIONS):
+        return None
+    flat = np.argsort(table, axis=None)[::-1][:5]
+    largest = [(f"{EXPRESSIONS[i // len(AUS)]}/{AUS[i % len(AUS)]}", float(table.flat[i])) for i in flat]
+    authors = official_pos_weights("dfew", cfg.au.strategy)
+    return {
+        "largest": largest,
+        "mean": float(table.mean()),
+        "authors_dfew_max": float(authors.max()),
+        "authors_dfew_mean": float(authors.mean()),
+    }
 
 
 def _describe(step) -> str:
@@ -476,11 +535,35 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         "score": None if best_cb is None or best_cb.best_model_score is None else float(best_cb.best_model_score),
         "train_seconds": round(time.perf_counter() - t0, 1),
         "au_labels": au_summary,
+        "follows": cfg.follows,
+        "reproduced_bugs": list(cfg.data.reproduce_bugs),
+        **best_epochs(out / "epochs.csv"),
     }
     write_json(selection, out / "selection.json")
     if evaluate:
         # the file this run just wrote from the user's own config (which may name the user's model factory)
         evaluate_checkpoint(chosen, out=out / "eval", log=log, trust_pickle=True)
+    return out
+
+
+def best_epochs(epochs_csv: Path) -> dict[str, Any]:
+    """The epochs of the best watched WAR and of the best watched UAR, each with both metrics (TFace's M3DFEL
+    reports the two bests separately, from possibly different epochs); ``{}`` when no split was watched. First
+    epoch wins a tie."""
+    import polars as pl
+
+    if not epochs_csv.is_file():
+        return {}
+    rows = pl.read_csv(epochs_csv, glob=False)
+    if not {"val/war", "val/uar"} <= set(rows.columns) or rows["val/war"].drop_nulls().len() == 0:
+        return {}
+    rows = rows.filter(pl.col("val/war").is_not_null())
+    out = {}
+    for name, col in (("best_war", "val/war"), ("best_uar", "val/uar")):
+        best = rows[col].arg_max()
+        assert best is not None  # the rows are not empty (checked above)
+        row = rows.row(int(best), named=True)
+        out[name] = {"epoch": int(row["epoch"]) + 1, "war": float(row["val/war"]), "uar": float(row["val/uar"])}
     return out
 
 

@@ -67,7 +67,14 @@ class FormerDFER(DFERModel):
 
     sampling = "former_dfer"  # audfer.data.sampling.segment_indices: 8 segments x 2 frames
     paper_table2 = (8.32, "correct (MACs)")
-    recipes = ("former_dfer_dfew", "former_dfer_ferv39k", "former_dfer_mafw")
+    recipes = (
+        "former_dfer_dfew",
+        "former_dfer_ferv39k",
+        "former_dfer_mafw",
+        "former_dfer_dfew_paper",
+        "former_dfer_ferv39k_paper",
+        "former_dfer_mafw_paper",
+    )
 
     def pretrained_filter(
         self, state: dict[str, torch.Tensor], report: Any

@@ -52,7 +52,14 @@ class M3DFEL(DFERModel):
 
     sampling = "m3dfel"  # audfer.data.sampling.m3dfel_indices
     paper_table2 = (1.66, "thop artefact: skips torchvision's Conv3DSimple, i.e. the whole R3D-18 backbone")
-    recipes = ("m3dfel_dfew", "m3dfel_ferv39k", "m3dfel_mafw")
+    recipes = (
+        "m3dfel_dfew",
+        "m3dfel_ferv39k",
+        "m3dfel_mafw",
+        "m3dfel_dfew_paper",
+        "m3dfel_ferv39k_paper",
+        "m3dfel_mafw_paper",
+    )
 
     def pretrained_filter(
         self, state: dict[str, torch.Tensor], report: Any

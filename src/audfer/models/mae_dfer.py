@@ -139,7 +139,14 @@ class MAEDFER(DFERModel):
 
     sampling = "mae_dfer"  # audfer.data.sampling.strided_indices
     paper_table2 = (26.11, "thop on a depth-12 model; the trained model has depth 16")
-    recipes = ("mae_dfer_dfew", "mae_dfer_ferv39k", "mae_dfer_mafw")
+    recipes = (
+        "mae_dfer_dfew",
+        "mae_dfer_ferv39k",
+        "mae_dfer_mafw",
+        "mae_dfer_dfew_paper",
+        "mae_dfer_ferv39k_paper",
+        "mae_dfer_mafw_paper",
+    )
 
     def pretrained_filter(
         self, state: dict[str, torch.Tensor], report: Any
