@@ -8,7 +8,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from audfer.demo import au_f1_table, ceilings, paired_differences
+from audfer.demo import au_f1_table, ceilings
+from audfer.evaluation import format_difference, paired_differences
 from audfer.vocab import AUS
 
 
@@ -19,9 +20,15 @@ def test_paired_differences_by_hand():
     assert (r["mean"], r["std"]) == (pytest.approx(0.02), pytest.approx(0.02))
     half = 4.302653 * 0.02 / math.sqrt(3)
     assert r["ci"] == (pytest.approx(0.02 - half, abs=1e-6), pytest.approx(0.02 + half, abs=1e-6))
-    assert r["distinguishable"] is False  # the interval holds 0
-    clear = paired_differences([0.5, 0.5, 0.5, 0.5], [0.60, 0.61, 0.59, 0.60])
+    assert r["distinguishable"] is None  # 3 seeds: an interval is given, but no claim is made either way
+    assert "3 seeds: too few to judge" in format_difference(r)
+    four = paired_differences([0.5, 0.5, 0.5, 0.5], [0.60, 0.61, 0.59, 0.60])
+    assert four["ci"][0] > 0 and four["distinguishable"] is None  # excludes 0, but 4 < 5 seeds
+    clear = paired_differences([0.5] * 5, [0.60, 0.61, 0.59, 0.60, 0.62])
     assert clear["distinguishable"] is True and clear["ci"][0] > 0
+    assert "5 seeds: distinguishable from 0" in format_difference(clear)
+    noise = paired_differences([0.5] * 5, [0.52, 0.47, 0.51, 0.49, 0.50])
+    assert noise["distinguishable"] is False and "5 seeds: not distinguishable from 0" in format_difference(noise)
     one = paired_differences([0.5], [0.6])
     assert one["mean"] == pytest.approx(0.1) and one["std"] is None and one["distinguishable"] is None
 

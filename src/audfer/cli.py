@@ -655,6 +655,35 @@ def _run_ablate(args) -> None:
     )
 
 
+def _add_study(sub) -> None:
+    p = sub.add_parser(
+        "study",
+        help="a pre-declared AU-effect study: training-set size x λ x AU-loss variant x seeds, paired differences",
+    )
+    p.add_argument("study", nargs="?", help="study YAML or shipped study name (au_effect); see docs/study.md")
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. data.root=...)")
+    p.add_argument("--out", type=Path, help="study folder (runs, study.csv, effects.csv, effect.png, report.md)")
+    p.add_argument(
+        "--jobs",
+        type=_ranged(int, 1, 64),
+        default=1,
+        help="runs side by side (needs train.threads set; results do not depend on it)",
+    )
+    p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
+    p.set_defaults(func=_run_study)
+
+
+def _run_study(args) -> None:
+    from .engine.study import StudySpec, run_study, shipped_studies
+
+    if args.list or not args.study:
+        print("\n".join(shipped_studies()))
+        return
+    if args.out is None:
+        raise AudferError("study needs --out (the study folder)")
+    run_study(StudySpec.read(args.study), args.out, args.overrides, jobs=args.jobs, log=_echo)
+
+
 # ----------------------------------------------------------------------------- predict / export
 def _add_model_source(p) -> None:
     p.add_argument(
@@ -808,6 +837,7 @@ _COMMANDS = [
     _add_evaluate,
     _add_cv,
     _add_ablate,
+    _add_study,
     _add_predict,
     _add_export,
     _add_models,

@@ -18,7 +18,6 @@ Every step leaves its files behind, so any of them can be rerun by hand with the
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .evaluation import MIN_SEEDS_FOR_A_CLAIM, format_difference, paired_differences
 from .hints import Log
 from .io import write_csv
 from .knowledge import extract_knowledge, paper_knowledge
@@ -103,26 +103,6 @@ def ceilings(meta: pl.DataFrame, eq4: pl.DataFrame, fold: int, colour: np.ndarra
     return out
 
 
-def paired_differences(base: list[float], other: list[float], *, level: float = 0.95) -> dict:
-    """Per-seed paired differences ``other - base`` (same seed, same data order): mean, std (ddof 1) and the
-    Student-t confidence interval of the mean; ``distinguishable`` when the interval excludes 0. With one
-    seed there is no uncertainty estimate (std and interval ``None``)."""
-    d = np.asarray(other, np.float64) - np.asarray(base, np.float64)
-    n = len(d)
-    res = {"diffs": d.tolist(), "mean": float(d.mean()), "std": None, "ci": None, "distinguishable": None, "n": n}
-    if n >= 2:
-        from scipy.stats import t
-
-        sd = float(d.std(ddof=1))
-        half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-        res.update(
-            std=sd,
-            ci=(res["mean"] - half, res["mean"] + half),
-            distinguishable=bool(res["mean"] - half > 0 or res["mean"] + half < 0),
-        )
-    return res
-
-
 def au_f1_table(au_probs: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float | None]:
     """Per-AU F1 (%) of the AU head (probability >= 0.5) against 0/1 labels in ``truth`` (joined on ``clip_id``;
     null labels are skipped; an AU with no positive and no predicted positive gets ``None``)."""
@@ -193,14 +173,6 @@ def render_videos(
         cv2.imwrite(str(strip), cv2.cvtColor(np.concatenate(list(clip[pick]), axis=1), cv2.COLOR_RGB2BGR))
         made.append({"video": video, "strip": strip, "clip_id": row["clip_id"], "true": name})
     return made
-
-
-def _fmt_ci(r: dict, scale: float = 100.0) -> str:
-    if r["std"] is None:
-        return f"{scale * r['mean']:+.2f} (one seed: no uncertainty estimate)"
-    lo, hi = (scale * v for v in r["ci"])
-    verdict = "distinguishable from 0" if r["distinguishable"] else "not distinguishable from 0"
-    return f"{scale * r['mean']:+.2f} ± {scale * r['std']:.2f} (95 % CI {lo:+.2f} to {hi:+.2f}: {verdict})"
 
 
 def run_demo(
@@ -395,12 +367,21 @@ def run_demo(
     effects = {}
     for s in STRATEGIES:
         effects[s] = {m: paired_differences(per_seed("none", m), per_seed(s, m)) for m in ("war", "uar")}
-        lines.append(f"| {s} | {_fmt_ci(effects[s]['war'])} | {_fmt_ci(effects[s]['uar'])} |")
-    if any(e[m]["distinguishable"] for e in effects.values() for m in e):
+        lines.append(f"| {s} | {format_difference(effects[s]['war'])} | {format_difference(effects[s]['uar'])} |")
+    judged = [e[m]["distinguishable"] for e in effects.values() for m in e]
+    if all(v is None for v in judged):
+        lines += [
+            "",
+            f"With {len(seeds)} seed(s) no claim is made either way: an effect is called distinguishable from 0 only "
+            f"when its interval excludes 0 with at least {MIN_SEEDS_FOR_A_CLAIM} seeds. These figures come from one "
+            f"machine; other CPUs give other digits within the seed spread. The pre-declared study with enough seeds "
+            f"is `audfer study au_effect` (docs/study.md).",
+        ]
+    elif any(judged):
         lines += [
             "",
             "An interval that excludes 0 says the difference is larger than the seed-to-seed noise of this "
-            "setting; it says nothing about real data.",
+            "setting on this machine; it says nothing about real data.",
         ]
     else:
         lines += [

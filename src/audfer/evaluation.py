@@ -166,3 +166,51 @@ def aggregate(runs: dict[str, dict], keys: Sequence[str] = ("war", "uar", "macro
         vals = np.array([r["au_f1_mean"] for r in runs.values()])
         out["au_f1_mean"] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
     return out
+
+
+#: Fewest seeds for which a paired difference may be called distinguishable from zero (with 3, a Student-t interval
+#: is about +-4 standard deviations of the mean wide: it cannot carry a claim).
+MIN_SEEDS_FOR_A_CLAIM = 5
+
+
+def paired_differences(base: Sequence[float], other: Sequence[float], *, level: float = 0.95) -> dict[str, Any]:
+    """Per-seed paired differences ``other - base`` (same seed, same data and order): mean, std (ddof 1) and the
+    Student-t ``level`` interval of the mean. ``distinguishable`` (from zero) is True or False only with at least
+    ``MIN_SEEDS_FOR_A_CLAIM`` seeds, and True only when the interval excludes 0; with fewer seeds it is None (the
+    interval is still given). With one seed there is no uncertainty estimate (std and interval None)."""
+    import math
+
+    d = np.asarray(other, np.float64) - np.asarray(base, np.float64)
+    n = len(d)
+    res: dict[str, Any] = {
+        "diffs": d.tolist(),
+        "mean": float(d.mean()),
+        "std": None,
+        "ci": None,
+        "distinguishable": None,
+        "n": n,
+    }
+    if n >= 2:
+        from scipy.stats import t
+
+        sd = float(d.std(ddof=1))
+        half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+        res.update(std=sd, ci=(res["mean"] - half, res["mean"] + half))
+        if n >= MIN_SEEDS_FOR_A_CLAIM:
+            res["distinguishable"] = bool(res["mean"] - half > 0 or res["mean"] + half < 0)
+    return res
+
+
+def format_difference(r: dict[str, Any], scale: float = 100.0) -> str:
+    """``+1.00 ± 0.60 (95 % CI -0.49 to +2.49, 3 seeds: too few to judge)``: a paired difference as reports print it,
+    always with its interval and number of seeds."""
+    if r["std"] is None:
+        return f"{scale * r['mean']:+.2f} (one seed: no uncertainty estimate)"
+    lo, hi = (scale * v for v in r["ci"])
+    if r["distinguishable"] is None:
+        verdict = f"{r['n']} seeds: too few to judge (>= {MIN_SEEDS_FOR_A_CLAIM})"
+    else:
+        verdict = f"{r['n']} seeds: " + (
+            "distinguishable from 0" if r["distinguishable"] else "not distinguishable from 0"
+        )
+    return f"{scale * r['mean']:+.2f} ± {scale * r['std']:.2f} (95 % CI {lo:+.2f} to {hi:+.2f}, {verdict})"

@@ -363,6 +363,18 @@ class DataOptions(_Section):
     )
     root: str | None = opt(None, "dataset root (synthetic: the `audfer synth` output folder)", Text(what="a folder"))
     fold: int = opt(1, "DFEW / MAFW / synthetic fold 1..5 (FERV39k has a single split)", Num(1, 5, integer=True))
+    train_fraction: float = opt(
+        1.0,
+        "share of the training fold used: a stratified, seeded, nested subset (a smaller share lies inside a larger "
+        "one), whole identities where the dataset has them (data.identities)",
+        Num(0, 1, lo_open=True),
+    )
+    subset_seed: int = opt(0, "seed of the train_fraction subset", Num(0, integer=True))
+    identities: str | None = opt(
+        None,
+        "CSV clip_id,identity for identity-aware subsets (synthetic: its synth_meta.csv, read by default)",
+        Text(what="a CSV path"),
+    )
     frames: str | None = opt(
         None, "frame folder under Clip/ (DFEW: clip_224x224 or clip_224x224_16f; synthetic: from synth.json)", Text()
     )
@@ -494,13 +506,19 @@ class AUOptions(_Section):
     knowledge: str = opt(
         "paper",
         "paper (the shipped matrix, Fig. 4) | per-fold (§3.1 on this fold's training clips, from data.openface) | "
-        "path to a K.csv (`audfer knowledge`; its provenance sidecar is checked)",
-        Text(none=False, presets=("paper", "per-fold"), what="paper, per-fold or a K.csv path"),
+        "ones (K = 1: a plain AU multitask loss, the control the paper never ran) | path to a K.csv (`audfer "
+        "knowledge`; its provenance sidecar is checked)",
+        Text(none=False, presets=("paper", "per-fold", "ones"), what="paper, per-fold, ones or a K.csv path"),
     )
     pos_weights: str = opt(
         "computed",
-        "computed (Eq. 6-8 on the training split) | dfew | ferv39k (the authors' tables) | path to a CSV",
-        Text(none=False, presets=("computed", "dfew", "ferv39k"), what="computed, dfew, ferv39k or a CSV path"),
+        "computed (Eq. 6-8 on the training split) | dfew | ferv39k (the authors' tables) | none (no positive-class "
+        "weight) | path to a CSV",
+        Text(
+            none=False,
+            presets=("computed", "dfew", "ferv39k", "none"),
+            what="computed, dfew, ferv39k, none or a CSV path",
+        ),
     )
     minor: tuple[str | int, ...] | None = opt(
         None,

@@ -75,6 +75,50 @@ def _split_index(cfg: Config, split: str) -> ClipIndex:
     return list_index(lst, root, num_classes=d.classes, class_order=d.class_order, on_missing=miss)
 
 
+def identities_for(cfg: Config) -> dict[str, str] | None:
+    """``clip_id -> identity`` from ``data.identities`` (a CSV ``clip_id,identity``), or a synthetic set's
+    ``synth_meta.csv``; None when the dataset has none (subsets are then drawn clip by clip)."""
+    from ..data.annotations import keyed
+    from ..io import read_csv_table
+
+    d = cfg.data
+    path = Path(d.identities) if d.identities else None
+    if path is None and d.dataset == "synthetic" and d.root and (Path(d.root) / "synth_meta.csv").is_file():
+        path = Path(d.root) / "synth_meta.csv"
+    if path is None:
+        return None
+    table = keyed(read_csv_table(path, ("clip_id", "identity"), what="identities").select("clip_id", "identity"))
+    return dict(zip(table["clip_id"].to_list(), table["identity"].to_list()))
+
+
+def training_subset(
+    index: ClipIndex, fraction: float, seed: int, identities: dict[str, str] | None = None
+) -> ClipIndex:
+    """A stratified, seeded, nested share of a training split (``data.train_fraction``).
+
+    Each class keeps ``ceil(fraction * n_class)`` clips (at least one). Clips are ranked once per ``seed`` by a
+    random key of their identity (then of the clip), independently of ``fraction``, and each class takes its first
+    ranks: so the subset at 10 % lies inside the one at 25 %, and an identity's clips enter together (a smaller
+    subset has fewer people, not fewer clips of everyone), except where a class's quota cuts an identity."""
+    import math
+
+    from ..data.annotations import keyed
+
+    ids = keyed(index.table.select("clip_id"))["clip_id"].to_list()
+    labels = index.table["label"].to_numpy()
+    rng = np.random.default_rng([seed, 25])
+    clip_key = rng.random(len(ids))
+    groups = [identities.get(c, f"clip:{c}") if identities else f"clip:{c}" for c in ids]
+    uniq = sorted(set(map(str, groups)))
+    group_key = dict(zip(uniq, rng.random(len(uniq))))
+    order = sorted(range(len(ids)), key=lambda i: (group_key[str(groups[i])], clip_key[i]))
+    keep = np.zeros(len(ids), bool)
+    for c in np.unique(labels):
+        members = [i for i in order if labels[i] == c]
+        keep[members[: max(1, math.ceil(fraction * len(members)))]] = True
+    return ClipIndex(index.table.filter(pl.Series(keep)), list(index.skipped))
+
+
 def carve_validation(index: ClipIndex, share: float, seed: int) -> tuple[ClipIndex, ClipIndex]:
     """Seeded stratified hold-out of ``share`` of each class (at least one clip of any class with >= 2)."""
     rng = np.random.default_rng([seed, 7])
@@ -147,6 +191,8 @@ def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     src = cfg.au.knowledge
     if src == "paper":
         return paper_knowledge()
+    if src == "ones":  # plain AU multitask: every AU weighs the same for every expression
+        return np.ones((7, len(AUS)))
     if src == "per-fold":
         from ..data.annotations import keyed
         from ..openface import read_au_dir
@@ -197,6 +243,8 @@ def pos_weights_for(cfg: Config, train: ClipIndex, au_labels: pl.DataFrame | Non
     if a.strategy == "none":
         return None
     src = a.pos_weights
+    if src == "none":
+        return None
     if src == "computed":
         if au_labels is None:
             raise AudferError("config: au.pos_weights=computed needs video AU labels")
@@ -265,6 +313,8 @@ def prepare(cfg: Config) -> Prepared:
     from ..provenance import check_no_test_clips
 
     train = split_index(cfg, "train")
+    if cfg.data.train_fraction < 1:
+        train = training_subset(train, cfg.data.train_fraction, cfg.data.subset_seed, identities_for(cfg))
     test = split_index(cfg, "test")
     val = None
     if cfg.train.selection == "best-val":
@@ -285,11 +335,11 @@ def prepare(cfg: Config) -> Prepared:
             )
     where = f"{d.dataset} fold {d.fold}"
     test_ids = test.table["clip_id"].to_list()
-    if a.knowledge not in ("paper", "per-fold"):
+    if a.knowledge not in ("paper", "per-fold", "ones"):
         checks["knowledge"] = check_no_test_clips(
             a.knowledge, "the knowledge matrix", test_ids, allow=a.allow_test_overlap, where=where
         )
-    if a.strategy != "none" and a.pos_weights not in ("computed", "dfew", "ferv39k"):
+    if a.strategy != "none" and a.pos_weights not in ("computed", "dfew", "ferv39k", "none"):
         checks["pos_weights"] = check_no_test_clips(
             a.pos_weights, "the pos-weight table", test_ids, allow=a.allow_test_overlap, where=where
         )

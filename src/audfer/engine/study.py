@@ -1,0 +1,379 @@
+"""``audfer study``: does the AU knowledge help, and when? A pre-declared grid of runs, paired by seed.
+
+A study file (YAML, read safely; shipped ones in ``audfer/studies``) fixes the cells before anything runs::
+
+    config: synthetic_small                 # the experiment config every run starts from
+    overrides: [train.threads=1]            # key=value applied to every run
+    synth: {clips: 1500, size: 48, ...}     # optional: render the built-in synthetic set with these settings first
+    sizes: [0.1, 0.25, 0.5, 1.0]            # data.train_fraction: stratified, seeded, nested subsets
+    lambdas: [0.25, 0.5]                    # au.lam of the AU runs (λ = 0 is the baseline, always run)
+    variants: [paper, plain, k-no-pw]       # the AU loss: the paper's K x pos-weight (Eq. 9) | K = 1 | K, no pos-weight
+    seeds: [0, 1, 2, 3, 4]                  # train.seed and data.subset_seed: at least 5 for a claim
+
+Every cell is an ordinary run folder (``<out>/size_<f>/baseline/seed_<s>``,
+``<out>/size_<f>/<variant>/lambda_<l>/seed_<s>``), so an interrupted study is continued by running it again. Each AU
+run is compared with the baseline of the same seed and subset (same initialisation, data order and clips): the paired
+difference's mean ± std and Student-t 95 % interval (``evaluation.paired_differences``), for WAR, UAR and the mean
+recall of the minor classes (§3.3: at most 1/7 of the training clips). Written: ``study.csv`` (every run),
+``effects.csv`` (every cell's paired differences), ``effect.png`` (the effect against training-set size, with
+interval bands) and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..errors import ConfigError
+from ..evaluation import MIN_SEEDS_FOR_A_CLAIM, format_difference, paired_differences
+from ..hints import Log
+from ..io import atomic_path, read_yaml, write_csv, write_json
+from .config import load_config, with_values
+from .experiments import run_many
+
+#: The AU-loss variants a study compares with the baseline: the overrides that make each.
+VARIANTS: dict[str, dict[str, object]] = {
+    "paper": {},  # the config's own K and pos-weights: Eq. 9 as the paper defines it
+    "plain": {"au.knowledge": "ones"},  # K = 1: plain AU multitask with the same BCE and pos-weights
+    "k-no-pw": {"au.pos_weights": "none"},  # the paper's K without positive-class weights
+}
+VARIANT_LABEL = {
+    "paper": "paper (K row x pos-weight, Eq. 9)",
+    "plain": "plain AU multitask (K = 1)",
+    "k-no-pw": "K without pos-weights",
+}
+_KEYS = {"config", "overrides", "synth", "sizes", "lambdas", "variants", "seeds", "title"}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """The cells of a study (see the module docstring); ``source`` is the file it was read from."""
+
+    config: str
+    overrides: tuple[str, ...] = ()
+    synth: dict[str, Any] | None = None
+    sizes: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    lambdas: tuple[float, ...] = (0.1, 0.25, 0.5)
+    variants: tuple[str, ...] = ("paper", "plain", "k-no-pw")
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    title: str | None = None
+    source: str = field(default="", compare=False)
+
+    @classmethod
+    def read(cls, name_or_path: str | Path) -> StudySpec:
+        """A study file, or the name of a shipped one (``au_effect``); every key and value checked, naming the file."""
+        path = Path(name_or_path)
+        if not path.is_file():
+            shipped = resources.files("audfer") / "studies" / f"{name_or_path}.yaml"
+            if not shipped.is_file():
+                raise ConfigError(
+                    f"{name_or_path}: no such study file, and no shipped study of that name "
+                    f"({', '.join(shipped_studies())})"
+                )
+            path = Path(str(shipped))
+        data = read_yaml(path, "a study file (YAML)", ConfigError)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping with config, sizes, lambdas, variants, seeds")
+        unknown = set(data) - _KEYS
+        if unknown:
+            raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; expected {', '.join(sorted(_KEYS))}")
+        if not isinstance(data.get("config"), str):
+            raise ConfigError(f"{path}: config: expected the name or path of an experiment config")
+
+        def items(key: str, kind: type, ok, want: str) -> tuple:
+            values = data.get(key, getattr(cls, key))
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ConfigError(f"{path}: {key}: expected a non-empty list of {want}")
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else kind) or not ok(v):
+                    raise ConfigError(f"{path}: {key}: {v!r}; expected {want}")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{path}: {key}: a value is listed twice")
+            return tuple(kind(v) for v in values)
+
+        synth = data.get("synth")
+        if synth is not None and not isinstance(synth, dict):
+            raise ConfigError(f"{path}: synth: expected a mapping of SynthConfig settings (clips, size, ...)")
+        overrides = data.get("overrides") or []
+        if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
+            raise ConfigError(f"{path}: overrides: expected a list of key=value strings")
+        return cls(
+            config=data["config"],
+            overrides=tuple(overrides),
+            synth=synth,
+            sizes=items("sizes", float, lambda v: 0 < v <= 1, "shares of the training fold in (0, 1]"),
+            lambdas=items("lambdas", float, lambda v: 0 < v <= 1, "λ values in (0, 1] (the baseline is always run)"),
+            variants=items("variants", str, lambda v: v in VARIANTS, f"variants among {', '.join(VARIANTS)}"),
+            seeds=items("seeds", int, lambda v: v >= 0, "seeds >= 0"),
+            title=data.get("title"),
+            source=str(path),
+        )
+
+
+def shipped_studies() -> list[str]:
+    """Names of the study files shipped in ``audfer/studies``."""
+    folder = resources.files("audfer") / "studies"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _cell(size: float, variant: str | None = None, lam: float | None = None) -> str:
+    return f"size_{size:g}/" + ("baseline" if variant is None else f"{variant}/lambda_{lam:g}")
+
+
+def run_study(
+    spec: StudySpec, out: Path, overrides: list[str] | tuple[str, ...] = (), *, jobs: int = 1, log: Log = print
+) -> dict[str, Any]:
+    """Run (or continue) every cell of ``spec`` under ``out`` and write the study's tables, figure and report."""
+    from .runlock import run_lock
+
+    out = Path(out)
+    with run_lock(out, log=log):
+        return _run_study(spec, out, list(overrides), jobs=jobs, log=log)
+
+
+def _run_study(spec: StudySpec, out: Path, overrides: list[str], *, jobs: int, log: Log) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    extra = list(spec.overrides) + overrides
+    if spec.synth is not None:
+        extra.append(f"data.root={_synth(spec.synth, out / 'synth', log)}")
+    base = load_config(spec.config, extra)
+    if base.au.strategy == "none":
+        raise ConfigError(f"{spec.source}: the config's au.strategy is none; a study compares AU strategies with it")
+    cells: list[tuple[float, str | None, float | None, int]] = []
+    for size in spec.sizes:
+        for seed in spec.seeds:
+            cells.append((size, None, None, seed))
+            cells += [(size, v, lam, seed) for v in spec.variants for lam in spec.lambdas]
+    cfgs = []
+    for size, variant, lam, seed in cells:
+        values: dict[str, object] = {
+            "data.train_fraction": size,
+            "data.subset_seed": seed,
+            "train.seed": seed,
+            "out": str(out / _cell(size, variant, lam) / f"seed_{seed}"),
+        }
+        if variant is None:
+            values["au.strategy"] = "none"
+        else:
+            values.update({"au.lam": lam, **VARIANTS[variant]})
+        cfgs.append(with_values(base, values, source=f"study {spec.source}"))
+    log(
+        f"study: {len(cfgs)} runs ({len(spec.sizes)} sizes x {len(spec.seeds)} seeds x (baseline + "
+        f"{len(spec.variants)} variants x {len(spec.lambdas)} λ)) -> {out}"
+    )
+    minor = _minor_classes(base)
+    done = run_many(cfgs, jobs=jobs, log=log)
+    rows = []
+    for (size, variant, lam, seed), cfg, m in zip(cells, cfgs, done):
+        recall = m["per_class_recall"]
+        rows.append(
+            {
+                "size": size,
+                "variant": variant or "baseline",
+                "lam": 0.0 if lam is None else lam,
+                "seed": seed,
+                "war": m["war"],
+                "uar": m["uar"],
+                "minor_recall": float(np.mean([recall[n] or 0.0 for n in minor])) if minor else None,
+                **{f"recall_{k}": v for k, v in recall.items()},
+                "run": str(cfg.run_dir.relative_to(out)),
+            }
+        )
+    table = pl.DataFrame(rows)
+    write_csv(table, out / "study.csv")
+    effects = _effects(table, spec)
+    write_csv(pl.DataFrame(effects).drop("diffs_uar"), out / "effects.csv")
+    spec_dict = {k: v for k, v in spec.__dict__.items()}
+    wall = time.perf_counter() - t0
+    write_json({"spec": spec_dict, "minor_classes": minor, "seconds": wall, "effects": effects}, out / "study.json")
+    _plot(effects, spec, out / "effect.png")
+    _report(out, spec, base, table, effects, wall, minor)
+    log(f"study report -> {out / 'report.md'} ({wall:.0f} s)")
+    return {"runs": rows, "effects": effects, "seconds": wall}
+
+
+def _synth(settings: dict[str, Any], folder: Path, log: Log) -> Path:
+    """The synthetic set of the study's ``synth`` settings (rendered once; an existing one with other settings is
+    refused, never silently reused)."""
+    from ..synth.dataset import SynthConfig, generate, synth_settings_differ
+
+    try:
+        cfg = SynthConfig(**settings)
+    except TypeError as exc:
+        raise ConfigError(f"study synth settings: {exc}") from None
+    if (folder / "synth.json").is_file():
+        differ = synth_settings_differ(folder, cfg)
+        if differ:
+            raise ConfigError(f"{folder}: rendered with other settings ({differ}); remove it or use another --out")
+        return folder
+    log(f"rendering the synthetic set ({cfg.clips} clips) -> {folder}")
+    return generate(folder, cfg)
+
+
+def _minor_classes(cfg) -> list[str]:
+    """The minor classes of the whole training fold (§3.3: at most 1/7 of its clips), the same for every cell."""
+    from ..evaluation import class_names
+    from ..labels import default_minor_classes
+    from .datamodule import split_index
+
+    labels = split_index(cfg, "train").table["label"].to_numpy()
+    names = class_names(cfg.num_classes)
+    return [names[i] for i in default_minor_classes(np.bincount(labels, minlength=len(names)).astype(np.float64))]
+
+
+def _effects(table: pl.DataFrame, spec: StudySpec) -> list[dict[str, Any]]:
+    """Each AU cell's paired differences to the baseline of the same size and seed."""
+    out = []
+    for size in spec.sizes:
+        base = table.filter((pl.col("size") == size) & (pl.col("variant") == "baseline")).sort("seed")
+        for variant in spec.variants:
+            for lam in spec.lambdas:
+                cell = table.filter(
+                    (pl.col("size") == size) & (pl.col("variant") == variant) & (pl.col("lam") == lam)
+                ).sort("seed")
+                row: dict[str, Any] = {"size": size, "variant": variant, "lam": lam, "seeds": cell.height}
+                for metric in ("war", "uar", "minor_recall"):
+                    a, b = base[metric].to_list(), cell[metric].to_list()
+                    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+                    d = paired_differences([x for x, _ in pairs], [y for _, y in pairs])
+                    row.update(
+                        {
+                            f"{metric}_base": float(np.mean([x for x, _ in pairs])) if pairs else None,
+                            f"{metric}_mean": d["mean"],
+                            f"{metric}_std": d["std"],
+                            f"{metric}_ci_low": None if d["ci"] is None else d["ci"][0],
+                            f"{metric}_ci_high": None if d["ci"] is None else d["ci"][1],
+                            f"{metric}_distinguishable": d["distinguishable"],
+                            f"{metric}_text": format_difference(d),
+                        }
+                    )
+                    if metric == "uar":
+                        row["diffs_uar"] = d["diffs"]
+                out.append(row)
+    return out
+
+
+def _plot(effects: list[dict[str, Any]], spec: StudySpec, path: Path) -> None:
+    """ΔWAR and ΔUAR against training-set size, one line per variant and λ, with the 95 % intervals as bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for ax, metric, name in ((axes[0], "war", "ΔWAR"), (axes[1], "uar", "ΔUAR")):
+        for variant in spec.variants:
+            for lam in spec.lambdas:
+                rows = sorted(
+                    (r for r in effects if r["variant"] == variant and r["lam"] == lam), key=lambda r: r["size"]
+                )
+                x = [100 * r["size"] for r in rows]
+                y = [100 * r[f"{metric}_mean"] for r in rows]
+                lo = [
+                    100 * (r[f"{metric}_ci_low"] if r[f"{metric}_ci_low"] is not None else r[f"{metric}_mean"])
+                    for r in rows
+                ]
+                hi = [
+                    100 * (r[f"{metric}_ci_high"] if r[f"{metric}_ci_high"] is not None else r[f"{metric}_mean"])
+                    for r in rows
+                ]
+                line = ax.plot(x, y, marker="o", label=f"{variant}, λ={lam:g}")[0]
+                ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xticks([100 * s for s in spec.sizes], [f"{100 * s:g} %" for s in spec.sizes])
+        ax.set_xlabel("labelled training clips (share of the fold)")
+        ax.set_ylabel(f"{name} vs baseline (points)")
+        ax.set_title(f"{name}: mean and 95 % interval over {len(spec.seeds)} seeds")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _report(
+    out: Path, spec: StudySpec, base, table: pl.DataFrame, effects: list[dict[str, Any]], wall: float, minor: list[str]
+) -> None:
+    import platform
+
+    baseline = table.filter(pl.col("variant") == "baseline")
+    lines = [
+        f"# {spec.title or 'AU-effect study'}",
+        "",
+        f"Study file `{spec.source}`; config `{spec.config}` (model `{base.model.name}`, dataset `{base.data.dataset}` "
+        f"fold {base.data.fold}, {base.train.epochs} epochs, AU strategy `{base.au.strategy}`); overrides "
+        f"{', '.join(f'`{o}`' for o in spec.overrides) or 'none'}"
+        + (f"; synthetic set {json.dumps(spec.synth)}" if spec.synth else "")
+        + ".",
+        f"{table.height} runs: sizes {', '.join(f'{100 * s:g} %' for s in spec.sizes)} of the training fold; λ "
+        f"{', '.join(f'{x:g}' for x in spec.lambdas)}; variants {', '.join(spec.variants)}; seeds "
+        f"{', '.join(map(str, spec.seeds))}.",
+        f"Measured on one machine ({platform.machine()}, {platform.processor() or 'cpu'}, "
+        f"{__import__('os').cpu_count()} cores): {wall:.0f} s wall. Other CPUs give other digits within the seed "
+        f"spread; an effect is called distinguishable from 0 only when its 95 % interval excludes 0 with at least "
+        f"{MIN_SEEDS_FOR_A_CLAIM} seeds.",
+        "",
+        "Variants: " + "; ".join(f"`{v}` = {VARIANT_LABEL[v]}" for v in spec.variants) + ". Each AU run is paired "
+        "with the baseline (λ = 0, CE only) of the same seed and the same training subset. Minor classes (at most "
+        f"1/7 of the training fold, §3.3): {', '.join(minor) or 'none'}; their mean test recall is the last column.",
+        "",
+        "## Baseline (CE only)",
+        "",
+        "| training share | WAR | UAR | minor-class recall |",
+        "|---|---|---|---|",
+    ]
+    for size in spec.sizes:
+        b = baseline.filter(pl.col("size") == size)
+        lines.append(f"| {100 * size:g} % | {_ms(b['war'])} | {_ms(b['uar'])} | {_ms(b['minor_recall'])} |")
+    lines += [
+        "",
+        "## AU effect: paired difference to the baseline (points; mean ± std, 95 % CI, seeds)",
+        "",
+        "| training share | variant | λ | ΔWAR | ΔUAR | Δ minor-class recall |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {100 * r['size']:g} % | {r['variant']} | {r['lam']:g} | {r['war_text']} | {r['uar_text']} | "
+        f"{r['minor_recall_text']} |"
+        for r in effects
+    ]
+    claims = [r for r in effects if r["uar_distinguishable"] or r["war_distinguishable"]]
+    lines += ["", "## What the table says", ""]
+    if not claims:
+        lines.append(
+            "No cell's effect on WAR or UAR is distinguishable from 0: on this data and setting the AU loss "
+            "neither clearly helps nor clearly hurts, at any training-set size."
+        )
+    for r in claims:
+        for metric, name in (("war", "WAR"), ("uar", "UAR")):
+            if r[f"{metric}_distinguishable"]:
+                sign = "helps" if r[f"{metric}_mean"] > 0 else "hurts"
+                lines.append(
+                    f"- {r['variant']} at λ {r['lam']:g} with {100 * r['size']:g} % of the training clips "
+                    f"{sign} {name}: {r[f'{metric}_text']}."
+                )
+    lines += [
+        "",
+        "![AU effect against training-set size](effect.png)",
+        "",
+        "Every run: `study.csv`; every cell's differences: `effects.csv`.",
+    ]
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def _ms(col: pl.Series) -> str:
+    vals = [v for v in col.to_list() if v is not None]
+    if not vals:
+        return "—"
+    sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    return f"{100 * float(np.mean(vals)):.2f} ± {100 * sd:.2f}"
