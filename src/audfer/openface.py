@@ -303,7 +303,10 @@ def _read_chunk(
                 continue
         notes += [str(w.message) for w in caught if issubclass(w.category, OpenFaceWarning)]
         frames.append(df.select(pl.lit(clip).alias("clip_id"), pl.all()))
-    return frames, skipped, notes, sources
+    # one table per chunk: a worker sends one contiguous table back instead of thousands of small ones (their
+    # per-table overhead and pickling dominated peak memory for folders of many short files)
+    joined = [pl.concat(frames, how="vertical", rechunk=True)] if frames else []
+    return joined, skipped, notes, sources
 
 
 def _cache_root(cache_dir: str | os.PathLike | None) -> Path:

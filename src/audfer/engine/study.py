@@ -158,6 +158,7 @@ def _run_study(spec: StudySpec, out: Path, overrides: list[str], *, jobs: int, l
             "data.train_fraction": size,
             "data.subset_seed": seed,
             "train.seed": seed,
+            "train.progress": False,  # incidental: hundreds of progress bars say nothing
             "out": str(out / _cell(size, variant, lam) / f"seed_{seed}"),
         }
         if variant is None:
@@ -306,6 +307,11 @@ def _report(
     import platform
 
     baseline = table.filter(pl.col("variant") == "baseline")
+    train_s = sum(
+        json.loads((out / run / "selection.json").read_text()).get("train_seconds") or 0.0
+        for run in table["run"].to_list()
+        if (out / run / "selection.json").is_file()
+    )
     lines = [
         f"# {spec.title or 'AU-effect study'}",
         "",
@@ -318,7 +324,8 @@ def _report(
         f"{', '.join(f'{x:g}' for x in spec.lambdas)}; variants {', '.join(spec.variants)}; seeds "
         f"{', '.join(map(str, spec.seeds))}.",
         f"Measured on one machine ({platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{__import__('os').cpu_count()} cores): {wall:.0f} s wall. Other CPUs give other digits within the seed "
+        f"{__import__('os').cpu_count()} cores): the runs' training took {train_s:.0f} s summed; this invocation "
+        f"{wall:.0f} s wall (runs finished by an earlier invocation are reused). Other CPUs give other digits within the seed "
         f"spread; an effect is called distinguishable from 0 only when its 95 % interval excludes 0 with at least "
         f"{MIN_SEEDS_FOR_A_CLAIM} seeds.",
         "",
@@ -347,7 +354,18 @@ def _report(
         for r in effects
     ]
     claims = [r for r in effects if r["uar_distinguishable"] or r["war_distinguishable"]]
-    lines += ["", "## What the table says", ""]
+    judged = [r[f"{m}_distinguishable"] for r in effects for m in ("war", "uar", "minor_recall")]
+    judged = [v for v in judged if v is not None]
+    lines += [
+        "",
+        "## What the table says",
+        "",
+        f"{sum(judged)} of the {len(judged)} intervals above exclude 0. Each is a 95 % interval on its own (no "
+        f"correction for the number of cells): by chance alone about {0.05 * len(judged):.1f} of {len(judged)} would "
+        "exclude 0 even if the AU loss did nothing, so a single cell is weak evidence; a pattern across neighbouring "
+        "sizes or λ is stronger.",
+        "",
+    ]
     if not claims:
         lines.append(
             "No cell's effect on WAR or UAR is distinguishable from 0: on this data and setting the AU loss "
