@@ -91,7 +91,7 @@ def test_errors_name_the_config_file_a_bad_value_came_from(tmp_path):
 
 def test_ranges_and_choices_come_from_the_declarations():
     assert choices_of("au.strategy") == ("none", "global", "distinct", "minor")
-    assert choices_of("au.pos_weights") == ("computed", "dfew", "ferv39k")
+    assert choices_of("au.pos_weights") == ("computed", "dfew", "ferv39k", "none")
     assert choices_of("data.sampling") == ("m3dfel", "former_dfer", "mae_dfer", "uniform")
     for ok in ("au.lam=0", "au.lam=1", "data.fold=5", "train.threads=null", "data.randaugment=[9, 2]"):
         load_config("synthetic_small", [ok])

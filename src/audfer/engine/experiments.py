@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import ConfigError
-from ..evaluation import aggregate, class_names
+from ..evaluation import MIN_SEEDS_FOR_A_CLAIM, aggregate, class_names, format_difference, paired_differences
 from ..hints import Log
 from ..io import atomic_path, write_csv, write_json
 from ..options import Config
@@ -384,16 +384,24 @@ def _run_ablation(cfg: Config, *, seeds, strategies, lams, title, intro, log, ac
         f"constant answer; one chosen from the training fold can score less).",
     ]
     if "none" in aggs and au_strategies:
-        lines += [""]
-        for s in au_strategies:
-            dw = 100 * (aggs[s]["war"]["mean"] - aggs["none"]["war"]["mean"])
-            du = 100 * (aggs[s]["uar"]["mean"] - aggs["none"]["uar"]["mean"])
-            rare_d = ", ".join(
-                f"{n} {100 * ((aggs[s]['per_class_recall'][n]['mean'] or 0) - (aggs['none']['per_class_recall'][n]['mean'] or 0)):+.1f}"
-                for n in rare
+        lines += [
+            "",
+            f"Each strategy against the baseline of the same seed (paired differences in points, mean ± std, Student-t "
+            f"95 % interval; an effect is called distinguishable from 0 only with >= {MIN_SEEDS_FOR_A_CLAIM} seeds):",
+            "",
+        ]
+        keys = [f"seed {seed}" for seed in seeds]
+
+        def paired(s: str, get) -> str:
+            return format_difference(
+                paired_differences([get(results["none"][k]) for k in keys], [get(results[s][k]) for k in keys])
             )
+
+        for s in au_strategies:
+            rare_d = "; ".join(f"{n} {paired(s, lambda m, n=n: m['per_class_recall'][n] or 0.0)}" for n in rare)
             lines.append(
-                f"- {STRATEGY_LABEL[s]} vs baseline: WAR {dw:+.2f}, UAR {du:+.2f} points (rare classes: {rare_d})."
+                f"- {STRATEGY_LABEL[s]}: WAR {paired(s, lambda m: m['war'])}; UAR {paired(s, lambda m: m['uar'])}; "
+                f"rare classes: {rare_d}."
             )
     if sweep:
         lines += ["", f"## λ sweep ({sweep_strategy}, Fig. 5)", "", "| λ | WAR | UAR |", "|---|---|---|"]
