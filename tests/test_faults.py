@@ -192,13 +192,16 @@ def test_two_processes_filling_one_au_cache(synth, tmp_path):
 def test_a_full_disk_under_the_au_cache_still_gives_the_result(synth, tmp_path, monkeypatch):
     truth = read_au_dir(synth / "OpenFace", cache=False).frames
 
-    def full(self, path, *a, **k):
-        raise _full(str(path))
+    import pyarrow.parquet as pq
 
-    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    def full(self, *a, **k):
+        raise _full("frames.parquet")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
     with pytest.warns(UserWarning, match="could not write the AU cache .*No space left on device"):
         folder = read_au_dir(synth / "OpenFace", cache_dir=tmp_path / "au")
     assert folder.frames.equals(truth)
+    assert not list((tmp_path / "au").rglob("*.parquet*")) and not list((tmp_path / "au").rglob("manifest.json"))
 
 
 # ------------------------------------------------------------------------------------------------ full disk
@@ -279,3 +282,33 @@ def test_a_learning_rate_far_too_high_is_reported_as_divergence(synth, tmp_path,
         if (out / "checkpoints" / name).is_file():
             ck = torch.load(out / "checkpoints" / name, weights_only=True)
             assert all(torch.isfinite(v).all() for v in ck["state_dict"].values())
+
+
+KILLED_READER = """
+import sys
+from audfer.openface import read_au_dir
+from audfer.labels import video_au_labels
+read_au_dir(sys.argv[1], cache_dir=sys.argv[2], workers=1, reduce=video_au_labels)
+"""
+
+
+def test_a_kill_during_the_first_ingestion_leaves_a_cache_that_reads_right(tmp_path):
+    from audfer.synth.openface_writer import render_openface_csv
+
+    from conftest import make_frames
+
+    folder = tmp_path / "of"
+    folder.mkdir()
+    for i in range(400):
+        (folder / f"{i:05d}.csv").write_bytes(render_openface_csv(make_frames(40, seed=i), "2.2", full=False))
+    truth = read_au_dir(folder, cache=False).frames
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_READER, str(folder), str(tmp_path / "au")])
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path / "au").rglob("*.part")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # mid-ingestion: the cache file is half written
+    proc.wait(30)
+    assert not list((tmp_path / "au").rglob("manifest.json"))  # nothing published
+    again = read_au_dir(folder, cache_dir=tmp_path / "au")
+    assert again.from_cache == 0 and again.frames.equals(truth)
+    assert read_au_dir(folder, cache_dir=tmp_path / "au").from_cache == 400  # and the next run uses the new cache

@@ -260,3 +260,37 @@ def test_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(AudferError, match="no OpenFace .csv files"):
         read_openface_dir(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_labels_streamed_chunk_by_chunk_equal_the_whole_folder_path(tmp_path, workers):
+    """``read_au_dir(reduce=...)`` (what ``audfer au-labels`` runs, never holding the folder's frames) gives the same
+    Eq. 4 labels as reducing the whole frames table, cold, cached and after one file changed, with 1 or 2 workers."""
+    import os
+    import time
+
+    from audfer.labels import video_au_labels, with_clips
+
+    folder = tmp_path / "of"
+    folder.mkdir()
+    for i in range(150):  # > 64 files: several chunks
+        n = 0 if i == 7 else 20 + i % 9  # clip 00007: a header only
+        frames = make_frames(n, seed=i)
+        (folder / f"{i:05d}.csv").write_bytes(render_openface_csv(frames, "2.2", full=False))
+    cache = tmp_path / "cache"
+    whole = read_openface_dir(folder, cache=False)
+    truth = video_au_labels(whole.frames, whole.clips)
+    reduce = lambda f: video_au_labels(f)  # noqa: E731
+    for step in ("cold", "cached", "one changed"):
+        if step == "one changed":
+            target = folder / "00042.csv"
+            target.write_bytes(render_openface_csv(make_frames(30, seed=999), "2.2", full=False))
+            os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
+            whole = read_openface_dir(folder, cache=False)
+            truth = video_au_labels(whole.frames, whole.clips)
+        got = read_openface_dir(folder, cache_dir=cache, workers=workers, reduce=reduce)
+        assert got.frames.height == 0 and got.n_frames == whole.frames.height  # frames never held
+        assert with_clips(got.reduced, got.clips).equals(truth), step
+        assert got.from_cache == {"cold": 0, "cached": 150, "one changed": 149}[step]
+    # the cache written chunk by chunk holds the same frames as the whole-folder reader
+    assert read_openface_dir(folder, cache_dir=cache).frames.equals(whole.frames)

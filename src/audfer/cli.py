@@ -144,14 +144,19 @@ def _check_mapping_args(args) -> None:
         raise AudferError(f"--mapping is for --source table, not --source {args.source}")
 
 
-def _read_folder(args):
+def _read_folder(args, reduce=None):
     from .au_sources import read_mapping_file
     from .openface import read_au_dir
 
     _check_mapping_args(args)
     mapping = read_mapping_file(args.mapping) if args.mapping is not None else None
     folder = read_au_dir(
-        args.openface_dir, source=args.source, mapping=mapping, allow_mixed=args.allow_mixed, **_reader_kwargs(args)
+        args.openface_dir,
+        source=args.source,
+        mapping=mapping,
+        allow_mixed=args.allow_mixed,
+        reduce=reduce,
+        **_reader_kwargs(args),
     )
     for clip, reason in folder.skipped:
         _echo(f"skipped {clip}: {reason}")
@@ -166,12 +171,14 @@ def _source_line(avail: dict | None) -> str:
 
 def _run_au_labels(args) -> None:
     from .io import write_csv
-    from .labels import video_au_labels
+    from .labels import video_au_labels, with_clips
     from .provenance import write_provenance
     from .vocab import AUS
 
-    folder = _read_folder(args)
-    table = video_au_labels(folder.frames, folder.clips, min_confidence=args.min_confidence)
+    # Eq. 4 per chunk of files as they are read: the folder's frames are never held whole (peak memory follows a
+    # chunk of files; benchmarks/bench_scale.py)
+    folder = _read_folder(args, reduce=lambda frames: video_au_labels(frames, min_confidence=args.min_confidence))
+    table = with_clips(folder.reduced if folder.reduced is not None else video_au_labels(folder.frames), folder.clips)
     write_csv(table, args.out)
     avail = folder.availability.as_dict()
     known = {a: int(table[a].is_not_null().sum()) for a in AUS}
@@ -190,7 +197,7 @@ def _run_au_labels(args) -> None:
     )
     empty = table.filter(table["n_valid"] == 0)["clip_id"].to_list()
     _echo(
-        f"wrote {args.out}: {table.height} clips, {folder.frames.height} frames "
+        f"wrote {args.out}: {table.height} clips, {folder.n_frames} frames "
         f"({folder.from_cache} clips from cache); {_source_line(avail)}; {len(empty)} clip(s) without a valid frame "
         f"keep empty AU labels" + (f": {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}" if empty else "")
     )

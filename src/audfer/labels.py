@@ -49,7 +49,7 @@ STRATEGIES = ("global", "distinct", "minor")
 
 
 def video_au_labels(
-    frames: pl.DataFrame,
+    frames: pl.DataFrame | pl.LazyFrame,
     clips: list[str] | None = None,
     *,
     min_confidence: float | None = None,
@@ -58,12 +58,14 @@ def video_au_labels(
 
     Returns ``clip_id, n_frames, n_valid, AU01..AU45`` (int8), one row per clip, sorted by ``clip_id``.
     A cell is null (unknown) when no valid frame measured that AU: the clip has no valid frame, or its AU
-    source lacks the AU (``audfer.au_sources``). ``clips`` adds clips that have no rows at all.
-    """
+    source lacks the AU (``audfer.au_sources``). ``clips`` adds clips that have no rows at all. A ``LazyFrame``
+    (a scan of the AU cache) is aggregated by polars' streaming engine, never held whole
+    (``read_au_dir(reduce=...)``)."""
+    frames = frames.lazy()
     valid = pl.col("success") == 1
     if min_confidence is not None:
         valid = valid & (pl.col("confidence") >= min_confidence)
-    if min_confidence is not None and frames.height and frames["confidence"].null_count():
+    if min_confidence is not None and frames.select(pl.col("confidence").null_count()).collect().item():
         raise InputError(
             "--min-confidence: the AU source gives no face confidence for some frames "
             "(e.g. LibreFace writes none); leave the option out"
@@ -74,24 +76,33 @@ def video_au_labels(
     agg += [
         (valid & pl.col(c).is_not_null()).cast(pl.Int64).sum().alias(f"_n_{au}") for c, au in zip(PRESENCE_COLUMNS, AUS)
     ]
-    out = frames.group_by("clip_id").agg(agg)
+    lazy = frames.group_by("clip_id").agg(agg)
     # "at least half": 2 * positives >= n (valid frames measuring the AU), exact in integers
-    out = out.with_columns(
-        pl.when(pl.col(f"_n_{au}") > 0)
-        .then((2 * pl.col(au) >= pl.col(f"_n_{au}")).cast(pl.Int8))
-        .otherwise(None)
-        .alias(au)
-        for au in AUS
-    ).select("clip_id", "n_frames", "n_valid", *AUS)
-    if clips is not None:
-        absent = sorted(set(clips) - set(out["clip_id"].to_list()))
-        if absent:
-            empty = pl.DataFrame(
-                {"clip_id": absent, "n_frames": [0] * len(absent), "n_valid": [0] * len(absent)},
-                schema={"clip_id": pl.String, "n_frames": pl.Int64, "n_valid": pl.Int64},
-            ).with_columns(pl.lit(None, dtype=pl.Int8).alias(au) for au in AUS)
-            out = pl.concat([out, empty])
-    return out.select("clip_id", "n_frames", "n_valid", *AUS).sort("clip_id")
+    out = (
+        lazy.with_columns(
+            pl.when(pl.col(f"_n_{au}") > 0)
+            .then((2 * pl.col(au) >= pl.col(f"_n_{au}")).cast(pl.Int8))
+            .otherwise(None)
+            .alias(au)
+            for au in AUS
+        )
+        .select("clip_id", "n_frames", "n_valid", *AUS)
+        .collect(engine="streaming")
+    )
+    return with_clips(out, clips or [])
+
+
+def with_clips(labels: pl.DataFrame, clips: list[str]) -> pl.DataFrame:
+    """``labels`` (``video_au_labels``' table, possibly from several chunks) with a row for every clip of ``clips``
+    that has none (no frame at all: ``n_frames`` 0, every AU unknown), sorted by ``clip_id``."""
+    absent = sorted(set(clips) - set(labels["clip_id"].to_list()))
+    if absent:
+        empty = pl.DataFrame(
+            {"clip_id": absent, "n_frames": [0] * len(absent), "n_valid": [0] * len(absent)},
+            schema={"clip_id": pl.String, "n_frames": pl.Int64, "n_valid": pl.Int64},
+        ).with_columns(pl.lit(None, dtype=pl.Int8).alias(au) for au in AUS)
+        labels = pl.concat([labels.select("clip_id", "n_frames", "n_valid", *AUS), empty])
+    return labels.select("clip_id", "n_frames", "n_valid", *AUS).sort("clip_id")
 
 
 def read_au_labels(path: str | os.PathLike[str]) -> pl.DataFrame:

@@ -18,6 +18,7 @@ whose size and modification time are unchanged, so editing one file re-reads onl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -26,6 +27,7 @@ import os
 import time
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from .errors import AudferError, CacheEntryError, ConfigError, InputError
-from .io import write_json, write_parquet
+from .io import write_json
 from .vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 if TYPE_CHECKING:
@@ -279,6 +281,9 @@ class OpenFaceFolder:
         return AUAvailability.combine([m.availability() for m in mappings if m is not None])
 
     mapping: AUMapping | None = field(default=None, repr=False)  #: the ``au_sources.AUMapping`` of a ``table`` source
+    #: with ``read_au_dir(reduce=f)``: ``f`` of the frames, per chunk of clips, concatenated (``frames`` is then empty)
+    reduced: pl.DataFrame | None = field(default=None, repr=False)
+    n_frames: int = 0  #: frames read (also when ``frames`` was not kept)
 
 
 def _read_chunk(
@@ -334,6 +339,7 @@ def read_au_dir(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
+    reduce: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
 ) -> OpenFaceFolder:
     """Read every ``*.csv`` in ``directory`` (one clip each, clip id = file stem) into one canonical table.
 
@@ -344,6 +350,11 @@ def read_au_dir(
     the table is cached under ``cache_dir`` (default ``$AUDFER_CACHE_DIR`` or ``~/.cache/audfer``), keyed by
     the folder and the reader options; unchanged files (same size and mtime) come from the cache.
     ``on_error="skip"`` skips unreadable files and lists them in ``skipped`` instead of raising.
+
+    ``reduce``: a per-clip summary of the frames (``labels.video_au_labels``) computed without ever holding the
+    folder's frames: each chunk of files is reduced as it arrives and written to the cache, the cached clips are
+    reduced from a streaming scan of the cache, and ``reduced`` holds the results (``frames`` stays empty), so peak
+    memory follows a chunk of files, not the folder (``benchmarks/bench_scale.py``).
     """
     from dataclasses import asdict
 
@@ -378,6 +389,7 @@ def read_au_dir(
     key = hashlib.sha1(json.dumps([str(directory.resolve()), options]).encode()).hexdigest()[:16]
     cache_path = _cache_root(cache_dir) / "openface" / key
     cached = pl.DataFrame()
+    cached_lazy: pl.LazyFrame | None = None
     fresh: set[str] = set()
     old_skipped: dict[str, str] = {}
     old_sources: dict[str, str] = {}
@@ -389,48 +401,56 @@ def read_au_dir(
                 old_skipped = {c: r for c, r in manifest.get("skipped", {}).items() if c in fresh}
                 old_sources = {c: r for c, r in manifest.get("sources", {}).items() if c in fresh}
                 if fresh:
-                    cached = _read_cached_frames(cache_path, manifest).filter(pl.col("clip_id").is_in(list(fresh)))
+                    cached_lazy = _scan_cached_frames(cache_path, manifest).filter(pl.col("clip_id").is_in(list(fresh)))
+                    cached = pl.DataFrame() if reduce is not None else cached_lazy.collect()
         except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
             if not isinstance(exc, FileNotFoundError):
                 warnings.warn(
                     f"{cache_path}: damaged AU cache ({exc}); re-reading the files", OpenFaceWarning, stacklevel=2
                 )
-            fresh, cached, old_skipped, old_sources = set(), pl.DataFrame(), {}, {}
+            fresh, cached, cached_lazy, old_skipped, old_sources = set(), pl.DataFrame(), None, {}, {}
 
     todo = [str(p) for p in paths if p.stem not in fresh]
     parts: list[pl.DataFrame] = [cached] if cached.height else []
+    reduced: list[pl.DataFrame] = []
     skipped = sorted(old_skipped.items())
     notes: list[str] = []
     sources = dict(old_sources)
-    if todo:
-        n_workers = min(workers or os.cpu_count() or 1, max(1, len(todo) // 16))
-        chunks = [todo[i::n_workers] for i in range(n_workers)]
-        if n_workers == 1:
-            results = [_read_chunk(todo, face_id, strict, on_error, source, mapping)]
-        else:
-            old = os.environ.get("POLARS_MAX_THREADS")
-            os.environ["POLARS_MAX_THREADS"] = "1"
-            try:
-                ctx = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-                    futures = [pool.submit(_read_chunk, c, face_id, strict, on_error, source, mapping) for c in chunks]
-                    results = [f.result() for f in futures]
-            finally:
-                if old is None:
-                    os.environ.pop("POLARS_MAX_THREADS", None)
-                else:
-                    os.environ["POLARS_MAX_THREADS"] = old
+    sink = _CacheSink(cache_path) if cache and todo else None
+    n_frames = 0
+    try:
+        if sink is not None and fresh:  # the unchanged clips go into the new cache file as they are
+            assert cached_lazy is not None
+            for batch in _batches(cached_lazy) if reduce is not None else [cached]:
+                sink.write(batch)
+        if reduce is not None and fresh:
+            assert cached_lazy is not None
+            reduced.append(reduce(cached_lazy))
+            n_frames += int(cached_lazy.select(pl.len()).collect().item())
         errors = []
-        for frames, skip, note, srcs in results:
+        for frames_part, skip, note, srcs in _read_files(
+            todo, workers, face_id, strict, on_error, source, mapping, reduce
+        ):
             notes += note
             sources.update(srcs)
-            if frames is None:
+            if frames_part is None:
                 errors += skip
-            else:
-                parts += frames
-                skipped += skip
+                continue
+            skipped += skip
+            for part in frames_part:
+                n_frames += part.height
+                if sink is not None:
+                    sink.write(part)
+                if reduce is not None:
+                    reduced.append(reduce(part.lazy()))
+                else:
+                    parts.append(part)
         if errors:
             raise InputError(sorted(errors)[0][1])
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
     kinds = sorted(set(sources.values()))
     if len(kinds) > 1 and not allow_mixed:
         by = {k: sorted(c for c, v in sources.items() if v == k) for k in kinds}
@@ -445,16 +465,59 @@ def read_au_dir(
     schema = {"clip_id": pl.String, **_canonical_schema()}
     frames = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
     frames = frames.sort(["clip_id", "frame"], maintain_order=True)
-    if cache and todo:
-        try:
-            _write_cache(
-                cache_path, frames, {"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources}
-            )
-        except (OSError, AudferError) as exc:  # a full disk: the result stands, only the cache is not updated
-            warnings.warn(f"could not write the AU cache at {cache_path}: {exc}", OpenFaceWarning, stacklevel=2)
+    if sink is not None:
+        sink.finish({"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources})
     return OpenFaceFolder(
-        frames=frames, clips=stems, skipped=sorted(skipped), from_cache=len(fresh), sources=sources, mapping=mapping
+        frames=frames,
+        clips=stems,
+        skipped=sorted(skipped),
+        from_cache=len(fresh),
+        sources=sources,
+        mapping=mapping,
+        reduced=None if reduce is None else (pl.concat(reduced, how="vertical") if reduced else None),
+        n_frames=n_frames if reduce is not None else frames.height,
     )
+
+
+def _read_files(todo, workers, face_id, strict, on_error, source, mapping, reduce):
+    """``_read_chunk`` results for the files ``todo``, in order: in this process, or in ``workers`` spawned
+    processes. With ``reduce`` the files go in chunks of 64, handed on one by one, so only a few chunks of frames
+    exist at once."""
+    if not todo:
+        return
+    n_workers = min(workers or os.cpu_count() or 1, max(1, len(todo) // 16))
+    size = 64 if reduce is not None else -(-len(todo) // n_workers)
+    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+    if n_workers == 1:
+        for chunk in chunks:
+            yield _read_chunk(chunk, face_id, strict, on_error, source, mapping)
+        return
+    old = os.environ.get("POLARS_MAX_THREADS")
+    os.environ["POLARS_MAX_THREADS"] = "1"
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+            pending = [pool.submit(_read_chunk, c, face_id, strict, on_error, source, mapping) for c in chunks]
+            for i in range(len(pending)):  # in order: the same result whatever finishes first
+                result = pending[i].result()
+                pending[i] = None  # the chunk's frames go once handed on
+                yield result
+    finally:
+        if old is None:
+            os.environ.pop("POLARS_MAX_THREADS", None)
+        else:
+            os.environ["POLARS_MAX_THREADS"] = old
+
+
+def _batches(lazy: pl.LazyFrame, rows: int = 200_000) -> Iterator[pl.DataFrame]:
+    """A lazy table in slices of ``rows`` (the cached clips copied into a new cache file without holding them all)."""
+    offset = 0
+    while True:
+        part = lazy.slice(offset, rows).collect()
+        if not part.height:
+            return
+        yield part
+        offset += rows
 
 
 def _file_crc(path: Path) -> int:
@@ -465,32 +528,83 @@ def _file_crc(path: Path) -> int:
     return crc
 
 
-def _write_cache(cache_path: Path, frames: pl.DataFrame, manifest: dict[str, Any]) -> None:
-    """The folder cache as one unit: the frames go to a new Parquet file, then the manifest naming that file, its
-    size and its CRC-32 replaces the old one (atomically), then older Parquet files go. A process killed at any
-    point, or two processes filling one cache, leave a manifest that matches the file it names."""
-    cache_path.mkdir(parents=True, exist_ok=True)
-    name = f"frames-{os.getpid()}-{time.time_ns()}.parquet"
-    write_parquet(frames, cache_path / name)
-    manifest = {**manifest, "frames_file": name, "frames_bytes": (cache_path / name).stat().st_size}
-    manifest["frames_crc32"] = _file_crc(cache_path / name)
-    write_json(manifest, cache_path / "manifest.json")
-    for old in cache_path.glob("frames*.parquet"):
-        if old.name != name:
-            old.unlink(missing_ok=True)
+class _CacheSink:
+    """The folder cache written as one unit, chunk by chunk: frames go to a new Parquet file (row group by row
+    group, never the whole folder in memory), then the manifest naming that file, its size and CRC-32 replaces the
+    old one (atomically), then older Parquet files go. A process killed at any point, or two processes filling one
+    cache, leave a manifest that matches the file it names; a full disk leaves the old cache as it was (warned)."""
+
+    def __init__(self, cache_path: Path) -> None:
+        self.cache_path = cache_path
+        self.name = f"frames-{os.getpid()}-{time.time_ns()}.parquet"
+        self.part = cache_path / f".{self.name}.part"
+        self.writer: Any = None
+        self.failed: str | None = None
+
+    def write(self, frames: pl.DataFrame) -> None:
+        """Append a table of frames (canonical schema with ``clip_id``)."""
+        if self.failed:
+            return
+        import pyarrow.parquet as pq
+
+        table = frames.select("clip_id", *_canonical_schema()).to_arrow()
+        try:
+            if self.writer is None:
+                self.cache_path.mkdir(parents=True, exist_ok=True)
+                self.writer = pq.ParquetWriter(str(self.part), table.schema)
+            self.writer.write_table(table)
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        self.failed = str(exc.strerror or exc)
+        self.abort()
+        warnings.warn(
+            f"could not write the AU cache at {self.cache_path}: {self.failed}", OpenFaceWarning, stacklevel=3
+        )
+
+    def abort(self) -> None:
+        """Drop the partial file (an error while reading, or a full disk)."""
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+            self.writer = None
+        self.part.unlink(missing_ok=True)
+
+    def finish(self, manifest: dict[str, Any]) -> None:
+        """Close the file, then publish it with its manifest."""
+        if self.writer is None and not self.failed:  # nothing was read: an empty table
+            self.write(pl.DataFrame(schema={"clip_id": pl.String, **_canonical_schema()}))
+        if self.failed:
+            return
+        final = self.cache_path / self.name
+        try:
+            self.writer.close()
+            self.writer = None
+            os.replace(self.part, final)
+            manifest = {**manifest, "frames_file": self.name, "frames_bytes": final.stat().st_size}
+            manifest["frames_crc32"] = _file_crc(final)
+            write_json(manifest, self.cache_path / "manifest.json")
+        except (OSError, AudferError) as exc:
+            final.unlink(missing_ok=True)
+            self._fail(exc if isinstance(exc, OSError) else OSError(str(exc)))
+            return
+        for old in self.cache_path.glob("frames*.parquet"):
+            if old.name != self.name:
+                old.unlink(missing_ok=True)
 
 
-def _read_cached_frames(cache_path: Path, manifest: dict[str, Any]) -> pl.DataFrame:
-    """The Parquet file the manifest names, checked against the size, CRC-32 and schema recorded with it: a
-    truncated, edited or foreign file raises ``CacheEntryError`` (the caller re-reads the AU files)."""
+def _scan_cached_frames(cache_path: Path, manifest: dict[str, Any]) -> pl.LazyFrame:
+    """The Parquet file the manifest names, checked against the size, CRC-32 and schema recorded with it (a
+    truncated, edited or foreign file raises ``CacheEntryError``: the caller re-reads the AU files), as a lazy scan."""
     path = cache_path / str(manifest["frames_file"])
     if path.stat().st_size != manifest["frames_bytes"] or _file_crc(path) != manifest["frames_crc32"]:
         raise CacheEntryError(f"{path.name} does not match its manifest (size or CRC-32)")
-    frames = pl.read_parquet(path, glob=False)
+    scan = pl.scan_parquet(path, glob=False)
     want = {"clip_id": pl.String, **_canonical_schema()}
-    if dict(frames.schema) != want:
+    if dict(scan.collect_schema()) != want:
         raise CacheEntryError(f"{path.name} has another schema than the canonical frames table")
-    return frames
+    return scan
 
 
 def _canonical_schema() -> dict[str, Any]:  # polars dtype classes (pl.Int64 ...), as polars takes them

@@ -248,6 +248,7 @@ def _effects(table: pl.DataFrame, spec: StudySpec) -> list[dict[str, Any]]:
                     row.update(
                         {
                             f"{metric}_base": float(np.mean([x for x, _ in pairs])) if pairs else None,
+                            f"{metric}_cell": float(np.mean([y for _, y in pairs])) if pairs else None,
                             f"{metric}_mean": d["mean"],
                             f"{metric}_std": d["std"],
                             f"{metric}_ci_low": None if d["ci"] is None else d["ci"][0],
