@@ -135,3 +135,35 @@ def test_a_long_video_is_read_in_bounded_memory_and_never_cached_whole(tmp_path,
     data = ClipDataset(_index([video]), Resize(32), num_frames=4, sampling="uniform", cache=cache)
     assert data[0][0].shape == (4, 3, 32, 32)
     assert cache.misses == 0 and not list((tmp_path / "cache").rglob("*.clip"))
+
+
+def _rotated_mp4(path):
+    """An mp4 whose track header says "rotate 90°" (as phones write portrait video): the tkhd matrix set by hand."""
+    import struct
+
+    plain = path.with_name("plain.mp4")
+    writer = cv2.VideoWriter(str(plain), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 48))
+    for _ in range(10):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[:, :16] = 255  # a white band along the left edge as stored
+        writer.write(frame)
+    writer.release()
+    data = bytearray(plain.read_bytes())
+    at = data.find(b"tkhd")
+    assert at > 0 and data[at + 4] == 0  # a version-0 track header
+    matrix = at + 4 + 4 + 4 * 5 + 8 + 8
+    data[matrix : matrix + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_rotation_metadata_is_applied_so_faces_come_upright(tmp_path):
+    from audfer.inference import iter_frames
+
+    video = _rotated_mp4(tmp_path / "portrait.mp4")
+    frames = read_frames(video)
+    assert frames.shape == (10, 64, 48, 3)  # rotated as the player shows it
+    assert frames[0, :8].mean() > 200 and frames[0, 20:].mean() < 50  # the band is now along the top
+    streamed = np.stack(list(iter_frames(video)))
+    np.testing.assert_array_equal(streamed, frames)
+    assert count_frames(video) == 10
