@@ -167,3 +167,49 @@ def test_rotation_metadata_is_applied_so_faces_come_upright(tmp_path):
     streamed = np.stack(list(iter_frames(video)))
     np.testing.assert_array_equal(streamed, frames)
     assert count_frames(video) == 10
+
+
+def _variable_rate_mp4(path):
+    """A 10-frame mp4 whose first 5 frames last 40 ms and last 5 frames 80 ms (a phone's variable frame rate): the
+    sample-time table (stts) and the durations rewritten by hand, the boxes above it grown to fit."""
+    import struct
+
+    plain = path.with_name("cfr.mp4")
+    writer = cv2.VideoWriter(str(plain), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 48))
+    for t in range(10):
+        writer.write(np.full((48, 64, 3), 20 * t, np.uint8))
+    writer.release()
+    d = bytearray(plain.read_bytes())
+    assert d.find(b"mdat") < d.find(b"moov")  # growing moov moves no sample data
+    i = d.find(b"stts")
+    timescale = struct.unpack(">I", d[d.find(b"mdhd") + 16 : d.find(b"mdhd") + 20])[0]
+    tick = timescale // 25
+    d[i - 4 : i + 20] = struct.pack(">I4sIIIIII", 32, b"stts", 0, 2, 5, tick, 5, 2 * tick)
+    for name in (b"stbl", b"minf", b"mdia", b"trak", b"moov"):
+        j = d.find(name)
+        d[j - 4 : j] = struct.pack(">I", struct.unpack(">I", d[j - 4 : j])[0] + 8)
+    m, v = d.find(b"mdhd"), d.find(b"mvhd")
+    d[m + 20 : m + 24] = struct.pack(">I", 15 * tick)
+    movie = round(15 * tick / timescale * struct.unpack(">I", d[v + 16 : v + 20])[0])
+    for box, off in ((b"mvhd", 20), (b"tkhd", 24), (b"elst", 12)):
+        j = d.find(box)
+        if j > 0:
+            d[j + off : j + off + 4] = struct.pack(">I", movie)
+    path.write_bytes(bytes(d))
+    return path
+
+
+def test_a_variable_frame_rate_video_gets_its_frames_real_times(tmp_path):
+    from audfer.inference import iter_frames, predict_video
+    from audfer.models import create_model
+
+    video = _variable_rate_mp4(tmp_path / "vfr.mp4")
+    stamps: list[float] = []
+    frames = list(iter_frames(video, times=stamps))
+    assert len(frames) == 10
+    np.testing.assert_allclose(stamps, [0, 0.04, 0.08, 0.12, 0.16, 0.2, 0.28, 0.36, 0.44, 0.52], atol=1e-6)
+    model = create_model("former_dfer_small").eval()
+    result = predict_video(video, model, window=4, stride=3, face="full")
+    times = result.windows.select("start_frame", "start_time", "end_time").rows()
+    # frame 6 starts at 0.28 s, not at 6 / (declared average rate); the last window ends after the last frame's 80 ms
+    assert times == [(0, 0.0, 0.16), (3, 0.12, 0.36), (6, 0.28, 0.6)]

@@ -89,9 +89,27 @@ def video_fps(path: str | Path) -> float:
     return 25.0
 
 
-def iter_frames(path: str | Path, *, check_length: bool = False) -> Iterator[np.ndarray]:
+def frame_times(stamps: list[float], fps: float) -> Callable[[int], float]:
+    """Time (s) of frame ``t`` (``t == len(stamps)``: the end of the last frame). A constant-rate video (every step
+    within 1 ms of ``1 / fps``): ``t / fps``. A variable-frame-rate one (phone recordings): the frames' own
+    presentation times, from the first frame, so window times are where the frames really are."""
+    steps = np.diff(np.asarray(stamps, np.float64))
+    if len(stamps) < 2 or (steps <= 0).any() or np.abs(steps - 1.0 / fps).max() <= 1e-3:
+        return lambda t: t / fps
+    start, last = stamps[0], float(steps[-1])
+
+    def at(t: int) -> float:
+        return stamps[t] - start if t < len(stamps) else stamps[-1] - start + last
+
+    return at
+
+
+def iter_frames(
+    path: str | Path, *, check_length: bool = False, times: list[float] | None = None
+) -> Iterator[np.ndarray]:
     """Frames of a video (RGB uint8), streamed: a long video never sits in memory whole. ``check_length``:
-    warn (``VideoWarning``) when clearly fewer frames decode than the file declares (< 95 %: a cut-off file)."""
+    warn (``VideoWarning``) when clearly fewer frames decode than the file declares (< 95 %: a cut-off file).
+    ``times``: each frame's presentation time (s) is appended to it (what a variable-frame-rate video needs)."""
     import warnings
 
     cap = _open(path)
@@ -105,6 +123,8 @@ def iter_frames(path: str | Path, *, check_length: bool = False) -> Iterator[np.
             if not ok:
                 break
             n += 1
+            if times is not None:
+                times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
             yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     finally:
         cap.release()
@@ -301,9 +321,11 @@ def predict_video(
     if face == "full":
         detector, margin, min_track = FullFrameDetector(), 0.0, 1
     detect: Callable[[np.ndarray], np.ndarray] = detector or HaarFaceDetector()
-    detections = [detect(f) for f in iter_frames(path, check_length=True)]  # pass 1: detect
+    stamps: list[float] = []
+    detections = [detect(f) for f in iter_frames(path, check_length=True, times=stamps)]  # pass 1: detect
     n_frames = len(detections)
     fps = video_fps(path)
+    at = frame_times(stamps, fps)
     boxes = track_main_face(detections, min_track=min_track, max_gap=max_gap)
     has_face = ~np.isnan(boxes).any(axis=1)
     if not has_face.any():
@@ -326,8 +348,8 @@ def predict_video(
                 "window": i,
                 "start_frame": s,
                 "end_frame": e,
-                "start_time": round(s / fps, 3),
-                "end_time": round(e / fps, 3),
+                "start_time": round(at(s), 3),
+                "end_time": round(at(e), 3),
                 "face_frames": len(face_idx),
                 "has_face": ok,
                 "box_x": float(box[0]),
