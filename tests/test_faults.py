@@ -309,6 +309,9 @@ def test_a_kill_during_the_first_ingestion_leaves_a_cache_that_reads_right(tmp_p
     proc.send_signal(signal.SIGKILL)  # mid-ingestion: the cache file is half written
     proc.wait(30)
     assert not list((tmp_path / "au").rglob("manifest.json"))  # nothing published
+    (left,) = (tmp_path / "au").rglob("*.part")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))  # two hours later
     again = read_au_dir(folder, cache_dir=tmp_path / "au")
     assert again.from_cache == 0 and again.frames.equals(truth)
+    assert not list((tmp_path / "au").rglob("*.part"))  # the killed filler's partial file is cleaned up
     assert read_au_dir(folder, cache_dir=tmp_path / "au").from_cache == 400  # and the next run uses the new cache

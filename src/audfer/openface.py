@@ -528,6 +528,10 @@ def _file_crc(path: Path) -> int:
     return crc
 
 
+#: A partial AU-cache file untouched this long was left by a killed process (``_CacheSink.finish`` removes it).
+STALE_PART_SECONDS = 3600
+
+
 class _CacheSink:
     """The folder cache written as one unit, chunk by chunk: frames go to a new Parquet file (row group by row
     group, never the whole folder in memory), then the manifest naming that file, its size and CRC-32 replaces the
@@ -592,6 +596,10 @@ class _CacheSink:
         for old in self.cache_path.glob("frames*.parquet"):
             if old.name != self.name:
                 old.unlink(missing_ok=True)
+        for part in self.cache_path.glob(".frames-*.part"):  # left by a killed filler; a live one writes every chunk
+            with contextlib.suppress(OSError):
+                if time.time() - part.stat().st_mtime > STALE_PART_SECONDS:
+                    part.unlink()
 
 
 def _scan_cached_frames(cache_path: Path, manifest: dict[str, Any]) -> pl.LazyFrame:
