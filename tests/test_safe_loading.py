@@ -174,10 +174,13 @@ def test_yaml_files_are_loaded_safely(synth, tmp_path, marker, capsys):
     knowledge.write_text("datasets: " + YAML_TAG.format(marker=marker))
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text("AU01: " + YAML_TAG.format(marker=marker))
+    study = tmp_path / "study.yaml"
+    study.write_text("config: synthetic_small\nsizes: " + YAML_TAG.format(marker=marker))
     for argv, path in (
         (["train", str(planted), f"data.root={synth}", f"out={tmp_path / 'r'}"], planted),
         (["config", str(planted)], planted),
         (["knowledge", "--config", str(knowledge), "--out", str(tmp_path / "K.csv")], knowledge),
+        (["study", str(study), "--out", str(tmp_path / "s")], study),
         (
             ["au-labels", str(synth / "OpenFace"), "--source", "table", "--mapping", str(mapping)]
             + ["--out", str(tmp_path / "au.csv")],
