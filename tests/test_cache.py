@@ -72,7 +72,27 @@ def test_large_jpegs_are_decoded_at_reduced_scale(tmp_path):
     assert np.abs(small.astype(int) - ref).mean() < 3
     assert read_frames(folder, min_size=113).shape[1:3] == (224, 224)  # 1/2 scale would be too small
     cache = ClipCache(tmp_path / "cache", 100)
-    assert cache.get(folder).shape == (3, 100, 100, 3)  # decoded at 112, resized to the cache size
+    np.testing.assert_array_equal(cache.get(folder), read_frames(folder, min_size=100))  # what the dataset decodes
+
+
+@pytest.mark.parametrize("decode", ["full", "reduced"])
+def test_training_items_do_not_depend_on_the_cache_with_random_crops(tmp_path, decode):
+    """``data.cache`` is incidental: with the recipes' random resized crops and both decodes, a run's items are
+    bit-identical with and without the cache (the cache stores exactly what the dataset decodes)."""
+    from audfer.data.transforms import Compose as C
+    from audfer.data.transforms import HorizontalFlip, RandomResizedCrop
+
+    index = _index(
+        _clip(tmp_path / "a", 12, size=224, ext=".jpg"), _clip(tmp_path / "b", 20, size=224, ext=".jpg", seed=1)
+    )
+    kw = dict(num_frames=8, sampling="m3dfel", train=True, seed=5, decode_size=None if decode == "full" else 64)
+    make = lambda cache: ClipDataset(index, C(RandomResizedCrop(64), HorizontalFlip()), cache=cache, **kw)  # noqa: E731
+    plain, cached = make(None), make(ClipCache(tmp_path / "cache", None if decode == "full" else 64))
+    for epoch in range(2):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(2):
+            torch.testing.assert_close(plain[i][0], cached[i][0], rtol=0, atol=0)
 
 
 def test_damaged_cache_entry_is_rebuilt(tmp_path):

@@ -58,7 +58,7 @@ def test_a_cut_off_or_edited_clip_cache_entry_is_detected_and_rebuilt(synth, tmp
         with pytest.warns(UserWarning, match="damaged clip-cache entry"):
             np.testing.assert_array_equal(fresh.get(clip), truth)
         assert fresh.misses == 1
-        np.testing.assert_array_equal(read_entry(entry, 32), truth)  # rebuilt on disk too
+        np.testing.assert_array_equal(read_entry(entry), truth)  # rebuilt on disk too
 
 
 def _fill(root, clips, out):
@@ -103,7 +103,7 @@ def test_a_kill_while_the_cache_fills_leaves_only_whole_entries(synth, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     for entry in (tmp_path / "c").rglob("*.clip"):
-        read_entry(entry, 32)  # every entry a reader can see is whole (raises otherwise)
+        read_entry(entry)  # every entry a reader can see is whole (raises otherwise)
     cache = ClipCache(tmp_path / "c", 32)
     for clip in clips:
         np.testing.assert_array_equal(cache.get(clip), read_frames(clip))

@@ -1,18 +1,18 @@
-"""Decoded-clip cache: each clip's frames decoded once, stored as uint8 at the training resolution.
+"""Decoded-clip cache: each clip's frames decoded once, stored as uint8, exactly as the dataset decodes them.
 
-The first epoch decodes every frame of a clip (JPEG folders at reduced DCT scale when they are at
-least twice the target size), resizes the short side to ``size`` and stores ``(T, H, W, 3)`` uint8 as
-one ``.clip`` entry (a small header with the shape and a CRC-32, then the raw pixels: never a pickle;
-a cut-off or edited entry is detected and rebuilt); later epochs read it and slice the sampled frames. Random crops, flips and
-colour jitter still run per epoch on the cached frames, so augmentation is unchanged (crops are
-taken from ``size``-pixel frames instead of the originals, a resolution the model never exceeds).
+The first epoch decodes every frame of a clip as the uncached path would (as stored under ``data.decode=full``;
+JPEG folders at reduced DCT scale under ``reduced``, ``size`` being the input size they must keep) and stores
+``(T, H, W, 3)`` uint8 as one ``.clip`` entry (a small header with the shape and a CRC-32, then the raw pixels:
+never a pickle; a cut-off or edited entry is detected and rebuilt); later epochs read it and slice the sampled
+frames. Sampling, crops, flips and colour jitter still run per epoch on the cached frames, so a run's items are the
+same with and without the cache (tested).
 
 Entries are keyed by the clip's absolute path, its modification time and frame count and the cache
 size, so edited or re-extracted clips are decoded again. Within a process, entries already read stay
 in memory (up to ``memory_mb``, default 1024 MB) and a clip's key is recomputed only when its
-modification time changes, so a small dataset costs one stat per clip and epoch after the first. Writes are atomic (temporary file + rename),
-so several DataLoader workers or processes can fill one cache. Disk cost: ``T * size**2 * 3`` bytes a
-clip (16 frames at 112 px: 0.6 MB; DFEW's 11,697 clips at all frames and 112 px: ~30 GB).
+modification time changes, so a small dataset costs one stat per clip and epoch after the first. Writes are atomic
+(temporary file + rename), so several DataLoader workers or processes can fill one cache. Disk cost: ``T * H * W * 3``
+bytes a clip (16 frames at 256 px: 3.1 MB; reduced to 128 px: 0.8 MB).
 """
 
 from __future__ import annotations
@@ -30,19 +30,6 @@ import numpy as np
 from ..errors import CacheEntryError, InputError
 from ..hints import PathLike
 from .datasets import UnreadableFrame, frame_paths, read_frames
-
-
-def _resize_short(frames: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
-    h, w = frames.shape[1:3]
-    scale = size / min(h, w)
-    if scale == 1.0:
-        return frames
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, (nw, nh), interpolation=interp) for f in frames])
-
 
 #: An entry: this magic, then little-endian uint32 T, H, W, C and the CRC-32 of the pixels, then the uint8 pixels.
 _MAGIC = b"AUDFERCLIP\x01\x00"
@@ -65,9 +52,9 @@ def write_entry(entry: Path, frames: np.ndarray) -> None:
             os.unlink(tmp)
 
 
-def read_entry(entry: Path, size: int | None = None) -> np.ndarray:
+def read_entry(entry: Path) -> np.ndarray:
     """The frames stored by ``write_entry``; ``CacheEntryError`` when the file is not a whole entry (cut off, edited:
-    its CRC-32 differs, or frames whose short side is not ``size``). Plain bytes, never a pickle."""
+    its CRC-32 differs). Plain bytes, never a pickle."""
     data = entry.read_bytes()
     head = len(_MAGIC) + _HEADER.size
     if len(data) < head or not data.startswith(_MAGIC):
@@ -75,8 +62,8 @@ def read_entry(entry: Path, size: int | None = None) -> np.ndarray:
     t, h, w, c, crc = _HEADER.unpack_from(data, len(_MAGIC))
     if len(data) != head + t * h * w * c:
         raise CacheEntryError(f"{len(data)} bytes, expected {head + t * h * w * c} (cut off?)")
-    if c != 3 or (size is not None and min(h, w) != size):
-        raise CacheEntryError(f"frames {t}x{h}x{w}x{c}, expected 3 channels and a short side of {size}")
+    if c != 3:
+        raise CacheEntryError(f"frames {t}x{h}x{w}x{c}, expected 3 channels")
     pixels = np.frombuffer(data, np.uint8, offset=head).reshape(t, h, w, c)
     if zlib.crc32(pixels.data) != crc:
         raise CacheEntryError("CRC-32 mismatch (edited or damaged)")
@@ -84,8 +71,8 @@ def read_entry(entry: Path, size: int | None = None) -> np.ndarray:
 
 
 class ClipCache:
-    """``get(path)`` -> the clip's frames ``(T, H, W, 3)`` uint8 with short side ``size`` (``None``: as stored; the
-    default of training, ``data.decode=full``), read-only."""
+    """``get(path)`` -> the clip's frames ``(T, H, W, 3)`` uint8 as the dataset decodes them (``size``: the input size
+    reduced JPEG decoding must keep, ``data.decode=reduced``; ``None``: as stored), read-only."""
 
     def __init__(self, root: str | os.PathLike, size: int | None, memory_mb: float = 1024) -> None:
         if size is not None and size < 8:
@@ -128,7 +115,7 @@ class ClipCache:
         return self.root / k[:2] / f"{k}.clip"
 
     def get(self, path: str | os.PathLike, *, on_bad_frame: str = "raise") -> np.ndarray:
-        """The clip's uint8 frames with the shorter side at the cache's size: from the cache, or decoded once and
+        """The clip's uint8 frames as the dataset decodes them: from the cache, or decoded once and
         stored (atomically)."""
         try:
             mtime = os.stat(path).st_mtime_ns
@@ -145,15 +132,16 @@ class ClipCache:
             self._keys[str(path)] = (mtime, entry)
         if entry.is_file():
             try:
-                frames = read_entry(entry, self.size)
+                frames = read_entry(entry)
                 self.hits += 1
                 self._hold(entry, frames)
                 return frames
             except (CacheEntryError, OSError) as exc:  # truncated, edited, foreign: decode again and replace it
                 warnings.warn(f"{entry}: damaged clip-cache entry for {path} ({exc}); rebuilt", UserWarning, 2)
         self.misses += 1
-        frames = self._decode_all(Path(path), on_bad_frame)
-        frames = np.ascontiguousarray(frames if self.size is None else _resize_short(frames, self.size))
+        # exactly what the dataset decodes without a cache (JPEG folders at reduced DCT scale when ``size`` asks
+        # for it, videos as stored): a run's items do not depend on the cache (tests/test_cache.py)
+        frames = np.ascontiguousarray(self._decode_all(Path(path), on_bad_frame))
         try:
             write_entry(entry, frames)
         except OSError as exc:  # a full disk: the clip is used, only not kept

@@ -403,17 +403,12 @@ def train_transform(cfg: Config, spec: InputSpec) -> Compose:
 
 def decoded_size(cfg: Config, spec: InputSpec, stored: tuple[int, int]) -> tuple[int, int]:
     """The frame size training crops are drawn from, for frames stored at ``stored`` (h, w): as stored under
-    ``data.decode=full``; under ``reduced``, the cache's (short side = the input size) or libjpeg's DCT scaling
-    (the largest 1/2, 1/4, 1/8 that keeps the short side >= the input size). ``data.pre_resize`` squashes first."""
+    ``data.decode=full``; under ``reduced``, libjpeg's DCT scaling (the largest 1/2, 1/4, 1/8 that keeps the short
+    side >= the input size), cached or not. ``data.pre_resize`` squashes first."""
     h, w = stored
-    if cfg.data.decode == "reduced":
-        short = min(h, w)
-        if cfg.data.cache:
-            scale = spec.size / short
-        else:
-            f = next((f for f in (8, 4, 2) if short // f >= spec.size), 1)
-            scale = 1 / f
-        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+    if cfg.data.decode == "reduced":  # the cache stores what this decodes (data/cache.py)
+        f = next((f for f in (8, 4, 2) if min(h, w) // f >= spec.size), 1)
+        h, w = -(-h // f), -(-w // f)
     if cfg.data.pre_resize:
         h = w = cfg.data.pre_resize
     return h, w
