@@ -463,8 +463,8 @@ class DataOptions(_Section):
     decode: str = opt(
         "full",
         "full: training frames decoded as stored, so random resized crops draw from DFEW's 256 px frames as the "
-        "official loaders do | reduced: JPEGs decoded at 1/2-1/8 DCT scale and cached at the model's input size "
-        "(faster; `--dry-run` gives the share of crops it upsamples)",
+        "official loaders do | reduced: JPEGs decoded at the largest 1/2-1/8 DCT scale that keeps the model's input size "
+        "(faster, smaller cache; `--dry-run` gives the share of crops it upsamples)",
         Choice("full", "reduced"),
     )
     pre_resize: int | None = opt(
