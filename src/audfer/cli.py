@@ -585,7 +585,7 @@ def _run_evaluate(args) -> None:
 
 
 def _add_sweep_args(p) -> None:
-    """What every sweep (cv, ablate) takes: --jobs and --accept-changes."""
+    """What every sweep (cv, ablate, study) takes: --jobs and --accept-changes."""
     p.add_argument(
         "--jobs",
         type=_ranged(int, 1, 64),
@@ -670,12 +670,7 @@ def _add_study(sub) -> None:
     p.add_argument("study", nargs="?", help="study YAML or shipped study name (au_effect); see docs/study.md")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run (e.g. data.root=...)")
     p.add_argument("--out", type=Path, help="study folder (runs, study.csv, effects.csv, effect.png, report.md)")
-    p.add_argument(
-        "--jobs",
-        type=_ranged(int, 1, 64),
-        default=1,
-        help="runs side by side (needs train.threads set; results do not depend on it)",
-    )
+    _add_sweep_args(p)
     p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
     p.set_defaults(func=_run_study)
 
@@ -688,7 +683,14 @@ def _run_study(args) -> None:
         return
     if args.out is None:
         raise AudferError("study needs --out (the study folder)")
-    run_study(StudySpec.read(args.study), args.out, args.overrides, jobs=args.jobs, log=_echo)
+    run_study(
+        StudySpec.read(args.study),
+        args.out,
+        args.overrides,
+        jobs=args.jobs,
+        accept_changes=args.accept_changes,
+        log=_echo,
+    )
 
 
 # ----------------------------------------------------------------------------- predict / export

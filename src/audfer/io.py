@@ -250,12 +250,8 @@ def unique_clip_rows(
             keep.append(i)
             continue
         if labels is None or labels[i] != labels[j]:
-            detail = (
-                f"has two labels ({EXPRESSIONS[labels[j]] if labels[j] < len(EXPRESSIONS) else labels[j]} and "
-                f"{EXPRESSIONS[labels[i]] if labels[i] < len(EXPRESSIONS) else labels[i]})"
-                if labels is not None
-                else "appears twice"
-            )
+            name = lambda k: EXPRESSIONS[k] if k < len(EXPRESSIONS) else str(k)  # noqa: E731 - MAFW's 11 classes
+            detail = "appears twice" if labels is None else f"has two labels ({name(labels[j])} and {name(labels[i])})"
             raise AudferError(f"{path}: rows {rows[j]} and {rows[i]}: clip {cid!r} {detail} in the {what}")
         repeats.append(f"{cid!r} (rows {rows[j]} and {rows[i]})")
     if repeats:

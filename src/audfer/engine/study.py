@@ -22,8 +22,9 @@ interval bands) and ``report.md``.
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -128,17 +129,26 @@ def _cell(size: float, variant: str | None = None, lam: float | None = None) -> 
 
 
 def run_study(
-    spec: StudySpec, out: Path, overrides: list[str] | tuple[str, ...] = (), *, jobs: int = 1, log: Log = print
+    spec: StudySpec,
+    out: Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    jobs: int = 1,
+    accept_changes: bool = False,
+    log: Log = print,
 ) -> dict[str, Any]:
-    """Run (or continue) every cell of ``spec`` under ``out`` and write the study's tables, figure and report."""
+    """Run (or continue) every cell of ``spec`` under ``out`` and write the study's tables, figure and report;
+    ``jobs`` and ``accept_changes`` as in every sweep (``run_many``)."""
     from .runlock import run_lock
 
     out = Path(out)
     with run_lock(out, log=log):
-        return _run_study(spec, out, list(overrides), jobs=jobs, log=log)
+        return _run_study(spec, out, list(overrides), jobs=jobs, accept_changes=accept_changes, log=log)
 
 
-def _run_study(spec: StudySpec, out: Path, overrides: list[str], *, jobs: int, log: Log) -> dict[str, Any]:
+def _run_study(
+    spec: StudySpec, out: Path, overrides: list[str], *, jobs: int, accept_changes: bool, log: Log
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     extra = list(spec.overrides) + overrides
@@ -171,7 +181,7 @@ def _run_study(spec: StudySpec, out: Path, overrides: list[str], *, jobs: int, l
         f"{len(spec.variants)} variants x {len(spec.lambdas)} λ)) -> {out}"
     )
     minor = _minor_classes(base)
-    done = run_many(cfgs, jobs=jobs, log=log)
+    done = run_many(cfgs, jobs=jobs, log=log, accept_changes=accept_changes)
     rows = []
     for (size, variant, lam, seed), cfg, m in zip(cells, cfgs, done):
         recall = m["per_class_recall"]
@@ -192,9 +202,8 @@ def _run_study(spec: StudySpec, out: Path, overrides: list[str], *, jobs: int, l
     write_csv(table, out / "study.csv")
     effects = _effects(table, spec)
     write_csv(pl.DataFrame(effects).drop("diffs_uar"), out / "effects.csv")
-    spec_dict = {k: v for k, v in spec.__dict__.items()}
     wall = time.perf_counter() - t0
-    write_json({"spec": spec_dict, "minor_classes": minor, "seconds": wall, "effects": effects}, out / "study.json")
+    write_json({"spec": asdict(spec), "minor_classes": minor, "seconds": wall, "effects": effects}, out / "study.json")
     _plot(effects, spec, out / "effect.png")
     _report(out, spec, base, table, effects, wall, minor)
     log(f"study report -> {out / 'report.md'} ({wall:.0f} s)")
@@ -325,7 +334,7 @@ def _report(
         f"{', '.join(f'{x:g}' for x in spec.lambdas)}; variants {', '.join(spec.variants)}; seeds "
         f"{', '.join(map(str, spec.seeds))}.",
         f"Measured on one machine ({platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{__import__('os').cpu_count()} cores): the runs' training took {train_s:.0f} s summed; this invocation "
+        f"{os.cpu_count()} cores): the runs' training took {train_s:.0f} s summed; this invocation "
         f"{wall:.0f} s wall (runs finished by an earlier invocation are reused). Other CPUs give other digits within the seed "
         f"spread; an effect is called distinguishable from 0 only when its 95 % interval excludes 0 with at least "
         f"{MIN_SEEDS_FOR_A_CLAIM} seeds.",
