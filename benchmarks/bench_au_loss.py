@@ -17,9 +17,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from audfer.knowledge import paper_knowledge
-from audfer.labels import official_pos_weights
-from audfer.losses import AUDFERLoss, AULoss
+from audfer.method.knowledge import paper_knowledge
+from audfer.method.labels import official_pos_weights
+from audfer.method.losses import AUDFERLoss, AULoss
 from audfer.models import create_model
 
 

@@ -74,8 +74,8 @@ def _step(mode: str, root: str, cache: str) -> None:
             df = pd.read_csv(p, skipinitialspace=True, usecols=keep)
             n += len(df)
     else:
-        from audfer.labels import video_au_labels
-        from audfer.openface import read_openface_dir
+        from audfer.au.folder import read_openface_dir
+        from audfer.method.labels import video_au_labels
 
         folder = read_openface_dir(root, cache_dir=cache)
         video_au_labels(folder.frames, folder.clips)

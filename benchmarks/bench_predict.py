@@ -13,8 +13,10 @@ from pathlib import Path
 
 import torch
 
-from audfer.inference import HaarFaceDetector, iter_frames, predict_video
 from audfer.models import create_model
+from audfer.predict.faces import HaarFaceDetector
+from audfer.predict.predictor import predict_video
+from audfer.predict.video import iter_frames
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "video" / "single_face.mp4"
 

@@ -44,14 +44,14 @@ def _overrides(recipe: str, synth: Path, out: Path, small: bool, workers: int) -
 
 def measure(recipe: str, synth: Path, out: Path, *, steps: int, device: str, small: bool, workers: int) -> dict:
     """Clips/s of the pipeline, the model step and both for one recipe (see the module docstring)."""
-    from audfer.engine import load_config
+    from audfer.config import load_config
     from audfer.engine.datamodule import ClipDataModule, prepare
     from audfer.engine.module import AUDFERModule
     from audfer.engine.train import steps_per_epoch
 
     cfg = load_config(recipe, _overrides(recipe, synth, out, small, workers))
     prep = prepare(cfg)
-    module = AUDFERModule(
+    module = AUDFERModule.from_config(
         cfg,
         prep.knowledge.tolist(),
         None if prep.pos_weight is None else prep.pos_weight.tolist(),

@@ -44,12 +44,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from audfer.demo import DEMO_SYNTH
-    from audfer.engine import load_config
+    from audfer.config import load_config
     from audfer.engine.datamodule import loader, make_dataset, prepare
     from audfer.engine.module import AUDFERModule
     from audfer.engine.train import steps_per_epoch
     from audfer.synth.dataset import SynthConfig, generate
+    from audfer.tasks.demo import DEMO_SYNTH
 
     with tempfile.TemporaryDirectory() as tmp:
         synth = Path(tmp) / "synth"
@@ -63,7 +63,7 @@ def main() -> None:
         )
         t = cfg.train
         prep = prepare(cfg)
-        module = AUDFERModule(cfg, prep.knowledge.tolist(), None, steps_per_epoch(len(prep.train), t))
+        module = AUDFERModule.from_config(cfg, prep.knowledge.tolist(), None, steps_per_epoch(len(prep.train), t))
         model, criterion = module.model, module.criterion
         opt = module.configure_optimizers()["optimizer"]  # the run's own optimiser (param groups, foreach)
         ds = make_dataset(cfg, prep.train, model.input_spec, prep.au_labels, train=True)

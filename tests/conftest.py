@@ -26,9 +26,20 @@ TINY = [
 
 def tiny_config(synth, out, *extra):
     """``synthetic_small`` on the synthetic set ``synth``, writing into ``out``, at the ``TINY`` size."""
-    from audfer.engine import load_config
+    from audfer.config import load_config
 
     return load_config("synthetic_small", [f"data.root={synth}", f"out={out}", *TINY, *extra])
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> Path:
+    """The one synthetic set (``audfer synth``: 60 clips of 8 frames at 32 px, five identity-disjoint folds, OpenFace
+    CSVs) the end-to-end tests share. Read-only: a test that changes its files works on a copy."""
+    from audfer.synth.dataset import SynthConfig, generate
+
+    return generate(
+        tmp_path_factory.mktemp("shared") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -63,10 +63,10 @@ def test_public_functions_and_methods_have_type_hints():
 def test_the_audit_sees_the_whole_package():
     names = {name for name, _, _ in _public_api()}
     for expected in (
-        "audfer.engine.config.load_config",
-        "audfer.options.Config.from_dict",
-        "audfer.losses.AUDFERLoss.components",
-        "audfer.inference.predict_video",
+        "audfer.config.load.load_config",
+        "audfer.config.schema.Config.from_dict",
+        "audfer.method.losses.AUDFERLoss.components",
+        "audfer.predict.predictor.predict_video",
         "audfer.models.base.DFERModel.forward_features",
     ):
         assert expected in names

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from audfer import AudferError
-from audfer.au_sources import (
+from audfer.au.folder import read_au_dir
+from audfer.au.sources import (
     MAPPINGS,
     AUAvailability,
     detect_source,
@@ -24,10 +25,9 @@ from audfer.au_sources import (
     read_mapping_file,
 )
 from audfer.cli import main
-from audfer.knowledge import combine_knowledge, extract_knowledge, interpolate_zeros
-from audfer.labels import pos_weights, video_au_labels
-from audfer.losses import AULoss
-from audfer.openface import read_au_dir
+from audfer.method.knowledge import combine_knowledge, extract_knowledge, interpolate_zeros
+from audfer.method.labels import pos_weights, video_au_labels
+from audfer.method.losses import AULoss
 from audfer.synth.openface_writer import write_openface_csv
 from audfer.vocab import AUS
 
@@ -534,12 +534,11 @@ def test_pos_weights_cli_with_ids_that_match_nothing_is_an_error(tmp_path, capsy
 
 
 # ----------------------------------------------------------------------------------------------- training
-def test_training_on_pyfeat_labels_masks_au45_and_says_so(tmp_path):
+@pytest.mark.slow
+def test_training_on_pyfeat_labels_masks_au45_and_says_so(synth, tmp_path):
+    from audfer.au.openface import read_openface
     from audfer.engine import train
-    from audfer.openface import read_openface
-    from audfer.synth.dataset import SynthConfig, generate
 
-    synth = generate(tmp_path / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1)
     pf = tmp_path / "pyfeat"
     pf.mkdir()
     cols = [a for a in PYFEAT_AUS]

@@ -6,10 +6,10 @@ import polars as pl
 import pytest
 
 from audfer import AudferError
+from audfer.au.openface import read_openface
 from audfer.cli import main
-from audfer.engine import load_config
+from audfer.config import load_config
 from audfer.io import read_clip_labels, read_expression_table
-from audfer.openface import read_openface
 from audfer.synth.openface_writer import render_openface_csv
 from audfer.vocab import AUS, EXPRESSIONS
 
@@ -86,7 +86,7 @@ def test_label_files_with_repeated_or_conflicting_ids(tmp_path):
 
 
 def test_a_label_file_with_a_header_only_is_an_error_not_zero_clips(tmp_path, capsys):
-    from audfer.labels import read_au_labels
+    from audfer.method.labels import read_au_labels
 
     (tmp_path / "labels.csv").write_text("clip_id,label\n")
     with pytest.raises(AudferError, match=r"labels\.csv: no clip rows \(only a header\)"):
@@ -100,7 +100,7 @@ def test_a_label_file_with_a_header_only_is_an_error_not_zero_clips(tmp_path, ca
 
 
 def test_an_au_label_table_listing_a_clip_twice_is_refused_not_counted_twice(tmp_path):
-    from audfer.labels import read_au_labels
+    from audfer.method.labels import read_au_labels
 
     row = lambda cid: ",".join([cid, *["1"] * len(AUS)])  # noqa: E731
     (tmp_path / "au.csv").write_text("\n".join([",".join(["clip_id", *AUS]), row("7"), row("8"), row("00007")]) + "\n")
@@ -130,7 +130,7 @@ def test_a_split_file_listing_a_clip_twice(tmp_path):
 
 def test_knowledge_combine_aligns_every_column_by_expression_name(tmp_path):
     from audfer.io import expression_table, write_csv
-    from audfer.knowledge import paper_knowledge
+    from audfer.method.knowledge import paper_knowledge
     from audfer.provenance import write_provenance
 
     K = paper_knowledge()
@@ -407,7 +407,7 @@ def _avi(path, n=30):
 
 
 def test_videos_that_are_empty_text_or_cut_off(tmp_path):
-    from audfer.inference import VideoWarning, iter_frames
+    from audfer.predict.video import VideoWarning, iter_frames
 
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(AudferError, match=r"empty\.mp4: empty file; expected a video"):
@@ -471,7 +471,7 @@ def test_an_empty_split_says_which_split_of_which_dataset_and_how_many_clips_wer
 
 def test_an_exponent_without_a_dot_is_a_number_not_text():
     """YAML 1.1 reads ``3e-3`` as a string; on the command line everyone means the number."""
-    from audfer.engine.config import parse_override
+    from audfer.config.load import parse_override
 
     assert parse_override("optim.lr=3e-3") == (["optim", "lr"], 0.003)
     assert parse_override("optim.lr=1.5E+2") == (["optim", "lr"], 150.0)

@@ -5,11 +5,11 @@ import polars as pl
 import pytest
 
 from audfer import AUS, EXPRESSIONS
+from audfer.au.folder import read_openface_dir
 from audfer.cli import main
 from audfer.io import read_expression_table
-from audfer.knowledge import extract_knowledge
-from audfer.labels import pos_weights, video_au_labels
-from audfer.openface import read_openface_dir
+from audfer.method.knowledge import extract_knowledge
+from audfer.method.labels import pos_weights, video_au_labels
 from audfer.synth.openface_writer import write_openface_csv
 
 from conftest import make_frames
@@ -30,6 +30,7 @@ def dataset(tmp_path):
     return tmp_path, of, labels
 
 
+@pytest.mark.slow
 def test_au_labels_command(dataset, capsys):
     root, of, _ = dataset
     out = root / "video_au_labels.csv"
@@ -45,6 +46,7 @@ def test_au_labels_command(dataset, capsys):
     assert "1 clip(s) without a valid frame keep empty AU labels: 99999" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_pos_weights_and_knowledge_commands(dataset):
     root, of, labels = dataset
     au = root / "au.csv"
@@ -137,6 +139,7 @@ def test_preset_pos_weights(tmp_path):
         ),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2_and_keeps_existing_output(dataset, capsys, argv, message):
     root, of, labels = dataset
     main(["au-labels", str(of), "--out", str(root / "au.csv")])

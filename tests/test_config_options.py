@@ -10,17 +10,16 @@ import pytest
 import yaml
 
 from audfer.cli import main
-from audfer.engine.config import apply_overrides, defaults, dump_config, load_config, with_values
-from audfer.errors import ConfigError
-from audfer.options import (
+from audfer.config.load import apply_overrides, defaults, dump_config, load_config, with_values
+from audfer.config.render import defaults_yaml, reference_markdown
+from audfer.config.schema import (
     AUOptions,
     Config,
     DataOptions,
     choices_of,
     declared,
-    defaults_yaml,
-    reference_markdown,
 )
+from audfer.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 
@@ -180,8 +179,8 @@ def test_stride_and_test_views_go_to_whichever_sampler_takes_them_without_naming
 def test_what_the_type_audit_found_is_an_error_or_a_warning_not_a_crash_or_a_silent_guess(monkeypatch):
     import polars as pl
 
-    from audfer import inference
-    from audfer.openface import OpenFaceFolder
+    from audfer.au.folder import OpenFaceFolder
+    from audfer.predict import video as inference
 
     folder = OpenFaceFolder(frames=pl.DataFrame({"clip_id": []}), clips=[], sources={"c1": "table"})
     with pytest.raises(ConfigError, match="table source without its AU mapping"):

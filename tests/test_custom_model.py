@@ -71,10 +71,10 @@ def test_bad_backbones_are_named(backbone_module):
         model(torch.rand(1, 16, 3, 16, 16))
 
 
-def test_a_users_backbone_trains_evaluates_predicts_and_exports(backbone_module, tmp_path):
+@pytest.mark.slow
+def test_a_users_backbone_trains_evaluates_predicts_and_exports(backbone_module, synth, tmp_path):
     import cv2
 
-    synth = generate(tmp_path / "synth", SynthConfig(clips=60, size=32, frames=8, seed=3), workers=1)
     run = tmp_path / "run"
     args = [
         "train",
@@ -131,7 +131,7 @@ def test_a_users_backbone_trains_evaluates_predicts_and_exports(backbone_module,
     pytest.importorskip("onnxruntime", reason="onnx extra not installed (pip install 'audfer[onnx]')")
     assert main(["export", str(ckpt), "--onnx", str(tmp_path / "mine.onnx"), "--trust-pickle"]) == 0
     from audfer.engine.train import load_module
-    from audfer.export import onnx_parity
+    from audfer.predict.export import onnx_parity
 
     diff = onnx_parity(load_module(ckpt, trust_pickle=True).model, tmp_path / "mine.onnx")
     assert set(diff) == {"logits", "au_logits"} and max(diff.values()) <= 1e-4
@@ -168,6 +168,7 @@ class PairModel(DFERModel):
 '''
 
 
+@pytest.mark.slow
 def test_a_whole_model_outside_the_package_uses_its_own_recipe_and_checkpoint_layout(tmp_path, monkeypatch):
     from audfer.engine.datamodule import default_sampling
     from audfer.models import load_checkpoint
@@ -218,7 +219,7 @@ def test_a_whole_model_outside_the_package_uses_its_own_recipe_and_checkpoint_la
 
 
 def test_a_users_factory_options_are_checked_when_the_config_loads(backbone_module):
-    from audfer.engine import load_config
+    from audfer.config import load_config
     from audfer.models.registry import size_options
 
     assert size_options("mybackbone:build") == {"width": 16}
@@ -232,7 +233,7 @@ def test_a_users_factory_options_are_checked_when_the_config_loads(backbone_modu
 
 
 def test_a_factory_parameter_without_a_default_takes_any_value_at_load(tmp_path, monkeypatch):
-    from audfer.engine import load_config
+    from audfer.config import load_config
 
     (tmp_path / "bare.py").write_text(
         "import torch\n"

@@ -19,6 +19,7 @@ def _former(fixtures, name):
     return {p.rsplit("/", 1)[1]: int(lab) for p, _, lab in rows}
 
 
+@pytest.mark.slow
 def test_dfew_folds_on_an_empty_frame_tree(fixtures, tmp_path):
     root = tmp_path / "DFEW"
     shutil.copytree(fixtures / "annotations" / "official-layout" / "DFEW", root)
@@ -39,6 +40,7 @@ def test_dfew_folds_on_an_empty_frame_tree(fixtures, tmp_path):
     assert dfew_index(root, 5, "test", on_missing="skip").skipped == [test.table["clip_id"][0]]
 
 
+@pytest.mark.slow
 def test_ferv39k_and_mafw_trees(fixtures, tmp_path):
     froot = tmp_path / "FERV39k"
     shutil.copytree(fixtures / "annotations" / "official-layout" / "FERV39k", froot)

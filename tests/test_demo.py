@@ -8,8 +8,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from audfer.demo import au_f1_table, ceilings
-from audfer.evaluation import format_difference, paired_differences
+from audfer.evaluation.metrics import au_f1_table
+from audfer.evaluation.statistics import ceilings, format_difference, paired_differences
 from audfer.vocab import AUS
 
 
@@ -82,11 +82,12 @@ def test_au_f1_table_against_sklearn_skipping_unknown_labels():
     assert got["AU28"] is None  # no positive anywhere: F1 undefined, not 0
 
 
+@pytest.mark.slow
 def test_the_demo_model_and_pipeline_can_memorise_a_small_training_set(tmp_path):
     """Capacity and pipeline check (issue: the demo learned only the class prior): the demo's model through the
     demo's data pipeline (JPEG frames, clip cache, sampler, loader), augmentation off, drives ~60 training clips
     to >= 95 % training accuracy, wrong labels included (about 30 s on 2 cores)."""
-    from audfer.engine import load_config
+    from audfer.config import load_config
     from audfer.engine.train import evaluate_checkpoint, train
     from audfer.synth.dataset import SynthConfig, generate
 

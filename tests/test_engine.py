@@ -15,22 +15,15 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 
 from audfer import AudferError
 from audfer.cli import main
-from audfer.engine import load_config, shipped_configs, train
-from audfer.engine.config import defaults
-from audfer.evaluation import classification_metrics
-from audfer.synth.dataset import SynthConfig, generate
+from audfer.config import load_config, shipped_configs
+from audfer.config.load import defaults
+from audfer.engine import train
+from audfer.evaluation.metrics import classification_metrics
 
 from conftest import TINY as BASE_TINY
 from conftest import tiny_config
 
 TINY = [*BASE_TINY, "train.epochs=2"]
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("engine") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1
-    )
 
 
 def _cfg(synth, out, *extra):
@@ -87,6 +80,7 @@ def test_metrics_match_sklearn():
     np.testing.assert_allclose(m["confusion"], cm / cm.sum(1, keepdims=True), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_writes_consistent_outputs(synth, tmp_path, capsys):
     # brackets and a star in the run folder: polars globbed such paths and every epoch's log merge crashed
     out = train(_cfg(synth, tmp_path / "run [1]*", "train.selection=best-val"), log=lambda m: None)
@@ -153,6 +147,7 @@ def test_train_then_evaluate_writes_consistent_outputs(synth, tmp_path, capsys):
     assert (out / "checkpoints" / "last.ckpt").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_best_test_selection_is_labelled_as_such(synth, tmp_path):
     out = train(
         _cfg(synth, tmp_path / "bt", "train.selection=best-test", "au.strategy=none", "train.epochs=1"),
@@ -167,6 +162,7 @@ class _Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights(synth, tmp_path):
     from lightning.pytorch.callbacks import Callback
 
@@ -196,6 +192,7 @@ def test_interrupted_run_resumes_to_the_same_weights(synth, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes(synth, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -220,6 +217,7 @@ def test_ddp_on_two_cpu_processes(synth, tmp_path):
     assert metrics["n"] == 12 and (out / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
 def test_cv_and_ablation_reports(synth, tmp_path):
     from audfer.engine.experiments import run_ablation, run_cv
 
@@ -266,6 +264,7 @@ def test_cv_and_ablation_reports(synth, tmp_path):
     assert (tmp_path / "abl" / "none" / "seed_0" / "eval" / "metrics.json").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.slow
 def test_runs_side_by_side_give_the_same_results_as_one_after_another(synth, tmp_path):
     """``jobs`` is incidental: with each run's thread count fixed, two spawned processes reproduce the sequential
     sweep bit for bit (metrics and weights), and refuse to run with the thread count left to the machine."""
@@ -296,6 +295,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to find the worker processes")
 def test_runs_side_by_side_stop_when_their_parent_is_killed(synth, tmp_path):
     """A killed ``cv``/``ablate``/``demo`` leaves no orphan training on: each worker stops at a step boundary, its
@@ -340,6 +340,7 @@ def test_runs_side_by_side_stop_when_their_parent_is_killed(synth, tmp_path):
         assert len(pl.read_csv(o / "epochs.csv")) < 200
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--clips", "70", "--seeds", "0", "--epochs", "1"]) == 0
@@ -382,7 +383,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
 def test_sweeps_change_configs_through_the_one_checked_override_mechanism(synth, tmp_path):
     """``cv``/``ablate`` set their per-run values as ``key=value`` overrides do (``config.with_values``): the same
     merged config, and a bad value is refused naming the key, the value and the sweep."""
-    from audfer.engine.config import apply_overrides, with_values
+    from audfer.config.load import apply_overrides, with_values
     from audfer.engine.experiments import run_cv
 
     cfg = _cfg(synth, tmp_path / "x")

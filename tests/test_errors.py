@@ -20,7 +20,7 @@ def test_the_family_tree():
     )
     assert issubclass(errors.AudferError, ValueError)  # callers that caught ValueError keep working
     from audfer.data.datasets import UnreadableFrame
-    from audfer.inference import NoFaceError
+    from audfer.errors import NoFaceError
 
     assert UnreadableFrame is errors.UnreadableFrameError and NoFaceError is errors.NoFaceError
     assert str(errors.UnreadableFrameError(Path("x/3.jpg"))) == "x/3.jpg: unreadable frame image"
@@ -54,7 +54,7 @@ def test_each_kind_reaches_the_cli_as_one_line_and_status_2(argv, kind, message,
     assert len(err) == 1 and err[0].startswith("audfer: error: ") and message in err[0]
     # the same call through the API raises the specific kind
     if argv[0] == "train":
-        from audfer.engine import load_config
+        from audfer.config import load_config
 
         with pytest.raises(kind, match=message):
             load_config(argv[1], argv[2:])
@@ -66,7 +66,7 @@ def test_each_kind_reaches_the_cli_as_one_line_and_status_2(argv, kind, message,
 
 
 def test_input_errors_name_the_file(tmp_path):
-    from audfer.openface import read_openface
+    from audfer.au.openface import read_openface
 
     bad = tmp_path / "clip.csv"
     bad.write_text("frame, face_id, timestamp, confidence, success, AU01_r\n1, 0, 0.0, 0.9, 1, abc\n")

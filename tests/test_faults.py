@@ -20,22 +20,14 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from audfer import AudferError
+from audfer.au.folder import read_au_dir
 from audfer.cli import main
 from audfer.data.cache import ClipCache, read_entry
 from audfer.data.datasets import read_frames
 from audfer.engine import train
 from audfer.io import write_csv, write_json
-from audfer.openface import read_au_dir
-from audfer.synth.dataset import SynthConfig, generate
 
 from conftest import TINY, tiny_config
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("faults") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=5), workers=1
-    )
 
 
 def _clips(synth, n=None):
@@ -66,6 +58,7 @@ def _fill(root, clips, out):
     np.save(out, np.stack([cache.get(c).astype(np.int64).sum(axis=(1, 2, 3)) for c in clips]))
 
 
+@pytest.mark.slow
 def test_two_processes_filling_one_cache_agree_with_a_plain_decode(synth, tmp_path):
     clips = [str(c) for c in _clips(synth)]
     ctx = multiprocessing.get_context("spawn")
@@ -131,6 +124,7 @@ def _au(synth, tmp_path, **kw):
         return read_au_dir(synth / "OpenFace", cache_dir=tmp_path / "au", **kw)
 
 
+@pytest.mark.slow
 def test_a_damaged_au_cache_is_detected_and_the_files_are_read_again(synth, tmp_path):
     truth = read_au_dir(synth / "OpenFace", cache=False).frames
     assert _au(synth, tmp_path).from_cache == 0
@@ -146,8 +140,9 @@ def test_a_damaged_au_cache_is_detected_and_the_files_are_read_again(synth, tmp_
         data = parquet.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_kill_between_the_au_cache_files_never_pairs_a_manifest_with_other_frames(synth, tmp_path, monkeypatch):
-    import audfer.openface as openface
+    import audfer.au.cache as au_cache
 
     truth = read_au_dir(synth / "OpenFace", cache=False).frames
     _au(synth, tmp_path)
@@ -157,7 +152,7 @@ def test_a_kill_between_the_au_cache_files_never_pairs_a_manifest_with_other_fra
     def killed(*a, **k):
         raise KeyboardInterrupt  # the process dies after the new Parquet file, before its manifest
 
-    monkeypatch.setattr(openface, "write_json", killed)
+    monkeypatch.setattr(au_cache, "write_json", killed)
     with pytest.raises(KeyboardInterrupt):
         read_au_dir(synth / "OpenFace", cache_dir=tmp_path / "au")
     monkeypatch.undo()
@@ -170,6 +165,7 @@ def _read_au(folder, cache_dir, out):
     frames.write_parquet(out)
 
 
+@pytest.mark.slow
 def test_two_processes_filling_one_au_cache(synth, tmp_path):
     truth = read_au_dir(synth / "OpenFace", cache=False).frames
     ctx = multiprocessing.get_context("spawn")
@@ -189,6 +185,7 @@ def test_two_processes_filling_one_au_cache(synth, tmp_path):
     assert len(list((tmp_path / "au").rglob("frames*.parquet"))) == 1
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_the_au_cache_still_gives_the_result(synth, tmp_path, monkeypatch):
     truth = read_au_dir(synth / "OpenFace", cache=False).frames
 
@@ -226,6 +223,7 @@ def test_a_full_disk_while_writing_a_table_or_report_keeps_the_previous_file(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "table.csv"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_previous_one(synth, tmp_path, monkeypatch, capsys):
     from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
@@ -263,6 +261,7 @@ class _Poison(Callback):
                     p.fill_(float("nan"))
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_naming_epoch_step_and_lr_and_keeps_no_nan_checkpoint(synth, tmp_path):
     out = tmp_path / "run"
     cfg = tiny_config(synth, out, "train.epochs=3")
@@ -286,12 +285,13 @@ def test_a_learning_rate_far_too_high_is_reported_as_divergence(synth, tmp_path,
 
 KILLED_READER = """
 import sys
-from audfer.openface import read_au_dir
-from audfer.labels import video_au_labels
+from audfer.au.folder import read_au_dir
+from audfer.method.labels import video_au_labels
 read_au_dir(sys.argv[1], cache_dir=sys.argv[2], workers=1, reduce=video_au_labels)
 """
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_first_ingestion_leaves_a_cache_that_reads_right(tmp_path):
     from audfer.synth.openface_writer import render_openface_csv
 

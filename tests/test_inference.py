@@ -9,8 +9,11 @@ import torch
 
 from audfer import AUS, EXPRESSIONS
 from audfer.cli import main
-from audfer.inference import NoFaceError, predict_video, summarize, track_main_face, windows
+from audfer.errors import NoFaceError
 from audfer.models import create_model
+from audfer.predict.faces import track_main_face
+from audfer.predict.predictor import predict_video, windows
+from audfer.predict.result import summarize
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,7 @@ def weights(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_single_face_video_gives_a_prediction_per_window(fixtures, model):
     result = predict_video(fixtures / "video" / "single_face.mp4", model, window=16, stride=8)
     table, boxes, fps = result.windows, result.boxes, result.fps
@@ -57,6 +61,7 @@ def test_single_face_video_gives_a_prediction_per_window(fixtures, model):
     assert (b[:, 0] >= 0).all() and (b[:, 0] + b[:, 2] <= 640).all() and (b[:, 2] > 40).all()
 
 
+@pytest.mark.slow
 def test_no_face_video_is_a_clear_error(fixtures, model, weights, tmp_path, capsys):
     with pytest.raises(NoFaceError, match="no_face.mp4: no face found in"):
         predict_video(fixtures / "video" / "no_face.mp4", model)
@@ -81,6 +86,7 @@ def test_no_face_video_is_a_clear_error(fixtures, model, weights, tmp_path, caps
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_mixed_video_flags_windows_without_a_face(fixtures, model):
     result = predict_video(fixtures / "video" / "face_noface.mov", model)
     table, boxes = result.windows, result.boxes
@@ -113,6 +119,7 @@ def test_windows_cover_the_video():
     assert windows(10, 16, 8) == [(0, 10)]
 
 
+@pytest.mark.slow
 def test_predict_cli_writes_json_csv_and_an_annotated_video(fixtures, weights, tmp_path):
     import cv2
 
@@ -143,10 +150,11 @@ def test_predict_cli_writes_json_csv_and_an_annotated_video(fixtures, weights, t
     assert table["video"].n_unique() == 2 and {"start_frame", "Happy", "AU45", "pred"} <= set(table.columns)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["former_dfer_small", "m3dfel_small", "mae_dfer_small"])
 def test_onnx_export_matches_pytorch(name, tmp_path):
     pytest.importorskip("onnxruntime", reason="onnx extra not installed (pip install 'audfer[onnx]')")
-    from audfer.export import export_onnx, onnx_parity
+    from audfer.predict.export import export_onnx, onnx_parity
 
     torch.manual_seed(0)
     model = create_model(name).eval()

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from audfer import AUS, AudferError
-from audfer.knowledge import combine_knowledge, extract_knowledge, interpolate_zeros, paper_knowledge
+from audfer.method.knowledge import combine_knowledge, extract_knowledge, interpolate_zeros, paper_knowledge
 from audfer.vocab import INTENSITY_COLUMNS
 
 from conftest import make_frames
@@ -128,7 +128,7 @@ def test_paper_knowledge_au28_is_mean_of_others_in_presigmoid_space():
 
 
 def test_per_dataset_au28_is_the_mean_of_the_other_entries_after_the_sigmoid():
-    from audfer.knowledge import knowledge_from_medians
+    from audfer.method.knowledge import knowledge_from_medians
 
     rng = np.random.default_rng(4)
     i28 = AUS.index("AU28")

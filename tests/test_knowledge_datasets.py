@@ -9,7 +9,7 @@ from audfer import EXPRESSIONS, AudferError
 from audfer.cli import main
 from audfer.data.annotations import affwild2_frame_labels, dfew_labels, ferv39k_labels, mafw_labels, ravdess_labels
 from audfer.io import read_expression_table
-from audfer.knowledge_datasets import DatasetSpec, knowledge_for_dataset
+from audfer.method.dataset_knowledge import DatasetSpec, knowledge_for_dataset
 from audfer.synth.openface_writer import write_openface_csv
 from audfer.vocab import INTENSITY_COLUMNS
 
@@ -17,7 +17,7 @@ from conftest import make_frames
 
 
 def _expected_k(med):
-    """K from 7 x 17 medians, straight from §3.1's text (independent of audfer.knowledge); AU28 = the mean of
+    """K from 7 x 17 medians, straight from §3.1's text (independent of audfer.method.knowledge); AU28 = the mean of
     the other entries after the sigmoid, the rule the shipped matrix follows."""
     med = np.asarray(med, dtype=float)
     k = 1 / (1 + np.exp(-(med - (med.max() + med.min()) / 2)))

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from audfer import AUS, AudferError
-from audfer.labels import default_minor_classes, official_pos_weights, pos_weights, video_au_labels
+from audfer.method.labels import default_minor_classes, official_pos_weights, pos_weights, video_au_labels
 from audfer.vocab import PRESENCE_COLUMNS
 
 from conftest import make_frames

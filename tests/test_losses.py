@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from audfer.knowledge import paper_knowledge
-from audfer.labels import official_pos_weights
-from audfer.losses import AUDFERLoss, AULoss, mix_batch_targets
+from audfer.method.knowledge import paper_knowledge
+from audfer.method.labels import official_pos_weights
+from audfer.method.losses import AUDFERLoss, AULoss, mix_batch_targets
 
 K = torch.tensor(paper_knowledge(), dtype=torch.float32)
 PW = torch.tensor(official_pos_weights("dfew", "distinct"), dtype=torch.float32)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from audfer import AudferError
-from audfer.knowledge import paper_knowledge
-from audfer.losses import AUDFERLoss
+from audfer.method.knowledge import paper_knowledge
+from audfer.method.losses import AUDFERLoss
 from audfer.models import create_model, list_models, load_checkpoint
 from audfer.models.complexity import clip_macs, count_parameters, lstm_macs
 
@@ -262,7 +262,7 @@ def test_no_code_outside_a_models_file_tests_a_model_class_or_name_prefix():
 
 
 def test_each_model_declares_its_recipe_configs_and_they_ship():
-    from audfer.engine import load_config, shipped_configs
+    from audfer.config import load_config, shipped_configs
     from audfer.models import list_models, model_entry
 
     shipped = set(shipped_configs())

@@ -9,17 +9,15 @@ import yaml
 
 from audfer import AudferError
 from audfer.cli import main
+from audfer.config.schema import Config
 from audfer.engine.train import load_module
-from audfer.options import Config
-from audfer.synth.dataset import SynthConfig, generate
 
 from conftest import TINY
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(synth, tmp_path_factory):
     root = tmp_path_factory.mktemp("old")
-    synth = generate(root / "synth", SynthConfig(clips=60, size=32, frames=8, seed=6), workers=1)
     out = root / "run"
     assert main(["train", "synthetic_small", f"data.root={synth}", f"out={out}", *TINY, "train.epochs=1"]) == 0
     return synth, out
@@ -33,6 +31,7 @@ def _doctored(run, tmp_path, edit):
     return path
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_newer_options_loads_with_their_defaults(run, tmp_path):
     def drop(ck):
         cfg = ck["hyper_parameters"]["cfg"]
@@ -68,6 +67,7 @@ def test_a_checkpoint_missing_a_tensor_names_it(run, tmp_path):
         load_module(path)
 
 
+@pytest.mark.slow
 def test_an_older_run_folder_resumes_with_the_options_it_lacked_at_their_defaults(run, tmp_path):
     import shutil
 
@@ -78,7 +78,8 @@ def test_an_older_run_folder_resumes_with_the_options_it_lacked_at_their_default
     del stored["au"]["scale"], stored["train"]["selection"]
     (old / "config.yaml").write_text(yaml.safe_dump(stored))
     logs = []
-    from audfer.engine import load_config, train
+    from audfer.config import load_config
+    from audfer.engine import train
 
     cfg = load_config("synthetic_small", [f"data.root={synth}", f"out={old}", *TINY, "train.epochs=2"])
     with pytest.raises(AudferError, match="changed setting"):  # epochs changed: a real change is still refused

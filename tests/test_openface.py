@@ -6,7 +6,9 @@ import polars as pl
 import pytest
 
 from audfer import AudferError
-from audfer.openface import CANONICAL_COLUMNS, OpenFaceWarning, read_openface, read_openface_dir
+from audfer.au.folder import read_openface_dir
+from audfer.au.openface import read_openface
+from audfer.au.schema import CANONICAL_COLUMNS, OpenFaceWarning
 from audfer.synth.openface_writer import STYLES, full_header, render_openface_csv, write_openface_csv
 from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
@@ -76,7 +78,7 @@ def test_each_style_round_trips(tmp_path, style):
 def test_fast_and_careful_parsers_agree_and_every_layout_takes_the_fast_path(tmp_path, style):
     """``read_openface`` parses in one polars pass and only re-parses cell by cell when something is off;
     both paths must give the same table, and no well-formed layout may fall to the slow path."""
-    from audfer import openface as of
+    from audfer.au import openface as of
 
     frames = make_frames(25, seed=5)
     path = tmp_path / f"clip_{style}.csv"
@@ -94,7 +96,7 @@ def test_fast_and_careful_parsers_agree_and_every_layout_takes_the_fast_path(tmp
 
 
 def test_a_blank_line_falls_to_the_careful_path_which_names_its_row(tmp_path):
-    from audfer import openface as of
+    from audfer.au import openface as of
 
     frames = make_frames(6, seed=6)
     path = tmp_path / "odd.csv"
@@ -262,6 +264,7 @@ def test_folder_errors(tmp_path):
         read_openface_dir(tmp_path / "empty")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_labels_streamed_chunk_by_chunk_equal_the_whole_folder_path(tmp_path, workers):
     """``read_au_dir(reduce=...)`` (what ``audfer au-labels`` runs, never holding the folder's frames) gives the same
@@ -269,7 +272,7 @@ def test_labels_streamed_chunk_by_chunk_equal_the_whole_folder_path(tmp_path, wo
     import os
     import time
 
-    from audfer.labels import video_au_labels, with_clips
+    from audfer.method.labels import video_au_labels, with_clips
 
     folder = tmp_path / "of"
     folder.mkdir()

@@ -13,12 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
+from audfer.config import load_config, shipped_configs
 from audfer.data.datasets import ClipIndex
 from audfer.data.transforms import RandomResizedCrop
-from audfer.engine import load_config, shipped_configs
 from audfer.engine.datamodule import crop_upsampling, make_dataset
 from audfer.models.base import InputSpec
-from audfer.synth.dataset import SynthConfig, generate
 
 from conftest import TINY
 
@@ -80,6 +79,7 @@ def test_training_crops_are_drawn_from_the_frames_as_stored(tmp_path, monkeypatc
     assert max(best) < 2.0, best  # libjpeg builds and PIL's fixed-point resampler differ by a level or two at most
 
 
+@pytest.mark.slow
 def test_the_share_of_enlarged_crops_is_stated_and_matches_an_independent_draw():
     spec = InputSpec(16, 112)
     full = crop_upsampling(load_config("m3dfel_dfew"), spec, (256, 256))
@@ -119,7 +119,7 @@ def test_mae_dfer_squashes_to_160_first_and_scales_its_lr_floor_with_the_batch()
     clip = torch.randint(0, 256, (2, 3, 120, 200), dtype=torch.uint8)
     assert train_transform(cfg, spec).steps[0](clip).shape[-2:] == (160, 160)  # squashed, aspect ignored
     # run_class_finetuning.py: lr, min_lr and warmup_lr all x total batch / 256
-    m = AUDFERModule(cfg, np.full((7, 18), 0.5).tolist(), None, steps_per_epoch=10)
+    m = AUDFERModule.from_config(cfg, np.full((7, 18), 0.5).tolist(), None, steps_per_epoch=10)
     scale = cfg.train.batch_size / 256
     assert m.base_lr() == pytest.approx(1e-3 * scale)
     assert m.lr_at(cfg.train.epochs * 10 - 1) == pytest.approx(1e-6 * scale, rel=0.05)
@@ -165,13 +165,7 @@ def test_unsorted_frames_are_only_a_named_bug(tmp_path):
     assert [p.name for p in frame_paths(folder, "listing")] == [p.name for p in folder.iterdir()]
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("repro") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=7), workers=1
-    )
-
-
+@pytest.mark.slow
 def test_best_test_selection_on_war_plus_uar_reports_the_best_war_and_uar_separately(synth, tmp_path):
     from audfer.engine import train
 
@@ -191,6 +185,7 @@ def test_best_test_selection_on_war_plus_uar_reports_the_best_war_and_uar_separa
     assert sel["follows"] == cfg.follows and sel["reproduced_bugs"] == []
 
 
+@pytest.mark.slow
 def test_a_dry_run_says_what_it_follows_reproduces_enlarges_and_weighs(synth, tmp_path):
     from audfer.engine.train import plan
 
@@ -210,6 +205,7 @@ def test_a_dry_run_says_what_it_follows_reproduces_enlarges_and_weighs(synth, tm
     assert any("enlarged to 32 px" in m for m in logs)
 
 
+@pytest.mark.slow
 def test_the_recipe_smoke_benchmark_feeds_each_recipe_its_own_input(tmp_path):
     import importlib.util
     from pathlib import Path

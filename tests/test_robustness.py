@@ -16,20 +16,13 @@ from lightning.pytorch.callbacks import Callback
 
 from audfer import AudferError
 from audfer.cli import main
-from audfer.engine import load_config, train
+from audfer.config import load_config
+from audfer.engine import train
 from audfer.errors import TrainingStopped
 from audfer.io import atomic_path, write_csv
 from audfer.synth.dataset import SynthConfig, generate
 
 from conftest import TINY, tiny_config
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("robust") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=2), workers=1
-    )
-
 
 _cfg = tiny_config
 
@@ -60,6 +53,7 @@ class _Signal(Callback):
 
 
 # ----------------------------------------------------------------------------------------------- resume
+@pytest.mark.slow
 def test_a_resumed_run_that_crashes_keeps_every_finished_epoch_row(synth, tmp_path):
     cfg = _cfg(synth, tmp_path / "r", "train.epochs=4")
     with pytest.raises(RuntimeError, match="injected"):
@@ -75,6 +69,7 @@ def test_a_resumed_run_that_crashes_keeps_every_finished_epoch_row(synth, tmp_pa
     assert rows["epoch"].to_list() == [0, 1, 2, 3] and rows["train/ce"].null_count() == 0
 
 
+@pytest.mark.slow
 def test_truncated_last_checkpoint_falls_back_to_the_previous_one(synth, tmp_path):
     out = tmp_path / "t"
     cfg = _cfg(synth, out, "train.epochs=3")
@@ -98,6 +93,7 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(synth, tmp_pat
         train(cfg, resume=True, log=lambda m: None, evaluate=False)
 
 
+@pytest.mark.slow
 def test_resume_with_changed_settings_refuses_unless_accepted(synth, tmp_path):
     out = tmp_path / "c"
     with pytest.raises(RuntimeError):
@@ -125,6 +121,7 @@ def test_incidental_settings_are_not_changes():
     assert config_changes(a, load_config("synthetic_small", ["train.seed=3"])) == {"train.seed": (0, 3)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_at_a_step_boundary_and_the_run_resumes_exactly(synth, tmp_path, signum):
     out = tmp_path / "s"
@@ -146,6 +143,7 @@ def test_a_signal_stops_at_a_step_boundary_and_the_run_resumes_exactly(synth, tm
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_sigterm_through_the_cli_exits_143(synth, tmp_path):
     out = tmp_path / "cli"
     cmd = [
@@ -168,6 +166,7 @@ def test_sigterm_through_the_cli_exits_143(synth, tmp_path):
     assert "audfer: error: stopped by SIGTERM" in proc.stderr and "--resume" in proc.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_ddp_rank_stops_every_rank(synth, tmp_path):
     """A scheduler may signal one process only: the other rank must not hang in the next all-reduce."""
     out = tmp_path / "ddp"
@@ -194,6 +193,7 @@ def test_sigterm_to_one_ddp_rank_stops_every_rank(synth, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- lock
+@pytest.mark.slow
 def test_a_run_folder_in_use_refuses_and_a_dead_lock_is_taken_over(synth, tmp_path, capsys):
     out = tmp_path / "l"
     out.mkdir()
@@ -243,6 +243,7 @@ def test_writes_follow_symlinks_refuse_folders_and_devices_and_use_usual_permiss
     assert [p.name for p in (tmp_path / "real").iterdir()] == ["K.csv"]  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_synth_overwrite_deletes_only_its_own_output(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()

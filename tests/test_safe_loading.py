@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from audfer.cli import main
-from audfer.synth.dataset import SynthConfig, generate
 
 from conftest import TINY
 
@@ -27,13 +26,6 @@ class _Planted:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("safe") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=4), workers=1
-    )
 
 
 @pytest.fixture
@@ -103,6 +95,7 @@ def test_a_planted_pretrained_file_runs_nothing(synth, tmp_path, marker, capsys)
         assert "refused" in _one_error_line(capsys, planted)
 
 
+@pytest.mark.slow
 def test_a_planted_checkpoint_in_a_run_folder_is_not_resumed_from(synth, tmp_path, marker, capsys):
     run = tmp_path / "run"
     argv = ["train", "synthetic_small", f"data.root={synth}", f"out={run}", *TINY, "train.epochs=1"]
@@ -117,6 +110,7 @@ def test_a_planted_checkpoint_in_a_run_folder_is_not_resumed_from(synth, tmp_pat
     assert "refused" in line and "nothing to resume from" in line
 
 
+@pytest.mark.slow
 def test_our_own_checkpoints_load_weights_only_and_a_trusted_file_still_loads(synth, tmp_path):
     """audfer's checkpoints hold only tensors and plain values, so the safe path loses nothing; the trust flag is a
     real switch (the planted code does run with it: the flag, not an accident, is what kept it out)."""
@@ -144,6 +138,7 @@ def build(**kw):
 """
 
 
+@pytest.mark.slow
 def test_a_config_inside_a_checkpoint_cannot_name_code_to_import(synth, tmp_path, marker, capsys, monkeypatch):
     (tmp_path / "plantedmod.py").write_text(FACTORY.format(marker=str(marker)))
     monkeypatch.syspath_prepend(str(tmp_path))

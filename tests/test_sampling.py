@@ -27,7 +27,7 @@ def test_m3dfel_formula_gives_every_frame_its_own_offset_and_a_deterministic_tes
 
 
 def test_m3dfel_on_16_frame_folders_is_refused_unless_the_bug_is_asked_for():
-    from audfer.engine import load_config
+    from audfer.config import load_config
 
     with pytest.raises(
         AudferError, match=r"53 % of the sampled frames the clip's last .*reproduce_bugs=\[m3dfel-16f\]"

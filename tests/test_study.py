@@ -12,11 +12,10 @@ from scipy import stats
 
 from audfer import AudferError
 from audfer.cli import main
+from audfer.config import load_config
 from audfer.data.datasets import ClipIndex
-from audfer.engine import load_config
 from audfer.engine.datamodule import prepare, training_subset
 from audfer.engine.study import StudySpec, run_study
-from audfer.synth.dataset import SynthConfig, generate
 
 from conftest import TINY
 
@@ -58,13 +57,6 @@ def test_training_subsets_are_stratified_nested_seeded_and_keep_identities_toget
     assert len(people) < 0.75 * len(loose)
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("study") / "synth", SynthConfig(clips=80, size=32, frames=8, seed=8), workers=1
-    )
-
-
 def test_the_variants_change_only_what_they_name(synth):
     base = load_config("synthetic_small", [f"data.root={synth}", *TINY])
     plain = prepare(load_config("synthetic_small", [f"data.root={synth}", *TINY, "au.knowledge=ones"]))
@@ -82,6 +74,7 @@ def _spec(tmp_path, body):
     return StudySpec.read(path)
 
 
+@pytest.mark.slow
 def test_a_study_pairs_each_au_run_with_its_baseline_and_resumes(synth, tmp_path):
     overrides = "[" + ", ".join(f'"{o}"' for o in [f"data.root={synth}", *TINY, "train.epochs=2"]) + "]"
     spec = _spec(
@@ -121,7 +114,7 @@ def test_study_files_are_checked_and_the_shipped_one_is_complete(tmp_path, capsy
     shipped = StudySpec.read("au_effect")
     assert len(shipped.seeds) >= 5 and shipped.sizes == (0.1, 0.25, 0.5, 1.0)
     assert set(shipped.variants) == {"paper", "plain", "k-no-pw"} and shipped.synth["clips"] == 1500
-    from audfer.demo import DEMO_SYNTH
+    from audfer.tasks.demo import DEMO_SYNTH
 
     assert {k: shipped.synth[k] for k in DEMO_SYNTH} == DEMO_SYNTH  # the demo's generator settings, as they are
     for body, message in (

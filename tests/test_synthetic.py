@@ -7,10 +7,10 @@ import polars as pl
 import pytest
 
 from audfer import AUS, EXPRESSIONS
+from audfer.au.folder import read_openface_dir
 from audfer.cli import main
 from audfer.data.datasets import dfew_index, read_frames
-from audfer.labels import video_au_labels
-from audfer.openface import read_openface_dir
+from audfer.method.labels import video_au_labels
 from audfer.synth.aus import DFEW_CLASS_COUNTS
 from audfer.synth.dataset import SynthConfig, _plan, generate
 from audfer.synth.renderer import random_identity, render_frame
@@ -31,6 +31,7 @@ def small(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("syn") / "a", SMALL, workers=1)
 
 
+@pytest.mark.slow
 def test_same_seed_is_byte_identical_whatever_the_workers(small, tmp_path):
     other = generate(tmp_path / "b", SMALL, workers=2)
     assert _digest(small) == _digest(other)

@@ -13,19 +13,11 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from audfer import AudferError
+from audfer.config import load_config
 from audfer.data.datasets import frame_paths, order_frames, read_frames
-from audfer.engine import load_config, train
-from audfer.synth.dataset import SynthConfig, generate
+from audfer.engine import train
 
 from conftest import tiny_config
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("fidelity") / "synth", SynthConfig(clips=60, size=32, frames=8, seed=1), workers=1
-    )
-
 
 _cfg = tiny_config
 
@@ -35,6 +27,7 @@ def _state(run):
 
 
 # ----------------------------------------------------------------------------------------------- workers
+@pytest.mark.slow
 def test_two_epochs_give_identical_weights_with_0_and_2_workers(synth, tmp_path):
     extra = ["train.epochs=2", "data.cache=null"]
     a = train(_cfg(synth, tmp_path / "w0", *extra, "data.num_workers=0"), log=lambda m: None, evaluate=False)
@@ -45,13 +38,14 @@ def test_two_epochs_give_identical_weights_with_0_and_2_workers(synth, tmp_path)
         torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0, msg=k)
 
 
+@pytest.mark.slow
 def test_progress_loggers_and_eval_batch_size_do_not_change_weights_or_metrics(synth, tmp_path):
     import json
 
     import torch
 
+    from audfer.config.schema import incidental_options
     from audfer.engine import train
-    from audfer.options import incidental_options
 
     from conftest import tiny_config
 
@@ -103,6 +97,7 @@ def test_persistent_workers_draw_new_augmentations_every_epoch(synth, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- pretrained
+@pytest.mark.slow
 def test_training_one_step_at_lr_0_from_a_checkpoint_keeps_the_checkpoints_weights(synth, tmp_path):
     from audfer.models import create_model
 
@@ -145,6 +140,7 @@ def test_training_one_step_at_lr_0_from_a_checkpoint_keeps_the_checkpoints_weigh
     assert report.reinitialised == []
 
 
+@pytest.mark.slow
 def test_a_recipe_with_an_official_init_warns_and_says_from_scratch(synth, tmp_path):
     with pytest.warns(UserWarning, match="FROM SCRATCH"):
         run = train(
@@ -233,7 +229,7 @@ def test_m3dfel_schedule_is_timms_cosine_stepped_after_each_iteration():
     )
     assert cfg.optim.scheduler == "timm-cosine"
     steps_per_epoch = 5
-    module = AUDFERModule(cfg, np.ones((7, 18)).tolist(), None, steps_per_epoch)
+    module = AUDFERModule.from_config(cfg, np.ones((7, 18)).tolist(), None, steps_per_epoch)
     conf = module.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     base, total, warm = 5e-4, 50, 10
@@ -261,7 +257,7 @@ def test_mae_dfer_schedule_is_its_linspace_warmup_then_restarted_cosine():
 
 # ----------------------------------------------------------------------------------------------- selection metrics
 def test_validation_uar_counts_only_the_classes_present_like_the_test_uar():
-    from audfer.evaluation import classification_metrics, war_uar
+    from audfer.evaluation.metrics import classification_metrics, war_uar
 
     rng = np.random.default_rng(0)
     y = rng.choice([0, 1, 2, 4], 60)  # classes 3, 5, 6 absent from the split
@@ -331,7 +327,7 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
     assert prep.checks["knowledge"]["test_clips"] > 0
     # a pos-weight table counted on all clips is refused the same way
     pw = tmp_path / "pw.csv"
-    from audfer.labels import video_au_labels  # noqa: F401  (the CLI builds them)
+    from audfer.method.labels import video_au_labels  # noqa: F401  (the CLI builds them)
 
     assert main(["au-labels", str(of), "--out", str(tmp_path / "au.csv")]) == 0
     assert (
@@ -354,11 +350,12 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
         prepare(_cfg(synth, tmp_path / "pw", f"au.pos_weights={pw}"))
 
 
+@pytest.mark.slow
 def test_per_fold_knowledge_uses_only_the_folds_training_clips(synth, tmp_path):
+    from audfer.au.folder import read_openface_dir
     from audfer.data.annotations import dfew_labels
     from audfer.engine.datamodule import prepare
-    from audfer.knowledge import extract_knowledge
-    from audfer.openface import read_openface_dir
+    from audfer.method.knowledge import extract_knowledge
 
     prep = prepare(_cfg(synth, tmp_path / "run", "au.knowledge=per-fold"))
     frames = read_openface_dir(synth / "OpenFace").frames
@@ -392,8 +389,8 @@ def test_au_labels_that_match_too_few_training_clips_stop_training(synth, tmp_pa
 def test_frame_probabilities_naming_frames_openface_never_wrote_are_an_error(synth, tmp_path):
     import polars as pl
 
-    from audfer.knowledge import extract_knowledge
-    from audfer.openface import read_openface_dir
+    from audfer.au.folder import read_openface_dir
+    from audfer.method.knowledge import extract_knowledge
 
     frames = read_openface_dir(synth / "OpenFace").frames
     from audfer.io import read_clip_labels
@@ -407,6 +404,7 @@ def test_frame_probabilities_naming_frames_openface_never_wrote_are_an_error(syn
 
 
 # ----------------------------------------------------------------------------------------------- dry run
+@pytest.mark.slow
 def test_dry_run_writes_a_checked_plan_and_trains_nothing(synth, tmp_path):
     from audfer.cli import main
     from audfer.data.annotations import dfew_labels

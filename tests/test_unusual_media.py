@@ -158,7 +158,7 @@ def _rotated_mp4(path):
 
 
 def test_rotation_metadata_is_applied_so_faces_come_upright(tmp_path):
-    from audfer.inference import iter_frames
+    from audfer.predict.video import iter_frames
 
     video = _rotated_mp4(tmp_path / "portrait.mp4")
     frames = read_frames(video)
@@ -200,8 +200,9 @@ def _variable_rate_mp4(path):
 
 
 def test_a_variable_frame_rate_video_gets_its_frames_real_times(tmp_path):
-    from audfer.inference import iter_frames, predict_video
     from audfer.models import create_model
+    from audfer.predict.predictor import predict_video
+    from audfer.predict.video import iter_frames
 
     video = _variable_rate_mp4(tmp_path / "vfr.mp4")
     stamps: list[float] = []

@@ -11,7 +11,9 @@ import errno
 import json
 import math
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .errors import AudferError
-from .vocab import AUS, EXPRESSIONS, expression_index
+from audfer.errors import AudferError, InputError
+from audfer.vocab import AUS, EXPRESSIONS, expression_index
 
 
 def _umask() -> int:
@@ -328,3 +330,48 @@ def read_expression_table(path: str | os.PathLike, *, what: str = "table") -> np
                 raise AudferError(f"{path}: row {row}, column {au}: {cell!r}; a {what} holds {want}")
             out[idx, j] = val
     return out
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
+    """Frame files in temporal order: by the numbers in their names, never as text.
+
+    Every naming in use sorts right: ``1.jpg ... 16.jpg`` (DFEW ``clip_224x224_16f``, where text order
+    would give 1, 10, 11, ..., 16, 2, ...), ``00001.jpg``, ``00001_00001.jpg``, ``img_00012.png``. The
+    names' non-digit skeleton (``#.jpg``, ``img_#.png``) must be one pattern: a folder mixing patterns
+    (``1.jpg`` beside ``img_2.jpg``, or ``.jpg`` beside ``.png``) or numbering one frame twice (``1.jpg``
+    and ``01.jpg``) has no defined order and is an error. Gaps in the numbering (``1, 2, 4``) are
+    reported with a warning: frames are missing, the order is still right.
+    """
+    if len(files) <= 1:
+        return list(files)
+    patterns: dict[str, Path] = {}
+    numbered = []
+    for f in files:
+        patterns.setdefault(_NUMBER.sub("#", f.stem) + f.suffix.lower(), f)
+        numbered.append((tuple(int(n) for n in _NUMBER.findall(f.stem)), f))
+    if len(patterns) > 1:
+        shown = ", ".join(f"{p.name} ({pat})" for pat, p in list(patterns.items())[:3])
+        raise InputError(
+            f"{folder}: frame files follow {len(patterns)} naming patterns ({shown}); cannot tell their temporal order"
+        )
+    numbered.sort(key=lambda kf: kf[0])
+    numbers = [k for k, _ in numbered]
+    for a, b in zip(numbered, numbered[1:]):
+        if a[0] == b[0]:
+            raise InputError(f"{folder}: {a[1].name} and {b[1].name} carry the same frame number")
+    if numbers[0]:
+        last = [k[-1] for k in numbers]
+        if all(k[:-1] == numbers[0][:-1] for k in numbers):
+            steps = np.diff(last)
+            if (steps != 1).any():
+                missing = int((steps - 1).sum())
+                warnings.warn(
+                    f"{folder}: frame numbering has gaps ({missing} frame number(s) missing between "
+                    f"{last[0]} and {last[-1]}); frames are used in numeric order",
+                    UserWarning,
+                    stacklevel=3,
+                )
+    return [f for _, f in numbered]

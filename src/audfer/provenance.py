@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-import polars as pl
+from audfer.errors import InputError
+from audfer.io import write_json
 
-from .errors import InputError
-
-__all__ = ["sidecar", "write_provenance", "read_provenance", "ids_digest", "check_no_test_clips"]
+__all__ = ["sidecar", "write_provenance", "read_provenance", "ids_digest"]
 
 
 def sidecar(path: str | Path) -> Path:
@@ -46,8 +44,6 @@ def write_provenance(
 ) -> Path:
     """Write the sidecar of ``path`` (atomically). ``extra``: more facts, e.g. ``au_source`` (which AU tool,
     which AUs it lacks) and ``unmeasured_aus`` of a K (read back by ``audfer knowledge --combine``)."""
-    from .io import write_json
-
     ids = sorted({str(i) for i in clip_ids})
     record = {
         "what": what,
@@ -79,35 +75,3 @@ def read_provenance(path: str | Path) -> dict | None:
     if ids_digest(record["clip_ids"]) != record.get("clip_ids_sha256"):
         raise InputError(f"{side}: clip ids do not match their recorded SHA-256 (edited by hand?)")
     return record
-
-
-def check_no_test_clips(path: str | Path, what: str, test_ids: Iterable[object], *, allow: bool, where: str) -> dict:
-    """Refuse ``path`` when its sidecar lists clips of the run's test split; returns what was found
-    (``{"file", "provenance", "test_clips"}``) for the run's records."""
-    from .data.annotations import keyed
-
-    record = read_provenance(path)
-    info: dict[str, object] = {
-        "file": str(path),
-        "provenance": None if record is None else {k: v for k, v in record.items() if k != "clip_ids"},
-        "test_clips": None,
-    }
-    if record is None:
-        warnings.warn(
-            f"{path}: {what} has no provenance sidecar ({sidecar(path).name}); cannot check that it was computed "
-            f"without test clips",
-            UserWarning,
-            stacklevel=3,
-        )
-        return info
-    used = set(keyed(pl.DataFrame({"clip_id": record["clip_ids"]}, schema={"clip_id": pl.String}))["clip_id"].to_list())
-    test = keyed(pl.DataFrame({"clip_id": list(test_ids)}, schema={"clip_id": pl.String}))["clip_id"].to_list()
-    overlap = sorted(used.intersection(test))
-    info["test_clips"] = len(overlap)
-    if overlap and not allow:
-        raise InputError(
-            f"{path}: {what} was computed from {len(overlap)} clip(s) of the {where} test split "
-            f"(e.g. {', '.join(overlap[:5])}); use one computed on the training clips, or set "
-            f"au.allow_test_overlap=true to accept the leak deliberately"
-        )
-    return info

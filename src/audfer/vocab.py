@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import AudferError
+from audfer.errors import AudferError
 
 #: The 18 AUs OpenFace 2.2 detects as presence (``AUxx_c``), in OpenFace's column order.
 AUS: tuple[str, ...] = (

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ..errors import InputError
-from ..io import check_text_file, unique_clip_rows
-from ..vocab import EXPRESSIONS, MAFW_CLASSES, MAFW_TO_7, expression_index
+from audfer.errors import InputError
+from audfer.io import check_text_file, unique_clip_rows
+from audfer.vocab import EXPRESSIONS, MAFW_CLASSES, MAFW_TO_7, expression_index
 
 RAVDESS_EMOTIONS = {
     1: "neutral",

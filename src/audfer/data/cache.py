@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CacheEntryError, InputError
-from ..hints import PathLike
-from .datasets import UnreadableFrame, frame_paths, read_frames
+from audfer.data.datasets import UnreadableFrame, frame_paths, read_frames
+from audfer.errors import CacheEntryError, InputError
+from audfer.hints import PathLike
 
 #: An entry: this magic, then little-endian uint32 T, H, W, C and the CRC-32 of the pixels, then the uint8 pixels.
 _MAGIC = b"AUDFERCLIP\x01\x00"

@@ -13,7 +13,6 @@ AU labels, or with empty AU cells, is masked (reported once, never "all AUs pres
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..errors import InputError, UnreadableFrameError
-from ..hints import PathLike
-from ..vocab import AUS
-from .annotations import dfew_labels, ferv39k_labels, keyed, mafw_labels
+from audfer.data.annotations import dfew_labels, ferv39k_labels, keyed, mafw_labels
+from audfer.data.sampling import sample_indices
+from audfer.errors import InputError, UnreadableFrameError
+from audfer.hints import PathLike
+from audfer.io import order_frames
+from audfer.vocab import AUS, EXPRESSIONS, MAFW_CLASSES, expression_index
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -119,7 +120,6 @@ def list_label_map(class_order: str | Sequence[str] | None, num_classes: int = 7
     Neutral, Angry, Surprise, Disgust, Fear; ``mafw11``: MAFW's anger, disgust, fear, happiness, neutral,
     sadness, surprise, contempt, anxiety, helplessness, disappointment) or the class names in id order.
     Returns file id -> audfer label (None: a class outside the ``num_classes`` view, left out)."""
-    from ..vocab import EXPRESSIONS, MAFW_CLASSES, expression_index
 
     if class_order is None:
         raise InputError(
@@ -195,51 +195,6 @@ def list_index(
 
 
 # ------------------------------------------------------------------------------- decoding
-
-
-_NUMBER = re.compile(r"\d+")
-
-
-def order_frames(files: list[Path], folder: Path | str = "") -> list[Path]:
-    """Frame files in temporal order: by the numbers in their names, never as text.
-
-    Every naming in use sorts right: ``1.jpg ... 16.jpg`` (DFEW ``clip_224x224_16f``, where text order
-    would give 1, 10, 11, ..., 16, 2, ...), ``00001.jpg``, ``00001_00001.jpg``, ``img_00012.png``. The
-    names' non-digit skeleton (``#.jpg``, ``img_#.png``) must be one pattern: a folder mixing patterns
-    (``1.jpg`` beside ``img_2.jpg``, or ``.jpg`` beside ``.png``) or numbering one frame twice (``1.jpg``
-    and ``01.jpg``) has no defined order and is an error. Gaps in the numbering (``1, 2, 4``) are
-    reported with a warning: frames are missing, the order is still right.
-    """
-    if len(files) <= 1:
-        return list(files)
-    patterns: dict[str, Path] = {}
-    numbered = []
-    for f in files:
-        patterns.setdefault(_NUMBER.sub("#", f.stem) + f.suffix.lower(), f)
-        numbered.append((tuple(int(n) for n in _NUMBER.findall(f.stem)), f))
-    if len(patterns) > 1:
-        shown = ", ".join(f"{p.name} ({pat})" for pat, p in list(patterns.items())[:3])
-        raise InputError(
-            f"{folder}: frame files follow {len(patterns)} naming patterns ({shown}); cannot tell their temporal order"
-        )
-    numbered.sort(key=lambda kf: kf[0])
-    numbers = [k for k, _ in numbered]
-    for a, b in zip(numbered, numbered[1:]):
-        if a[0] == b[0]:
-            raise InputError(f"{folder}: {a[1].name} and {b[1].name} carry the same frame number")
-    if numbers[0]:
-        last = [k[-1] for k in numbers]
-        if all(k[:-1] == numbers[0][:-1] for k in numbers):
-            steps = np.diff(last)
-            if (steps != 1).any():
-                missing = int((steps - 1).sum())
-                warnings.warn(
-                    f"{folder}: frame numbering has gaps ({missing} frame number(s) missing between "
-                    f"{last[0]} and {last[-1]}); frames are used in numeric order",
-                    UserWarning,
-                    stacklevel=3,
-                )
-    return [f for _, f in numbered]
 
 
 def frame_paths(folder: Path, order: str = "numeric") -> list[Path]:
@@ -464,7 +419,6 @@ class ClipDataset:
         self.epoch = epoch
 
     def _decode(self, i: int, rng) -> np.ndarray:
-        from .sampling import sample_indices
 
         path = Path(self.paths[i])
         if self.cache is not None and not path.is_dir() and i not in self._lengths:

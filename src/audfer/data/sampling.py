@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import ConfigError
+from audfer.errors import ConfigError
 
 
 def _check(n: int) -> None:

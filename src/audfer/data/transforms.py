@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from ..models.base import InputSpec
+from audfer.errors import ConfigError
+from audfer.models.base import InputSpec
 
 
 def _resize(clip: torch.Tensor, size: int) -> torch.Tensor:
@@ -27,8 +27,8 @@ def _resize(clip: torch.Tensor, size: int) -> torch.Tensor:
     resize PIL images (Tencent/TFace ``attribute/M3DFEL/datasets/video_transform.py``,
     ``GroupRandomSizedCrop`` and ``GroupResize``). torch's uint8 antialiased bilinear kernel on
     channels-last frames is a port of PIL's resampler (fixed-point, both passes rounded to 8 bits): equal
-    to PIL when enlarging, within one level when reducing (tested against PIL), and 6-8x faster than
-    resizing floats. Returns a contiguous uint8 tensor."""
+    to PIL when enlarging, within one level when reducing (tested against PIL), and faster than resizing
+    floats (``benchmarks/``). Returns a contiguous uint8 tensor."""
     x = clip if clip.dtype == torch.uint8 else clip.round().clamp(0, 255).to(torch.uint8)
     x = x.contiguous(memory_format=torch.channels_last)
     out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

@@ -1,7 +1,5 @@
-"""Training and evaluation engine (Lightning): configs, data wiring, the AU-DFER module, runs and sweeps."""
+"""Training and evaluation engine (Lightning): config -> data wiring, the AU-DFER module, runs, sweeps and studies."""
 
-from ..options import Config
-from .config import load_config, shipped_configs, with_values
-from .train import evaluate_checkpoint, load_module, train
+from audfer.engine.train import evaluate_checkpoint, load_module, train
 
-__all__ = ["Config", "load_config", "with_values", "shipped_configs", "train", "evaluate_checkpoint", "load_module"]
+__all__ = ["train", "evaluate_checkpoint", "load_module"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +21,31 @@ import numpy as np
 import polars as pl
 import torch
 
-from ..data.datasets import ClipDataset, ClipIndex, dfew_index, ferv39k_index, list_index, mafw_index
-from ..data.transforms import Compose, Normalize, build_transform
-from ..errors import AudferError
-from ..models.base import InputSpec
-from ..options import Config
-from ..vocab import AUS
-from .config import with_values
+from audfer.au.folder import read_au_dir
+from audfer.au.sources import read_mapping_file
+from audfer.config.load import with_values
+from audfer.config.schema import Config
+from audfer.data.annotations import keyed
+from audfer.data.cache import ClipCache
+from audfer.data.datasets import (
+    ClipDataset,
+    ClipIndex,
+    au_targets_for,
+    dfew_index,
+    ferv39k_index,
+    list_index,
+    mafw_index,
+)
+from audfer.data.sampling import sampler_options
+from audfer.data.transforms import Compose, Normalize, RandomResizedCrop, build_transform
+from audfer.errors import AudferError, InputError
+from audfer.io import read_csv_table, read_expression_table
+from audfer.method.knowledge import extract_knowledge, paper_knowledge
+from audfer.method.labels import official_pos_weights, pos_weights, read_au_labels, video_au_labels
+from audfer.models import model_entry
+from audfer.models.base import InputSpec
+from audfer.provenance import read_provenance, sidecar
+from audfer.vocab import AUS
 
 
 def _frames_dir(cfg: Config) -> str:
@@ -78,8 +98,6 @@ def _split_index(cfg: Config, split: str) -> ClipIndex:
 def identities_for(cfg: Config) -> dict[str, str] | None:
     """``clip_id -> identity`` from ``data.identities`` (a CSV ``clip_id,identity``), or a synthetic set's
     ``synth_meta.csv``; None when the dataset has none (subsets are then drawn clip by clip)."""
-    from ..data.annotations import keyed
-    from ..io import read_csv_table
 
     d = cfg.data
     path = Path(d.identities) if d.identities else None
@@ -101,8 +119,6 @@ def training_subset(
     ranks: so the subset at 10 % lies inside the one at 25 %, and an identity's clips enter together (a smaller
     subset has fewer people, not fewer clips of everyone), except where a class's quota cuts an identity."""
     import math
-
-    from ..data.annotations import keyed
 
     ids = keyed(index.table.select("clip_id"))["clip_id"].to_list()
     labels = index.table["label"].to_numpy()
@@ -141,12 +157,8 @@ def au_labels_for(cfg: Config) -> pl.DataFrame | None:
 
 def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None]:
     """``au_labels_for`` and where the labels came from: the AU tool(s) and the AUs they lack (masked in the
-    loss, ``audfer.au_sources``). A ``data.au_labels`` CSV is described by its provenance sidecar (written by
+    loss, ``audfer.au.sources``). A ``data.au_labels`` CSV is described by its provenance sidecar (written by
     ``audfer au-labels``); without one the AUs whose cells are all empty are reported as unknown."""
-    from ..au_sources import read_mapping_file
-    from ..labels import read_au_labels, video_au_labels
-    from ..openface import read_au_dir
-    from ..provenance import read_provenance
 
     d = cfg.data
     if d.au_labels:
@@ -185,8 +197,6 @@ def _openface_folder(cfg: Config) -> Path | None:
 def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     """K: ``paper`` (the shipped matrix), a K.csv, or ``per-fold``: §3.1 on this fold's training clips only
     (their OpenFace frames from ``data.openface``; labels from the training split)."""
-    from ..io import read_expression_table
-    from ..knowledge import extract_knowledge, paper_knowledge
 
     src = cfg.au.knowledge
     if src == "paper":
@@ -194,15 +204,11 @@ def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     if src == "ones":  # plain AU multitask: every AU weighs the same for every expression
         return np.ones((7, len(AUS)))
     if src == "per-fold":
-        from ..data.annotations import keyed
-        from ..openface import read_au_dir
-
         folder = _openface_folder(cfg)
         if folder is None or train is None:
             raise AudferError(
                 "config: au.knowledge=per-fold needs data.openface (the folder of per-clip OpenFace CSVs)"
             )
-        from ..au_sources import read_mapping_file
 
         d = cfg.data
         mapping = read_mapping_file(d.au_mapping) if d.au_mapping else None
@@ -213,8 +219,6 @@ def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
 
 def au_coverage(index: ClipIndex, au_labels: pl.DataFrame | None) -> dict:
     """Share of ``index``'s clips with AU labels, and a few unmatched ids from both sides (for messages)."""
-    from ..data.annotations import keyed
-    from ..data.datasets import au_targets_for
 
     if au_labels is None:
         return {"clips": len(index), "with_au": 0, "share": 0.0, "unmatched_split": [], "unmatched_labels": []}
@@ -236,8 +240,6 @@ def au_coverage(index: ClipIndex, au_labels: pl.DataFrame | None) -> dict:
 
 def pos_weights_for(cfg: Config, train: ClipIndex, au_labels: pl.DataFrame | None) -> np.ndarray | None:
     """7 x 18 pos-weights: counted on the training clips (Eq. 6-8), an official preset, or a CSV."""
-    from ..io import read_expression_table
-    from ..labels import official_pos_weights, pos_weights
 
     a = cfg.au
     if a.strategy == "none":
@@ -248,7 +250,6 @@ def pos_weights_for(cfg: Config, train: ClipIndex, au_labels: pl.DataFrame | Non
     if src == "computed":
         if au_labels is None:
             raise AudferError("config: au.pos_weights=computed needs video AU labels")
-        from ..data.annotations import keyed
 
         return pos_weights(
             keyed(au_labels),
@@ -310,8 +311,6 @@ def prepare(cfg: Config) -> Prepared:
     - a K.csv or pos-weight CSV whose provenance sidecar lists clips of this run's test split
       (``au.allow_test_overlap`` accepts it deliberately); the authors' FERV39k preset warns (its counts
       appear to include the test split)."""
-    from ..provenance import check_no_test_clips
-
     train = split_index(cfg, "train")
     if cfg.data.train_fraction < 1:
         train = training_subset(train, cfg.data.train_fraction, cfg.data.subset_seed, identities_for(cfg))
@@ -361,7 +360,6 @@ def sampling_of(cfg: Config) -> str:
 
 def sampling_kwargs(cfg: Config, *, train: bool, view: int = 0) -> dict[str, int]:
     """What the run's sampler takes of ``data.stride`` and, at test, ``data.test_views`` (and which view)."""
-    from ..data.sampling import sampler_options
 
     takes = sampler_options(sampling_of(cfg))
     offered = (
@@ -372,7 +370,6 @@ def sampling_kwargs(cfg: Config, *, train: bool, view: int = 0) -> dict[str, int
 
 def views_at_test(cfg: Config) -> int:
     """Temporal views averaged at test: ``data.test_views`` for a sampler with views (MAE-DFER's), else one."""
-    from ..data.sampling import sampler_options
 
     return max(1, cfg.data.test_views) if "views" in sampler_options(sampling_of(cfg)) else 1
 
@@ -380,7 +377,6 @@ def views_at_test(cfg: Config) -> int:
 def default_sampling(model_name: str) -> str:
     """The model's own temporal sampling recipe (``DFERModel.sampling``, declared in its file; ``uniform`` for a
     user's backbone without one)."""
-    from ..models import model_entry
 
     return getattr(model_entry(model_name).builder, "sampling", "uniform")
 
@@ -418,7 +414,6 @@ def crop_upsampling(cfg: Config, spec: InputSpec, stored: tuple[int, int], draws
     """What the training crop does to frames stored at ``stored`` (h, w): the size crops are drawn from and the share
     of random resized crops smaller than the input size on a side, i.e. enlarged (``plan.json``; DFEW's 256 px frames
     to 112: 17 % at full resolution, 92 % from 128 px frames). Seeded: the same figure every time."""
-    from ..data.transforms import RandomResizedCrop
 
     h, w = decoded_size(cfg, spec, stored)
     crop = next((s for s in train_transform(cfg, spec).steps if isinstance(s, RandomResizedCrop)), None)
@@ -436,7 +431,6 @@ def make_dataset(
 ) -> ClipDataset:
     """The dataset of one split as the config asks: the run's sampler and its options, the train or test
     transform for the model's ``spec``, the clip cache, video AU labels (Eq. 4) attached when given."""
-    from ..data.cache import ClipCache
 
     d = cfg.data
     sampling = sampling_of(cfg)
@@ -609,3 +603,41 @@ class ClipDataModule(L.LightningDataModule):
             for v in range(views)
         ]
         return loaders, au, views
+
+
+def check_no_test_clips(path: str | Path, what: str, test_ids: Iterable[object], *, allow: bool, where: str) -> dict:
+    """Refuse ``path`` when its sidecar lists clips of the run's test split; returns what was found
+    (``{"file", "provenance", "test_clips"}``) for the run's records."""
+    record = read_provenance(path)
+    info: dict[str, object] = {
+        "file": str(path),
+        "provenance": None if record is None else {k: v for k, v in record.items() if k != "clip_ids"},
+        "test_clips": None,
+    }
+    if record is None:
+        warnings.warn(
+            f"{path}: {what} has no provenance sidecar ({sidecar(path).name}); cannot check that it was computed "
+            f"without test clips",
+            UserWarning,
+            stacklevel=3,
+        )
+        return info
+    blind = [i["file"] for i in record.get("inputs") or [] if isinstance(i, dict) and i.get("provenance") is None]
+    if blind:
+        warnings.warn(
+            f"{path}: {what} was combined from file(s) without a provenance sidecar ({', '.join(blind)}); their clips "
+            f"are unknown, so the check that it was computed without test clips covers only the other inputs",
+            UserWarning,
+            stacklevel=3,
+        )
+    used = set(keyed(pl.DataFrame({"clip_id": record["clip_ids"]}, schema={"clip_id": pl.String}))["clip_id"].to_list())
+    test = keyed(pl.DataFrame({"clip_id": list(test_ids)}, schema={"clip_id": pl.String}))["clip_id"].to_list()
+    overlap = sorted(used.intersection(test))
+    info["test_clips"] = len(overlap)
+    if overlap and not allow:
+        raise InputError(
+            f"{path}: {what} was computed from {len(overlap)} clip(s) of the {where} test split "
+            f"(e.g. {', '.join(overlap[:5])}); use one computed on the training clips, or set "
+            f"au.allow_test_overlap=true to accept the leak deliberately"
+        )
+    return info

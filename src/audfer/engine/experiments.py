@@ -14,14 +14,25 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigError
-from ..evaluation import MIN_SEEDS_FOR_A_CLAIM, aggregate, class_names, format_difference, paired_differences
-from ..hints import Log
-from ..io import atomic_path, write_csv, write_json
-from ..options import Config
-from ..reports import plot_confusions, plot_curves, plot_knowledge, plot_lambda, plot_tsne, pm, results_table
-from .config import with_values
-from .train import SELECTION_NOTE, has_checkpoint, train
+from audfer.config.load import with_values
+from audfer.config.schema import Config
+from audfer.engine.datamodule import describe_au_labels, knowledge_for, split_index
+from audfer.engine.runlock import run_lock
+from audfer.engine.train import SELECTION_NOTE, has_checkpoint, train
+from audfer.errors import ConfigError
+from audfer.evaluation.metrics import class_names
+from audfer.evaluation.reports import (
+    plot_confusions,
+    plot_curves,
+    plot_knowledge,
+    plot_lambda,
+    plot_tsne,
+    pm,
+    results_table,
+)
+from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, aggregate, format_difference, paired_differences
+from audfer.hints import Log
+from audfer.io import atomic_path, write_csv, write_json
 
 STRATEGY_LABEL = {
     "none": "baseline (CE only)",
@@ -86,8 +97,8 @@ def _run_in_child(cfg: Config, accept_changes: bool) -> tuple[dict, list[str]]:
 def run_many(cfgs: list[Config], *, jobs: int = 1, log: Log = print, accept_changes: bool = False) -> list[dict]:
     """``run_once`` for each config, in order; ``jobs`` > 1 runs that many side by side in spawned processes.
 
-    Side by side pays on a CPU where one small model cannot keep every core busy (the demo: two runs with
-    one thread each train 1.5x faster than one run after another with two threads). Results do not depend
+    Side by side pays on a CPU where one small model cannot keep every core busy (the demo's runs:
+    ``benchmarks/bench_train_throughput.py``). Results do not depend
     on ``jobs`` as long as each run's thread count is fixed (``train.threads``): CPU kernels round
     differently with a different number of threads, so ``jobs`` > 1 needs ``train.threads`` set in every
     config (tested: the same metrics with ``jobs`` 1 and 2). A run's log lines appear when it finishes."""
@@ -154,7 +165,6 @@ def _features(out: Path):
 
 def _au_label_lines(metrics) -> list[str]:
     """The AU-label source line(s) of a report: one per distinct description among the runs."""
-    from .datamodule import describe_au_labels
 
     seen = sorted(
         {
@@ -181,7 +191,6 @@ def run_cv(
 ) -> dict:
     """Train and evaluate each fold; ``cv.json`` / ``cv.csv`` / ``report.md`` with mean ± std over folds.
     The base folder is locked while it runs (``runlock``); ``jobs``: folds side by side (``run_many``)."""
-    from .runlock import run_lock
 
     with run_lock(cfg.run_dir, log=log):
         return _run_cv(cfg, folds=folds, log=log, accept_changes=accept_changes, jobs=jobs)
@@ -250,7 +259,6 @@ def run_ablation(
 ) -> dict:
     """Table 3 (each strategy over ``seeds``) and Fig. 5 (λ sweep with the config's strategy), with figures.
     The base folder is locked while it runs (``runlock``); ``jobs``: runs side by side (``run_many``)."""
-    from .runlock import run_lock
 
     with run_lock(cfg.run_dir, log=log):
         return _run_ablation(
@@ -267,7 +275,6 @@ def run_ablation(
 
 
 def _run_ablation(cfg: Config, *, seeds, strategies, lams, title, intro, log, accept_changes: bool, jobs: int) -> dict:
-    from .datamodule import knowledge_for, split_index
 
     base = cfg.run_dir
     sweep_strategy = cfg.au.strategy if cfg.au.strategy != "none" else "distinct"

@@ -10,60 +10,78 @@ from __future__ import annotations
 
 import math
 import random
-import re
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ..evaluation import war_uar
-from ..losses import AUDFERLoss, AUDFERLossOutput, mix_batch_targets
-from ..models import create_model
-from ..models.base import ModelOutput
-from ..options import Config
+from audfer.config.load import with_defaults
+from audfer.config.schema import Config
+from audfer.engine.schedules import lr_factor
+from audfer.evaluation.metrics import WARUAR
+from audfer.method.losses import AUDFERLoss, AUDFERLossOutput, mix_batch_targets
+from audfer.models.base import DFERModel, ModelOutput
+from audfer.weights.restore import loss_from_config, model_from_config
 
 #: A training batch: clips, labels, AU targets, AU mask, clip ids (``datamodule.collate``).
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
 
 
 class AUDFERModule(L.LightningModule):
-    """Any registered model trained with the AU-DFER loss (Eq. 10), its optimiser and schedule recipe, and validation WAR / UAR (see the module docstring)."""
+    """A model (registered, or the user's own) trained with the AU-DFER loss (Eq. 10), its optimiser and schedule recipe, and validation WAR / UAR (see the module docstring)."""
 
-    def __init__(self, cfg: Config | dict, knowledge: list, pos_weight: list | None, steps_per_epoch: int = 1) -> None:
-        """``cfg``: the run's ``Config`` (or its YAML form, as the checkpoint stores it; options an older audfer did
-        not have take their defaults); ``knowledge``: K (7 x 18, §3.1); ``pos_weight``: the Eq. 6-8 table or None."""
-        from .config import with_defaults
-
+    def __init__(
+        self,
+        model: DFERModel,
+        loss: AUDFERLoss,
+        cfg: Config | Mapping[str, Any] | None = None,
+        steps_per_epoch: int = 1,
+    ) -> None:
+        """``model``: any ``DFERModel`` (a registered one, or the user's own: ``docs/custom-model.md``); ``loss``: the
+        ``AUDFERLoss`` it trains with (K, pos-weights, λ); ``cfg``: the optimiser, schedule and mixing recipe (a
+        ``Config`` or its YAML form; missing options take their defaults); ``steps_per_epoch``: for per-step
+        schedules. ``from_config`` builds model and loss the way ``audfer train`` does."""
         super().__init__()
-        plain = with_defaults(cfg.to_dict() if isinstance(cfg, Config) else cfg)
+        plain = with_defaults(cfg.to_dict() if isinstance(cfg, Config) else dict(cfg or {}))
         self.save_hyperparameters(  # the plain form: a checkpoint loads without audfer's classes being pickled
-            {"cfg": plain, "knowledge": knowledge, "pos_weight": pos_weight, "steps_per_epoch": steps_per_epoch}
+            {
+                "cfg": plain,
+                "knowledge": loss.au_loss.knowledge.tolist(),
+                "pos_weight": loss.au_loss.pos_weight.tolist(),
+                "steps_per_epoch": steps_per_epoch,
+                "model_from_config": False,  # from_config: True (``load_module`` can rebuild the model)
+            }
         )
-        self.cfg = cfg = Config.from_dict(plain)
-        use_au = cfg.au.strategy != "none"
-        m = cfg.model
-        self.model = create_model(m.name, num_classes=cfg.num_classes, au_head=use_au, **m.to_dict()["kwargs"])
-        self.criterion = AUDFERLoss(
-            np.asarray(knowledge),
-            None if pos_weight is None else np.asarray(pos_weight),
-            au_weight=cfg.au.lam if use_au else 0.0,
-            label_smoothing=cfg.optim.label_smoothing,
-            scale=cfg.au.scale,
-        )
-        k = cfg.num_classes
-        self.val_confusion = MulticlassConfusionMatrix(num_classes=k)  # synced over DDP processes
+        self.cfg = Config.from_dict(plain)
+        self.model = model
+        self.criterion = loss
+        k = int(getattr(model, "num_classes", self.cfg.num_classes))
+        self.val_metrics = WARUAR(num_classes=k)  # synced over DDP processes
         self.steps_per_epoch = max(1, steps_per_epoch)
+
+    @classmethod
+    def from_config(
+        cls, cfg: Config | Mapping[str, Any], knowledge: Any, pos_weight: Any = None, steps_per_epoch: int = 1
+    ) -> AUDFERModule:
+        """The module ``audfer train`` builds: the model ``cfg.model`` names and ``AUDFERLoss`` with ``knowledge`` (K,
+        7 x 18, §3.1), ``pos_weight`` (the Eq. 6-8 table, or None) and λ = ``au.lam`` (0 under ``au.strategy=none``)."""
+        config = Config.from_dict(with_defaults(cfg.to_dict() if isinstance(cfg, Config) else dict(cfg)))
+        module = cls(
+            model_from_config(config), loss_from_config(config, knowledge, pos_weight), config, steps_per_epoch
+        )
+        module.hparams["model_from_config"] = True
+        return module
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         """The model's output (expression logits, AU logits, pooled feature) for clips ``(B, T, 3, H, W)``."""
         return self.model(x)
 
     def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
-        """On the CPU the batch already is where it goes: skip Lightning's walk over it (about 5 ms a step, 4 % of
-        a demo step, spent recursing into the 32 clip-id strings)."""
+        """On the CPU the batch already is where it goes: skip Lightning's walk over it (it recurses into every
+        clip-id string)."""
         if device.type == "cpu":
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
@@ -111,9 +129,8 @@ class AUDFERModule(L.LightningModule):
         self._epoch_clips, self._epoch_lr = 0, 0.0
 
     def _add_to_epoch(self, bs: int, parts: AUDFERLossOutput) -> None:
-        """Batch-size-weighted sums of the epoch's CE, AU and total loss, and of the lr. One ``self.log`` per
-        step for these cost ~1 ms each (Lightning moves its result containers every call): the demo's model
-        spent 8 % of a step there; the epoch means are now logged once, at the epoch's last batch."""
+        """Batch-size-weighted sums of the epoch's CE, AU and total loss, and of the lr, logged once at the epoch's
+        last batch (a ``self.log`` per step and value makes Lightning move its result containers every call)."""
         values = torch.stack([parts.expression.detach(), parts.au.detach(), parts.total.detach()]).double() * bs
         self._epoch_sums = values if self._epoch_sums is None else self._epoch_sums + values
         self._epoch_clips += bs
@@ -137,14 +154,14 @@ class AUDFERModule(L.LightningModule):
         clips, labels, *_ = batch
         logits = self.model(clips).logits
         self.log("val/loss", F.cross_entropy(logits, labels), batch_size=clips.shape[0], sync_dist=True)
-        self.val_confusion.update(logits, labels)
+        self.val_metrics.update(logits, labels)
 
     def on_validation_epoch_end(self) -> None:
-        war, uar = war_uar(self.val_confusion.compute())
+        war, uar = self.val_metrics.compute()
         self.log("val/war", war, prog_bar=True, sync_dist=False)
         self.log("val/uar", uar, prog_bar=True, sync_dist=False)
         self.log("val/war+uar", war + uar, sync_dist=False)  # the AU copies' selection rule
-        self.val_confusion.reset()
+        self.val_metrics.reset()
 
     # --------------------------------------------------------------------------- optimisation
     def lr_scale(self) -> float:
@@ -160,8 +177,6 @@ class AUDFERModule(L.LightningModule):
     def lr_at(self, step: int) -> float:
         """Learning rate of the full-lr parameter group at optimiser step ``step`` (0-based over the run): what
         ``configure_optimizers`` schedules, for ``--dry-run`` and the schedule tests."""
-        from .schedules import lr_factor
-
         o, lr = self.cfg.optim, self.base_lr()
         if o.scheduler == "step":
             return lr * o.gamma ** ((step // self.steps_per_epoch) // o.step_size)
@@ -177,24 +192,16 @@ class AUDFERModule(L.LightningModule):
     def _param_groups(self) -> tuple[list[dict[str, Any]], float]:
         o = self.cfg.optim
         lr = self.base_lr()
-        depth = 1 + max(
-            [int(g) for n, _ in self.model.named_parameters() for g in re.findall(r"blocks\.(\d+)\.", n)] or [-1]
-        )
+        depth = int(getattr(self.model, "num_decay_layers", lambda: 0)())
+        layer_of = getattr(self.model, "decay_layer", lambda name: depth + 1)
         groups: dict[tuple, dict] = {}
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
             no_decay = o.no_decay_norms and (p.ndim <= 1 or name.endswith(".bias") or "token" in name)
             scale = 1.0
-            if o.layer_decay:
-                found = re.search(r"blocks\.(\d+)\.", name)
-                if found:
-                    layer = int(found.group(1)) + 1
-                elif any(s in name for s in ("patch_embed", "pos_embed", "cls_token")):
-                    layer = 0
-                else:
-                    layer = depth + 1
-                scale = o.layer_decay ** (depth + 1 - layer)
+            if o.layer_decay:  # the model's own layers (``DFERModel.decay_layer``)
+                scale = o.layer_decay ** (depth + 1 - layer_of(name))
             key = (no_decay, scale)
             g = groups.setdefault(
                 key, {"params": [], "weight_decay": 0.0 if no_decay else o.weight_decay, "lr": lr * scale}

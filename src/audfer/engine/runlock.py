@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import AudferError
-from ..hints import Log
+from audfer.errors import AudferError
+from audfer.hints import Log
 
 LOCK_NAME = ".audfer.lock"
 

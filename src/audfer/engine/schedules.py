@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import ConfigError
+from audfer.errors import ConfigError
 
 KINDS = ("cosine", "timm-cosine", "step", "none")
 

@@ -32,12 +32,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigError
-from ..evaluation import MIN_SEEDS_FOR_A_CLAIM, format_difference, paired_differences
-from ..hints import Log
-from ..io import atomic_path, read_yaml, write_csv, write_json
-from .config import load_config, with_values
-from .experiments import run_many
+from audfer.config.load import load_config, with_values
+from audfer.engine.datamodule import split_index
+from audfer.engine.experiments import run_many
+from audfer.engine.runlock import run_lock
+from audfer.errors import ConfigError
+from audfer.evaluation.metrics import class_names
+from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, format_difference, paired_differences
+from audfer.hints import Log
+from audfer.io import atomic_path, read_yaml, write_csv, write_json
+from audfer.method.labels import default_minor_classes
+from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
 
 #: The AU-loss variants a study compares with the baseline: the overrides that make each.
 VARIANTS: dict[str, dict[str, object]] = {
@@ -139,7 +144,6 @@ def run_study(
 ) -> dict[str, Any]:
     """Run (or continue) every cell of ``spec`` under ``out`` and write the study's tables, figure and report;
     ``jobs`` and ``accept_changes`` as in every sweep (``run_many``)."""
-    from .runlock import run_lock
 
     out = Path(out)
     with run_lock(out, log=log):
@@ -213,7 +217,6 @@ def _run_study(
 def _synth(settings: dict[str, Any], folder: Path, log: Log) -> Path:
     """The synthetic set of the study's ``synth`` settings (rendered once; an existing one with other settings is
     refused, never silently reused)."""
-    from ..synth.dataset import SynthConfig, generate, synth_settings_differ
 
     try:
         cfg = SynthConfig(**settings)
@@ -230,9 +233,6 @@ def _synth(settings: dict[str, Any], folder: Path, log: Log) -> Path:
 
 def _minor_classes(cfg) -> list[str]:
     """The minor classes of the whole training fold (§3.3: at most 1/7 of its clips), the same for every cell."""
-    from ..evaluation import class_names
-    from ..labels import default_minor_classes
-    from .datamodule import split_index
 
     labels = split_index(cfg, "train").table["label"].to_numpy()
     names = class_names(cfg.num_classes)

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..hints import PathLike
+from audfer.hints import PathLike
 
 if TYPE_CHECKING:
-    from ..models.base import DFERModel
-    from .module import AUDFERModule
+    from audfer.engine.module import AUDFERModule
+    from audfer.models.base import DFERModel
 
 import json
 import logging
@@ -35,12 +35,29 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from ..errors import AudferError, TrainingStopped
-from ..hints import Log
-from ..io import atomic_path, write_csv, write_json
-from ..options import Config, TrainOptions, incidental_options
-from .config import dump_config, with_values
-from .datamodule import ClipDataModule, au_label_summary, describe_au_labels, prepare
+from audfer.config.load import apply_overrides, dump_config, with_defaults, with_values
+from audfer.config.schema import Config, TrainOptions, incidental_options
+from audfer.data.datasets import read_frames
+from audfer.engine.datamodule import (
+    ClipDataModule,
+    au_label_summary,
+    crop_upsampling,
+    describe_au_labels,
+    prepare,
+    sampling_kwargs,
+    sampling_of,
+    train_transform,
+    views_at_test,
+)
+from audfer.engine.runlock import run_lock
+from audfer.errors import AudferError, TrainingStopped
+from audfer.hints import Log
+from audfer.io import atomic_path, read_yaml, write_csv, write_json
+from audfer.method.labels import official_pos_weights
+from audfer.models import load_checkpoint
+from audfer.models.checkpoint import read_checkpoint
+from audfer.vocab import AUS, EXPRESSIONS
+from audfer.weights.restore import check_state_fits, read_run_checkpoint
 
 SELECTION_NOTE = {
     "last": "last epoch",
@@ -75,7 +92,6 @@ def initialise(model: DFERModel, cfg: Config, *, log: Log = print) -> dict:
     ``official_init`` what the official run started from (``model.official_init`` of the recipe), and the
     load report (loaded / re-initialised / unused keys). A recipe whose official run starts from
     pretrained weights warns when none is given: its numbers are then not comparable to the paper's."""
-    from ..models import load_checkpoint
 
     m = cfg.model
     record: dict[str, Any] = {
@@ -114,7 +130,7 @@ def steps_per_epoch(n_train: int, t: TrainOptions) -> int:
 
 
 def _class_counts(index, num: int) -> dict[str, int]:
-    from ..evaluation import class_names
+    from audfer.evaluation.metrics import class_names
 
     counts = np.bincount(index.table["label"].to_numpy(), minlength=num)
     return {n: int(c) for n, c in zip(class_names(num), counts)}
@@ -125,15 +141,14 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
     ``<run folder>/plan.json`` and printed. Clips per split and class, AU-label coverage, steps per epoch,
     the learning rate at the first step / end of warm-up / mid-run / last step, the pretrained load
     report, the sampling and augmentation in effect, the selection rule."""
-    from .datamodule import sampling_kwargs, sampling_of, train_transform, views_at_test
-    from .module import AUDFERModule
+    from audfer.engine.module import AUDFERModule
 
     out = cfg.run_dir
     cfg = with_values(cfg, {"out": str(out)}, source="the run folder")
     t, o, d = cfg.train, cfg.optim, cfg.data
     prep = prepare(cfg)
     steps = steps_per_epoch(len(prep.train), t)
-    module = AUDFERModule(
+    module = AUDFERModule.from_config(
         cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
     )
     init = initialise(module.model, cfg, log=log)
@@ -244,8 +259,6 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
 
 def _crop_report(cfg: Config, spec, index) -> dict[str, Any] | None:
     """``crop_upsampling`` for the first training clip's stored frame size (None without a readable clip)."""
-    from ..data.datasets import read_frames
-    from .datamodule import crop_upsampling
 
     if not len(index):
         return None
@@ -260,8 +273,6 @@ def _pos_weight_scale(cfg: Config, table: np.ndarray | None) -> dict[str, Any] |
     """The run's five largest pos-weights (class/AU) and its mean next to the authors' DFEW table for the same
     strategy: the AU loss's scale is seen before a GPU run (video-level counts give rare AUs larger weights than the
     authors' frame-level tables)."""
-    from ..labels import official_pos_weights
-    from ..vocab import AUS, EXPRESSIONS
 
     if table is None or cfg.au.strategy == "none" or table.shape[0] != len(EXPRESSIONS):
         return None
@@ -298,7 +309,6 @@ def config_changes(old: Config | dict, new: Config | dict) -> dict[str, tuple]:
 def _readable_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[int | None, str | None]:
     """(epochs finished, None) for a complete training checkpoint, (None, why) otherwise; read weights-only
     (``read_checkpoint``), so a planted pickle is refused, not run."""
-    from ..models.checkpoint import read_checkpoint
 
     if not path.is_file():
         return None, "missing"
@@ -332,8 +342,6 @@ def resume_point(ckdir: Path, *, log: Log = print, trust_pickle: bool = False) -
 
 
 def _check_resume_settings(out: Path, cfg: Config, start_epoch: int, accept_changes: bool, log) -> None:
-    from ..io import read_yaml
-    from .config import with_defaults
 
     old_file = out / "config.yaml"
     if not old_file.is_file():
@@ -388,7 +396,6 @@ def train(
     at the next step boundary (``TrainingStopped``, exit 130/143) and ``resume=True`` continues from the
     last finished epoch, bit-identical to an uninterrupted run. The folder is locked while the run works
     (``runlock``); a resume with result-affecting settings changed refuses unless ``accept_changes``."""
-    from .runlock import run_lock
 
     out = cfg.run_dir
     with run_lock(out, log=log):
@@ -403,7 +410,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from .module import AUDFERModule
+    from audfer.engine.module import AUDFERModule
 
     out = cfg.run_dir
     cfg = with_values(cfg, {"out": str(out)}, source="the run folder")
@@ -425,7 +432,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     L.seed_everything(t.seed, workers=True, verbose=False)
     prep = prepare(cfg)
     steps = steps_per_epoch(len(prep.train), t)
-    module = AUDFERModule(
+    module = AUDFERModule.from_config(
         cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
     )
     datamodule = ClipDataModule(cfg, module.model.input_spec, prep)
@@ -691,59 +698,12 @@ def load_module(
     config, K and pos-weights it stores and its tensors loaded. A stored config whose ``model.name`` names code
     to import (``package.module:factory``) is refused unless ``trust_pickle`` says the file is trusted: importing
     it would run that module."""
-    from ..errors import CheckpointError, ConfigError
-    from ..models.checkpoint import read_checkpoint
-    from ..models.custom import is_custom_name
-    from .module import AUDFERModule
+    from audfer.engine.module import AUDFERModule
 
-    path = Path(checkpoint)
-    ck = read_checkpoint(path, trust_pickle=trust_pickle)
-    hp = ck.get("hyper_parameters") if isinstance(ck, dict) else None
-    if not isinstance(ck, dict) or "state_dict" not in ck or not isinstance(hp, dict) or "cfg" not in hp:
-        raise CheckpointError(
-            f"{path}: not an audfer training checkpoint (no state_dict with hyper_parameters.cfg); for a model's "
-            f"released weights use model.pretrained (train) or --model NAME (predict)"
-        )
-    cfg = hp["cfg"]
-    if not isinstance(cfg, dict) and hasattr(cfg, "to_dict"):  # a trusted file from an audfer that pickled its Config
-        cfg = cfg.to_dict()
-    if not isinstance(cfg, dict):
-        raise CheckpointError(f"{path}: hyper_parameters.cfg is a {type(cfg).__name__}, expected the run's config")
-    name = (cfg.get("model") or {}).get("name")
-    if isinstance(name, str) and is_custom_name(name) and not trust_pickle:
-        raise CheckpointError(
-            f"{path}: its config names code to import and run (model.name={name!r}); pass --trust-pickle "
-            f"(trust_pickle=True) only if you trust the file and that module (docs/weights.md)"
-        )
-    try:
-        module = AUDFERModule(cfg, hp["knowledge"], hp.get("pos_weight"), int(hp.get("steps_per_epoch", 1)))
-        state = ck["state_dict"]
-        own = module.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-        if missing or unexpected or wrong:
-            parts = [
-                f"{what} {len(keys)}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
-                for what, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", wrong))
-                if keys
-            ]
-            raise CheckpointError(
-                f"{path}: its tensors do not fit the model its config describes ({'; '.join(parts)}); a damaged file, "
-                f"or written by another audfer version: load its weights with model.pretrained / --model NAME"
-            )
-        module.load_state_dict(state)
-    except ConfigError as exc:
-        raise CheckpointError(
-            f"{path}: its stored config does not load here ({exc}); written by another audfer version? "
-            f"Retrain, or load its weights with model.pretrained / --model NAME"
-        ) from None
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: not a complete audfer training checkpoint ({type(exc).__name__}: {detail}); for a model's "
-            f"released weights use model.pretrained (train) or --model NAME (predict)"
-        ) from None
+    run = read_run_checkpoint(checkpoint, trust_pickle=trust_pickle)
+    module = run.guarded(lambda: AUDFERModule.from_config(run.cfg, run.knowledge, run.pos_weight, run.steps_per_epoch))
+    check_state_fits(run.path, module.state_dict(), run.state_dict)
+    module.load_state_dict(run.state_dict)
     return module.to(map_location)
 
 
@@ -759,8 +719,8 @@ def evaluate_checkpoint(
 ) -> dict:
     """Evaluate a checkpoint on a split of its own dataset config (``overrides`` may point elsewhere, e.g.
     ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
-    from ..evaluation import classification_metrics, predict_loaders, prediction_table
-    from .config import apply_overrides
+    from audfer.evaluation.metrics import classification_metrics
+    from audfer.evaluation.predictions import predict_loaders, prediction_table
 
     module = load_module(checkpoint, trust_pickle=trust_pickle)
     cfg = apply_overrides(module.cfg, overrides)

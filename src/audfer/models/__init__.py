@@ -5,12 +5,12 @@ Full-size names follow the official architectures exactly (their ``state_dict`` 
 and parameter counts without the AU head); ``*_small`` are CPU-sized variants for the demo.
 """
 
-from .base import DFERModel, InputSpec, ModelOutput
-from .checkpoint import LoadReport, load_checkpoint
-from .former_dfer import FormerDFER
-from .m3dfel import M3DFEL
-from .mae_dfer import MAEDFER
-from .registry import create_model, list_models, model_entry, register_model
+from audfer.models.base import DFERModel, InputSpec, ModelOutput
+from audfer.models.checkpoint import LoadReport, load_checkpoint
+from audfer.models.former_dfer import FormerDFER
+from audfer.models.m3dfel import M3DFEL
+from audfer.models.mae_dfer import MAEDFER
+from audfer.models.registry import create_model, list_models, model_entry, register_model
 
 __all__ = [
     "DFERModel",

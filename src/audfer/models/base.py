@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..vocab import AUS
+from audfer.errors import InputError
+from audfer.vocab import AUS
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ class DFERModel(nn.Module):
       sets ``data.sampling``;
     - ``pretrained_filter``: how its released checkpoints map onto its keys (as timm's ``pretrained_filter_fn``);
     - ``paper_table2``: what the paper's Table 2 says it costs, and what that figure really counted;
-    - ``recipes``: the shipped configs of its official recipe (``audfer train --list``).
+    - ``recipes``: the shipped configs of its official recipe (``audfer train --list``);
+    - ``num_decay_layers`` / ``decay_layer``: its layers for layer-wise lr decay (as timm's ``group_matcher``).
     """
 
     input_spec: InputSpec
@@ -78,6 +79,16 @@ class DFERModel(nn.Module):
         """Map a foreign checkpoint's ``state`` onto this model's keys: ``(state, keys allowed to stay fresh)``;
         notes go into ``report`` (a ``LoadReport``: ``dropped``, ``layout``, ``messages``). Default: as is."""
         return state, set()
+
+    def num_decay_layers(self) -> int:
+        """How many stacked blocks layer-wise lr decay counts (``optim.layer_decay``). Default 0: no layers, every
+        parameter at the top (decay scale 1)."""
+        return 0
+
+    def decay_layer(self, name: str) -> int:
+        """The layer of parameter ``name`` for layer-wise lr decay: 0 the input embedding, 1..L the blocks,
+        L + 1 (L = ``num_decay_layers()``) the rest; its lr is scaled by ``layer_decay ** (L + 1 - layer)``."""
+        return self.num_decay_layers() + 1
 
     def _init_au_head(self, au_head: bool) -> None:
         self.au_head = nn.Linear(self.num_features, len(AUS)) if au_head else None

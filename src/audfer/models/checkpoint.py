@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
-from .base import DFERModel
+from audfer.errors import CheckpointError
+from audfer.models.base import DFERModel
 
 _NESTING = ("state_dict", "model", "module", "model_state", "model_state_dict", "net")
 

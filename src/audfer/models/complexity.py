@@ -2,7 +2,7 @@
 
 ``FlopCounterMode`` counts convolutions, matmuls and attention but not ``nn.LSTM``; the LSTM's
 MACs are added analytically (4 gates x hidden x (input + hidden) per step, per direction, per layer).
-The paper's Table 2 "FLOPs" are listed beside ours with what they really counted (reference §3).
+The paper's Table 2 "FLOPs" are listed beside ours with what they really counted (reference §3). ``cost_table`` is ``audfer models``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from .base import DFERModel
+from audfer.models.base import DFERModel
+from audfer.models.registry import create_model, list_models, model_entry
 
 
 def lstm_macs(lstm: nn.LSTM, steps: int, batch: int = 1) -> int:
@@ -54,3 +55,28 @@ def clip_macs(model: DFERModel, *, with_au_head: bool = True) -> int:
             steps = getattr(model, "bag_size", spec.frames)
             macs += lstm_macs(m, steps)
     return int(macs)
+
+
+def cost_table(names: list[str] | None = None) -> list[str]:
+    """``audfer models``: one line per model (parameters and GMACs per clip without / with the AU head, the AU
+    head's share, and what the paper's Table 2 says, as the model's file declares it), then its input spec."""
+    names = names or [n for n in list_models() if model_entry(n).official]
+    for n in names:
+        model_entry(n)  # unknown name -> clear error before any work
+    lines = [
+        f"{'model':18s} {'params':>12s} {'+AU head':>12s} {'GMACs':>8s} {'+AU head':>9s} {'AU cost':>9s}  paper Table 2"
+    ]
+    for n in names:
+        m = create_model(n)
+        p0, p1 = count_parameters(m, au_head=False), count_parameters(m)
+        g0, g1 = clip_macs(m, with_au_head=False), clip_macs(m)
+        paper = type(m).paper_table2 if model_entry(n).official else None
+        note = f"{paper[0]:.2f} G ({paper[1]})" if paper else "-"
+        lines.append(
+            f"{n:18s} {p0:>12,d} {p1:>12,d} {g0 / 1e9:>8.2f} {g1 / 1e9:>9.2f} {100 * (g1 - g0) / g0:>8.4f}%  {note}"
+        )
+        lines.append(f"{'':18s} input: {m.input_spec.describe()}; {model_entry(n).description}")
+    others = [m for m in list_models() if m not in names]
+    if others:
+        lines.append(f"also registered: {', '.join(others)}")
+    return lines

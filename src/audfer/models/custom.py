@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .base import DFERModel, InputSpec
+from audfer.errors import ConfigError
+from audfer.models.base import DFERModel, InputSpec
 
 #: What a backbone without ``input_spec`` is fed (M3DFEL / Former-DFER convention, reference README §3).
 DEFAULT_SPEC = InputSpec(16, 112)

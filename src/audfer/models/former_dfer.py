@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbones import init_resnet, resnet_stage
-from .base import DFERModel, InputSpec
-from .registry import register_model
-from .transformer import Transformer
+from audfer.models.backbones import init_resnet, resnet_stage
+from audfer.models.base import DFERModel, InputSpec
+from audfer.models.registry import register_model
+from audfer.models.transformer import Transformer
 
 
 class SFormer(nn.Module):

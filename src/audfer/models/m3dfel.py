@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .backbones import init_resnet, r3d18_features
-from .base import DFERModel, InputSpec
-from .registry import register_model
+from audfer.errors import ConfigError
+from audfer.models.backbones import init_resnet, r3d18_features
+from audfer.models.base import DFERModel, InputSpec
+from audfer.models.registry import register_model
 
 
 class DMIN(nn.Module):

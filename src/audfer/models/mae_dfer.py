@@ -13,15 +13,16 @@ the region tokens (512). Expects 16 frames x 160 x 160 RGB, ImageNet mean/std.
 from __future__ import annotations
 
 import math
+import re
 from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .base import IMAGENET_MEAN, IMAGENET_STD, DFERModel, InputSpec
-from .registry import register_model
+from audfer.errors import ConfigError
+from audfer.models.base import IMAGENET_MEAN, IMAGENET_STD, DFERModel, InputSpec
+from audfer.models.registry import register_model
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -215,6 +216,20 @@ class MAEDFER(DFERModel):
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+    def num_decay_layers(self) -> int:
+        """The LGI-Former blocks."""
+        return len(self.blocks)
+
+    def decay_layer(self, name: str) -> int:
+        """As sunlicai/MAE-DFER ``optim_factory.py`` (``get_num_layer_for_vit``): ``blocks.i`` is layer i + 1, the patch
+        and position embeddings layer 0, everything else (region tokens, norm, heads) the top."""
+        found = re.match(r"blocks\.(\d+)\.", name)
+        if found:
+            return int(found.group(1)) + 1
+        if name.startswith(("patch_embed", "pos_embed", "cls_token")):
+            return 0
+        return len(self.blocks) + 1
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
-from .base import DFERModel
+from audfer.errors import ConfigError
+from audfer.models.base import DFERModel
+from audfer.models.custom import build_custom, import_factory, is_custom_name
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,6 @@ def list_models() -> list[str]:
 
 def model_entry(name: str) -> ModelEntry:
     """The registered model ``name``, or a user's factory ``package.module:factory`` (``audfer.models.custom``)."""
-    from .custom import build_custom, import_factory, is_custom_name
 
     if is_custom_name(name):
         factory = import_factory(name)  # an error now, naming the module, not at the first batch
@@ -69,8 +69,6 @@ def size_options(name: str) -> dict[str, Any] | None:
     parameters and the registered defaults; for a user's backbone factory, the factory's own parameters); None
     when the builder takes any keyword (``**kwargs``)."""
     import inspect
-
-    from .custom import import_factory, is_custom_name
 
     entry = model_entry(name)
     builder = entry.builder

@@ -5,6 +5,6 @@ and what OpenFace would write for them; ``openface_writer`` writes OpenFace CSVs
 ``dataset`` renders a whole dataset in DFEW's layout (``generate``, ``SynthConfig``).
 """
 
-from .dataset import SynthConfig, generate, render_clip, synth_settings_differ
+from audfer.synth.dataset import SynthConfig, generate, render_clip, synth_settings_differ
 
 __all__ = ["SynthConfig", "generate", "render_clip", "synth_settings_differ"]

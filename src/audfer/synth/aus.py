@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from ..knowledge import paper_knowledge
-from ..vocab import AUS, EXPRESSIONS, INTENSITY_COLUMNS, PRESENCE_COLUMNS
+from audfer.method.knowledge import paper_knowledge
+from audfer.vocab import AUS, EXPRESSIONS, INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 #: DFEW's class distribution over its 11,697 single-labelled clips (5-fold split files).
 DFEW_CLASS_COUNTS = (2445, 1894, 2669, 2173, 1469, 145, 902)

@@ -36,11 +36,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigError
-from ..hints import Log
-from ..vocab import AUS, EXPRESSIONS
-from .aus import ClipAUs, noisy_labels, openface_frames, sample_clip_aus, sample_labels
-from .renderer import camera, head_motion, random_identity, render_frame
+from audfer.data.datasets import read_frames
+from audfer.errors import ConfigError
+from audfer.hints import Log
+from audfer.io import write_csv
+from audfer.method.knowledge import paper_knowledge
+from audfer.synth.aus import ClipAUs, noisy_labels, openface_frames, sample_clip_aus, sample_labels
+from audfer.synth.openface_writer import render_openface_csv
+from audfer.synth.renderer import camera, head_motion, random_identity, render_frame
+from audfer.vocab import AUS, EXPRESSIONS
 
 FOLDS = 5
 
@@ -106,8 +110,6 @@ def render_clip(cfg: SynthConfig, index: int, identity: int, label: int) -> tupl
 def _write_chunk(args) -> list[tuple[int, list[int]]]:
     import cv2
 
-    from .openface_writer import render_openface_csv
-
     cfg, tmp, rows = args
     tmp = Path(tmp)
     out = []
@@ -144,8 +146,6 @@ def generate(
     log: Log | None = None,
 ) -> Path:
     """Render the synthetic dataset into ``out`` (see the module doc for the layout); returns ``out``."""
-    from ..io import write_csv
-    from ..knowledge import paper_knowledge
 
     cfg.check()
     out = Path(out)
@@ -257,8 +257,6 @@ def _write_splits(root: Path, plan: pl.DataFrame) -> None:
 def write_preview(root: Path, cfg: SynthConfig, plan: pl.DataFrame, *, per_class: int = 3, steps: int = 4) -> Path:
     """``preview.png``: for each expression, ``per_class`` clips (true label) at ``steps`` time points."""
     import cv2
-
-    from ..data.datasets import read_frames
 
     tiles = []
     pick = np.linspace(0, cfg.frames - 1, steps).round().astype(int)

@@ -20,9 +20,9 @@ import os
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigError
-from ..io import atomic_path
-from ..vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
+from audfer.errors import ConfigError
+from audfer.io import atomic_path
+from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 STYLES = ("2.2", "plain", "windows", "legacy", "aus", "img")
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..vocab import AUS
+from audfer.vocab import AUS
 
 _SHIFT = 4
 _ONE = 1 << _SHIFT

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import AudferError
-from .io import atomic_path
-from .models.base import DFERModel
+from audfer.errors import AudferError
+from audfer.io import atomic_path
+from audfer.models.base import DFERModel
 
 
 class _Heads(nn.Module):
@@ -69,3 +69,19 @@ def onnx_parity(model: DFERModel, path: str | Path, *, batch: int = 2, seed: int
     got = sess.run(None, {"clips": x.numpy()})
     names = [o.name for o in sess.get_outputs()]
     return {n: float(np.abs(g - r.numpy()).max()) for n, g, r in zip(names, got, ref)}
+
+
+#: The largest onnxruntime-vs-PyTorch difference an export may show (per output, on a random batch).
+ONNX_TOLERANCE = 1e-4
+
+
+def export_checked(
+    model: DFERModel, path: str | Path, *, opset: int = 17, tolerance: float = ONNX_TOLERANCE
+) -> dict[str, float]:
+    """``export_onnx`` then ``onnx_parity``: the per-output differences, or ``AudferError`` when one exceeds
+    ``tolerance`` (the file is kept for inspection)."""
+    export_onnx(model, path, opset=opset)
+    diff = onnx_parity(model, path)
+    if max(diff.values()) > tolerance:
+        raise AudferError(f"{path}: ONNX output differs from PyTorch by {max(diff.values()):.2e} (> {tolerance:g})")
+    return diff

@@ -13,7 +13,7 @@ the 18 AUs, mean over clips) and is 18x the default. Eq. 5's ``log(5p)`` differs
 Soft labels (mixup/cutmix/label smoothing as a distribution ``y`` over classes) use
 ``K_row = Σ_c y_c K_c`` and ``pw_row = Σ_c y_c PW_c``; ``mix_batch_targets`` mixes the AU targets
 and masks with the same coefficients as the clips. Unknown labels add no AU loss: ``au_mask`` is per clip
-(B,) or per element (B, 18) (an AU the clip's AU tool does not measure, ``audfer.au_sources``), and NaN
+(B,) or per element (B, 18) (an AU the clip's AU tool does not measure, ``audfer.au.sources``), and NaN
 targets are unknown too. The mean is over the known (clip, AU) elements (``sum_aus``: over clips with at
 least one known AU); an all-masked batch gives an AU loss of 0.
 """
@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
-from .vocab import AUS, EXPRESSIONS
+from audfer.errors import ConfigError
+from audfer.vocab import AUS, EXPRESSIONS
 
 __all__ = ["AULoss", "AUDFERLoss", "AUDFERLossOutput", "mix_batch_targets", "element_mask"]
 

@@ -4,7 +4,7 @@ Per dataset: M[e, a] = median of the AU intensity ``AUa_r`` over the kept frames
 labelled e (17 AUs); K = sigmoid(M - (max M + min M) / 2); the AU28 column (OpenFace has no AU28
 intensity) is the mean of all other entries of K, after the sigmoid (``knowledge_from_medians``).
 Across datasets: C = sigmoid(sum_d K_d - S), S = 2.5 for the paper's four datasets. AUs an AU tool does
-not measure (``audfer.au_sources``) are null in the frames table: their K column is marked unmeasured
+not measure (``audfer.au.sources``) are null in the frames table: their K column is marked unmeasured
 (``KnowledgeResult.measured``) and filled like AU28, and ``combine_knowledge`` combines each AU over the
 sources that measured it.
 
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .errors import InputError
-from .io import expression_table
-from .vocab import AUS, AUS_INTENSITY, EXPRESSIONS, INTENSITY_COLUMNS
+from audfer.errors import InputError
+from audfer.io import expression_table
+from audfer.vocab import AUS, AUS_INTENSITY, EXPRESSIONS, INTENSITY_COLUMNS
 
 __all__ = [
     "extract_knowledge",
@@ -72,7 +72,7 @@ def knowledge_with_unmeasured(medians: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """Medians (7 x 17, or 7 x 18 with NaN columns for AUs no kept frame measured) -> (M, K, measured), K =
     sigmoid(M - (max M + min M) / 2) over the measured AUs; ``measured`` (18,) marks them.
 
-    An unmeasured AU (always AU28, plus whatever the AU tool lacks, ``audfer.au_sources``) gets one constant: the mean of the other 7 x 17 entries of K, taken
+    An unmeasured AU (always AU28, plus whatever the AU tool lacks, ``audfer.au.sources``) gets one constant: the mean of the other 7 x 17 entries of K, taken
     *after* this dataset's sigmoid. That is the rule the shipped matrix follows: combined over datasets
     (``combine_knowledge``, a sum before the outer sigmoid), it makes the final AU28 equal to the mean of
     all other entries in pre-sigmoid space, which the shipped matrix satisfies to 6e-12 (a mean of the

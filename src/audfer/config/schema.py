@@ -16,238 +16,32 @@ way down; ``to_dict`` gives the plain YAML form back (``config.yaml`` of a run, 
 
 from __future__ import annotations
 
-import math
-import textwrap
 from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .data.sampling import SAMPLERS
-from .errors import ConfigError
-from .labels import STRATEGIES
-
-# ----------------------------------------------------------------------------------------------- value checks
-
-
-class Check:
-    """What a value may be: ``ok(value)`` and the words for it (``want``); ``choices`` when it is a closed set."""
-
-    want = "any value"
-    choices: tuple[Any, ...] | None = None
-
-    def ok(self, value: Any) -> bool:  # pragma: no cover - every subclass overrides
-        """Whether ``value`` is allowed."""
-        return True
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-class Num(Check):
-    """A number (never a bool or text) in a range; ``integer``: an int; ``none``: null allowed."""
-
-    def __init__(
-        self,
-        lo: float | None = None,
-        hi: float | None = None,
-        *,
-        integer: bool = False,
-        lo_open: bool = False,
-        hi_open: bool = False,
-        none: bool = False,
-    ) -> None:
-        self.lo, self.hi, self.integer, self.lo_open, self.hi_open, self.none = lo, hi, integer, lo_open, hi_open, none
-        parts = [f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None else []
-        parts += [f"{'<' if hi_open else '<='} {hi:g}"] if hi is not None else []
-        noun = "an integer" if integer else "a number"
-        self.want = noun + (" " + " and ".join(parts) if parts else "") + (" or null" if none else "")
-
-    def ok(self, v: Any) -> bool:
-        if v is None:
-            return self.none
-        if not _number(v) or (self.integer and not isinstance(v, int)):
-            return False
-        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
-            return False
-        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
-
-
-class Choice(Check):
-    """One of a closed set (``True``/``False`` never stand in for ``1``/``0`` or the reverse). ``registry``: a
-    mapping whose keys are the set, read at each check (``SAMPLERS``: a sampler registered later is a choice)."""
-
-    def __init__(self, *values: Any, none: bool = False, registry: Mapping[str, Any] | None = None) -> None:
-        self._values, self.registry, self.none = values, registry, none
-
-    @property
-    def choices(self) -> tuple[Any, ...]:  # type: ignore[override]
-        """The allowed values (a registry's keys when one is given, read now)."""
-        return tuple(self.registry) if self.registry is not None else self._values
-
-    @property
-    def want(self) -> str:  # type: ignore[override]
-        """What is allowed, in words."""
-        return "one of " + ", ".join(map(str, self.choices)) + (" or null" if self.none else "")
-
-    def ok(self, v: Any) -> bool:
-        if v is None:
-            return self.none
-        return any(v == c and isinstance(v, bool) == isinstance(c, bool) for c in self.choices)
-
-
-class Flag(Check):
-    """true or false (never 0/1 or text)."""
-
-    want = "true or false"
-
-    def ok(self, v: Any) -> bool:
-        return isinstance(v, bool)
-
-
-class Text(Check):
-    """A non-empty text value; ``presets``: named values with a meaning (the rest is a path or a name)."""
-
-    def __init__(self, *, none: bool = True, presets: tuple[str, ...] = (), what: str = "a text value") -> None:
-        self.none, self.presets = none, presets
-        self.want = what + (" or null" if none else "")
-
-    def ok(self, v: Any) -> bool:
-        return (v is None and self.none) or (isinstance(v, str) and v.strip() != "")
-
-
-class Pair(Check):
-    """Two numbers ``[a, b]`` in a range; ``ordered``: a <= b."""
-
-    def __init__(self, lo: float, hi: float, *, hi_open: bool = False, ordered: bool = True) -> None:
-        self.item, self.ordered = Num(lo, hi, hi_open=hi_open), ordered
-        self.want = (
-            f"two numbers [a, b] with {lo:g} <= a <= b <= {hi:g}"
-            if ordered
-            else f"two numbers in [{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        )
-
-    def ok(self, v: Any) -> bool:
-        return (
-            isinstance(v, (list, tuple))
-            and len(v) == 2
-            and all(self.item.ok(x) for x in v)
-            and (not self.ordered or v[0] <= v[1])
-        )
-
-
-class Items(Check):
-    """A list of values each passing ``item`` (``subset``: without repeats), or null when ``none``."""
-
-    def __init__(self, item: Check, *, none: bool = True, min_len: int = 0, what: str = "") -> None:
-        self.item, self.none, self.min_len = item, none, min_len
-        self.choices = item.choices
-        self.want = what or f"a list of {item.want.replace('one of', 'values among')}" + (" or null" if none else "")
-
-    def ok(self, v: Any) -> bool:
-        if v is None:
-            return self.none
-        return isinstance(v, (list, tuple)) and len(v) >= self.min_len and all(self.item.ok(x) for x in v)
-
-
-class AnyOf(Check):
-    """Passes when one of ``checks`` does."""
-
-    def __init__(self, *checks: Check, what: str) -> None:
-        self.checks, self.want = checks, what
-
-    def ok(self, v: Any) -> bool:
-        return any(c.ok(v) for c in self.checks)
-
-
-class Kwargs(Check):
-    """A mapping of option names to values (``model.kwargs``; its keys and values are checked against the model by ``check_model``)."""
-
-    want = "a mapping of size options (name: value)"
-
-    def ok(self, v: Any) -> bool:
-        return isinstance(v, Mapping) and all(isinstance(k, str) for k in v)
-
-
-# ----------------------------------------------------------------------------------------------- frozen values
-
-
-class FrozenMap(Mapping[str, Any]):
-    """A read-only mapping (``model.kwargs``): reads like a dict, cannot be changed, pickles."""
-
-    __slots__ = ("_data",)
-    _data: dict[str, Any]
-
-    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        object.__setattr__(self, "_data", {k: _freeze(v) for k, v in (data or {}).items()})
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted((k, repr(v)) for k, v in self._data.items())))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
-
-    def __repr__(self) -> str:
-        return f"FrozenMap({self._data!r})"
-
-    def __reduce__(self) -> tuple[type[FrozenMap], tuple[Any]]:
-        return FrozenMap, (_thaw(self),)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("FrozenMap is read-only")
-
-
-def _freeze(v: Any) -> Any:
-    if isinstance(v, list | tuple):
-        return tuple(_freeze(x) for x in v)
-    if isinstance(v, Mapping) and not isinstance(v, FrozenMap):
-        return FrozenMap(v)
-    return v
-
-
-def _thaw(v: Any) -> Any:
-    """The plain YAML form: tuples -> lists, mappings -> dicts."""
-    if isinstance(v, list | tuple):
-        return [_thaw(x) for x in v]
-    if isinstance(v, Mapping):
-        return {k: _thaw(x) for k, x in v.items()}
-    return v
-
-
-def opt(default: Any, doc: str, check: Check, *, incidental: str | None = None) -> Any:
-    """A declared option: its default, its meaning (one line of the docs) and what it may be. ``incidental``: the
-    option does not change a run's result, and this says how far and which test pins it; every other option
-    does (a resumed run with one changed needs ``--accept-changes``)."""
-    meta = {"doc": doc, "check": check, "incidental": incidental}
-    if isinstance(default, dict):
-        return field(default_factory=lambda: FrozenMap(default), metadata=meta)
-    return field(default=_freeze(default), metadata=meta)
-
-
-#: Where each value of the config being built came from (``Config.from_dict`` sets it for the checks it runs).
-_SOURCES: ContextVar[Mapping[str, str] | None] = ContextVar("config_sources", default=None)
-
-
-def _where(sources: Mapping[str, str] | None, dotted: str) -> str:
-    sources = sources if sources is not None else _SOURCES.get()
-    return f" (from {sources[dotted]})" if sources and dotted in sources else ""
-
-
-def check_value(dotted: str, value: Any, check: Check, sources: Mapping[str, str] | None = None) -> None:
-    """``ConfigError`` naming key, value, source and what is allowed, unless ``check`` accepts ``value``."""
-    if not check.ok(value):
-        raise ConfigError(f"config: {dotted} = {_thaw(value)!r}{_where(sources, dotted)}; expected {check.want}")
+from audfer.config.checks import (
+    VALUE_SOURCES,
+    AnyOf,
+    Check,
+    Choice,
+    Flag,
+    Items,
+    Kwargs,
+    Num,
+    Pair,
+    Text,
+    check_value,
+    freeze,
+    is_number,
+    opt,
+    source_note,
+    thaw,
+)
+from audfer.data.sampling import SAMPLERS
+from audfer.errors import ConfigError
+from audfer.method.labels import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -258,13 +52,13 @@ class _Section:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = _freeze(getattr(self, f.name))
+            value = freeze(getattr(self, f.name))
             object.__setattr__(self, f.name, value)
             check_value(f"{self.section}.{f.name}", value, f.metadata["check"])
 
     def to_dict(self) -> dict[str, Any]:
         """The section's plain YAML form."""
-        return {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: thaw(getattr(self, f.name)) for f in fields(self)}
 
 
 def _same_kind(value: Any, default: Any) -> bool:
@@ -276,7 +70,7 @@ def _same_kind(value: Any, default: Any) -> bool:
     if isinstance(default, int):
         return isinstance(value, int)
     if isinstance(default, float):
-        return _number(value)
+        return is_number(value)
     if isinstance(default, tuple):
         return (
             isinstance(value, (list, tuple))
@@ -289,16 +83,16 @@ def _same_kind(value: Any, default: Any) -> bool:
 def check_model(name: str, kwargs: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> None:
     """``model.name`` is a registered model or an importable ``package.module:factory``, and each
     ``model.kwargs`` entry is one of its size options with a value of the default's kind (errors name the key)."""
-    from .models.registry import model_entry, size_options
+    from audfer.models.registry import model_entry, size_options
 
     try:
         model_entry(name)
         options = size_options(name)
     except ConfigError as exc:
-        raise ConfigError(f"config: model.name = {name!r}{_where(sources, 'model.name')}; {exc}") from None
+        raise ConfigError(f"config: model.name = {name!r}{source_note(sources, 'model.name')}; {exc}") from None
     if options is None:
         return
-    where = _where(sources, "model.kwargs")
+    where = source_note(sources, "model.kwargs")
     for key, value in kwargs.items():
         if key not in options:
             raise ConfigError(
@@ -307,8 +101,8 @@ def check_model(name: str, kwargs: Mapping[str, Any], sources: Mapping[str, str]
             )
         if not _same_kind(value, options[key]):
             raise ConfigError(
-                f"config: model.kwargs.{key} = {_thaw(value)!r}{where}; expected a value like its default "
-                f"{_thaw(options[key])!r}"
+                f"config: model.kwargs.{key} = {thaw(value)!r}{where}; expected a value like its default "
+                f"{thaw(options[key])!r}"
             )
 
 
@@ -484,7 +278,7 @@ class DataOptions(_Section):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.randaugment is not None:
-            from .data.transforms import parse_randaugment
+            from audfer.data.transforms import parse_randaugment
 
             try:
                 parse_randaugment(self.randaugment)
@@ -669,7 +463,7 @@ class Config:
         if d.au_mapping and d.au_source not in ("auto", "table"):
             raise ConfigError(f"config: data.au_mapping is for data.au_source=table, not {d.au_source!r}")
         if "m3dfel-16f" not in d.reproduce_bugs and (d.frames or "").rstrip("/").endswith("_16f"):
-            from .models.registry import model_entry
+            from audfer.models.registry import model_entry
 
             sampling = d.sampling or getattr(model_entry(self.model.name).builder, "sampling", "uniform")
             if sampling == "m3dfel":
@@ -719,12 +513,12 @@ class Config:
                     f"config: unknown option '{key}.{sorted(unknown)[0]}'; expected one of "
                     f"{', '.join(f.name for f in fields(kind))}"
                 )
-        token = _SOURCES.set(sources)  # the checks on construction name each value's source
+        token = VALUE_SOURCES.set(sources)  # the checks on construction name each value's source
         try:
             sections: dict[str, Any] = {key: kind(**(data.get(key) or {})) for key, kind in cls.SECTIONS.items()}
             return cls(name=data.get("name"), follows=data.get("follows"), out=data.get("out"), **sections)
         finally:
-            _SOURCES.reset(token)
+            VALUE_SOURCES.reset(token)
 
 
 def _top_check(key: str) -> Check:
@@ -758,9 +552,9 @@ def declared() -> Iterator[tuple[str, Any, str, Check]]:
         if f.name in Config.SECTIONS:
             kind = Config.SECTIONS[f.name]
             for g in fields(kind):
-                yield f"{f.name}.{g.name}", _thaw(_default(g)), g.metadata["doc"], g.metadata["check"]
+                yield f"{f.name}.{g.name}", thaw(_default(g)), g.metadata["doc"], g.metadata["check"]
         else:
-            yield f.name, _thaw(_default(f)), f.metadata["doc"], f.metadata["check"]
+            yield f.name, thaw(_default(f)), f.metadata["doc"], f.metadata["check"]
 
 
 def check_of(dotted: str) -> Check:
@@ -775,60 +569,3 @@ def choices_of(dotted: str) -> tuple[Any, ...]:
     """The declared choices of a closed-set option (``au.strategy`` -> none, global, distinct, minor)."""
     check = check_of(dotted)
     return tuple(check.choices or ()) or tuple(getattr(check, "presets", ()))
-
-
-def _yaml_value(v: Any) -> str:
-    import yaml
-
-    return yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
-
-
-def defaults_yaml() -> str:
-    """Every option with its default and meaning, as the commented YAML a config file is written in."""
-    lines = [
-        "# audfer experiment options: every key, its default and what it means (`audfer config`).",
-        "# An experiment config sets only what differs (and may name a parent with `base: <config>`);",
-        "# `audfer train CONFIG key=value ...` overrides any key on the command line (dotted key, YAML value).",
-        "",
-    ]
-    section = None
-    incidental = incidental_options()
-    for dotted, default, doc, _ in declared():
-        head, _, leaf = dotted.rpartition(".")
-        if head and head != section:
-            lines += ["", f"{head}:"]
-            section = head
-        indent = "  " if head else ""
-        text = f"{indent}{leaf}: {_yaml_value(default)}"
-        note = " (does not change the result)" if dotted in incidental else ""
-        wrapped = textwrap.wrap(doc + note, 116 - max(len(text), 28)) or [""]
-        lines.append(f"{text:<30s}# {wrapped[0]}")
-        lines += [f"{'':<30s}# {w}" for w in wrapped[1:]]
-    return "\n".join(lines) + "\n"
-
-
-def reference_markdown() -> str:
-    """``docs/config.md``: one table per section, rendered from the declarations."""
-    lines = [
-        "# Config reference",
-        "",
-        "Every option of an experiment config, rendered from `audfer/options.py` (do not edit by hand: "
-        "`audfer config --markdown > docs/config.md`). A config file sets what differs from these defaults and may "
-        "name a parent with `base:`; `audfer train CONFIG key=value ...` overrides any key (dotted key, YAML value). "
-        "A key that is not here, or a value that is not allowed, is an error naming the key, the value and where it "
-        "came from.",
-        "",
-    ]
-    section = None
-    incidental = incidental_options()
-    for dotted, default, doc, check in declared():
-        head = dotted.rpartition(".")[0] or "(top level)"
-        if head != section:
-            blurb = (Config.SECTIONS[head].__doc__ or "").strip() if head in Config.SECTIONS else "Run identity."
-            lines += ["", f"## {head}", "", blurb, "", "| key | default | allowed | meaning |", "|---|---|---|---|"]
-            section = head
-        why = incidental.get(dotted)
-        meaning = doc + (f". *Does not change the result:* {why}" if why else "")
-        cells = [f"`{dotted}`", f"`{_yaml_value(default)}`", check.want, meaning]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .hints import PathLike
-from .io import atomic_path
-from .vocab import AUS, EXPRESSIONS
+from audfer.hints import PathLike
+from audfer.io import atomic_path
+from audfer.vocab import AUS, EXPRESSIONS
 
 
 def _pyplot():

@@ -4,7 +4,7 @@ Paper §3.1 and Eq. 4 need per-frame AUs of every clip: an intensity per AU (the
 presence per AU (the video-level label). OpenFace 2.2 gives both; other tools give other AU sets as
 other quantities. This module is the one place that says, per tool, which OpenFace AU each column is
 and what it measures (``MAPPINGS``, rendered for the docs by ``mapping_markdown``), and reads each
-tool's file into the canonical frames table of ``audfer.openface.read_openface`` (``frame`` 1-based,
+tool's file into the canonical frames table of ``audfer.au.openface.read_openface`` (``frame`` 1-based,
 ``timestamp``, ``confidence``, ``success``, ``face_id``, 17 ``AUxx_r``, 18 ``AUxx_c``).
 
 **Unknown is not absent.** An AU a tool does not measure is *null* in the canonical table, never 0:
@@ -37,8 +37,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .errors import AudferError, InputError
-from .vocab import AUS, AUS_INTENSITY, INTENSITY_COLUMNS, PRESENCE_COLUMNS
+from audfer.au.openface import read_openface
+from audfer.errors import AudferError, InputError
+from audfer.io import check_text_file, one_line, order_frames, read_yaml
+from audfer.vocab import AUS, AUS_INTENSITY, INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 __all__ = [
     "SOURCES",
@@ -263,8 +265,6 @@ def detect_source(path: str | os.PathLike, header: list[str] | None = None) -> s
         return "pyfeat"
     if any(_LIBREFACE_COLUMN.match(c) for c in have):
         return "libreface"
-    from .io import check_text_file, one_line
-
     check_text_file(path, "an AU CSV (a binary file in the AU folder?)")  # a binary file: say so, not its bytes
     shown = one_line(", ".join(names[:8]) + (", ..." if len(names) > 8 else ""), 120)
     raise InputError(
@@ -290,8 +290,6 @@ def read_mapping_file(path: str | os.PathLike) -> AUMapping:
       - {column: smile_p, au: AU12, kind: probability}
       - {column: blink, au: AU45, kind: presence}
     """
-    from .io import read_yaml
-
     path = Path(path)
     data = read_yaml(path, "an AU mapping file (YAML)", InputError)
     if not isinstance(data, dict) or not isinstance(data.get("aus"), list) or not data["aus"]:
@@ -404,8 +402,6 @@ def _frame_numbers(path: Path, df: pl.DataFrame, mapping: AUMapping) -> np.ndarr
         distinct = list(dict.fromkeys(inputs))
         frames_vary = mapping.frame in df.columns and df[mapping.frame].n_unique() > 1
         if len(distinct) > 1 and not frames_vary:  # py-feat run on a folder of frame images: order by their names
-            from .data.datasets import order_frames
-
             order = order_frames([Path(str(p)) for p in distinct], path)
             rank = {str(p): i + 1 for i, p in enumerate(order)}
             return np.array([rank[str(Path(str(p)))] for p in inputs], np.int64)
@@ -450,8 +446,6 @@ def read_au_file(
     if source == "auto":
         source = "table" if mapping is not None else detect_source(path)
     if source == "openface":
-        from .openface import read_openface
-
         return read_openface(path, face_id=face_id, strict=strict), "openface"
     if source == "table":
         if mapping is None:

@@ -19,19 +19,17 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
-from ..io import read_yaml
-from ..options import Config, choices_of, defaults_yaml, reference_markdown
+from audfer.config.schema import Config, choices_of
+from audfer.errors import ConfigError
+from audfer.io import read_yaml
 
 __all__ = [
     "Config",
     "apply_overrides",
     "choices_of",
     "defaults",
-    "defaults_yaml",
     "dump_config",
     "load_config",
-    "reference_markdown",
     "shipped_configs",
     "with_defaults",
     "with_values",

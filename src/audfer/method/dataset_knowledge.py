@@ -2,8 +2,8 @@
 
 ``knowledge_for_dataset`` reads a dataset's OpenFace folder and its own label files
 (``audfer.data.annotations``), keeps the frames §3.1 keeps and returns K with counts of what was
-used and dropped. ``knowledge_from_config`` runs several datasets and combines them
-(C = sigmoid(ΣK_d − S)), writing each K, the combined K and its Fig. 4 heatmap.
+used and dropped. ``parse_knowledge_config`` checks a config listing several datasets; ``audfer.tasks.prepare``
+runs them, combines them (C = sigmoid(ΣK_d − S)) and writes each K with its provenance.
 """
 
 from __future__ import annotations
@@ -15,14 +15,21 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .data.annotations import affwild2_frame_labels, clip_key, dfew_labels, ferv39k_labels, mafw_labels, ravdess_labels
-from .errors import AudferError, InputError
-from .hints import Log
-from .io import expression_table, read_clip_labels, read_csv_table, write_csv
-from .knowledge import DEFAULT_SHIFT, KnowledgeResult, combine_knowledge, extract_knowledge
-from .openface import read_au_dir
-from .provenance import write_provenance
-from .vocab import AUS
+from audfer.au.folder import read_au_dir
+from audfer.au.sources import SOURCES, read_mapping_file
+from audfer.data.annotations import (
+    affwild2_frame_labels,
+    clip_key,
+    dfew_labels,
+    ferv39k_labels,
+    mafw_labels,
+    ravdess_labels,
+)
+from audfer.errors import AudferError, InputError
+from audfer.io import read_clip_labels, read_csv_table
+from audfer.method.knowledge import DEFAULT_SHIFT, ZERO_POLICIES, KnowledgeResult, extract_knowledge
+from audfer.provenance import read_provenance
+from audfer.vocab import AUS
 
 DATASETS = ("clips", "affwild2", "ravdess", "dfew", "ferv39k", "mafw")
 
@@ -51,7 +58,27 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
             raise InputError(f"unknown dataset {self.name!r}; expected one of {', '.join(DATASETS)}")
+        if self.mapping is not None and self.source not in ("auto", "table"):
+            raise InputError(f"an AU mapping (--mapping) is for source table, not {self.source}")
         self.label = self.label or self.name
+
+    @property
+    def split(self) -> str | None:
+        """Which of the dataset's official splits the labels come from: ``train`` (or ``all`` with ``include_test``)
+        for DFEW, FERV39k and MAFW; None for datasets without a test split here (clips, AffWild2, RAVDESS)."""
+        if self.name in ("dfew", "ferv39k", "mafw"):
+            return "all" if self.include_test else "train"
+        return None
+
+    @property
+    def used_fold(self) -> int | None:
+        """The fold whose split is used (DFEW and MAFW have five); None for the others."""
+        return self.fold if self.name in ("dfew", "mafw") else None
+
+    @property
+    def source_path(self) -> str:
+        """The label source in words: the labels file, the dataset root or the annotations folder."""
+        return str(self.labels or self.root or self.annotations or self.openface_dir)
 
 
 def _need(spec: DatasetSpec, attr: str, flag: str):
@@ -66,7 +93,6 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[Kno
 
     ``reader_options`` go to ``read_au_dir`` (face_id, strict, on_error, cache, cache_dir). The returned
     K's ``measured`` marks the AUs whose intensity the source(s) measured; the rest are filled (§3.1, AU28 rule)."""
-    from .au_sources import read_mapping_file
 
     mapping = read_mapping_file(spec.mapping) if spec.mapping is not None else None
     folder = read_au_dir(
@@ -77,7 +103,7 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[Kno
     if folder.skipped:
         counts["unreadable OpenFace CSVs skipped"] = len(folder.skipped)
     labels = None
-    split = "all" if spec.include_test else "train"
+    split = spec.split or "train"
     if spec.name == "clips":
         labels = read_clip_labels(_need(spec, "labels", "--labels clip_labels.csv"))
     elif spec.name == "dfew":
@@ -127,18 +153,10 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[Kno
     return result, counts
 
 
-def knowledge_provenance(result: KnowledgeResult) -> dict:
-    """The sidecar facts of a K: its AU source(s) and the K columns that are fills, not measurements."""
-    return {"au_source": result.au_source, "unmeasured_aus": result.unmeasured}
-
-
 def measured_from_sidecar(path: str | Path) -> np.ndarray | None:
     """(18,) bool measured mask of a K.csv from its provenance sidecar; None when it records none (then
     every column counts as measured, as in the paper's combination)."""
     import numpy as np
-
-    from .provenance import read_provenance
-    from .vocab import AUS
 
     record = read_provenance(path)
     if record is None or not isinstance(record.get("unmeasured_aus"), list):
@@ -178,8 +196,6 @@ def _check_config_values(config: dict) -> None:
 
 
 def _check_entry_values(i: int, entry: dict) -> None:
-    from .au_sources import SOURCES
-    from .knowledge import ZERO_POLICIES
 
     where = f"dataset {i}: "
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
@@ -234,18 +250,26 @@ def _checked_frame_probs(path, probs: pl.DataFrame) -> pl.DataFrame:
     return out.drop("_row")
 
 
-def knowledge_from_config(config: dict, *, base: Path = Path("."), log: Log = print) -> dict:
-    """Run every dataset of ``config`` and combine: keys ``datasets`` (list of DatasetSpec fields),
-    ``shift`` (number or ``auto``), ``out`` (combined K.csv), ``heatmap`` (PNG, optional).
-    Relative paths are taken relative to ``base`` (the config file's folder)."""
+@dataclass(frozen=True)
+class KnowledgeConfig:
+    """A checked knowledge config (``audfer knowledge --config``): the datasets, the shift S, where the combined K
+    and its heatmap go (paths resolved against the config's folder)."""
+
+    datasets: tuple[DatasetSpec, ...]
+    shift: float | str
+    out: Path
+    heatmap: Path | None
+
+
+def parse_knowledge_config(config: object, *, base: Path = Path(".")) -> KnowledgeConfig:
+    """Check a knowledge config's YAML: keys ``datasets`` (list of ``DatasetSpec`` fields), ``shift`` (number or
+    ``auto``), ``out`` (combined K.csv, default ``K.csv``), ``heatmap`` (PNG, optional). Relative paths are taken
+    relative to ``base`` (the config file's folder); an error names the dataset entry and key."""
     if not isinstance(config, dict) or not isinstance(config.get("datasets"), list) or not config["datasets"]:
         raise InputError("knowledge config needs a non-empty 'datasets' list")
     _check_config_values(config)
     allowed = {f.name for f in fields(DatasetSpec)}
-    out = base / str(config.get("out", "K.csv"))
-    matrices: list[np.ndarray] = []
-    results: dict[str, dict[str, Any]] = {}
-    measured: list[np.ndarray] = []
+    specs = []
     for i, entry in enumerate(config["datasets"], start=1):
         if not isinstance(entry, dict) or "name" not in entry:
             raise InputError(f"knowledge config: dataset {i} needs a 'name'")
@@ -261,44 +285,11 @@ def knowledge_from_config(config: dict, *, base: Path = Path("."), log: Log = pr
             )
             for k, v in entry.items()
         }
-        spec = DatasetSpec(**entry)
-        result, counts = knowledge_for_dataset(spec)
-        path = out.with_name(f"{out.stem}_{spec.label}{out.suffix}")
-        write_csv(result.table(), path)
-        write_provenance(
-            path, what="knowledge", clip_ids=result.clip_ids, dataset=spec.name, extra=knowledge_provenance(result)
-        )
-        log(
-            f"{spec.label}: "
-            + "; ".join(f"{k} {v}" for k, v in counts.items())
-            + f"; unmeasured K columns {', '.join(result.unmeasured)} -> {path}"
-        )
-        matrices.append(result.matrix)
-        measured.append(result.measured)
-        results[spec.label] = {"result": result, "counts": counts, "path": path}
-    shift = config.get("shift", DEFAULT_SHIFT)
-    combined = combine_knowledge(matrices, shift, measured)
-    write_csv(expression_table(combined), out)
-    never = [a for j, a in enumerate(AUS) if not any(bool(m[j]) for m in measured)]
-    write_provenance(
-        out,
-        what="knowledge",
-        clip_ids=sorted({c for r in results.values() for c in r["result"].clip_ids}),
-        dataset="+".join(results),
-        extra={"unmeasured_aus": never},
+        specs.append(DatasetSpec(**entry))
+    heatmap = config.get("heatmap")
+    return KnowledgeConfig(
+        tuple(specs),
+        config.get("shift", DEFAULT_SHIFT),
+        base / str(config.get("out", "K.csv")),
+        base / heatmap if heatmap else None,
     )
-    log(
-        f"combined {len(matrices)} dataset(s) with shift {shift} (per AU over the datasets that measured it; "
-        f"measured by none: {', '.join(never) or 'none'}) -> {out}"
-    )
-    if config.get("heatmap"):
-        from .reports import plot_knowledge
-
-        plot_knowledge(
-            combined,
-            base / str(config["heatmap"]),
-            title=f"AU-expression knowledge ({', '.join(results)})",
-            unmeasured=never,
-        )
-        log(f"heatmap -> {base / str(config['heatmap'])}")
-    return {"combined": combined, "datasets": results}

@@ -26,19 +26,27 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from .evaluation import MIN_SEEDS_FOR_A_CLAIM, format_difference, paired_differences
-from .hints import Log
-from .io import write_csv
-from .knowledge import extract_knowledge, paper_knowledge
-from .labels import STRATEGIES, pos_weights, video_au_labels
-from .openface import read_openface_dir
-from .provenance import write_provenance
-from .reports import plot_knowledge
-from .vocab import AUS, EXPRESSIONS
+from audfer.au.folder import read_openface_dir
+from audfer.config import load_config
+from audfer.data.annotations import dfew_labels
+from audfer.data.datasets import read_frames
+from audfer.errors import AudferError
+from audfer.evaluation.metrics import au_f1_table
+from audfer.evaluation.reports import plot_knowledge
+from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, ceilings, format_difference, paired_differences
+from audfer.hints import Log
+from audfer.io import write_csv
+from audfer.method.knowledge import extract_knowledge, paper_knowledge
+from audfer.method.labels import STRATEGIES, pos_weights, video_au_labels
+from audfer.predict.predictor import load_predictor, predict_videos
+from audfer.synth.aus import activation_probability
+from audfer.synth.dataset import SynthConfig, generate, render_clip, synth_settings_differ
+from audfer.tasks.artifacts import write_au_labels, write_knowledge, write_pos_weights
+from audfer.vocab import AUS, EXPRESSIONS
 
 #: What the default demo renders: small frames that the AUs still visibly move (``au_gain``: AU movements drawn 2x
-#: their renderer proportions; ``motion``: half the default head motion). 1,500 clips: with 1,000 the model
-#: fits its 795 training clips (training CE 0.6 by epoch 20) while test WAR stays at ~56 %; 1,500 lift it to ~59 %.
+#: their renderer proportions; ``motion``: half the default head motion); enough clips that the model does not just
+#: memorise its training fold (the README's demo section gives the measured figures).
 DEMO_SYNTH: dict = {"clips": 1500, "size": 48, "frames": 8, "au_gain": 2.0, "motion": 0.2}
 
 
@@ -61,69 +69,8 @@ class _Steps:
         self.log(f"[{k}/{self.n}] [{bar}] {done}/{total} {message}; ETA {eta:.0f}s ({self.elapsed():.0f}s)")
 
 
-def _war_uar(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    import torch
-
-    from .evaluation import war_uar
-
-    cm = np.zeros((len(EXPRESSIONS), len(EXPRESSIONS)), np.int64)
-    np.add.at(cm, (y, pred), 1)
-    war, uar = war_uar(torch.from_numpy(cm))
-    return float(war), float(uar)
-
-
-def ceilings(meta: pl.DataFrame, eq4: pl.DataFrame, fold: int, colour: np.ndarray | None = None) -> dict[str, dict]:
-    """Floor and ceilings on the test fold ``fold`` against its observed labels, each trained on the other folds.
-
-    ``majority``: the training fold's most frequent class, always. ``au_oracle_exact``: logistic regression
-    on the exact clip AU labels (``synth_meta.csv``). ``au_oracle_openface``: the same on the video AU
-    labels built from the OpenFace CSVs (Eq. 4; a clip without valid frames gets all zeros).
-    ``colour``: (clips, F) per-clip colour statistics, the same regression on them: what colour, lighting
-    and background alone give. Values are fractions; ``n`` = test clips."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    y = meta["label"].to_numpy().astype(np.int64)
-    test = meta["fold"].to_numpy() == fold
-    exact = meta.select(AUS).to_numpy().astype(np.float64)
-    joined = meta.select("clip_id").join(eq4.select("clip_id", *AUS), on="clip_id", how="left").select(AUS)
-    of = joined.fill_null(0).to_numpy().astype(np.float64)
-    counts = np.bincount(y[~test], minlength=len(EXPRESSIONS))
-    out: dict[str, dict] = {
-        "majority": dict(zip(("war", "uar"), _war_uar(np.full(test.sum(), counts.argmax()), y[test])))
-    }
-    feats = {"au_oracle_exact": exact, "au_oracle_openface": of}
-    if colour is not None:
-        feats["colour"] = StandardScaler().fit(colour[~test]).transform(colour)
-    for name, x in feats.items():
-        clf = LogisticRegression(max_iter=5000).fit(x[~test], y[~test])
-        out[name] = dict(zip(("war", "uar"), _war_uar(clf.predict(x[test]), y[test])))
-    for v in out.values():
-        v["n"] = int(test.sum())
-    return out
-
-
-def au_f1_table(au_probs: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float | None]:
-    """Per-AU F1 (%) of the AU head (probability >= 0.5) against 0/1 labels in ``truth`` (joined on ``clip_id``;
-    null labels are skipped; an AU with no positive and no predicted positive gets ``None``)."""
-    from sklearn.metrics import f1_score
-
-    both = au_probs.join(
-        truth.select("clip_id", *[pl.col(a).alias(f"{a}_true") for a in AUS]), on="clip_id", how="inner"
-    )
-    out: dict[str, float | None] = {}
-    for a in AUS:
-        pair = both.select(a, f"{a}_true").drop_nulls()
-        t, p = pair[f"{a}_true"].to_numpy().astype(int), (pair[a].to_numpy() >= 0.5).astype(int)
-        out[a] = (
-            None if len(t) == 0 or (t.sum() == 0 and p.sum() == 0) else float(100 * f1_score(t, p, zero_division=0))
-        )
-    return out
-
-
 def _colour_features(synth: Path, frames_dir: str, ids: list[str]) -> np.ndarray:
     """Per clip: mean and std of R, G, B over its first frame (background, skin, hair and lighting)."""
-    from .data.datasets import read_frames
 
     rows = []
     for cid in ids:
@@ -146,8 +93,6 @@ def render_videos(
     from dataclasses import replace
 
     import cv2
-
-    from .synth.dataset import SynthConfig, render_clip
 
     meta = json.loads((synth_dir / "synth.json").read_text())
     base = SynthConfig(**{k: v for k, v in meta.items() if k in SynthConfig.__dataclass_fields__})
@@ -193,10 +138,7 @@ def run_demo(
     core count."""
     import os
 
-    from .data.annotations import dfew_labels
-    from .engine import load_config
-    from .engine.experiments import run_ablation
-    from .synth.dataset import SynthConfig, generate, synth_settings_differ
+    from audfer.engine.experiments import run_ablation
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,38 +161,23 @@ def run_demo(
 
     folder = read_openface_dir(synth / "OpenFace")
     au = video_au_labels(folder.frames, folder.clips)
-    write_csv(au, out / "video_au_labels.csv")
-    write_provenance(
-        out / "video_au_labels.csv",
-        what="video AU labels",
-        clip_ids=au["clip_id"].to_list(),
-        source=str(synth / "OpenFace"),
-        extra={"au_source": folder.availability.as_dict()},
-    )
+    write_au_labels(au, out / "video_au_labels.csv", folder=folder, source=str(synth / "OpenFace"), dataset="synthetic")
     steps.done(2, f"video AU labels (Eq. 4) from {len(folder.clips)} OpenFace CSVs -> {out / 'video_au_labels.csv'}")
 
     train_labels = dfew_labels(synth, 1, "train")
     pws = {s: pos_weights(au, train_labels, s) for s in STRATEGIES}
     for s, pw in pws.items():
-        write_csv(pw.table(), out / f"pos_weights_{s}.csv")
-        write_provenance(
-            out / f"pos_weights_{s}.csv",
-            what="pos-weights",
-            clip_ids=pw.clip_ids,
-            dataset="synthetic",
-            fold=1,
-            split="train",
-            extra={"unknown_aus": pw.unknown_aus, "filled_cells": pw.filled},
+        write_pos_weights(
+            pw, out / f"pos_weights_{s}.csv", source=str(synth), dataset="synthetic", fold=1, split="train"
         )
     res = extract_knowledge(
         folder.frames.filter(pl.col("clip_id").is_in(train_labels["clip_id"].implode())), train_labels
     )
-    write_csv(res.table(), out / "K.csv")
-    write_provenance(out / "K.csv", what="knowledge", clip_ids=res.clip_ids, dataset="synthetic", fold=1, split="train")
+    res.au_source = {**folder.availability.as_dict(), "unmeasured_aus": res.unmeasured}
+    write_knowledge(res, out / "K.csv", dataset="synthetic", fold=1, split="train", source=str(synth))
     plot_knowledge(
         res.matrix, out / "K.png", title="AU-expression knowledge recovered from the synthetic OpenFace CSVs"
     )
-    from .synth.aus import activation_probability
 
     keep = np.array([a != "AU28" for a in AUS])
     drawn = activation_probability(paper_knowledge())  # what decides which AUs a synthetic clip shows
@@ -440,22 +367,14 @@ def run_demo(
 
 def _predict_section(synth: Path, out: Path, log) -> list[str]:
     """Render the videos, run ``audfer predict`` on them with ``model.ckpt``, and the report's table."""
-    from .cli import main as cli_main
 
     made = render_videos(synth, out / "videos")
     result = out / "videos" / "predictions.json"
-    code = cli_main(
-        [
-            "predict",
-            *[str(m["video"]) for m in made],
-            "--checkpoint",
-            str(out / "model.ckpt"),
-            "--face",
-            "full",
-            "--out",
-            str(result),
-        ]
-    )
+    try:  # what `audfer predict VIDEO ... --checkpoint model.ckpt --face full` runs
+        predict_videos([m["video"] for m in made], load_predictor(out / "model.ckpt"), result, face="full", log=log)
+        failure = None
+    except AudferError as exc:
+        failure = str(exc)
     lines = [
         "",
         "## `audfer predict` on rendered videos",
@@ -468,8 +387,8 @@ def _predict_section(synth: Path, out: Path, log) -> list[str]:
         "| video | true | predicted | top AUs | frames |",
         "|---|---|---|---|---|",
     ]
-    if code != 0 or not result.is_file():
-        return lines + ["", f"`audfer predict` failed (exit status {code}); see the log."]
+    if failure is not None or not result.is_file():
+        return lines + ["", f"`audfer predict` failed ({failure}); see the log."]
     pred = json.loads(result.read_text())
     right = 0
     for m in made:

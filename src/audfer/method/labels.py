@@ -31,9 +31,9 @@ from importlib import resources
 import numpy as np
 import polars as pl
 
-from .errors import InputError
-from .io import expression_table, read_csv_table, unique_clip_rows
-from .vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, expression_index
+from audfer.errors import InputError
+from audfer.io import expression_table, read_csv_table, unique_clip_rows
+from audfer.vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, expression_index
 
 __all__ = [
     "video_au_labels",
@@ -58,7 +58,7 @@ def video_au_labels(
 
     Returns ``clip_id, n_frames, n_valid, AU01..AU45`` (int8), one row per clip, sorted by ``clip_id``.
     A cell is null (unknown) when no valid frame measured that AU: the clip has no valid frame, or its AU
-    source lacks the AU (``audfer.au_sources``). ``clips`` adds clips that have no rows at all. A ``LazyFrame``
+    source lacks the AU (``audfer.au.sources``). ``clips`` adds clips that have no rows at all. A ``LazyFrame``
     (a scan of the AU cache) is aggregated by polars' streaming engine, never held whole
     (``read_au_dir(reduce=...)``)."""
     frames = frames.lazy()

@@ -1,0 +1,2 @@
+"""AU files -> the canonical frames table: schema, OpenFace reader, mapped-tool readers, the folder reader and its
+cache."""

@@ -1,0 +1,66 @@
+"""The ``audfer`` command: a table of commands, one module per group, each argument declarations, one library call
+and printing.
+
+Bad input -> one line on stderr and exit status 2; outputs are written atomically (by the library). Building the
+parser imports no torch or Lightning (tested): command modules import the library inside their ``run_*`` functions,
+so ``audfer --help`` and ``--version`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import warnings
+
+from audfer import __version__
+from audfer.cli.common import Parser, echo
+from audfer.errors import AudferError
+
+#: ``(command module, the function adding its subparser)``, in ``--help`` order.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("au", "add_au_labels"),
+    ("au", "add_pos_weights"),
+    ("au", "add_knowledge"),
+    ("demo", "add_synth"),
+    ("runs", "add_train"),
+    ("runs", "add_config"),
+    ("runs", "add_evaluate"),
+    ("runs", "add_cv"),
+    ("runs", "add_ablate"),
+    ("runs", "add_study"),
+    ("predict", "add_predict"),
+    ("predict", "add_export"),
+    ("predict", "add_models"),
+    ("demo", "add_demo"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``audfer`` argument parser with every subcommand."""
+
+    parser = Parser(prog="audfer", description="AU-enhanced dynamic facial expression recognition")
+    parser.add_argument("--version", action="version", version=f"audfer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module, add in COMMANDS:
+        getattr(importlib.import_module(f"audfer.cli.{module}"), add)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``audfer`` command; returns the exit status (0, 2 for bad input, 130/143 on a signal)."""
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.formatwarning = lambda m, c, *a, **k: f"warning: {m}\n"  # one line, no source echo
+            args.func(args)
+    except AudferError as exc:
+        echo(f"audfer: error: {exc}")
+        return getattr(exc, "exit_code", 2)
+    except OSError as exc:
+        echo(f"audfer: error: {exc.filename or ''}: {exc.strerror or exc}")
+        return 2
+    except KeyboardInterrupt:
+        echo("audfer: interrupted")
+        return 130
+    return 0

@@ -1,0 +1,101 @@
+"""``audfer predict``, ``export`` and ``models``: trained models on videos, to ONNX, and what each model costs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from audfer.cli.common import add_model_source, add_trust, echo, ranged
+from audfer.errors import AudferError
+
+
+def add_predict(sub: Any) -> None:
+    """``audfer predict``."""
+    p = sub.add_parser(
+        "predict", help="per-window expression and AU probabilities of videos (face tracked with OpenCV)"
+    )
+    p.add_argument("videos", nargs="+", type=Path, help="mp4 / avi / mov / mkv files")
+    add_model_source(p)
+    p.add_argument("--window", type=ranged(int, 1, 4096), default=16, help="window length in video frames (default 16)")
+    p.add_argument("--stride", type=ranged(int, 1, 4096), default=8, help="frames between window starts (default 8)")
+    p.add_argument(
+        "--margin", type=ranged(float, 0, 2), default=0.25, help="face box enlargement before cropping (default 0.25)"
+    )
+    p.add_argument(
+        "--face",
+        choices=("detect", "full"),
+        default="detect",
+        help="detect: track the main face with OpenCV (default); full: the whole frame is the face "
+        "(pre-cropped clips such as DFEW's)",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="results .json (per video: summary + windows) or .csv (windows)"
+    )
+    p.add_argument(
+        "--annotate",
+        type=Path,
+        default=None,
+        help="write the video with box and label (a .mp4 path for one video, a folder for several)",
+    )
+    p.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    """Load the model, predict every video, write the results."""
+    from audfer.predict.predictor import load_predictor, predict_videos
+
+    if args.out.suffix.lower() not in (".json", ".csv"):  # before the model loads
+        raise AudferError(f"--out {args.out}: expected a .json or .csv file name")
+    model = load_predictor(args.checkpoint, args.model, trust_pickle=args.trust_pickle)
+    predict_videos(
+        args.videos,
+        model,
+        args.out,
+        annotate=args.annotate,
+        log=echo,
+        window=args.window,
+        stride=args.stride,
+        margin=args.margin,
+        face=args.face,
+    )
+
+
+def add_export(sub: Any) -> None:
+    """``audfer export``."""
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (both heads) and check it against PyTorch")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
+    p.add_argument(
+        "--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name"
+    )
+    p.add_argument("--opset", type=ranged(int, 11, 23), default=17, help="ONNX opset (11..23, default 17)")
+    add_trust(p)
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> None:
+    """Export and check against PyTorch."""
+    from audfer.predict.export import export_checked
+    from audfer.predict.predictor import load_predictor
+
+    model = load_predictor(args.checkpoint, args.model, trust_pickle=args.trust_pickle)
+    diff = export_checked(model, args.onnx, opset=args.opset)
+    echo(
+        f"wrote {args.onnx}; onnxruntime vs PyTorch max abs difference: "
+        + ", ".join(f"{k} {v:.2e}" for k, v in diff.items())
+    )
+
+
+def add_models(sub: Any) -> None:
+    """``audfer models``."""
+    p = sub.add_parser("models", help="list the registered models with parameters and GMACs per clip")
+    p.add_argument("names", nargs="*", help="models to measure (default: the three full-size base models)")
+    p.set_defaults(func=run_models)
+
+
+def run_models(args: argparse.Namespace) -> None:
+    """Print the cost table."""
+    from audfer.models.complexity import cost_table
+
+    print("\n".join(cost_table(args.names or None)))

@@ -1,0 +1,2 @@
+"""Video -> face track -> crops -> windows -> expression and AU probabilities; checkpoint loading without Lightning;
+ONNX export."""
