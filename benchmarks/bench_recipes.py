@@ -45,9 +45,9 @@ def _overrides(recipe: str, synth: Path, out: Path, small: bool, workers: int) -
 def measure(recipe: str, synth: Path, out: Path, *, steps: int, device: str, small: bool, workers: int) -> dict:
     """Clips/s of the pipeline, the model step and both for one recipe (see the module docstring)."""
     from audfer.config import load_config
-    from audfer.engine.datamodule import ClipDataModule, prepare
+    from audfer.engine.datamodule import ClipDataModule, steps_per_epoch
     from audfer.engine.module import AUDFERModule
-    from audfer.engine.train import steps_per_epoch
+    from audfer.engine.resolve import prepare
 
     cfg = load_config(recipe, _overrides(recipe, synth, out, small, workers))
     prep = prepare(cfg)

@@ -45,9 +45,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from audfer.config import load_config
-    from audfer.engine.datamodule import loader, make_dataset, prepare
+    from audfer.engine.datamodule import loader, make_dataset, steps_per_epoch
     from audfer.engine.module import AUDFERModule
-    from audfer.engine.train import steps_per_epoch
+    from audfer.engine.resolve import prepare
     from audfer.synth.dataset import SynthConfig, generate
     from audfer.tasks.demo import DEMO_SYNTH
 

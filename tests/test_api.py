@@ -300,7 +300,7 @@ def test_every_artifact_has_the_same_sidecar_fields_from_the_cli_the_demo_path_a
 
 
 def test_a_run_given_a_combined_k_with_an_input_lacking_provenance_says_its_leak_check_is_partial(synth, tmp_path):
-    from audfer.engine.datamodule import check_no_test_clips
+    from audfer.engine.resolve import check_no_test_clips
     from audfer.tasks.prepare import combined_knowledge_file
 
     k = tmp_path / "K_bare.csv"

@@ -455,7 +455,7 @@ def test_knowledge_with_labels_matching_no_csv_is_an_error(tmp_path, capsys):
 def test_an_empty_split_says_which_split_of_which_dataset_and_how_many_clips_were_missing(tmp_path):
     import shutil
 
-    from audfer.engine.datamodule import split_index
+    from audfer.engine.resolve import split_index
     from audfer.synth.dataset import SynthConfig, generate
 
     root = generate(tmp_path / "s", SynthConfig(clips=10, size=32, frames=4, seed=0), workers=1)

@@ -130,7 +130,7 @@ def test_a_users_backbone_trains_evaluates_predicts_and_exports(backbone_module,
 
     pytest.importorskip("onnxruntime", reason="onnx extra not installed (pip install 'audfer[onnx]')")
     assert main(["export", str(ckpt), "--onnx", str(tmp_path / "mine.onnx"), "--trust-pickle"]) == 0
-    from audfer.engine.train import load_module
+    from audfer.engine.evaluate import load_module
     from audfer.predict.export import onnx_parity
 
     diff = onnx_parity(load_module(ckpt, trust_pickle=True).model, tmp_path / "mine.onnx")

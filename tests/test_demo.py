@@ -88,7 +88,8 @@ def test_the_demo_model_and_pipeline_can_memorise_a_small_training_set(tmp_path)
     demo's data pipeline (JPEG frames, clip cache, sampler, loader), augmentation off, drives ~60 training clips
     to >= 95 % training accuracy, wrong labels included (about 30 s on 2 cores)."""
     from audfer.config import load_config
-    from audfer.engine.train import evaluate_checkpoint, train
+    from audfer.engine.evaluate import evaluate_checkpoint
+    from audfer.engine.train import train
     from audfer.synth.dataset import SynthConfig, generate
 
     root = generate(tmp_path / "s", SynthConfig(clips=80, size=48, frames=8), workers=1)

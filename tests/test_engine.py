@@ -367,6 +367,16 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
         "## `audfer predict` on rendered videos",
     ):
         assert section in report, section
+    from audfer.tasks.artifacts import FIELDS  # the demo writes its artifacts as the CLI and Python users do
+
+    common = {"what", "dataset", "fold", "split", "source", "audfer_version", "n_clips", "clip_ids_sha256", "clip_ids"}
+    for name, kind in (
+        ("video_au_labels.csv", "video AU labels"),
+        ("pos_weights_minor.csv", "pos-weights"),
+        ("K.csv", "knowledge"),
+    ):
+        record = json.loads((tmp_path / f"{name}.provenance.json").read_text())
+        assert set(record) == common | set(FIELDS[kind]) and record["what"] == kind, name
     ceilings = pl.read_csv(tmp_path / "ceilings.csv")
     assert set(ceilings["line"]) == {"majority", "colour", "au_oracle_exact", "au_oracle_openface"}
     videos = sorted((tmp_path / "videos").glob("*.mp4"))

@@ -59,7 +59,7 @@ def test_each_kind_reaches_the_cli_as_one_line_and_status_2(argv, kind, message,
         with pytest.raises(kind, match=message):
             load_config(argv[1], argv[2:])
     else:
-        from audfer.engine.train import load_module
+        from audfer.engine.evaluate import load_module
 
         with pytest.raises(kind, match=message):
             load_module(argv[1])

@@ -10,7 +10,7 @@ import yaml
 from audfer import AudferError
 from audfer.cli import main
 from audfer.config.schema import Config
-from audfer.engine.train import load_module
+from audfer.engine.evaluate import load_module
 
 from conftest import TINY
 

@@ -187,7 +187,7 @@ def test_best_test_selection_on_war_plus_uar_reports_the_best_war_and_uar_separa
 
 @pytest.mark.slow
 def test_a_dry_run_says_what_it_follows_reproduces_enlarges_and_weighs(synth, tmp_path):
-    from audfer.engine.train import plan
+    from audfer.engine.plan import plan
 
     cfg = load_config(
         "synthetic_small",

@@ -111,7 +111,7 @@ def test_resume_with_changed_settings_refuses_unless_accepted(synth, tmp_path):
 
 
 def test_incidental_settings_are_not_changes():
-    from audfer.engine.train import config_changes
+    from audfer.engine.runfolder import config_changes
 
     a = load_config("synthetic_small", [])
     b = load_config(

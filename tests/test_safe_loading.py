@@ -114,7 +114,7 @@ def test_a_planted_checkpoint_in_a_run_folder_is_not_resumed_from(synth, tmp_pat
 def test_our_own_checkpoints_load_weights_only_and_a_trusted_file_still_loads(synth, tmp_path):
     """audfer's checkpoints hold only tensors and plain values, so the safe path loses nothing; the trust flag is a
     real switch (the planted code does run with it: the flag, not an accident, is what kept it out)."""
-    from audfer.engine.train import load_module
+    from audfer.engine.evaluate import load_module
 
     run = tmp_path / "run"
     assert main(["train", "synthetic_small", f"data.root={synth}", f"out={run}", *TINY, "train.epochs=1"]) == 0

@@ -14,7 +14,7 @@ from audfer import AudferError
 from audfer.cli import main
 from audfer.config import load_config
 from audfer.data.datasets import ClipIndex
-from audfer.engine.datamodule import prepare, training_subset
+from audfer.engine.resolve import prepare, training_subset
 from audfer.engine.study import StudySpec, run_study
 
 from conftest import TINY

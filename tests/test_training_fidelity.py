@@ -72,7 +72,8 @@ def test_progress_loggers_and_eval_batch_size_do_not_change_weights_or_metrics(s
 
 
 def test_persistent_workers_draw_new_augmentations_every_epoch(synth, tmp_path):
-    from audfer.engine.datamodule import loader, make_dataset, prepare
+    from audfer.engine.datamodule import loader, make_dataset
+    from audfer.engine.resolve import prepare
 
     cfg = _cfg(synth, tmp_path / "run", "data.cache=null")
     prep = prepare(cfg)
@@ -280,7 +281,7 @@ def test_validation_under_ddp_shards_without_duplicates(monkeypatch):
 
     seen = []
     for rank in range(3):
-        monkeypatch.setattr(engine_data, "_rank_world", lambda r=rank: (r, 3))
+        monkeypatch.setattr(engine_data, "rank_world", lambda r=rank: (r, 3))
         shard = list(engine_data.ShardInOrder(10))
         assert len(shard) == len(engine_data.ShardInOrder(10))
         seen += shard
@@ -319,7 +320,7 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
         == 0
     )
     assert json.loads((tmp_path / "K_train.csv.provenance.json").read_text())["split"] == "train"
-    from audfer.engine.datamodule import prepare
+    from audfer.engine.resolve import prepare
 
     prep = prepare(_cfg(synth, tmp_path / "ok", f"au.knowledge={k_train}"))
     assert prep.checks["knowledge"]["test_clips"] == 0
@@ -354,7 +355,7 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
 def test_per_fold_knowledge_uses_only_the_folds_training_clips(synth, tmp_path):
     from audfer.au.folder import read_openface_dir
     from audfer.data.annotations import dfew_labels
-    from audfer.engine.datamodule import prepare
+    from audfer.engine.resolve import prepare
     from audfer.method.knowledge import extract_knowledge
 
     prep = prepare(_cfg(synth, tmp_path / "run", "au.knowledge=per-fold"))
@@ -369,7 +370,7 @@ def test_au_labels_that_match_too_few_training_clips_stop_training(synth, tmp_pa
     import polars as pl
 
     from audfer.cli import main
-    from audfer.engine.datamodule import prepare
+    from audfer.engine.resolve import prepare
 
     au = tmp_path / "au.csv"
     assert main(["au-labels", str(synth / "OpenFace"), "--out", str(au)]) == 0

@@ -41,8 +41,8 @@ _HOMES: dict[str, str] = {
     "with_values": "audfer.config.load",
     "AUDFERModule": "audfer.engine.module",
     "train": "audfer.engine.train",
-    "evaluate_checkpoint": "audfer.engine.train",
-    "load_module": "audfer.engine.train",
+    "evaluate_checkpoint": "audfer.engine.evaluate",
+    "load_module": "audfer.engine.evaluate",
     "WARUAR": "audfer.evaluation.metrics",
     "MaskedAUF1": "audfer.evaluation.metrics",
     "classification_metrics": "audfer.evaluation.metrics",
@@ -92,8 +92,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from audfer.au.openface import read_openface
     from audfer.config.load import load_config, with_values
     from audfer.config.schema import Config
+    from audfer.engine.evaluate import evaluate_checkpoint, load_module
     from audfer.engine.module import AUDFERModule
-    from audfer.engine.train import evaluate_checkpoint, load_module, train
+    from audfer.engine.train import train
     from audfer.evaluation.metrics import WARUAR, MaskedAUF1, classification_metrics
     from audfer.evaluation.statistics import paired_differences
     from audfer.method.knowledge import combine_knowledge, extract_knowledge, paper_knowledge

@@ -56,7 +56,8 @@ def run_train(args: argparse.Namespace) -> None:
     if args.accept_changes and not args.resume:
         raise AudferError("--accept-changes goes with --resume")
     cfg = load_config(args.config, args.overrides)
-    from audfer.engine.train import plan, train
+    from audfer.engine.plan import plan
+    from audfer.engine.train import train
 
     if args.dry_run:
         plan(cfg, log=echo)
@@ -104,7 +105,7 @@ def add_evaluate(sub: Any) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a checkpoint on a split."""
-    from audfer.engine.train import evaluate_checkpoint
+    from audfer.engine.evaluate import evaluate_checkpoint
 
     evaluate_checkpoint(
         args.checkpoint,

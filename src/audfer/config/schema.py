@@ -39,6 +39,7 @@ from audfer.config.checks import (
     source_note,
     thaw,
 )
+from audfer.data.registry import list_datasets
 from audfer.data.sampling import SAMPLERS
 from audfer.errors import ConfigError
 from audfer.method.labels import STRATEGIES
@@ -152,8 +153,9 @@ class DataOptions(_Section):
     section: ClassVar[str] = "data"
     dataset: str = opt(
         "synthetic",
-        "dfew | ferv39k | mafw | list | synthetic (a tree written by `audfer synth`)",
-        Choice("dfew", "ferv39k", "mafw", "list", "synthetic"),
+        "a registered dataset (``audfer.data.registry``): dfew | ferv39k | mafw | list | synthetic (a tree written by "
+        "`audfer synth`)",
+        Choice(*list_datasets()),
     )
     root: str | None = opt(None, "dataset root (synthetic: the `audfer synth` output folder)", Text(what="a folder"))
     fold: int = opt(1, "DFEW / MAFW / synthetic fold 1..5 (FERV39k has a single split)", Num(1, 5, integer=True))

@@ -16,9 +16,10 @@ import polars as pl
 
 from audfer.config.load import with_values
 from audfer.config.schema import Config
-from audfer.engine.datamodule import describe_au_labels, knowledge_for, split_index
+from audfer.engine.resolve import describe_au_labels, knowledge_for, split_index
+from audfer.engine.runfolder import SELECTION_NOTE, has_checkpoint
 from audfer.engine.runlock import run_lock
-from audfer.engine.train import SELECTION_NOTE, has_checkpoint, train
+from audfer.engine.train import train
 from audfer.errors import ConfigError
 from audfer.evaluation.metrics import class_names
 from audfer.evaluation.reports import (

@@ -33,8 +33,8 @@ import numpy as np
 import polars as pl
 
 from audfer.config.load import load_config, with_values
-from audfer.engine.datamodule import split_index
 from audfer.engine.experiments import run_many
+from audfer.engine.resolve import split_index
 from audfer.engine.runlock import run_lock
 from audfer.errors import ConfigError
 from audfer.evaluation.metrics import class_names

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
 
-from audfer.evaluation.metrics import war_uar
+from audfer.evaluation.metrics import WARUAR
 from audfer.vocab import AUS, EXPRESSIONS
 
 __all__ = ["aggregate", "MIN_SEEDS_FOR_A_CLAIM", "paired_differences", "format_difference", "ceilings"]
@@ -87,11 +88,9 @@ def format_difference(r: dict[str, Any], scale: float = 100.0) -> str:
 
 
 def _war_uar(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    import torch
-
-    cm = np.zeros((len(EXPRESSIONS), len(EXPRESSIONS)), np.int64)
-    np.add.at(cm, (y, pred), 1)
-    war, uar = war_uar(torch.from_numpy(cm))
+    metric = WARUAR(len(EXPRESSIONS), sync_on_compute=False)
+    metric.update(torch.as_tensor(pred), torch.as_tensor(y))
+    war, uar = metric.compute()
     return float(war), float(uar)
 
 

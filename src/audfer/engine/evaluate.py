@@ -1,0 +1,101 @@
+"""A training checkpoint read back (``load_module``, never Lightning's unpickling load) and evaluated on a split
+(``evaluate_checkpoint``: ``metrics.json``, ``predictions.csv``, ``features.npy``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from audfer.config.load import apply_overrides
+from audfer.engine.datamodule import ClipDataModule
+from audfer.errors import AudferError
+from audfer.hints import Log, PathLike
+from audfer.io import atomic_path, write_csv, write_json
+from audfer.weights.pretrained import init_label
+from audfer.weights.restore import check_state_fits, read_run_checkpoint
+
+if TYPE_CHECKING:
+    from audfer.engine.module import AUDFERModule
+
+
+def load_module(
+    checkpoint: PathLike, *, map_location: str | torch.device = "cpu", trust_pickle: bool = False
+) -> AUDFERModule:
+    """The ``AUDFERModule`` stored in a checkpoint written by ``train``, built without running the file's code.
+
+    The file is read weights-only (``models.checkpoint.read_checkpoint``); the module is rebuilt from the plain
+    config, K and pos-weights it stores and its tensors loaded. A stored config whose ``model.name`` names code
+    to import (``package.module:factory``) is refused unless ``trust_pickle`` says the file is trusted: importing
+    it would run that module."""
+    from audfer.engine.module import AUDFERModule
+
+    run = read_run_checkpoint(checkpoint, trust_pickle=trust_pickle)
+    module = run.guarded(lambda: AUDFERModule.from_config(run.cfg, run.knowledge, run.pos_weight, run.steps_per_epoch))
+    check_state_fits(run.path, module.state_dict(), run.state_dict)
+    module.load_state_dict(run.state_dict)
+    return module.to(map_location)
+
+
+def evaluate_checkpoint(
+    checkpoint: PathLike,
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    split: str = "test",
+    out: PathLike | None = None,
+    log: Log = print,
+    device: str | None = None,
+    trust_pickle: bool = False,
+) -> dict:
+    """Evaluate a checkpoint on a split of its own dataset config (``overrides`` may point elsewhere, e.g.
+    ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
+    from audfer.evaluation.metrics import classification_metrics
+    from audfer.evaluation.predictions import predict_loaders, prediction_table
+
+    module = load_module(checkpoint, trust_pickle=trust_pickle)
+    cfg = apply_overrides(module.cfg, overrides)
+    if split not in ("train", "test"):
+        raise AudferError(f"split must be train or test, got {split!r}")
+    loaders, au, views = ClipDataModule(cfg, module.model.input_spec).eval_loaders(split)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    res = predict_loaders(module.model, loaders, device)
+    metrics = classification_metrics(
+        res["probs"],
+        res["labels"],
+        res["au_probs"],
+        res["au_targets"],
+        res["au_mask"] if au is not None else np.zeros(len(res["labels"]), bool),
+    )
+    ck = Path(checkpoint)
+    sel_file = ck.parent.parent / "selection.json"
+    metrics["selection"] = (
+        json.loads(sel_file.read_text()) if sel_file.is_file() else {"rule": "unknown", "checkpoint": str(ck)}
+    )
+    init_file = ck.parent.parent / "init.json"
+    metrics["init"] = init_label(json.loads(init_file.read_text())) if init_file.is_file() else "unknown"
+    metrics.update(
+        {
+            "split": split,
+            "dataset": cfg.data.dataset,
+            "fold": cfg.data.fold,
+            "model": cfg.model.name,
+            "au_strategy": cfg.au.strategy,
+            "lam": cfg.au.lam,
+            "views": views,
+        }
+    )
+    out = Path(out) if out else ck.parent.parent / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(metrics, out / "metrics.json")
+    write_csv(prediction_table(res["ids"], res["labels"], res["probs"], res["au_probs"]), out / "predictions.csv")
+    with atomic_path(out / "features.npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, res["features"].astype(np.float32))
+    log(
+        f"evaluated {ck.name} on {cfg.data.dataset} {split} ({metrics['n']} clips): WAR {100 * metrics['war']:.2f} "
+        f"UAR {100 * metrics['uar']:.2f} [{metrics['selection']['rule']}, {metrics['init']}] -> {out}"
+    )
+    return metrics

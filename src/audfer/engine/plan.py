@@ -1,0 +1,194 @@
+"""``audfer train --dry-run``: the run's plan (clips, AU coverage, steps and lr, initialisation, augmentation, the share
+of enlarged crops, the pos-weight scale) checked and written to ``plan.json`` without training."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from audfer.config.load import with_values
+from audfer.config.schema import Config
+from audfer.data.datasets import read_frames
+from audfer.engine.datamodule import (
+    crop_upsampling,
+    sampling_kwargs,
+    sampling_of,
+    steps_per_epoch,
+    train_transform,
+    views_at_test,
+)
+from audfer.engine.resolve import au_label_summary, describe_au_labels, prepare
+from audfer.engine.runfolder import SELECTION_NOTE
+from audfer.errors import AudferError
+from audfer.hints import Log
+from audfer.io import write_json
+from audfer.method.labels import official_pos_weights
+from audfer.vocab import AUS, EXPRESSIONS
+from audfer.weights.pretrained import init_label, initialise
+
+if TYPE_CHECKING:
+    pass
+
+
+def _class_counts(index, num: int) -> dict[str, int]:
+    from audfer.evaluation.metrics import class_names
+
+    counts = np.bincount(index.table["label"].to_numpy(), minlength=num)
+    return {n: int(c) for n, c in zip(class_names(num), counts)}
+
+
+def plan(cfg: Config, *, log: Log = print) -> dict:
+    """``audfer train ... --dry-run``: everything a run would do, checked, without training; written to
+    ``<run folder>/plan.json`` and printed. Clips per split and class, AU-label coverage, steps per epoch,
+    the learning rate at the first step / end of warm-up / mid-run / last step, the pretrained load
+    report, the sampling and augmentation in effect, the selection rule."""
+    from audfer.engine.module import AUDFERModule
+
+    out = cfg.run_dir
+    cfg = with_values(cfg, {"out": str(out)}, source="the run folder")
+    t, o, d = cfg.train, cfg.optim, cfg.data
+    prep = prepare(cfg)
+    steps = steps_per_epoch(len(prep.train), t)
+    module = AUDFERModule.from_config(
+        cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
+    )
+    init = initialise(module.model, cfg, log=log)
+    k = cfg.num_classes
+    total, warm = t.epochs * steps, o.warmup_epochs * steps
+    base = module.base_lr()
+
+    points = {"first step": 0, "end of warm-up": max(warm - 1, 0), "mid-run": total // 2, "last step": total - 1}
+    sampling = sampling_of(cfg)
+    spec = module.model.input_spec
+    transform = train_transform(cfg, spec)
+    result: dict[str, Any] = {
+        "config": cfg.name,
+        "follows": cfg.follows or "not stated (a user's config)",
+        "reproduced_bugs": list(d.reproduce_bugs),
+        "run_folder": str(out),
+        "model": cfg.model.name,
+        "input": spec.describe(),
+        "dataset": {"name": d.dataset, "root": d.root, "fold": d.fold},
+        "clips": {
+            "train": len(prep.train),
+            "val": len(prep.val) if prep.val is not None else 0,
+            "test": len(prep.test),
+        },
+        "clips_per_class": {
+            "train": _class_counts(prep.train, k),
+            "test": _class_counts(prep.test, k),
+            **({"val": _class_counts(prep.val, k)} if prep.val is not None else {}),
+        },
+        "au": {
+            "strategy": cfg.au.strategy,
+            "lam": cfg.au.lam,
+            "knowledge": cfg.au.knowledge,
+            "pos_weights": cfg.au.pos_weights,
+            **prep.checks,
+        },
+        "steps_per_epoch": steps,
+        "total_steps": total,
+        "warmup_steps": warm,
+        "optimizer": {
+            "name": o.name,
+            "base_lr": base,
+            "scheduler": o.scheduler,
+            "weight_decay": o.weight_decay,
+            "layer_decay": o.layer_decay,
+            "label_smoothing": o.label_smoothing,
+            "mixup": o.mixup,
+            "cutmix": o.cutmix,
+        },
+        "lr": {name: {"step": s, "lr": module.lr_at(s)} for name, s in points.items()},
+        "init": init,
+        "init_label": init_label(init),
+        "sampling": {
+            "kind": sampling,
+            "frames": spec.frames,
+            "stride": sampling_kwargs(cfg, train=True).get("stride"),
+            "test_views": views_at_test(cfg),
+            "train": "random (per the recipe)",
+            "test": "deterministic",
+        },
+        "augmentation": [type(step).__name__ + _describe(step) for step in transform.steps],
+        "training_crops": _crop_report(cfg, spec, prep.train),
+        "pos_weight_scale": pos_weight_scale(cfg, prep.pos_weight),
+        "selection": {"rule": t.selection, "note": SELECTION_NOTE[t.selection], "monitor": t.monitor},
+        "precision": t.precision,
+        "devices": t.devices,
+        "batch_size": t.batch_size,
+        "epochs": t.epochs,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(result, out / "plan.json")
+    log(f"plan for {cfg.name} ({cfg.model.name}, {result['init_label']}) -> {out / 'plan.json'}")
+    log(
+        f"  clips: train {result['clips']['train']}, val {result['clips']['val']}, test {result['clips']['test']}; "
+        f"train per class: {result['clips_per_class']['train']}"
+    )
+    if "au_coverage" in prep.checks:
+        log(f"  {describe_au_labels(au_label_summary(prep.checks))}")
+    log(
+        f"  {steps} steps/epoch x {t.epochs} epochs = {total} steps; warm-up {warm} steps; lr "
+        + ", ".join(f"{n} (step {v['step']}) {v['lr']:.3g}" for n, v in result["lr"].items())
+    )
+    log(
+        f"  follows {result['follows']}"
+        + (f"; REPRODUCES BUGS {result['reproduced_bugs']}" if d.reproduce_bugs else "")
+    )
+    log(f"  sampling {sampling}; augmentation: {', '.join(result['augmentation'])}")
+    crops = result["training_crops"]
+    if crops:
+        log(
+            f"  training crops from {crops['decoded'][0]}x{crops['decoded'][1]} frames (stored "
+            f"{crops['stored'][0]}x{crops['stored'][1]}, decode {crops['decode']}): "
+            f"{100 * crops['share_upsampled']:.0f} % enlarged to {spec.size} px"
+        )
+    scale = result["pos_weight_scale"]
+    if scale:
+        log(
+            "  largest pos-weights: "
+            + ", ".join(f"{c} {v:.3g}" for c, v in scale["largest"])
+            + (
+                f"; the authors' dfew table for {cfg.au.strategy}: largest {scale['authors_dfew_max']:.3g}, mean "
+                f"{scale['authors_dfew_mean']:.3g} (ours: mean {scale['mean']:.3g})"
+            )
+        )
+    log(f"  selection: {t.selection} ({SELECTION_NOTE[t.selection]})")
+    return result
+
+
+def _crop_report(cfg: Config, spec, index) -> dict[str, Any] | None:
+    """``crop_upsampling`` for the first training clip's stored frame size (None without a readable clip)."""
+
+    if not len(index):
+        return None
+    try:
+        first = read_frames(index.table["path"][0], [0])
+    except AudferError:
+        return None
+    return crop_upsampling(cfg, spec, (int(first.shape[1]), int(first.shape[2])))
+
+
+def pos_weight_scale(cfg: Config, table: np.ndarray | None) -> dict[str, Any] | None:
+    """The run's five largest pos-weights (class/AU) and its mean next to the authors' DFEW table for the same
+    strategy: the AU loss's scale is seen before a GPU run (video-level counts give rare AUs larger weights than the
+    authors' frame-level tables)."""
+
+    if table is None or cfg.au.strategy == "none" or table.shape[0] != len(EXPRESSIONS):
+        return None
+    flat = np.argsort(table, axis=None)[::-1][:5]
+    largest = [(f"{EXPRESSIONS[i // len(AUS)]}/{AUS[i % len(AUS)]}", float(table.flat[i])) for i in flat]
+    authors = official_pos_weights("dfew", cfg.au.strategy)
+    return {
+        "largest": largest,
+        "mean": float(table.mean()),
+        "authors_dfew_max": float(authors.max()),
+        "authors_dfew_mean": float(authors.mean()),
+    }
+
+
+def _describe(step) -> str:
+    fields = {k: v for k, v in vars(step).items() if isinstance(v, (int, float, str, tuple)) and not k.startswith("_")}
+    return "(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")" if fields else ""
