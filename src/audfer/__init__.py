@@ -35,6 +35,7 @@ _HOMES: dict[str, str] = {
     "register_model": "audfer.models.registry",
     "DFERModel": "audfer.models.base",
     "load_checkpoint": "audfer.models.checkpoint",
+    "from_pretrained": "audfer.weights.package",
     # configs, training, evaluation
     "Config": "audfer.config.schema",
     "load_config": "audfer.config.load",
@@ -72,6 +73,7 @@ __all__ = [
     "register_model",
     "DFERModel",
     "load_checkpoint",
+    "from_pretrained",
     "Config",
     "load_config",
     "with_values",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from audfer.models.checkpoint import load_checkpoint
     from audfer.models.registry import create_model, list_models, register_model
     from audfer.predict.predictor import load_predictor, predict_video
+    from audfer.weights.package import from_pretrained
 
 
 def __getattr__(name: str) -> Any:

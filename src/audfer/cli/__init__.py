@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("runs", "add_study"),
     ("predict", "add_predict"),
     ("predict", "add_export"),
+    ("predict", "add_package"),
     ("predict", "add_models"),
     ("demo", "add_demo"),
 )

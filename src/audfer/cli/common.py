@@ -171,7 +171,10 @@ def add_trust(p: argparse.ArgumentParser) -> None:
 def add_model_source(p: argparse.ArgumentParser) -> None:
     """Where a model for inference comes from: a checkpoint, and the model name for foreign weights."""
     p.add_argument(
-        "--checkpoint", type=Path, required=True, help="audfer checkpoint (e.g. model.ckpt from `audfer demo`)"
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="model package folder, Hub id org/name[@revision], or audfer checkpoint (e.g. model.ckpt of `audfer demo`)",
     )
     p.add_argument(
         "--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name"

@@ -64,7 +64,9 @@ def run_predict(args: argparse.Namespace) -> None:
 def add_export(sub: Any) -> None:
     """``audfer export``."""
     p = sub.add_parser("export", help="export a checkpoint to ONNX (both heads) and check it against PyTorch")
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument(
+        "checkpoint", type=Path, help="audfer checkpoint, model package folder or Hub id org/name[@revision]"
+    )
     p.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
     p.add_argument(
         "--model", default=None, help="with weights that are not an audfer checkpoint: the registered model name"
@@ -84,6 +86,43 @@ def run_export(args: argparse.Namespace) -> None:
     echo(
         f"wrote {args.onnx}; onnxruntime vs PyTorch max abs difference: "
         + ", ".join(f"{k} {v:.2e}" for k, v in diff.items())
+    )
+
+
+def add_package(sub: Any) -> None:
+    """``audfer package``."""
+    p = sub.add_parser(
+        "package",
+        help="a trained model as a folder that loads anywhere without pickle: safetensors, config, K, pos-weights, "
+        "model card (publish with `huggingface-cli upload ORG/NAME DIR`)",
+    )
+    p.add_argument("source", type=Path, help="run folder, audfer checkpoint, or (with --model) a released checkpoint")
+    p.add_argument("--out", type=Path, required=True, help="package folder to write")
+    p.add_argument("--model", default=None, help="a released base-model checkpoint: the registered model name")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx (checked against PyTorch)")
+    p.add_argument("--license", default="other", help="licence field of the model card (default: other)")
+    p.add_argument("--name", default=None, help="title of the model card")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out folder once the new one is whole"
+    )
+    add_trust(p)
+    p.set_defaults(func=run_package)
+
+
+def run_package(args: argparse.Namespace) -> None:
+    """Write the package."""
+    from audfer.tasks.package import package
+
+    package(
+        args.source,
+        args.out,
+        model_name=args.model,
+        onnx=args.onnx,
+        license=args.license,
+        name=args.name,
+        overwrite=args.overwrite,
+        trust_pickle=args.trust_pickle,
+        log=echo,
     )
 
 

@@ -93,7 +93,9 @@ def run_config(args: argparse.Namespace) -> None:
 def add_evaluate(sub: Any) -> None:
     """``audfer evaluate``."""
     p = sub.add_parser("evaluate", help="metrics.json + predictions.csv of a checkpoint on a split")
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument(
+        "checkpoint", type=Path, help="audfer checkpoint, model package folder or Hub id org/name[@revision]"
+    )
     p.add_argument(
         "--data", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. data.root=... data.fold=2"
     )

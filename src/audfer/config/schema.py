@@ -124,9 +124,9 @@ class ModelOptions(_Section):
     kwargs: Mapping[str, Any] = opt({}, "size overrides passed to create_model (width, depth, img_size, ...)", Kwargs())
     pretrained: str | None = opt(
         None,
-        "checkpoint to initialise from: torchvision r3d_18 / resnet18, MAE-DFER pre-training, official fine-tuned "
-        "or audfer checkpoints (docs/weights.md); reported in init.json",
-        Text(what="a checkpoint path"),
+        "weights to initialise from: torchvision r3d_18 / resnet18, MAE-DFER pre-training, official fine-tuned or "
+        "audfer checkpoints, a package folder or a Hub id org/name[@revision] (docs/weights.md); reported in init.json",
+        Text(what="a checkpoint path, package folder or Hub id"),
     )
 
     trust_pickle: bool = opt(

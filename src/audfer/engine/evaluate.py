@@ -15,17 +15,24 @@ from audfer.engine.datamodule import ClipDataModule
 from audfer.errors import AudferError
 from audfer.hints import Log, PathLike
 from audfer.io import atomic_path, write_csv, write_json
+from audfer.models.hub import resolve_weights
+from audfer.weights.package import is_package_source, read_package_config, read_stored_run
 from audfer.weights.pretrained import init_label
-from audfer.weights.restore import check_state_fits, read_run_checkpoint
+from audfer.weights.restore import check_state_fits
 
 if TYPE_CHECKING:
     from audfer.engine.module import AUDFERModule
 
 
 def load_module(
-    checkpoint: PathLike, *, map_location: str | torch.device = "cpu", trust_pickle: bool = False
+    checkpoint: PathLike,
+    *,
+    map_location: str | torch.device = "cpu",
+    trust_pickle: bool = False,
+    revision: str | None = None,
 ) -> AUDFERModule:
-    """The ``AUDFERModule`` stored in a checkpoint written by ``train``, built without running the file's code.
+    """The ``AUDFERModule`` stored in a checkpoint written by ``train`` or in a model package (folder or Hub id at
+    ``revision``), built without running the file's code.
 
     The file is read weights-only (``models.checkpoint.read_checkpoint``); the module is rebuilt from the plain
     config, K and pos-weights it stores and its tensors loaded. A stored config whose ``model.name`` names code
@@ -33,7 +40,7 @@ def load_module(
     it would run that module."""
     from audfer.engine.module import AUDFERModule
 
-    run = read_run_checkpoint(checkpoint, trust_pickle=trust_pickle)
+    run = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)
     module = run.guarded(lambda: AUDFERModule.from_config(run.cfg, run.knowledge, run.pos_weight, run.steps_per_epoch))
     check_state_fits(run.path, module.state_dict(), run.state_dict)
     module.load_state_dict(run.state_dict)
@@ -49,13 +56,16 @@ def evaluate_checkpoint(
     log: Log = print,
     device: str | None = None,
     trust_pickle: bool = False,
+    revision: str | None = None,
 ) -> dict:
-    """Evaluate a checkpoint on a split of its own dataset config (``overrides`` may point elsewhere, e.g.
-    ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into ``out``."""
+    """Evaluate a checkpoint or a model package on a split of its own dataset config (``overrides`` may point
+    elsewhere, e.g. ``data.root=...``, ``data.fold=2``); writes metrics.json, predictions.csv, features.npy into
+    ``out`` (default: ``<run>/eval-<split>``, or ``eval-<split>`` here for a package)."""
     from audfer.evaluation.metrics import classification_metrics
     from audfer.evaluation.predictions import predict_loaders, prediction_table
 
-    module = load_module(checkpoint, trust_pickle=trust_pickle)
+    module = load_module(checkpoint, trust_pickle=trust_pickle, revision=revision)
+    package = is_package_source(checkpoint)
     cfg = apply_overrides(module.cfg, overrides)
     if split not in ("train", "test"):
         raise AudferError(f"split must be train or test, got {split!r}")
@@ -70,12 +80,17 @@ def evaluate_checkpoint(
         res["au_mask"] if au is not None else np.zeros(len(res["labels"]), bool),
     )
     ck = Path(checkpoint)
-    sel_file = ck.parent.parent / "selection.json"
-    metrics["selection"] = (
-        json.loads(sel_file.read_text()) if sel_file.is_file() else {"rule": "unknown", "checkpoint": str(ck)}
-    )
-    init_file = ck.parent.parent / "init.json"
-    metrics["init"] = init_label(json.loads(init_file.read_text())) if init_file.is_file() else "unknown"
+    if package:  # what the package says of the run it came from
+        trained = read_package_config(resolve_weights(checkpoint, revision)).get("training") or {}
+        metrics["selection"] = trained.get("selection") or {"rule": "unknown", "checkpoint": str(checkpoint)}
+        metrics["init"] = init_label(trained.get("init")) if trained.get("init") else "unknown"
+    else:
+        sel_file = ck.parent.parent / "selection.json"
+        metrics["selection"] = (
+            json.loads(sel_file.read_text()) if sel_file.is_file() else {"rule": "unknown", "checkpoint": str(ck)}
+        )
+        init_file = ck.parent.parent / "init.json"
+        metrics["init"] = init_label(json.loads(init_file.read_text())) if init_file.is_file() else "unknown"
     metrics.update(
         {
             "split": split,
@@ -87,7 +102,7 @@ def evaluate_checkpoint(
             "views": views,
         }
     )
-    out = Path(out) if out else ck.parent.parent / f"eval-{split}"
+    out = Path(out) if out else (Path(f"eval-{split}") if package else ck.parent.parent / f"eval-{split}")
     out.mkdir(parents=True, exist_ok=True)
     write_json(metrics, out / "metrics.json")
     write_csv(prediction_table(res["ids"], res["labels"], res["probs"], res["au_probs"]), out / "predictions.csv")

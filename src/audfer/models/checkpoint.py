@@ -20,6 +20,7 @@ import torch
 
 from audfer.errors import CheckpointError
 from audfer.models.base import DFERModel
+from audfer.models.hub import PACKAGE_WEIGHTS, is_package, resolve_weights
 
 _NESTING = ("state_dict", "model", "module", "model_state", "model_state_dict", "net")
 
@@ -161,15 +162,40 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust_pickle: bool = False)
         raise CheckpointError(f"{path}: cannot read checkpoint: {first}") from None
 
 
-def load_checkpoint(model: DFERModel, path: str | os.PathLike[str], *, trust_pickle: bool = False) -> LoadReport:
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, or of a package folder's ``model.safetensors`` (a format without code:
+    nothing to trust)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    file = path / PACKAGE_WEIGHTS if path.is_dir() else path
+    if not file.is_file():
+        raise CheckpointError(f"{file}: not found")
+    try:
+        return load_file(str(file), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{file}: not a readable safetensors file ({first})") from None
+
+
+def load_checkpoint(
+    model: DFERModel, path: str | os.PathLike[str], *, trust_pickle: bool = False, revision: str | None = None
+) -> LoadReport:
     """Load ``path`` into ``model`` (see module docstring); returns what was done.
 
-    Files are read weights-only (``read_checkpoint``); ``trust_pickle=True`` allows arbitrary pickles
-    (some released files also pickle their training arguments) for files you trust.
+    ``path``: a checkpoint file, a ``.safetensors`` file, a package folder (``audfer package``) or a Hub id
+    ``org/name`` (``revision``: branch, tag or commit; ``models.hub``). PyTorch files are read weights-only
+    (``read_checkpoint``); ``trust_pickle=True`` allows arbitrary pickles (some released files also pickle their
+    training arguments) for files you trust.
     """
-    path = Path(path)
-    obj = read_checkpoint(path, trust_pickle=trust_pickle)
-    state, layout = _unwrap(obj, path)
+    path = resolve_weights(path, revision)
+    obj: object = None
+    if is_package(path) or path.suffix.lower() == ".safetensors":
+        state, layout = read_safetensors(path), "audfer package" if path.is_dir() else "safetensors"
+    else:
+        obj = read_checkpoint(path, trust_pickle=trust_pickle)
+        state, layout = _unwrap(obj, path)
     report = LoadReport(layout, 0)
     if isinstance(obj, dict) and "pytorch-lightning_version" in obj and any(k.startswith("model.") for k in state):
         # an audfer training checkpoint: the model's tensors under ``model.``, loss buffers (K, pos-weights) beside

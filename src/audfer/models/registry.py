@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from audfer.errors import ConfigError
 from audfer.models.base import DFERModel
+from audfer.models.checkpoint import load_checkpoint
 from audfer.models.custom import build_custom, import_factory, is_custom_name
 
 
@@ -49,10 +51,20 @@ def model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int = 7, au_head: bool = True, **overrides: Any) -> DFERModel:
+def create_model(
+    name: str,
+    num_classes: int = 7,
+    au_head: bool = True,
+    *,
+    pretrained: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    **overrides: Any,
+) -> DFERModel:
     """Build a registered model; ``overrides`` change sizes (width, depth, num_frames, img_size, ...). A name
     ``package.module:factory`` builds a user's backbone with audfer's expression and AU heads
-    (``audfer.models.custom``); ``overrides`` are then the factory's keyword arguments."""
+    (``audfer.models.custom``); ``overrides`` are then the factory's keyword arguments. ``pretrained``: weights to
+    load (a checkpoint, a package folder or a Hub id ``org/name`` at ``revision``; ``load_checkpoint``), read without
+    pickle; ``audfer.from_pretrained`` builds the model a package describes instead of the one named here."""
     entry = model_entry(name)
     kwargs = {**entry.defaults, **overrides}
     try:
@@ -61,6 +73,8 @@ def create_model(name: str, num_classes: int = 7, au_head: bool = True, **overri
         raise ConfigError(f"model {name!r}: bad override ({exc})") from None
     model.model_name = name
     model.model_config = {"num_classes": num_classes, "au_head": au_head, **kwargs}
+    if pretrained is not None:
+        load_checkpoint(model, pretrained, revision=revision)
     return model
 
 

@@ -38,7 +38,7 @@ from audfer.predict.faces import FACE_MODES, FullFrameDetector, HaarFaceDetector
 from audfer.predict.result import VideoResult
 from audfer.predict.video import frame_times, iter_frames, video_fps
 from audfer.vocab import AUS
-from audfer.weights.restore import read_run_checkpoint
+from audfer.weights.package import read_stored_run
 
 if TYPE_CHECKING:
     from audfer.models.base import DFERModel
@@ -57,17 +57,23 @@ def windows(n: int, window: int, stride: int) -> list[tuple[int, int]]:
 
 
 def load_predictor(
-    checkpoint: str | Path, model_name: str | None = None, *, trust_pickle: bool = False, **model_kwargs: Any
+    checkpoint: str | Path,
+    model_name: str | None = None,
+    *,
+    trust_pickle: bool = False,
+    revision: str | None = None,
+    **model_kwargs: Any,
 ) -> DFERModel:
-    """A model for inference: an audfer training checkpoint, or (with ``model_name``) any weights
-    ``load_checkpoint`` understands (official layouts included). Read weights-only: a file that would run code
-    when unpickled, or whose config names code to import, needs ``trust_pickle=True`` (docs/weights.md)."""
+    """A model for inference: a model package (folder, or Hub id ``org/name`` at ``revision``), an audfer training
+    checkpoint, or (with ``model_name``) any weights ``load_checkpoint`` understands (official layouts included).
+    Packages hold no pickle; checkpoints are read weights-only: a file that would run code when unpickled, or whose
+    config names code to import, needs ``trust_pickle=True`` (docs/weights.md)."""
 
     if model_name:
         model = create_model(model_name, **model_kwargs)
-        load_checkpoint(model, checkpoint, trust_pickle=trust_pickle)
+        load_checkpoint(model, checkpoint, trust_pickle=trust_pickle, revision=revision)
         return model.eval()
-    return read_run_checkpoint(checkpoint, trust_pickle=trust_pickle).build_model()
+    return read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle).build_model()
 
 
 @torch.no_grad()
@@ -185,6 +191,8 @@ def predict_videos(
     out = Path(out)
     if out.suffix.lower() not in (".json", ".csv"):
         raise AudferError(f"--out {out}: expected a .json or .csv file name")
+    if getattr(model, "au_head", None) is None:
+        log("AU probabilities: not available (this model has no AU head); expression probabilities only")
     results, failed = [], []
     for video in videos:
         try:

@@ -1,0 +1,432 @@
+"""``audfer package``: a trained model as a self-describing folder that loads anywhere without pickle.
+
+::
+
+    model.safetensors      both heads' tensors (safetensors: no code)
+    config.json            model name and sizes, input spec (frames, size, mean/std, sampling), class names in order,
+                           AU names, the run's config, where the weights came from, its metrics, audfer version
+    K.csv, pos_weights.csv the K (§3.1) and pos-weights (Eq. 6-8) the run trained with, each with its provenance
+    README.md              the model card (YAML front matter for the Hub: licence, datasets, model-index metrics)
+    model.onnx             optional (``--onnx``), checked against PyTorch
+
+The source is a run folder (its selected checkpoint, ``selection.json``, ``init.json``, ``eval/metrics.json``; a
+fold of ``audfer cv`` adds every fold's metrics and their mean ± std), an audfer checkpoint, or a released
+fine-tuned checkpoint of a base project with ``model_name`` (M3DFEL / Former-DFER ``state_dict`` with ``module.``
+prefixes, MAE-DFER ``model``). ``weights.package`` reads packages back; ``docs/weights.md`` explains publishing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from audfer import __version__
+from audfer.config.load import with_defaults
+from audfer.config.schema import Config
+from audfer.engine.datamodule import sampling_of, views_at_test
+from audfer.errors import AudferError
+from audfer.evaluation.metrics import class_names
+from audfer.hints import Log, PathLike
+from audfer.io import atomic_path, expression_table, write_csv, write_json
+from audfer.models.base import DFERModel
+from audfer.models.checkpoint import load_checkpoint, read_checkpoint
+from audfer.models.hub import PACKAGE_CONFIG, PACKAGE_WEIGHTS
+from audfer.models.registry import create_model, model_entry
+from audfer.predict.export import export_checked
+from audfer.provenance import read_provenance, write_provenance
+from audfer.vocab import AUS
+from audfer.weights.package import PACKAGE_FORMAT
+from audfer.weights.pretrained import init_label
+from audfer.weights.restore import read_run_checkpoint
+
+__all__ = ["Packaged", "package", "CITATION"]
+
+CITATION = """@inproceedings{liu2025audfer,
+  title     = {Action Unit Enhance Dynamic Facial Expression Recognition},
+  author    = {Liu, Feng and Shi, Chen and Gu, Lingna and Fu, Xiaolan},
+  booktitle = {Proceedings of the 33rd ACM International Conference on Multimedia (MM '25)},
+  year      = {2025}
+}"""
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """What ``package`` wrote: the folder and its ``config.json``."""
+
+    out: Path
+    config: dict[str, Any]
+
+
+@dataclass
+class _Source:
+    model: DFERModel
+    cfg: dict[str, Any]
+    knowledge: list[Any] | None
+    pos_weight: list[Any] | None
+    kind: str
+    path: Path
+    run: Path | None = None
+
+
+def _run_folder_of(path: Path) -> Path | None:
+    """The run folder a checkpoint belongs to (``<run>/checkpoints/x.ckpt``), or the folder itself if it is one."""
+    for cand in (path, path.parent.parent):
+        if (cand / "config.yaml").is_file() and (cand / "checkpoints").is_dir():
+            return cand
+    return None
+
+
+def _read_source(source: Path, model_name: str | None, trust_pickle: bool) -> _Source:
+    if model_name:  # a released checkpoint of a base project (no AU head, no run config)
+        if source.is_dir():
+            raise AudferError(f"{source}: --model NAME takes a checkpoint file (a released .pth), not a folder")
+        entry = model_entry(model_name)
+        state = read_checkpoint(source, trust_pickle=trust_pickle)
+        classes = _classifier_classes(state, model_name)
+        model = create_model(model_name, num_classes=classes, au_head=False)
+        load_checkpoint(model, source, trust_pickle=trust_pickle)
+        data = {"dataset": "mafw", "classes": 11} if classes == 11 else {}
+        cfg = with_defaults({"model": {"name": model_name}, "au": {"strategy": "none"}, "data": data})
+        return _Source(model.eval(), cfg, None, None, f"released {entry.description} checkpoint", source)
+    run = _run_folder_of(source)
+    ckpt = source
+    if source.is_dir():
+        if run is None:
+            cv = sorted(p.name for p in source.glob("fold_*") if p.is_dir())
+            raise AudferError(
+                f"{source}: not a run folder (no config.yaml and checkpoints/)"
+                + (f"; a cv folder: package one of its folds ({', '.join(cv)})" if cv else "")
+            )
+        selection = _json(run / "selection.json")
+        ckpt = run / (selection or {}).get("checkpoint", "checkpoints/last.ckpt")
+    stored = read_run_checkpoint(ckpt, trust_pickle=trust_pickle)
+    model = stored.build_model()
+    return _Source(model, stored.cfg, stored.knowledge, stored.pos_weight, "audfer run", ckpt, run)
+
+
+def _classifier_classes(obj: Any, model_name: str) -> int:
+    """Classes of a released checkpoint's classifier (7, or MAFW's 11), read from its last 2-D ``weight`` of a
+    known classifier name; 7 when it cannot tell."""
+    probe = create_model(model_name, au_head=False)
+    name = f"{probe.classifier_name}.weight"
+    stack: list[Any] = [obj]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            for k, v in cur.items():
+                if isinstance(v, torch.Tensor) and str(k).split("module.")[-1].endswith(name) and v.ndim == 2:
+                    return int(v.shape[0])
+                if isinstance(v, dict):
+                    stack.append(v)
+    return 7
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError) as exc:
+        raise AudferError(f"{path}: unreadable ({exc})") from None
+
+
+def _cv_of(run: Path | None) -> dict[str, Any] | None:
+    """``cv.json`` of the cv this run is a fold of (``<cv>/fold_<k>``), if any."""
+    if run is None or not run.name.startswith("fold_"):
+        return None
+    return _json(run.parent / "cv.json")
+
+
+def _table_sidecar(path: Path, what: str, cfg: Config, setting: str, source_file: str | None) -> None:
+    """Provenance of the K or pos-weights a run trained with: the file's own sidecar when the run read a file,
+    otherwise what produced them (the paper's matrix, a preset, or counting on the run's training split)."""
+    record = read_provenance(source_file) if source_file and Path(source_file).is_file() else None
+    if record is not None:
+        clip_ids = record["clip_ids"]
+        extra = {k: v for k, v in record.items() if k not in ("what", "clip_ids", "n_clips", "clip_ids_sha256")}
+        write_provenance(path, what=what, clip_ids=clip_ids, extra={"copied_from": source_file, **extra})
+        return
+    write_provenance(
+        path,
+        what=what,
+        clip_ids=[],
+        dataset=cfg.data.dataset,
+        fold=cfg.data.fold,
+        split="train",
+        source=f"the run's {setting}" + (f" ({source_file}, without a sidecar)" if source_file else ""),
+        extra={"audfer_version": __version__, "clip_ids_recorded": False},
+    )
+
+
+def _metric_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [("WAR", f"{100 * m['war']:.2f}"), ("UAR", f"{100 * m['uar']:.2f}")]
+    if m.get("macro_f1") is not None:
+        rows.append(("macro-F1", f"{100 * m['macro_f1']:.2f}"))
+    if m.get("au_f1_mean") is not None:
+        rows.append(("AU F1 (mean over known AUs)", f"{100 * m['au_f1_mean']:.2f}"))
+    rows.append(("clips", str(m.get("n", "-"))))
+    return rows
+
+
+def _card(
+    cfg: Config,
+    info: dict[str, Any],
+    metrics: dict[str, Any] | None,
+    cv: dict[str, Any] | None,
+    license_: str,
+    name: str,
+) -> str:
+    dataset = cfg.data.dataset
+    has_au = info["model"]["au_head"]
+    front: dict[str, Any] = {
+        "license": license_,
+        "library_name": "audfer",
+        "tags": ["audfer", "dynamic-facial-expression-recognition", "action-units", "video-classification"],
+        "datasets": [dataset],
+        "metrics": ["war", "uar"],
+    }
+    if metrics is not None:
+        front["model-index"] = [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": "video-classification", "name": "Dynamic facial expression recognition"},
+                        "dataset": {
+                            "name": dataset,
+                            "type": dataset,
+                            "split": f"{metrics.get('split', 'test')} (fold {metrics.get('fold', cfg.data.fold)})",
+                        },
+                        "metrics": [
+                            {"type": "war", "name": "WAR", "value": float(metrics["war"])},
+                            {"type": "uar", "name": "UAR", "value": float(metrics["uar"])},
+                        ],
+                    }
+                ],
+            }
+        ]
+    training = info.get("training") or {}
+    sel = training.get("selection") or {}
+    au_labels = sel.get("au_labels") or {}
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {name}", ""]
+    lines += [
+        f"`{info['model']['name']}` for dynamic facial expression recognition, "
+        + (
+            "with the AU-DFER AU head (Liu et al., ACM MM 2025): expression and 18 AU probabilities per clip."
+            if has_au
+            else "without an AU head: expression probabilities only (AU probabilities are not available)."
+        ),
+        "",
+        "## What it was trained on",
+        "",
+        f"- source: {info['source']['kind']} (`{Path(info['source']['path']).name}`)",
+    ]
+    if info["source"]["kind"] == "audfer run":
+        fold = f", fold {cfg.data.fold}" if dataset in ("dfew", "mafw", "synthetic") else ""
+        lines += [
+            f"- data: {dataset}{fold}, training split"
+            + (f" ({cfg.data.train_fraction:g} of it)" if cfg.data.train_fraction < 1 else ""),
+            f"- recipe: `{cfg.name}`" + (f" (follows {cfg.follows})" if cfg.follows else ""),
+            f"- initialisation: {training.get('init_label', 'unknown')}",
+            f"- selection: {sel.get('rule', 'unknown')}"
+            + (f", epoch {sel['epoch']}" if sel.get("epoch") else "")
+            + (f" ({sel['note']})" if sel.get("note") else ""),
+            f"- AU loss: strategy {cfg.au.strategy}, λ = {cfg.au.lam:g}, K = {cfg.au.knowledge}, pos-weights = "
+            f"{cfg.au.pos_weights}"
+            if has_au
+            else "- AU loss: none (baseline)",
+            f"- AU labels: {', '.join(au_labels.get('sources') or []) or 'unknown source'}; masked (unknown) AUs: "
+            f"{', '.join(au_labels.get('masked_aus') or []) or 'none'}"
+            if has_au
+            else "- AU labels: not used",
+        ]
+    else:
+        lines += ["- converted from a released checkpoint: the base project's own training; audfer did not train it"]
+    lines += ["", "## Metrics as evaluated", ""]
+    if metrics is None:
+        lines += [
+            "Not evaluated by audfer (no `eval/metrics.json`): run `audfer evaluate <this folder> --data data.root=...`."
+        ]
+    else:
+        lines += [
+            f"{metrics.get('dataset', dataset)} {metrics.get('split', 'test')} split, fold {metrics.get('fold', cfg.data.fold)}:",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            *[f"| {k} | {v} |" for k, v in _metric_rows(metrics)],
+        ]
+        recall = metrics.get("per_class_recall") or {}
+        if recall:
+            lines += ["", "| class | recall |", "|---|---|"]
+            lines += [f"| {c} | {'-' if r is None else f'{100 * r:.2f}'} |" for c, r in recall.items()]
+    if cv is not None:
+        agg, folds = cv.get("aggregate", {}), cv.get("folds", {})
+        lines += [
+            "",
+            "This model is one fold of a cross-validation; every fold as evaluated:",
+            "",
+            "| fold | WAR | UAR |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {k} | {100 * m['war']:.2f} | {100 * m['uar']:.2f} |" for k, m in folds.items()]
+        if "war" in agg:
+            lines.append(
+                f"| mean ± std | {100 * agg['war']['mean']:.2f} ± {100 * agg['war']['std']:.2f} | "
+                f"{100 * agg['uar']['mean']:.2f} ± {100 * agg['uar']['std']:.2f} |"
+            )
+    spec = info["input"]
+    lines += [
+        "",
+        "## Input",
+        "",
+        f"{spec['frames']} frames x 3 x {spec['size']} x {spec['size']}, RGB in [0, 1], normalised with mean "
+        f"{spec['mean']} and std {spec['std']}; frames sampled `{spec['sampling']}`"
+        + (f", {spec['views_at_test']} views averaged at test" if spec["views_at_test"] > 1 else "")
+        + ". Faces cropped as the training data were (DFEW-style face crops).",
+        "",
+        f"Classes in output order: {', '.join(info['classes'])}."
+        + (f" AUs: {', '.join(info['aus'])}." if has_au else ""),
+        "",
+        "## Intended use and limits",
+        "",
+        "Research on dynamic facial expression recognition from face video. The labels are the dataset's "
+        "annotators' judgements of displayed expressions, not of anyone's felt emotion; accuracy differs across "
+        "datasets, recording conditions and populations, and was measured only where the metrics above say. Not for "
+        "decisions about people (hiring, policing, health, education).",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "import audfer",
+        'model = audfer.from_pretrained("<this folder or org/name>")',
+        "```",
+        "",
+        "`audfer predict VIDEO --checkpoint <this folder or org/name> --out result.json`; nothing here is unpickled.",
+        "",
+        "## Licence",
+        "",
+        f"{license_} (set by whoever packaged it; the training data's own terms apply to the data).",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def package(
+    source: PathLike,
+    out: PathLike,
+    *,
+    model_name: str | None = None,
+    onnx: bool = False,
+    license: str = "other",
+    name: str | None = None,
+    overwrite: bool = False,
+    trust_pickle: bool = False,
+    log: Log = print,
+) -> Packaged:
+    """Write the package of ``source`` (run folder, audfer checkpoint, or with ``model_name`` a released checkpoint)
+    into ``out`` (see the module doc). The folder appears whole or not at all; an existing non-empty ``out`` is
+    refused unless ``overwrite``."""
+    src, out = Path(source), Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise AudferError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
+    got = _read_source(src, model_name, trust_pickle)
+    cfg = Config.from_dict(got.cfg)
+    model = got.model
+    spec = model.input_spec
+    has_au = getattr(model, "au_head", None) is not None
+    run = got.run
+    metrics = _json(run / "eval" / "metrics.json") if run else None
+    selection = _json(run / "selection.json") if run else None
+    init = _json(run / "init.json") if run else None
+    info: dict[str, Any] = {
+        "format": PACKAGE_FORMAT,
+        "audfer_version": __version__,
+        "model": {
+            "name": cfg.model.name,
+            "kwargs": dict(cfg.model.to_dict()["kwargs"]),
+            "num_classes": cfg.num_classes,
+            "au_head": has_au,
+        },
+        "input": {
+            "frames": spec.frames,
+            "size": spec.size,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "sampling": sampling_of(cfg),
+            "views_at_test": views_at_test(cfg),
+        },
+        "classes": list(class_names(cfg.num_classes)),
+        "aus": list(AUS) if has_au else [],
+        "knowledge": "K.csv" if got.knowledge is not None else None,
+        "pos_weights": "pos_weights.csv" if got.pos_weight is not None else None,
+        "config": cfg.to_dict(),
+        "source": {"kind": got.kind, "path": str(got.path)},
+        "training": None
+        if run is None
+        else {"selection": selection, "init": init, "init_label": init_label(init) if init else "unknown"},
+        "metrics": metrics,
+        "license": license,
+    }
+    title = name or f"{cfg.model.name} {'+ AU head ' if has_au else ''}({cfg.data.dataset}, fold {cfg.data.fold})"
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        with atomic_path(tmp / PACKAGE_WEIGHTS) as part:
+            save_file(state, str(part), metadata={"format": "pt", "audfer_version": __version__})
+        if got.knowledge is not None:
+            write_csv(expression_table(np.asarray(got.knowledge)), tmp / "K.csv")
+            k_file = cfg.au.knowledge if cfg.au.knowledge not in ("paper", "per-fold", "ones") else None
+            _table_sidecar(tmp / "K.csv", "knowledge", cfg, f"au.knowledge={cfg.au.knowledge}", k_file)
+        if got.pos_weight is not None:
+            write_csv(expression_table(np.asarray(got.pos_weight)), tmp / "pos_weights.csv")
+            pw_file = cfg.au.pos_weights if cfg.au.pos_weights not in ("computed", "none", "dfew", "ferv39k") else None
+            _table_sidecar(
+                tmp / "pos_weights.csv",
+                "pos-weights",
+                cfg,
+                f"au.pos_weights={cfg.au.pos_weights} (strategy {cfg.au.strategy})",
+                pw_file,
+            )
+        write_json(info, tmp / PACKAGE_CONFIG)
+        with atomic_path(tmp / "README.md") as part:
+            part.write_text(_card(cfg, info, metrics, _cv_of(run), license, title))
+        if onnx:
+            diff = export_checked(model, tmp / "model.onnx")
+            log(f"model.onnx: onnxruntime vs PyTorch max abs difference {max(diff.values()):.2e}")
+        if out.exists():
+            old = parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not has_au:
+        log(f"{out}: no AU head ({got.kind}); its card says so and `predict` gives expression probabilities only")
+    log(
+        f"wrote {out}: {PACKAGE_WEIGHTS}, {PACKAGE_CONFIG}, README.md"
+        + (", K.csv" if got.knowledge is not None else "")
+        + (", pos_weights.csv" if got.pos_weight is not None else "")
+        + (", model.onnx" if onnx else "")
+    )
+    return Packaged(out, info)
