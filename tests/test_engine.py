@@ -352,6 +352,8 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
         "video_au_labels.csv",
         "pos_weights_minor.csv",
         "model.ckpt",
+        "model/model.safetensors",
+        "model/README.md",
         "confusion.png",
         "synth/preview.png",
     ):

@@ -43,6 +43,7 @@ from audfer.synth.aus import activation_probability
 from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
 from audfer.synth.videos import render_videos
 from audfer.tasks.artifacts import write_au_labels, write_knowledge, write_pos_weights
+from audfer.tasks.package import package
 from audfer.vocab import AUS, EXPRESSIONS
 
 #: What the default demo renders: small frames that the AUs still visibly move (``au_gain``: AU movements drawn 2x
@@ -232,6 +233,13 @@ def run_demo(
     agg = result["strategies"]
     best = max(STRATEGIES, key=lambda s: agg[s]["uar"]["mean"])
     shutil.copyfile(out / best / f"seed_{seeds[0]}" / "checkpoints" / "last.ckpt", out / "model.ckpt")
+    package(
+        out / best / f"seed_{seeds[0]}",
+        out / "model",
+        name=f"audfer demo: {best} AU model",
+        overwrite=True,
+        log=lambda m: None,
+    )
 
     metrics = {
         s: [json.loads((out / s / f"seed_{seed}" / "eval" / "metrics.json").read_text()) for seed in seeds]
@@ -314,8 +322,9 @@ def run_demo(
         lines += _predict_section(synth, out, log)
     lines += [
         "",
-        f"The AU model with the best mean UAR ({best}, seed {seeds[0]}) is `model.ckpt`: try "
-        f"`audfer predict VIDEO --checkpoint model.ckpt --face full --out predictions.json`.",
+        f"The AU model with the best mean UAR ({best}, seed {seeds[0]}) is `model.ckpt`, and packaged with its model "
+        f"card in `model/` (`audfer package`, docs/weights.md): try "
+        f"`audfer predict VIDEO --checkpoint model --face full --out predictions.json`.",
         "",
         f"Total time {steps.elapsed():.0f}s.",
     ]
