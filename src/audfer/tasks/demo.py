@@ -18,6 +18,7 @@ Every step leaves its files behind, so any of them can be rerun by hand with the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from audfer.au.folder import read_openface_dir
 from audfer.config import load_config
 from audfer.data.annotations import dfew_labels
 from audfer.data.datasets import read_frames
+from audfer.engine.experiments import run_ablation
 from audfer.errors import AudferError
 from audfer.evaluation.metrics import au_f1_table
 from audfer.evaluation.reports import plot_knowledge
@@ -97,10 +99,6 @@ def run_demo(
     """The demo into ``out`` (see the module doc). ``jobs``: training runs side by side (default: one per CPU core,
     at most 8); every run uses one CPU thread, so the results do not depend on ``jobs`` or on the machine's
     core count."""
-    import os
-
-    from audfer.engine.experiments import run_ablation
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     steps = _Steps(6, log)
