@@ -11,9 +11,10 @@ from audfer import AUS, EXPRESSIONS
 from audfer.cli import main
 from audfer.errors import NoFaceError
 from audfer.models import create_model
-from audfer.predict.faces import track_main_face
+from audfer.predict.faces import HaarFaceDetector, track_main_face
 from audfer.predict.predictor import predict_video, windows
 from audfer.predict.result import summarize
+from audfer.predict.video import iter_frames
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +197,57 @@ def test_face_full_uses_every_whole_frame_where_detection_finds_no_face(model, t
         with torch.no_grad():
             expected = model(x).logits.softmax(1)[0].numpy()
         np.testing.assert_allclose(table.select(EXPRESSIONS).row(w), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("video", ["single_face.mp4", "face_noface.mov"])
+def test_detection_on_every_fourth_frame_tracks_within_a_few_pixels_of_every_frame_detection(fixtures, video):
+    from audfer.predict.faces import detect_faces
+
+    path = fixtures / "video" / video
+    det = HaarFaceDetector()
+    full, seen_full, n = detect_faces(iter_frames(path), det, every=1)
+    ref = track_main_face(full, times=seen_full, n_frames=n)
+    found, seen, n4 = detect_faces(iter_frames(path), det, every=4)
+    boxes = track_main_face(found, times=seen, n_frames=n4, every=4)
+    assert n4 == n and len(seen) < n / 2  # most frames were not run through the detector
+    assert (np.isnan(ref).any(1) == np.isnan(boxes).any(1)).all()  # face / no face on the same frames
+    both = ~np.isnan(ref).any(1)
+    diff = np.abs(boxes[both] - ref[both])
+    assert diff.mean() <= 2.5 and diff.max() <= 10  # pixels, on faces over 100 px wide
+    assert np.median(ref[both][:, 2]) > 100
+
+
+def test_keyframes_that_disagree_send_the_detector_to_every_frame_between():
+    from audfer.predict.faces import detect_faces
+
+    calls = []
+    face = np.array([[10.0, 10.0, 50.0, 50.0]], np.float32)
+
+    def detect(frame):
+        calls.append(int(frame[0, 0, 0]))
+        return face if frame[0, 0, 0] < 6 else np.zeros((0, 4), np.float32)  # the face leaves at frame 6
+
+    frames = [np.full((4, 4, 3), t, np.uint8) for t in range(13)]
+    found, seen, n = detect_faces(iter(frames), detect, every=4)
+    assert n == 13 and seen == sorted(seen)
+    assert calls == [0, 4, 8, 5, 6, 7, 12]  # 4 and 8 disagree: 5, 6, 7 looked at; 12 is the last frame
+    assert [len(f) for f in found] == [1, 1, 1, 0, 0, 0, 0]
+
+
+@pytest.mark.slow
+def test_bfloat16_keeps_full_size_m3dfel_probabilities_within_001_of_float32(fixtures):
+    import audfer
+
+    torch.manual_seed(0)
+    model = audfer.create_model("m3dfel").eval()
+    with torch.no_grad():  # peaked outputs, as a trained model's
+        model.fc.weight.mul_(10)
+        model.au_head.weight.mul_(10)
+    video = fixtures / "video" / "single_face.mp4"
+    a = predict_video(video, model, face="full", stride=16)
+    b = predict_video(video, model, face="full", stride=16, precision="bfloat16")
+    cols = [*audfer.EXPRESSIONS, *audfer.AUS]
+    diff = np.abs(a.windows.select(cols).to_numpy() - b.windows.select(cols).to_numpy())
+    assert diff.max() <= 0.01
+    with pytest.raises(audfer.AudferError, match="precision must be one of float32, bfloat16"):
+        predict_video(video, model, precision="float16")

@@ -3,6 +3,7 @@ track over a video, and the square crop around a box."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,15 +72,81 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _agree(a: np.ndarray, b: np.ndarray, min_iou: float) -> bool:
+    """Two frames' detections tell the same story: both empty, or the largest face of each has a match in the other."""
+    if len(a) == 0 or len(b) == 0:
+        return len(a) == len(b)
+    big_a, big_b = a[np.argmax(a[:, 2] * a[:, 3])], b[np.argmax(b[:, 2] * b[:, 3])]
+    return max(_iou(big_a, x) for x in b) >= min_iou and max(_iou(big_b, x) for x in a) >= min_iou
+
+
+def detect_faces(
+    frames: Iterable[np.ndarray], detect: Callable[[np.ndarray], np.ndarray], *, every: int = 1, min_iou: float = 0.5
+) -> tuple[list[np.ndarray], list[int], int]:
+    """Run ``detect`` on every ``every``-th frame and the last one (keyframes); where two consecutive keyframes
+    disagree (a face appears, leaves, or moves too far: ``_agree``), also on every frame between them, so fast
+    changes are seen as with ``every=1``. Frames between agreeing keyframes are tracked by interpolation
+    (``track_main_face``). Returns the detections, the frames they are on (ascending) and the frame count. At most
+    ``every - 1`` frames are held."""
+    if every < 1:
+        raise AudferError(f"detect every must be >= 1, got {every}")
+    detections: list[np.ndarray] = []
+    times: list[int] = []
+    held: list[tuple[int, np.ndarray]] = []
+    n = 0
+    for t, frame in enumerate(frames):
+        n = t + 1
+        if t % every:
+            held.append((t, frame))
+            continue
+        _keyframe(t, detect(frame), held, detections, times, detect, min_iou)
+        held = []
+    if held:  # the tail: its last frame is a keyframe too
+        t, frame = held.pop()
+        _keyframe(t, detect(frame), held, detections, times, detect, min_iou)
+    return detections, times, n
+
+
+def _keyframe(
+    t: int,
+    found: np.ndarray,
+    held: list[tuple[int, np.ndarray]],
+    detections: list[np.ndarray],
+    times: list[int],
+    detect: Callable[[np.ndarray], np.ndarray],
+    min_iou: float,
+) -> None:
+    if held and detections and not _agree(detections[-1], found, min_iou):
+        for s, frame in held:  # keyframes disagree: look at every frame between them
+            detections.append(detect(frame))
+            times.append(s)
+    detections.append(found)
+    times.append(t)
+
+
 def track_main_face(
-    detections: list[np.ndarray], *, min_track: int = 5, max_gap: int = 5, min_iou: float = 0.3
+    detections: list[np.ndarray],
+    *,
+    min_track: int = 5,
+    max_gap: int = 5,
+    min_iou: float = 0.3,
+    times: Sequence[int] | None = None,
+    n_frames: int | None = None,
+    every: int = 1,
 ) -> np.ndarray:
-    """Per-frame box of the main face ``(T, 4)``, NaN where there is none (see the module doc)."""
+    """Per-frame box of the main face ``(T, 4)``, NaN where there is none (see the module doc).
+
+    ``detections[i]`` are the boxes found on frame ``times[i]`` (default: every frame, ``times = 0..T-1``) of a video
+    of ``n_frames``; with detection on every ``every``-th frame (``detect_faces``), a track needs ``min_track /
+    every`` detections, gaps between detections are bridged up to ``max_gap + every`` frames and the frames between
+    two detections take the interpolated box, so the track spans what every-frame detection would."""
+    times = list(range(len(detections))) if times is None else list(times)
+    n = len(detections) if n_frames is None else n_frames
     tracks: list[dict] = []
-    for t, boxes in enumerate(detections):
+    for t, boxes in zip(times, detections):
         used = set()
         for tr in tracks:
-            if t - tr["last"] > max_gap + 1:
+            if t - tr["last"] > max_gap + every:
                 continue
             best, best_iou = None, min_iou
             for i, b in enumerate(boxes):
@@ -92,20 +159,20 @@ def track_main_face(
         for i, b in enumerate(boxes):
             if i not in used:
                 tracks.append({"boxes": {t: b}, "last": t})
-    n = len(detections)
     out = np.full((n, 4), np.nan, np.float32)
-    good = [tr for tr in tracks if len(tr["boxes"]) >= min_track]
+    need = max(1, -(-min_track // every))
+    good = [tr for tr in tracks if len(tr["boxes"]) >= need]
     if not good:
         return out
     main = max(good, key=lambda tr: (len(tr["boxes"]), np.mean([b[2] * b[3] for b in tr["boxes"].values()])))
-    times = np.array(sorted(main["boxes"]))
-    boxes = np.stack([main["boxes"][t] for t in times])
-    for t0, t1 in zip(times[:-1], times[1:]):  # bridge short gaps by interpolation
-        if 1 < t1 - t0 <= max_gap + 1:
+    seen = np.array(sorted(main["boxes"]))
+    boxes = np.stack([main["boxes"][t] for t in seen])
+    for t0, t1 in zip(seen[:-1], seen[1:]):  # bridge gaps by interpolation
+        if 1 < t1 - t0 <= max_gap + every:
             for t in range(t0 + 1, t1):
                 w = (t - t0) / (t1 - t0)
                 out[t] = (1 - w) * main["boxes"][t0] + w * main["boxes"][t1]
-    out[times] = boxes
+    out[seen] = boxes
     # light smoothing of the box over time (3-frame mean where neighbours exist)
     sm = out.copy()
     for t in range(1, n - 1):

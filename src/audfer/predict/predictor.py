@@ -34,7 +34,14 @@ from audfer.data.sampling import uniform_indices
 from audfer.errors import AudferError, NoFaceError
 from audfer.evaluation.metrics import class_names
 from audfer.models import create_model, load_checkpoint
-from audfer.predict.faces import FACE_MODES, FullFrameDetector, HaarFaceDetector, crop_face, track_main_face
+from audfer.predict.faces import (
+    FACE_MODES,
+    FullFrameDetector,
+    HaarFaceDetector,
+    crop_face,
+    detect_faces,
+    track_main_face,
+)
 from audfer.predict.result import VideoResult
 from audfer.predict.video import frame_times, iter_frames, video_fps
 from audfer.vocab import AUS
@@ -76,6 +83,10 @@ def load_predictor(
     return read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle).build_model()
 
 
+#: ``predict_video(precision=...)``: the model's arithmetic.
+PRECISIONS = ("float32", "bfloat16")
+
+
 @torch.no_grad()
 def predict_video(
     path: str | Path,
@@ -89,6 +100,8 @@ def predict_video(
     min_track: int = 5,
     max_gap: int = 5,
     face: str = "detect",
+    detect_every: int = 4,
+    precision: str = "float32",
 ) -> VideoResult:
     """Per-window predictions of ``model`` on a video: a ``VideoResult`` (windows table, face boxes, fps, summary).
 
@@ -98,7 +111,10 @@ def predict_video(
     then ``AU01..AU45`` presence probabilities (when the model has an AU head). Windows without enough
     face frames keep nulls. Raises ``NoFaceError`` when the video has no face at all. The result also holds the
     per-frame face boxes ``(T, 4)`` (NaN = no face). ``face="full"``: no detection, the whole frame is the face
-    (``FullFrameDetector``, no margin).
+    (``FullFrameDetector``, no margin). ``detect_every``: the detector runs on every n-th frame (and between two that
+    disagree; ``faces.detect_faces``), boxes in between are interpolated; 1 detects on every frame. ``precision``:
+    ``float32``, or ``bfloat16`` (autocast; on CPUs with bf16 instructions and on GPUs about twice as fast; full-size
+    M3DFEL's probabilities stay within 0.01 of float32, tested; check your own model the same way).
     """
 
     if face not in FACE_MODES:
@@ -106,12 +122,17 @@ def predict_video(
     if face == "full":
         detector, margin, min_track = FullFrameDetector(), 0.0, 1
     detect: Callable[[np.ndarray], np.ndarray] = detector or HaarFaceDetector()
+    if precision not in PRECISIONS:
+        raise AudferError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     stamps: list[float] = []
-    detections = [detect(f) for f in iter_frames(path, check_length=True, times=stamps)]  # pass 1: detect
-    n_frames = len(detections)
+    every = 1 if face == "full" else detect_every
+    frames = iter_frames(path, check_length=True, times=stamps)
+    detections, seen, n_frames = detect_faces(frames, detect, every=every)  # pass 1: detect
     fps = video_fps(path)
     at = frame_times(stamps, fps)
-    boxes = track_main_face(detections, min_track=min_track, max_gap=max_gap)
+    boxes = track_main_face(
+        detections, min_track=min_track, max_gap=max_gap, times=seen, n_frames=n_frames, every=every
+    )
     has_face = ~np.isnan(boxes).any(axis=1)
     if not has_face.any():
         raise NoFaceError(f"{path}: no face found in {n_frames} frames")
@@ -154,7 +175,8 @@ def predict_video(
         part = clips[b : b + batch_size]
         x = torch.from_numpy(np.stack([c for _, c in part])).permute(0, 1, 4, 2, 3).float().div_(255)
         x = ((x - mean) / std).to(device)
-        out = model(x)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            out = model(x)
         idx = [i for i, _ in part]
         probs[idx] = out.logits.float().softmax(1).cpu().numpy()
         if out.au_logits is not None:
