@@ -25,7 +25,8 @@ from audfer.cli import main
 from audfer.data.cache import ClipCache, read_entry
 from audfer.data.datasets import read_frames
 from audfer.engine import train
-from audfer.io import write_csv, write_json
+from audfer.files import write_json
+from audfer.io import write_csv
 
 from conftest import TINY, tiny_config
 

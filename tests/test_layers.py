@@ -38,7 +38,22 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("audfer.errors", "audfer.hints", "audfer.resources"),
 )
 #: Third-party packages whose import costs enough that a light module may defer them to a function.
-HEAVY = {"torch", "lightning", "torchmetrics", "matplotlib", "sklearn", "scipy", "cv2", "onnx", "onnxruntime"}
+HEAVY = {  # noqa: RUF012
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "matplotlib",
+    "sklearn",
+    "scipy",
+    "cv2",
+    "onnx",
+    "onnxruntime",
+    "polars",
+    "pyarrow",
+    "pandas",
+    "safetensors",
+    "huggingface_hub",
+}
 
 
 def _module_name(path: Path) -> str:

@@ -297,3 +297,43 @@ def test_labels_streamed_chunk_by_chunk_equal_the_whole_folder_path(tmp_path, wo
         assert got.from_cache == {"cold": 0, "cached": 150, "one changed": 149}[step]
     # the cache written chunk by chunk holds the same frames as the whole-folder reader
     assert read_openface_dir(folder, cache_dir=cache).frames.equals(whole.frames)
+
+
+def test_au_labels_from_the_labels_cache_equal_a_fresh_computation_and_follow_every_change(tmp_path):
+    """The labels cache is incidental: a cached run writes the same bytes and sidecar as a computed one, and a
+    changed file, other options or a damaged entry make it compute again."""
+    import json
+    import os
+    import time
+
+    from audfer.cli import main
+
+    folder = tmp_path / "of"
+    folder.mkdir()
+    for i in range(4):
+        write_openface_csv(folder / f"clip{i}.csv", make_frames(30, seed=i))
+    cache = tmp_path / "cache"
+
+    def run(out, *extra):
+        assert main(["au-labels", str(folder), "--out", str(out), "--cache-dir", str(cache), *extra]) == 0
+        return out.read_bytes(), json.loads((tmp_path / f"{out.name}.provenance.json").read_text())
+
+    fresh = run(tmp_path / "a.csv", "--no-cache")
+    first = run(tmp_path / "b.csv")
+    second = run(tmp_path / "c.csv")
+    assert fresh == first == second
+    entries = list((cache / "labels").iterdir())
+    assert len(entries) == 1
+    # a changed AU file: computed again, and the result follows the change
+    f = folder / "clip0.csv"
+    write_openface_csv(f, make_frames(30, seed=99))
+    os.utime(f, ns=(time.time_ns(), time.time_ns() + 10**9))
+    changed = run(tmp_path / "d.csv")
+    assert changed[0] != second[0] and changed == run(tmp_path / "e.csv", "--no-cache")
+    # other options are another entry
+    run(tmp_path / "f.csv", "--min-confidence", "0.9")
+    assert len(list((cache / "labels").iterdir())) == 2
+    # a damaged entry is not used
+    for entry in (cache / "labels").iterdir():
+        (entry / "labels.csv").write_bytes(b"clip_id\nbroken\n")
+    assert run(tmp_path / "g.csv") == changed

@@ -19,7 +19,8 @@ from audfer.cli import main
 from audfer.config import load_config
 from audfer.engine import train
 from audfer.errors import TrainingStopped
-from audfer.io import atomic_path, write_csv
+from audfer.files import atomic_path
+from audfer.io import write_csv
 from audfer.synth.dataset import SynthConfig, generate
 
 from conftest import TINY, tiny_config

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from audfer.errors import InputError
-from audfer.io import write_json
+from audfer.files import write_json
 
 __all__ = ["sidecar", "write_provenance", "read_provenance", "ids_digest"]
 

@@ -92,3 +92,10 @@ MAFW_CLASSES: tuple[str, ...] = (
 #: MAFW 11-class index -> our 7-class label (None: no class of ours). The 7-class view is audfer's own definition
 #: (the paper publishes none): the first seven map by name, contempt ... disappointment are left out.
 MAFW_TO_7: dict[int, int | None] = {i: (expression_index(n) if i < 7 else None) for i, n in enumerate(MAFW_CLASSES)}
+
+#: The AU tools whose per-frame output audfer reads (``audfer.au.sources``; ``table`` = any table with a mapping file).
+AU_SOURCES = ("openface", "pyfeat", "libreface", "table")
+#: The positive-class weight strategies of the AU loss (Eq. 6-8): one row for all, one per expression, minor classes.
+STRATEGIES = ("global", "distinct", "minor")
+#: The source datasets ``audfer knowledge`` reads labels of (§3.1; ``clips`` = any clip_labels.csv).
+KNOWLEDGE_DATASETS = ("clips", "affwild2", "ravdess", "dfew", "ferv39k", "mafw")

@@ -15,19 +15,11 @@ import polars as pl
 
 from audfer.au.schema import OpenFaceWarning, canonical_schema
 from audfer.errors import AudferError, CacheEntryError
-from audfer.io import write_json
+from audfer.files import write_json
 
-__all__ = ["CACHE_VERSION", "STALE_PART_SECONDS", "CacheSink", "cache_root", "scan_cached_frames"]
+__all__ = ["CACHE_VERSION", "STALE_PART_SECONDS", "CacheSink", "scan_cached_frames"]
 
 CACHE_VERSION = 3  # 3: the manifest names its Parquet file and that file's size and CRC-32
-
-
-def cache_root(cache_dir: str | os.PathLike | None) -> Path:
-    """Where AU caches live: ``cache_dir``, else ``$AUDFER_CACHE_DIR``, else ``~/.cache/audfer``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("AUDFER_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "audfer"
 
 
 def file_crc(path: Path) -> int:

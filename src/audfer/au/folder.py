@@ -17,7 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from audfer.au.cache import CACHE_VERSION, CacheSink, cache_root, scan_cached_frames
+from audfer.au.cache import CACHE_VERSION, CacheSink, scan_cached_frames
+from audfer.au.labels_cache import cache_root
 from audfer.au.schema import OpenFaceWarning, canonical_schema
 from audfer.au.sources import MAPPINGS, SOURCES, AUAvailability, AUMapping, read_au_file
 from audfer.errors import AudferError, ConfigError, InputError

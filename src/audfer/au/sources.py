@@ -39,8 +39,9 @@ import polars as pl
 
 from audfer.au.openface import read_openface
 from audfer.errors import AudferError, InputError
-from audfer.io import check_text_file, one_line, order_frames, read_yaml
-from audfer.vocab import AUS, AUS_INTENSITY, INTENSITY_COLUMNS, PRESENCE_COLUMNS
+from audfer.files import check_text_file, one_line, read_yaml
+from audfer.io import order_frames
+from audfer.vocab import AU_SOURCES, AUS, AUS_INTENSITY, INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 __all__ = [
     "SOURCES",
@@ -57,7 +58,7 @@ __all__ = [
     "INTENSITY_THRESHOLD",
 ]
 
-SOURCES = ("openface", "pyfeat", "libreface", "table")
+SOURCES = AU_SOURCES  #: the tools read here (``audfer.vocab.AU_SOURCES``)
 KINDS = ("presence", "probability", "intensity")
 PROBABILITY_THRESHOLD = 0.5
 INTENSITY_THRESHOLD = 2.0  # on the 0-5 scale

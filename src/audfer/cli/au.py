@@ -8,17 +8,9 @@ from typing import Any
 
 from audfer.cli.common import add_reader_options, declared_choices, echo, number, ranged, reader_kwargs
 from audfer.errors import AudferError
-from audfer.evaluation.reports import plot_knowledge
-from audfer.io import read_yaml
-from audfer.method.dataset_knowledge import DATASETS, DatasetSpec, parse_knowledge_config
-from audfer.tasks.prepare import (
-    au_labels,
-    combined_knowledge_file,
-    knowledge_file,
-    knowledge_from_config,
-    pos_weights_file,
-    preset_pos_weights_file,
-)
+from audfer.files import read_yaml
+from audfer.tasks.au_labels import au_labels_file
+from audfer.vocab import KNOWLEDGE_DATASETS
 
 
 def add_au_labels(sub: Any) -> None:
@@ -42,9 +34,8 @@ def add_au_labels(sub: Any) -> None:
 
 
 def run_au_labels(args: argparse.Namespace) -> None:
-    """Write the labels and their provenance; print the summary."""
-
-    _, line = au_labels(
+    """Write the labels and their provenance (from the labels cache when nothing changed); print the summary."""
+    line = au_labels_file(
         args.openface_dir,
         args.out,
         min_confidence=args.min_confidence,
@@ -78,6 +69,7 @@ def add_pos_weights(sub: Any) -> None:
 
 def run_pos_weights(args: argparse.Namespace) -> None:
     """Write the table (counted, or a preset) and its provenance; print the summary."""
+    from audfer.tasks.prepare import pos_weights_file, preset_pos_weights_file
 
     if args.preset:
         if args.au_labels or args.labels:
@@ -97,7 +89,7 @@ def add_knowledge(sub: Any) -> None:
     p.add_argument(
         "--dataset",
         default="clips",
-        choices=DATASETS,
+        choices=KNOWLEDGE_DATASETS,
         help="how labels are read (default clips: --labels clip_labels.csv)",
     )
     p.add_argument(
@@ -139,6 +131,9 @@ def add_knowledge(sub: Any) -> None:
 
 def run_knowledge(args: argparse.Namespace) -> None:
     """One dataset, ``--combine`` or ``--config``: write K and its provenance (and the heatmap); print the summary."""
+    from audfer.evaluation.reports import plot_knowledge
+    from audfer.method.dataset_knowledge import DatasetSpec, parse_knowledge_config
+    from audfer.tasks.prepare import combined_knowledge_file, knowledge_file, knowledge_from_config
 
     if args.config:
         config = read_yaml(args.config, "a knowledge config (YAML)")

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from audfer.au.sources import SOURCES
 from audfer.config.checks import Num
 from audfer.config.schema import check_of, choices_of
 from audfer.errors import AudferError
+from audfer.vocab import AU_SOURCES
 
 
 def echo(msg: str) -> None:
@@ -101,7 +101,7 @@ def add_reader_options(p: argparse.ArgumentParser) -> None:
     """How a folder of AU files is read (``au.folder.read_au_dir``)."""
     p.add_argument(
         "--source",
-        choices=("auto", *SOURCES),
+        choices=("auto", *AU_SOURCES),
         default="auto",
         help="AU tool that wrote the CSVs (default auto: recognised from each header; see docs/au-sources.md)",
     )

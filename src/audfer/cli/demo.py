@@ -8,7 +8,6 @@ from typing import Any
 
 from audfer.cli.common import echo, int_list, ranged
 from audfer.errors import AudferError
-from audfer.synth.dataset import SynthConfig, generate
 
 
 def add_demo(sub: Any) -> None:
@@ -83,6 +82,7 @@ def add_synth(sub: Any) -> None:
 
 def run_synth(args: argparse.Namespace) -> None:
     """Render the synthetic dataset."""
+    from audfer.synth.dataset import SynthConfig, generate
 
     cfg = SynthConfig(
         clips=args.clips, seed=args.seed, size=args.size, frames=args.frames, label_noise=args.label_noise

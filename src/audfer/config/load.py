@@ -21,7 +21,7 @@ import yaml
 
 from audfer.config.schema import Config, choices_of
 from audfer.errors import ConfigError
-from audfer.io import read_yaml
+from audfer.files import read_yaml
 
 __all__ = [
     "Config",

@@ -42,7 +42,7 @@ from audfer.config.checks import (
 from audfer.data.registry import list_datasets
 from audfer.data.sampling import SAMPLERS
 from audfer.errors import ConfigError
-from audfer.method.labels import STRATEGIES
+from audfer.vocab import STRATEGIES
 
 
 @dataclass(frozen=True)

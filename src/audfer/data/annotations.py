@@ -27,7 +27,8 @@ from pathlib import Path
 import polars as pl
 
 from audfer.errors import InputError
-from audfer.io import check_text_file, unique_clip_rows
+from audfer.files import check_text_file
+from audfer.io import unique_clip_rows
 from audfer.vocab import EXPRESSIONS, MAFW_CLASSES, MAFW_TO_7, expression_index
 
 RAVDESS_EMOTIONS = {

@@ -13,8 +13,9 @@ import torch
 from audfer.config.load import apply_overrides
 from audfer.engine.datamodule import ClipDataModule
 from audfer.errors import AudferError
+from audfer.files import atomic_path, write_json
 from audfer.hints import Log, PathLike
-from audfer.io import atomic_path, write_csv, write_json
+from audfer.io import write_csv
 from audfer.models.hub import resolve_weights
 from audfer.weights.package import is_package_source, read_package_config, read_stored_run
 from audfer.weights.pretrained import init_label

@@ -32,8 +32,9 @@ from audfer.evaluation.reports import (
     results_table,
 )
 from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, aggregate, format_difference, paired_differences
+from audfer.files import atomic_path, write_json
 from audfer.hints import Log
-from audfer.io import atomic_path, write_csv, write_json
+from audfer.io import write_csv
 
 STRATEGY_LABEL = {
     "none": "baseline (CE only)",

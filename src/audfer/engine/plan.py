@@ -21,8 +21,8 @@ from audfer.engine.datamodule import (
 from audfer.engine.resolve import au_label_summary, describe_au_labels, prepare
 from audfer.engine.runfolder import SELECTION_NOTE
 from audfer.errors import AudferError
+from audfer.files import write_json
 from audfer.hints import Log
-from audfer.io import write_json
 from audfer.method.labels import official_pos_weights
 from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.pretrained import init_label, initialise

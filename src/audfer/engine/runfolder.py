@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from audfer.config.load import with_defaults
 from audfer.config.schema import Config, incidental_options
 from audfer.errors import AudferError
+from audfer.files import read_yaml, write_json
 from audfer.hints import Log
-from audfer.io import read_yaml, write_csv, write_json
+from audfer.io import write_csv
 from audfer.models.checkpoint import read_checkpoint
 
 if TYPE_CHECKING:

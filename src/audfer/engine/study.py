@@ -39,8 +39,9 @@ from audfer.engine.runlock import run_lock
 from audfer.errors import ConfigError
 from audfer.evaluation.metrics import class_names
 from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, format_difference, paired_differences
+from audfer.files import atomic_path, read_yaml, write_json
 from audfer.hints import Log
-from audfer.io import atomic_path, read_yaml, write_csv, write_json
+from audfer.io import write_csv
 from audfer.method.labels import default_minor_classes
 from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
 

@@ -41,8 +41,8 @@ from audfer.engine.runfolder import (
 )
 from audfer.engine.runlock import run_lock
 from audfer.errors import AudferError, TrainingStopped
+from audfer.files import atomic_path, write_json
 from audfer.hints import Log
-from audfer.io import atomic_path, write_json
 from audfer.weights.pretrained import init_label, initialise
 
 if TYPE_CHECKING:

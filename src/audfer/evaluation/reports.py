@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from audfer.files import atomic_path
 from audfer.hints import PathLike
-from audfer.io import atomic_path
 from audfer.vocab import AUS, EXPRESSIONS
 
 

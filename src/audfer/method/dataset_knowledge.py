@@ -29,9 +29,9 @@ from audfer.errors import AudferError, InputError
 from audfer.io import read_clip_labels, read_csv_table
 from audfer.method.knowledge import DEFAULT_SHIFT, ZERO_POLICIES, KnowledgeResult, extract_knowledge
 from audfer.provenance import read_provenance
-from audfer.vocab import AUS
+from audfer.vocab import AUS, KNOWLEDGE_DATASETS
 
-DATASETS = ("clips", "affwild2", "ravdess", "dfew", "ferv39k", "mafw")
+DATASETS = KNOWLEDGE_DATASETS  #: ``audfer.vocab.KNOWLEDGE_DATASETS``
 
 
 @dataclass

@@ -33,7 +33,7 @@ import polars as pl
 
 from audfer.errors import InputError
 from audfer.io import expression_table, read_csv_table, unique_clip_rows
-from audfer.vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, expression_index
+from audfer.vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, STRATEGIES, expression_index
 
 __all__ = [
     "video_au_labels",
@@ -44,8 +44,6 @@ __all__ = [
     "default_minor_classes",
     "read_au_labels",
 ]
-
-STRATEGIES = ("global", "distinct", "minor")
 
 
 def video_au_labels(

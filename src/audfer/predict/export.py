@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from audfer.errors import AudferError
-from audfer.io import atomic_path
+from audfer.files import atomic_path
 from audfer.models.base import DFERModel
 
 

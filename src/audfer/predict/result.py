@@ -10,7 +10,8 @@ import numpy as np
 import polars as pl
 
 from audfer.errors import InputError
-from audfer.io import atomic_path, write_csv
+from audfer.files import atomic_path
+from audfer.io import write_csv
 from audfer.predict.video import annotate_video
 from audfer.vocab import AUS, EXPRESSIONS
 

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from audfer.errors import AudferError
-from audfer.io import atomic_path
+from audfer.files import atomic_path
 
 
 class VideoWarning(UserWarning):

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from audfer.errors import ConfigError
-from audfer.io import atomic_path
+from audfer.files import atomic_path
 from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 STYLES = ("2.2", "plain", "windows", "legacy", "aus", "img")

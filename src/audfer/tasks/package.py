@@ -34,8 +34,9 @@ from audfer.config.schema import Config
 from audfer.engine.datamodule import sampling_of, views_at_test
 from audfer.errors import AudferError
 from audfer.evaluation.metrics import class_names
+from audfer.files import atomic_path, write_json
 from audfer.hints import Log, PathLike
-from audfer.io import atomic_path, expression_table, write_csv, write_json
+from audfer.io import expression_table, write_csv
 from audfer.models.base import DFERModel
 from audfer.models.checkpoint import load_checkpoint, read_checkpoint
 from audfer.models.hub import PACKAGE_CONFIG, PACKAGE_WEIGHTS
