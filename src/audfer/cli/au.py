@@ -8,6 +8,7 @@ from typing import Any
 
 from audfer.cli.common import add_reader_options, declared_choices, echo, number, ranged, reader_kwargs
 from audfer.errors import AudferError
+from audfer.evaluation.reports import plot_knowledge
 from audfer.files import read_yaml
 from audfer.tasks.au_labels import au_labels_file
 from audfer.vocab import KNOWLEDGE_DATASETS
@@ -131,7 +132,6 @@ def add_knowledge(sub: Any) -> None:
 
 def run_knowledge(args: argparse.Namespace) -> None:
     """One dataset, ``--combine`` or ``--config``: write K and its provenance (and the heatmap); print the summary."""
-    from audfer.evaluation.reports import plot_knowledge
     from audfer.method.dataset_knowledge import DatasetSpec, parse_knowledge_config
     from audfer.tasks.prepare import combined_knowledge_file, knowledge_file, knowledge_from_config
 

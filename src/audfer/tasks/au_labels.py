@@ -34,6 +34,7 @@ def au_labels_file(
 ) -> str:
     """Write ``out`` (``clip_id,n_frames,n_valid,AU01..AU45``) and its provenance sidecar; returns the summary line.
     The result is the same from the cache or computed (tested); ``cache=False`` neither reads nor writes caches."""
+    out = Path(out)
     options: dict[str, Any] = {
         "min_confidence": min_confidence,
         "source": source,
@@ -43,7 +44,7 @@ def au_labels_file(
         "strict": strict,
         "on_error": on_error,
     }
-    if cache:
+    if cache and Path(au_dir).is_dir():
         hit = lookup(au_dir, options, cache_dir)
         if hit is not None:
             data, record = hit
@@ -52,7 +53,7 @@ def au_labels_file(
             write_bytes(data, out)
             write_json({**record["sidecar"], "source": str(au_dir)}, sidecar(out))
             return f"wrote {out}: {record['summary']} (labels cache: no AU file changed)"
-    state = folder_state(au_dir) if cache else []
+    state = folder_state(au_dir) if cache and Path(au_dir).is_dir() else []  # no folder: the reader says so
     from audfer.tasks.prepare import au_labels  # computing needs the table libraries
 
     skipped: list[tuple[str, str]] = []
