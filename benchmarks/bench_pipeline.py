@@ -1,0 +1,212 @@
+"""The training input pipeline at full fidelity, per recipe and per CPU core, against a reference written the way the
+official loaders work, measured in one run on the same frame folders.
+
+Data: ``audfer synth`` clips of 16 frames stored as 256 px JPEG folders (DFEW-like). Per recipe (the shipped
+``<model>_dfew`` configs at the full models' input sizes):
+
+- reference: PIL decode of each sampled frame (``Image.open(f).convert("RGB")``), then the official group transforms
+  in PIL / numpy with one draw per clip: M3DFEL random resized crop 112 + flip + colour jitter 0.4 (hue 0.4),
+  Former-DFER random resized crop 112 + flip, MAE-DFER squash to 160 + RandAugment n=4 m=7 + random resized crop 160
+  + flip + cube erasing 0.25; to float, normalised;
+- audfer: the recipe's ``ClipDataset`` (full-resolution decode, the recipe's transforms, batch normalisation in the
+  collate), through a ``DataLoader`` of batch 8, one thread per process;
+
+clips/s of each with one process (per core), audfer with 1 and 2 worker processes (scaling), and the ratios. Goal:
+audfer >= 3x the reference per core for every recipe, >= 1.8x from 1 to 2 workers. The CPU path is what is measured
+here (augmentation per clip on the CPU).
+
+    python benchmarks/bench_pipeline.py [--clips 48 --repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance, ImageOps
+
+from audfer.config import load_config
+from audfer.data.datasets import frame_paths
+from audfer.data.sampling import sample_indices
+from audfer.engine.datamodule import collate, make_dataset
+from audfer.engine.resolve import split_index
+from audfer.models import create_model
+from audfer.synth.dataset import SynthConfig, generate
+
+MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+
+
+# ------------------------------------------------------------------------- the reference (official-style, PIL)
+def _rrc_box(w: int, h: int, rng: random.Random, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    area = w * h
+    for _ in range(10):
+        a = area * rng.uniform(*scale)
+        r = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        cw, ch = round(math.sqrt(a * r)), round(math.sqrt(a / r))
+        if 0 < cw <= w and 0 < ch <= h:
+            x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+            return x, y, x + cw, y + ch
+    return 0, 0, w, h
+
+
+def _jitter(img: Image.Image, b: float, c: float, s: float, hue: float) -> Image.Image:
+    img = ImageEnhance.Brightness(img).enhance(b)
+    img = ImageEnhance.Contrast(img).enhance(c)
+    img = ImageEnhance.Color(img).enhance(s)
+    hsv = np.array(img.convert("HSV"))
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(hue * 255)) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+_RA_OPS = (
+    "AutoContrast",
+    "Equalize",
+    "Rotate",
+    "Posterize",
+    "Solarize",
+    "Color",
+    "Contrast",
+    "Brightness",
+    "Sharpness",
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+)
+
+
+def _randaugment(imgs: list[Image.Image], rng: random.Random, n: int = 4, m: float = 7.0) -> list[Image.Image]:
+    for _ in range(n):
+        op = rng.choice(_RA_OPS)
+        mag = max(0.0, min(10.0, rng.gauss(m, 0.5))) / 10
+        sign = -1 if rng.random() < 0.5 else 1
+        w, h = imgs[0].size
+        if op == "AutoContrast":
+            f = ImageOps.autocontrast
+        elif op == "Equalize":
+            f = ImageOps.equalize
+        elif op == "Rotate":
+            f = lambda im: im.rotate(sign * 30 * mag)  # noqa: E731
+        elif op == "Posterize":
+            f = lambda im: ImageOps.posterize(im, max(1, 8 - int(4 * mag)))  # noqa: E731
+        elif op == "Solarize":
+            f = lambda im: ImageOps.solarize(im, 256 - int(256 * mag))  # noqa: E731
+        elif op in ("Color", "Contrast", "Brightness", "Sharpness"):
+            enh = getattr(ImageEnhance, op)
+            f = lambda im, e=enh: e(im).enhance(1 + sign * 0.9 * mag)  # noqa: E731
+        elif op in ("ShearX", "ShearY"):
+            k = sign * 0.3 * mag
+            data = (1, k, 0, 0, 1, 0) if op == "ShearX" else (1, 0, 0, k, 1, 0)
+            f = lambda im, d=data: im.transform(im.size, Image.AFFINE, d)  # noqa: E731
+        else:
+            t = sign * 0.45 * mag * (w if op == "TranslateX" else h)
+            data = (1, 0, t, 0, 1, 0) if op == "TranslateX" else (1, 0, 0, 0, 1, t)
+            f = lambda im, d=data: im.transform(im.size, Image.AFFINE, d)  # noqa: E731
+        if rng.random() < 0.5:
+            imgs = [f(im) for im in imgs]
+    return imgs
+
+
+def reference_clip(recipe: str, files: list[Path], idx: np.ndarray, size: int, rng: random.Random) -> torch.Tensor:
+    imgs = [Image.open(files[i]).convert("RGB") for i in idx]
+    if recipe == "mae_dfer":
+        imgs = [im.resize((160, 160), Image.BILINEAR) for im in imgs]
+        imgs = _randaugment(imgs, rng)
+    box = _rrc_box(*imgs[0].size, rng)
+    imgs = [im.resize((size, size), Image.BILINEAR, box=box) for im in imgs]
+    if rng.random() < 0.5:
+        imgs = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in imgs]
+    if recipe == "m3dfel":
+        b, c, s = (rng.uniform(0.6, 1.4) for _ in range(3))
+        hue = rng.uniform(-0.4, 0.4)
+        imgs = [_jitter(im, b, c, s, hue) for im in imgs]
+    x = np.stack([np.asarray(im, np.float32) / 255 for im in imgs])
+    if recipe != "former_dfer":
+        x = (x - MEAN) / STD
+    out = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    if recipe == "mae_dfer" and rng.random() < 0.25:  # cube erasing: one box on every frame, noise per pixel
+        h = w = size
+        eh, ew = int(h * rng.uniform(0.1, 0.4)), int(w * rng.uniform(0.1, 0.4))
+        y0, x0 = rng.randint(0, h - eh), rng.randint(0, w - ew)
+        out[:, :, y0 : y0 + eh, x0 : x0 + ew] = torch.randn(out.shape[0], 3, eh, ew)
+    return out
+
+
+# ------------------------------------------------------------------------- timing
+def _audfer_rate(cfg, index, spec, workers: int, repeat: int) -> float:
+    ds = make_dataset(cfg, index, spec, None, train=True)
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_size=8,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=workers > 0,
+        worker_init_fn=lambda _: torch.set_num_threads(1),
+    )
+    for _ in loader:  # warm-up (and worker start)
+        break
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(repeat):
+        for batch in loader:
+            n += batch[0].shape[0]
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=48)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = generate(Path(tmp) / "synth", SynthConfig(clips=args.clips, size=256, frames=16, seed=0), workers=2)
+        print(f"{args.clips} clips x 16 frames, 256 px JPEG folders; one thread per process")
+        for recipe in ("m3dfel", "former_dfer", "mae_dfer"):
+            frames = json.loads((root / "synth.json").read_text())["frames_dir"].split("/")[-1]
+            cfg = load_config(
+                f"{recipe}_dfew",
+                [f"data.root={root}", "data.dataset=synthetic", f"data.frames={frames}", "data.cache=null"],
+            )
+            spec = create_model(recipe).input_spec
+            index = split_index(cfg, "train")
+            folders = [Path(p) for p in index.table["path"].to_list()]
+            files = [frame_paths(f) for f in folders]
+            t0 = time.perf_counter()
+            n = 0
+            for epoch in range(args.repeat):
+                for i, fs in enumerate(files):
+                    rng = random.Random(epoch * 100003 + i)
+                    idx = sample_indices("uniform", len(fs), spec.frames, np.random.default_rng([epoch, i]))
+                    reference_clip(recipe, fs, idx, spec.size, rng)
+                    n += 1
+            ref = n / (time.perf_counter() - t0)
+            one = _audfer_rate(cfg, index, spec, 0, args.repeat)
+            two = _audfer_rate(cfg, index, spec, 2, args.repeat)
+            cached_cfg = load_config(
+                f"{recipe}_dfew",
+                [
+                    f"data.root={root}",
+                    "data.dataset=synthetic",
+                    f"data.frames={frames}",
+                    f"data.cache={tmp}/cache-{recipe}",
+                ],
+            )
+            _audfer_rate(cached_cfg, index, spec, 0, 1)  # the first epoch fills the decoded-clip cache
+            cached = _audfer_rate(cached_cfg, index, spec, 0, args.repeat)
+            print(
+                f"  {recipe:<12s} reference {ref:6.1f} clips/s; audfer 1 process {one:6.1f} ({one / ref:.2f}x, goal 3x), "
+                f"from the clip cache {cached:6.1f} ({cached / ref:.2f}x); 2 workers {two:6.1f} ({two / one:.2f}x of 1, "
+                f"goal 1.8x)"
+            )
+
+
+if __name__ == "__main__":
+    main()
