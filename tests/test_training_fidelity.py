@@ -39,6 +39,61 @@ def test_two_epochs_give_identical_weights_with_0_and_2_workers(synth, tmp_path)
 
 
 @pytest.mark.slow
+def test_augmentation_on_the_device_gives_the_same_run_as_on_the_cpu(synth, tmp_path):
+    """``data.augment_on=device`` draws in the loader and applies on the training device: the same draws and the same
+    pixels, so the same weights (here the device is the CPU: bit for bit; on a GPU, within float rounding)."""
+    extra = ["train.epochs=2", "data.cache=null", "data.jitter=0.4", "data.hue=0.1", "data.erasing=0.5"]
+    a = train(_cfg(synth, tmp_path / "cpu", *extra, "data.augment_on=cpu"), log=lambda m: None, evaluate=False)
+    b = train(
+        _cfg(synth, tmp_path / "dev", *extra, "data.augment_on=device", "data.num_workers=2"),
+        log=lambda m: None,
+        evaluate=False,
+    )
+    sa, sb = _state(a), _state(b)
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0, msg=k)
+
+
+@pytest.mark.parametrize("recipe", ["m3dfel", "former_dfer", "mae_dfer"])
+def test_each_recipes_deferred_steps_give_the_cpu_paths_pixels(synth, recipe):
+    """Every recipe's transform split at its first per-pixel random step: the parameters drawn in the loader, applied
+    later, give the CPU path's pixels for the same clips and draws (erasing forced on to be exercised)."""
+    import numpy as np
+
+    from audfer.data.transforms import DeferredClips, build_transform
+    from audfer.models import create_model
+
+    cfg = load_config(f"{recipe}_dfew", ["data.erasing=1.0"] if recipe == "mae_dfer" else [])
+    spec = create_model(f"{recipe}_small").input_spec
+    d = cfg.data
+    transform = build_transform(
+        spec,
+        True,
+        jitter=d.jitter,
+        hue=d.hue,
+        scale=d.crop_scale,
+        randaugment=d.randaugment,
+        erasing=d.erasing,
+        pre_resize=d.pre_resize,
+    )
+    cpu, device = transform.split_device()
+    assert len(device.steps) > 0 or recipe == "former_dfer"  # former_dfer: no per-pixel random step to defer
+    clips = [
+        torch.randint(0, 256, (spec.frames, 3, 48, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(s))
+        for s in range(4)
+    ]
+    want = torch.stack([transform(c, np.random.default_rng([7, s])) for s, c in enumerate(clips)])
+    parts, params = [], []
+    for s, c in enumerate(clips):
+        rng = np.random.default_rng([7, s])
+        x = cpu(c, rng)
+        parts.append(x)
+        params.append(device.draw_params(tuple(x.shape), rng))
+    got = DeferredClips(torch.stack(parts), params).apply(device)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.slow
 def test_progress_loggers_and_eval_batch_size_do_not_change_weights_or_metrics(synth, tmp_path):
     import json
 

@@ -218,6 +218,13 @@ class DataOptions(_Section):
     )
     stride: int = opt(4, "mae_dfer sampling: frame stride (DFEW 4, FERV39k 1)", Num(1, integer=True))
     test_views: int = opt(1, "temporal views averaged at test (MAE-DFER recipe: 2)", Num(1, 16, integer=True))
+    augment_on: str = opt(
+        "cpu",
+        "where the per-pixel random augmentation (colour jitter, RandAugment, erasing) runs: cpu (in the loader "
+        "workers) or device (drawn per clip in the workers, applied on the training device: the workers only decode, "
+        "crop and flip); the same draws and pixels (tested)",
+        Choice("cpu", "device"),
+    )
     cache: str | None = opt(
         None,
         'decoded-clip cache folder (null: no cache; "auto": <out>/../.clip-cache)',

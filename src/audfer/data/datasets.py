@@ -381,6 +381,7 @@ class ClipDataset:
         on_bad_frame: str = "raise",
         batch_normalize: bool = False,
         frame_order: str = "numeric",
+        augment_on: str = "cpu",
     ) -> None:
         if on_bad_frame not in ("raise", "skip"):
             raise InputError(f"on_bad_frame must be 'raise' or 'skip', got {on_bad_frame!r}")
@@ -390,7 +391,14 @@ class ClipDataset:
         #: ``batch_normalize``: a final ``Normalize`` of the transform is left to the collate function
         #: (``self.normalize``), which runs it once on the stacked uint8 batch; items are then uint8 clips
         self.normalize = None
-        if batch_normalize and hasattr(transform, "split_normalize"):
+        #: ``augment_on="device"``: the per-pixel random steps (and what follows them) are only drawn here and run on
+        #: the training device (``transforms.Compose.split_device``); items then carry ``(uint8 clip, params)``
+        self.device_steps = None
+        if augment_on not in ("cpu", "device"):
+            raise InputError(f"augment_on must be 'cpu' or 'device', got {augment_on!r}")
+        if augment_on == "device" and train and hasattr(transform, "split_device"):
+            transform, self.device_steps = transform.split_device()
+        elif batch_normalize and hasattr(transform, "split_normalize"):
             transform, self.normalize = transform.split_normalize()
         self.index, self.transform, self.num_frames, self.sampling = index, transform, num_frames, sampling
         self.train, self.seed, self.epoch = train, seed, 0
@@ -459,6 +467,8 @@ class ClipDataset:
             0, 3, 1, 2
         )  # channels-last view: what the resize kernel wants
         clip = self.transform(frames, rng)
+        if self.device_steps is not None and rng is not None:
+            clip = (clip, self.device_steps.draw_params(tuple(clip.shape), rng))
         return (
             clip,
             int(self.labels[i]),

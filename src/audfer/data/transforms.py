@@ -44,6 +44,18 @@ class Resize:
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         return clip if clip.shape[-2:] == (self.size, self.size) else _resize(clip, self.size)
 
+    def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> None:
+        """Nothing to draw."""
+        return None
+
+    def apply_params(self, clip: torch.Tensor, params: None) -> torch.Tensor:
+        """As ``__call__``."""
+        return self(clip)
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The clip's shape after this step."""
+        return (*shape[:-2], self.size, self.size)
+
 
 class RandomResizedCrop:
     """One crop box for the whole clip (torchvision's sampling rule), resized to ``size``."""
@@ -78,11 +90,23 @@ class RandomResizedCrop:
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
             return _resize(clip, self.size)
+        return self.apply_params(clip, self.draw_params(tuple(clip.shape), rng))
+
+    def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, int, int, int]:
+        """The clip's box for a clip of ``shape`` (what ``__call__`` draws)."""
+        return self.box(int(shape[-2]), int(shape[-1]), rng)
+
+    def apply_params(self, clip: torch.Tensor, params: tuple[int, int, int, int]) -> torch.Tensor:
+        """Crop the box and resize (``__call__`` with its draw)."""
         h, w = clip.shape[-2:]
-        top, left, ch, cw = self.box(h, w, rng)
+        top, left, ch, cw = params
         if (ch, cw) == (h, w) == (self.size, self.size):  # the whole frame at the output size: nothing to do
             return clip
         return _resize(clip[..., top : top + ch, left : left + cw], self.size)
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The clip's shape after this step."""
+        return (*shape[:-2], self.size, self.size)
 
 
 class HorizontalFlip:
@@ -93,6 +117,18 @@ class HorizontalFlip:
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         return clip.flip(-1) if rng is not None and rng.random() < self.p else clip
+
+    def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> bool:
+        """Whether the clip is flipped."""
+        return bool(rng.random() < self.p)
+
+    def apply_params(self, clip: torch.Tensor, params: bool) -> torch.Tensor:
+        """Flip when drawn."""
+        return clip.flip(-1) if params else clip
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Unchanged."""
+        return shape
 
 
 _GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -163,7 +199,19 @@ class ColorJitter:
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
             return clip
-        order, factors = self.draw(rng)
+        return self.apply_params(clip, self.draw(rng))
+
+    def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> tuple[list[int], list[float]]:
+        """``draw``."""
+        return self.draw(rng)
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Unchanged."""
+        return shape
+
+    def apply_params(self, clip: torch.Tensor, params: tuple[list[int], list[float]]) -> torch.Tensor:
+        """The jitter ``draw`` gave, on every frame (uint8 in, uint8 out; on whatever device the clip is)."""
+        order, factors = params
         x = clip.to(torch.float32, copy=True)  # a fresh tensor: the operations below work in place
         for kind in order:
             f = factors[kind]
@@ -194,7 +242,19 @@ class Normalize:
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         # in place on one fresh float tensor; the [0, 1]-only models (M3DFEL, Former-DFER) skip the no-op mean/std
         x = clip.to(torch.float32, copy=True).div_(255.0)
-        return x if self.identity else x.sub_(self.mean).div_(self.std)
+        return x if self.identity else x.sub_(self.mean.to(x.device)).div_(self.std.to(x.device))
+
+    def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> None:
+        """Nothing to draw."""
+        return None
+
+    def apply_params(self, clip: torch.Tensor, params: None) -> torch.Tensor:
+        """As ``__call__``."""
+        return self(clip)
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Unchanged."""
+        return shape
 
 
 class Compose:
@@ -214,6 +274,45 @@ class Compose:
         for step in self.steps:
             clip = step(clip, rng)
         return clip
+
+    def split_device(self) -> tuple[Compose, Compose]:
+        """``(what the CPU runs, what runs on the training device)``: everything from the first per-pixel random step
+        (``DEVICE_STEPS``: colour jitter, RandAugment, erasing) on is deferred. The CPU part runs as usual; for the
+        deferred part the dataset only draws each step's parameters (``draw_params``, consuming the clip's random
+        generator exactly as the steps would), and ``apply_params`` later gives the same pixels (``DeferredClips``)."""
+        first = next((i for i, s in enumerate(self.steps) if isinstance(s, DEVICE_STEPS)), len(self.steps))
+        return Compose(*self.steps[:first]), Compose(*self.steps[first:])
+
+    def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> list[object]:
+        """Every step's parameters for a clip of ``shape`` (the deferred path)."""
+        params = []
+        for step in self.steps:
+            params.append(step.draw_params(shape, rng))
+            shape = step.out_shape(shape)
+        return params
+
+    def apply_params(self, clip: torch.Tensor, params: list[object]) -> torch.Tensor:
+        """Every step with its drawn parameters."""
+        for step, p in zip(self.steps, params):
+            clip = step.apply_params(clip, p)
+        return clip
+
+
+class DeferredClips:
+    """A batch whose augmentation runs on the training device (``data.augment_on=device``): the uint8 clips as the
+    CPU left them and each clip's drawn parameters. ``to`` moves the clips (Lightning's batch transfer calls it);
+    ``apply`` runs the deferred steps clip by clip where the clips are, then stacks them."""
+
+    def __init__(self, clips: torch.Tensor, params: list[list[object]]) -> None:
+        self.clips, self.params = clips, params
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> DeferredClips:
+        """The same batch with its clips on ``device``."""
+        return DeferredClips(self.clips.to(device, non_blocking=non_blocking), self.params)
+
+    def apply(self, steps: Compose) -> torch.Tensor:
+        """The augmented float batch ``(B, T, 3, H, W)``."""
+        return torch.stack([steps.apply_params(c, p) for c, p in zip(self.clips, self.params)])
 
 
 def build_transform(
@@ -447,8 +546,20 @@ class RandAugment:
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
             return clip
+        return self.apply_params(clip, self.draw(rng))
+
+    def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> list[tuple[str, float, float]]:
+        """``draw``."""
+        return self.draw(rng)
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Unchanged."""
+        return shape
+
+    def apply_params(self, clip: torch.Tensor, params: list[tuple[str, float, float]]) -> torch.Tensor:
+        """The ops ``draw`` gave, each on every frame, rounded to 8 bits between ops (as PIL does)."""
         x = clip.float()
-        for op, mag, sign in self.draw(rng):
+        for op, mag, sign in params:
             x = self.apply(x, op, mag, sign).clamp(0, 255).round()
         return x.to(torch.uint8)
 
@@ -478,15 +589,32 @@ class RandomErasing:
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
             return clip
-        h, w = clip.shape[-2:]
-        found = self.box(int(h), int(w), rng)
+        return self.apply_params(clip, self.draw_params(tuple(clip.shape), rng))
+
+    def draw_params(
+        self, shape: tuple[int, ...], rng: np.random.Generator
+    ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+        """The box and its noise for a clip of ``shape`` ``(T, 3, H, W)``, or None."""
+        found = self.box(int(shape[-2]), int(shape[-1]), rng)
         if found is None:
-            return clip
+            return None
         top, left, eh, ew = found
+        return found, rng.standard_normal((int(shape[0]), int(shape[1]), eh, ew)).astype(np.float32)
+
+    def apply_params(
+        self, clip: torch.Tensor, params: tuple[tuple[int, int, int, int], np.ndarray] | None
+    ) -> torch.Tensor:
+        """The drawn box filled with its noise (after normalisation)."""
+        if params is None:
+            return clip
+        (top, left, eh, ew), noise = params
         out = clip.clone()
-        noise = rng.standard_normal((clip.shape[0], clip.shape[1], eh, ew)).astype(np.float32)
-        out[..., top : top + eh, left : left + ew] = torch.from_numpy(noise)
+        out[..., top : top + eh, left : left + ew] = torch.from_numpy(noise).to(out.device)
         return out
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Unchanged."""
+        return shape
 
 
 class Squash:
@@ -498,3 +626,19 @@ class Squash:
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         return clip if clip.shape[-2:] == (self.size, self.size) else _resize(clip, self.size)
+
+    def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> None:
+        """Nothing to draw."""
+        return None
+
+    def apply_params(self, clip: torch.Tensor, params: None) -> torch.Tensor:
+        """As ``__call__``."""
+        return self(clip)
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The clip's shape after this step."""
+        return (*shape[:-2], self.size, self.size)
+
+
+#: The per-pixel random steps that ``data.augment_on=device`` runs on the training device.
+DEVICE_STEPS = (ColorJitter, RandAugment, RandomErasing)

@@ -21,7 +21,7 @@ from audfer.data.datasets import (
     ClipIndex,
 )
 from audfer.data.sampling import sampler_options
-from audfer.data.transforms import Compose, Normalize, RandomResizedCrop, build_transform
+from audfer.data.transforms import Compose, DeferredClips, Normalize, RandomResizedCrop, build_transform
 from audfer.engine.resolve import Prepared, au_labels_for, prepare, split_index
 from audfer.models import model_entry
 from audfer.models.base import InputSpec
@@ -130,6 +130,7 @@ def make_dataset(
         on_bad_frame=d.on_bad_frame,
         frame_order="listing" if listing else "numeric",
         batch_normalize=train,
+        augment_on=d.augment_on,
     )
 
 
@@ -194,6 +195,9 @@ def collate(
     runs once on the stacked uint8 clips: the same values as per clip, with one float batch allocated instead of
     one per clip (the demo's pipeline: 12 % -> see benchmarks/bench_train_throughput.py)."""
     clips, labels, au, mask, ids = zip(*batch)
+    if isinstance(clips[0], tuple):  # data.augment_on=device: uint8 clips and their drawn parameters
+        deferred = DeferredClips(torch.stack([c for c, _ in clips]), [p for _, p in clips])
+        return deferred, torch.tensor(labels), torch.stack(au), torch.stack(mask), list(ids)  # type: ignore[return-value]
     stacked = torch.stack(clips)
     if normalize is not None:
         b, t = stacked.shape[:2]
@@ -229,6 +233,7 @@ class ClipDataModule(L.LightningDataModule):
         super().__init__()
         self.cfg, self.spec = cfg, spec
         self._prep = prepared
+        self.device_steps: Compose | None = None
 
     @property
     def prep(self) -> Prepared:
@@ -249,7 +254,15 @@ class ClipDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         ds = make_dataset(self.cfg, self.prep.train, self.spec, self.prep.au_labels, train=True)
+        self.device_steps = ds.device_steps
         return loader(ds, self._batch(), train=True, workers=self.cfg.data.num_workers, seed=self.cfg.train.seed)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``data.augment_on=device``: the deferred augmentation, where the batch now is (the training device)."""
+        if isinstance(batch[0], DeferredClips):
+            assert self.device_steps is not None
+            return (batch[0].apply(self.device_steps), *batch[1:])
+        return batch
 
     def val_dataloader(self) -> torch.utils.data.DataLoader | list:
         if self.watched is None:
