@@ -9,8 +9,7 @@ fresh process (wall time from spawn to exit; peak resident memory of the process
   cached  the same command again: everything from the Parquet cache
   1 file  `audfer au-labels` on a folder holding one of the files: the peak memory a folder's peak is bounded by
 The files were just written, so every step reads them from the page cache (as a second run over a dataset does).
-Prints frames/s, the ratios to pandas and the peaks. Goal: cold >= 2.5x pandas, cached >= 20x, the folder's peak
-within 1.5x of one file's.
+Prints frames/s, the ratios to pandas and the peaks. Goal: cold >= 2.5x pandas, cached >= 20x.
 
     python benchmarks/bench_openface.py [--files 200 --frames 1000]
 """

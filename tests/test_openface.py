@@ -337,3 +337,26 @@ def test_au_labels_from_the_labels_cache_equal_a_fresh_computation_and_follow_ev
     for entry in (cache / "labels").iterdir():
         (entry / "labels.csv").write_bytes(b"clip_id\nbroken\n")
     assert run(tmp_path / "g.csv") == changed
+
+
+def test_a_folder_read_by_threads_or_by_processes_gives_the_same_table(tmp_path, monkeypatch):
+    """Large files are read by threads, small ones by spawned processes (``THREADS_FROM_BYTES``): the same frames
+    and notes either way, in file order."""
+    import audfer.au.folder as folder_mod
+    from audfer.au.folder import read_au_dir
+    from audfer.synth.openface_writer import write_openface_csv
+
+    root = tmp_path / "of"
+    root.mkdir()
+    for i in range(40):
+        write_openface_csv(root / f"c{i:02d}.csv", make_frames(20 + i, seed=i))
+    (root / "c05.csv").write_bytes((root / "c05.csv").read_bytes()[:-40])  # a cut-off last row: a note
+    got = {}
+    for mode, threshold in (("threads", 0), ("processes", 1 << 40)):
+        monkeypatch.setattr(folder_mod, "THREADS_FROM_BYTES", threshold)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            folder = read_au_dir(root, cache=False, workers=2)
+        got[mode] = (folder.frames, [str(w.message) for w in caught if issubclass(w.category, OpenFaceWarning)])
+    assert got["threads"][0].equals(got["processes"][0]) and got["threads"][0].height > 0
+    assert got["threads"][1] == got["processes"][1] and any("c05" in m for m in got["threads"][1])

@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import polars as pl
 
 from audfer.au.cache import CACHE_VERSION, CacheSink, scan_cached_frames
 from audfer.au.labels_cache import cache_root
-from audfer.au.schema import OpenFaceWarning, canonical_schema
+from audfer.au.schema import OpenFaceWarning, canonical_schema, collecting_notes
 from audfer.au.sources import MAPPINGS, SOURCES, AUAvailability, AUMapping, read_au_file
 from audfer.errors import AudferError, ConfigError, InputError
 
@@ -61,8 +61,7 @@ def _read_chunk(
     sources: dict[str, str] = {}
     for p in paths:
         clip = Path(p).stem
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", OpenFaceWarning)
+        with collecting_notes() as caught:
             try:
                 df, sources[clip] = read_au_file(p, source, mapping=mapping, face_id=face_id, strict=strict)
             except AudferError as exc:
@@ -70,7 +69,7 @@ def _read_chunk(
                     return None, [(clip, str(exc))], notes, sources
                 skipped.append((clip, str(exc)))
                 continue
-        notes += [str(w.message) for w in caught if issubclass(w.category, OpenFaceWarning)]
+        notes += caught
         frames.append(df.select(pl.lit(clip).alias("clip_id"), pl.all()))
     # one table per chunk: a worker sends one contiguous table back instead of thousands of small ones (their
     # per-table overhead and pickling dominated peak memory for folders of many short files)
@@ -103,7 +102,7 @@ def read_au_dir(
     ``source``: ``openface``, ``pyfeat``, ``libreface``, ``table`` (with ``mapping``, an
     ``au_sources.AUMapping``) or ``auto`` (each file's header decides; ``audfer.au.sources``). A folder
     whose files come from more than one tool is an error unless ``allow_mixed`` (AUs a clip's tool lacks
-    are null for that clip). Files are parsed in parallel (``workers`` processes, default: all cores) and
+    are null for that clip). Files are parsed in parallel (``workers`` threads, default: all cores) and
     the table is cached under ``cache_dir`` (default ``$AUDFER_CACHE_DIR`` or ``~/.cache/audfer``), keyed by
     the folder and the reader options; unchanged files (same size and mtime) come from the cache.
     ``on_error="skip"`` skips unreadable files and lists them in ``skipped`` instead of raising.
@@ -232,10 +231,17 @@ def read_au_dir(
     )
 
 
+#: Mean file size from which a folder is read by threads rather than processes: polars parses a large file with the
+#: GIL released, so threads run in parallel with nothing to start or pickle; many small files are Python-bound (the
+#: GIL), where spawned processes are faster (``benchmarks/bench_openface.py``, ``bench_scale.py``).
+THREADS_FROM_BYTES = 1 << 20
+
+
 def _read_files(todo, workers, face_id, strict, on_error, source, mapping, reduce):
-    """``_read_chunk`` results for the files ``todo``, in order: in this process, or in ``workers`` spawned
-    processes. With ``reduce`` the files go in chunks of 64, handed on one by one, so only a few chunks of frames
-    exist at once."""
+    """``_read_chunk`` results for the files ``todo``, in order: in this thread, or in ``workers`` threads (large
+    files) or spawned processes (small ones; ``THREADS_FROM_BYTES``); the result is the same either way (tested). With
+    ``reduce`` the files go in chunks of 64, handed on one by one, and only a few chunks are read ahead of the
+    consumer, so only a few chunks of frames exist at once."""
     if not todo:
         return
     n_workers = min(workers or os.cpu_count() or 1, max(1, len(todo) // 16))
@@ -245,15 +251,23 @@ def _read_files(todo, workers, face_id, strict, on_error, source, mapping, reduc
         for chunk in chunks:
             yield _read_chunk(chunk, face_id, strict, on_error, source, mapping)
         return
+    mean_bytes = sum(os.path.getsize(f) for f in todo) / len(todo)
     old = os.environ.get("POLARS_MAX_THREADS")
-    os.environ["POLARS_MAX_THREADS"] = "1"
     try:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-            pending = [pool.submit(_read_chunk, c, face_id, strict, on_error, source, mapping) for c in chunks]
-            for i in range(len(pending)):  # in order: the same result whatever finishes first
+        if mean_bytes >= THREADS_FROM_BYTES:
+            pool: Any = ThreadPoolExecutor(n_workers)
+        else:
+            os.environ["POLARS_MAX_THREADS"] = "1"  # each spawned worker: one core
+            pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
+        with pool:
+            ahead = n_workers + 1  # chunks read ahead of the consumer: memory follows a few chunks, not the folder
+            args = (face_id, strict, on_error, source, mapping)
+            pending = [pool.submit(_read_chunk, c, *args) for c in chunks[:ahead]]
+            for i in range(len(chunks)):  # in order: the same result whatever finishes first
                 result = pending[i].result()
                 pending[i] = None  # the chunk's frames go once handed on
+                if i + ahead < len(chunks):
+                    pending.append(pool.submit(_read_chunk, chunks[i + ahead], *args))
                 yield result
     finally:
         if old is None:

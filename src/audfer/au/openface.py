@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from audfer.au.schema import AU_COLUMNS, OpenFaceWarning
+from audfer.au.schema import AU_COLUMNS, note
 from audfer.errors import AudferError, InputError
 from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
@@ -172,7 +171,7 @@ def read_openface(
             msg = f"{path}: row {row} is cut off ({n_fields} of {len(names)} fields)"
             if strict:
                 raise InputError(msg)
-            warnings.warn(msg + "; dropped it", OpenFaceWarning, stacklevel=2)
+            note(msg + "; dropped it")
             raw = raw[:last_start]
 
     wanted = [c for c in ("frame", "face_id", "timestamp", "confidence", "success") if c in names] + list(AU_COLUMNS)

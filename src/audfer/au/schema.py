@@ -7,13 +7,25 @@ does not measure is null, never 0.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 
 from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
-__all__ = ["META_COLUMNS", "AU_COLUMNS", "CANONICAL_COLUMNS", "OpenFaceWarning", "canonical_schema"]
+__all__ = [
+    "META_COLUMNS",
+    "AU_COLUMNS",
+    "CANONICAL_COLUMNS",
+    "OpenFaceWarning",
+    "canonical_schema",
+    "note",
+    "collecting_notes",
+]
 
 META_COLUMNS = ("frame", "timestamp", "confidence", "success", "face_id")
 AU_COLUMNS = INTENSITY_COLUMNS + PRESENCE_COLUMNS
@@ -22,6 +34,31 @@ CANONICAL_COLUMNS = META_COLUMNS + AU_COLUMNS
 
 class OpenFaceWarning(UserWarning):
     """A recoverable defect in an AU file (e.g. a cut-off last row that was dropped)."""
+
+
+_NOTES = threading.local()
+
+
+@contextlib.contextmanager
+def collecting_notes() -> Iterator[list[str]]:
+    """Collect the ``note``s of this thread (a folder reader's worker) in a list instead of warning: unlike
+    ``warnings.catch_warnings``, safe when several threads read files at once."""
+    previous = getattr(_NOTES, "sink", None)
+    sink: list[str] = []
+    _NOTES.sink = sink
+    try:
+        yield sink
+    finally:
+        _NOTES.sink = previous
+
+
+def note(message: str) -> None:
+    """A recoverable defect: collected when this thread collects (``collecting_notes``), else an ``OpenFaceWarning``."""
+    sink = getattr(_NOTES, "sink", None)
+    if sink is not None:
+        sink.append(message)
+    else:
+        warnings.warn(message, OpenFaceWarning, stacklevel=3)
 
 
 def canonical_schema() -> dict[str, Any]:
