@@ -60,22 +60,13 @@ def test_each_recipes_deferred_steps_give_the_cpu_paths_pixels(synth, recipe):
     later, give the CPU path's pixels for the same clips and draws (erasing forced on to be exercised)."""
     import numpy as np
 
-    from audfer.data.transforms import DeferredClips, build_transform
+    from audfer.data.transforms import DeferredClips
+    from audfer.engine.datamodule import train_transform
     from audfer.models import create_model
 
     cfg = load_config(f"{recipe}_dfew", ["data.erasing=1.0"] if recipe == "mae_dfer" else [])
     spec = create_model(f"{recipe}_small").input_spec
-    d = cfg.data
-    transform = build_transform(
-        spec,
-        True,
-        jitter=d.jitter,
-        hue=d.hue,
-        scale=d.crop_scale,
-        randaugment=d.randaugment,
-        erasing=d.erasing,
-        pre_resize=d.pre_resize,
-    )
+    transform = train_transform(cfg, spec)
     cpu, device = transform.split_device()
     assert len(device.steps) > 0 or recipe == "former_dfer"  # former_dfer: no per-pixel random step to defer
     clips = [

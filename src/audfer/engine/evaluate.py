@@ -16,17 +16,16 @@ from audfer.errors import AudferError
 from audfer.files import atomic_path, write_json
 from audfer.hints import Log, PathLike
 from audfer.io import write_csv
-from audfer.models.hub import resolve_weights
 from audfer.weights.package import is_package_source, read_package_config, read_stored_run
 from audfer.weights.pretrained import init_label
-from audfer.weights.restore import check_state_fits
+from audfer.weights.restore import StoredRun, check_state_fits
 
 if TYPE_CHECKING:
     from audfer.engine.module import AUDFERModule
 
 
 def load_module(
-    checkpoint: PathLike,
+    checkpoint: PathLike | StoredRun,
     *,
     map_location: str | torch.device = "cpu",
     trust_pickle: bool = False,
@@ -41,7 +40,11 @@ def load_module(
     it would run that module."""
     from audfer.engine.module import AUDFERModule
 
-    run = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)
+    run = (
+        checkpoint
+        if isinstance(checkpoint, StoredRun)
+        else read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)
+    )
     module = run.guarded(lambda: AUDFERModule.from_config(run.cfg, run.knowledge, run.pos_weight, run.steps_per_epoch))
     check_state_fits(run.path, module.state_dict(), run.state_dict)
     module.load_state_dict(run.state_dict)
@@ -65,7 +68,8 @@ def evaluate_checkpoint(
     from audfer.evaluation.metrics import classification_metrics
     from audfer.evaluation.predictions import predict_loaders, prediction_table
 
-    module = load_module(checkpoint, trust_pickle=trust_pickle, revision=revision)
+    stored = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)  # read once
+    module = load_module(stored)
     package = is_package_source(checkpoint)
     cfg = apply_overrides(module.cfg, overrides)
     if split not in ("train", "test"):
@@ -82,7 +86,7 @@ def evaluate_checkpoint(
     )
     ck = Path(checkpoint)
     if package:  # what the package says of the run it came from
-        trained = read_package_config(resolve_weights(checkpoint, revision)).get("training") or {}
+        trained = read_package_config(stored.path).get("training") or {}
         metrics["selection"] = trained.get("selection") or {"rule": "unknown", "checkpoint": str(checkpoint)}
         metrics["init"] = init_label(trained.get("init")) if trained.get("init") else "unknown"
     else:

@@ -179,30 +179,48 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{file}: not a readable safetensors file ({first})") from None
 
 
-def load_checkpoint(
-    model: DFERModel, path: str | os.PathLike[str], *, trust_pickle: bool = False, revision: str | None = None
-) -> LoadReport:
-    """Load ``path`` into ``model`` (see module docstring); returns what was done.
+@dataclass
+class Weights:
+    """A weights file read once: its tensors (wrappers and ``module.`` / ``model.`` prefixes removed), what it was
+    recognised as, and the keys deliberately left out (an audfer training checkpoint's loss buffers)."""
 
-    ``path``: a checkpoint file, a ``.safetensors`` file, a package folder (``audfer package``) or a Hub id
+    path: Path
+    state: dict[str, torch.Tensor]
+    layout: str
+    dropped: list[str] = field(default_factory=list)
+
+
+def read_weights(path: str | os.PathLike[str], *, trust_pickle: bool = False, revision: str | None = None) -> Weights:
+    """Read ``path``: a checkpoint file, a ``.safetensors`` file, a package folder (``audfer package``) or a Hub id
     ``org/name`` (``revision``: branch, tag or commit; ``models.hub``). PyTorch files are read weights-only
     (``read_checkpoint``); ``trust_pickle=True`` allows arbitrary pickles (some released files also pickle their
-    training arguments) for files you trust.
-    """
+    training arguments) for files you trust."""
     path = resolve_weights(path, revision)
-    obj: object = None
     if is_package(path) or path.suffix.lower() == ".safetensors":
-        state, layout = read_safetensors(path), "audfer package" if path.is_dir() else "safetensors"
-    else:
-        obj = read_checkpoint(path, trust_pickle=trust_pickle)
-        state, layout = _unwrap(obj, path)
-    report = LoadReport(layout, 0)
+        return Weights(path, read_safetensors(path), "audfer package" if path.is_dir() else "safetensors")
+    obj = read_checkpoint(path, trust_pickle=trust_pickle)
+    state, layout = _unwrap(obj, path)
+    dropped: list[str] = []
     if isinstance(obj, dict) and "pytorch-lightning_version" in obj and any(k.startswith("model.") for k in state):
         # an audfer training checkpoint: the model's tensors under ``model.``, loss buffers (K, pos-weights) beside
-        report.dropped = sorted(k for k in state if not k.startswith("model."))
+        dropped = sorted(k for k in state if not k.startswith("model."))
         state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
-        report.layout = "audfer training checkpoint"
-    state = _strip(_strip(state, "module."), "model.")
+        layout = "audfer training checkpoint"
+    return Weights(path, _strip(_strip(state, "module."), "model."), layout, dropped)
+
+
+def load_checkpoint(
+    model: DFERModel,
+    path: str | os.PathLike[str] | Weights,
+    *,
+    trust_pickle: bool = False,
+    revision: str | None = None,
+) -> LoadReport:
+    """Load ``path`` (anything ``read_weights`` reads, or what it returned) into ``model`` (see module docstring);
+    returns what was done."""
+    weights = path if isinstance(path, Weights) else read_weights(path, trust_pickle=trust_pickle, revision=revision)
+    path, state, layout = weights.path, dict(weights.state), weights.layout
+    report = LoadReport(layout, 0, dropped=list(weights.dropped))
     own = model.state_dict()
     name = type(model).__name__
     allowed_missing: set[str] = {k for k in own if k.startswith("au_head.")}

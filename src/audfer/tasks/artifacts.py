@@ -31,6 +31,7 @@ __all__ = [
     "write_preset_pos_weights",
     "write_knowledge",
     "write_combined_knowledge",
+    "write_run_table",
     "au_source_facts",
 ]
 
@@ -38,7 +39,7 @@ __all__ = [
 #: and the clip ids (``n_clips, clip_ids_sha256, clip_ids``).
 FIELDS: dict[str, tuple[str, ...]] = {
     "video AU labels": ("au_source", "known_labels_per_au"),
-    "pos-weights": ("strategy", "minor_classes", "preset", "unknown_aus", "filled_cells"),
+    "pos-weights": ("strategy", "minor_classes", "preset", "unknown_aus", "filled_cells", "inputs"),
     "knowledge": ("au_source", "unmeasured_aus", "inputs"),
 }
 
@@ -207,4 +208,40 @@ def write_combined_knowledge(
                 for p, r in zip(inputs, records)
             ],
         },
+    )
+
+
+def write_run_table(
+    what: str,
+    values: np.ndarray,
+    out: PathLike,
+    *,
+    setting: str,
+    source_file: str | None,
+    dataset: str | None,
+    fold: int | None,
+    split: str | None,
+) -> Path:
+    """The K or pos-weights a run trained with (``audfer package``): the clips and facts of the file it read (its
+    own sidecar, named in ``inputs``), or, when the run made them itself (the paper's matrix, a preset, counting on
+    its training split), what ``setting`` produced them and no clip ids."""
+    record = read_provenance(Path(source_file)) if source_file and Path(source_file).is_file() else None
+    facts = {k: record.get(k) for k in FIELDS[what] if k != "inputs"} if record else {}
+    if source_file:
+        facts["inputs"] = [
+            {
+                "file": source_file,
+                "provenance": None if record is None else {k: v for k, v in record.items() if k != "clip_ids"},
+            }
+        ]
+    return _write(
+        expression_table(values),
+        out,
+        what,
+        record["clip_ids"] if record else [],
+        dataset=dataset,
+        fold=fold,
+        split=split,
+        source=f"the run's {setting}",
+        facts=facts,
     )

@@ -56,15 +56,7 @@ def au_labels_file(
     state = folder_state(au_dir) if cache and Path(au_dir).is_dir() else []  # no folder: the reader says so
     from audfer.tasks.prepare import au_labels  # computing needs the table libraries
 
-    skipped: list[tuple[str, str]] = []
-
-    def keep(msg: str) -> None:
-        if msg.startswith("skipped "):
-            clip, _, reason = msg[len("skipped ") :].partition(": ")
-            skipped.append((clip, reason))
-        log(msg)
-
-    _, line = au_labels(
+    written = au_labels(
         au_dir,
         out,
         min_confidence=min_confidence,
@@ -76,13 +68,13 @@ def au_labels_file(
         on_error=on_error,
         cache=cache,
         cache_dir=cache_dir,
-        log=keep,
+        log=log,
     )
     if cache:
         record = {
             "sidecar": json.loads(sidecar(out).read_text()),
-            "summary": line.split(": ", 1)[1] if line.startswith(f"wrote {out}: ") else line,
-            "skipped": skipped,
+            "summary": written.summary,
+            "skipped": written.skipped,
         }
-        store(au_dir, options, cache_dir, Path(out), record, state)
-    return line
+        store(au_dir, options, cache_dir, out, record, state)
+    return f"wrote {out}: {written.summary}"

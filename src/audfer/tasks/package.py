@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
 from audfer import __version__
@@ -36,13 +35,12 @@ from audfer.errors import AudferError
 from audfer.evaluation.metrics import class_names
 from audfer.files import atomic_path, write_json
 from audfer.hints import Log, PathLike
-from audfer.io import expression_table, write_csv
 from audfer.models.base import DFERModel
-from audfer.models.checkpoint import load_checkpoint, read_checkpoint
+from audfer.models.checkpoint import load_checkpoint, read_weights
 from audfer.models.hub import PACKAGE_CONFIG, PACKAGE_WEIGHTS
 from audfer.models.registry import create_model, model_entry
 from audfer.predict.export import export_checked
-from audfer.provenance import read_provenance, write_provenance
+from audfer.tasks.artifacts import write_run_table
 from audfer.vocab import AUS
 from audfer.weights.package import PACKAGE_FORMAT
 from audfer.weights.pretrained import init_label
@@ -90,10 +88,11 @@ def _read_source(source: Path, model_name: str | None, trust_pickle: bool) -> _S
         if source.is_dir():
             raise AudferError(f"{source}: --model NAME takes a checkpoint file (a released .pth), not a folder")
         entry = model_entry(model_name)
-        state = read_checkpoint(source, trust_pickle=trust_pickle)
-        classes = _classifier_classes(state, model_name)
+        weights = read_weights(source, trust_pickle=trust_pickle)  # read once
+        head = f"{getattr(entry.builder, 'classifier_name', 'fc')}.weight"
+        classes = int(weights.state[head].shape[0]) if head in weights.state else 7  # 7, or MAFW's 11
         model = create_model(model_name, num_classes=classes, au_head=False)
-        load_checkpoint(model, source, trust_pickle=trust_pickle)
+        load_checkpoint(model, weights)
         data = {"dataset": "mafw", "classes": 11} if classes == 11 else {}
         cfg = with_defaults({"model": {"name": model_name}, "au": {"strategy": "none"}, "data": data})
         return _Source(model.eval(), cfg, None, None, f"released {entry.description} checkpoint", source)
@@ -106,28 +105,15 @@ def _read_source(source: Path, model_name: str | None, trust_pickle: bool) -> _S
                 f"{source}: not a run folder (no config.yaml and checkpoints/)"
                 + (f"; a cv folder: package one of its folds ({', '.join(cv)})" if cv else "")
             )
-        selection = _json(run / "selection.json")
-        ckpt = run / (selection or {}).get("checkpoint", "checkpoints/last.ckpt")
+    if run is not None:
+        selected = run / ((_json(run / "selection.json") or {}).get("checkpoint") or "checkpoints/last.ckpt")
+        if source.is_dir():
+            ckpt = selected
+        elif ckpt.resolve() != selected.resolve():
+            run = None  # another checkpoint of the run: its evaluation, selection and card facts are not this one's
     stored = read_run_checkpoint(ckpt, trust_pickle=trust_pickle)
     model = stored.build_model()
     return _Source(model, stored.cfg, stored.knowledge, stored.pos_weight, "audfer run", ckpt, run)
-
-
-def _classifier_classes(obj: Any, model_name: str) -> int:
-    """Classes of a released checkpoint's classifier (7, or MAFW's 11), read from its last 2-D ``weight`` of a
-    known classifier name; 7 when it cannot tell."""
-    probe = create_model(model_name, au_head=False)
-    name = f"{probe.classifier_name}.weight"
-    stack: list[Any] = [obj]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, dict):
-            for k, v in cur.items():
-                if isinstance(v, torch.Tensor) and str(k).split("module.")[-1].endswith(name) and v.ndim == 2:
-                    return int(v.shape[0])
-                if isinstance(v, dict):
-                    stack.append(v)
-    return 7
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -142,27 +128,6 @@ def _cv_of(run: Path | None) -> dict[str, Any] | None:
     if run is None or not run.name.startswith("fold_"):
         return None
     return _json(run.parent / "cv.json")
-
-
-def _table_sidecar(path: Path, what: str, cfg: Config, setting: str, source_file: str | None) -> None:
-    """Provenance of the K or pos-weights a run trained with: the file's own sidecar when the run read a file,
-    otherwise what produced them (the paper's matrix, a preset, or counting on the run's training split)."""
-    record = read_provenance(source_file) if source_file and Path(source_file).is_file() else None
-    if record is not None:
-        clip_ids = record["clip_ids"]
-        extra = {k: v for k, v in record.items() if k not in ("what", "clip_ids", "n_clips", "clip_ids_sha256")}
-        write_provenance(path, what=what, clip_ids=clip_ids, extra={"copied_from": source_file, **extra})
-        return
-    write_provenance(
-        path,
-        what=what,
-        clip_ids=[],
-        dataset=cfg.data.dataset,
-        fold=cfg.data.fold,
-        split="train",
-        source=f"the run's {setting}" + (f" ({source_file}, without a sidecar)" if source_file else ""),
-        extra={"audfer_version": __version__, "clip_ids_recorded": False},
-    )
 
 
 def _metric_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
@@ -389,22 +354,29 @@ def package(
     try:
         from safetensors.torch import save_file
 
+        trained_on: dict[str, Any] = {"dataset": cfg.data.dataset, "fold": cfg.data.fold, "split": "train"}
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         with atomic_path(tmp / PACKAGE_WEIGHTS) as part:
             save_file(state, str(part), metadata={"format": "pt", "audfer_version": __version__})
         if got.knowledge is not None:
-            write_csv(expression_table(np.asarray(got.knowledge)), tmp / "K.csv")
             k_file = cfg.au.knowledge if cfg.au.knowledge not in ("paper", "per-fold", "ones") else None
-            _table_sidecar(tmp / "K.csv", "knowledge", cfg, f"au.knowledge={cfg.au.knowledge}", k_file)
+            write_run_table(
+                "knowledge",
+                np.asarray(got.knowledge),
+                tmp / "K.csv",
+                setting=f"au.knowledge={cfg.au.knowledge}",
+                source_file=k_file,
+                **trained_on,
+            )
         if got.pos_weight is not None:
-            write_csv(expression_table(np.asarray(got.pos_weight)), tmp / "pos_weights.csv")
             pw_file = cfg.au.pos_weights if cfg.au.pos_weights not in ("computed", "none", "dfew", "ferv39k") else None
-            _table_sidecar(
-                tmp / "pos_weights.csv",
+            write_run_table(
                 "pos-weights",
-                cfg,
-                f"au.pos_weights={cfg.au.pos_weights} (strategy {cfg.au.strategy})",
-                pw_file,
+                np.asarray(got.pos_weight),
+                tmp / "pos_weights.csv",
+                setting=f"au.pos_weights={cfg.au.pos_weights} (strategy {cfg.au.strategy})",
+                source_file=pw_file,
+                **trained_on,
             )
         write_json(info, tmp / PACKAGE_CONFIG)
         with atomic_path(tmp / "README.md") as part:

@@ -47,6 +47,7 @@ from audfer.vocab import AUS, EXPRESSIONS
 __all__ = [
     "read_folder",
     "au_labels",
+    "WrittenLabels",
     "pos_weights_file",
     "preset_pos_weights_file",
     "knowledge_file",
@@ -89,11 +90,21 @@ def read_folder(
     return folder
 
 
+@dataclass(frozen=True)
+class WrittenLabels:
+    """What ``au_labels`` wrote: the table, a summary of what was read (clips, frames, AU source, clips without a valid
+    frame) and the files skipped as unreadable."""
+
+    table: pl.DataFrame
+    summary: str
+    skipped: list[tuple[str, str]]
+
+
 def au_labels(
     au_dir: PathLike, out: PathLike, *, min_confidence: float | None = None, log: Log = print, **read_options: Any
-) -> tuple[pl.DataFrame, str]:
+) -> WrittenLabels:
     """``video_au_labels.csv`` of a folder of per-clip AU files (Eq. 4), computed chunk by chunk as the files are read
-    (the folder's frames are never held whole: ``benchmarks/bench_scale.py``); returns the table and a summary."""
+    (the folder's frames are never held whole: ``benchmarks/bench_scale.py``)."""
     folder = read_folder(
         au_dir, reduce=lambda frames: video_au_labels(frames, min_confidence=min_confidence), log=log, **read_options
     )
@@ -101,11 +112,12 @@ def au_labels(
     write_au_labels(table, out, folder=folder, source=str(au_dir))
     empty = table.filter(table["n_valid"] == 0)["clip_id"].to_list()
     shown = f": {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}" if empty else ""
-    return table, (
-        f"wrote {out}: {table.height} clips, {folder.n_frames} frames ({folder.from_cache} clips from cache); "
+    summary = (
+        f"{table.height} clips, {folder.n_frames} frames ({folder.from_cache} clips from cache); "
         f"{source_line(folder.availability.as_dict())}; {len(empty)} clip(s) without a valid frame keep empty AU "
         f"labels{shown}"
     )
+    return WrittenLabels(table, summary, list(folder.skipped))
 
 
 def pos_weights_file(
