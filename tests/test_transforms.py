@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from audfer.data.transforms import ColorJitter, HorizontalFlip, Normalize, RandomResizedCrop, Resize, build_transform
@@ -209,3 +210,91 @@ def test_randaugment_and_erasing_are_seeded_per_clip_and_erasing_is_one_box_per_
         "Normalize",
         "RandomErasing",
     ]
+
+
+# ------------------------------------------------------------------ deferred augmentation on a batch (augment_on=device)
+def _recipe_steps(recipe: str):
+    from audfer.config import load_config
+    from audfer.engine.datamodule import train_transform
+
+    cfg = load_config(f"{recipe}_dfew", ["data.erasing=0.6"] if recipe == "mae_dfer" else [])
+    spec = create_model(f"{recipe}_small").input_spec
+    return train_transform(cfg, spec).split_device()
+
+
+def _every_randaugment_op(ra) -> list[list[tuple[str, float, float]]]:
+    """One clip per op (both signs over the batch), then clips with two and three ops in a row."""
+    ops = list(ra.ops)
+    params = [[(op, 7.0 + 0.3 * (i % 3), 1.0 if i % 2 else -1.0)] for i, op in enumerate(ops)]
+    params += [[(ops[i], 6.5, 1.0), (ops[-1 - i], 8.0, -1.0), (ops[(3 * i) % len(ops)], 7.0, 1.0)] for i in range(5)]
+    return params + [[]]
+
+
+@pytest.mark.parametrize("recipe", ["m3dfel", "mae_dfer"])
+def test_deferred_steps_on_a_batch_give_each_clips_pixels_alone_whatever_the_threads(recipe):
+    """``Compose.apply_batch`` (what the training device runs) gives every clip the pixels it gets alone
+    (``apply_params``, the CPU path), bit for bit, at 1 and 2 threads: no clip's result depends on its batch."""
+    cpu, device = _recipe_steps(recipe)
+    g = torch.Generator().manual_seed(3)
+    clips = [cpu(torch.randint(0, 256, (4, 3, 44, 52), generator=g, dtype=torch.uint8), None) for _ in range(7)]
+    params = [
+        device.draw_params(tuple(c.shape), np.random.default_rng([recipe == "m3dfel", s])) for s, c in enumerate(clips)
+    ]
+    if recipe == "mae_dfer":  # every RandAugment op, alone and in sequence, whatever the draws gave
+        ra = device.steps[0]
+        forced = _every_randaugment_op(ra)
+        clips = [clips[i % len(clips)] for i in range(len(forced))]
+        params = [[f, *params[i % len(params)][1:]] for i, f in enumerate(forced)]
+    alone = torch.stack([device.apply_params(c, p) for c, p in zip(clips, params)])
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            together = device.apply_batch(torch.stack(clips), params)
+            assert torch.equal(together, alone), n
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("recipe", ["m3dfel", "mae_dfer"])
+def test_deferred_steps_keep_every_tensor_on_the_batchs_device(recipe):
+    """On a GPU the deferred steps must not mix in a CPU tensor (a constant, a kernel, a grid) nor go through numpy:
+    run on torch's ``meta`` device, which refuses both just as CUDA does, every step and every RandAugment op keeps the
+    batch where it is and gives the CPU's shapes."""
+    cpu, device = _recipe_steps(recipe)
+    clip = cpu(torch.randint(0, 256, (4, 3, 44, 52), dtype=torch.uint8), None)
+    params = [device.draw_params(tuple(clip.shape), np.random.default_rng(s)) for s in range(3)]
+    if recipe == "mae_dfer":
+        forced = _every_randaugment_op(device.steps[0])
+        params = [[f, *params[i % 3][1:]] for i, f in enumerate(forced)]
+        params[0][-1] = (
+            device.steps[-1].draw_params(tuple(device.steps[-2].out_shape(clip.shape)), np.random.default_rng(0))
+            or params[0][-1]
+        )
+    batch = torch.stack([clip] * len(params))
+    want = device.apply_batch(batch, params)
+    got = device.apply_batch(batch.to("meta"), params)
+    assert got.device.type == "meta" and got.shape == want.shape and got.dtype == want.dtype
+
+
+def test_resize_off_the_cpu_is_the_float_kernel_within_one_level():
+    from audfer.data.transforms import _resize, _resize_float
+
+    clip = _clip(t=3, h=90, w=70)
+    for size in (32, 112, 160):
+        a, b = _resize(clip, size).int(), _resize_float(clip, size).int()
+        assert a.shape == b.shape and (a - b).abs().max() <= 1
+
+
+def test_equalize_is_pils():
+    from PIL import Image, ImageOps
+
+    from audfer.data.transforms import _equalize
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (24, 30, 3)), rng.integers(60, 90, (24, 30, 3)), np.full((24, 30, 3), 7)]
+    frames.append(np.where(rng.random((24, 30, 3)) < 0.5, 10, 200))  # two levels per channel
+    x = torch.from_numpy(np.stack(frames).astype(np.float32)).permute(0, 3, 1, 2)
+    got = _equalize(x).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    for f, g in zip(frames, got):
+        np.testing.assert_array_equal(g, np.asarray(ImageOps.equalize(Image.fromarray(f.astype(np.uint8)))))

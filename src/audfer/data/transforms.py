@@ -30,9 +30,18 @@ def _resize(clip: torch.Tensor, size: int) -> torch.Tensor:
     to PIL when enlarging, within one level when reducing (tested against PIL), and faster than resizing
     floats (``benchmarks/``). Returns a contiguous uint8 tensor."""
     x = clip if clip.dtype == torch.uint8 else clip.round().clamp(0, 255).to(torch.uint8)
+    if x.device.type != "cpu":  # the uint8 kernel is the CPU's; elsewhere (data.augment_on=device) the float one
+        return _resize_float(x, size)
     x = x.contiguous(memory_format=torch.channels_last)
     out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return out.contiguous()
+
+
+def _resize_float(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``_resize`` for devices without torch's uint8 resampler (CUDA): the same antialiased bilinear filter in float,
+    rounded back to uint8, within one level of the uint8 kernel (tested on the CPU)."""
+    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 class Resize:
@@ -126,34 +135,44 @@ class HorizontalFlip:
         """Flip when drawn."""
         return clip.flip(-1) if params else clip
 
+    def apply_batch(self, clips: torch.Tensor, params: list[bool]) -> torch.Tensor:
+        """``apply_params`` on a batch ``(B, T, C, H, W)``: the drawn clips flipped in one indexing step."""
+        rows = [i for i, p in enumerate(params) if p]
+        if not rows:
+            return clips
+        out = clips.clone()
+        out[rows] = clips[rows].flip(-1)
+        return out
+
     def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Unchanged."""
         return shape
 
 
-_GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+_GRAY = (0.299, 0.587, 0.114)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601-2 luma of float RGB ``(T, 3, H, W)`` -> ``(T, 1, H, W)`` (PIL's ``convert("L")`` weights)."""
-    return (x * _GRAY).sum(1, keepdim=True)
+    """ITU-R 601-2 luma of float RGB ``(..., 3, H, W)`` -> ``(..., 1, H, W)`` (PIL's ``convert("L")`` weights), on
+    the tensor's device."""
+    return (x * torch.tensor(_GRAY, dtype=x.dtype, device=x.device).view(3, 1, 1)).sum(-3, keepdim=True)
 
 
 def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """(T, 3, H, W) RGB in [0, 1] -> HSV in [0, 1]."""
-    r, g, b = x.unbind(1)
-    maxc, _ = x.max(1)
-    minc, _ = x.min(1)
+    """(..., 3, H, W) RGB in [0, 1] -> HSV in [0, 1]."""
+    r, g, b = x.unbind(-3)
+    maxc, _ = x.max(-3)
+    minc, _ = x.min(-3)
     delta = maxc - minc
     s = torch.where(maxc > 0, delta / maxc.clamp(min=1e-12), torch.zeros_like(maxc))
     d = delta.clamp(min=1e-12)
     h = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, 2.0 + (b - r) / d, 4.0 + (r - g) / d))
     h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
-    return torch.stack([h, s, maxc], 1)
+    return torch.stack([h, s, maxc], -3)
 
 
 def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    h, s, v = x.unbind(1)
+    h, s, v = x.unbind(-3)
     i = torch.floor(h * 6.0)
     f = h * 6.0 - i
     i = i.long() % 6
@@ -161,16 +180,30 @@ def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
     out = torch.zeros_like(x)
     for k, (r, g, b) in enumerate(table):
-        m = (i == k).unsqueeze(1)
-        out = torch.where(m, torch.stack([r, g, b], 1), out)
+        m = (i == k).unsqueeze(-3)
+        out = torch.where(m, torch.stack([r, g, b], -3), out)
     return out
 
 
-def adjust_hue(x: torch.Tensor, shift: float) -> torch.Tensor:
-    """Rotate the hue of float RGB in [0, 255] by ``shift`` turns (torchvision's ``adjust_hue`` factor)."""
+def adjust_hue(x: torch.Tensor, shift: float | torch.Tensor) -> torch.Tensor:
+    """Rotate the hue of float RGB ``(..., 3, H, W)`` in [0, 255] by ``shift`` turns (torchvision's ``adjust_hue``
+    factor; a tensor broadcasting against ``(..., H, W)`` gives each clip its own shift)."""
     hsv = _rgb_to_hsv(x / 255.0)
-    hsv[:, 0] = (hsv[:, 0] + shift) % 1.0
+    hsv[..., 0, :, :] = (hsv[..., 0, :, :] + shift) % 1.0
     return _hsv_to_rgb(hsv) * 255.0
+
+
+def _frame_mean(x: torch.Tensor) -> torch.Tensor:
+    """Each frame's mean over ``(H, W)``, accumulated in float64: a float32 sum's rounding depends on how torch splits
+    the reduction (batch shape, thread count), a float64 one's stays far below float32's last digit, so a clip's
+    pixels do not depend on the batch it is augmented in or on the process's threads (tested)."""
+    return x.double().mean(dim=(-2, -1), keepdim=True).to(x.dtype)
+
+
+def _per_clip(values: list[float], like: torch.Tensor) -> torch.Tensor:
+    """One value per clip as a float tensor ``(n, 1, 1, 1, 1)`` on ``like``'s device, broadcasting over a batch of
+    clips ``(n, T, C, H, W)``."""
+    return torch.tensor(values, dtype=torch.float32, device=like.device).view(-1, 1, 1, 1, 1)
 
 
 class ColorJitter:
@@ -210,24 +243,38 @@ class ColorJitter:
         return shape
 
     def apply_params(self, clip: torch.Tensor, params: tuple[list[int], list[float]]) -> torch.Tensor:
-        """The jitter ``draw`` gave, on every frame (uint8 in, uint8 out; on whatever device the clip is)."""
-        order, factors = params
-        x = clip.to(torch.float32, copy=True)  # a fresh tensor: the operations below work in place
-        for kind in order:
-            f = factors[kind]
-            if kind == 0 and self.b:
-                x.mul_(f)
-            elif kind == 1 and self.c:  # torchvision's _blend(img, mean grey, f) = f * img + (1 - f) * mean
-                mean = _gray(x).mean(dim=(-2, -1), keepdim=True)
-                x.mul_(f).add_(mean, alpha=1.0 - f)
-            elif kind == 2 and self.s:  # _blend(img, grey, f)
-                g = _gray(x)
-                x.mul_(f).add_(g, alpha=1.0 - f)
-            elif kind == 3 and self.h:
-                x = adjust_hue(x, f)
-            else:
-                continue
-            x.clamp_(0, 255)
+        """The jitter ``draw`` gave, on every frame (uint8 in, uint8 out): ``apply_batch`` on a batch of one."""
+        return self.apply_batch(clip[None], [params])[0]
+
+    def apply_batch(self, clips: torch.Tensor, params: list[tuple[list[int], list[float]]]) -> torch.Tensor:
+        """Each clip's drawn jitter on a uint8 batch ``(B, T, 3, H, W)``, on whatever device it is: at each of the
+        four positions of the drawn orders, the clips whose adjustment there is the same kind are adjusted together,
+        each with its own factor (so a clip's pixels do not depend on the batch it is in; tested)."""
+        x = clips.to(torch.float32, copy=True)  # a fresh tensor: the operations below work in place
+        enabled = (self.b, self.c, self.s, self.h)
+        for pos in range(4):
+            for kind in range(4):
+                rows = [i for i, (order, _) in enumerate(params) if order[pos] == kind]
+                if not rows or not enabled[kind]:
+                    continue
+                whole = len(rows) == len(params)
+                sub = x if whole else x[rows]
+                f = _per_clip([params[i][1][kind] for i in rows], x)
+                if kind == 0:
+                    sub.mul_(f)
+                elif kind == 1:  # torchvision's _blend(img, mean grey, f) = f * img + (1 - f) * mean
+                    base = _frame_mean(_gray(sub))
+                    sub.mul_(f).add_(base * (1.0 - f))
+                elif kind == 2:  # _blend(img, grey, f)
+                    base = _gray(sub)
+                    sub.mul_(f).add_(base * (1.0 - f))
+                else:
+                    sub = adjust_hue(sub, f.view(-1, 1, 1, 1))
+                sub.clamp_(0, 255)
+                if whole:
+                    x = sub
+                else:
+                    x[rows] = sub
         return x.round_().to(torch.uint8)
 
 
@@ -251,6 +298,10 @@ class Normalize:
     def apply_params(self, clip: torch.Tensor, params: None) -> torch.Tensor:
         """As ``__call__``."""
         return self(clip)
+
+    def apply_batch(self, clips: torch.Tensor, params: list[None]) -> torch.Tensor:
+        """As ``__call__``, on a batch ``(B, T, 3, H, W)`` at once."""
+        return self(clips)
 
     def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Unchanged."""
@@ -297,11 +348,23 @@ class Compose:
             clip = step.apply_params(clip, p)
         return clip
 
+    def apply_batch(self, clips: torch.Tensor, params: list[list[object]]) -> torch.Tensor:
+        """Every step on a batch ``(B, T, C, H, W)``, clip ``i`` with its own parameters ``params[i]``: a step with
+        ``apply_batch`` (jitter, RandAugment, flip, normalisation, erasing) runs on the whole batch, others (the
+        random resized crop, whose boxes differ in size) clip by clip."""
+        for k, step in enumerate(self.steps):
+            ps = [p[k] for p in params]
+            if hasattr(step, "apply_batch"):
+                clips = step.apply_batch(clips, ps)
+            else:
+                clips = torch.stack([step.apply_params(c, p) for c, p in zip(clips, ps)])
+        return clips
+
 
 class DeferredClips:
     """A batch whose augmentation runs on the training device (``data.augment_on=device``): the uint8 clips as the
     CPU left them and each clip's drawn parameters. ``to`` moves the clips (Lightning's batch transfer calls it);
-    ``apply`` runs the deferred steps clip by clip where the clips are, then stacks them."""
+    ``apply`` runs the deferred steps on the whole batch where the clips are (``Compose.apply_batch``)."""
 
     def __init__(self, clips: torch.Tensor, params: list[list[object]]) -> None:
         self.clips, self.params = clips, params
@@ -311,8 +374,9 @@ class DeferredClips:
         return DeferredClips(self.clips.to(device, non_blocking=non_blocking), self.params)
 
     def apply(self, steps: Compose) -> torch.Tensor:
-        """The augmented float batch ``(B, T, 3, H, W)``."""
-        return torch.stack([steps.apply_params(c, p) for c, p in zip(self.clips, self.params)])
+        """The augmented float batch ``(B, T, 3, H, W)``, contiguous as the CPU path's batches are (the model's
+        kernels, and so its rounding, can depend on the input's memory layout)."""
+        return steps.apply_batch(self.clips.contiguous(), self.params).contiguous()
 
 
 def build_transform(
@@ -383,34 +447,41 @@ def parse_randaugment(spec: str | Sequence[float]) -> dict:
 _FILL = 128.0  # timm's default fill for geometric ops (VideoMAE's create_random_augment passes no img_mean)
 
 
-def _warp(x: torch.Tensor, inverse) -> torch.Tensor:
-    """Resample every frame: ``inverse(xo, yo) -> (xi, yi)`` maps output pixel centres to input coordinates
-    (PIL's ``Image.transform`` convention); bicubic, out-of-image areas filled with 128."""
-    t, _, h, w = x.shape
+def _warp(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """Resample every frame of a batch of clips ``(n, T, 3, H, W)`` with clip ``i``'s affine map ``coef[i]`` =
+    ``(a, b, c, d, e, f)``: the output pixel centre ``(xo, yo)`` reads the input at ``(a xo + b yo + c,
+    d xo + e yo + f)`` (PIL's ``Image.transform`` convention); bicubic, out-of-image areas filled with 128."""
+    n, t, ch, h, w = x.shape
     yo, xo = torch.meshgrid(
-        torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5, indexing="ij"
+        torch.arange(h, dtype=torch.float32, device=x.device) + 0.5,
+        torch.arange(w, dtype=torch.float32, device=x.device) + 0.5,
+        indexing="ij",
     )
-    xi, yi = inverse(xo, yo)
-    grid = torch.stack([2 * xi / w - 1, 2 * yi / h - 1], -1).unsqueeze(0).expand(t, h, w, 2)
-    out = F.grid_sample(x, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
-    inside = F.grid_sample(torch.ones(t, 1, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out + (1 - inside) * _FILL
+    a, b, c, d, e, f = (coef[:, k].view(n, 1, 1) for k in range(6))
+    xi, yi = a * xo + b * yo + c, d * xo + e * yo + f
+    grid = torch.stack([2 * xi / w - 1, 2 * yi / h - 1], -1).repeat_interleave(t, dim=0)  # (n T, H, W, 2)
+    frames = x.reshape(n * t, ch, h, w)
+    out = F.grid_sample(frames, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
+    ones = torch.ones(n * t, 1, h, w, device=x.device)
+    inside = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (out + (1 - inside) * _FILL).view(n, t, ch, h, w)
 
 
 def _equalize(x: torch.Tensor) -> torch.Tensor:
-    """PIL's ``ImageOps.equalize`` per frame and channel."""
-    arr = x.round().clamp(0, 255).to(torch.uint8).numpy()
-    out = arr.copy()
-    for f in range(arr.shape[0]):
-        for c in range(3):
-            hist = np.bincount(arr[f, c].ravel(), minlength=256)
-            nonzero = hist[hist > 0]
-            step = (int(hist.sum()) - int(nonzero[-1])) // 255 if len(nonzero) else 0
-            if step == 0:
-                continue
-            lut = (np.concatenate([[0], np.cumsum(hist)[:-1]]) + step // 2) // step
-            out[f, c] = np.clip(lut, 0, 255)[arr[f, c]]
-    return torch.from_numpy(out).float()
+    """PIL's ``ImageOps.equalize`` per frame and channel of float ``(..., H, W)`` in [0, 255], on the tensor's device:
+    each channel's histogram, ``step = (pixels - count of the last used level) // 255``, the level ``i`` mapped to
+    ``(pixels below i + step // 2) // step`` (unchanged when ``step`` is 0)."""
+    v = x.round().clamp(0, 255).to(torch.int64)
+    flat = v.reshape(-1, v.shape[-2] * v.shape[-1])
+    hist = torch.zeros(flat.shape[0], 256, dtype=torch.int64, device=x.device).scatter_add_(
+        1, flat, torch.ones_like(flat)
+    )
+    levels = torch.arange(256, device=x.device)
+    last = hist.gather(1, (levels * (hist > 0)).amax(1, keepdim=True))
+    step = (hist.sum(1, keepdim=True) - last) // 255
+    lut = ((hist.cumsum(1) - hist) + step // 2) // step.clamp(min=1)
+    lut = torch.where(step > 0, lut.clamp(max=255), levels)
+    return lut.gather(1, flat).reshape(v.shape).to(x.dtype)
 
 
 class RandAugment:
@@ -490,58 +561,69 @@ class RandAugment:
 
     @staticmethod
     def apply(x: torch.Tensor, op: str, mag: float, sign: float) -> torch.Tensor:
-        """One op on float frames ``(T, 3, H, W)`` in [0, 255]."""
-        lvl = mag / 10.0
+        """One op on float frames ``(T, 3, H, W)`` in [0, 255] (``apply_group`` for one clip)."""
+        return RandAugment.apply_group(x[None], op, [mag], [sign])[0]
+
+    @staticmethod
+    def apply_group(x: torch.Tensor, op: str, mags: list[float], signs: list[float]) -> torch.Tensor:
+        """One op on a batch of float clips ``(n, T, 3, H, W)`` in [0, 255], clip ``i`` at magnitude ``mags[i]`` with
+        sign ``signs[i]``; every constant on the batch's device."""
+        lvl = [m / 10.0 for m in mags]
         h, w = x.shape[-2:]
         if op == "AutoContrast":
-            lo, hi = x.amin(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
+            lo, hi = x.amin(dim=(-2, -1), keepdim=True), x.amax(dim=(-2, -1), keepdim=True)
             return torch.where(hi > lo, (x - lo) * 255.0 / (hi - lo).clamp(min=1e-6), x)
         if op == "Equalize":
             return _equalize(x)
         if op == "Invert":
             return 255.0 - x
         if op in ("Posterize", "PosterizeIncreasing"):
-            bits = 4 - int(lvl * 4) if op == "PosterizeIncreasing" else int(lvl * 4)
-            if bits >= 8:
-                return x
-            shift = 8 - bits
-            return ((x.round().clamp(0, 255).to(torch.uint8) >> shift) << shift).float()
+            bits = [4 - int(v * 4) if op == "PosterizeIncreasing" else int(v * 4) for v in lvl]
+            shift = torch.tensor([max(0, 8 - b) for b in bits], dtype=torch.int32, device=x.device)
+            shift = shift.view(-1, 1, 1, 1, 1)
+            return ((x.round().clamp(0, 255).to(torch.int32) >> shift) << shift).to(x.dtype)
         if op in ("Solarize", "SolarizeIncreasing"):
-            thresh = 256 - int(lvl * 256) if op == "SolarizeIncreasing" else int(lvl * 256)
+            thresh = _per_clip([256 - int(v * 256) if op == "SolarizeIncreasing" else int(v * 256) for v in lvl], x)
             return torch.where(x >= thresh, 255.0 - x, x)
         if op == "SolarizeAdd":
-            return torch.where(x < 128, (x + int(lvl * 110)).clamp(max=255), x)
+            return torch.where(x < 128, (x + _per_clip([int(v * 110) for v in lvl], x)).clamp(max=255), x)
         if op.startswith(("Color", "Contrast", "Brightness", "Sharpness")):
-            f = 1.0 + sign * 0.9 * lvl if op.endswith("Increasing") else lvl * 1.8 + 0.1
+            inc = op.endswith("Increasing")
+            f = _per_clip([1.0 + s * 0.9 * v if inc else v * 1.8 + 0.1 for v, s in zip(lvl, signs)], x)
             if op.startswith("Brightness"):
                 base = torch.zeros_like(x)
             elif op.startswith("Color"):
                 base = _gray(x).expand_as(x)
             elif op.startswith("Contrast"):
-                base = torch.floor(_gray(x).mean(dim=(-2, -1), keepdim=True) + 0.5).expand_as(x)
-            else:  # PIL's SMOOTH kernel, borders unchanged
-                k = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=torch.float32) / 13
+                base = torch.floor(_frame_mean(_gray(x)) + 0.5).expand_as(x)
+            else:  # PIL's SMOOTH kernel (1 1 1 / 1 5 1 / 1 1 1) / 13, borders unchanged; summed term by term in a fixed
+                # order rather than by a convolution, whose algorithm (and rounding) depends on the batch's shape
+                acc = x[..., 1:-1, 1:-1] * 5.0
+                for dy in (0, 1, 2):
+                    for dx in (0, 1, 2):
+                        if (dy, dx) != (1, 1):
+                            acc = acc + x[..., dy : dy + h - 2, dx : dx + w - 2]
                 base = x.clone()
-                base[..., 1:-1, 1:-1] = F.conv2d(x, k.expand(3, 1, 3, 3), groups=3)
+                base[..., 1:-1, 1:-1] = acc / 13.0
             return base + f * (x - base)
-        if op == "Rotate":
-            a = math.radians(sign * 30.0 * lvl)
-            cx, cy = w / 2.0, h / 2.0
-            ca, sa = math.cos(a), math.sin(a)
-            return _warp(x, lambda xo, yo: (ca * (xo - cx) - sa * (yo - cy) + cx, sa * (xo - cx) + ca * (yo - cy) + cy))
-        if op == "ShearX":
-            v = sign * 0.3 * lvl
-            return _warp(x, lambda xo, yo: (xo + v * yo, yo))
-        if op == "ShearY":
-            v = sign * 0.3 * lvl
-            return _warp(x, lambda xo, yo: (xo, yo + v * xo))
-        if op == "TranslateXRel":
-            v = sign * 0.45 * lvl * w
-            return _warp(x, lambda xo, yo: (xo + v, yo))
-        if op == "TranslateYRel":
-            v = sign * 0.45 * lvl * h
-            return _warp(x, lambda xo, yo: (xo, yo + v))
-        raise ConfigError(f"unknown RandAugment op {op!r}")
+        coefs = []
+        for v, s in zip(lvl, signs):
+            if op == "Rotate":  # about the centre: x_in = R (x_out - centre) + centre
+                a = math.radians(s * 30.0 * v)
+                cx, cy = w / 2.0, h / 2.0
+                ca, sa = math.cos(a), math.sin(a)
+                coefs.append((ca, -sa, cx - ca * cx + sa * cy, sa, ca, cy - sa * cx - ca * cy))
+            elif op == "ShearX":
+                coefs.append((1.0, s * 0.3 * v, 0.0, 0.0, 1.0, 0.0))
+            elif op == "ShearY":
+                coefs.append((1.0, 0.0, 0.0, s * 0.3 * v, 1.0, 0.0))
+            elif op == "TranslateXRel":
+                coefs.append((1.0, 0.0, s * 0.45 * v * w, 0.0, 1.0, 0.0))
+            elif op == "TranslateYRel":
+                coefs.append((1.0, 0.0, 0.0, 0.0, 1.0, s * 0.45 * v * h))
+            else:
+                raise ConfigError(f"unknown RandAugment op {op!r}")
+        return _warp(x, torch.tensor(coefs, dtype=torch.float32, device=x.device))
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
@@ -557,10 +639,25 @@ class RandAugment:
         return shape
 
     def apply_params(self, clip: torch.Tensor, params: list[tuple[str, float, float]]) -> torch.Tensor:
-        """The ops ``draw`` gave, each on every frame, rounded to 8 bits between ops (as PIL does)."""
-        x = clip.float()
-        for op, mag, sign in params:
-            x = self.apply(x, op, mag, sign).clamp(0, 255).round()
+        """The ops ``draw`` gave, each on every frame, rounded to 8 bits between ops (as PIL does): ``apply_batch`` on
+        a batch of one."""
+        return self.apply_batch(clip[None], [params])[0]
+
+    def apply_batch(self, clips: torch.Tensor, params: list[list[tuple[str, float, float]]]) -> torch.Tensor:
+        """Each clip's drawn ops on a uint8 batch ``(B, T, 3, H, W)``: the ``k``-th ops of all clips that drew the same
+        op run together (``apply_group``), each clip at its own magnitude and sign, rounded to 8 bits after each."""
+        x = clips.float()
+        for k in range(max((len(p) for p in params), default=0)):
+            groups: dict[str, list[int]] = {}
+            for i, p in enumerate(params):
+                if k < len(p):
+                    groups.setdefault(p[k][0], []).append(i)
+            for op, rows in groups.items():
+                mags, signs = [params[i][k][1] for i in rows], [params[i][k][2] for i in rows]
+                if len(rows) == len(params):
+                    x = self.apply_group(x, op, mags, signs).clamp(0, 255).round()
+                else:
+                    x[rows] = self.apply_group(x[rows], op, mags, signs).clamp(0, 255).round()
         return x.to(torch.uint8)
 
 
@@ -607,9 +704,19 @@ class RandomErasing:
         """The drawn box filled with its noise (after normalisation)."""
         if params is None:
             return clip
-        (top, left, eh, ew), noise = params
-        out = clip.clone()
-        out[..., top : top + eh, left : left + ew] = torch.from_numpy(noise).to(out.device)
+        return self.apply_batch(clip[None], [params])[0]
+
+    def apply_batch(
+        self, clips: torch.Tensor, params: list[tuple[tuple[int, int, int, int], np.ndarray] | None]
+    ) -> torch.Tensor:
+        """Each clip's box filled with its noise, on a batch ``(B, T, 3, H, W)``."""
+        if all(p is None for p in params):
+            return clips
+        out = clips.clone()
+        for i, p in enumerate(params):
+            if p is not None:
+                (top, left, eh, ew), noise = p
+                out[i, ..., top : top + eh, left : left + ew] = torch.from_numpy(noise).to(out.device)
         return out
 
     def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
