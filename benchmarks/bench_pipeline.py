@@ -22,8 +22,11 @@ the reference per core for every recipe, >= 1.8x from 1 to 2 workers.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
+import os
+import platform
 import random
 import tempfile
 import time
@@ -33,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from audfer.config import load_config, with_values
+from audfer.config import load_config
 from audfer.data.datasets import frame_paths
 from audfer.data.sampling import sample_indices
 from audfer.engine.datamodule import collate, make_dataset
@@ -150,94 +153,138 @@ def _one_thread(_: int = 0) -> None:
     cv2.setNumThreads(1)
 
 
+def _long_epoch(n: int, repeat: int) -> list[tuple[int, int]]:
+    """``repeat`` epochs' ``(epoch, index)`` requests as one long epoch: no epoch boundary where a worker waits for
+    the next iterator (a real DFEW epoch is ~300 batches; a 96-clip one is 12, and its ends would set the scaling)."""
+    return [(e, int(i)) for e in range(repeat) for i in np.random.default_rng(e).permutation(n)]
+
+
 def _audfer_rate(cfg, index, spec, workers: int, repeat: int) -> float:
+    """clips/s of the recipe's training loader (batch 8), timed from the first batch (worker start-up excluded)."""
     ds = make_dataset(cfg, index, spec, None, train=True)
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=8,
+        sampler=_long_epoch(len(ds), repeat),
         num_workers=workers,
         collate_fn=collate,
-        persistent_workers=workers > 0,
         worker_init_fn=_one_thread,
     )
-    for _ in loader:  # warm-up (and worker start)
-        break
+    it = iter(loader)
+    next(it)
+    t0 = time.perf_counter()
+    n = sum(len(batch[4]) for batch in it)
+    return n / (time.perf_counter() - t0)
+
+
+def _reference_rate(recipe: str, folders: list[Path], spec, repeat: int) -> float:
+    """clips/s of the official-style reference (one process)."""
     t0 = time.perf_counter()
     n = 0
-    for _ in range(repeat):
-        for batch in loader:
-            n += len(batch[4])
+    for epoch in range(repeat):
+        for i, folder in enumerate(folders):
+            # the official loaders list the frames: Former-DFER globs and sorts each clip's folder per item
+            # (dataloader/dataset_DFEW.py, VideoDataset.get), M3DFEL and MAE-DFER once, when the list is built
+            files = sorted(glob.glob(str(folder / "*.jpg")))
+            rng = random.Random(epoch * 100003 + i)
+            idx = sample_indices("uniform", len(files), spec.frames, np.random.default_rng([epoch, i]))
+            reference_clip(recipe, [Path(f) for f in files], idx, spec.size, rng)
+            n += 1
     return n / (time.perf_counter() - t0)
+
+
+def _decode_rate(folders: list[Path], spec, repeat: int) -> float:
+    """clips/s of decoding the sampled frames alone (OpenCV, as audfer), nothing else: what any loader that decodes
+    every sampled JPEG in full (full fidelity) cannot beat on one core."""
+    import cv2
+
+    lists = [frame_paths(f) for f in folders]
+    t0 = time.perf_counter()
+    n = 0
+    for epoch in range(repeat):
+        for i, files in enumerate(lists):
+            idx = sample_indices("uniform", len(files), spec.frames, np.random.default_rng([epoch, i]))
+            for k in idx:
+                cv2.imread(str(files[k]), cv2.IMREAD_COLOR)
+            n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def _deferred_rates(cfg, index, spec) -> tuple[float, float] | None:
+    """The deferred steps on batches of 8 on this CPU, in clips/s: all clips at once (``Compose.apply_batch``, what an
+    accelerator runs) and clip by clip (what ``DeferredClips.apply`` runs on the CPU)."""
+    ds = make_dataset(cfg, index, spec, None, train=True)
+    steps = ds.device_steps
+    if steps is None:
+        return None
+    batches = [collate([ds[(0, i)] for i in range(k, k + 8)]) for k in range(0, min(len(ds), 32) - 7, 8)]
+    t0 = time.perf_counter()
+    for b in batches:
+        steps.apply_batch(b[0].clips, b[0].params)
+    together = 8 * len(batches) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for b in batches:
+        torch.stack([steps.apply_params(c, p) for c, p in zip(b[0].clips, b[0].params)])
+    alone = 8 * len(batches) / (time.perf_counter() - t0)
+    return together, alone
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=48)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--recipes", default="m3dfel,former_dfer,mae_dfer")
     args = ap.parse_args()
     _one_thread()
     with tempfile.TemporaryDirectory() as tmp:
         root = generate(Path(tmp) / "synth", SynthConfig(clips=args.clips, size=256, frames=16, seed=0), workers=2)
-        print(f"{args.clips} clips x 16 frames, 256 px JPEG folders; one thread per process")
-        for recipe in ("m3dfel", "former_dfer", "mae_dfer"):
-            frames = json.loads((root / "synth.json").read_text())["frames_dir"].split("/")[-1]
-            cfg = load_config(
-                f"{recipe}_dfew",
-                [f"data.root={root}", "data.dataset=synthetic", f"data.frames={frames}", "data.cache=null"],
-            )
+        frames = json.loads((root / "synth.json").read_text())["frames_dir"].split("/")[-1]
+        print(
+            f"{args.clips} clips x 16 frames, 256 px JPEG folders; one thread per process; {platform.machine()}, "
+            f"{os.cpu_count()} cores"
+        )
+
+        def cfg_for(recipe: str, **values) -> object:
+            base = [f"data.root={root}", "data.dataset=synthetic", f"data.frames={frames}", "data.cache=null"]
+            return load_config(f"{recipe}_dfew", base + [f"data.{k}={v}" for k, v in values.items()])
+
+        for recipe in args.recipes.split(","):
+            cfg = cfg_for(recipe)
             spec = create_model(recipe).input_spec
             index = split_index(cfg, "train")
             folders = [Path(p) for p in index.table["path"].to_list()]
-            files = [frame_paths(f) for f in folders]
-            t0 = time.perf_counter()
-            n = 0
-            for epoch in range(args.repeat):
-                for i, fs in enumerate(files):
-                    rng = random.Random(epoch * 100003 + i)
-                    idx = sample_indices("uniform", len(fs), spec.frames, np.random.default_rng([epoch, i]))
-                    reference_clip(recipe, fs, idx, spec.size, rng)
-                    n += 1
-            ref = n / (time.perf_counter() - t0)
-            one = _audfer_rate(cfg, index, spec, 0, args.repeat)
-            two = _audfer_rate(cfg, index, spec, 2, args.repeat)
-            cached_cfg = load_config(
-                f"{recipe}_dfew",
-                [
-                    f"data.root={root}",
-                    "data.dataset=synthetic",
-                    f"data.frames={frames}",
-                    f"data.cache={tmp}/cache-{recipe}",
-                ],
-            )
-            _audfer_rate(cached_cfg, index, spec, 0, 1)  # the first epoch fills the decoded-clip cache
-            cached = _audfer_rate(cached_cfg, index, spec, 0, args.repeat)
-            dev_cfg = load_config(
-                f"{recipe}_dfew",
-                [
-                    f"data.root={root}",
-                    "data.dataset=synthetic",
-                    f"data.frames={frames}",
-                    "data.cache=null",
-                    "data.augment_on=device",
-                ],
-            )
-            dev = _audfer_rate(dev_cfg, index, spec, 0, args.repeat)
-            dev_cached = _audfer_rate(
-                with_values(dev_cfg, {"data.cache": f"{tmp}/cache-{recipe}"}, source="bench"),
-                index,
-                spec,
-                0,
-                args.repeat,
-            )
-            print(f"  {recipe}: reference (PIL, official-style) {ref:6.1f} clips/s per core")
+            ref = _reference_rate(recipe, folders, spec, args.repeat)
+            floor = _decode_rate(folders, spec, args.repeat)
             print(
-                f"    audfer, augmentation on the CPU: {one:6.1f} ({one / ref:.2f}x; goal 3x), from the clip cache "
-                f"{cached:6.1f} ({cached / ref:.2f}x); 2 workers {two:6.1f} ({two / one:.2f}x of 1, goal 1.8x)"
+                f"  {recipe}: reference (PIL, official-style) {ref:6.1f} clips/s per core; decoding the sampled "
+                f"JPEGs alone {floor:6.1f} ({floor / ref:.2f}x: the most a full decode allows)"
             )
-            print(
-                f"    audfer, augmentation on the device (the CPU side: decode, crop, flip, draws): {dev:6.1f} "
-                f"({dev / ref:.2f}x), from the clip cache {dev_cached:6.1f} ({dev_cached / ref:.2f}x)"
-            )
+            cached_cfg = cfg_for(recipe, cache=f"{tmp}/cache-{recipe}")
+            _audfer_rate(cached_cfg, index, spec, 0, 1)  # fills the decoded-clip cache
+            for path, extra in (("cpu", {}), ("device", {"augment_on": "device"})):
+                c = cfg_for(recipe, **extra)
+                one_core = _audfer_rate(c, index, spec, 0, args.repeat)
+                cached = _audfer_rate(
+                    cfg_for(recipe, cache=f"{tmp}/cache-{recipe}", **extra), index, spec, 0, args.repeat
+                )
+                w1 = _audfer_rate(c, index, spec, 1, args.repeat)
+                w2 = _audfer_rate(c, index, spec, 2, args.repeat)
+                what = (
+                    "augmentation on the CPU"
+                    if path == "cpu"
+                    else "augment_on=device (the CPU side: decode, crop, flip, draws; uint8 clips out)"
+                )
+                print(
+                    f"    audfer, {what}: {one_core:6.1f} ({one_core / ref:.2f}x; goal 3x), from the clip cache "
+                    f"{cached:6.1f} ({cached / ref:.2f}x); workers 1 -> 2: {w1:6.1f} -> {w2:6.1f} "
+                    f"({w2 / w1:.2f}x, goal 1.8x)"
+                )
+            rates = _deferred_rates(cfg_for(recipe, augment_on="device"), index, spec)
+            if rates:
+                print(
+                    f"    the deferred steps on this CPU (clip by clip here; on a GPU the whole batch, not timed): whole batch {rates[0]:6.1f} "
+                    f"clips/s, clip by clip {rates[1]:6.1f} ({rates[0] / rates[1]:.2f}x)"
+                )
 
 
 if __name__ == "__main__":

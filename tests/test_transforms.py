@@ -258,6 +258,8 @@ def test_deferred_steps_on_a_batch_give_each_clips_pixels_alone_whatever_the_thr
 
 @pytest.mark.parametrize("recipe", ["m3dfel", "mae_dfer"])
 def test_deferred_steps_keep_every_tensor_on_the_batchs_device(recipe):
+    from audfer.data.transforms import DeferredClips
+
     """On a GPU the deferred steps must not mix in a CPU tensor (a constant, a kernel, a grid) nor go through numpy:
     run on torch's ``meta`` device, which refuses both just as CUDA does, every step and every RandAugment op keeps the
     batch where it is and gives the CPU's shapes."""
@@ -272,8 +274,8 @@ def test_deferred_steps_keep_every_tensor_on_the_batchs_device(recipe):
             or params[0][-1]
         )
     batch = torch.stack([clip] * len(params))
-    want = device.apply_batch(batch, params)
-    got = device.apply_batch(batch.to("meta"), params)
+    want = DeferredClips(batch, params).apply(device)  # on the CPU: clip by clip
+    got = DeferredClips(batch, params).to("meta").apply(device)  # elsewhere: the whole batch
     assert got.device.type == "meta" and got.shape == want.shape and got.dtype == want.dtype
 
 

@@ -221,8 +221,9 @@ class DataOptions(_Section):
     augment_on: str = opt(
         "cpu",
         "where the per-pixel random augmentation (colour jitter, RandAugment, erasing) runs: cpu (in the loader "
-        "workers) or device (drawn per clip in the workers, applied on the training device: the workers only decode, "
-        "crop and flip); the same draws and pixels (tested)",
+        "workers) or device (drawn per clip in the workers, applied to the whole batch on the training device, with "
+        "the normalisation: the workers only decode, crop and flip and send uint8 clips); the same draws and pixels "
+        "(tested)",
         Choice("cpu", "device"),
     )
     cache: str | None = opt(

@@ -330,8 +330,12 @@ class Compose:
         """``(what the CPU runs, what runs on the training device)``: everything from the first per-pixel random step
         (``DEVICE_STEPS``: colour jitter, RandAugment, erasing) on is deferred. The CPU part runs as usual; for the
         deferred part the dataset only draws each step's parameters (``draw_params``, consuming the clip's random
-        generator exactly as the steps would), and ``apply_params`` later gives the same pixels (``DeferredClips``)."""
+        generator exactly as the steps would), and ``apply_params`` later gives the same pixels (``DeferredClips``).
+        Without such a step (Former-DFER's crop and flip), a final ``Normalize`` is deferred: the loader then ships uint8
+        clips, a quarter of the float batch's bytes through the workers' shared memory and to the device."""
         first = next((i for i, s in enumerate(self.steps) if isinstance(s, DEVICE_STEPS)), len(self.steps))
+        if first == len(self.steps) and self.steps and isinstance(self.steps[-1], Normalize):
+            first -= 1
         return Compose(*self.steps[:first]), Compose(*self.steps[first:])
 
     def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> list[object]:
@@ -364,7 +368,10 @@ class Compose:
 class DeferredClips:
     """A batch whose augmentation runs on the training device (``data.augment_on=device``): the uint8 clips as the
     CPU left them and each clip's drawn parameters. ``to`` moves the clips (Lightning's batch transfer calls it);
-    ``apply`` runs the deferred steps on the whole batch where the clips are (``Compose.apply_batch``)."""
+    ``apply`` runs the deferred steps where the clips are: on an accelerator on the whole batch at once
+    (``Compose.apply_batch``: a few kernels per step instead of a few per clip), on the CPU clip by clip (a clip's
+    float frames stay in the core's cache: ``benchmarks/bench_pipeline.py`` measured the whole batch 0.74-0.79x as
+    fast there). Both give the same pixels, bit for bit (tested)."""
 
     def __init__(self, clips: torch.Tensor, params: list[list[object]]) -> None:
         self.clips, self.params = clips, params
@@ -376,7 +383,10 @@ class DeferredClips:
     def apply(self, steps: Compose) -> torch.Tensor:
         """The augmented float batch ``(B, T, 3, H, W)``, contiguous as the CPU path's batches are (the model's
         kernels, and so its rounding, can depend on the input's memory layout)."""
-        return steps.apply_batch(self.clips.contiguous(), self.params).contiguous()
+        clips = self.clips.contiguous()
+        if clips.device.type == "cpu":
+            return torch.stack([steps.apply_params(c, p) for c, p in zip(clips, self.params)])
+        return steps.apply_batch(clips, self.params).contiguous()
 
 
 def build_transform(
