@@ -7,16 +7,20 @@ Data: ``audfer synth`` clips of 16 frames stored as 256 px JPEG folders (DFEW-li
 - reference: PIL decode of each sampled frame (``Image.open(f).convert("RGB")``), then the official group transforms
   in PIL / numpy with one draw per clip: M3DFEL random resized crop 112 + flip + colour jitter 0.4 (hue 0.4),
   Former-DFER random resized crop 112 + flip, MAE-DFER squash to 160 + RandAugment n=4 m=7 + random resized crop 160
-  + flip + cube erasing 0.25; to float, normalised;
+  + flip + cube erasing 0.25 (after the normalisation, MAE-DFER only); frames stacked and divided by 255 as
+  ``Stack`` + ``ToTorchFormatTensor`` do (``reference_clip``);
 - audfer: the recipe's ``ClipDataset`` (full-resolution decode, the recipe's transforms, batch normalisation in the
   collate), through a ``DataLoader`` of batch 8, one thread per process;
 
-clips/s of each with one process (per core), audfer with 1 and 2 worker processes (scaling), and the ratios; then the
-``data.augment_on=device`` path, where the loader only decodes, crops, flips and draws the per-pixel augmentation's
-parameters (what a GPU run's CPU cores do; the deferred steps then run on the GPU, not timed here). Goal: audfer >= 3x
-the reference per core for every recipe, >= 1.8x from 1 to 2 workers.
+clips/s of each in one process (per core), cold and from the decoded-clip cache; audfer with 1 and 2 worker processes
+(scaling, over one long epoch); decoding the sampled JPEGs alone (the bound of any full-fidelity loader); both paths:
+augmentation on the CPU, and ``data.augment_on=device``, where the loader only decodes, crops, flips and draws the
+per-pixel augmentation's parameters and ships uint8 clips (what a GPU run's CPU cores do; the deferred steps then run
+on the GPU, not timed here; their whole-batch and clip-by-clip forms are timed on this CPU). Each figure is the median
+of ``--rounds`` interleaved measurements, as this machine's speed drifts. Goal: audfer >= 3x the reference per core
+for every recipe, >= 1.8x from 1 to 2 workers.
 
-    python benchmarks/bench_pipeline.py [--clips 48 --repeat 2]
+    python benchmarks/bench_pipeline.py [--clips 48 --repeat 2 --rounds 3]
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import argparse
 import glob
 import json
 import math
+import multiprocessing as mp
 import os
 import platform
 import random
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -119,28 +125,38 @@ def _randaugment(imgs: list[Image.Image], rng: random.Random, n: int = 4, m: flo
 
 
 def reference_clip(recipe: str, files: list[Path], idx: np.ndarray, size: int, rng: random.Random) -> torch.Tensor:
+    """One training clip the way the official loaders make it. M3DFEL and Former-DFER (TFace
+    ``attribute/M3DFEL/datasets/video_transform.py``, Former-DFER ``dataloader/video_transform.py``):
+    ``GroupRandomSizedCrop`` crops each image, then resizes it; ``GroupRandomHorizontalFlip``; M3DFEL's
+    ``GroupColorJitter`` (torchvision's PIL ops); ``Stack`` concatenates the frames along the channel axis and
+    ``ToTorchFormatTensor`` permutes and divides by 255 (no mean/std). MAE-DFER: squash to 160, RandAugment on the PIL
+    frames, crop and flip, then float, normalised, cube erasing."""
     imgs = [Image.open(files[i]).convert("RGB") for i in idx]
     if recipe == "mae_dfer":
         imgs = [im.resize((160, 160), Image.BILINEAR) for im in imgs]
         imgs = _randaugment(imgs, rng)
+        box = _rrc_box(*imgs[0].size, rng)
+        imgs = [im.resize((size, size), Image.BILINEAR, box=box) for im in imgs]
+        if rng.random() < 0.5:
+            imgs = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in imgs]
+        x = (np.stack([np.asarray(im, np.float32) / 255 for im in imgs]) - MEAN) / STD
+        out = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        if rng.random() < 0.25:  # cube erasing: one box on every frame, noise per pixel
+            eh, ew = int(size * rng.uniform(0.1, 0.4)), int(size * rng.uniform(0.1, 0.4))
+            y0, x0 = rng.randint(0, size - eh), rng.randint(0, size - ew)
+            out[:, :, y0 : y0 + eh, x0 : x0 + ew] = torch.randn(out.shape[0], 3, eh, ew)
+        return out
     box = _rrc_box(*imgs[0].size, rng)
-    imgs = [im.resize((size, size), Image.BILINEAR, box=box) for im in imgs]
+    imgs = [im.crop(box).resize((size, size), Image.BILINEAR) for im in imgs]
     if rng.random() < 0.5:
         imgs = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in imgs]
     if recipe == "m3dfel":
         b, c, s = (rng.uniform(0.6, 1.4) for _ in range(3))
         hue = rng.uniform(-0.4, 0.4)
         imgs = [_jitter(im, b, c, s, hue) for im in imgs]
-    x = np.stack([np.asarray(im, np.float32) / 255 for im in imgs])
-    if recipe != "former_dfer":
-        x = (x - MEAN) / STD
-    out = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-    if recipe == "mae_dfer" and rng.random() < 0.25:  # cube erasing: one box on every frame, noise per pixel
-        h = w = size
-        eh, ew = int(h * rng.uniform(0.1, 0.4)), int(w * rng.uniform(0.1, 0.4))
-        y0, x0 = rng.randint(0, h - eh), rng.randint(0, w - ew)
-        out[:, :, y0 : y0 + eh, x0 : x0 + ew] = torch.randn(out.shape[0], 3, eh, ew)
-    return out
+    stacked = np.concatenate(imgs, axis=2)  # (H, W, 3 T)
+    x = torch.from_numpy(stacked).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+    return x.reshape(-1, 3, size, size)
 
 
 # ------------------------------------------------------------------------- timing
@@ -177,20 +193,44 @@ def _audfer_rate(cfg, index, spec, workers: int, repeat: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def _reference_run(recipe: str, folders: list[Path], frames: int, size: int, repeat: int) -> int:
+    """The official-style reference over ``folders`` for ``repeat`` epochs; returns the clips made."""
+    listed = [sorted(glob.glob(str(f / "*.jpg"))) for f in folders]
+    for epoch in range(repeat):
+        for i, folder in enumerate(folders):
+            # Former-DFER globs and sorts a clip's folder for every item (dataloader/dataset_DFEW.py,
+            # VideoDataset.get); M3DFEL (datasets/dataset_DFEW.py, get_data) lists them once, as MAE-DFER's list file
+            files = sorted(glob.glob(str(folder / "*.jpg"))) if recipe == "former_dfer" else listed[i]
+            rng = random.Random(epoch * 100003 + i)
+            idx = sample_indices("uniform", len(files), frames, np.random.default_rng([epoch, i]))
+            reference_clip(recipe, [Path(f) for f in files], idx, size, rng)
+    return len(folders) * repeat
+
+
+def _reference_part(args: tuple[str, list[Path], int, int, int]) -> int:
+    return _reference_run(*args)
+
+
 def _reference_rate(recipe: str, folders: list[Path], spec, repeat: int) -> float:
     """clips/s of the official-style reference (one process)."""
     t0 = time.perf_counter()
-    n = 0
-    for epoch in range(repeat):
-        for i, folder in enumerate(folders):
-            # the official loaders list the frames: Former-DFER globs and sorts each clip's folder per item
-            # (dataloader/dataset_DFEW.py, VideoDataset.get), M3DFEL and MAE-DFER once, when the list is built
-            files = sorted(glob.glob(str(folder / "*.jpg")))
-            rng = random.Random(epoch * 100003 + i)
-            idx = sample_indices("uniform", len(files), spec.frames, np.random.default_rng([epoch, i]))
-            reference_clip(recipe, [Path(f) for f in files], idx, spec.size, rng)
-            n += 1
+    n = _reference_run(recipe, folders, spec.frames, spec.size, repeat)
     return n / (time.perf_counter() - t0)
+
+
+def _machine_scaling(recipe: str, folders: list[Path], spec, repeat: int) -> float:
+    """The reference's own work in 2 processes (half the clips each) against 1: how far this machine scales at this
+    moment, for work with no loader overhead at all (the baseline of the workers' scaling)."""
+    ctx = mp.get_context("fork")
+    rates = []
+    for procs in (1, 2):
+        with ProcessPoolExecutor(procs, mp_context=ctx, initializer=_one_thread) as pool:
+            list(pool.map(abs, range(procs)))  # the processes are started
+            t0 = time.perf_counter()
+            parts = [(recipe, folders[k::procs], spec.frames, spec.size, repeat) for k in range(procs)]
+            n = sum(pool.map(_reference_part, parts))
+            rates.append(n / (time.perf_counter() - t0))
+    return rates[1] / rates[0]
 
 
 def _decode_rate(folders: list[Path], spec, repeat: int) -> float:
@@ -229,10 +269,15 @@ def _deferred_rates(cfg, index, spec) -> tuple[float, float] | None:
     return together, alone
 
 
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=48)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2, help="epochs per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="measurements of each figure, interleaved; medians shown")
     ap.add_argument("--recipes", default="m3dfel,former_dfer,mae_dfer")
     args = ap.parse_args()
     _one_thread()
@@ -241,7 +286,7 @@ def main() -> None:
         frames = json.loads((root / "synth.json").read_text())["frames_dir"].split("/")[-1]
         print(
             f"{args.clips} clips x 16 frames, 256 px JPEG folders; one thread per process; {platform.machine()}, "
-            f"{os.cpu_count()} cores"
+            f"{os.cpu_count()} cores; medians of {args.rounds} interleaved measurements (ratios within a round)"
         )
 
         def cfg_for(recipe: str, **values) -> object:
@@ -249,41 +294,50 @@ def main() -> None:
             return load_config(f"{recipe}_dfew", base + [f"data.{k}={v}" for k, v in values.items()])
 
         for recipe in args.recipes.split(","):
-            cfg = cfg_for(recipe)
             spec = create_model(recipe).input_spec
-            index = split_index(cfg, "train")
+            index = split_index(cfg_for(recipe), "train")
             folders = [Path(p) for p in index.table["path"].to_list()]
-            ref = _reference_rate(recipe, folders, spec, args.repeat)
-            floor = _decode_rate(folders, spec, args.repeat)
+            paths = {"cpu": {}, "device": {"augment_on": "device"}}
+            for extra in paths.values():  # fills the decoded-clip cache (the uint8 frames, the same for both paths)
+                _audfer_rate(cfg_for(recipe, cache=f"{tmp}/cache-{recipe}", **extra), index, spec, 0, 1)
+            runs: dict[str, list[float]] = {}
+            for _ in range(args.rounds):
+                ref = _reference_rate(recipe, folders, spec, args.repeat)
+                runs.setdefault("ref", []).append(ref)
+                runs.setdefault("floor", []).append(_decode_rate(folders, spec, args.repeat) / ref)
+                runs.setdefault("machine", []).append(_machine_scaling(recipe, folders, spec, args.repeat))
+                for path, extra in paths.items():
+                    c = cfg_for(recipe, **extra)
+                    runs.setdefault(f"{path} core", []).append(_audfer_rate(c, index, spec, 0, args.repeat) / ref)
+                    cached = cfg_for(recipe, cache=f"{tmp}/cache-{recipe}", **extra)
+                    runs.setdefault(f"{path} cached", []).append(
+                        _audfer_rate(cached, index, spec, 0, args.repeat) / ref
+                    )
+                    w1 = _audfer_rate(c, index, spec, 1, args.repeat)
+                    runs.setdefault(f"{path} scaling", []).append(_audfer_rate(c, index, spec, 2, args.repeat) / w1)
+            m = {k: _median(v) for k, v in runs.items()}
             print(
-                f"  {recipe}: reference (PIL, official-style) {ref:6.1f} clips/s per core; decoding the sampled "
-                f"JPEGs alone {floor:6.1f} ({floor / ref:.2f}x: the most a full decode allows)"
+                f"  {recipe}: reference (PIL, official-style) {m['ref']:6.1f} clips/s per core; decoding the sampled "
+                f"JPEGs alone {m['floor']:.2f}x the reference (the most a loader that decodes them in full can reach); "
+                f"the reference's work in 1 -> 2 processes {m['machine']:.2f}x (this machine's scaling)"
             )
-            cached_cfg = cfg_for(recipe, cache=f"{tmp}/cache-{recipe}")
-            _audfer_rate(cached_cfg, index, spec, 0, 1)  # fills the decoded-clip cache
-            for path, extra in (("cpu", {}), ("device", {"augment_on": "device"})):
-                c = cfg_for(recipe, **extra)
-                one_core = _audfer_rate(c, index, spec, 0, args.repeat)
-                cached = _audfer_rate(
-                    cfg_for(recipe, cache=f"{tmp}/cache-{recipe}", **extra), index, spec, 0, args.repeat
-                )
-                w1 = _audfer_rate(c, index, spec, 1, args.repeat)
-                w2 = _audfer_rate(c, index, spec, 2, args.repeat)
+            for path in paths:
                 what = (
                     "augmentation on the CPU"
                     if path == "cpu"
                     else "augment_on=device (the CPU side: decode, crop, flip, draws; uint8 clips out)"
                 )
+                spread = f"{min(runs[path + ' core']):.2f}-{max(runs[path + ' core']):.2f}"
                 print(
-                    f"    audfer, {what}: {one_core:6.1f} ({one_core / ref:.2f}x; goal 3x), from the clip cache "
-                    f"{cached:6.1f} ({cached / ref:.2f}x); workers 1 -> 2: {w1:6.1f} -> {w2:6.1f} "
-                    f"({w2 / w1:.2f}x, goal 1.8x)"
+                    f"    audfer, {what}: {m[path + ' core']:.2f}x per core ({spread}; goal 3x), from the clip cache "
+                    f"{m[path + ' cached']:.2f}x; 1 -> 2 workers {m[path + ' scaling']:.2f}x "
+                    f"({min(runs[path + ' scaling']):.2f}-{max(runs[path + ' scaling']):.2f}; goal 1.8x)"
                 )
             rates = _deferred_rates(cfg_for(recipe, augment_on="device"), index, spec)
             if rates:
                 print(
-                    f"    the deferred steps on this CPU (clip by clip here; on a GPU the whole batch, not timed): whole batch {rates[0]:6.1f} "
-                    f"clips/s, clip by clip {rates[1]:6.1f} ({rates[0] / rates[1]:.2f}x)"
+                    f"    the deferred steps on this CPU (clip by clip here; on a GPU the whole batch, not timed): "
+                    f"whole batch {rates[0]:6.1f} clips/s, clip by clip {rates[1]:6.1f} ({rates[0] / rates[1]:.2f}x)"
                 )
 
 

@@ -258,21 +258,21 @@ def test_deferred_steps_on_a_batch_give_each_clips_pixels_alone_whatever_the_thr
 
 @pytest.mark.parametrize("recipe", ["m3dfel", "mae_dfer"])
 def test_deferred_steps_keep_every_tensor_on_the_batchs_device(recipe):
-    from audfer.data.transforms import DeferredClips
-
     """On a GPU the deferred steps must not mix in a CPU tensor (a constant, a kernel, a grid) nor go through numpy:
     run on torch's ``meta`` device, which refuses both just as CUDA does, every step and every RandAugment op keeps the
     batch where it is and gives the CPU's shapes."""
+    from audfer.data.transforms import DeferredClips
+
     cpu, device = _recipe_steps(recipe)
     clip = cpu(torch.randint(0, 256, (4, 3, 44, 52), dtype=torch.uint8), None)
     params = [device.draw_params(tuple(clip.shape), np.random.default_rng(s)) for s in range(3)]
     if recipe == "mae_dfer":
         forced = _every_randaugment_op(device.steps[0])
         params = [[f, *params[i % 3][1:]] for i, f in enumerate(forced)]
-        params[0][-1] = (
-            device.steps[-1].draw_params(tuple(device.steps[-2].out_shape(clip.shape)), np.random.default_rng(0))
-            or params[0][-1]
-        )
+        erasing, shape = device.steps[-1], tuple(clip.shape)
+        for step in device.steps[:-1]:
+            shape = step.out_shape(shape)
+        params[0][-1] = next(e for s in range(100) if (e := erasing.draw_params(shape, np.random.default_rng(s))))
     batch = torch.stack([clip] * len(params))
     want = DeferredClips(batch, params).apply(device)  # on the CPU: clip by clip
     got = DeferredClips(batch, params).to("meta").apply(device)  # elsewhere: the whole batch
