@@ -300,3 +300,18 @@ def test_equalize_is_pils():
     got = _equalize(x).permute(0, 2, 3, 1).numpy().astype(np.uint8)
     for f, g in zip(frames, got):
         np.testing.assert_array_equal(g, np.asarray(ImageOps.equalize(Image.fromarray(f.astype(np.uint8)))))
+
+
+def test_a_deferred_batch_is_pinned_by_the_loader_like_a_tensor(monkeypatch):
+    """With ``pin_memory`` (a CUDA run) the DataLoader pins each batch through its ``pin_memory`` method: a deferred
+    batch pins its clips and keeps its parameters (``Tensor.pin_memory`` stubbed: this machine has no GPU)."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from audfer.data.transforms import DeferredClips
+
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a: pinned.append(self) or self.clone())
+    clips, params = _clip().unsqueeze(0), [[("Invert", 7.0, 1.0)]]
+    out = pin_memory((DeferredClips(clips, params), torch.tensor([1])))
+    assert isinstance(out[0], DeferredClips) and out[0].params is params and torch.equal(out[0].clips, clips)
+    assert any(p is clips for p in pinned)

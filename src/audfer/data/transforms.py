@@ -380,6 +380,11 @@ class DeferredClips:
         """The same batch with its clips on ``device``."""
         return DeferredClips(self.clips.to(device, non_blocking=non_blocking), self.params)
 
+    def pin_memory(self) -> DeferredClips:
+        """The same batch with its clips in page-locked memory (what the DataLoader's ``pin_memory`` asks a batch for,
+        so that the copy to a GPU is asynchronous and fast)."""
+        return DeferredClips(self.clips.pin_memory(), self.params)
+
     def apply(self, steps: Compose) -> torch.Tensor:
         """The augmented float batch ``(B, T, 3, H, W)``, contiguous as the CPU path's batches are (the model's
         kernels, and so its rounding, can depend on the input's memory layout)."""
