@@ -158,39 +158,24 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (x * torch.tensor(_GRAY, dtype=x.dtype, device=x.device).view(3, 1, 1)).sum(-3, keepdim=True)
 
 
-def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """(..., 3, H, W) RGB in [0, 1] -> HSV in [0, 1]."""
-    r, g, b = x.unbind(-3)
-    maxc, _ = x.max(-3)
-    minc, _ = x.min(-3)
-    delta = maxc - minc
-    s = torch.where(maxc > 0, delta / maxc.clamp(min=1e-12), torch.zeros_like(maxc))
-    d = delta.clamp(min=1e-12)
-    h = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, 2.0 + (b - r) / d, 4.0 + (r - g) / d))
-    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
-    return torch.stack([h, s, maxc], -3)
-
-
-def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    h, s, v = x.unbind(-3)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
-    out = torch.zeros_like(x)
-    for k, (r, g, b) in enumerate(table):
-        m = (i == k).unsqueeze(-3)
-        out = torch.where(m, torch.stack([r, g, b], -3), out)
-    return out
+_HUE_PHASE = (5.0, 3.0, 1.0)  #: where each of R, G, B sits on the hue circle, in sixths (HSV -> RGB below)
 
 
 def adjust_hue(x: torch.Tensor, shift: float | torch.Tensor) -> torch.Tensor:
     """Rotate the hue of float RGB ``(..., 3, H, W)`` in [0, 255] by ``shift`` turns (torchvision's ``adjust_hue``
-    factor; a tensor broadcasting against ``(..., H, W)`` gives each clip its own shift)."""
-    hsv = _rgb_to_hsv(x / 255.0)
-    hsv[..., 0, :, :] = (hsv[..., 0, :, :] + shift) % 1.0
-    return _hsv_to_rgb(hsv) * 255.0
+    factor; a tensor broadcasting against ``(..., 1, H, W)`` gives each clip its own shift), keeping each pixel's
+    value (max) and chroma (max - min): RGB -> hue in sixths of a turn (the max channel's sector), shifted, then back
+    with the closed form of HSV -> RGB, ``c_n = max - chroma * clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 hue) mod 6``
+    for n = 5, 3, 1 (R, G, B). Grey pixels (chroma 0) are unchanged."""
+    maxc = x.amax(-3, keepdim=True)
+    chroma = maxc - x.amin(-3, keepdim=True)
+    r, g, b = x.split(1, dim=-3)
+    inv = 1.0 / chroma.clamp(min=1e-12)
+    sixths = torch.where(
+        maxc == r, (g - b) * inv, torch.where(maxc == g, 2.0 + (b - r) * inv, 4.0 + (r - g) * inv)
+    )  # in [-1, 5): the hue in sixths of a turn
+    k = (sixths + 6.0 * shift + torch.tensor(_HUE_PHASE, dtype=x.dtype, device=x.device).view(3, 1, 1)) % 6.0
+    return maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
 
 
 def _frame_mean(x: torch.Tensor) -> torch.Tensor:
@@ -269,7 +254,7 @@ class ColorJitter:
                     base = _gray(sub)
                     sub.mul_(f).add_(base * (1.0 - f))
                 else:
-                    sub = adjust_hue(sub, f.view(-1, 1, 1, 1))
+                    sub = adjust_hue(sub, f)
                 sub.clamp_(0, 255)
                 if whole:
                     x = sub
