@@ -461,10 +461,12 @@ def _warp(x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     xi, yi = a * xo + b * yo + c, d * xo + e * yo + f
     grid = torch.stack([2 * xi / w - 1, 2 * yi / h - 1], -1).repeat_interleave(t, dim=0)  # (n T, H, W, 2)
     frames = x.reshape(n * t, ch, h, w)
-    out = F.grid_sample(frames, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
-    ones = torch.ones(n * t, 1, h, w, device=x.device)
-    inside = F.grid_sample(ones, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return (out + (1 - inside) * _FILL).view(n, t, ch, h, w)
+    out = F.grid_sample(frames, grid, mode="bicubic", padding_mode="zeros", align_corners=False).view(n, t, ch, h, w)
+    # how much of each output pixel's bilinear footprint lies inside the frame (what sampling a frame of ones with zero
+    # padding gives), once per clip: along each axis min(u + 1, size - u) clamped to [0, 1], u the pixel-index position
+    u, v = xi - 0.5, yi - 0.5
+    inside = torch.minimum(u + 1, w - u).clamp(0, 1) * torch.minimum(v + 1, h - v).clamp(0, 1)
+    return out + (1 - inside.view(n, 1, 1, h, w)) * _FILL
 
 
 def _equalize(x: torch.Tensor) -> torch.Tensor:
