@@ -355,7 +355,7 @@ class DeferredClips:
     CPU left them and each clip's drawn parameters. ``to`` moves the clips (Lightning's batch transfer calls it);
     ``apply`` runs the deferred steps where the clips are: on an accelerator on the whole batch at once
     (``Compose.apply_batch``: a few kernels per step instead of a few per clip), on the CPU clip by clip (a clip's
-    float frames stay in the core's cache: ``benchmarks/bench_pipeline.py`` measured the whole batch 0.74-0.79x as
+    float frames stay in the core's cache: ``benchmarks/bench_pipeline.py`` measured the whole batch 0.54-0.97x as
     fast there). Both give the same pixels, bit for bit (tested)."""
 
     def __init__(self, clips: torch.Tensor, params: list[list[object]]) -> None:
