@@ -496,6 +496,11 @@ def test_dry_run_writes_a_checked_plan_and_trains_nothing(synth, tmp_path):
         a.startswith("ColorJitter") and "h=0.4" in a for a in plan["augmentation"]
     )
     assert plan["selection"]["rule"] == "last"
+    assert plan["augment_on"] == {
+        "where": "cpu",
+        "loader": ["RandomResizedCrop", "HorizontalFlip"],
+        "device": ["ColorJitter", "Normalize"],
+    }
     assert not (out / "checkpoints").exists() and not (out / "eval").exists()
 
 

@@ -112,6 +112,7 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
             "test": "deterministic",
         },
         "augmentation": [type(step).__name__ + _describe(step) for step in transform.steps],
+        "augment_on": _augment_split(cfg, transform),
         "training_crops": _crop_report(cfg, spec, prep.train),
         "pos_weight_scale": pos_weight_scale(cfg, prep.pos_weight),
         "selection": {"rule": t.selection, "note": SELECTION_NOTE[t.selection], "monitor": t.monitor},
@@ -138,6 +139,11 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
         + (f"; REPRODUCES BUGS {result['reproduced_bugs']}" if d.reproduce_bugs else "")
     )
     log(f"  sampling {sampling}; augmentation: {', '.join(result['augmentation'])}")
+    split = result["augment_on"]
+    if split["where"] == "device":
+        log(f"  in the loader: {', '.join(split['loader'])}; on the training device: {', '.join(split['device'])}")
+    elif split["device"]:
+        log(f"  on a GPU, data.augment_on=device would run {', '.join(split['device'])} there (the same draws)")
     crops = result["training_crops"]
     if crops:
         log(
@@ -186,6 +192,17 @@ def pos_weight_scale(cfg: Config, table: np.ndarray | None) -> dict[str, Any] | 
         "mean": float(table.mean()),
         "authors_dfew_max": float(authors.max()),
         "authors_dfew_mean": float(authors.mean()),
+    }
+
+
+def _augment_split(cfg, transform) -> dict:
+    """Where the training augmentation runs (``data.augment_on``): the steps left to the loader and those the training
+    device runs under ``device`` (``Compose.split_device``), named as in ``augmentation``."""
+    loader, device = transform.split_device()
+    return {
+        "where": cfg.data.augment_on,
+        "loader": [type(step).__name__ for step in loader.steps],
+        "device": [type(step).__name__ for step in device.steps],
     }
 
 
