@@ -120,6 +120,28 @@ def test_the_card_and_config_say_what_the_run_was_and_its_metrics_equal_metrics_
     assert k_side["what"] == "knowledge"
 
 
+def test_a_checkpoint_other_than_the_selected_one_is_packaged_without_the_runs_metrics(run, tmp_path):
+    """Another checkpoint of the run (here a copy of the selected one under another name, as an epoch checkpoint would
+    be) carries its own weights but not the run's evaluation: its card and config must not show the selected
+    checkpoint's numbers."""
+    import safetensors.torch
+
+    other = run / "checkpoints" / "epoch_other.ckpt"
+    shutil.copyfile(run / "checkpoints" / "last.ckpt", other)
+    try:
+        out = tmp_path / "other"
+        assert main(["package", str(other), "--out", str(out)]) == 0
+    finally:
+        other.unlink()
+    config = json.loads((out / "config.json").read_text())
+    assert config.get("metrics") is None
+    card = (out / "README.md").read_text()
+    assert "model-index" not in card.split("---")[1] and "| WAR |" not in card
+    weights = safetensors.torch.load_file(out / "model.safetensors")
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
+    assert set(weights) == {k.removeprefix("model.") for k in state if k.startswith("model.")}
+
+
 @pytest.mark.slow
 def test_predict_evaluate_and_export_take_a_package(run, pkg, tmp_path, fixtures, monkeypatch):
     monkeypatch.chdir(tmp_path)
