@@ -207,10 +207,6 @@ def _reference_run(recipe: str, folders: list[Path], frames: int, size: int, rep
     return len(folders) * repeat
 
 
-def _reference_part(args: tuple[str, list[Path], int, int, int]) -> int:
-    return _reference_run(*args)
-
-
 def _reference_rate(recipe: str, folders: list[Path], spec, repeat: int) -> float:
     """clips/s of the official-style reference (one process)."""
     t0 = time.perf_counter()
@@ -227,8 +223,17 @@ def _machine_scaling(recipe: str, folders: list[Path], spec, repeat: int) -> flo
         with ProcessPoolExecutor(procs, mp_context=ctx, initializer=_one_thread) as pool:
             list(pool.map(abs, range(procs)))  # the processes are started
             t0 = time.perf_counter()
-            parts = [(recipe, folders[k::procs], spec.frames, spec.size, repeat) for k in range(procs)]
-            n = sum(pool.map(_reference_part, parts))
+            parts = [folders[k::procs] for k in range(procs)]
+            n = sum(
+                pool.map(
+                    _reference_run,
+                    [recipe] * procs,
+                    parts,
+                    [spec.frames] * procs,
+                    [spec.size] * procs,
+                    [repeat] * procs,
+                )
+            )
             rates.append(n / (time.perf_counter() - t0))
     return rates[1] / rates[0]
 
@@ -269,10 +274,6 @@ def _deferred_rates(cfg, index, spec) -> tuple[float, float] | None:
     return together, alone
 
 
-def _median(values: list[float]) -> float:
-    return float(np.median(values))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=48)
@@ -298,8 +299,8 @@ def main() -> None:
             index = split_index(cfg_for(recipe), "train")
             folders = [Path(p) for p in index.table["path"].to_list()]
             paths = {"cpu": {}, "device": {"augment_on": "device"}}
-            for extra in paths.values():  # fills the decoded-clip cache (the uint8 frames, the same for both paths)
-                _audfer_rate(cfg_for(recipe, cache=f"{tmp}/cache-{recipe}", **extra), index, spec, 0, 1)
+            # one epoch fills the decoded-clip cache: the frames as decoded, keyed by the clip, not by the path
+            _audfer_rate(cfg_for(recipe, cache=f"{tmp}/cache-{recipe}"), index, spec, 0, 1)
             runs: dict[str, list[float]] = {}
             for _ in range(args.rounds):
                 ref = _reference_rate(recipe, folders, spec, args.repeat)
@@ -315,7 +316,7 @@ def main() -> None:
                     )
                     w1 = _audfer_rate(c, index, spec, 1, args.repeat)
                     runs.setdefault(f"{path} scaling", []).append(_audfer_rate(c, index, spec, 2, args.repeat) / w1)
-            m = {k: _median(v) for k, v in runs.items()}
+            m = {k: float(np.median(v)) for k, v in runs.items()}
             print(
                 f"  {recipe}: reference (PIL, official-style) {m['ref']:6.1f} clips/s per core; decoding the sampled "
                 f"JPEGs alone {m['floor']:.2f}x the reference (the most a loader that decodes them in full can reach); "

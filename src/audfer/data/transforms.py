@@ -726,27 +726,9 @@ class RandomErasing:
         return shape
 
 
-class Squash:
+class Squash(Resize):
     """Resize every frame to ``size`` x ``size`` ignoring the aspect ratio, before any other step (MAE-DFER's
     ``VideoClsDatasetFrame`` ``data_resize``: ``video_transforms.Resize((160, 160))``, train and test)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
-        return clip if clip.shape[-2:] == (self.size, self.size) else _resize(clip, self.size)
-
-    def draw_params(self, shape: tuple[int, ...], rng: np.random.Generator) -> None:
-        """Nothing to draw."""
-        return None
-
-    def apply_params(self, clip: torch.Tensor, params: None) -> torch.Tensor:
-        """As ``__call__``."""
-        return self(clip)
-
-    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The clip's shape after this step."""
-        return (*shape[:-2], self.size, self.size)
 
 
 #: The per-pixel random steps that ``data.augment_on=device`` runs on the training device.
