@@ -280,8 +280,9 @@ class DataOptions(_Section):
     reproduce_bugs: tuple[str, ...] = opt(
         (),
         "reproduce named bugs of the authors' AU code (never on by default): m3dfel-16f (M3DFEL's offsets on "
-        "16-frame clips: ~53 % of sampled frames are the clip's last) | unsorted-frames (frames in the folder's "
-        "listing order, as the Former-DFER AU copy's unsorted glob; depends on the file system)",
+        "16-frame clips: ~53 % of sampled frames are the clip's last) | unsorted-frames (every listed frame once, "
+        "in the folder's listing order, at train and test, as the Former-DFER AU copy's get with its unsorted glob; "
+        "the sampler is not used; needs 16-frame clips; the order depends on the file system)",
         Items(Choice("m3dfel-16f", "unsorted-frames")),
     )
 

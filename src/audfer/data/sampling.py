@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from audfer.errors import ConfigError
+from audfer.errors import ConfigError, InputError
 
 
 def _check(n: int) -> None:
@@ -123,12 +123,33 @@ def uniform_indices(n: int, num: int = 16, rng: np.random.Generator | None = Non
     return np.minimum(pos.astype(int), n - 1)
 
 
+def listed_indices(n: int, num: int = 16, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Every frame of the clip once, in the order the folder lists them, at train and at test (``rng`` unused).
+
+    What the authors' Former-DFER AU copy feeds (Cross-Innovation-Lab/AU-DFER ``Former-DFER_AU/dataloader/
+    dataset_DFEW.py``, ``VideoDataset.get``): it computes the segment offsets but ignores them, loading every file
+    ``glob`` lists, each once, in that order. It is the sampler of ``data.reproduce_bugs=[unsorted-frames]`` (the
+    listing order comes from ``frame_paths(..., "listing")``). Its clips are the 16-frame folder's; a clip of any
+    other length cannot make a ``num``-frame input (the copy's batch would not stack): an error."""
+    _check(n)
+    if n != num:
+        raise InputError(
+            f"data.reproduce_bugs=[unsorted-frames] feeds every listed frame of a clip (the Former-DFER AU copy's "
+            f"get), so each clip needs exactly {num} frames; got a clip of {n} (use the 16-frame folder, "
+            f"data.frames=clip_224x224_16f)"
+        )
+    return np.arange(n, dtype=np.int64)
+
+
 SAMPLERS: dict[str, Callable[..., np.ndarray]] = {
     "m3dfel": m3dfel_indices,
     "former_dfer": segment_indices,
     "mae_dfer": strided_indices,
     "uniform": uniform_indices,
 }
+
+#: Samplers a run cannot name in ``data.sampling`` but a reproduced bug selects (``engine.datamodule.sampling_of``).
+BUG_SAMPLERS: dict[str, Callable[..., np.ndarray]] = {"listed": listed_indices}
 
 
 def register_sampler(name: str, sampler: Callable[..., np.ndarray]) -> None:
@@ -146,6 +167,8 @@ def sampler_options(kind: str) -> frozenset[str]:
     ``data.test_views`` only to a sampler that takes them, without naming any sampler."""
     import inspect
 
+    if kind in BUG_SAMPLERS:
+        return frozenset()
     if kind not in SAMPLERS:
         raise ConfigError(f"unknown sampling {kind!r}; expected one of {', '.join(SAMPLERS)}")
     params = inspect.signature(SAMPLERS[kind]).parameters
@@ -155,7 +178,9 @@ def sampler_options(kind: str) -> frozenset[str]:
 def sample_indices(
     kind: str, n: int, num: int = 16, rng: np.random.Generator | None = None, **kwargs: int
 ) -> np.ndarray:
-    """Indices of ``kind`` (m3dfel, former_dfer, mae_dfer, uniform) for a clip of n frames."""
+    """Indices of ``kind`` (m3dfel, former_dfer, mae_dfer, uniform, or a bug's ``listed``) for a clip of n frames."""
+    if kind in BUG_SAMPLERS:
+        return BUG_SAMPLERS[kind](n, num, rng=rng)
     if kind not in SAMPLERS:
         raise ConfigError(f"unknown sampling {kind!r}; expected one of {', '.join(SAMPLERS)}")
     if kind == "former_dfer":

@@ -28,7 +28,10 @@ from audfer.models.base import InputSpec
 
 
 def sampling_of(cfg: Config) -> str:
-    """The temporal sampler a run uses: ``data.sampling``, or the model's own recipe."""
+    """The temporal sampler a run uses: ``data.sampling``, or the model's own recipe; under
+    ``data.reproduce_bugs=[unsorted-frames]`` every listed frame once (``listed``, the Former-DFER AU copy's get)."""
+    if "unsorted-frames" in cfg.data.reproduce_bugs:
+        return "listed"
     return cfg.data.sampling or default_sampling(cfg.model.name)
 
 
