@@ -84,3 +84,94 @@ def test_the_listed_feed_refuses_a_clip_that_is_not_sixteen_frames(tmp_path):
     )
     with pytest.raises(InputError, match="exactly 16 frames; got a clip of 12"):
         ds[0]
+
+
+# --------------------------------------------------------------------------- MAE-DFER's logged batch
+
+
+def _official_cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0, start_warmup_value=0):
+    """sunlicai/MAE-DFER ``utils.py``, ``cosine_scheduler``, re-implemented from its formula: ``linspace(start, base,
+    warmup_epochs * niter)`` then ``final + 0.5 (base - final) (1 + cos(pi i / len))`` over the remaining steps.
+    ``run_class_finetuning.py`` calls it with ``start_warmup_value`` left at 0."""
+    warm = warmup_epochs * niter_per_ep
+    head = np.linspace(start_warmup_value, base_value, warm) if warmup_epochs > 0 else np.array([])
+    rest = epochs * niter_per_ep - warm
+    tail = np.array([final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * i / rest)) for i in range(rest)])
+    return np.concatenate((head, tail))
+
+
+# logs/dfew.out, ferv39k.out, mafw.out: training examples, "Batch size", "LR", steps per epoch, warm-up steps
+LOGGED = {
+    "mae_dfer_dfew": (9356, 96, 3.75e-4, 97, 485),
+    "mae_dfer_ferv39k": (31088, 120, 4.6875e-4, 259, 1295),
+    "mae_dfer_mafw": (7339, 96, 3.75e-4, 76, 380),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(LOGGED))
+def test_mae_dfer_base_recipes_run_the_logged_global_batch_lr_and_schedule(recipe):
+    from audfer.engine.datamodule import steps_per_epoch
+    from audfer.engine.module import AUDFERModule
+    from audfer.engine.plan import global_batch
+
+    clips, batch, lr, steps, warm = LOGGED[recipe]
+    cfg = load_config(recipe, ["model.name=mae_dfer_small"])
+    assert global_batch(cfg.train) == batch and cfg.train.devices == 3
+    assert steps_per_epoch(clips, cfg.train) == steps
+    m = AUDFERModule.from_config(cfg, np.full((7, 18), 0.5).tolist(), None, steps_per_epoch=steps)
+    assert m.base_lr() == pytest.approx(lr, rel=1e-12)
+    ours = np.array([m.lr_at(s) for s in range(cfg.train.epochs * steps)])
+    official = _official_cosine_scheduler(1e-3 * batch / 256, 1e-6 * batch / 256, 100, steps, warmup_epochs=5)
+    assert len(ours) == len(official) and int(np.argmax(official)) == warm - 1
+    np.testing.assert_allclose(ours, official, rtol=1e-12, atol=1e-18)
+    # the same global batch on one device: the identical schedule (BatchNorm-free ViT), one mixup draw per step
+    one = load_config(recipe, ["model.name=mae_dfer_small", "train.devices=1", f"train.batch_size={batch}"])
+    assert steps_per_epoch(clips, one.train) == steps
+    m1 = AUDFERModule.from_config(one, np.full((7, 18), 0.5).tolist(), None, steps_per_epoch=steps)
+    np.testing.assert_array_equal([m1.lr_at(s) for s in range(len(ours))], ours)
+
+
+def test_paper_recipes_keep_the_authors_one_process_batch_and_the_layout_differences_are_named():
+    from audfer.engine.plan import batch_layout, global_batch
+
+    for ds, b in (("dfew", 32), ("ferv39k", 40), ("mafw", 32)):
+        cfg = load_config(f"mae_dfer_{ds}_paper")
+        assert (cfg.train.devices, cfg.train.batch_size, global_batch(cfg.train)) == (1, b, b)
+        assert batch_layout(cfg, batchnorm=False)["differs"] == []
+    base = load_config("mae_dfer_dfew")
+    assert batch_layout(base, batchnorm=False) == {
+        "global_batch": 96,
+        "devices": 3,
+        "per_device": 32,
+        "source": {"devices": 3, "per_device": 32, "global_batch": 96},
+        "follows": base.follows,
+        "differs": [],
+    }
+    one = batch_layout(load_config("mae_dfer_dfew", ["train.devices=1", "train.batch_size=96"]), batchnorm=False)
+    assert len(one["differs"]) == 1 and "1 draw(s) over 96 clips per step, not the source's 3 over 32" in one["differs"][0]
+    small = batch_layout(load_config("mae_dfer_dfew", ["train.devices=1"]), batchnorm=False)
+    assert "global batch 32 (1 x 32) is not the source's 96 (3 x 32)" in small["differs"][0]
+    m3 = batch_layout(load_config("m3dfel_dfew"), batchnorm=True)
+    assert m3["differs"] == ["BatchNorm statistics over 256 clips per device, not the source's 64"]
+    assert batch_layout(load_config("m3dfel_dfew", ["train.devices=4", "train.batch_size=64"]), batchnorm=True)[
+        "differs"
+    ] == []
+
+
+@pytest.mark.slow
+def test_a_dry_run_prints_the_global_batch_and_its_source(synth, tmp_path):
+    from audfer.engine.plan import plan
+
+    from conftest import TINY
+
+    cfg = load_config(
+        "synthetic_small",
+        [f"data.root={synth}", f"out={tmp_path / 'run'}", *TINY, "train.source_batch=[2, 4]"],
+    )
+    logs: list[str] = []
+    result = plan(cfg, log=logs.append)
+    assert result["batch"]["global_batch"] == 8 and result["batch"]["source"]["global_batch"] == 8
+    assert any("global batch 8 (1 device(s) x 8); source" in line for line in logs)
+    assert any(line.startswith("  WARNING: BatchNorm statistics over 8") or "draw(s)" in line for line in logs) == (
+        bool(result["batch"]["differs"])
+    )

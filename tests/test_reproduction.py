@@ -118,9 +118,9 @@ def test_mae_dfer_squashes_to_160_first_and_scales_its_lr_floor_with_the_batch()
     assert steps == ["Squash", "RandAugment", "RandomResizedCrop", "HorizontalFlip", "Normalize", "RandomErasing"]
     clip = torch.randint(0, 256, (2, 3, 120, 200), dtype=torch.uint8)
     assert train_transform(cfg, spec).steps[0](clip).shape[-2:] == (160, 160)  # squashed, aspect ignored
-    # run_class_finetuning.py: lr, min_lr and warmup_lr all x total batch / 256
+    # run_class_finetuning.py: lr, min_lr and warmup_lr all x total batch / 256 (3 devices x 32, the logged layout)
     m = AUDFERModule.from_config(cfg, np.full((7, 18), 0.5).tolist(), None, steps_per_epoch=10)
-    scale = cfg.train.batch_size / 256
+    scale = cfg.train.batch_size * cfg.train.devices / 256
     assert m.base_lr() == pytest.approx(1e-3 * scale)
     assert m.lr_at(cfg.train.epochs * 10 - 1) == pytest.approx(1e-6 * scale, rel=0.05)
     assert load_config("mae_dfer_ferv39k").train.batch_size == 40

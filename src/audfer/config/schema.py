@@ -387,6 +387,12 @@ class TrainOptions(_Section):
     seed: int = opt(0, "seed of every random draw (sampling, augmentation, init, order)", Num(0, integer=True))
     accelerator: str = opt("auto", "auto | cpu | gpu | cuda | mps", Choice("auto", "cpu", "gpu", "cuda", "mps"))
     devices: int = opt(1, "number of devices/processes (DDP when > 1)", Num(1, integer=True))
+    source_batch: tuple[int, ...] | None = opt(
+        None,
+        "the batch layout of the run a recipe reproduces, [devices, clips per device] (MAE-DFER's logs: [3, 32]); "
+        "--dry-run and train compare the run's global batch and layout with it (null: a user's config, no source)",
+        Items(Num(1, integer=True), min_len=2, what="[devices, clips per device] or null"),
+    )
     strategy: str = opt("auto", "auto | ddp | ddp_spawn ... (Lightning strategies)", Text(none=False))
     precision: str = opt(
         "32-true",

@@ -167,8 +167,9 @@ class AUDFERModule(L.LightningModule):
     def lr_scale(self) -> float:
         """batch x devices / 256 under ``optim.lr_scale=batch256`` (MAE-DFER), else 1. MAE-DFER scales ``lr``,
         ``min_lr`` and ``warmup_lr`` alike (sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``)."""
-        t = self.cfg.train
-        return t.batch_size * t.devices / 256 if self.cfg.optim.lr_scale == "batch256" else 1.0
+        from audfer.engine.plan import global_batch
+
+        return global_batch(self.cfg.train) / 256 if self.cfg.optim.lr_scale == "batch256" else 1.0
 
     def base_lr(self) -> float:
         """The configured lr, times ``lr_scale()``."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audfer.config.load import with_values
-from audfer.config.schema import Config
+from audfer.config.schema import Config, TrainOptions
 from audfer.data.datasets import read_frames
 from audfer.engine.datamodule import (
     crop_upsampling,
@@ -20,7 +20,7 @@ from audfer.engine.datamodule import (
 )
 from audfer.engine.resolve import au_label_summary, describe_au_labels, prepare
 from audfer.engine.runfolder import SELECTION_NOTE
-from audfer.errors import AudferError
+from audfer.errors import AudferError, ConfigError
 from audfer.files import write_json
 from audfer.hints import Log
 from audfer.method.labels import official_pos_weights
@@ -29,6 +29,55 @@ from audfer.weights.pretrained import init_label, initialise
 
 if TYPE_CHECKING:
     pass
+
+
+def global_batch(t: TrainOptions) -> int:
+    """Clips per optimiser step over all processes: ``batch_size x devices``. The one place it is computed: MAE-DFER's
+    lr scale (``AUDFERModule.lr_scale``, sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``: ``total_batch_size
+    = batch_size * update_freq * world_size``) and the dry run read it here."""
+    return t.batch_size * t.devices
+
+
+def batch_layout(cfg: Config, *, batchnorm: bool) -> dict[str, Any]:
+    """The run's global batch next to the one of the run its recipe reproduces (``train.source_batch``), and what a
+    different layout changes: ``differs`` (one sentence each; empty when the layout is the source's). ``batchnorm``:
+    whether the model normalises by batch statistics (then the clips per device matter, not only their total).
+
+    The same global batch on fewer devices gives the same lr, min_lr, warm-up and steps per epoch; what the split still
+    changes is named: BatchNorm statistics are taken per device, and mixup/cutmix (timm's ``Mixup``, applied to each
+    process's batch in the official loops) draws one λ, one mixup-or-cutmix choice and one pairing per process batch."""
+    t, o = cfg.train, cfg.optim
+    g = global_batch(t)
+    out: dict[str, Any] = {
+        "global_batch": g,
+        "devices": t.devices,
+        "per_device": t.batch_size,
+        "source": None,
+        "follows": cfg.follows or "not stated (a user's config)",
+        "differs": [],
+    }
+    if t.source_batch is None:
+        return out
+    if len(t.source_batch) != 2:
+        raise ConfigError(f"config: train.source_batch: expected [devices, clips per device], got {list(t.source_batch)}")
+    sd, sb = int(t.source_batch[0]), int(t.source_batch[1])
+    out["source"] = {"devices": sd, "per_device": sb, "global_batch": sd * sb}
+    notes: list[str] = out["differs"]
+    if g != sd * sb:
+        scaled = " (the lr, min_lr and warm-up lr scale with it: x batch / 256)" if o.lr_scale == "batch256" else ""
+        notes.append(
+            f"global batch {g} ({t.devices} x {t.batch_size}) is not the source's {sd * sb} ({sd} x {sb}): steps per "
+            f"epoch differ{scaled}; train.devices={sd} train.batch_size={sb} runs the source's layout"
+        )
+    if t.batch_size != sb:
+        if batchnorm:
+            notes.append(f"BatchNorm statistics over {t.batch_size} clips per device, not the source's {sb}")
+        if o.mixup or o.cutmix:
+            notes.append(
+                f"mixup/cutmix draws its λ, its choice of mixup or cutmix and its flip pairing once per process "
+                f"batch: {t.devices} draw(s) over {t.batch_size} clips per step, not the source's {sd} over {sb}"
+            )
+    return out
 
 
 def _class_counts(index, num: int) -> dict[str, int]:
@@ -119,6 +168,7 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
         "precision": t.precision,
         "devices": t.devices,
         "batch_size": t.batch_size,
+        "batch": batch_layout(cfg, batchnorm=has_batchnorm(module.model)),
         "epochs": t.epochs,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -134,6 +184,18 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
         f"  {steps} steps/epoch x {t.epochs} epochs = {total} steps; warm-up {warm} steps; lr "
         + ", ".join(f"{n} (step {v['step']}) {v['lr']:.3g}" for n, v in result["lr"].items())
     )
+    b = result["batch"]
+    src = b["source"]
+    log(
+        f"  global batch {b['global_batch']} ({b['devices']} device(s) x {b['per_device']})"
+        + (
+            f"; source ({b['follows'].split(':')[0]}): {src['global_batch']} ({src['devices']} x {src['per_device']})"
+            if src
+            else "; no source layout declared"
+        )
+    )
+    for note in b["differs"]:
+        log(f"  WARNING: {note}")
     log(
         f"  follows {result['follows']}"
         + (f"; REPRODUCES BUGS {result['reproduced_bugs']}" if d.reproduce_bugs else "")
@@ -163,6 +225,14 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
         )
     log(f"  selection: {t.selection} ({SELECTION_NOTE[t.selection]})")
     return result
+
+
+def has_batchnorm(model) -> bool:
+    """Whether ``model`` normalises with batch statistics (a ``_BatchNorm`` module: M3DFEL's R3D-18, Former-DFER's
+    ResNet-18; MAE-DFER's ViT has none)."""
+    import torch
+
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _crop_report(cfg: Config, spec, index) -> dict[str, Any] | None:

@@ -124,6 +124,10 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
     )
     datamodule = ClipDataModule(cfg, module.model.input_spec, prep)
+    from audfer.engine.plan import batch_layout, has_batchnorm
+
+    for note in batch_layout(cfg, batchnorm=has_batchnorm(module.model))["differs"]:  # not the source's layout
+        warnings.warn(f"{cfg.name}: {note}", UserWarning, stacklevel=2)
     sel = t.selection
     watch = datamodule.watched
     out.mkdir(parents=True, exist_ok=True)
