@@ -121,12 +121,12 @@ def test_degenerate_counts_are_finite_and_follow_the_documented_rule():
     au, lab = _tables([0, 0, 0, 1], rows)
     d = pos_weights(au, lab, "distinct")
     assert np.isfinite(d.values).all()
-    # p = 0 in the class -> the AU's global weight (never c - 1): AU01 is positive in 1 of the 4 clips: (4 - 1) / 1
-    assert d.values[0, 0] == pytest.approx(3.0)
+    # p = 0 in the class is p = 1 (one rule): (3 - 1) / 1 = 2, under the cap 5 x the AU's global weight (4 - 1) / 1
+    assert d.values[0, 0] == pytest.approx(2.0)
     assert d.values[0, 1] == pytest.approx(0.5)  # p = c -> treated as c - 1: (3 - 2) / 2
     assert d.values[0, 2] == pytest.approx(2.0)  # p = 1 of 3: the plain formula
     np.testing.assert_allclose(d.values[1:], 1.0)  # < 2 clips -> neutral weight
-    assert d.filled == ["Happy/AU01: no positive clip in the class, the AU's global weight 3"]
+    assert d.filled == []  # no cell reached the cap
 
 
 def test_an_au_never_positive_in_the_split_gets_a_neutral_weight_not_c_minus_1():

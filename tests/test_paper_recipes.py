@@ -175,3 +175,59 @@ def test_a_dry_run_prints_the_global_batch_and_its_source(synth, tmp_path):
     assert any(line.startswith("  WARNING: BatchNorm statistics over 8") or "draw(s)" in line for line in logs) == (
         bool(result["batch"]["differs"])
     )
+
+
+# --------------------------------------------------------------------------- bounded pos-weights (Eq. 6-8)
+
+
+def _au_tables(labels, positives_of):
+    """Clip labels and video AU labels where AU45 is positive exactly for the clips ``positives_of`` names."""
+    from audfer.vocab import AUS
+
+    n = len(labels)
+    au = pl.DataFrame(
+        {
+            "clip_id": [f"c{i}" for i in range(n)],
+            **{a: pl.Series([(1 if i in positives_of else 0) if a == "AU45" else i % 2 for i in range(n)], dtype=pl.Int8)
+               for a in AUS},
+        }
+    )
+    lab = pl.DataFrame({"clip_id": [f"c{i}" for i in range(n)], "label": pl.Series(labels, dtype=pl.Int8)})
+    return au, lab
+
+
+def test_a_dfew_sized_cell_does_not_jump_when_one_clip_turns_positive():
+    from audfer.method.labels import CELL_CAP, pos_weights
+    from audfer.vocab import AUS
+
+    # DFEW set 1 train sizes (Neutral 2,135 clips); AU45 positive in 60 clips of the other classes
+    sizes = [1957, 1516, 2135, 1740, 1179, 112, 717]
+    labels = [c for c, n in enumerate(sizes) for _ in range(n)]
+    others = [i for i, y in enumerate(labels) if y != 2][:60]
+    neutral = [i for i, y in enumerate(labels) if y == 2]
+    j = AUS.index("AU45")
+    seen = []
+    for p in range(6):
+        au, lab = _au_tables(labels, set(others) | set(neutral[:p]))
+        pw = pos_weights(au, lab, "distinct")
+        c_all, p_all = len(labels), 60 + p
+        g = (c_all - p_all) / p_all  # Eq. 6, computed here from the counts
+        expected = min((2135 - max(p, 1)) / max(p, 1), CELL_CAP * g)  # the stated rule, p clamped to 1
+        assert pw.values[2, j] == pytest.approx(expected, rel=1e-12)
+        seen.append(pw.values[2, j])
+        capped = [f for f in pw.filled if f.startswith("Neutral/AU45")]
+        assert bool(capped) == ((2135 - max(p, 1)) / max(p, 1) > CELL_CAP * g)
+        if capped:
+            assert f"{p} positive of 2135 clips" in capped[0] and "capped at 5 x the AU's global weight" in capped[0]
+    assert seen[0] == pytest.approx(seen[1], rel=0.02)  # p = 0 and p = 1: one rule (only g moves, 60 -> 61 positives)
+    ratios = np.array(seen[:-1]) / np.array(seen[1:])
+    assert (ratios < 10).all() and (ratios > 0.1).all()
+    assert max(seen) < 1000  # 2,134 uncapped
+
+
+def test_the_cap_leaves_the_authors_own_tables_untouched():
+    from audfer.method.labels import CELL_CAP, official_pos_weights
+
+    for ds in ("dfew", "ferv39k"):
+        ratio = official_pos_weights(ds, "distinct") / official_pos_weights(ds, "global")
+        assert ratio.max() < CELL_CAP  # 4.77 on DFEW (Surprise/AU12), 2.33 on FERV39k

@@ -10,13 +10,16 @@ label for that AU is known (an AU the clip's tool does not measure is left out, 
 each class's clips, ``minor`` 1.0 for the major classes and the per-class row for the minor
 ones; a class is major when it holds more than 1/K of the counted clips (paper §3.3).
 
-Degenerate counts never give inf, NaN or an unbounded weight. Rules (listed in ``PosWeights.filled`` and in the
-pos-weight file's provenance):
+Degenerate counts never give inf, NaN or an unbounded weight, and no weight jumps when one clip turns positive. Rules
+(the cells they set are listed in ``PosWeights.filled`` and in the pos-weight file's provenance):
 
-- a class/AU cell with no positive clip (``distinct``, ``minor``) takes the AU's ``global`` weight: with no
-  positive in the class the weight only acts on mixed (mixup/cutmix) targets, and ``c - 1`` there would reach
-  about 2,000 on DFEW;
-- an AU with no positive clip in the whole split gets 1.0 (neutral);
+- a class/AU cell (``distinct``, ``minor``) is ``(c - p) / p`` with ``p`` clamped to at least 1, capped at
+  ``CELL_CAP`` (5) times the AU's ``global`` weight: one rule for p = 0 and p = 1, which therefore give the same
+  weight, ``min(c - 1, 5 g)``. Without the cap a DFEW-sized Neutral cell (c = 2,135) would weigh 2,134 at one
+  positive clip and the AU's global weight (133) at none; with it, 665 at both. The factor 5 leaves every cell of the
+  authors' own DFEW and FERV39k tables (at most 4.8 times their global row) as it is;
+- an AU with no positive clip in the whole split gets 1.0: every target of that AU is 0, mixed or not, so its weight
+  multiplies nothing (the loss is the same for any value);
 - an always-positive AU gets ``1 / (c - 1)`` (p clamped to ``c - 1``); a class with fewer than 2 counted clips
   gets 1.0.
 """
@@ -130,6 +133,10 @@ def default_minor_classes(class_counts: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.flatnonzero(counts / total <= 1.0 / len(counts)))
 
 
+#: A class/AU cell's pos-weight is at most this many times the AU's global weight (module docstring).
+CELL_CAP = 5.0
+
+
 def _ratio(c: np.ndarray, p: np.ndarray) -> np.ndarray:
     """(c - p) / p with p clamped into [1, c - 1]; 1.0 where c < 2 (see module docstring)."""
     c = np.broadcast_to(np.asarray(c, dtype=np.float64), np.shape(p))
@@ -209,14 +216,19 @@ def pos_weights(
     if strategy == "global":
         values = np.tile(global_row, (k, 1))
     else:
-        empty = (positives == 0) & (known_counts >= 2)
-        values = np.where(empty, global_row[None, :], _ratio(known_counts, positives))
+        raw = _ratio(known_counts, positives)
+        cap = CELL_CAP * np.broadcast_to(global_row[None, :], raw.shape)
+        capped = (raw > cap) & (known_counts >= 2) & (p_all[None, :] > 0)
+        values = np.where(capped, cap, raw)
+        values = np.where((p_all[None, :] == 0) & (known_counts >= 2), 1.0, values)  # the AU is never positive
         rows = range(k) if strategy == "distinct" else minor_idx
         filled += [
-            f"{EXPRESSIONS[i]}/{au}: no positive clip in the class, the AU's global weight {global_row[j]:.3g}"
+            f"{EXPRESSIONS[i]}/{au}: {int(positives[i, j])} positive of {int(known_counts[i, j])} clips, "
+            f"(c - p) / p = {raw[i, j]:.4g} capped at {CELL_CAP:g} x the AU's global weight {global_row[j]:.4g} "
+            f"= {cap[i, j]:.4g}"
             for i in rows
             for j, au in enumerate(AUS)
-            if empty[i, j] and p_all[j] > 0
+            if capped[i, j]
         ]
         if strategy == "minor":
             major = [i for i in range(k) if i not in minor_idx]

@@ -134,8 +134,8 @@ def pos_weights_file(
         )
     write_pos_weights(pw, out, source=str(labels_csv))
     return pw, (
-        f"wrote {out}: {strategy} from {int(pw.class_counts.sum())} clips; {len(pw.filled)} cell(s) without "
-        f"a positive clip set by the bounded rule (listed in the provenance); AUs without any known label "
+        f"wrote {out}: {strategy} from {int(pw.class_counts.sum())} clips; {len(pw.filled)} cell(s) set by "
+        f"the bounded rule, capped at 5 x the AU's global weight or neutral (listed in the provenance); AUs without any known label "
         f"(weight 1.0, masked in the loss): {', '.join(pw.unknown_aus) or 'none'}; minor classes "
         f"{', '.join(EXPRESSIONS[i] for i in pw.minor) or 'none'}; not counted: {pw.n_missing_au} labelled clip(s) "
         f"without valid AU labels, {pw.n_unlabelled} AU-labelled clip(s) without an expression label"
