@@ -311,9 +311,14 @@ class AUOptions(_Section):
     knowledge: str = opt(
         "paper",
         "paper (the shipped matrix, Fig. 4) | per-fold (§3.1 on this fold's training clips, from data.openface) | "
-        "ones (K = 1: a plain AU multitask loss, the control the paper never ran) | path to a K.csv (`audfer "
-        "knowledge`; its provenance sidecar is checked)",
-        Text(none=False, presets=("paper", "per-fold", "ones"), what="paper, per-fold, ones or a K.csv path"),
+        "ones (K = 1: a plain AU multitask loss, the control the paper never ran) | authors-a | authors-a-permuted | "
+        "authors-d | paper-happy-row (the other matrices of the authors' code, docs/reproduce.md) | path to a K.csv "
+        "(`audfer knowledge`; its provenance sidecar is checked)",
+        Text(
+            none=False,
+            presets=("paper", "per-fold", "ones", "authors-a", "authors-a-permuted", "authors-d", "paper-happy-row"),
+            what="paper, per-fold, ones, authors-a, authors-a-permuted, authors-d, paper-happy-row or a K.csv path",
+        ),
     )
     pos_weights: str = opt(
         "computed",

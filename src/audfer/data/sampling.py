@@ -51,8 +51,8 @@ def segment_indices(
     ``n > segments``, ``segments`` sorted draws from ``[0, n - per_segment + 1)``, else all 0. Test: offsets
     ``int(tick / 2 + tick * i)`` with ``tick = (n - per_segment + 1) / segments`` when ``n > segments +
     per_segment - 1``, else all 0. Each offset gives ``per_segment`` consecutive frames, the frame index
-    advancing only while it is below ``n - 1``. (The official list files drop clips under 16 frames; audfer
-    keeps them, and they sample as the rules above say.)"""
+    advancing only while it is below ``n - 1``. (The official list files keep clips under 16 frames, DFEW
+    set 1's shortest has 11, and so does audfer: they sample as the rules above say.)"""
     _check(n)
     span = n - per_segment + 1
     if rng is not None:

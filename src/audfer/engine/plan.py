@@ -23,6 +23,7 @@ from audfer.engine.runfolder import SELECTION_NOTE
 from audfer.errors import AudferError, ConfigError
 from audfer.files import write_json
 from audfer.hints import Log
+from audfer.method.knowledge import AUTHOR_KNOWLEDGE, authors_knowledge
 from audfer.method.labels import official_pos_weights
 from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.pretrained import init_label, initialise
@@ -133,6 +134,7 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
             "strategy": cfg.au.strategy,
             "lam": cfg.au.lam,
             "knowledge": cfg.au.knowledge,
+            "knowledge_used_by": authors_knowledge(cfg.au.knowledge)[1] if cfg.au.knowledge in AUTHOR_KNOWLEDGE else None,
             "pos_weights": cfg.au.pos_weights,
             **prep.checks,
         },

@@ -23,7 +23,13 @@ from audfer.data.datasets import (
 from audfer.data.registry import dataset_adapter
 from audfer.errors import AudferError, InputError
 from audfer.io import read_csv_table, read_expression_table
-from audfer.method.knowledge import extract_knowledge, paper_knowledge
+from audfer.method.knowledge import (
+    AUTHOR_KNOWLEDGE,
+    BUILTIN_KNOWLEDGE,
+    authors_knowledge,
+    extract_knowledge,
+    paper_knowledge,
+)
 from audfer.method.labels import official_pos_weights, pos_weights, read_au_labels, video_au_labels
 from audfer.provenance import read_provenance, sidecar
 from audfer.vocab import AUS
@@ -160,6 +166,8 @@ def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     src = cfg.au.knowledge
     if src == "paper":
         return paper_knowledge()
+    if src in AUTHOR_KNOWLEDGE:  # the other matrices of the authors' code, by name
+        return authors_knowledge(src)[0]
     if src == "ones":  # plain AU multitask: every AU weighs the same for every expression
         return np.ones((7, len(AUS)))
     if src == "per-fold":
@@ -293,7 +301,7 @@ def prepare(cfg: Config) -> Prepared:
             )
     where = f"{d.dataset} fold {d.fold}"
     test_ids = test.table["clip_id"].to_list()
-    if a.knowledge not in ("paper", "per-fold", "ones"):
+    if a.knowledge not in BUILTIN_KNOWLEDGE:
         checks["knowledge"] = check_no_test_clips(
             a.knowledge, "the knowledge matrix", test_ids, allow=a.allow_test_overlap, where=where
         )

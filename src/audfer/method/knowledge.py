@@ -45,6 +45,9 @@ __all__ = [
     "ZERO_POLICIES",
     "DEFAULT_SHIFT",
     "knowledge_with_unmeasured",
+    "AUTHOR_KNOWLEDGE",
+    "BUILTIN_KNOWLEDGE",
+    "authors_knowledge",
 ]
 
 ZERO_POLICIES = ("keep", "interpolate")
@@ -60,6 +63,39 @@ def paper_knowledge() -> np.ndarray:
     """The authors' matrix (7 x 18, label order x AU order), exactly as they trained with it."""
     data = json.loads(resources.files("audfer.resources").joinpath("official_constants.json").read_text())
     return np.asarray(data["knowledge_matrix"], dtype=np.float64)
+
+
+#: The other matrices the authors' code trained with, by ``au.knowledge`` name: the code that used each
+#: (Cross-Innovation-Lab/AU-DFER, ``AU_cri_set``; file @ commit) is in ``resources/authors_knowledge.json``.
+#: ``authors-a``: an older matrix, the shipped one's rows to 0.995 correlation (AU28 a constant 0.291);
+#: ``authors-a-permuted``: the same seven rows with four of them (Sad, Neutral, Surprise, Fear) moved one place;
+#: ``authors-d``: a matrix that runs against the shipped one (Happy row correlation -0.81 over AU01..AU26, Happy/AU12
+#: 0.004 against 0.93; AU28 and AU45 both 1.75); ``paper-happy-row``: the shipped matrix as the solver whose
+#: ``line.argmax()`` over integer labels always gives 0 used it: every clip weighted by the Happy row.
+AUTHOR_KNOWLEDGE = ("authors-a", "authors-a-permuted", "authors-d", "paper-happy-row")
+#: Every ``au.knowledge`` value that is not a file.
+BUILTIN_KNOWLEDGE = ("paper", "per-fold", "ones", *AUTHOR_KNOWLEDGE)
+
+
+def authors_knowledge(name: str) -> tuple[np.ndarray, list[str]]:
+    """One of ``AUTHOR_KNOWLEDGE`` as a 7 x 18 matrix (label order x AU order) and the code that used it
+    (``file @ commit`` in Cross-Innovation-Lab/AU-DFER)."""
+    data = json.loads(resources.files("audfer.resources").joinpath("authors_knowledge.json").read_text())
+    if name == "paper-happy-row":
+        return np.tile(paper_knowledge()[0], (len(EXPRESSIONS), 1)), [
+            "M3DFEL_AU/solver_with_AU_weighted.py @ 694762ee0a862c6038d79e804180377308525a4e (AU_cri_set: "
+            "emo = line.argmax() over integer labels, always 0)"
+        ]
+    if name == "authors-a":
+        return np.asarray(data["A"]["rows"], dtype=np.float64), list(data["A"]["used_by"])
+    if name == "authors-a-permuted":
+        a = np.asarray(data["A"]["rows"], dtype=np.float64)
+        moved = data["A-permuted"]["row_of"]
+        rows = [a[EXPRESSIONS.index(moved.get(e, e))] for e in EXPRESSIONS]
+        return np.stack(rows), list(data["A-permuted"]["used_by"])
+    if name == "authors-d":
+        return np.asarray(data["D"]["rows"], dtype=np.float64), list(data["D"]["used_by"])
+    raise InputError(f"unknown knowledge preset {name!r}; expected one of {', '.join(AUTHOR_KNOWLEDGE)}")
 
 
 def knowledge_from_medians(medians: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

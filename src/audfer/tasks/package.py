@@ -35,6 +35,7 @@ from audfer.errors import AudferError
 from audfer.evaluation.metrics import class_names
 from audfer.files import atomic_path, write_json
 from audfer.hints import Log, PathLike
+from audfer.method.knowledge import BUILTIN_KNOWLEDGE
 from audfer.models.base import DFERModel
 from audfer.models.checkpoint import load_checkpoint, read_weights
 from audfer.models.hub import PACKAGE_CONFIG, PACKAGE_WEIGHTS
@@ -359,7 +360,7 @@ def package(
         with atomic_path(tmp / PACKAGE_WEIGHTS) as part:
             save_file(state, str(part), metadata={"format": "pt", "audfer_version": __version__})
         if got.knowledge is not None:
-            k_file = cfg.au.knowledge if cfg.au.knowledge not in ("paper", "per-fold", "ones") else None
+            k_file = cfg.au.knowledge if cfg.au.knowledge not in BUILTIN_KNOWLEDGE else None
             write_run_table(
                 "knowledge",
                 np.asarray(got.knowledge),
