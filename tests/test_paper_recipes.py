@@ -231,3 +231,105 @@ def test_the_cap_leaves_the_authors_own_tables_untouched():
     for ds in ("dfew", "ferv39k"):
         ratio = official_pos_weights(ds, "distinct") / official_pos_weights(ds, "global")
         assert ratio.max() < CELL_CAP  # 4.77 on DFEW (Surprise/AU12), 2.33 on FERV39k
+
+
+# --------------------------------------------------------------------------- the authors' other K matrices
+
+
+def test_the_authors_other_matrices_are_named_presets_with_their_sources():
+    import re
+
+    from audfer.method.knowledge import AUTHOR_KNOWLEDGE, authors_knowledge, paper_knowledge
+    from audfer.vocab import AUS, EXPRESSIONS
+
+    k = paper_knowledge()
+    a, a_src = authors_knowledge("authors-a")
+    ap, ap_src = authors_knowledge("authors-a-permuted")
+    d, d_src = authors_knowledge("authors-d")
+    happy, h_src = authors_knowledge("paper-happy-row")
+    for m, src in ((a, a_src), (ap, ap_src), (d, d_src), (happy, h_src)):
+        assert m.shape == (7, 18) and np.isfinite(m).all()
+        assert src and all(re.search(r"\.py @ [0-9a-f]{40}", s) for s in src)
+    au = AUS.index
+    # A: an older version of the shipped matrix, row by row (AU28 a constant)
+    for i in range(7):
+        assert np.corrcoef(a[i, :16], k[i, :16])[0, 1] > 0.99
+    assert np.unique(a[:, au("AU28")]).size == 1 and a[0, au("AU28")] == pytest.approx(0.2908397350173472)
+    # A permuted: four rows moved one place (Former-DFER_AU/main_DFEW.py @ 002d390)
+    moved = {"Sad": "Neutral", "Neutral": "Surprise", "Surprise": "Fear", "Fear": "Sad"}
+    for e in EXPRESSIONS:
+        np.testing.assert_array_equal(ap[EXPRESSIONS.index(e)], a[EXPRESSIONS.index(moved.get(e, e))])
+    # D runs against the shipped matrix (the issue's figures)
+    assert np.corrcoef(d[0, :16], k[0, :16])[0, 1] == pytest.approx(-0.81, abs=0.01)
+    assert np.corrcoef(d[5, :16], k[5, :16])[0, 1] == pytest.approx(-0.71, abs=0.01)
+    assert d[0, au("AU12")] == pytest.approx(0.0038, abs=1e-4) and k[0, au("AU12")] == pytest.approx(0.93, abs=0.01)
+    assert (d[:, au("AU28")] == 1.74694374224107).all() and (d[:, au("AU45")] == 1.74694374224107).all()
+    # the argmax bug: every label gets the Happy row of the shipped matrix
+    np.testing.assert_array_equal(happy, np.tile(k[0], (7, 1)))
+    assert set(AUTHOR_KNOWLEDGE) == {"authors-a", "authors-a-permuted", "authors-d", "paper-happy-row"}
+
+
+def test_every_paper_recipe_names_its_sources_matrix_and_the_switch():
+    from pathlib import Path
+
+    import audfer
+    from audfer.engine.resolve import knowledge_for
+    from audfer.method.knowledge import authors_knowledge, paper_knowledge
+
+    expected = {"m3dfel": "authors-d", "former_dfer": "authors-d", "mae_dfer": "paper"}
+    folder = Path(audfer.__file__).parent / "configs"
+    for model, name in expected.items():
+        for ds in ("dfew", "ferv39k", "mafw"):
+            recipe = f"{model}_{ds}_paper"
+            cfg = load_config(recipe)
+            assert cfg.au.knowledge == name, recipe
+            text = (folder / f"{recipe}.yaml").read_text()
+            assert "au.knowledge=" in text and "docs/reproduce.md" in text, recipe
+            want = paper_knowledge() if name == "paper" else authors_knowledge(name)[0]
+            np.testing.assert_array_equal(knowledge_for(cfg), want)
+
+
+# --------------------------------------------------------------------------- recipes name their own dataset's files
+
+_DATASET_OF = {"dfew": "dfew", "ferv39k": "ferv39k", "mafw": "mafw"}
+
+
+def _named_files(text: str) -> list[tuple[str, str]]:
+    """(file, dataset) for every file name in ``text`` that belongs to one dataset (DFEW/FERV39K/MAFW in its name,
+    DFEW's clip_224x224_16f folder, MAE-DFER's logs/<dataset>.out and scripts/<dataset>/)."""
+    import re
+
+    out = []
+    for m in re.finditer(r"[\w./*-]*?(dfew|ferv39k|mafw)[\w./*-]*", text, flags=re.IGNORECASE):
+        word = m.group(0)
+        if re.search(r"\.(py|out|sh|txt)\b|/", word):
+            out.append((word, m.group(1).lower()))
+    out += [(m, "dfew") for m in ("clip_224x224_16f",) if m in text]
+    return out
+
+
+def test_train_list_and_each_recipe_comment_name_files_of_the_dataset_it_trains_on():
+    from pathlib import Path
+
+    import audfer
+    from audfer.config import shipped_configs
+    from audfer.config.load import describe_shipped
+
+    listing = {line.split()[0]: line for line in describe_shipped().splitlines()}
+    folder = Path(audfer.__file__).parent / "configs"
+    checked = 0
+    for name in shipped_configs():
+        cfg = load_config(name)
+        ds = cfg.data.dataset
+        if ds not in _DATASET_OF or name not in listing:
+            continue
+        comment = "\n".join(
+            line for line in (folder / f"{name}.yaml").read_text().splitlines() if line.lstrip().startswith("#")
+        )
+        for where, text in (("train --list", listing[name]), ("comment", comment)):
+            foreign = [f for f, d in _named_files(text) if d != ds]
+            if foreign:  # only where the source has no loader of this dataset, and says so
+                assert f"HAS NO {ds.upper()} LOADER" in text.upper(), (name, where, foreign)
+            checked += 1
+        assert any(d == ds for _, d in _named_files(listing[name])) or "has no" in listing[name], name
+    assert checked >= 36

@@ -65,7 +65,7 @@ def batch_layout(cfg: Config, *, batchnorm: bool) -> dict[str, Any]:
     out["source"] = {"devices": sd, "per_device": sb, "global_batch": sd * sb}
     notes: list[str] = out["differs"]
     if g != sd * sb:
-        scaled = " (the lr, min_lr and warm-up lr scale with it: x batch / 256)" if o.lr_scale == "batch256" else ""
+        scaled = " (the lr and min_lr scale with it: x batch / 256)" if o.lr_scale == "batch256" else ""
         notes.append(
             f"global batch {g} ({t.devices} x {t.batch_size}) is not the source's {sd * sb} ({sd} x {sb}): steps per "
             f"epoch differ{scaled}; train.devices={sd} train.batch_size={sb} runs the source's layout"
