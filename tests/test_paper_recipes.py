@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from audfer.config import load_config
 from audfer.data.datasets import ClipIndex
@@ -333,3 +334,76 @@ def test_train_list_and_each_recipe_comment_name_files_of_the_dataset_it_trains_
             checked += 1
         assert any(d == ds for _, d in _named_files(listing[name])) or "has no" in listing[name], name
     assert checked >= 36
+
+
+# --------------------------------------------------------------------------- item 5: crop aspect, mixup pairing
+
+
+class _Replay:
+    """An rng that hands out fixed uniforms (what ``RandomResizedCrop._group_box`` asks for, in its order)."""
+
+    def __init__(self, tries, place):
+        self.answers = [tries, place]
+
+    def random(self, shape=None):
+        return self.answers.pop(0)
+
+
+def _official_group_crop(h, w, tries, place):
+    """zengqunzhao/Former-DFER ``dataloader/video_transform.py``, ``GroupRandomSizedCrop.__call__``, re-implemented with
+    its uniforms given: per try ``random.uniform(0.08, 1.0)``, ``random.uniform(3/4, 4/3)``, the swap ``random.random() <
+    0.5``; the first fitting box at ``random.randint(0, W - w)``, ``random.randint(0, H - h)``."""
+    import math
+
+    for i in range(10):
+        target = (0.08 + (1.0 - 0.08) * tries[0, i]) * h * w
+        ar = 3 / 4 + (4 / 3 - 3 / 4) * tries[1, i]
+        cw, ch = int(round(math.sqrt(target * ar))), int(round(math.sqrt(target / ar)))
+        if tries[2, i] < 0.5:
+            cw, ch = ch, cw
+        if cw <= w and ch <= h:
+            return int(place[0] * (h - ch + 1)), int(place[1] * (w - cw + 1)), ch, cw
+    return None
+
+
+def test_the_group_crop_draws_what_former_dfer_and_m3dfel_draw():
+    from audfer.data.transforms import RandomResizedCrop
+
+    crop = RandomResizedCrop(112, aspect="group")
+    rng = np.random.default_rng(3)
+    swapped = 0
+    for _ in range(2000):
+        h, w = (256, 256) if rng.random() < 0.5 else (180, 320)
+        tries, place = rng.random((3, 10)), rng.random(2)
+        official = _official_group_crop(h, w, tries, place)
+        if official is None:
+            continue
+        assert crop.box(h, w, _Replay(tries, place)) == official
+        swapped += official[3] < official[2]
+    assert 800 < swapped < 1200  # width and height swapped about half the time
+    assert load_config("former_dfer_dfew").data.crop_aspect == "group" and load_config("m3dfel_dfew").data.crop_aspect == "group"
+    assert load_config("mae_dfer_dfew").data.crop_aspect == "log-uniform"
+
+
+def test_mixup_pairs_each_clip_with_its_mirror_in_the_batch():
+    from audfer.engine.module import AUDFERModule
+
+    b = 6
+    for mode, over in (("mixup", ["optim.cutmix=0"]), ("cutmix", ["optim.mixup=0"])):
+        cfg = load_config("mae_dfer_dfew", ["model.name=mae_dfer_small", "train.devices=1", *over])
+        m = AUDFERModule.from_config(cfg, np.full((7, 18), 0.5).tolist(), None, steps_per_epoch=1)
+        clips = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1, 1).expand(b, 2, 3, 8, 8).clone()
+        labels = torch.arange(b)
+        au = torch.zeros(b, 18)
+        mask = torch.ones(b, 18, dtype=torch.bool)
+        torch.manual_seed(0)
+        mixed, soft, _, _ = m._mix(clips, labels, au, mask)
+        lam = float(soft[0, 0])
+        for i in range(b):  # clip i's other class is that of clip b - 1 - i
+            assert soft[i, b - 1 - i] == pytest.approx(1 - lam, abs=1e-6)
+        if mode == "mixup":
+            expected = lam * clips + (1 - lam) * clips.flip(0)
+            torch.testing.assert_close(mixed, expected)
+        else:
+            values = {round(float(v), 4) for v in mixed[0].unique()}
+            assert values <= {0.0, float(b - 1)}  # clip 0 takes its box from clip b - 1, nothing else

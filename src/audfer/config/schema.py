@@ -253,6 +253,12 @@ class DataOptions(_Section):
         0.0, "colour jitter: hue shift in [-v, v] turns (M3DFEL: 0.4, its bcsh=0.4 covers hue too)", Num(0, 0.5)
     )
     crop_scale: tuple[float, float] = opt((0.08, 1.0), "area range of the training random resized crop", Pair(0, 1))
+    crop_aspect: str = opt(
+        "log-uniform",
+        "aspect rule of the training crop: log-uniform (torchvision's RandomResizedCrop) | group (Former-DFER's and "
+        "M3DFEL's GroupRandomSizedCrop: aspect uniform in [3/4, 4/3], width and height swapped half the time)",
+        Choice("log-uniform", "group"),
+    )
     randaugment: str | tuple[float, int] | None = opt(
         None,
         "timm RandAugment string (MAE-DFER: rand-m7-n4-mstd0.5-inc1) or [m, n]; one draw per clip",

@@ -66,16 +66,26 @@ class Resize:
         return (*shape[:-2], self.size, self.size)
 
 
-class RandomResizedCrop:
-    """One crop box for the whole clip (torchvision's sampling rule), resized to ``size``."""
+#: The aspect rules of the training crop (``data.crop_aspect``).
+CROP_ASPECTS = ("log-uniform", "group")
 
-    def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> None:
-        self.size, self.scale, self.ratio = size, scale, ratio
+
+class RandomResizedCrop:
+    """One crop box for the whole clip, resized to ``size``. ``aspect``: ``log-uniform`` (torchvision's sampling rule)
+    or ``group`` (the ``GroupRandomSizedCrop`` of zengqunzhao/Former-DFER ``dataloader/video_transform.py`` and
+    Tencent/TFace ``attribute/M3DFEL/datasets/video_transform.py``)."""
+
+    def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), aspect: str = "log-uniform") -> None:
+        if aspect not in CROP_ASPECTS:
+            raise ValueError(f"aspect must be one of {', '.join(CROP_ASPECTS)}, got {aspect!r}")
+        self.size, self.scale, self.ratio, self.aspect = size, scale, ratio, aspect
 
     def box(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
-        """``(top, left, height, width)``: torchvision's ``RandomResizedCrop.get_params`` rule (the first of 10 tries
+        """``(top, left, height, width)`` by the ``aspect`` rule (``group``: ``_group_box``); ``log-uniform``: torchvision's ``RandomResizedCrop.get_params`` rule (the first of 10 tries
         whose box fits; else a centre crop). The 10 tries are drawn at once (one draw per clip instead of up to 20
         small ones), then the position uniformly among the fitting places."""
+        if self.aspect == "group":
+            return self._group_box(h, w, rng)
         area = h * w
         log_r = (math.log(self.ratio[0]), math.log(self.ratio[1]))
         tries = rng.random((2, 10))
@@ -95,6 +105,27 @@ class RandomResizedCrop:
         else:
             ch, cw = h, w
         return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+    def _group_box(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        """``GroupRandomSizedCrop.__call__``: up to 10 tries of an area drawn uniformly from ``scale`` and an aspect
+        drawn *uniformly* from ``ratio``, ``w = round(sqrt(area * aspect))``, ``h = round(sqrt(area / aspect))``, width
+        and height swapped with probability 1/2; the first box that fits is placed uniformly. Else its fallback: the
+        frame scaled to ``size`` on the short side, then a random ``size`` square (here: a random square of the short
+        side, the same pixels before the resize)."""
+        area = h * w
+        tries = rng.random((3, 10))
+        target = area * (self.scale[0] + (self.scale[1] - self.scale[0]) * tries[0])
+        aspect = self.ratio[0] + (self.ratio[1] - self.ratio[0]) * tries[1]
+        cws, chs = np.rint(np.sqrt(target * aspect)), np.rint(np.sqrt(target / aspect))
+        swap = tries[2] < 0.5
+        cws, chs = np.where(swap, chs, cws), np.where(swap, cws, chs)
+        fits = np.flatnonzero((cws > 0) & (cws <= w) & (chs > 0) & (chs <= h))
+        if len(fits):
+            cw, ch = int(cws[fits[0]]), int(chs[fits[0]])
+        else:
+            cw = ch = min(h, w)
+        top, left = rng.random(2)
+        return int(top * (h - ch + 1)), int(left * (w - cw + 1)), ch, cw
 
     def __call__(self, clip: torch.Tensor, rng=None) -> torch.Tensor:
         if rng is None:
@@ -389,6 +420,7 @@ def build_transform(
     randaugment: str | Sequence[float] | None = None,
     erasing: float = 0.0,
     pre_resize: int | None = None,
+    crop_aspect: str = "log-uniform",
 ) -> Compose:
     """The base models' train/test transforms for a model's ``input_spec``.
 
@@ -397,12 +429,13 @@ def build_transform(
     first, on the whole frame, as in MAE-DFER's ``_aug_frame`` (RandAugment, then normalise, then
     ``spatial_sampling``'s crop and flip, then erasing). ``randaugment``: a timm string
     (``rand-m7-n4-mstd0.5-inc1``) or ``[m, n]``. Test: resize, normalise. ``pre_resize``: every frame is first
-    squashed to that square size (``Squash``), train and test (MAE-DFER: 160)."""
+    squashed to that square size (``Squash``), train and test (MAE-DFER: 160). ``crop_aspect``: the crop's aspect rule
+    (``RandomResizedCrop``)."""
     first: list[object] = [Squash(pre_resize)] if pre_resize else []
     if train:
         steps: list[object] = first + ([RandAugment.from_spec(randaugment)] if randaugment else [])
         # area 100 %: every box that fits is the whole frame (up to rounding), as is the fallback, so the crop is a resize
-        crop = Resize(spec.size) if tuple(scale) == (1.0, 1.0) else RandomResizedCrop(spec.size, scale=tuple(scale))
+        crop = Resize(spec.size) if tuple(scale) == (1.0, 1.0) else RandomResizedCrop(spec.size, scale=tuple(scale), aspect=crop_aspect)
         steps += [crop, HorizontalFlip()]
         if jitter or hue:
             steps.append(ColorJitter(jitter, jitter, jitter, hue))

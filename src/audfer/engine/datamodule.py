@@ -71,6 +71,7 @@ def train_transform(cfg: Config, spec: InputSpec) -> Compose:
         randaugment=d.randaugment,
         erasing=d.erasing,
         pre_resize=d.pre_resize,
+        crop_aspect=d.crop_aspect,
     )
 
 

@@ -96,7 +96,9 @@ class AUDFERModule(L.LightningModule):
         use_cutmix = o.cutmix > 0 and (o.mixup <= 0 or torch.rand(()) < 0.5)
         alpha = o.cutmix if use_cutmix else o.mixup
         lam = float(np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()))).beta(alpha, alpha))
-        index = torch.randperm(clips.shape[0], device=clips.device)
+        # pairs by flipping the batch, clip i with clip B - 1 - i, as MAE-DFER's timm Mixup in 'batch' mode
+        # (sunlicai/MAE-DFER mixup.py, Mixup._mix_batch: x.flip(0); mixup_target: target.flip(0))
+        index = torch.arange(clips.shape[0] - 1, -1, -1, device=clips.device)
         if use_cutmix:
             h, w = clips.shape[-2:]
             ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
