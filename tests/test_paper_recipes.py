@@ -80,7 +80,10 @@ def test_former_dfer_paper_recipe_feeds_every_listed_frame_once_in_listing_order
 def test_the_listed_feed_refuses_a_clip_that_is_not_sixteen_frames(tmp_path):
     folder = _numbered_clip(tmp_path / "00001", n=12)
     ds = make_dataset(
-        load_config("former_dfer_dfew_paper", ["data.cache=null"]), _index([folder]), InputSpec(16, 16), None,
+        load_config("former_dfer_dfew_paper", ["data.cache=null"]),
+        _index([folder]),
+        InputSpec(16, 16),
+        None,
         train=False,
     )
     with pytest.raises(InputError, match="exactly 16 frames; got a clip of 12"):
@@ -97,7 +100,9 @@ def _official_cosine_scheduler(base_value, final_value, epochs, niter_per_ep, wa
     warm = warmup_epochs * niter_per_ep
     head = np.linspace(start_warmup_value, base_value, warm) if warmup_epochs > 0 else np.array([])
     rest = epochs * niter_per_ep - warm
-    tail = np.array([final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * i / rest)) for i in range(rest)])
+    tail = np.array(
+        [final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * i / rest)) for i in range(rest)]
+    )
     return np.concatenate((head, tail))
 
 
@@ -149,14 +154,17 @@ def test_paper_recipes_keep_the_authors_one_process_batch_and_the_layout_differe
         "differs": [],
     }
     one = batch_layout(load_config("mae_dfer_dfew", ["train.devices=1", "train.batch_size=96"]), batchnorm=False)
-    assert len(one["differs"]) == 1 and "1 draw(s) over 96 clips per step, not the source's 3 over 32" in one["differs"][0]
+    assert (
+        len(one["differs"]) == 1 and "1 draw(s) over 96 clips per step, not the source's 3 over 32" in one["differs"][0]
+    )
     small = batch_layout(load_config("mae_dfer_dfew", ["train.devices=1"]), batchnorm=False)
     assert "global batch 32 (1 x 32) is not the source's 96 (3 x 32)" in small["differs"][0]
     m3 = batch_layout(load_config("m3dfel_dfew"), batchnorm=True)
     assert m3["differs"] == ["BatchNorm statistics over 256 clips per device, not the source's 64"]
-    assert batch_layout(load_config("m3dfel_dfew", ["train.devices=4", "train.batch_size=64"]), batchnorm=True)[
-        "differs"
-    ] == []
+    assert (
+        batch_layout(load_config("m3dfel_dfew", ["train.devices=4", "train.batch_size=64"]), batchnorm=True)["differs"]
+        == []
+    )
 
 
 @pytest.mark.slow
@@ -189,8 +197,12 @@ def _au_tables(labels, positives_of):
     au = pl.DataFrame(
         {
             "clip_id": [f"c{i}" for i in range(n)],
-            **{a: pl.Series([(1 if i in positives_of else 0) if a == "AU45" else i % 2 for i in range(n)], dtype=pl.Int8)
-               for a in AUS},
+            **{
+                a: pl.Series(
+                    [(1 if i in positives_of else 0) if a == "AU45" else i % 2 for i in range(n)], dtype=pl.Int8
+                )
+                for a in AUS
+            },
         }
     )
     lab = pl.DataFrame({"clip_id": [f"c{i}" for i in range(n)], "label": pl.Series(labels, dtype=pl.Int8)})
@@ -381,7 +393,10 @@ def test_the_group_crop_draws_what_former_dfer_and_m3dfel_draw():
         assert crop.box(h, w, _Replay(tries, place)) == official
         swapped += official[3] < official[2]
     assert 800 < swapped < 1200  # width and height swapped about half the time
-    assert load_config("former_dfer_dfew").data.crop_aspect == "group" and load_config("m3dfel_dfew").data.crop_aspect == "group"
+    assert (
+        load_config("former_dfer_dfew").data.crop_aspect == "group"
+        and load_config("m3dfel_dfew").data.crop_aspect == "group"
+    )
     assert load_config("mae_dfer_dfew").data.crop_aspect == "log-uniform"
 
 

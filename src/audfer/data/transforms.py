@@ -435,7 +435,11 @@ def build_transform(
     if train:
         steps: list[object] = first + ([RandAugment.from_spec(randaugment)] if randaugment else [])
         # area 100 %: every box that fits is the whole frame (up to rounding), as is the fallback, so the crop is a resize
-        crop = Resize(spec.size) if tuple(scale) == (1.0, 1.0) else RandomResizedCrop(spec.size, scale=tuple(scale), aspect=crop_aspect)
+        crop = (
+            Resize(spec.size)
+            if tuple(scale) == (1.0, 1.0)
+            else RandomResizedCrop(spec.size, scale=tuple(scale), aspect=crop_aspect)
+        )
         steps += [crop, HorizontalFlip()]
         if jitter or hue:
             steps.append(ColorJitter(jitter, jitter, jitter, hue))

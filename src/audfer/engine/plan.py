@@ -60,7 +60,9 @@ def batch_layout(cfg: Config, *, batchnorm: bool) -> dict[str, Any]:
     if t.source_batch is None:
         return out
     if len(t.source_batch) != 2:
-        raise ConfigError(f"config: train.source_batch: expected [devices, clips per device], got {list(t.source_batch)}")
+        raise ConfigError(
+            f"config: train.source_batch: expected [devices, clips per device], got {list(t.source_batch)}"
+        )
     sd, sb = int(t.source_batch[0]), int(t.source_batch[1])
     out["source"] = {"devices": sd, "per_device": sb, "global_batch": sd * sb}
     notes: list[str] = out["differs"]
@@ -134,7 +136,9 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
             "strategy": cfg.au.strategy,
             "lam": cfg.au.lam,
             "knowledge": cfg.au.knowledge,
-            "knowledge_used_by": authors_knowledge(cfg.au.knowledge)[1] if cfg.au.knowledge in AUTHOR_KNOWLEDGE else None,
+            "knowledge_used_by": authors_knowledge(cfg.au.knowledge)[1]
+            if cfg.au.knowledge in AUTHOR_KNOWLEDGE
+            else None,
             "pos_weights": cfg.au.pos_weights,
             **prep.checks,
         },
