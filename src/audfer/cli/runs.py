@@ -107,10 +107,11 @@ def add_evaluate(sub: Any) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a checkpoint on a split."""
+    from audfer.cli.predict import checkpoint_in_run
     from audfer.engine.evaluate import evaluate_checkpoint
 
     evaluate_checkpoint(
-        args.checkpoint,
+        checkpoint_in_run(args.checkpoint),
         overrides=args.data,
         split=args.split,
         out=args.out,
