@@ -371,7 +371,10 @@ def test_an_annotated_video_cut_off_by_a_full_disk_keeps_the_earlier_file(weight
 # ------------------------------------------------------------------------------------------------ progress
 @pytest.mark.slow
 def test_progress_shows_on_a_terminal_only_and_changes_no_output(weights, tmp_path):
+    import fcntl
     import pty
+    import struct
+    import termios
 
     videos = [square_video(tmp_path / f"{i}.mp4", 40, seed=i) for i in range(2)]
     argv = [sys.executable, "-m", "audfer", "predict", *map(str, videos), *_cli_model(weights), "--face", "full"]
@@ -382,6 +385,7 @@ def test_progress_shows_on_a_terminal_only_and_changes_no_output(weights, tmp_pa
             done = subprocess.run([*argv, *extra], capture_output=True, env=env, check=True)
             return done.stdout, done.stderr
         main_fd, child_fd = pty.openpty()
+        fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a size
         proc = subprocess.Popen([*argv, *extra], stdout=subprocess.PIPE, stderr=child_fd, env=env)
         os.close(child_fd)
         err = b""
