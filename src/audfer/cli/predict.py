@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from audfer.cli.common import add_model_source, add_trust, echo, ranged
-from audfer.errors import AudferError
+from audfer.errors import AudferError, CheckpointError
 
 
 def add_predict(sub: Any) -> None:
@@ -75,8 +75,6 @@ def checkpoint_in_run(path: Path, log: Any = echo) -> Path:
     """A training run folder given where a checkpoint belongs: its selected checkpoint (``selection.json``, else
     ``checkpoints/last.ckpt``), said in one line; a run folder without it is a ``CheckpointError`` naming the
     checkpoints inside. Anything else (a file, a package folder, a Hub id) is returned as it is."""
-    from audfer.errors import CheckpointError
-
     if not path.is_dir() or (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
         return path
     import json

@@ -17,6 +17,7 @@ from audfer.cli.common import (
     int_list,
     number,
 )
+from audfer.cli.predict import checkpoint_in_run
 from audfer.config.load import describe_shipped, dump_config, load_config
 from audfer.config.render import defaults_yaml, reference_markdown
 from audfer.config.schema import check_of
@@ -107,7 +108,6 @@ def add_evaluate(sub: Any) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     """Evaluate a checkpoint on a split."""
-    from audfer.cli.predict import checkpoint_in_run
     from audfer.engine.evaluate import evaluate_checkpoint
 
     evaluate_checkpoint(

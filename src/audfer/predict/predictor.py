@@ -52,6 +52,7 @@ from audfer.predict.video import (
     CODEC_NAMES,
     VIDEO_CODECS,
     VIDEO_SUFFIXES,
+    _open,
     annotated_suffix,
     check_video,
     distinct_names,
@@ -116,8 +117,6 @@ def _frames(path: str | Path, what: str, bar: bool, total: int | None = None, **
 
     if total is None:
         import cv2
-
-        from audfer.predict.video import _open
 
         cap = _open(path)
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
