@@ -8,7 +8,7 @@ process's peak resident set (``ru_maxrss``) is reported with the time taken. For
 of the ``n_frames x crop x crop x 3`` array of face crops the former implementation held for the whole video. Goal:
 the 10-minute peak within a few percent of the 1-minute peak.
 
-    python benchmarks/bench_predict_memory.py [--minutes 1 10 --size 64 --crop 112]
+    python benchmarks/bench_predict_memory.py [--minutes 1 10 --size 64 --crop 64]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 10.0])
     parser.add_argument("--size", type=int, default=64, help="video frame size (px)")
-    parser.add_argument("--crop", type=int, default=112, help="model input size (px)")
+    parser.add_argument("--crop", type=int, default=64, help="model input size (px)")
     args = parser.parse_args()
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
