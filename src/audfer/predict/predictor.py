@@ -27,7 +27,7 @@ whose probabilities are not finite numbers is an ``AudferError``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +100,8 @@ def load_predictor(
     stored = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)
     model = stored.build_model()
     data = stored.cfg.get("data") if isinstance(stored.cfg, dict) else None
-    model.trained_on = data.get("dataset") if isinstance(data, dict) else None  # what predict_videos warns about
+    # a plain attribute (not a tensor or a module): what predict_videos tells users about
+    object.__setattr__(model, "trained_on", data.get("dataset") if isinstance(data, dict) else None)
     return model
 
 
@@ -306,7 +307,7 @@ def output_paths(
 
 
 def predict_videos(
-    videos: list[str | Path],
+    videos: Sequence[str | Path],
     model: DFERModel,
     out: str | Path,
     *,
