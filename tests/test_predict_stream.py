@@ -408,3 +408,19 @@ def test_progress_shows_on_a_terminal_only_and_changes_no_output(weights, tmp_pa
     assert plain_out == tty_out == quiet_out and json.loads(plain_out)
     assert b"frame" in tty_err and b"videos" in tty_err and b"%|" in tty_err  # tqdm's bars
     assert b"%|" not in plain_err and b"%|" not in quiet_err
+
+
+def test_videos_audfer_synth_renders_are_recognised_as_rendered(synth, tmp_path):
+    import shutil
+
+    from audfer.predict.predictor import is_rendered
+    from audfer.synth.videos import render_videos
+
+    made = render_videos(synth, tmp_path / "videos", size=32, frames=8)
+    assert made and all(is_rendered(m["video"]) for m in made)
+    listing = json.loads((tmp_path / "videos" / "rendered.json").read_text())
+    assert set(listing["videos"]) == {m["video"].name for m in made}
+    moved = tmp_path / "elsewhere" / made[0]["video"].name  # without the listing beside it: not vouched for
+    moved.parent.mkdir()
+    shutil.copy(made[0]["video"], moved)
+    assert not is_rendered(moved)
