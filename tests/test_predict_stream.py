@@ -262,6 +262,10 @@ def test_annotate_with_several_videos_needs_a_folder_and_names_never_collide(wei
     assert (
         len(err) == 1 and "with 2 videos, --annotate names a folder" in err[0] and not (tmp_path / "two.mp4").exists()
     )
+    assert (
+        main(["predict", str(one), "--checkpoint", str(tmp_path / "no.ckpt"), "--plot", str(tmp_path / "p.gif")]) == 2
+    )
+    assert "--plot " in capsys.readouterr().err  # an ending it cannot write, before the model loads
     out, plots = tmp_path / "annotated", tmp_path / "plots"
     args = ["predict", str(one), str(two), *_cli_model(weights), "--face", "full", "--out", str(tmp_path / "r.json")]
     assert main([*args, "--annotate", str(out), "--plot", str(plots), "--quiet"]) == 0

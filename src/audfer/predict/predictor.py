@@ -301,6 +301,8 @@ def output_paths(
             f"{flag} {target}: with {len(videos)} videos, {flag} names a folder (one file per video), "
             f"not a {suffix} file"
         )
+    if suffix and not target.is_dir():
+        raise InputError(f"{flag} {target}: expected a file ending in {', '.join(suffixes)}, or a folder")
     if target.exists() and not target.is_dir():
         raise InputError(f"{flag} {target}: exists and is not a folder")
     return [target / f"{name}_{kind}{default}" for name in distinct_names(videos)]
