@@ -340,6 +340,10 @@ def predict_videos(
     plots = output_paths(paths, plot, PLOT_SUFFIXES, ".png", "--plot", "timeline")
     for video in paths:
         check_video(video)
+    if annotated is not None and annotated[0].suffix == ".webm" and annotated[0] != Path(annotate or ""):
+        log(
+            "--annotate: this OpenCV has no H.264 encoder; the annotated videos are VP8 .webm files (browsers play them)"
+        )
     if getattr(model, "au_head", None) is None:
         log("AU probabilities: not available (this model has no AU head); expression probabilities only")
     if getattr(model, "trained_on", None) == "synthetic":

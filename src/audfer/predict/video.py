@@ -4,6 +4,7 @@ checked after writing)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 from collections.abc import Callable, Iterable, Iterator
@@ -205,6 +206,24 @@ CODEC_NAMES = {"avc1": "H.264", "mp4v": "MPEG-4 Part 2 (mp4v)", "VP80": "VP8", "
 BROWSER_CODECS = ("avc1", "VP80")
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 sent to the null device for a moment: FFmpeg inside OpenCV prints its codec-tag notes
+    ("tag 'VP80' is not supported with codec id ...; fallback ...") there directly, past OpenCV's log level."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @functools.lru_cache(maxsize=None)
 def encoder_available(fourcc: str, suffix: str = ".mp4") -> bool:
     """Whether this OpenCV can write ``fourcc`` into a ``suffix`` file (a tiny file written to a temporary folder)."""
@@ -214,7 +233,7 @@ def encoder_available(fourcc: str, suffix: str = ".mp4") -> bool:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _native_stderr_silenced():
         writer = cv2.VideoWriter(str(Path(tmp) / f"probe{suffix}"), cv2.VideoWriter_fourcc(*fourcc), 25.0, (64, 64))  # type: ignore[attr-defined]
         ok = writer.isOpened()
         writer.release()
@@ -311,7 +330,8 @@ def annotate_video(
             if writer is None:
                 size = (w * k + max(200, int(h * k * 0.6)), h * k)
                 for codec in VIDEO_CODECS[suffix]:
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), fps, size)  # type: ignore[attr-defined]
+                    with _native_stderr_silenced():
+                        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*codec), fps, size)  # type: ignore[attr-defined]
                     if writer.isOpened():
                         break
                 if writer is None or not writer.isOpened():
