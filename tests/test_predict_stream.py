@@ -269,6 +269,10 @@ def test_annotate_with_several_videos_needs_a_folder_and_names_never_collide(wei
     out, plots = tmp_path / "annotated", tmp_path / "plots"
     args = ["predict", str(one), str(two), *_cli_model(weights), "--face", "full", "--out", str(tmp_path / "r.json")]
     assert main([*args, "--annotate", str(out), "--plot", str(plots), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    h264 = "(H.264)" in err
+    assert err.count("(VP8)" if not h264 else "(H.264)") == 2  # each file names its codec
+    assert h264 or "no H.264 encoder; the annotated videos are VP8 .webm" in err
     videos = sorted(out.iterdir())
     assert [v.stem for v in videos] == ["a__clip_annotated", "b__clip_annotated"]
     for video, n in zip(videos, (20, 24)):
