@@ -390,7 +390,8 @@ def test_truncated_and_foreign_checkpoints(tmp_path, capsys):
     with pytest.raises(AudferError, match=r"ok\.pth: does not fit"):
         load_checkpoint(other, ok)
     # predict with a file that is not an audfer training checkpoint: one line, exit 2
-    assert main(["predict", "v.mp4", "--checkpoint", str(ok), "--out", str(tmp_path / "p.json")]) == 2
+    video = str(_avi(tmp_path / "v.avi"))  # a real video: every input is checked before the model loads
+    assert main(["predict", video, "--checkpoint", str(ok), "--out", str(tmp_path / "p.json")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "not an audfer training checkpoint" in err
 

@@ -210,6 +210,11 @@ def test_a_hub_id_not_in_the_cache_offline_is_one_line(tmp_path, capsys, monkeyp
         match=r"nobody/nothing \(revision v2\): not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
     ):
         resolve_weights("nobody/nothing@v2")
+    import cv2
+
+    writer = cv2.VideoWriter(str(tmp_path / "v.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (32, 32))
+    writer.write(np.zeros((32, 32, 3), np.uint8))  # a real video: every input is checked before the model loads
+    writer.release()
     assert (
         main(["predict", str(tmp_path / "v.mp4"), "--checkpoint", "nobody/nothing", "--out", str(tmp_path / "o.json")])
         == 2

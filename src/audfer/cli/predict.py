@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from audfer.cli.common import add_model_source, add_trust, echo, ranged
-from audfer.errors import AudferError
+from audfer.errors import AudferError, CheckpointError
 
 
 def add_predict(sub: Any) -> None:
@@ -15,7 +15,11 @@ def add_predict(sub: Any) -> None:
     p = sub.add_parser(
         "predict", help="per-window expression and AU probabilities of videos (face tracked with OpenCV)"
     )
-    p.add_argument("videos", nargs="+", type=Path, help="mp4 / avi / mov / mkv files")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        help="video files (mp4 / avi / mov / mkv / webm), folders (searched for videos) or quoted glob patterns",
+    )
     add_model_source(p)
     p.add_argument("--window", type=ranged(int, 1, 4096), default=16, help="window length in video frames (default 16)")
     p.add_argument("--stride", type=ranged(int, 1, 4096), default=8, help="frames between window starts (default 8)")
@@ -42,30 +46,80 @@ def add_predict(sub: Any) -> None:
         help="the model's arithmetic: bfloat16 is about 2x faster on CPUs with bf16 instructions (default float32)",
     )
     p.add_argument(
-        "--out", type=Path, required=True, help="results .json (per video: summary + windows) or .csv (windows)"
+        "--out",
+        default="-",
+        help="results .json (per video: summary + windows) or .csv (windows); - or left out: standard output",
+    )
+    p.add_argument(
+        "--format", choices=("json", "csv"), default=None, help="with --out -: what standard output gets (default json)"
     )
     p.add_argument(
         "--annotate",
         type=Path,
         default=None,
-        help="write the video with box and label (a .mp4 path for one video, a folder for several)",
+        help="write the video with box, expression and AU probabilities: a .mp4 / .webm path for one video, a folder "
+        "for several (H.264 .mp4, or VP8 .webm where OpenCV has no H.264 encoder)",
     )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="timeline of expression and AU probabilities per video: a .png / .svg / .pdf path for one video, a "
+        "folder for several",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal anyway)")
     p.set_defaults(func=run_predict)
 
 
-def run_predict(args: argparse.Namespace) -> None:
-    """Load the model, predict every video, write the results."""
-    from audfer.predict.predictor import load_predictor, predict_videos
+def checkpoint_in_run(path: Path, log: Any = echo) -> Path:
+    """A training run folder given where a checkpoint belongs: its selected checkpoint (``selection.json``, else
+    ``checkpoints/last.ckpt``), said in one line; a run folder without it is a ``CheckpointError`` naming the
+    checkpoints inside. Anything else (a file, a package folder, a Hub id) is returned as it is."""
+    if not path.is_dir() or (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
+        return path
+    import json
 
-    if args.out.suffix.lower() not in (".json", ".csv"):  # before the model loads
-        raise AudferError(f"--out {args.out}: expected a .json or .csv file name")
-    model = load_predictor(args.checkpoint, args.model, trust_pickle=args.trust_pickle)
+    try:
+        chosen = json.loads((path / "selection.json").read_text()).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        chosen = None
+    selected = path / (chosen if isinstance(chosen, str) else "checkpoints/last.ckpt")
+    if selected.is_file():
+        log(f"{path}: a run folder; using its selected checkpoint {selected}")
+        return selected
+    inside = sorted(str(c) for c in (path / "checkpoints").glob("*.ckpt"))
+    raise CheckpointError(
+        f"{path}: a run folder without {selected.relative_to(path)}; give one of its checkpoints"
+        + (f": {', '.join(inside)}" if inside else " (it holds none: did its training finish an epoch?)")
+    )
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    """Check every input, load the model, predict every video, write the results."""
+    import sys
+
+    from audfer.predict.predictor import PLOT_SUFFIXES, load_predictor, output_paths, predict_videos
+    from audfer.predict.video import VIDEO_CODECS, check_video, find_videos
+
+    if args.out != "-" and Path(args.out).suffix.lower() not in (".json", ".csv"):  # before the model loads
+        raise AudferError(f"--out {args.out}: expected a .json or .csv file name (or - for standard output)")
+    if args.format and args.out != "-" and Path(args.out).suffix.lower() != f".{args.format}":
+        raise AudferError(f"--format {args.format} is for --out - (standard output); --out {args.out} says its own")
+    videos = find_videos(args.videos)
+    output_paths(videos, args.annotate, tuple(VIDEO_CODECS), ".mp4", "--annotate", "annotated")
+    output_paths(videos, args.plot, PLOT_SUFFIXES, ".png", "--plot", "timeline")
+    for video in videos:
+        check_video(video)
+    model = load_predictor(checkpoint_in_run(args.checkpoint), args.model, trust_pickle=args.trust_pickle)
     predict_videos(
-        args.videos,
+        videos,
         model,
         args.out,
         annotate=args.annotate,
+        plot=args.plot,
+        fmt=args.format,
         log=echo,
+        progress=not args.quiet and sys.stderr.isatty(),
         window=args.window,
         stride=args.stride,
         margin=args.margin,
@@ -95,7 +149,7 @@ def run_export(args: argparse.Namespace) -> None:
     from audfer.predict.export import export_checked
     from audfer.predict.predictor import load_predictor
 
-    model = load_predictor(args.checkpoint, args.model, trust_pickle=args.trust_pickle)
+    model = load_predictor(checkpoint_in_run(args.checkpoint), args.model, trust_pickle=args.trust_pickle)
     diff = export_checked(model, args.onnx, opset=args.opset)
     echo(
         f"wrote {args.onnx}; onnxruntime vs PyTorch max abs difference: "

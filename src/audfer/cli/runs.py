@@ -17,6 +17,7 @@ from audfer.cli.common import (
     int_list,
     number,
 )
+from audfer.cli.predict import checkpoint_in_run
 from audfer.config.load import describe_shipped, dump_config, load_config
 from audfer.config.render import defaults_yaml, reference_markdown
 from audfer.config.schema import check_of
@@ -110,7 +111,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from audfer.engine.evaluate import evaluate_checkpoint
 
     evaluate_checkpoint(
-        args.checkpoint,
+        checkpoint_in_run(args.checkpoint),
         overrides=args.data,
         split=args.split,
         out=args.out,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from audfer.files import write_json
 from audfer.synth.dataset import SynthConfig, render_clip
 from audfer.vocab import EXPRESSIONS
 
@@ -51,4 +52,13 @@ def render_videos(
         pick = np.linspace(0, frames - 1, 4).round().astype(int)
         cv2.imwrite(str(strip), cv2.cvtColor(np.concatenate(list(clip[pick]), axis=1), cv2.COLOR_RGB2BGR))
         made.append({"video": video, "strip": strip, "clip_id": row["clip_id"], "true": name})
+    # what `audfer predict` reads to know these are rendered faces, not real ones (predictor.is_rendered)
+    listing = {"rendered_by": "audfer synth", "videos": {m["video"].name: _sha256(m["video"]) for m in made}}
+    write_json(listing, out / "rendered.json")
     return made
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
