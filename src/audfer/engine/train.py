@@ -30,6 +30,7 @@ from audfer.config.schema import Config
 from audfer.engine.callbacks import EveryEpoch, Stop, StopOnSignal
 from audfer.engine.datamodule import ClipDataModule, steps_per_epoch
 from audfer.engine.evaluate import evaluate_checkpoint
+from audfer.engine.learning import check_learning
 from audfer.engine.resolve import au_label_summary, describe_au_labels, prepare
 from audfer.engine.runfolder import (
     SELECTION_NOTE,
@@ -123,6 +124,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     module = AUDFERModule.from_config(
         cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
     )
+    check_learning(cfg, steps, module.lr_at)  # one line before training when no step would change the weights
     datamodule = ClipDataModule(cfg, module.model.input_spec, prep)
     sel = t.selection
     watch = datamodule.watched
