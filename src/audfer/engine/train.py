@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from audfer.config.load import dump_config, with_values
+from audfer.config.paths import absolute_values
 from audfer.config.schema import Config
 from audfer.engine.callbacks import EveryEpoch, Stop, StopOnSignal
 from audfer.engine.datamodule import ClipDataModule, steps_per_epoch
@@ -102,7 +103,8 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     from audfer.engine.module import AUDFERModule
 
     out = cfg.run_dir
-    cfg = with_values(cfg, {"out": str(out)}, source="the run folder")
+    # stored absolute: the run folder, its checkpoints and packages work from any working directory (config/paths.py)
+    cfg = with_values(cfg, {"out": str(out), **absolute_values(cfg.to_dict())}, source="the run folder")
     ckdir = out / "checkpoints"
     last = ckdir / "last.ckpt"
     if resume and not has_checkpoint(out):
