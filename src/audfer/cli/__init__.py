@@ -13,8 +13,9 @@ import sys
 import warnings
 
 from audfer import __version__
-from audfer.cli.common import Parser, echo
+from audfer.cli.common import Parser, add_quiet, echo
 from audfer.errors import AudferError
+from audfer.progress import set_quiet
 
 #: ``(command module, the function adding its subparser)``, in ``--help`` order.
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -45,6 +46,8 @@ def build_parser() -> Parser:
     for module, add in COMMANDS:
         getattr(importlib.import_module(f"audfer.cli.{module}"), add)(sub)
     parser.commands = dict(sub.choices)
+    for command in parser.commands.values():
+        add_quiet(command)
     return parser
 
 
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # name the command whose arguments they were
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    set_quiet(getattr(args, "quiet", False))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

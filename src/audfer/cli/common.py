@@ -46,6 +46,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"audfer: error: {command + ': ' if command else ''}{message}\n")
 
 
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    """``--quiet``, on every command: no progress bars (they are drawn on stderr, and only when it is a terminal)."""
+    if "--quiet" not in p._option_string_actions:  # a command may declare it itself
+        p.add_argument("--quiet", action="store_true", help="no progress bars on stderr (audfer/progress.py)")
+
+
 def ranged(
     kind: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False
 ) -> Callable[[str], Any]:

@@ -18,6 +18,7 @@ from audfer.errors import AudferError
 from audfer.files import atomic_path, write_json
 from audfer.hints import Log, PathLike
 from audfer.io import write_csv
+from audfer.progress import bar
 from audfer.weights.package import is_package_source, read_package_config, read_stored_run
 from audfer.weights.pretrained import init_label
 from audfer.weights.restore import StoredRun, check_state_fits
@@ -70,8 +71,10 @@ def evaluate_checkpoint(
     from audfer.evaluation.metrics import classification_metrics
     from audfer.evaluation.predictions import predict_loaders, prediction_table
 
-    stored = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)  # read once
-    module = load_module(stored)
+    with bar(total=1, desc=f"loading {Path(str(checkpoint)).name}", unit="model") as shown:  # stderr, a terminal
+        stored = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)  # read once
+        module = load_module(stored)
+        shown.update()
     package = is_package_source(checkpoint)
     ck = Path(checkpoint)
     run_dir = ck.parent.parent if not package and ck.parent.name == "checkpoints" else None

@@ -35,6 +35,7 @@ from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, aggregate, forma
 from audfer.files import atomic_path, write_json
 from audfer.hints import Log
 from audfer.io import write_csv
+from audfer.progress import bar
 
 STRATEGY_LABEL = {
     "none": "baseline (CE only)",
@@ -104,8 +105,17 @@ def run_many(cfgs: list[Config], *, jobs: int = 1, log: Log = print, accept_chan
     on ``jobs`` as long as each run's thread count is fixed (``train.threads``): CPU kernels round
     differently with a different number of threads, so ``jobs`` > 1 needs ``train.threads`` set in every
     config (tested: the same metrics with ``jobs`` 1 and 2). A run's log lines appear when it finishes."""
+    with bar(total=len(cfgs), desc="runs", unit="run") as shown:  # runs done of N, time left (stderr, a terminal)
+        return _run_many(cfgs, jobs, log, accept_changes, shown.update)
+
+
+def _run_many(cfgs: list[Config], jobs: int, log: Log, accept_changes: bool, done) -> list[dict]:
     if jobs <= 1 or len(cfgs) <= 1:
-        return [run_once(c, log=log, accept_changes=accept_changes) for c in cfgs]
+        out = []
+        for c in cfgs:
+            out.append(run_once(c, log=log, accept_changes=accept_changes))
+            done()
+        return out
     for c in cfgs:
         if not c.train.threads:
             raise ConfigError(
@@ -133,6 +143,7 @@ def run_many(cfgs: list[Config], *, jobs: int = 1, log: Log = print, accept_chan
             for line in lines:
                 log(line)
             results[futures[future]] = metrics
+            done()
     return results  # type: ignore[return-value]
 
 
