@@ -176,7 +176,9 @@ def run_demo(
         out / "ceilings.csv",
     )
     steps.done(
-        4, "floor, colour probe and AU oracles on the test fold: " + ", ".join(f"{k} WAR {100 * v['war']:.1f}" for k, v in ceil.items())
+        4,
+        "floor, colour probe and AU oracles on the test fold: "
+        + ", ".join(f"{k} WAR {100 * v['war']:.1f}" for k, v in ceil.items()),
     )
 
     cfg = demo_config(out, synth, epochs)
