@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("audfer.provenance",),
     ("audfer.io",),
     ("audfer.files", "audfer.vocab"),
-    ("audfer.errors", "audfer.hints", "audfer.resources"),
+    ("audfer.errors", "audfer.hints", "audfer.resources", "audfer.progress"),
 )
 #: Third-party packages whose import costs enough that a light module may defer them to a function.
 HEAVY = {  # noqa: RUF012

@@ -21,6 +21,8 @@ _HOMES: dict[str, str] = {
     # AU files -> the canonical frames table
     "read_openface": "audfer.au.openface",
     "read_au_dir": "audfer.au.folder",
+    "read_clip_labels": "audfer.io",
+    "read_au_labels": "audfer.method.labels",
     # the paper's equations
     "video_au_labels": "audfer.method.labels",
     "pos_weights": "audfer.method.labels",
@@ -51,6 +53,7 @@ _HOMES: dict[str, str] = {
     # prediction
     "load_predictor": "audfer.predict.predictor",
     "predict_video": "audfer.predict.predictor",
+    "VideoResult": "audfer.predict.result",
 }
 
 __all__ = [
@@ -61,6 +64,8 @@ __all__ = [
     "__version__",
     "read_openface",
     "read_au_dir",
+    "read_clip_labels",
+    "read_au_labels",
     "video_au_labels",
     "pos_weights",
     "extract_knowledge",
@@ -87,6 +92,7 @@ __all__ = [
     "paired_differences",
     "load_predictor",
     "predict_video",
+    "VideoResult",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load on first use
@@ -99,13 +105,15 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from audfer.engine.train import train
     from audfer.evaluation.metrics import WARUAR, MaskedAUF1, classification_metrics
     from audfer.evaluation.statistics import paired_differences
+    from audfer.io import read_clip_labels
     from audfer.method.knowledge import combine_knowledge, extract_knowledge, paper_knowledge
-    from audfer.method.labels import pos_weights, video_au_labels
+    from audfer.method.labels import pos_weights, read_au_labels, video_au_labels
     from audfer.method.losses import AUDFERLoss, AULoss
     from audfer.models.base import DFERModel
     from audfer.models.checkpoint import load_checkpoint
     from audfer.models.registry import create_model, list_models, register_model
     from audfer.predict.predictor import load_predictor, predict_video
+    from audfer.predict.result import VideoResult
     from audfer.weights.package import from_pretrained
 
 

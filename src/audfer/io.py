@@ -90,6 +90,12 @@ def id_key(clip_id: str) -> str:
     return f"{int(text):05d}" if text.isascii() and text.isdigit() else text
 
 
+def id_key_expr(column: str = "clip_id") -> pl.Expr:
+    """``id_key`` as a polars expression over a string column (tables of clip ids joined by the clip they name)."""
+    col = pl.col(column).cast(pl.String).str.strip_chars()
+    return pl.when(col.str.contains(r"^[0-9]+$")).then(col.str.strip_chars_start("0").str.zfill(5)).otherwise(col)
+
+
 def unique_clip_rows(
     path: str | os.PathLike, ids: list[str], rows: list[int], labels: list[int] | None = None, *, what: str
 ) -> list[int]:
@@ -144,6 +150,91 @@ def read_clip_labels(path: str | os.PathLike) -> pl.DataFrame:
     return pl.DataFrame(
         {"clip_id": [id_list[i] for i in keep], "label": pl.Series([labels[i] for i in keep], dtype=pl.Int8)}
     )
+
+
+def as_table(value: object, *, what: str) -> pl.DataFrame:
+    """A polars table, or a pandas one converted (``pl.from_pandas``); anything else is an error naming ``what``."""
+    if isinstance(value, pl.DataFrame):
+        return value
+    if isinstance(value, pl.LazyFrame):
+        return value.collect()
+    if type(value).__module__.startswith("pandas"):
+        try:
+            return pl.from_pandas(value)
+        except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds; one line instead
+            raise InputError(f"{what}: cannot read this pandas table ({one_line(str(exc))})") from None
+    raise InputError(f"{what}: expected a table (polars or pandas) or a CSV path, got {type(value).__name__}")
+
+
+def clip_labels_table(labels: object, *, what: str = "clip labels") -> pl.DataFrame:
+    """Clip labels in every form audfer writes or reads -> ``clip_id`` (str), ``label`` (int8), as
+    ``read_clip_labels`` returns them: a ``clip_labels.csv`` path (spreadsheet forms included), or a table (polars or
+    pandas) with ``clip_id`` and ``label`` columns, labels as indices (3, "3", 3.0) or class names (``audfer synth``
+    writes names; any common spelling). A bad cell is an error naming its row (counted from 0) and value."""
+    if isinstance(labels, (str, os.PathLike)):
+        return read_clip_labels(labels)
+    df = as_table(labels, what=what)
+    missing = [c for c in ("clip_id", "label") if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{what}: no column {', '.join(missing)} (columns: {', '.join(df.columns) or 'none'}); expected clip_id "
+            f"and label (an index 0..6 or an expression name)"
+        )
+    raw_ids = df["clip_id"].cast(pl.String).to_list()
+    ids = [None if c is None else c.strip() for c in raw_ids]
+    index: dict[object, int] = {}
+    labels_out: list[int] = []
+    for row, (cid, value) in enumerate(zip(ids, df["label"].to_list())):
+        if not cid:
+            raise InputError(f"{what}: row {row}, column clip_id: empty; expected a clip id")
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            raise InputError(f"{what}: row {row}, column label: empty; expected 0..6 or an expression name")
+        key = (type(value), value)
+        if key not in index:
+            index[key] = expression_index(value, where=f"{what}: row {row}, column label")
+        labels_out.append(index[key])
+    keep = unique_clip_rows(what, ids, list(range(len(ids))), labels_out, what="clip labels")  # type: ignore[arg-type]
+    return pl.DataFrame(
+        {"clip_id": [ids[i] for i in keep], "label": pl.Series([labels_out[i] for i in keep], dtype=pl.Int8)}
+    )
+
+
+def expression_matrix(value: object, *, what: str) -> np.ndarray:
+    """A 7 x 18 expression-by-AU table in every form audfer writes -> an array in label order: an array or nested
+    list, the result objects that carry one (``PosWeights.values``, ``KnowledgeResult.matrix``), a table with an
+    ``expression`` column (``PosWeights.table()``, a read ``K.csv``) or the path of such a CSV (``read_expression_table``;
+    ``what`` is ``knowledge matrix`` or ``pos-weight table``)."""
+    if isinstance(value, (str, os.PathLike)):
+        return read_expression_table(value, what=what)
+    table = isinstance(value, pl.DataFrame) or type(value).__module__.startswith("pandas")
+    for attr in ("values", "matrix") if not table else ():  # PosWeights, KnowledgeResult
+        inner = getattr(value, attr, None)
+        if isinstance(inner, np.ndarray):
+            value = inner
+            break
+    if table:
+        df = as_table(value, what=what)
+        if "expression" in df.columns:
+            missing = [a for a in AUS if a not in df.columns]
+            if missing or df.height != len(EXPRESSIONS):
+                raise InputError(
+                    f"{what}: expected {len(EXPRESSIONS)} rows (one per expression) and columns expression, "
+                    f"AU01..AU45; got {df.height} rows{', without ' + ', '.join(missing[:3]) if missing else ''}"
+                )
+            order = [expression_index(e, where=f"{what}: column expression") for e in df["expression"].to_list()]
+            if sorted(order) != list(range(len(EXPRESSIONS))):
+                raise InputError(f"{what}: column expression must name each of {', '.join(EXPRESSIONS)} once")
+            out = np.empty((len(EXPRESSIONS), len(AUS)))
+            try:
+                out[order] = df.select(AUS).cast(pl.Float64).to_numpy()
+            except pl.exceptions.PolarsError as exc:
+                raise InputError(f"{what}: AU columns must hold numbers ({one_line(str(exc))})") from None
+            return out
+        value = df.to_numpy()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}: expected numbers, a 7 x 18 table or its CSV path ({one_line(str(exc))})") from None
 
 
 def expression_table(values: np.ndarray, columns: tuple[str, ...] = AUS) -> pl.DataFrame:

@@ -22,6 +22,7 @@ from audfer.au.labels_cache import cache_root
 from audfer.au.schema import OpenFaceWarning, canonical_schema, collecting_notes
 from audfer.au.sources import MAPPINGS, SOURCES, AUAvailability, AUMapping, read_au_file
 from audfer.errors import AudferError, ConfigError, InputError
+from audfer.progress import bar
 
 __all__ = ["read_au_dir", "read_openface_dir", "OpenFaceFolder"]
 
@@ -244,12 +245,20 @@ def _read_files(todo, workers, face_id, strict, on_error, source, mapping, reduc
     consumer, so only a few chunks of frames exist at once."""
     if not todo:
         return
+    with bar(total=len(todo), desc="AU files", unit="file") as shown:  # stderr, only on a terminal (audfer.progress)
+        for chunk, result in _read_chunks(todo, workers, face_id, strict, on_error, source, mapping, reduce):
+            shown.update(len(chunk))
+            yield result
+
+
+def _read_chunks(todo, workers, face_id, strict, on_error, source, mapping, reduce):
+    """``(chunk, _read_chunk result)`` pairs for ``_read_files``."""
     n_workers = min(workers or os.cpu_count() or 1, max(1, len(todo) // 16))
     size = 64 if reduce is not None else -(-len(todo) // n_workers)
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     if n_workers == 1:
         for chunk in chunks:
-            yield _read_chunk(chunk, face_id, strict, on_error, source, mapping)
+            yield chunk, _read_chunk(chunk, face_id, strict, on_error, source, mapping)
         return
     mean_bytes = sum(os.path.getsize(f) for f in todo) / len(todo)
     old = os.environ.get("POLARS_MAX_THREADS")
@@ -268,7 +277,7 @@ def _read_files(todo, workers, face_id, strict, on_error, source, mapping, reduc
                 pending[i] = None  # the chunk's frames go once handed on
                 if i + ahead < len(chunks):
                     pending.append(pool.submit(_read_chunk, chunks[i + ahead], *args))
-                yield result
+                yield chunks[i], result
     finally:
         if old is None:
             os.environ.pop("POLARS_MAX_THREADS", None)

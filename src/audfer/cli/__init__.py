@@ -8,13 +8,14 @@ so ``audfer --help`` and ``--version`` start fast.
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import sys
 import warnings
 
 from audfer import __version__
-from audfer.cli.common import Parser, echo
+from audfer.cli.common import Parser, add_quiet, echo
 from audfer.errors import AudferError
+from audfer.progress import set_quiet
 
 #: ``(command module, the function adding its subparser)``, in ``--help`` order.
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -36,7 +37,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The ``audfer`` argument parser with every subcommand."""
 
     parser = Parser(prog="audfer", description="AU-enhanced dynamic facial expression recognition")
@@ -44,12 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module, add in COMMANDS:
         getattr(importlib.import_module(f"audfer.cli.{module}"), add)(sub)
+    parser.commands = dict(sub.choices)
+    for command in parser.commands.values():
+        add_quiet(command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``audfer`` command; returns the exit status (0, 2 for bad input, 130/143 on a signal)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_usage(sys.stderr)
+        echo("audfer: error: no command given; `audfer --help` lists the commands")
+        return 2
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the command whose arguments they were
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    set_quiet(getattr(args, "quiet", False))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

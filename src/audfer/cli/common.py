@@ -22,11 +22,34 @@ def echo(msg: str) -> None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with the project's error format: one line, exit status 2."""
+    """argparse with the project's error format (one line, exit status 2), and positionals that may come anywhere
+    among the flags: ``audfer ablate CONFIG --seeds 0 data.root=x`` parses like ``audfer ablate --seeds 0 CONFIG
+    data.root=x`` (argparse's intermixed parsing, for every command; the top level has the subcommands)."""
+
+    _intermixing = False
+    commands: dict[str, Any] = {}  # the top-level parser's subcommand parsers, by name
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """Flags and positionals in any order (``parse_known_intermixed_args``) where the parser allows it."""
+        fixed = any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions())
+        if self._intermixing or fixed:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # the intermixed parse calls parse_known_args itself (Python < 3.13)
+        try:
+            return super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
     def error(self, message: str) -> NoReturn:
-        """One line naming the command and what was wrong, then exit status 2."""
-        self.exit(2, f"audfer: error: {self.prog}: {message}\n")
+        """One line naming the command (``audfer: error: ablate: ...``) and what was wrong, then exit status 2."""
+        command = self.prog.removeprefix("audfer").strip()
+        self.exit(2, f"audfer: error: {command + ': ' if command else ''}{message}\n")
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    """``--quiet``, on every command: no progress bars (they are drawn on stderr, and only when it is a terminal)."""
+    if "--quiet" not in p._option_string_actions:  # a command may declare it itself
+        p.add_argument("--quiet", action="store_true", help="no progress bars on stderr (audfer/progress.py)")
 
 
 def ranged(

@@ -97,9 +97,8 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument(
         "checkpoint", type=Path, help="audfer checkpoint, model package folder or Hub id org/name[@revision]"
     )
-    p.add_argument(
-        "--data", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. data.root=... data.fold=2"
-    )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="data overrides, e.g. data.root=... data.fold=2")
+    p.add_argument("--data", nargs="*", default=[], metavar="KEY=VALUE", help="the same overrides, after a flag")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/eval-<split>)")
     add_trust(p)
@@ -112,7 +111,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     evaluate_checkpoint(
         checkpoint_in_run(args.checkpoint),
-        overrides=args.data,
+        overrides=[*args.overrides, *args.data],
         split=args.split,
         out=args.out,
         log=echo,

@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from audfer.config.load import apply_overrides
+from audfer.au.labels_cache import cache_root
+from audfer.config.load import apply_overrides, with_values
+from audfer.config.paths import check_data_paths, relocated_values
 from audfer.engine.datamodule import ClipDataModule
 from audfer.errors import AudferError
 from audfer.files import atomic_path, write_json
 from audfer.hints import Log, PathLike
 from audfer.io import write_csv
+from audfer.progress import bar
 from audfer.weights.package import is_package_source, read_package_config, read_stored_run
 from audfer.weights.pretrained import init_label
 from audfer.weights.restore import StoredRun, check_state_fits
@@ -68,10 +71,21 @@ def evaluate_checkpoint(
     from audfer.evaluation.metrics import classification_metrics
     from audfer.evaluation.predictions import predict_loaders, prediction_table
 
-    stored = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)  # read once
-    module = load_module(stored)
+    with bar(total=1, desc=f"loading {Path(str(checkpoint)).name}", unit="model") as shown:  # stderr, a terminal
+        stored = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)  # read once
+        module = load_module(stored)
+        shown.update()
     package = is_package_source(checkpoint)
-    cfg = apply_overrides(module.cfg, overrides)
+    ck = Path(checkpoint)
+    run_dir = ck.parent.parent if not package and ck.parent.name == "checkpoints" else None
+    if run_dir is not None:  # the run folder where it is now, its data re-found if it moved with it
+        base = with_values(module.cfg, relocated_values(module.cfg.to_dict(), run_dir), source=f"the run {run_dir}")
+    elif module.cfg.data.cache == "auto":  # no run folder: the clip cache goes to the user's cache folder
+        base = with_values(module.cfg, {"data.cache": str(cache_root(None) / "clips")}, source="the user cache")
+    else:
+        base = module.cfg
+    cfg = apply_overrides(base, overrides)
+    check_data_paths(cfg.to_dict(), str(checkpoint))
     if split not in ("train", "test"):
         raise AudferError(f"split must be train or test, got {split!r}")
     loaders, au, views = ClipDataModule(cfg, module.model.input_spec).eval_loaders(split)
@@ -84,7 +98,6 @@ def evaluate_checkpoint(
         res["au_targets"],
         res["au_mask"] if au is not None else np.zeros(len(res["labels"]), bool),
     )
-    ck = Path(checkpoint)
     if package:  # what the package says of the run it came from
         trained = read_package_config(stored.path).get("training") or {}
         metrics["selection"] = trained.get("selection") or {"rule": "unknown", "checkpoint": str(checkpoint)}

@@ -32,9 +32,10 @@ from audfer.evaluation.reports import (
     results_table,
 )
 from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, aggregate, format_difference, paired_differences
-from audfer.files import atomic_path, write_json
+from audfer.files import atomic_path, read_yaml, write_json
 from audfer.hints import Log
 from audfer.io import write_csv
+from audfer.progress import bar
 
 STRATEGY_LABEL = {
     "none": "baseline (CE only)",
@@ -104,8 +105,17 @@ def run_many(cfgs: list[Config], *, jobs: int = 1, log: Log = print, accept_chan
     on ``jobs`` as long as each run's thread count is fixed (``train.threads``): CPU kernels round
     differently with a different number of threads, so ``jobs`` > 1 needs ``train.threads`` set in every
     config (tested: the same metrics with ``jobs`` 1 and 2). A run's log lines appear when it finishes."""
+    with bar(total=len(cfgs), desc="runs", unit="run") as shown:  # runs done of N, time left (stderr, a terminal)
+        return _run_many(cfgs, jobs, log, accept_changes, shown.update)
+
+
+def _run_many(cfgs: list[Config], jobs: int, log: Log, accept_changes: bool, done) -> list[dict]:
     if jobs <= 1 or len(cfgs) <= 1:
-        return [run_once(c, log=log, accept_changes=accept_changes) for c in cfgs]
+        out = []
+        for c in cfgs:
+            out.append(run_once(c, log=log, accept_changes=accept_changes))
+            done()
+        return out
     for c in cfgs:
         if not c.train.threads:
             raise ConfigError(
@@ -133,23 +143,32 @@ def run_many(cfgs: list[Config], *, jobs: int = 1, log: Log = print, accept_chan
             for line in lines:
                 log(line)
             results[futures[future]] = metrics
+            done()
     return results  # type: ignore[return-value]
 
 
 def epoch_curves(out: Path) -> dict[str, np.ndarray]:
-    """Per-epoch training CE / AU loss and validation WAR / UAR from a run's CSV log."""
+    """Per-epoch curves from a run's CSV log, named for what they show: the training CE; the training AU loss only
+    where the run trained one (``au.strategy`` not none, λ > 0: a baseline's logged zeros are no curve); WAR / UAR of
+    the split the selection watched (``best-val``: the validation split carved from the training fold; ``best-test``:
+    the test split), when there is one."""
     path = out / "logs" / "metrics.csv"
     if not path.is_file():
         return {}
     df = pl.read_csv(path, glob=False)
+    stored = read_yaml(out / "config.yaml", "the run's config (YAML)") if (out / "config.yaml").is_file() else None
+    au = (stored or {}).get("au") or {} if isinstance(stored, dict) else {}
+    trains_au = au.get("strategy", "distinct") != "none" and float(au.get("lam", 1.0) or 0) > 0
+    selection = ((stored or {}).get("train") or {}).get("selection") if isinstance(stored, dict) else None
+    watched = {"best-test": "test"}.get(str(selection), "validation")
     curves = {}
     for col, name in (
         ("train/ce", "train CE"),
-        ("train/au", "train AU loss"),
-        ("val/war", "val WAR"),
-        ("val/uar", "val UAR"),
+        ("train/au", "train AU loss" if trains_au else None),
+        ("val/war", f"{watched} WAR (watched)"),
+        ("val/uar", f"{watched} UAR (watched)"),
     ):
-        if col in df.columns:
+        if name and col in df.columns:
             per = df.filter(pl.col(col).is_not_null()).group_by("epoch").agg(pl.col(col).last()).sort("epoch")
             if per.height:
                 curves[name] = per[col].to_numpy()

@@ -18,6 +18,7 @@ from audfer.engine.datamodule import (
     train_transform,
     views_at_test,
 )
+from audfer.engine.learning import check_learning
 from audfer.engine.resolve import au_label_summary, describe_au_labels, prepare
 from audfer.engine.runfolder import SELECTION_NOTE
 from audfer.errors import AudferError, ConfigError
@@ -145,6 +146,7 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
         "steps_per_epoch": steps,
         "total_steps": total,
         "warmup_steps": warm,
+        "learning": check_learning(cfg, steps, module.lr_at) or "ok",
         "optimizer": {
             "name": o.name,
             "base_lr": base,

@@ -52,11 +52,14 @@ def split_index(cfg: Config, split: str) -> ClipIndex:
 
 def _dataset_split(cfg: Config, split: str) -> ClipIndex:
     d = cfg.data
+    synth = " (no data yet? `audfer synth --out synth` renders the built-in synthetic set: then data.root=synth)"
+    hint = synth if d.dataset == "synthetic" else ""
     if d.root is None:
-        raise AudferError("config: data.root is not set")
+        raise AudferError(f"config: data.root is not set: pass data.root=PATH, the {d.dataset} dataset folder{hint}")
     root = Path(d.root)
     if not root.is_dir():
-        raise AudferError(f"{root}: dataset root not found (data.root)")
+        where = "" if root.is_absolute() else f" (relative to the current folder {Path.cwd()})"
+        raise AudferError(f"data.root: {root} is not a folder{where}; pass data.root=PATH{hint}")
     return dataset_adapter(d.dataset).split(root, d, split)
 
 

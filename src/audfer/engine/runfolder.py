@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audfer.config.load import with_defaults
+from audfer.config.paths import absolute_values, relocated_values, with_paths
 from audfer.config.schema import Config, incidental_options
 from audfer.errors import AudferError
 from audfer.files import read_yaml, write_json
@@ -97,6 +98,8 @@ def check_resume_settings(out: Path, cfg: Config, start_epoch: int, accept_chang
             f"{old_file}: written by an older audfer, without {len(lacking)} option(s) ({', '.join(lacking[:6])}"
             f"{' ...' if len(lacking) > 6 else ''}); their defaults are assumed for the finished epochs"
         )
+    old = with_paths(old, absolute_values(old))  # an older run's relative paths, as the new config states them
+    old = with_paths(old, relocated_values(old, out))  # a moved run: its data where it is now (config/paths.py)
     diff = config_changes(old, cfg)
     if not diff:
         return

@@ -2,8 +2,9 @@
 
 The lock file names the process (pid, host, command, start time). A second command into the same folder
 refuses and names that process; a lock whose process is gone (same host, pid not alive) is taken over with
-a message. Lightning's DDP worker processes (``LOCAL_RANK``/``RANK`` > 0) belong to the locking run and skip
-the lock.
+a message. Folders the lock created are removed again when the command leaves them empty (a run that failed its
+first check leaves no empty run folder behind). Lightning's DDP worker processes (``LOCAL_RANK``/``RANK`` > 0)
+belong to the locking run and skip the lock.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def run_lock(folder: str | os.PathLike, *, log: Log = print) -> Iterator[Path | 
     if _worker_of_a_run():
         yield None
         return
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again if left empty (a failed start)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     me = {
@@ -90,3 +92,8 @@ def run_lock(folder: str | os.PathLike, *, log: Log = print) -> Iterator[Path | 
                 path.unlink()
         except (OSError, ValueError):
             pass
+        for made in created:  # innermost first; a folder with anything in it stays
+            try:
+                made.rmdir()
+            except OSError:
+                break

@@ -26,10 +26,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from audfer.config.load import dump_config, with_values
+from audfer.config.paths import absolute_values
 from audfer.config.schema import Config
 from audfer.engine.callbacks import EveryEpoch, Stop, StopOnSignal
 from audfer.engine.datamodule import ClipDataModule, steps_per_epoch
 from audfer.engine.evaluate import evaluate_checkpoint
+from audfer.engine.learning import check_learning
 from audfer.engine.resolve import au_label_summary, describe_au_labels, prepare
 from audfer.engine.runfolder import (
     SELECTION_NOTE,
@@ -101,7 +103,8 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     from audfer.engine.module import AUDFERModule
 
     out = cfg.run_dir
-    cfg = with_values(cfg, {"out": str(out)}, source="the run folder")
+    # stored absolute: the run folder, its checkpoints and packages work from any working directory (config/paths.py)
+    cfg = with_values(cfg, {"out": str(out), **absolute_values(cfg.to_dict())}, source="the run folder")
     ckdir = out / "checkpoints"
     last = ckdir / "last.ckpt"
     if resume and not has_checkpoint(out):
@@ -123,6 +126,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     module = AUDFERModule.from_config(
         cfg, prep.knowledge.tolist(), None if prep.pos_weight is None else prep.pos_weight.tolist(), steps
     )
+    check_learning(cfg, steps, module.lr_at)  # one line before training when no step would change the weights
     datamodule = ClipDataModule(cfg, module.model.input_spec, prep)
     from audfer.engine.plan import batch_layout, has_batchnorm
 

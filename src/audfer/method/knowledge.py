@@ -23,6 +23,7 @@ sum to less than 4). In it AU28 is one constant: the mean of all other entries i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,8 +33,8 @@ import numpy as np
 import polars as pl
 
 from audfer.errors import InputError
-from audfer.io import expression_table
-from audfer.vocab import AUS, AUS_INTENSITY, EXPRESSIONS, INTENSITY_COLUMNS
+from audfer.io import clip_labels_table, expression_matrix, expression_table, id_key_expr
+from audfer.vocab import AUS, AUS_INTENSITY, EXPRESSIONS, INTENSITY_COLUMNS, expression_index
 
 __all__ = [
     "extract_knowledge",
@@ -190,7 +191,7 @@ class KnowledgeResult:
 
 def extract_knowledge(
     frames: pl.DataFrame,
-    labels: pl.DataFrame | None = None,
+    labels: pl.DataFrame | str | os.PathLike[str] | None = None,
     *,
     zeros: str = "keep",
     frame_probs: pl.DataFrame | None = None,
@@ -200,7 +201,8 @@ def extract_knowledge(
     """§3.1 on one dataset.
 
     ``frames``: canonical OpenFace frames with ``clip_id``. Expression labels come either from
-    ``labels`` (``clip_id, label``: clip-level) or from a ``label`` column of ``frames``
+    ``labels`` (``clip_id, label``: clip-level; a table or a ``clip_labels.csv`` path, labels as indices or class
+    names, ``audfer.io.clip_labels_table``) or from a ``label`` column of ``frames``
     (frame-level, e.g. AffWild2; null = unannotated). ``frame_probs`` (``clip_id, frame,
     p0..p6``) with ``theta`` keeps only frames whose probability for their own label is > θ.
     """
@@ -209,11 +211,20 @@ def extract_knowledge(
     dropped: dict[str, int] = {}
     n0 = frames.height
     if labels is not None:
-        data = frames.drop("label", strict=False).join(labels.select("clip_id", "label"), on="clip_id", how="inner")
+        table = clip_labels_table(labels).select(id_key_expr().alias("_key"), "label")
+        data = (
+            frames.drop("label", strict=False)
+            .with_columns(id_key_expr().alias("_key"))
+            .join(table, on="_key", how="inner")
+            .drop("_key")
+        )
         dropped["unlabelled clip"] = n0 - data.height
     elif "label" in frames.columns:
         data = frames.filter(pl.col("label").is_not_null())
         dropped["unannotated frame"] = n0 - data.height
+        if not data.schema["label"].is_integer():  # class names (or "3.0") as a frame-level annotation may give them
+            names = {v: expression_index(v, where="frames: column label") for v in data["label"].unique().to_list()}
+            data = data.with_columns(pl.col("label").replace_strict(names, return_dtype=pl.Int8))
     else:
         raise InputError("extract_knowledge needs clip labels or a per-frame 'label' column")
     valid = pl.col("success") == 1
@@ -297,7 +308,7 @@ def combine_knowledge(
     gives, so ``combine_knowledge`` reproduces the shipped matrix's AU28)."""
     if not matrices:
         raise InputError("combine_knowledge needs at least one matrix")
-    stack = np.stack([np.asarray(m, dtype=np.float64) for m in matrices])
+    stack = np.stack([expression_matrix(m, what="knowledge matrix") for m in matrices])
     if stack.shape[1:] != (len(EXPRESSIONS), len(AUS)):
         raise InputError(f"knowledge matrices must be {len(EXPRESSIONS)}x{len(AUS)}, got {stack.shape[1:]}")
     if isinstance(shift, str):

@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from audfer.errors import InputError
-from audfer.io import expression_table, read_csv_table, unique_clip_rows
+from audfer.io import as_table, clip_labels_table, expression_table, id_key_expr, read_csv_table, unique_clip_rows
 from audfer.vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, STRATEGIES, expression_index
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "STRATEGIES",
     "default_minor_classes",
     "read_au_labels",
+    "au_labels_table",
 ]
 
 
@@ -124,6 +125,30 @@ def read_au_labels(path: str | os.PathLike[str]) -> pl.DataFrame:
     )
 
 
+def au_labels_table(au_labels: object, *, what: str = "video AU labels") -> pl.DataFrame:
+    """Video AU labels in every form audfer writes -> ``clip_id`` (str) and ``AU01..AU45`` (int8, null = unknown), as
+    ``read_au_labels`` returns them: the path of a ``video_au_labels.csv`` (``audfer au-labels``), or a table (polars
+    or pandas: ``video_au_labels``' result, a CSV read as it comes) whose AU cells are 0, 1 or empty."""
+    if isinstance(au_labels, (str, os.PathLike)):
+        return read_au_labels(au_labels)
+    df = as_table(au_labels, what=what)
+    missing = [c for c in ("clip_id", *AUS) if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{what}: no column {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}; expected clip_id and "
+            f"{AUS[0]}..{AUS[-1]} (`audfer au-labels` writes them)"
+        )
+    cols = []
+    for au in AUS:
+        text = df[au].cast(pl.String).str.strip_chars()
+        ok = text.is_null() | text.is_in(["", "0", "1", "0.0", "1.0"])
+        if not ok.all():
+            row = int((~ok).arg_max() or 0)
+            raise InputError(f"{what}: row {row}, column {au}: {df[au][row]!r}; expected 0, 1 or empty")
+        cols.append(text.replace("", None).cast(pl.Float64).cast(pl.Int8).alias(au))
+    return pl.DataFrame([df["clip_id"].cast(pl.String).str.strip_chars().alias("clip_id"), *cols])
+
+
 def default_minor_classes(class_counts: np.ndarray) -> tuple[int, ...]:
     """Classes with at most 1/K of the clips (paper §3.3: major = more than one K-th)."""
     counts = np.asarray(class_counts, dtype=np.float64)
@@ -182,19 +207,25 @@ class PosWeights:
 
 
 def pos_weights(
-    au_labels: pl.DataFrame,
-    clip_labels: pl.DataFrame,
+    au_labels: pl.DataFrame | str | os.PathLike[str],
+    clip_labels: pl.DataFrame | str | os.PathLike[str],
     strategy: str = "global",
     *,
     minor: list[int | str] | None = None,
 ) -> PosWeights:
-    """Eq. 6 (global), 7 (distinct) or 8 (minor) from video AU labels and clip labels."""
+    """Eq. 6 (global), 7 (distinct) or 8 (minor) from video AU labels and clip labels.
+
+    Both come in any form audfer writes: ``au_labels`` a ``video_au_labels.csv`` path or table
+    (``au_labels_table``), ``clip_labels`` a ``clip_labels.csv`` path or table with labels as indices or class names
+    (``audfer.io.clip_labels_table``). Clip ids match as ``read_clip_labels`` matches them (``25`` is ``00025``)."""
     if strategy not in STRATEGIES:
         raise InputError(f"unknown pos-weight strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    joined = clip_labels.select("clip_id", "label").join(au_labels.select("clip_id", *AUS), on="clip_id", how="left")
+    clip_labels = clip_labels_table(clip_labels).with_columns(_key=id_key_expr())
+    au_labels = au_labels_table(au_labels).with_columns(_key=id_key_expr())
+    joined = clip_labels.select("clip_id", "_key", "label").join(au_labels.select("_key", *AUS), on="_key", how="left")
     has_any = pl.any_horizontal(pl.col(au).is_not_null() for au in AUS)
     n_missing = joined.filter(~has_any).height
-    n_unlabelled = au_labels.join(clip_labels, on="clip_id", how="anti").height
+    n_unlabelled = au_labels.join(clip_labels, on="_key", how="anti").height
     counted = joined.filter(has_any)
     y = counted["label"].to_numpy().astype(np.int64)
     raw = counted.select(AUS).to_numpy().astype(np.float64)  # NaN = unknown (a tool without that AU)

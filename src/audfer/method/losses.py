@@ -22,20 +22,22 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from audfer.errors import ConfigError
+from audfer.io import expression_matrix
 from audfer.vocab import AUS, EXPRESSIONS
 
 __all__ = ["AULoss", "AUDFERLoss", "AUDFERLossOutput", "mix_batch_targets", "element_mask"]
 
 
-def _as_tensor(x: object) -> torch.Tensor:
+def _as_tensor(x: object, what: str = "table") -> torch.Tensor:
+    """A tensor, array, 7 x 18 table or its CSV path (``audfer.io.expression_matrix``: K.csv, pos-weights CSV,
+    ``PosWeights``, ``KnowledgeResult``) -> a float64 tensor."""
     return (
-        x.detach().clone().double() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+        x.detach().clone().double() if isinstance(x, torch.Tensor) else torch.as_tensor(expression_matrix(x, what=what))
     )
 
 
@@ -59,7 +61,7 @@ class AULoss(nn.Module):
         self, knowledge: object, pos_weight: object = None, scale: float = 5.0, reduction: str = "mean"
     ) -> None:
         super().__init__()
-        k = _as_tensor(knowledge).float()
+        k = _as_tensor(knowledge, "knowledge matrix").float()
         if k.ndim != 2 or k.shape[1] != len(AUS):
             raise ConfigError(f"knowledge must be (num_classes, {len(AUS)}), got {tuple(k.shape)}")
         if reduction not in ("mean", "sum_aus"):
@@ -71,7 +73,7 @@ class AULoss(nn.Module):
             self.pos_weight_mode = "none"
             self.register_buffer("pos_weight", torch.ones(len(AUS)))
         else:
-            pw = _as_tensor(pos_weight).float()
+            pw = _as_tensor(pos_weight, "pos-weight table").float()
             if pw.shape == (len(AUS),):
                 self.pos_weight_mode = "vector"
             elif pw.shape == k.shape:

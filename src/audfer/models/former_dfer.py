@@ -15,7 +15,7 @@ from torch import nn
 
 from audfer.models.backbones import init_resnet, resnet_stage
 from audfer.models.base import DFERModel, InputSpec
-from audfer.models.registry import register_model
+from audfer.models.registry import ModelCost, register_model
 from audfer.models.transformer import Transformer
 
 
@@ -115,7 +115,16 @@ class FormerDFER(DFERModel):
         return self.t_former(frames.reshape(b, t, -1))
 
 
-register_model("former_dfer", FormerDFER, "Former-DFER (MM 2021): S-Former + T-Former, 16x112x112", official=True)
+# declared: `audfer models` prints these without building the model; tests/test_model_costs.py recomputes them
+register_model(
+    "former_dfer",
+    FormerDFER,
+    "Former-DFER (MM 2021): S-Former + T-Former, 16x112x112",
+    official=True,
+    cost=ModelCost(
+        18031943, 18041177, 8296118784, 8296128000, "16 frames x 3 x 112 x 112, RGB, values in [0, 1], no mean/std"
+    ),
+)
 register_model(
     "former_dfer_small",
     FormerDFER,

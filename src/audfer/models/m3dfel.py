@@ -19,7 +19,7 @@ from torch import nn
 from audfer.errors import ConfigError
 from audfer.models.backbones import init_resnet, r3d18_features
 from audfer.models.base import DFERModel, InputSpec
-from audfer.models.registry import register_model
+from audfer.models.registry import ModelCost, register_model
 
 
 class DMIN(nn.Module):
@@ -123,5 +123,14 @@ class M3DFEL(DFERModel):
         return self.pwconv(x).squeeze(1)
 
 
-register_model("m3dfel", M3DFEL, "M3DFEL (CVPR 2023): R3D-18 instances + BiLSTM + DMIN, 16x112x112", official=True)
+# declared: `audfer models` prints these without building the model; tests/test_model_costs.py recomputes them
+register_model(
+    "m3dfel",
+    M3DFEL,
+    "M3DFEL (CVPR 2023): R3D-18 instances + BiLSTM + DMIN, 16x112x112",
+    official=True,
+    cost=ModelCost(
+        46823384, 46841834, 43191487488, 43191505920, "16 frames x 3 x 112 x 112, RGB, values in [0, 1], no mean/std"
+    ),
+)
 register_model("m3dfel_small", M3DFEL, "M3DFEL at width 8, 64x64 (CPU demo)", width=8, img_size=64)

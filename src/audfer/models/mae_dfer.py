@@ -22,7 +22,7 @@ from torch import nn
 
 from audfer.errors import ConfigError
 from audfer.models.base import IMAGENET_MEAN, IMAGENET_STD, DFERModel, InputSpec
-from audfer.models.registry import register_model
+from audfer.models.registry import ModelCost, register_model
 
 _LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -249,7 +249,20 @@ class MAEDFER(DFERModel):
         return self.fc_norm(region.mean(1))
 
 
-register_model("mae_dfer", MAEDFER, "MAE-DFER (MM 2023): LGI-Former, 16x160x160", official=True)
+# declared: `audfer models` prints these without building the model; tests/test_model_costs.py recomputes them
+register_model(
+    "mae_dfer",
+    MAEDFER,
+    "MAE-DFER (MM 2023): LGI-Former, 16x160x160",
+    official=True,
+    cost=ModelCost(
+        84878343,
+        84887577,
+        49652305408,
+        49652314624,
+        "16 frames x 3 x 160 x 160, RGB, mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)",
+    ),
+)
 register_model(
     "mae_dfer_small",
     MAEDFER,

@@ -14,23 +14,47 @@ from audfer.models.custom import build_custom, import_factory, is_custom_name
 
 
 @dataclass(frozen=True)
+class ModelCost:
+    """What ``audfer models`` prints for a model at its registered size, measured once by
+    ``models.complexity.measure_cost`` and declared with the registration (``tests/test_model_costs.py`` recomputes it):
+    parameters and MACs per clip without and with the AU head, and the input spec in words."""
+
+    params: int
+    params_au: int
+    macs: int
+    macs_au: int
+    input: str
+
+
+@dataclass(frozen=True)
 class ModelEntry:
+    """A registered model: its builder, size defaults, description, whether it is the published architecture at its
+    published size, and its declared cost (``ModelCost``; None: measured when asked)."""
+
     name: str
     builder: Callable[..., DFERModel]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
-    official: bool = False  #: the published architecture at its published size (``audfer models`` measures these)
+    official: bool = False  #: the published architecture at its published size (``audfer models`` lists these)
+    cost: ModelCost | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, builder: Callable[..., DFERModel], description: str = "", *, official: bool = False, **defaults: Any
+    name: str,
+    builder: Callable[..., DFERModel],
+    description: str = "",
+    *,
+    official: bool = False,
+    cost: ModelCost | None = None,
+    **defaults: Any,
 ) -> None:
-    """Register ``builder`` (a ``DFERModel`` class or factory) as ``name``; ``defaults`` are size options. Each
-    model registers itself and its small variants at the end of its own file."""
-    _REGISTRY[name] = ModelEntry(name, builder, defaults, description, official)
+    """Register ``builder`` (a ``DFERModel`` class or factory) as ``name``; ``defaults`` are size options, ``cost`` the
+    figures ``audfer models`` prints (declared, so that listing builds no model). Each model registers itself and its
+    small variants at the end of its own file."""
+    _REGISTRY[name] = ModelEntry(name, builder, defaults, description, official, cost)
 
 
 def list_models() -> list[str]:

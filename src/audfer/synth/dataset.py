@@ -41,6 +41,7 @@ from audfer.errors import ConfigError
 from audfer.hints import Log
 from audfer.io import write_csv
 from audfer.method.knowledge import paper_knowledge
+from audfer.progress import bar
 from audfer.synth.aus import ClipAUs, noisy_labels, openface_frames, sample_clip_aus, sample_labels
 from audfer.synth.openface_writer import render_openface_csv
 from audfer.synth.renderer import camera, head_motion, random_identity, render_frame
@@ -170,15 +171,18 @@ def generate(
         chunk = max(1, min(64, cfg.clips // (workers * 4) or 1))
         jobs = [(cfg, str(tmp), rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
         results: list[tuple[int, list[int]]] = []
-        if workers == 1:
-            _init_worker(prior)
-            for job in jobs:
-                results += _write_chunk(job)
-        else:
-            ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(prior,)) as pool:
-                for part in pool.map(_write_chunk, jobs):
-                    results += part
+        with bar(total=cfg.clips, desc="clips", unit="clip") as shown:  # stderr, only on a terminal
+            if workers == 1:
+                _init_worker(prior)
+                for job in jobs:
+                    results += _write_chunk(job)
+                    shown.update(len(job[2]))
+            else:
+                ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(prior,)) as pool:
+                    for job, part in zip(jobs, pool.map(_write_chunk, jobs)):
+                        results += part
+                        shown.update(len(job[2]))
         results.sort()
         exact = np.array([r[1] for r in results], dtype=np.int8)
         meta = plan.with_columns([pl.Series(a, exact[:, j]) for j, a in enumerate(AUS)])

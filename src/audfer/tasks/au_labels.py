@@ -6,6 +6,7 @@ the labels cache (``au.labels_cache``) when the folder and the options are as be
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,8 @@ def au_labels_file(
                 log(f"skipped {clip}: {reason}")
             write_bytes(data, out)
             write_json({**record["sidecar"], "source": str(au_dir)}, sidecar(out))
-            return f"wrote {out}: {record['summary']} (labels cache: no AU file changed)"
+            summary = re.sub(r" \(\d+ clips from cache\)", "", record["summary"])  # what the first read said
+            return f"wrote {out}: {summary} (copied from the labels cache: no AU file changed, none read)"
     state = folder_state(au_dir) if cache and Path(au_dir).is_dir() else []  # no folder: the reader says so
     from audfer.tasks.prepare import au_labels  # computing needs the table libraries
 

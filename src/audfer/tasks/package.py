@@ -41,6 +41,7 @@ from audfer.models.checkpoint import load_checkpoint, read_weights
 from audfer.models.hub import PACKAGE_CONFIG, PACKAGE_WEIGHTS
 from audfer.models.registry import create_model, model_entry
 from audfer.predict.export import export_checked
+from audfer.progress import bar
 from audfer.tasks.artifacts import write_run_table
 from audfer.vocab import AUS
 from audfer.weights.package import PACKAGE_FORMAT
@@ -308,7 +309,9 @@ def package(
     src, out = Path(source), Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise AudferError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
-    got = _read_source(src, model_name, trust_pickle)
+    with bar(total=1, desc=f"loading {src.name}", unit="model") as shown:  # stderr, only on a terminal
+        got = _read_source(src, model_name, trust_pickle)
+        shown.update()
     cfg = Config.from_dict(got.cfg)
     model = got.model
     spec = model.input_spec
