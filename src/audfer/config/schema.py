@@ -386,6 +386,12 @@ class TrainOptions(_Section):
     seed: int = opt(0, "seed of every random draw (sampling, augmentation, init, order)", Num(0, integer=True))
     accelerator: str = opt("auto", "auto | cpu | gpu | cuda | mps", Choice("auto", "cpu", "gpu", "cuda", "mps"))
     devices: int = opt(1, "number of devices/processes (DDP when > 1)", Num(1, integer=True))
+    num_nodes: int = opt(
+        1,
+        "machines the run spans, each with train.devices processes (DDP across nodes; global batch = batch_size x "
+        "devices x num_nodes): torchrun or SLURM starts one process per device, docs/multi-node.md",
+        Num(1, integer=True),
+    )
     strategy: str = opt("auto", "auto | ddp | ddp_spawn ... (Lightning strategies)", Text(none=False))
     precision: str = opt(
         "32-true",

@@ -294,7 +294,8 @@ class ClipDataModule(L.LightningDataModule):
 
 
 def steps_per_epoch(n_train: int, t: TrainOptions) -> int:
-    """Optimiser steps per epoch: full batches per process (the last partial batch is dropped)."""
-    per_process = -(-n_train // t.devices)
+    """Optimiser steps per epoch: full batches per process (the last partial batch is dropped); the processes are
+    ``devices`` on each of ``num_nodes`` machines."""
+    per_process = -(-n_train // (t.devices * t.num_nodes))
     steps = max(1, per_process // t.batch_size) if per_process > t.batch_size else 1
     return min(steps, int(t.limit_train_batches)) if t.limit_train_batches else steps

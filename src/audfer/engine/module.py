@@ -165,10 +165,10 @@ class AUDFERModule(L.LightningModule):
 
     # --------------------------------------------------------------------------- optimisation
     def lr_scale(self) -> float:
-        """batch x devices / 256 under ``optim.lr_scale=batch256`` (MAE-DFER), else 1. MAE-DFER scales ``lr``,
+        """global batch (batch x devices x nodes) / 256 under ``optim.lr_scale=batch256`` (MAE-DFER), else 1. MAE-DFER scales ``lr``,
         ``min_lr`` and ``warmup_lr`` alike (sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``)."""
         t = self.cfg.train
-        return t.batch_size * t.devices / 256 if self.cfg.optim.lr_scale == "batch256" else 1.0
+        return t.batch_size * t.devices * t.num_nodes / 256 if self.cfg.optim.lr_scale == "batch256" else 1.0
 
     def base_lr(self) -> float:
         """The configured lr, times ``lr_scale()``."""
