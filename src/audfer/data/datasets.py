@@ -287,13 +287,14 @@ def _decode_jpeg(path: Path, data: bytes, factor: int) -> np.ndarray | None:
     if sj is None:
         return None
     try:
-        h, w, colorspace, _ = sj.decode_jpeg_header(data)
+        h, _, colorspace, _ = sj.decode_jpeg_header(data)
     except ValueError:
         return None
+    # CMYK / YCCK: simplejpeg converts them otherwise than OpenCV (Adobe's inverted CMYK)
     if colorspace not in ("YCbCr", "Gray", "RGB") or _exif_orientation(data) != 1:
         return None
     # exactly 1/factor: the smallest TurboJPEG scale whose height is >= ceil(h / factor) and factor >= ``factor``
-    scale = {"min_height": -(-h // factor), "min_factor": factor}
+    scale = {"min_height": -(-h // factor), "min_factor": factor} if factor != 1 else {}
     try:
         return sj.decode_jpeg(data, "RGB", **scale)
     except ValueError as exc:
