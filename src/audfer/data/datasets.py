@@ -276,18 +276,20 @@ def _simplejpeg():
     return simplejpeg
 
 
-def _decode_jpeg(path: Path, data: bytes, factor: int) -> np.ndarray | None:
+def _decode_jpeg(path: Path, data: bytes, factor: int, into: np.ndarray | None = None) -> np.ndarray | None:
     """A JPEG frame decoded by libjpeg-turbo's TurboJPEG API (``simplejpeg``) to RGB, at 1/``factor`` scale by DCT
     scaling; None where OpenCV decodes it as before (not a JPEG TurboJPEG reads, CMYK/YCCK, an EXIF rotation).
 
     The pixels equal ``cv2.imread`` + BGR->RGB: both are libjpeg-turbo with its defaults (islow IDCT, fancy
     upsampling), same output size (ceil(side / factor)); ``tests/test_jpeg_decoding.py``. A JPEG libjpeg warns about
-    (cut off, corrupt entropy data), which OpenCV would pad or patch silently, is an ``UnreadableFrameError``."""
+    (cut off, corrupt entropy data), which OpenCV would pad or patch silently, is an ``UnreadableFrameError``.
+    ``into``: a C-contiguous ``(H, W, 3)`` uint8 array to decode into when the frame has that size (no allocation,
+    no later copy into the clip)."""
     sj = _simplejpeg()
     if sj is None:
         return None
     try:
-        h, _, colorspace, _ = sj.decode_jpeg_header(data)
+        h, w, colorspace, _ = sj.decode_jpeg_header(data)
     except ValueError:
         return None
     # CMYK / YCCK: simplejpeg converts them otherwise than OpenCV (Adobe's inverted CMYK)
@@ -295,8 +297,9 @@ def _decode_jpeg(path: Path, data: bytes, factor: int) -> np.ndarray | None:
         return None
     # exactly 1/factor: the smallest TurboJPEG scale whose height is >= ceil(h / factor) and factor >= ``factor``
     scale = {"min_height": -(-h // factor), "min_factor": factor} if factor != 1 else {}
+    fits = into is not None and into.shape == (-(-h // factor), -(-w // factor), 3)
     try:
-        return sj.decode_jpeg(data, "RGB", **scale)
+        return sj.decode_jpeg(data, "RGB", buffer=into if fits else None, **scale)
     except ValueError as exc:
         try:  # fails again without strict: TurboJPEG cannot decode it at all, so OpenCV decides as before
             sj.decode_jpeg(data, "RGB", strict=False, **scale)
@@ -316,9 +319,10 @@ def _jpeg_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def _read_image(path: Path, factor: int) -> np.ndarray:
-    """One frame image, RGB uint8, at 1/``factor`` scale (``_reduced_flag``): JPEGs through ``_decode_jpeg``,
-    everything else (and what it leaves) through ``cv2.imread`` as before; a cut-off JPEG is an error either way."""
+def _read_image(path: Path, factor: int, into: np.ndarray | None = None) -> np.ndarray:
+    """One frame image, RGB uint8, at 1/``factor`` scale (``_reduced_flag``): JPEGs through ``_decode_jpeg`` (into
+    ``into`` where it fits), everything else (and what it leaves) through ``cv2.imread`` as before; a cut-off JPEG is
+    an error either way."""
     import cv2
 
     jpeg = path.suffix.lower() in JPEG_SUFFIXES
@@ -327,7 +331,7 @@ def _read_image(path: Path, factor: int) -> np.ndarray:
             data = path.read_bytes()
         except OSError:
             raise UnreadableFrameError(path) from None
-        rgb = _decode_jpeg(path, data, factor)
+        rgb = _decode_jpeg(path, data, factor, into)
         if rgb is not None:
             return rgb
     img = cv2.imread(str(path), _reduced_flag(factor))
@@ -358,26 +362,31 @@ def read_frames(
     if path.is_dir():
         files = frame_paths(path) if files is None else files
         chosen = files if indices is None else [files[i] for i in indices]
-        out: list[np.ndarray] = []
+        out: np.ndarray | None = None  # the clip, allocated at the first frame's size; JPEGs are decoded into it
         factor = 1
         for k, f in enumerate(chosen):
             size = _jpeg_size(f) if k == 0 and min_size and f.suffix.lower() in JPEG_SUFFIXES else None
             if size is not None:  # the scale from the header: the first frame is decoded once
                 factor = _reduced_factor(size, min_size)
-            img = _read_image(f, factor)
+            img = _read_image(f, factor, None if out is None else out[k])
             if k == 0 and min_size and size is None:
                 factor = _reduced_factor(img.shape[:2], min_size)
                 if factor != 1 and f.suffix.lower() in JPEG_SUFFIXES:
                     img = _read_image(f, factor)
                 else:
                     factor = 1
-            if out and img.shape[:2] != out[0].shape[:2]:
+            if out is None:
+                out = np.empty((len(chosen), *img.shape), np.uint8)
+            elif img.shape[:2] != out.shape[1:3]:
                 raise InputError(
                     f"{f}: frame of {img.shape[1]}x{img.shape[0]} pixels, but {chosen[0].name} is "
-                    f"{out[0].shape[1]}x{out[0].shape[0]}; the frames of one clip must share one size"
+                    f"{out.shape[2]}x{out.shape[1]}; the frames of one clip must share one size"
                 )
-            out.append(img)
-        return np.stack(out)
+            if not np.may_share_memory(img, out):  # decoded elsewhere (OpenCV, the first frame): copied in
+                out[k] = img
+        if out is None:
+            raise InputError(f"{path}: no frame asked for")
+        return out
     return _read_video(path, None if indices is None else [int(i) for i in indices])
 
 
