@@ -37,11 +37,12 @@ class NoFaceError(InputError):
 
 
 class UnreadableFrameError(InputError):
-    """A frame image that OpenCV cannot decode (``.path`` names it)."""
+    """A frame image that cannot be decoded, or a JPEG that is cut off or corrupt (``.path`` names it, ``.reason``
+    says what is wrong with it)."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path}: unreadable frame image")
-        self.path = path
+    def __init__(self, path: Path, reason: str = "unreadable frame image") -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
 
 
 class TrainingStopped(AudferError):

@@ -404,6 +404,12 @@ class TrainOptions(_Section):
         "--dry-run and train compare the run's global batch and layout with it (null: a user's config, no source)",
         Items(Num(1, integer=True), min_len=2, what="[devices, clips per device] or null"),
     )
+    num_nodes: int = opt(
+        1,
+        "machines the run spans, each with train.devices processes (DDP across nodes; global batch = batch_size x "
+        "devices x num_nodes): torchrun or SLURM starts one process per device, docs/multi-node.md",
+        Num(1, integer=True),
+    )
     strategy: str = opt("auto", "auto | ddp | ddp_spawn ... (Lightning strategies)", Text(none=False))
     precision: str = opt(
         "32-true",

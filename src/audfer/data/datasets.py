@@ -6,7 +6,8 @@ or the generic lists other DFER projects use (``<dir> <num_frames> <label>`` / `
 whose absolute prefixes belong to someone else's machine: only the last path component(s) are kept
 and re-rooted under the given root.
 
-``ClipDataset`` samples frames (``audfer.data.sampling``), decodes them (OpenCV), applies a clip
+``ClipDataset`` samples frames (``audfer.data.sampling``), decodes them (JPEGs by libjpeg-turbo, the rest and videos
+by OpenCV), applies a clip
 transform and returns ``(clip, label, au_targets, au_mask, clip_id)``; a clip without a row in the
 AU labels, or with empty AU cells, is masked (reported once, never "all AUs present").
 """
@@ -17,6 +18,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -208,21 +210,136 @@ def frame_paths(folder: Path, order: str = "numeric") -> list[Path]:
     return files if order == "listing" else order_frames(files, folder)
 
 
-def _reduced_flag(shape: tuple[int, int], min_size: int | None) -> int:
-    """The largest JPEG DCT down-scaling (1/2, 1/4, 1/8) that keeps the short side >= ``min_size``."""
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def _reduced_factor(shape: tuple[int, int], min_size: int | None) -> int:
+    """The largest JPEG DCT down-scaling (1/2, 1/4, 1/8) that keeps the short side >= ``min_size`` (1: none)."""
+    if not min_size:
+        return 1
+    return next((f for f in (8, 4, 2) if min(shape) // f >= min_size), 1)
+
+
+def _reduced_flag(factor: int) -> int:
+    """OpenCV's ``imread`` flag for a 1/``factor`` decode (a JPEG by DCT scaling, other formats resized)."""
     import cv2
 
-    if not min_size:
-        return cv2.IMREAD_COLOR
-    short = min(shape)
-    for factor, flag in (
-        (8, cv2.IMREAD_REDUCED_COLOR_8),
-        (4, cv2.IMREAD_REDUCED_COLOR_4),
-        (2, cv2.IMREAD_REDUCED_COLOR_2),
-    ):
-        if short // factor >= min_size:
-            return flag
-    return cv2.IMREAD_COLOR
+    return {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}.get(
+        factor, cv2.IMREAD_REDUCED_COLOR_8
+    )
+
+
+def _jpeg_segments(data: bytes):
+    """``(marker, payload start, payload end)`` of a JPEG's header segments, up to and including the first start of
+    scan (SOS, 0xDA); stops quietly at anything that is not a well-formed segment (ITU-T T.81 §B.1.1.4)."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        yield marker, i + 4, end
+        if marker == 0xDA:
+            return
+        i = end
+
+
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (0x0112) of a JPEG's APP1 segment, 1 (upright) if it has none. OpenCV's ``imread``
+    applies it; such frames are left to OpenCV so that their pixels stay what they were (EXIF 2.3 §4.6.4)."""
+    for marker, start, end in _jpeg_segments(data):
+        if marker != 0xE1 or data[start : start + 6] != b"Exif\0\0":
+            continue
+        tiff = data[start + 6 : end]
+        order: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
+        ifd = int.from_bytes(tiff[4:8], order)
+        for k in range(int.from_bytes(tiff[ifd : ifd + 2], order)):
+            entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+            if len(entry) == 12 and int.from_bytes(entry[:2], order) == 0x0112:
+                return int.from_bytes(entry[8:10], order)
+    return 1
+
+
+def _jpeg_cut_off(data: bytes) -> bool:
+    """True when a JPEG has no end-of-image marker (0xFFD9) after its first scan starts: the file was cut off
+    (entropy-coded data never holds 0xFFD9, T.81 §B.1.1.5, so an EOI of an EXIF thumbnail does not count)."""
+    sos = next((end for marker, _, end in _jpeg_segments(data) if marker == 0xDA), None)
+    return sos is None or data.find(b"\xff\xd9", sos) < 0
+
+
+def _simplejpeg():
+    try:
+        import simplejpeg
+    except ImportError:  # a dependency, but its absence only costs speed: OpenCV decodes every frame
+        return None
+    return simplejpeg
+
+
+def _decode_jpeg(path: Path, data: bytes, factor: int, into: np.ndarray | None = None) -> np.ndarray | None:
+    """A JPEG frame decoded by libjpeg-turbo's TurboJPEG API (``simplejpeg``) to RGB, at 1/``factor`` scale by DCT
+    scaling; None where OpenCV decodes it as before (not a JPEG TurboJPEG reads, CMYK/YCCK, an EXIF rotation).
+
+    The pixels equal ``cv2.imread`` + BGR->RGB: both are libjpeg-turbo with its defaults (islow IDCT, fancy
+    upsampling), same output size (ceil(side / factor)); ``tests/test_jpeg_decoding.py``. A JPEG libjpeg warns about
+    (cut off, corrupt entropy data), which OpenCV would pad or patch silently, is an ``UnreadableFrameError``.
+    ``into``: a C-contiguous ``(H, W, 3)`` uint8 array to decode into when the frame has that size (no allocation,
+    no later copy into the clip)."""
+    sj = _simplejpeg()
+    if sj is None:
+        return None
+    try:
+        h, w, colorspace, _ = sj.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    # CMYK / YCCK: simplejpeg converts them otherwise than OpenCV (Adobe's inverted CMYK)
+    if colorspace not in ("YCbCr", "Gray", "RGB") or _exif_orientation(data) != 1:
+        return None
+    # exactly 1/factor: the smallest TurboJPEG scale whose height is >= ceil(h / factor) and factor >= ``factor``
+    scale = {"min_height": -(-h // factor), "min_factor": factor} if factor != 1 else {}
+    fits = into is not None and into.shape == (-(-h // factor), -(-w // factor), 3)
+    try:
+        return sj.decode_jpeg(data, "RGB", buffer=into if fits else None, **scale)
+    except ValueError as exc:
+        try:  # fails again without strict: TurboJPEG cannot decode it at all, so OpenCV decides as before
+            sj.decode_jpeg(data, "RGB", strict=False, **scale)
+        except ValueError:
+            return None
+        raise UnreadableFrameError(path, f"cut off or corrupt JPEG ({exc})") from None
+
+
+def _jpeg_size(path: Path) -> tuple[int, int] | None:
+    """A JPEG's (height, width) from its header alone, None if TurboJPEG cannot read it."""
+    sj = _simplejpeg()
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+        return None if sj is None else sj.decode_jpeg_header(head)[:2]
+    except (OSError, ValueError):
+        return None
+
+
+def _read_image(path: Path, factor: int, into: np.ndarray | None = None) -> np.ndarray:
+    """One frame image, RGB uint8, at 1/``factor`` scale (``_reduced_flag``): JPEGs through ``_decode_jpeg`` (into
+    ``into`` where it fits), everything else (and what it leaves) through ``cv2.imread`` as before; a cut-off JPEG is
+    an error either way."""
+    import cv2
+
+    jpeg = path.suffix.lower() in JPEG_SUFFIXES
+    if jpeg:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise UnreadableFrameError(path) from None
+        rgb = _decode_jpeg(path, data, factor, into)
+        if rgb is not None:
+            return rgb
+    img = cv2.imread(str(path), _reduced_flag(factor))
+    if img is None:
+        raise UnreadableFrameError(path)
+    if jpeg and data[:2] == b"\xff\xd8" and _jpeg_cut_off(data):
+        raise UnreadableFrameError(path, "cut off JPEG (no end-of-image marker)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def read_frames(
@@ -237,34 +354,39 @@ def read_frames(
 
     ``min_size``: the frames will be resized to at least this short side anyway, so JPEGs at two or
     more times that size are decoded directly at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, several
-    times faster than a full decode followed by a resize). ``files``: the folder's frame list, if known.
+    times faster than a full decode followed by a resize); the first frame's size sets the scale of the clip.
+    ``files``: the folder's frame list, if known. JPEGs are decoded by libjpeg-turbo directly (``_decode_jpeg``,
+    OpenCV's pixels), other images by OpenCV; a cut-off or corrupt JPEG is an ``UnreadableFrameError``.
     """
-    import cv2
-
     path = Path(path)
     if path.is_dir():
         files = frame_paths(path) if files is None else files
         chosen = files if indices is None else [files[i] for i in indices]
-        out: list[np.ndarray] = []
-        flag = cv2.IMREAD_COLOR
+        out: np.ndarray | None = None  # the clip, allocated at the first frame's size; JPEGs are decoded into it
+        factor = 1
         for k, f in enumerate(chosen):
-            img = cv2.imread(str(f), flag)
-            if img is None:
-                raise UnreadableFrame(f)
-            if k == 0 and min_size:
-                flag = _reduced_flag(img.shape[:2], min_size)
-                if flag != cv2.IMREAD_COLOR and f.suffix.lower() in (".jpg", ".jpeg"):
-                    img = cv2.imread(str(f), flag)
+            size = _jpeg_size(f) if k == 0 and min_size and f.suffix.lower() in JPEG_SUFFIXES else None
+            if size is not None:  # the scale from the header: the first frame is decoded once
+                factor = _reduced_factor(size, min_size)
+            img = _read_image(f, factor, None if out is None else out[k])
+            if k == 0 and min_size and size is None:
+                factor = _reduced_factor(img.shape[:2], min_size)
+                if factor != 1 and f.suffix.lower() in JPEG_SUFFIXES:
+                    img = _read_image(f, factor)
                 else:
-                    flag = cv2.IMREAD_COLOR
-            assert img is not None  # an unreadable image raised above
-            if out and img.shape[:2] != out[0].shape[:2]:
+                    factor = 1
+            if out is None:
+                out = np.empty((len(chosen), *img.shape), np.uint8)
+            elif img.shape[:2] != out.shape[1:3]:
                 raise InputError(
                     f"{f}: frame of {img.shape[1]}x{img.shape[0]} pixels, but {chosen[0].name} is "
-                    f"{out[0].shape[1]}x{out[0].shape[0]}; the frames of one clip must share one size"
+                    f"{out.shape[2]}x{out.shape[1]}; the frames of one clip must share one size"
                 )
-            out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-        return np.stack(out)
+            if not np.may_share_memory(img, out):  # decoded elsewhere (OpenCV, the first frame): copied in
+                out[k] = img
+        if out is None:
+            raise InputError(f"{path}: no frame asked for")
+        return out
     return _read_video(path, None if indices is None else [int(i) for i in indices])
 
 
@@ -452,7 +574,7 @@ class ClipDataset:
             except UnreadableFrame as bad:
                 if self.on_bad_frame == "raise":
                     raise
-                warnings.warn(f"skipped {bad.path}: unreadable frame image", UserWarning, stacklevel=2)
+                warnings.warn(f"skipped {bad.path}: {bad.reason}", UserWarning, stacklevel=2)
                 self.skipped_frames.append(str(bad.path))
                 self._files[i] = [f for f in files if f != bad.path]
 

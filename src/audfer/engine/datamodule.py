@@ -298,10 +298,10 @@ class ClipDataModule(L.LightningDataModule):
 
 
 def steps_per_epoch(n_train: int, t: TrainOptions) -> int:
-    """Optimiser steps per epoch: full batches per process (the last partial batch is dropped), as many as
+    """Optimiser steps per epoch: full batches per process (``devices`` on each of ``num_nodes`` machines) (the last partial batch is dropped), as many as
     ``train.limit_train_batches`` lets Lightning run (an integer: batches; a float up to 1.0: a share of them, rounded
     down; 0 when that leaves none: ``engine.learning.check_learning`` refuses it)."""
-    per_process = -(-n_train // t.devices)
+    per_process = -(-n_train // (t.devices * t.num_nodes))
     steps = max(1, per_process // t.batch_size) if per_process > t.batch_size else 1
     limit = t.limit_train_batches
     if isinstance(limit, float) and limit <= 1.0:

@@ -122,9 +122,10 @@ def _run_many(cfgs: list[Config], jobs: int, log: Log, accept_changes: bool, don
                 f"config: running {jobs} runs side by side needs train.threads set (e.g. train.threads=1): the "
                 f"number of CPU threads changes the rounding of the results"
             )
-        if c.train.devices > 1:
+        if c.train.devices > 1 or c.train.num_nodes > 1:
             raise ConfigError(
-                "config: runs side by side (jobs > 1) cannot also use several devices (train.devices > 1)"
+                "config: runs side by side (jobs > 1) cannot also use several devices (train.devices > 1) or "
+                "nodes (train.num_nodes > 1)"
             )
     import multiprocessing
     import os

@@ -167,7 +167,7 @@ class AUDFERModule(L.LightningModule):
 
     # --------------------------------------------------------------------------- optimisation
     def lr_scale(self) -> float:
-        """batch x devices / 256 under ``optim.lr_scale=batch256`` (MAE-DFER), else 1. MAE-DFER scales ``lr``,
+        """global batch (batch x devices x nodes) / 256 under ``optim.lr_scale=batch256`` (MAE-DFER), else 1. MAE-DFER scales ``lr``,
         ``min_lr`` and ``warmup_lr`` alike (sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``)."""
         from audfer.engine.plan import global_batch
 

@@ -3,7 +3,7 @@ of enlarged crops, the pos-weight scale) checked and written to ``plan.json`` wi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -29,15 +29,16 @@ from audfer.method.labels import official_pos_weights
 from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.pretrained import init_label, initialise
 
-if TYPE_CHECKING:
-    pass
-
-
 def global_batch(t: TrainOptions) -> int:
-    """Clips per optimiser step over all processes: ``batch_size x devices``. The one place it is computed: MAE-DFER's
+    """Clips per optimiser step over all processes: ``batch_size x devices x num_nodes``. The one place it is computed: MAE-DFER's
     lr scale (``AUDFERModule.lr_scale``, sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``: ``total_batch_size
     = batch_size * update_freq * world_size``) and the dry run read it here."""
-    return t.batch_size * t.devices
+    return t.batch_size * t.devices * t.num_nodes
+
+
+def _layout(t: TrainOptions) -> str:
+    """``devices x batch`` (``nodes x devices x batch`` across machines), as the dry run prints it."""
+    return f"{t.devices} x {t.batch_size}" if t.num_nodes == 1 else f"{t.num_nodes} nodes x {t.devices} x {t.batch_size}"
 
 
 def batch_layout(cfg: Config, *, batchnorm: bool) -> dict[str, Any]:
@@ -53,7 +54,9 @@ def batch_layout(cfg: Config, *, batchnorm: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "global_batch": g,
         "devices": t.devices,
+        "num_nodes": t.num_nodes,
         "per_device": t.batch_size,
+        "lr": cfg.optim.lr * (g / 256 if o.lr_scale == "batch256" else 1.0),
         "source": None,
         "follows": cfg.follows or "not stated (a user's config)",
         "differs": [],
@@ -70,7 +73,7 @@ def batch_layout(cfg: Config, *, batchnorm: bool) -> dict[str, Any]:
     if g != sd * sb:
         scaled = " (the lr and min_lr scale with it: x batch / 256)" if o.lr_scale == "batch256" else ""
         notes.append(
-            f"global batch {g} ({t.devices} x {t.batch_size}) is not the source's {sd * sb} ({sd} x {sb}): steps per "
+            f"global batch {g} ({_layout(t)}) is not the source's {sd * sb} ({sd} x {sb}): steps per "
             f"epoch differ{scaled}; train.devices={sd} train.batch_size={sb} runs the source's layout"
         )
     if t.batch_size != sb:
@@ -79,7 +82,7 @@ def batch_layout(cfg: Config, *, batchnorm: bool) -> dict[str, Any]:
         if o.mixup or o.cutmix:
             notes.append(
                 f"mixup/cutmix draws its λ, its choice of mixup or cutmix and its flip pairing once per process "
-                f"batch: {t.devices} draw(s) over {t.batch_size} clips per step, not the source's {sd} over {sb}"
+                f"batch: {t.devices * t.num_nodes} draw(s) over {t.batch_size} clips per step, not the source's {sd} over {sb}"
             )
     return out
 
@@ -195,7 +198,8 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
     b = result["batch"]
     src = b["source"]
     log(
-        f"  global batch {b['global_batch']} ({b['devices']} device(s) x {b['per_device']})"
+        f"  global batch {b['global_batch']} ({b['num_nodes']} node(s) x {b['devices']} device(s) x {b['per_device']}), "
+        f"lr {b['lr']:.4g}"
         + (
             f"; source ({b['follows'].split(':')[0]}): {src['global_batch']} ({src['devices']} x {src['per_device']})"
             if src

@@ -134,12 +134,6 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         warnings.warn(f"{cfg.name}: {note}", UserWarning, stacklevel=2)
     sel = t.selection
     watch = datamodule.watched
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "config.yaml") as tmp:
-        tmp.write_text(dump_config(cfg))
-    if not resume or not (out / "init.json").is_file():
-        init = initialise(module.model, cfg, log=log)  # on resume the checkpoint restores the weights anyway
-        write_json(init, out / "init.json")
     monitor = f"val/{t.monitor}"
     stopper = StopOnSignal()
     cbs = [EveryEpoch(ckdir, out / "epochs.csv"), stopper]
@@ -161,6 +155,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         max_epochs=t.epochs,
         accelerator=t.accelerator,
         devices=t.devices,
+        num_nodes=t.num_nodes,  # Lightning finds the other nodes from torchrun's or SLURM's environment
         strategy=t.strategy,
         precision=cast(Any, t.precision),  # one of Lightning's names: the config declares them
         callbacks=cbs + list(callbacks),
@@ -176,6 +171,16 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         enable_checkpointing=best_cb is not None,
         limit_val_batches=None if watch is not None else 0,  # selection "last" watches no split
     )
+    # every process (each device, each node) builds the same model; only global rank 0 writes the run's files
+    writer = trainer.global_rank == 0
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(dump_config(cfg))
+    if not resume or not (out / "init.json").is_file():
+        init = initialise(module.model, cfg, log=log)  # on resume the checkpoint restores the weights anyway
+        if writer:
+            write_json(init, out / "init.json")
     t0 = time.perf_counter()
     log(
         f"training {cfg.model.name} on {cfg.data.dataset} ({len(prep.train)} train clips, AU strategy "
