@@ -148,7 +148,9 @@ def test_paper_recipes_keep_the_authors_one_process_batch_and_the_layout_differe
     assert batch_layout(base, batchnorm=False) == {
         "global_batch": 96,
         "devices": 3,
+        "num_nodes": 1,
         "per_device": 32,
+        "lr": pytest.approx(3.75e-4, rel=1e-12),  # logs/dfew.out: lr 0.000375 at batch 96
         "source": {"devices": 3, "per_device": 32, "global_batch": 96},
         "follows": base.follows,
         "differs": [],
@@ -157,6 +159,9 @@ def test_paper_recipes_keep_the_authors_one_process_batch_and_the_layout_differe
     assert (
         len(one["differs"]) == 1 and "1 draw(s) over 96 clips per step, not the source's 3 over 32" in one["differs"][0]
     )
+    nodes = batch_layout(load_config("mae_dfer_dfew", ["train.devices=1", "train.num_nodes=3"]), batchnorm=False)
+    assert nodes["global_batch"] == 96 and nodes["lr"] == pytest.approx(3.75e-4, rel=1e-12)
+    assert nodes["differs"] == []  # 3 nodes x 1 device x 32: the source's 3 processes of 32 clips
     small = batch_layout(load_config("mae_dfer_dfew", ["train.devices=1"]), batchnorm=False)
     assert "global batch 32 (1 x 32) is not the source's 96 (3 x 32)" in small["differs"][0]
     m3 = batch_layout(load_config("m3dfel_dfew"), batchnorm=True)
