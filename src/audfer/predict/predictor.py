@@ -3,8 +3,8 @@
 A pipeline of swappable stages with typed outputs (facetorch-style):
 
 1. ``iter_frames``: frames (RGB) streamed by OpenCV (mp4 / avi / mov / mkv), read twice (detect, then crop);
-2. ``HaarFaceDetector``: OpenCV's frontal-face Haar cascade, shipped inside opencv-python (nothing is
-   downloaded); detection runs on a frame scaled to ``detect_width`` pixels for speed;
+2. the face detector (``faces.make_detector``): BlazeFace full-range by default (``predict/blazeface.py``), OpenCV's
+   Haar cascade (``--detector haar``), or any callable ``frame -> (N, 4) boxes``;
 3. ``track_main_face``: detections linked into tracks by overlap; the main face is the track with the
    most frames (ties: larger faces). Isolated false hits (a track shorter than ``min_track`` frames)
    are not faces. Gaps of up to ``max_gap`` frames inside the main track are bridged by interpolating
@@ -37,9 +37,9 @@ from audfer.models import create_model, load_checkpoint
 from audfer.predict.faces import (
     FACE_MODES,
     FullFrameDetector,
-    HaarFaceDetector,
     crop_face,
     detect_faces,
+    make_detector,
     track_main_face,
 )
 from audfer.predict.result import VideoResult
@@ -94,7 +94,8 @@ def predict_video(
     *,
     window: int = 16,
     stride: int = 8,
-    detector: Callable[[np.ndarray], np.ndarray] | None = None,
+    detector: str | Callable[[np.ndarray], np.ndarray] | None = None,
+    detector_weights: str | Path | None = None,
     margin: float = 0.25,
     batch_size: int = 8,
     min_track: int = 5,
@@ -114,14 +115,16 @@ def predict_video(
     (``FullFrameDetector``, no margin). ``detect_every``: the detector runs on every n-th frame (and between two that
     disagree; ``faces.detect_faces``), boxes in between are interpolated; 1 detects on every frame. ``precision``:
     ``float32``, or ``bfloat16`` (autocast; on CPUs with bf16 instructions and on GPUs about twice as fast; full-size
-    M3DFEL's probabilities stay within 0.01 of float32, tested; check your own model the same way).
+    M3DFEL's probabilities stay within 0.01 of float32, tested; check your own model the same way). ``detector``:
+    ``blazeface`` (default), ``haar``, ``full`` or a callable (``faces.make_detector``; ``detector_weights``: the
+    BlazeFace file).
     """
 
     if face not in FACE_MODES:
         raise AudferError(f"face must be one of {', '.join(FACE_MODES)}, got {face!r}")
-    if face == "full":
-        detector, margin, min_track = FullFrameDetector(), 0.0, 1
-    detect: Callable[[np.ndarray], np.ndarray] = detector or HaarFaceDetector()
+    if face == "full" or detector == "full":
+        face, detector, margin, min_track = "full", FullFrameDetector(), 0.0, 1
+    detect = make_detector(detector, detector_weights)
     if precision not in PRECISIONS:
         raise AudferError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     stamps: list[float] = []
@@ -215,6 +218,8 @@ def predict_videos(
         raise AudferError(f"--out {out}: expected a .json or .csv file name")
     if getattr(model, "au_head", None) is None:
         log("AU probabilities: not available (this model has no AU head); expression probabilities only")
+    if options.get("face", "detect") != "full" and options.get("detector") != "full":  # loaded (and warned) once
+        options["detector"] = make_detector(options.get("detector"), options.pop("detector_weights", None))
     results, failed = [], []
     for video in videos:
         try:
