@@ -198,6 +198,14 @@ def _bilinear(x: torch.Tensor, h: int, w: int, align_corners: bool, half_pixel: 
     return top[..., x0] * (1 - fx) + top[..., x1] * fx
 
 
+CL = torch.channels_last
+
+
+def _pairs_2x2(a: torch.Tensor, o: dict[str, Any]) -> bool:
+    even = a.shape[2] % 2 == 0 and a.shape[3] % 2 == 0
+    return even and o["filter_h"] == o["filter_w"] == o["stride_h"] == o["stride_w"] == 2 and not o["act"]
+
+
 class TFLiteNet(torch.nn.Module):
     """A float TFLite graph run with PyTorch ops. Input ``(B, H, W, C)`` as the file's; outputs as the file's."""
 
@@ -215,16 +223,17 @@ class TFLiteNet(torch.nn.Module):
                 self.consts[op[2][0]] = self.consts[op[1][0]].float()
             else:
                 self.ops.append(op)
+        self.uses = {i: sum(i in op[1] for op in self.ops) + (i in graph.outputs) for i in range(len(graph.names))}
         for name, ins, _, _ in self.ops:  # filters to PyTorch's layout once
             if name == "CONV_2D":  # OHWI -> OIHW
-                self.consts[ins[1]] = self.consts[ins[1]].permute(0, 3, 1, 2).contiguous()
+                self.consts[ins[1]] = self.consts[ins[1]].permute(0, 3, 1, 2).contiguous(memory_format=CL)
             elif name == "DEPTHWISE_CONV_2D":  # 1HW(C*M) -> (C*M)1HW
-                self.consts[ins[1]] = self.consts[ins[1]].permute(3, 0, 1, 2).contiguous()
+                self.consts[ins[1]] = self.consts[ins[1]].permute(3, 0, 1, 2).contiguous(memory_format=CL)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         g = self.graph
         env: dict[int, torch.Tensor] = dict(self.consts)
-        env[g.inputs[0]] = x.permute(0, 3, 1, 2).contiguous()  # activations: NCHW inside
+        env[g.inputs[0]] = x.contiguous().permute(0, 3, 1, 2)  # activations: NCHW, stored NHWC (channels last)
         for name, ins, outs, o in self.ops:
             a = env[ins[0]]
             if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
@@ -235,13 +244,19 @@ class TFLiteNet(torch.nn.Module):
                     ph = _same_pad(a.shape[2], w.shape[2], stride[0], dil[0])
                     pw = _same_pad(a.shape[3], w.shape[3], stride[1], dil[1])
                 if name == "CONV_2D" and w.shape[2:] == (1, 1) and stride == (1, 1):  # 1x1: one matrix product
-                    y = torch.matmul(w.view(w.shape[0], -1), a.reshape(a.shape[0], a.shape[1], -1))
-                    y = (y if b is None else y.add_(b.view(1, -1, 1))).view(a.shape[0], -1, *a.shape[2:])
+                    n, _, hh, ww = a.shape
+                    flat = a.permute(0, 2, 3, 1).reshape(n * hh * ww, -1)
+                    w2 = w.reshape(w.shape[0], -1).t()
+                    y = torch.addmm(b, flat, w2) if b is not None else flat @ w2
+                    y = y.view(n, hh, ww, -1).permute(0, 3, 1, 2)
                 else:
                     if ph[0] != ph[1] or pw[0] != pw[1]:  # the extra pixel after: pad explicitly
                         a, ph, pw = F.pad(a, (*pw, *ph)), (0, 0), (0, 0)
                     groups = a.shape[1] if name == "DEPTHWISE_CONV_2D" else 1
                     y = F.conv2d(a, w, b, stride, (ph[0], pw[0]), dil, groups)
+            elif name == "MAX_POOL_2D" and _pairs_2x2(a, o):  # the common 2 x 2, stride 2: a max over a view
+                y = torch.maximum(a[..., ::2, ::2], a[..., 1::2, ::2])
+                y = torch.maximum(y, torch.maximum(a[..., ::2, 1::2], a[..., 1::2, 1::2]))
             elif name == "MAX_POOL_2D":
                 if o["padding"] == 0:
                     ph = _same_pad(a.shape[2], o["filter_h"], o["stride_h"])
@@ -251,12 +266,20 @@ class TFLiteNet(torch.nn.Module):
             elif name == "ADD":
                 y = torch.add(a, env[ins[1]])
             elif name == "RELU":
-                y = torch.relu(a)
+                y = a.relu_() if self.uses[ins[0]] == 1 else torch.relu(a)
             elif name == "DEQUANTIZE":
                 y = a.float()
             elif name == "PAD":  # paddings (4, 2) in NHWC order -> F.pad's last-dim-first NCHW order
                 p = env[ins[1]].tolist()
-                y = F.pad(a, (p[2][0], p[2][1], p[1][0], p[1][1], p[3][0], p[3][1], p[0][0], p[0][1]))
+                nhwc = a.permute(0, 2, 3, 1)
+                y = nhwc.new_zeros([size + lo + hi for size, (lo, hi) in zip(nhwc.shape, p)])
+                y[
+                    p[0][0] : p[0][0] + nhwc.shape[0],
+                    p[1][0] : p[1][0] + nhwc.shape[1],
+                    p[2][0] : p[2][0] + nhwc.shape[2],
+                    p[3][0] : p[3][0] + nhwc.shape[3],
+                ] = nhwc
+                y = y.permute(0, 3, 1, 2)
             elif name == "RESIZE_BILINEAR":
                 h, w_ = env[ins[1]].tolist()
                 if o["half_pixel"] and not o["align_corners"]:  # PyTorch's convention (clamped at 0 as TFLite)
