@@ -41,7 +41,7 @@ def add_predict(sub: Any) -> None:
         "--detector-weights",
         type=Path,
         default=None,
-        help="the BlazeFace model file face_detection_full_range.tflite (docs/predict.md)",
+        help="the BlazeFace model file face_detection_full_range.tflite (docs/face-detector.md)",
     )
     p.add_argument(
         "--detect-every",

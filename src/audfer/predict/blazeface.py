@@ -11,7 +11,7 @@ weighted non-maximum suppression at IoU 0.3 (``NonMaxSuppressionCalculator``, WE
 The ``.tflite`` file is a FlatBuffer of the TFLite schema (``tensorflow/lite/schema/schema.fbs``); ``read_tflite``
 reads the few tables needed (tensors, buffers, operators and their options) and ``TFLiteNet`` runs the operators in
 PyTorch (NCHW inside, the file's NHWC at reshapes), float16 weights dequantised to float32 once. Nothing of
-TensorFlow is needed. Weights: ``blazeface_weights`` (docs/predict.md).
+TensorFlow is needed. Weights: ``blazeface_weights`` (docs/face-detector.md).
 """
 
 from __future__ import annotations
