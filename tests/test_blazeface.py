@@ -233,3 +233,7 @@ def test_detector_choices(weights, tmp_path):
     not_a_model.write_bytes(b"\0" * 64)
     with pytest.raises(AudferError, match="not a TFLite model"):
         BlazeFaceDetector(not_a_model)
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(weights.read_bytes()[:5000])  # the header of the real file, the rest missing
+    with pytest.raises(AudferError, match="damaged TFLite model"):
+        BlazeFaceDetector(cut)

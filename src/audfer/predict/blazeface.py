@@ -138,13 +138,24 @@ def read_tflite(blob: bytes, source: str = "model") -> TFLiteGraph:
     """Parse a TFLite FlatBuffer (``schema.fbs``: Model -> subgraphs[0] -> tensors / operators, Model.buffers)."""
     if len(blob) < 8 or blob[4:8] != b"TFL3":
         raise AudferError(f"{source}: not a TFLite model (no TFL3 identifier)")
+    try:
+        return _read_tflite(blob, source)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, AudferError):
+            raise
+        raise AudferError(f"{source}: a damaged TFLite model ({type(exc).__name__}: {exc})") from None
+
+
+def _read_tflite(blob: bytes, source: str) -> TFLiteGraph:
     model = _Table(blob, struct.unpack_from("<I", blob, 0)[0])
     codes = []
     for oc in model.tables(1):  # OperatorCode: deprecated_builtin_code (byte), ..., builtin_code (int)
         codes.append(max(oc.scalar(0, "b"), oc.scalar(3, "i")))
     buffers = model.tables(4)
     graph = model.tables(2)[0]
-    names, shapes, data = [], [], []
+    names: list[str] = []
+    shapes: list[list[int]] = []
+    data: list[np.ndarray | None] = []
     for t in graph.tables(0):  # Tensor: shape, type, buffer, name, quantization, is_variable, sparsity
         names.append(t.string(3))
         shapes.append(t.ints(0))
@@ -387,7 +398,9 @@ def letterbox(frame: np.ndarray, size: int = 192) -> tuple[np.ndarray, float, fl
 
 
 def _offline() -> bool:
-    return any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "AUDFER_OFFLINE"))
+    return any(
+        os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "AUDFER_OFFLINE")
+    )
 
 
 def cache_dir() -> Path:
@@ -453,7 +466,7 @@ def blazeface_weights(path: str | os.PathLike | None = None, *, download: bool =
     if cached.is_file() and _sha256(cached.read_bytes()) == MODEL_SHA256:
         return cached
     if _offline() or not download:
-        raise WeightsUnavailable(f"BlazeFace weights are not installed or cached and audfer is offline; {HOW_TO_GET}")
+        raise WeightsUnavailable("BlazeFace weights are not installed or cached and audfer is offline (no download)")
     return download_weights(cached)
 
 
@@ -499,4 +512,3 @@ class BlazeFaceDetector:
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         return self.detect(frame).boxes
-

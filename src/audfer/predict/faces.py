@@ -83,14 +83,14 @@ def make_detector(
         return HaarFaceDetector()
     if name == "full":
         return FullFrameDetector()
-    from audfer.predict.blazeface import BlazeFaceDetector, WeightsUnavailable
+    from audfer.predict.blazeface import HOW_TO_GET, BlazeFaceDetector, WeightsUnavailable
 
     try:
         return BlazeFaceDetector(weights)
     except WeightsUnavailable as exc:
         import warnings
 
-        warnings.warn(f"{exc}; using the Haar cascade instead", stacklevel=2)
+        warnings.warn(f"{exc}; using the Haar cascade instead. To get BlazeFace: {HOW_TO_GET}", stacklevel=2)
         return HaarFaceDetector()
 
 
