@@ -26,6 +26,8 @@ __all__ = [
     "one_line",
     "check_text_file",
     "table_bytes",
+    "out_of_room",
+    "writing",
     "load_yaml_text",
     "read_yaml",
 ]
@@ -106,6 +108,36 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def out_of_room(exc: BaseException) -> str | None:
+    """What a failed write says when the disk cannot take the file (full, over quota, over the size limit,
+    read-only, failing), or None: an ``OSError`` with such an errno, or torch's zip writer failing mid-file (its
+    ``RuntimeError`` carries no errno: ``inline_container.cc ... unexpected pos`` / ``file write failed``)."""
+    if isinstance(exc, OSError):
+        code = _errno_of(exc)
+        return os.strerror(code) if code in _OUT_OF_ROOM else None
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and "inline_container" in text and ("unexpected pos" in text or "write" in text):
+        return "the file could not be written whole (a full disk?)"
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, what: str = "", kept: str | None = None) -> Iterator[None]:
+    """A write that does not go through ``atomic_path`` (a library writing several files: Lightning's logs and
+    checkpoints, a dataset folder) still fails in one line naming ``path``: an ``OSError`` that names no file (a
+    ``write()`` on a full disk) or says the disk is full, or torch's writer failing mid-file, becomes an
+    ``AudferError`` naming ``path`` (or the file the error names) and what was kept (``kept``)."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        why = out_of_room(exc)
+        if why is None and not (isinstance(exc, OSError) and exc.filename is None):
+            raise
+        where = getattr(exc, "filename", None) or path
+        why = why or (exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc))
+        raise AudferError(f"{where}: cannot write {what or 'here'} ({why})" + (f"; {kept}" if kept else "")) from None
 
 
 def write_json(obj: object, path: str | os.PathLike) -> None:
