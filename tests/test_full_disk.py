@@ -165,3 +165,31 @@ def test_an_oserror_without_a_path_is_never_printed_with_an_empty_path(capsys, m
     monkeypatch.setattr(args, "func", fails)
     assert cli.main(["models"]) == 2
     assert capsys.readouterr().err.strip() == f"audfer: error: {os.strerror(errno.EIO)}"
+
+
+@pytest.mark.slow
+def test_train_on_a_full_disk_is_exit_2_naming_a_path_and_keeps_the_finished_epoch(synth, tmp_path):
+    """``audfer train`` resumed on a disk that then fills: one error line naming the checkpoint (never
+    ``: No space ...``), the first epoch's ``last.ckpt`` intact, exit 2."""
+    from conftest import TINY
+
+    out = tmp_path / "run"
+    argv = ["train", "synthetic_small", f"data.root={synth}", f"out={out}", *TINY]
+
+    def train(*extra: str) -> str:
+        return f"""
+        from audfer.cli import main
+        sys.exit(main({[*argv, *extra]!r}))
+        """
+
+    assert _run(train("train.epochs=1"), 1 << 30, tmp_path).returncode == 0
+    first = (out / "checkpoints" / "last.ckpt").read_bytes()
+    proc = _run(train("train.epochs=2", "--resume", "--accept-changes"), len(first) // 2, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("audfer: error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr  # the rest is the run's progress log
+    assert errors[0] == (
+        f"audfer: error: {out / 'checkpoints' / 'last.ckpt'}: cannot write the checkpoint of epoch 2 (File too "
+        f"large); the previous last.ckpt is intact"
+    )
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == first
