@@ -51,7 +51,7 @@ def write_entry(entry: Path, frames: np.ndarray, key: str) -> None:
     pixels = np.ascontiguousarray(frames, dtype=np.uint8)
     ident = bytes.fromhex(key)
     if len(ident) != _KEY_BYTES:
-        raise ValueError(f"a clip-cache key is {_KEY_BYTES} bytes, got {len(ident)}")
+        raise CacheEntryError(f"a clip-cache key is {_KEY_BYTES} bytes, got {len(ident)}")
     entry.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{entry.stem}.", suffix=".part", dir=entry.parent)
     try:
