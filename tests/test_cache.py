@@ -1,5 +1,8 @@
 """Decoded-clip cache, reduced-scale JPEG decoding and the unreadable-frame option."""
 
+import os
+import shutil
+import time
 import warnings
 
 import cv2
@@ -129,3 +132,67 @@ def test_unreadable_frame_raises_naming_it_or_is_skipped_and_listed(tmp_path, ca
         assert ds.skipped_frames == [str(bad)]
     with pytest.raises(AudferError, match="on_bad_frame"):
         ClipDataset(index, Resize(64), on_bad_frame="ignore")
+
+
+def _rewrite_in_place(path, pixels, keep_mtime_ns):
+    """Write new pixels into the same file (same inode, same byte size: raw BMP), then put its modification time back
+    (what ``touch -r`` or a careful editor does)."""
+    data = cv2.imencode(".bmp", pixels)[1].tobytes()
+    assert len(data) == path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.write(data)
+    os.utime(path, ns=(keep_mtime_ns, keep_mtime_ns))
+
+
+@pytest.mark.parametrize("restore_file_mtime", [False, True])
+def test_frames_rewritten_in_place_are_decoded_again_with_and_without_the_cache(tmp_path, restore_file_mtime):
+    """``ffmpeg -y`` or an editor rewrites frames in place: the folder's mtime and entry count and every file size stay
+    as they were; the cached items still equal the uncached ones (new pixels), in this process (memory) and another."""
+    folder = _clip(tmp_path / "c", 6, size=32, ext=".bmp")
+    index = _index(folder)
+    kw = dict(num_frames=6, sampling="uniform")
+    cache = ClipCache(tmp_path / "cache", None)
+    cached = ClipDataset(index, Resize(32), cache=cache, **kw)
+    before = cached[0][0].clone()
+    folder_mtime = folder.stat().st_mtime_ns
+    time.sleep(0.01)
+    for f in sorted(folder.iterdir())[::2]:
+        old = f.stat().st_mtime_ns
+        _rewrite_in_place(f, 255 - cv2.imread(str(f)), old if restore_file_mtime else old + 10**9)
+    os.utime(folder, ns=(folder_mtime, folder_mtime))
+    assert folder.stat().st_mtime_ns == folder_mtime and len(list(folder.iterdir())) == 6
+    plain = ClipDataset(index, Resize(32), **kw)[0][0]
+    assert not torch.equal(plain, before)  # the frames did change
+    torch.testing.assert_close(cached[0][0], plain, rtol=0, atol=0)  # same process: not served from memory
+    assert cache.misses == 2
+    other = ClipDataset(index, Resize(32), cache=ClipCache(tmp_path / "cache", None), **kw)  # another process
+    torch.testing.assert_close(other[0][0], plain, rtol=0, atol=0)
+    assert other.cache.hits == 1
+
+
+def test_an_entry_holding_another_clips_frames_is_detected_and_rebuilt(tmp_path):
+    """A whole, CRC-valid entry of clip ``b`` copied over clip ``a``'s (same shape) is not served as ``a``."""
+    a, b = _clip(tmp_path / "a", 8, size=32, seed=0), _clip(tmp_path / "b", 8, size=32, seed=1)
+    cache = ClipCache(tmp_path / "cache", None, memory_mb=0)
+    np.testing.assert_array_equal(cache.get(a), read_frames(a))
+    np.testing.assert_array_equal(cache.get(b), read_frames(b))
+    shutil.copyfile(cache.entry(b), cache.entry(a))
+    fresh = ClipCache(tmp_path / "cache", None)
+    with pytest.warns(UserWarning, match="another clip"):
+        got = fresh.get(a)
+    np.testing.assert_array_equal(got, read_frames(a))
+    assert (fresh.hits, fresh.misses) == (0, 1)
+    np.testing.assert_array_equal(ClipCache(tmp_path / "cache", None).get(a), read_frames(a))  # rebuilt: a hit now
+
+
+def test_the_cache_key_changes_with_any_frame_files_identity_and_ignores_non_frames(tmp_path):
+    folder = _clip(tmp_path / "c", 4, size=16)
+    cache = ClipCache(tmp_path / "cache", None)
+    k = cache.key(folder)
+    (folder / "notes.txt").write_text("not a frame")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    assert cache.key(folder) == k  # files that are not frames do not matter
+    frame = folder / "00002.png"
+    st = frame.stat()
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert cache.key(folder) != k

@@ -316,3 +316,53 @@ def test_a_kill_during_the_first_ingestion_leaves_a_cache_that_reads_right(tmp_p
     assert again.from_cache == 0 and again.frames.equals(truth)
     assert not list((tmp_path / "au").rglob("*.part"))  # the killed filler's partial file is cleaned up
     assert read_au_dir(folder, cache_dir=tmp_path / "au").from_cache == 400  # and the next run uses the new cache
+
+
+def _rewrite_same_size_and_mtime(path, column):
+    """Move every value of an OpenFace intensity ``column`` below 1 up by 4 (same width: ``0.xx`` -> ``4.xx``),
+    in place (same inode, same size), and put the file's modification time back (``touch -r``)."""
+    st = path.stat()
+    lines = path.read_text().splitlines(keepends=True)
+    col = [c.strip() for c in lines[0].split(",")].index(column)
+    moved = 0
+    for i in range(1, len(lines)):
+        cells = lines[i].split(",")
+        if cells[col].strip().startswith("0."):
+            cells[col] = cells[col].replace("0.", "4.", 1)
+            moved += 1
+        lines[i] = ",".join(cells)
+    data = "".join(lines).encode()
+    assert moved and len(data) == st.st_size
+    with open(path, "r+b") as fh:
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_au_caches_reread_a_file_rewritten_in_place_with_its_size_and_mtime_put_back(tmp_path):
+    """Both AU caches (the Parquet frames cache and the finished-labels cache) key each file by size, mtime and
+    ctime: an edit that restores size and mtime is still re-read, and cached results equal uncached ones."""
+    from audfer.synth.openface_writer import write_openface_csv
+
+    from conftest import make_frames
+
+    folder = tmp_path / "of"
+    folder.mkdir()
+    for i in range(3):
+        write_openface_csv(folder / f"clip{i}.csv", make_frames(20, seed=i))
+    cache = tmp_path / "au"
+    assert read_au_dir(folder, cache_dir=cache).from_cache == 0
+    assert read_au_dir(folder, cache_dir=cache).from_cache == 3
+
+    def labels(out, *extra):
+        assert main(["au-labels", str(folder), "--out", str(out), "--cache-dir", str(cache), *extra]) == 0
+        return out.read_bytes()
+
+    labels(tmp_path / "warm.csv")
+    target = folder / "clip1.csv"
+    _rewrite_same_size_and_mtime(target, "AU12_r")
+    uncached = read_au_dir(folder, cache=False)
+    got = read_au_dir(folder, cache_dir=cache)
+    assert got.from_cache == 2 and got.frames.equals(uncached.frames)
+    assert labels(tmp_path / "cached.csv") == labels(tmp_path / "fresh.csv", "--no-cache")

@@ -18,7 +18,19 @@ from typing import Any
 
 from audfer.errors import AudferError
 
-__all__ = ["output_target", "atomic_path", "write_json", "write_bytes", "one_line", "check_text_file", "read_yaml"]
+__all__ = [
+    "output_target",
+    "atomic_path",
+    "write_json",
+    "write_bytes",
+    "one_line",
+    "check_text_file",
+    "table_bytes",
+    "out_of_room",
+    "writing",
+    "load_yaml_text",
+    "read_yaml",
+]
 
 
 def _umask() -> int:
@@ -98,6 +110,36 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp_path.unlink()
 
 
+def out_of_room(exc: BaseException) -> str | None:
+    """What a failed write says when the disk cannot take the file (full, over quota, over the size limit,
+    read-only, failing), or None: an ``OSError`` with such an errno, or torch's zip writer failing mid-file (its
+    ``RuntimeError`` carries no errno: ``inline_container.cc ... unexpected pos`` / ``file write failed``)."""
+    if isinstance(exc, OSError):
+        code = _errno_of(exc)
+        return os.strerror(code) if code in _OUT_OF_ROOM else None
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and "inline_container" in text and ("unexpected pos" in text or "write" in text):
+        return "the file could not be written whole (a full disk?)"
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, what: str = "", kept: str | None = None) -> Iterator[None]:
+    """A write that does not go through ``atomic_path`` (a library writing several files: Lightning's logs and
+    checkpoints, a dataset folder) still fails in one line naming ``path``: an ``OSError`` that names no file (a
+    ``write()`` on a full disk) or says the disk is full, or torch's writer failing mid-file, becomes an
+    ``AudferError`` naming ``path`` (or the file the error names) and what was kept (``kept``)."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        why = out_of_room(exc)
+        if why is None and not (isinstance(exc, OSError) and exc.filename is None):
+            raise
+        where = getattr(exc, "filename", None) or path
+        why = why or (exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc))
+        raise AudferError(f"{where}: cannot write {what or 'here'} ({why})" + (f"; {kept}" if kept else "")) from None
+
+
 def write_json(obj: object, path: str | os.PathLike) -> None:
     """Write ``obj`` as indented JSON atomically (a crash never leaves a partial file)."""
     with atomic_path(path) as tmp:
@@ -126,9 +168,14 @@ def check_text_file(path: Path, what: str) -> None:
             head = fh.read(1 << 16)
     except OSError as exc:
         raise AudferError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    if head.startswith(_UTF16_BOMS) and not head.startswith(b"\xff\xfe\x00\x00"):
+        return  # UTF-16 text with its byte-order mark: the reader decodes it (``table_bytes``)
     zero = head.find(b"\x00")
     if zero >= 0:
-        raise AudferError(f"{path}: not a text file (a NUL byte at byte {zero}); expected {what}")
+        hint = ""
+        if len(head) >= 4 and (head[1::2].count(0) > len(head) // 4 or head[0::2].count(0) > len(head) // 4):
+            hint = " (UTF-16 text without a byte-order mark? save it as CSV UTF-8)"
+        raise AudferError(f"{path}: not a text file (a NUL byte at byte {zero}{hint}); expected {what}")
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -139,20 +186,136 @@ def check_text_file(path: Path, what: str) -> None:
             ) from None
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_SEP_LINE = re.compile(rb'^\s*"?sep=(.)"?[,;\t]*\s*$', re.IGNORECASE)
+
+
+def _utf16(path: Path, raw: bytes, what: str) -> bytes:
+    """UTF-16 text with a byte-order mark (a spreadsheet's "Unicode text" export) as UTF-8 bytes, said in a
+    warning; not a UTF-32 mark (``ff fe 00 00``)."""
+    import warnings
+
+    if not raw.startswith(_UTF16_BOMS) or raw.startswith(b"\xff\xfe\x00\x00"):
+        return raw
+    try:
+        text = raw.decode("utf-16")
+    except UnicodeDecodeError as exc:
+        raise AudferError(
+            f"{path}: starts with a UTF-16 byte-order mark but is not UTF-16 text ({exc.reason})"
+        ) from None
+    if "\x00" in text:
+        raise AudferError(f"{path}: not a text file (a NUL character in its UTF-16 text); expected {what}")
+    warnings.warn(f"{path}: read as UTF-16 text (its byte-order mark says so)", UserWarning, stacklevel=3)
+    return text.encode("utf-8")
+
+
+def table_bytes(path: str | os.PathLike, raw: bytes, what: str) -> tuple[bytes, str | None, int]:
+    """A table file's bytes as a CSV reader wants them, read as the user meant: UTF-16 with a byte-order mark
+    decoded (a warning says so), a UTF-8 byte-order mark dropped, CR-only line ends (old Mac, Excel for Mac) made
+    ``\\n``, and Excel's ``sep=;`` first line taken as the separator. Returns ``(bytes, separator or None, lines
+    skipped before the header)``: errors then name the file's own rows (the header is row ``1 + skipped``)."""
+    path = Path(path)
+    raw = _utf16(path, raw, what).removeprefix(b"\xef\xbb\xbf")
+    head = raw[: 1 << 16]
+    if b"\r" in head and b"\n" not in head:
+        raw = raw.replace(b"\r", b"\n")
+    end = raw.find(b"\n")
+    sep = _SEP_LINE.match(raw if end < 0 else raw[:end].rstrip(b"\r"))
+    if sep:
+        return raw[end + 1 :] if end >= 0 else b"", sep.group(1).decode("latin-1"), 1
+    return raw, None, 0
+
+
+#: Bounds on every YAML audfer reads (configs, studies, knowledge configs, AU mappings, stored run configs): far
+#: above any real file, far below what hangs or crashes the reader (an alias bomb, thousands of nested lists).
+MAX_YAML_BYTES = 8 * 2**20
+MAX_YAML_DEPTH = 64
+MAX_YAML_ALIASES = 1000
+MAX_YAML_NODES = 1_000_000  # nodes of the document with every alias expanded
+
+
+def _bounded_loader(where: str) -> type:
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` that refuses a document deeper than ``MAX_YAML_DEPTH``, with more than
+        ``MAX_YAML_ALIASES`` aliases, or larger than ``MAX_YAML_NODES`` nodes once its aliases are expanded."""
+
+        depth = aliases = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    raise AudferError(f"{where}: more than {MAX_YAML_ALIASES} YAML aliases (an alias bomb?)")
+            self.depth += 1
+            if self.depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise AudferError(f"{where}: line {mark.line + 1}: YAML nested more than {MAX_YAML_DEPTH} levels deep")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_document(self, node):
+            sizes: dict[int, int] = {}
+
+            def size(n) -> int:  # memoised: linear in the composed graph
+                if id(n) not in sizes:
+                    sizes[id(n)] = 0  # a recursive alias counts once
+                    kids = n.value if isinstance(n.value, list) else []
+                    total = 1
+                    for kid in kids:
+                        total += sum(size(k) for k in kid) if isinstance(kid, tuple) else size(kid)
+                        if total > MAX_YAML_NODES:
+                            break
+                    sizes[id(n)] = total
+                return sizes[id(n)]
+
+            if self.aliases and size(node) > MAX_YAML_NODES:
+                raise AudferError(
+                    f"{where}: more than {MAX_YAML_NODES:,} values once its YAML aliases are expanded (an alias bomb?)"
+                )
+            return super().construct_document(node)
+
+    return BoundedLoader
+
+
+def load_yaml_text(text: str, where: str) -> Any:
+    """YAML text read safely and within bounds (``MAX_YAML_*``: size, nesting depth, aliases, expanded size): a
+    hostile document is one ``AudferError`` naming ``where``, never a hang or a ``RecursionError``. Malformed
+    YAML raises ``yaml.YAMLError`` (the caller words it)."""
+
+    if len(text) > MAX_YAML_BYTES:
+        raise AudferError(f"{where}: {len(text):,} characters of YAML; expected at most {MAX_YAML_BYTES:,}")
+    loader = _bounded_loader(where)(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | os.PathLike, what: str, error: type[AudferError] = AudferError) -> Any:
-    """A YAML file read safely (``yaml.safe_load``: no ``!!python`` tags, nothing imported or called); a missing,
-    binary or malformed file is one ``error`` line naming it."""
+    """A YAML file read safely (``yaml.safe_load``'s loader: no ``!!python`` tags, nothing imported or called) and
+    within bounds (``load_yaml_text``: size, depth, aliases); UTF-16 with a byte-order mark is decoded. A missing,
+    binary, malformed or hostile file is one ``error`` line naming it."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: {what} not found" + (" (it is a folder)" if path.is_dir() else ""))
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise AudferError(f"{path}: {size:,} bytes; expected {what} of at most {MAX_YAML_BYTES:,} bytes")
         check_text_file(path, what)
-        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        raw = _utf16(path, path.read_bytes(), what)
+        return load_yaml_text(raw.decode("utf-8-sig"), str(path))
     except AudferError as exc:
         raise error(str(exc)) from None
     except OSError as exc:
         raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start}); expected {what}") from None
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML ({one_line(exc)})") from None

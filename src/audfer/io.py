@@ -3,17 +3,20 @@ repeated clips, frame-file order, the ``clip_labels.csv`` and 7 x 18 expression-
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from audfer.errors import AudferError, InputError
-from audfer.files import atomic_path, check_text_file, one_line
+from audfer.files import atomic_path, check_text_file, one_line, table_bytes
 from audfer.vocab import AUS, EXPRESSIONS, expression_index
 
 
@@ -31,19 +34,35 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike) -> None:
 
 def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], *, what: str) -> pl.DataFrame:
     """Read a small CSV whose ``clip_id`` stays a string (``00001`` stays ``00001``); a binary file or a row with
-    more fields than the header is an error naming the file (and the row)."""
+    more fields than the header is an error naming the file (and the row). Spreadsheet artefacts are read as meant
+    (``audfer.files.table_bytes``: UTF-16, ``sep=;`` line, CR-only line ends); a column named twice is an error.
+    Row numbers for messages: ``read_csv_rows``."""
+    return read_csv_rows(path, required, what=what)[0]
+
+
+def read_csv_rows(path: str | os.PathLike, required: tuple[str, ...], *, what: str) -> tuple[pl.DataFrame, int]:
+    """``read_csv_table`` and the file row of the table's first data row (2, or 3 below Excel's ``sep=`` line), so
+    that messages name the rows of the file as the user sees it."""
     path = Path(path)
     if not path.is_file():
         raise AudferError(f"{path}: {what} file not found")
     check_text_file(path, f"a {what} CSV")
-    separator = _separator(path, required)
     try:
-        df = pl.read_csv(path, infer_schema=False, glob=False, separator=separator, encoding="utf8-lossy")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AudferError(f"{path}: cannot read {what} CSV ({exc.strerror})") from None
+    raw, declared, skipped = table_bytes(path, raw, f"a {what} CSV")
+    separator = declared or _separator(raw, required)
+    header = header_names(raw, separator)
+    check_unique_columns(path, header, 1 + skipped)
+    try:
+        df = pl.read_csv(io.BytesIO(raw), infer_schema=False, separator=separator, encoding="utf8-lossy", glob=False)
     except Exception as exc:  # polars raises several types for malformed CSV
-        ragged = _ragged_row(path)
+        ragged = _ragged_row(raw, separator)
         if ragged is not None:
             raise AudferError(
-                f"{path}: row {ragged[0]}: {ragged[1]} fields, the header has {ragged[2]}; cannot parse {what} CSV"
+                f"{path}: row {ragged[0] + skipped}: {ragged[1]} fields, the header has {ragged[2]}; cannot parse "
+                f"{what} CSV"
             ) from None
         raise AudferError(f"{path}: cannot parse {what} CSV ({exc.__class__.__name__}: {one_line(exc)})") from None
     df = df.rename({c: c.strip().lstrip("\ufeff").strip() for c in df.columns})
@@ -52,14 +71,48 @@ def read_csv_table(path: str | os.PathLike, required: tuple[str, ...], *, what: 
         raise AudferError(f"{path}: {what} is missing column(s) {', '.join(missing)}; expected {', '.join(required)}")
     if "clip_id" in df.columns:  # a spreadsheet turned the id 25 into 25.0: the id is 25
         df = df.with_columns(pl.col("clip_id").str.strip_chars().str.replace(r"^(\d+)\.0+$", "${1}"))
-    return df
+    return df, 2 + skipped
 
 
-def _separator(path: Path, required: tuple[str, ...]) -> str:
+@contextlib.contextmanager
+def rows_below(skipped: int) -> Iterator[None]:
+    """Errors raised inside name the file's own rows when ``skipped`` lines (Excel's ``sep=`` line) came before the
+    header: every ``row N`` / ``rows N and M`` of an ``AudferError`` message moves down by ``skipped``."""
+    try:
+        yield
+    except AudferError as exc:
+        if not skipped:
+            raise
+        shift = lambda m: f"{m.group(1)}{int(m.group(2)) + skipped}"  # noqa: E731
+        text = re.sub(r"(\brows? |\band )(\d+)", shift, str(exc))
+        raise type(exc)(text) if type(exc).__init__ is AudferError.__init__ else exc from None
+
+
+def check_unique_columns(path: str | os.PathLike, names: list[str], row: int = 1) -> None:
+    """A header naming one column twice (two ``label`` columns: which one is meant?) is an error naming it."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, start=1):
+        if name in seen:
+            raise AudferError(
+                f"{path}: row {row}: column {name!r} appears twice (columns {seen[name]} and {i}); expected each "
+                f"column once"
+            )
+        seen[name] = i
+
+
+def header_names(raw: bytes, separator: str) -> list[str]:
+    """The header's column names as the reader will see them (quotes and spaces removed)."""
+    import csv
+
+    first = raw.split(b"\n", 1)[0].decode("utf-8", "replace")
+    row = next(csv.reader([first.rstrip("\r")], delimiter=separator), [])
+    return [c.strip().lstrip("\ufeff").strip() for c in row]
+
+
+def _separator(raw: bytes, required: tuple[str, ...]) -> str:
     """``,`` unless the header only splits into the required columns with ``;`` or a tab (spreadsheets in locales
     whose decimal mark is a comma save CSV with semicolons)."""
-    with open(path, encoding="utf-8-sig", errors="replace") as fh:
-        header = fh.readline()
+    header = raw.split(b"\n", 1)[0].decode("utf-8", "replace")
     for sep in (",", ";", "\t"):
         names = {c.strip().strip('"').strip() for c in header.split(sep)}
         if all(r in names for r in required):
@@ -67,19 +120,18 @@ def _separator(path: Path, required: tuple[str, ...]) -> str:
     return ","
 
 
-def _ragged_row(path: Path) -> tuple[int, int, int] | None:
+def _ragged_row(raw: bytes, separator: str = ",") -> tuple[int, int, int] | None:
     """(row, fields, header fields) of the first data row whose field count differs from the header's (1-based
     rows, the header is row 1; quoted fields respected), or None."""
     import csv
 
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
-        rows = csv.reader(fh)
-        header = next(rows, None)
-        if header is None:
-            return None
-        for row, fields in enumerate(rows, start=2):
-            if fields and len(fields) != len(header):
-                return row, len(fields), len(header)
+    rows = csv.reader(io.StringIO(raw.decode("utf-8", "replace"), newline=""), delimiter=separator)
+    header = next(rows, None)
+    if header is None:
+        return None
+    for row, fields in enumerate(rows, start=2):
+        if fields and len(fields) != len(header):
+            return row, len(fields), len(header)
     return None
 
 
@@ -133,20 +185,20 @@ def unique_clip_rows(
 def read_clip_labels(path: str | os.PathLike) -> pl.DataFrame:
     """Read ``clip_id,label`` (label as index 0..6 or class name) -> ``clip_id`` (str), ``label`` (int8)."""
     path = Path(path)
-    df = read_csv_table(path, ("clip_id", "label"), what="clip labels")
+    df, first = read_csv_rows(path, ("clip_id", "label"), what="clip labels")
     if df.height == 0:
         raise AudferError(f"{path}: no clip rows (only a header); expected clip_id,label rows")
     ids = df["clip_id"].str.strip_chars()
     labels = []
-    for row, value in enumerate(df["label"].to_list(), start=2):
+    for row, value in enumerate(df["label"].to_list(), start=first):
         if value is None:
             raise AudferError(f"{path}: row {row}, column label: empty; expected 0..6 or an expression name")
         labels.append(expression_index(value, where=f"{path}: row {row}, column label"))
     id_list = ids.to_list()
-    for row, cid in enumerate(id_list, start=2):
+    for row, cid in enumerate(id_list, start=first):
         if cid is None or cid == "":
             raise AudferError(f"{path}: row {row}, column clip_id: empty; expected a clip id")
-    keep = unique_clip_rows(path, id_list, list(range(2, len(id_list) + 2)), labels, what="clip labels")
+    keep = unique_clip_rows(path, id_list, list(range(first, len(id_list) + first)), labels, what="clip labels")
     return pl.DataFrame(
         {"clip_id": [id_list[i] for i in keep], "label": pl.Series([labels[i] for i in keep], dtype=pl.Int8)}
     )
@@ -256,11 +308,11 @@ def read_expression_table(path: str | os.PathLike, *, what: str = "table") -> np
     """Read a 7 x 18 ``expression,AU01..AU45`` CSV (K.csv, pw.csv) into an array in label order; values outside
     ``TABLE_RANGES[what]`` (K in (0, 1), pos-weights > 0) are an error naming row and column."""
     path = Path(path)
-    df = read_csv_table(path, ("expression", *AUS), what=what)
+    df, first = read_csv_rows(path, ("expression", *AUS), what=what)
     if df.height != len(EXPRESSIONS):
         raise AudferError(f"{path}: {what} has {df.height} rows; expected {len(EXPRESSIONS)} (one per expression)")
     out = np.full((len(EXPRESSIONS), len(AUS)), np.nan)
-    for row, rec in enumerate(df.iter_rows(named=True), start=2):
+    for row, rec in enumerate(df.iter_rows(named=True), start=first):
         idx = expression_index(rec["expression"], where=f"{path}: row {row}, column expression")
         if not np.isnan(out[idx, 0]):
             raise AudferError(f"{path}: row {row}: expression {EXPRESSIONS[idx]} appears twice")

@@ -19,7 +19,7 @@ from audfer.files import write_json
 
 __all__ = ["CACHE_VERSION", "STALE_PART_SECONDS", "CacheSink", "scan_cached_frames"]
 
-CACHE_VERSION = 3  # 3: the manifest names its Parquet file and that file's size and CRC-32
+CACHE_VERSION = 4  # 3: the manifest names its Parquet file and that file's size and CRC-32; 4: file stamps hold ctime
 
 
 def file_crc(path: Path) -> int:

@@ -1,6 +1,7 @@
 """A folder of per-clip AU files (clip id = file stem, kept as a string) read into one canonical table, in parallel on
 all cores, through the Parquet cache (``audfer.au.cache``): a file whose size and modification time are unchanged
-comes from the cache, so editing one file re-reads only that file."""
+comes from the cache, so editing one file re-reads only that file (its status-change time is part of the stamp, so
+a rewrite that puts size and modification time back is re-read too)."""
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def read_au_dir(
     whose files come from more than one tool is an error unless ``allow_mixed`` (AUs a clip's tool lacks
     are null for that clip). Files are parsed in parallel (``workers`` threads, default: all cores) and
     the table is cached under ``cache_dir`` (default ``$AUDFER_CACHE_DIR`` or ``~/.cache/audfer``), keyed by
-    the folder and the reader options; unchanged files (same size and mtime) come from the cache.
+    the folder and the reader options; unchanged files (same size, mtime and ctime) come from the cache.
     ``on_error="skip"`` skips unreadable files and lists them in ``skipped`` instead of raising.
 
     ``reduce``: a per-clip summary of the frames (``labels.video_au_labels``) computed without ever holding the
@@ -125,7 +126,9 @@ def read_au_dir(
     dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) != len(stems) else set()
     if dup:
         raise InputError(f"{directory}: clip id {sorted(dup)[0]!r} appears in more than one file")
-    stamps = {p.stem: [(st := p.stat()).st_size, st.st_mtime_ns] for p in paths}
+    # size, modification and status-change time of each file: an in-place rewrite that puts size and mtime back
+    # (``touch -r``) still moves ``st_ctime_ns``, which only the kernel sets
+    stamps = {p.stem: [(st := p.stat()).st_size, st.st_mtime_ns, st.st_ctime_ns] for p in paths}
 
     if source not in (*SOURCES, "auto"):
         raise InputError(f"unknown AU source {source!r}; expected one of {', '.join(SOURCES)} or auto")

@@ -1,6 +1,7 @@
 """A cache of finished video AU labels (Eq. 4): ``audfer au-labels`` on a folder it has seen, with the same options
 and no AU file changed, copies its earlier result instead of reading anything. Valid while every ``*.csv`` of the
-folder keeps its name, size and modification time (as the Parquet cache of ``au.folder``), and for the reader
+folder keeps its name, size, modification and status-change time (as the Parquet cache of ``au.folder``; the kernel
+moves ``st_ctime_ns`` on every write, so a file rewritten in place with size and mtime put back counts as changed), and for the reader
 options, the mapping file's state and the audfer version it was made with. Standard library only: a cached run
 loads no table library. The stored labels carry their SHA-256, so a damaged or half-replaced entry is recomputed.
 """
@@ -17,7 +18,7 @@ from audfer.files import write_bytes, write_json
 
 __all__ = ["cache_root", "folder_state", "lookup", "store"]
 
-LABELS_CACHE_VERSION = 1
+LABELS_CACHE_VERSION = 2  # 2: file states hold ctime
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
@@ -29,9 +30,13 @@ def cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
 
 
 def folder_state(folder: str | os.PathLike[str]) -> list[list[Any]]:
-    """``[name, size, mtime_ns]`` of every ``*.csv`` in ``folder``, sorted by name."""
+    """``[name, size, mtime_ns, ctime_ns]`` of every ``*.csv`` in ``folder``, sorted by name."""
     with os.scandir(folder) as it:
-        found = [[e.name, *(lambda s: (s.st_size, s.st_mtime_ns))(e.stat())] for e in it if e.name.endswith(".csv")]
+        found = [
+            [e.name, *(lambda s: (s.st_size, s.st_mtime_ns, s.st_ctime_ns))(e.stat())]
+            for e in it
+            if e.name.endswith(".csv")
+        ]
     return sorted(found)
 
 
@@ -41,7 +46,7 @@ def _entry(folder: str | os.PathLike[str], options: dict[str, Any], cache_dir: s
     mapping = options.get("mapping")
     if mapping:  # the mapping file's own state is part of the key
         st = os.stat(mapping)
-        options = {**options, "mapping": [str(Path(mapping).resolve()), st.st_size, st.st_mtime_ns]}
+        options = {**options, "mapping": [str(Path(mapping).resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns]}
     blob = json.dumps([LABELS_CACHE_VERSION, __version__, str(Path(folder).resolve()), options], sort_keys=True)
     return cache_root(cache_dir) / "labels" / hashlib.sha1(blob.encode()).hexdigest()[:20]
 

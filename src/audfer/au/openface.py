@@ -23,6 +23,8 @@ import polars as pl
 
 from audfer.au.schema import AU_COLUMNS, note
 from audfer.errors import AudferError, InputError
+from audfer.files import table_bytes
+from audfer.io import check_unique_columns, rows_below
 from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 __all__ = ["read_openface"]
@@ -88,9 +90,15 @@ def _parse_careful(path: Path, raw: bytes, names: list[str], wanted: list[str]) 
     return df
 
 
+#: The largest integer a float64 holds exactly (2**53 - 1): frame numbers and face ids beyond it (an int64 overflow
+#: included) cannot be told apart, so they are refused, naming the cell, before any integer conversion.
+MAX_EXACT_INT = 2**53 - 1
+
+
 def _first_bad_value(path: Path, df: pl.DataFrame, wanted: list[str]) -> AudferError | None:
     """The first bad value, named by file, row and column, or ``None``: non-finite values, intensities outside
-    [0, 5], frame numbers that are negative, fractional or repeated (per face), 0/1 columns with other values.
+    [0, 5], frame numbers and face ids that are negative, fractional or too large for an exact integer
+    (``MAX_EXACT_INT``: every int64 overflow), repeated frames (per face), 0/1 columns with other values.
     Vectorised over the whole table (numpy), so checking costs microseconds per file."""
     if not df.height:
         return None
@@ -108,12 +116,14 @@ def _first_bad_value(path: Path, df: pl.DataFrame, wanted: list[str]) -> AudferE
             return AudferError(
                 f"{path}: row {r + 2}, column {c}: {float(col[c][r])!r}; expected an intensity in [0, 5]"
             )
+    for c, what in (("frame", "a frame number"), ("face_id", "a face id")):
+        if c in col and (r := first((col[c] < 0) | (col[c] != np.floor(col[c])) | (col[c] > MAX_EXACT_INT))):
+            return AudferError(
+                f"{path}: row {r + 2}, column {c}: {float(col[c][r])!r}; expected {what} (an integer from 0 to "
+                f"{MAX_EXACT_INT})"
+            )
     if "frame" in col:
         frame = col["frame"]
-        if (r := first((frame < 0) | (frame != np.floor(frame)))) is not None:
-            return AudferError(
-                f"{path}: row {r + 2}, column frame: {float(frame[r])!r}; expected a frame number (an integer >= 0)"
-            )
         if frame.max() > 0:  # Windows 2.0.x writes frame 0 everywhere: numbered from timestamps later
             keys = np.stack([frame, col["face_id"]], axis=1) if "face_id" in col else frame[:, None]
             _, firsts = np.unique(keys, axis=0, return_index=True)
@@ -147,13 +157,20 @@ def read_openface(
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read OpenFace CSV ({exc.strerror})") from None
-    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark (files saved by Excel/Notepad)
+    # a byte-order mark (files saved by Excel/Notepad; UTF-16 decoded), CR-only line ends, Excel's ``sep=,`` line
+    raw, _, skipped = table_bytes(path, raw, "an OpenFace CSV")
+    with rows_below(skipped):
+        return _read_openface_bytes(path, raw, face_id=face_id, strict=strict)
+
+
+def _read_openface_bytes(path: Path, raw: bytes, *, face_id: int | None, strict: bool) -> pl.DataFrame:
     head_end = raw.find(b"\n")
     header = raw if head_end < 0 else raw[:head_end]
     # Values are numbers: every space, tab and CR is a separator artefact of some OpenFace build.
     names = header.replace(b"\r", b"").replace(b" ", b"").replace(b"\t", b"").decode("utf-8", "replace").split(",")
     if names == [""]:
         raise InputError(f"{path}: empty file; expected an OpenFace CSV with a header row")
+    check_unique_columns(path, names)
     if "face" in names and "frame" not in names:  # FaceLandmarkImg: one row per detected face
         names = ["face_id" if n == "face" else n for n in names]
     missing = [c for c in AU_COLUMNS if c not in names]

@@ -31,16 +31,17 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from audfer.au.openface import read_openface
+from audfer.au.openface import MAX_EXACT_INT, read_openface
 from audfer.errors import AudferError, InputError
-from audfer.files import check_text_file, one_line, read_yaml
-from audfer.io import order_frames
+from audfer.files import check_text_file, one_line, read_yaml, table_bytes
+from audfer.io import check_unique_columns, header_names, order_frames, rows_below
 from audfer.vocab import AU_SOURCES, AUS, AUS_INTENSITY, INTENSITY_COLUMNS, PRESENCE_COLUMNS
 
 __all__ = [
@@ -248,11 +249,19 @@ _LIBREFACE_COLUMN = re.compile(r"^au_\d+(_intensity)?$")
 def _header(path: Path) -> list[str]:
     try:
         with open(path, "rb") as fh:
-            first = fh.readline()
+            head = fh.read(1 << 16)
     except OSError as exc:
         raise InputError(f"{path}: cannot read AU file ({exc.strerror})") from None
+    # as a spreadsheet saved it (UTF-16, ``sep=`` line, CR-only line ends): the header the readers will see
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader says it once
+        try:
+            head, sep, _ = table_bytes(path, head, "an AU CSV")
+        except AudferError:
+            sep = None  # not text: the reader names the problem
+    first = head.split(b"\n", 1)[0]
     text = first.decode("utf-8", "replace").lstrip("\ufeff").replace("\r", "").replace("\n", "")
-    return [c.strip().strip('"') for c in text.split(",")]
+    return [c.strip().strip('"') for c in text.split(sep or ",")]
 
 
 def detect_source(path: str | os.PathLike, header: list[str] | None = None) -> str:
@@ -349,19 +358,21 @@ def read_mapping_file(path: str | os.PathLike) -> AUMapping:
 # ----------------------------------------------------------------------------------------------- readers
 
 
-def _read_raw(path: Path) -> pl.DataFrame:
+def _read_raw(path: Path) -> tuple[pl.DataFrame, int]:
+    """The table as text columns and the number of lines before its header (Excel's ``sep=`` line)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read AU file ({exc.strerror})") from None
-    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    raw, sep, skipped = table_bytes(path, raw, "a per-frame AU table")
     if not raw.strip():
         raise InputError(f"{path}: empty file; expected a per-frame AU table with a header row")
+    check_unique_columns(path, header_names(raw, sep or ","), 1 + skipped)
     try:
-        df = pl.read_csv(raw, infer_schema=False, truncate_ragged_lines=False)
+        df = pl.read_csv(raw, infer_schema=False, truncate_ragged_lines=False, separator=sep or ",")
     except Exception as exc:  # polars raises several types for malformed CSV
         raise InputError(f"{path}: cannot parse as CSV ({str(exc).splitlines()[0]})") from None
-    return df.rename({c: c.strip() for c in df.columns})
+    return df.rename({c: c.strip() for c in df.columns}), skipped
 
 
 def _numbers(path: Path, df: pl.DataFrame, col: str) -> np.ndarray:
@@ -416,12 +427,12 @@ def _frame_numbers(path: Path, df: pl.DataFrame, mapping: AUMapping) -> np.ndarr
             raise InputError(f"{path}: no column {mapping.frame!r} (the mapping's frame column)")
         return np.arange(1, n + 1, dtype=np.int64)
     raw = _numbers(path, df, mapping.frame)
-    bad = np.flatnonzero(np.isnan(raw) | (raw < 0) | (raw != np.round(raw)))
+    bad = np.flatnonzero(np.isnan(raw) | (raw < 0) | (raw != np.round(raw)) | (raw > MAX_EXACT_INT))
     if bad.size:
         r = int(bad[0])
         raise InputError(
             f"{path}: row {r + 2}, column {mapping.frame}: {df[mapping.frame][r]!r}; expected a frame "
-            f"number (an integer >= {mapping.frame_base})"
+            f"number (an integer from {mapping.frame_base} to {MAX_EXACT_INT})"
         )
     return raw.astype(np.int64) + (1 - mapping.frame_base)
 
@@ -453,7 +464,12 @@ def read_au_file(
             raise InputError(f"{path}: --source table needs --mapping (a YAML file naming each AU column)")
     else:
         mapping = MAPPINGS[source]
-    df = _read_raw(path)
+    df, skipped = _read_raw(path)
+    with rows_below(skipped):
+        return _read_table(path, df, source, mapping), source
+
+
+def _read_table(path: Path, df: pl.DataFrame, source: str, mapping: AUMapping) -> pl.DataFrame:
     missing = [c.column for c in mapping.columns if c.column not in df.columns]
     if missing:
         hint = {"pyfeat": "py-feat 2.x Detector output", "libreface": "LibreFace video output"}.get(
@@ -491,11 +507,18 @@ def read_au_file(
         success = (success == 1) & ~empty_row
     else:
         success = ~empty_row
-    ts = (
-        _numbers(path, df, mapping.timestamp) * mapping.timestamp_scale
-        if mapping.timestamp in df.columns
-        else np.full(n, np.nan)
-    )
+    with np.errstate(over="ignore"):  # an overflow is named just below
+        ts = (
+            _numbers(path, df, mapping.timestamp) * mapping.timestamp_scale
+            if mapping.timestamp in df.columns
+            else np.full(n, np.nan)
+        )
+    if np.isinf(ts).any():  # finite, but not once scaled to seconds
+        r = int(np.flatnonzero(np.isinf(ts))[0])
+        raise InputError(
+            f"{path}: row {r + 2}, column {mapping.timestamp}: {df[str(mapping.timestamp)][r]!r} times "
+            f"timestamp_scale {mapping.timestamp_scale:g} overflows; expected a time that fits a float64"
+        )
 
     order = np.arange(n)
     if len(np.unique(frame)) != n:
@@ -548,4 +571,4 @@ def read_au_file(
         p = np.where(ok, p, np.nan)
         data[col] = pl.Series(p, dtype=pl.Float64, nan_to_null=True).cast(pl.Int8)
     out = pl.DataFrame(data)
-    return out.sort("frame", maintain_order=True), source
+    return out.sort("frame", maintain_order=True)

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         echo(f"audfer: error: {exc}")
         return getattr(exc, "exit_code", 2)
     except OSError as exc:
-        echo(f"audfer: error: {exc.filename or ''}: {exc.strerror or exc}")
+        where = f"{exc.filename}: " if exc.filename else ""  # writers name their path (audfer.files.writing)
+        echo(f"audfer: error: {where}{exc.strerror or exc}")
         return 2
     except KeyboardInterrupt:
         echo("audfer: interrupted")

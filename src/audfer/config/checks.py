@@ -124,17 +124,25 @@ class Pair(Check):
 
 
 class Items(Check):
-    """A list of values each passing ``item`` (``subset``: without repeats), or null when ``none``."""
+    """A list of values each passing ``item`` (``unique``: no value twice, text compared without case and outer
+    spaces), or null when ``none``."""
 
-    def __init__(self, item: Check, *, none: bool = True, min_len: int = 0, what: str = "") -> None:
-        self.item, self.none, self.min_len = item, none, min_len
+    def __init__(
+        self, item: Check, *, none: bool = True, min_len: int = 0, what: str = "", unique: bool = False
+    ) -> None:
+        self.item, self.none, self.min_len, self.unique = item, none, min_len, unique
         self.choices = item.choices
         self.want = what or f"a list of {item.want.replace('one of', 'values among')}" + (" or null" if none else "")
+        if unique:
+            self.want += ", each once"
 
     def ok(self, v: Any) -> bool:
         if v is None:
             return self.none
-        return isinstance(v, (list, tuple)) and len(v) >= self.min_len and all(self.item.ok(x) for x in v)
+        if not (isinstance(v, (list, tuple)) and len(v) >= self.min_len and all(self.item.ok(x) for x in v)):
+            return False
+        keys = [x.strip().lower() if isinstance(x, str) else x for x in v]
+        return not self.unique or len(set(map(repr, keys))) == len(keys)
 
 
 class AnyOf(Check):

@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from audfer.config.schema import Config, choices_of
-from audfer.errors import ConfigError
-from audfer.files import read_yaml
+from audfer.errors import AudferError, ConfigError
+from audfer.files import load_yaml_text, read_yaml
 
 __all__ = [
     "Config",
@@ -58,7 +58,7 @@ def _read_yaml(path: Any) -> dict[str, Any]:
         data = read_yaml(path, "an experiment config (YAML)", ConfigError)
     else:  # a shipped config (an importlib resource)
         try:
-            data = yaml.safe_load(path.read_text())
+            data = load_yaml_text(path.read_text(), str(path))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if data is None:
@@ -120,7 +120,9 @@ def parse_override(text: str) -> tuple[list[str], object]:
         raise ConfigError(f"override {text!r}: expected key=value (e.g. au.lam=0.5)")
     key, value = text.split("=", 1)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = load_yaml_text(value, f"override {text!r}") if value.strip() else None
+    except AudferError as exc:  # a hostile value (aliases, depth): one line
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError:
         parsed = value
     if isinstance(parsed, str) and _FLOAT.fullmatch(parsed.strip()):  # YAML 1.1 reads 3e-3 (no dot) as text

@@ -207,8 +207,8 @@ class DataOptions(_Section):
         "preset, dfew7 (audfer's order) | mafw11",
         AnyOf(
             Choice("dfew7", "mafw11", none=True),
-            Items(Text(none=False), none=False, min_len=2),
-            what="dfew7, mafw11, a list of class names in id order, or null",
+            Items(Text(none=False), none=False, min_len=2, unique=True),
+            what="dfew7, mafw11, a list of class names in id order (each class once), or null",
         ),
     )
     sampling: str | None = opt(

@@ -27,7 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from audfer.errors import InputError
-from audfer.files import check_text_file
+from audfer.files import check_text_file, table_bytes
 from audfer.io import unique_clip_rows
 from audfer.vocab import EXPRESSIONS, MAFW_CLASSES, MAFW_TO_7, expression_index
 
@@ -94,7 +94,9 @@ def _split_lines(split: str, path_of, what: str):
         if not path.is_file():
             raise InputError(f"{path}: {what} split file not found")
         check_text_file(path, "a dataset split file")
-        for row, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        # as a spreadsheet saves it: UTF-16, Excel's ``sep=;`` line (skipped, rows keep the file's numbers)
+        raw, _, skipped = table_bytes(path, path.read_bytes(), "a dataset split file")
+        for row, line in enumerate(raw.decode("utf-8", "replace").splitlines(), start=1 + skipped):
             if line.strip():
                 yield path, row, line
 
@@ -110,12 +112,14 @@ def dfew_labels(root: str | Path, fold: int = 1, split: str = "train") -> pl.Dat
         lambda part: root / "EmoLabel_DataSplit" / f"{part}(single-labeled)" / f"set_{fold}.csv",
         "DFEW (expected <root>/EmoLabel_DataSplit/...)",
     )
+    header_of: set[Path] = set()
     for path, row, line in lines:
         # as DFEW ships it, or as a spreadsheet saves it (semicolons, quoted cells, numbers as 25.0)
         cells = [re.sub(r"^(\d+)\.0+$", r"\1", c.strip().strip('"').strip()) for c in re.split(r"[,;\t]", line)]
-        if row == 1:
+        if path not in header_of:
+            header_of.add(path)
             if cells != ["video_name", "label"]:
-                raise InputError(f"{path}: row 1: expected the header video_name,label")
+                raise InputError(f"{path}: row {row}: expected the header video_name,label")
             continue
         if len(cells) != 2 or not cells[0].isdigit() or not cells[1].isdigit() or not 1 <= int(cells[1]) <= 7:
             raise InputError(f"{path}: row {row}: {line!r}; expected <video number>,<label 1..7>")

@@ -151,6 +151,12 @@ def list_label_map(class_order: str | Sequence[str] | None, num_classes: int = 7
             mapping[i] = None
         else:
             mapping[i] = expression_index(name, where=f"config: data.class_order[{i}]")
+        earlier = [j for j in range(i) if mapping[i] is not None and mapping[j] == mapping[i]]
+        if earlier:  # two ids for one class (also through aliases: happy and happiness)
+            raise InputError(
+                f"config: data.class_order[{earlier[0]}] = {names[earlier[0]]!r} and data.class_order[{i}] = "
+                f"{name!r} name the same class; expected each class once"
+            )
     return mapping
 
 

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from audfer.errors import AudferError
+from audfer.files import out_of_room
 from audfer.io import write_csv
 
 if TYPE_CHECKING:
@@ -39,11 +40,14 @@ class EveryEpoch(Callback):
         partial = self.ckdir / ".last.ckpt.partial"
         try:
             trainer.save_checkpoint(str(partial))
-        except OSError as exc:  # a full disk: the previous checkpoint stays as it was
+        except (OSError, RuntimeError) as exc:  # a full disk (torch's writer: a RuntimeError): the previous one stays
+            why = out_of_room(exc) or (exc.strerror if isinstance(exc, OSError) else None)
+            if why is None:
+                raise
             if partial.exists():
                 partial.unlink()
             raise AudferError(
-                f"{last}: cannot write the checkpoint of epoch {trainer.current_epoch + 1} ({exc.strerror or exc}); "
+                f"{last}: cannot write the checkpoint of epoch {trainer.current_epoch + 1} ({why}); "
                 f"the previous {last.name} is intact"
             ) from None
         if not trainer.is_global_zero:

@@ -43,7 +43,7 @@ from audfer.engine.runfolder import (
 )
 from audfer.engine.runlock import run_lock
 from audfer.errors import AudferError, TrainingStopped
-from audfer.files import atomic_path, write_json
+from audfer.files import atomic_path, write_json, writing
 from audfer.hints import Log
 from audfer.weights.pretrained import init_label, initialise
 
@@ -207,12 +207,14 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
                 ".*no `val_dataloader`.*",
             ):
                 warnings.filterwarnings("ignore", message=text)
-            trainer.fit(
-                module,
-                datamodule=datamodule,
-                ckpt_path=str(start) if start is not None else None,
-                weights_only=not cfg.model.trust_pickle,  # a resumed checkpoint is read like any other file
-            )
+            # Lightning's own writes (logs/metrics.csv, best.ckpt) on a full disk: one line naming the run folder
+            with writing(out, "the run's logs or checkpoints", f"{last} holds the last finished epoch (--resume)"):
+                trainer.fit(
+                    module,
+                    datamodule=datamodule,
+                    ckpt_path=str(start) if start is not None else None,
+                    weights_only=not cfg.model.trust_pickle,  # a resumed checkpoint is read like any other file
+                )
     except (Stop, SIGTERMException) as exc:  # Lightning raises its own at the step boundary on SIGTERM
         stop = exc if isinstance(exc, Stop) else Stop(signal.SIGTERM)
         raise TrainingStopped(

@@ -26,7 +26,7 @@ from audfer.data.annotations import (
     ravdess_labels,
 )
 from audfer.errors import AudferError, InputError
-from audfer.io import read_clip_labels, read_csv_table
+from audfer.io import read_clip_labels, read_csv_rows
 from audfer.method.knowledge import DEFAULT_SHIFT, ZERO_POLICIES, KnowledgeResult, extract_knowledge
 from audfer.provenance import read_provenance
 from audfer.vocab import AUS, KNOWLEDGE_DATASETS
@@ -137,10 +137,10 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[Kno
             )
     probs = None
     if spec.frame_probs is not None:
-        probs = read_csv_table(
+        probs, first = read_csv_rows(
             spec.frame_probs, ("clip_id", "frame", *[f"p{i}" for i in range(7)]), what="frame probabilities"
         )
-        probs = _checked_frame_probs(spec.frame_probs, probs)
+        probs = _checked_frame_probs(spec.frame_probs, probs, first)
         if spec.name in ("dfew", "mafw"):
             probs = probs.with_columns(clip_key())
     result = extract_knowledge(
@@ -221,16 +221,16 @@ def _check_entry_values(i: int, entry: dict) -> None:
         raise _bad(where, "openface_dir", entry.get("openface_dir"), "the folder of per-clip AU CSVs")
 
 
-def _checked_frame_probs(path, probs: pl.DataFrame) -> pl.DataFrame:
+def _checked_frame_probs(path, probs: pl.DataFrame, first: int = 2) -> pl.DataFrame:
     """``clip_id,frame,p0..p6``: integer frames, probabilities in [0, 1] (no NaN), one row per (clip, frame);
-    anything else is an error naming the row and column."""
+    anything else is an error naming the row and column (``first``: the file row of the first data row)."""
     pcols = [f"p{i}" for i in range(7)]
     probs = probs.with_row_index("_row")
     frame = probs["frame"].str.strip_chars().cast(pl.Int64, strict=False)
     bad = probs.filter(frame.is_null())
     if bad.height:
         raise InputError(
-            f"{path}: row {int(bad['_row'][0]) + 2}, column frame: {bad['frame'][0]!r}; expected an integer frame number"
+            f"{path}: row {int(bad['_row'][0]) + first}, column frame: {bad['frame'][0]!r}; expected an integer frame number"
         )
     out = probs.with_columns(frame.alias("frame"))
     for c in pcols:
@@ -238,13 +238,13 @@ def _checked_frame_probs(path, probs: pl.DataFrame) -> pl.DataFrame:
         bad = out.filter(v.is_null() | v.is_nan() | (v < 0) | (v > 1))
         if bad.height:
             raise InputError(
-                f"{path}: row {int(bad['_row'][0]) + 2}, column {c}: {bad[c][0]!r}; expected a probability in [0, 1]"
+                f"{path}: row {int(bad['_row'][0]) + first}, column {c}: {bad[c][0]!r}; expected a probability in [0, 1]"
             )
         out = out.with_columns(v.alias(c))
     dup = out.filter(pl.struct("clip_id", "frame").is_duplicated())
     if dup.height:
         raise InputError(
-            f"{path}: rows {int(dup['_row'][0]) + 2} and {int(dup['_row'][1]) + 2}: clip {dup['clip_id'][0]} frame "
+            f"{path}: rows {int(dup['_row'][0]) + first} and {int(dup['_row'][1]) + first}: clip {dup['clip_id'][0]} frame "
             f"{int(dup['frame'][0])} appears twice; expected one row per frame"
         )
     return out.drop("_row")

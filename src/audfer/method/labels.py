@@ -35,7 +35,15 @@ import numpy as np
 import polars as pl
 
 from audfer.errors import InputError
-from audfer.io import as_table, clip_labels_table, expression_table, id_key_expr, read_csv_table, unique_clip_rows
+from audfer.io import (
+    as_table,
+    clip_labels_table,
+    expression_table,
+    id_key_expr,
+    read_csv_rows,
+    read_csv_table,
+    unique_clip_rows,
+)
 from audfer.vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, STRATEGIES, expression_index
 
 __all__ = [
@@ -109,15 +117,15 @@ def with_clips(labels: pl.DataFrame, clips: list[str]) -> pl.DataFrame:
 
 def read_au_labels(path: str | os.PathLike[str]) -> pl.DataFrame:
     """Read ``video_au_labels.csv``: AU cells must be 0, 1 or empty (missing)."""
-    df = read_csv_table(path, ("clip_id", *AUS), what="video AU labels")
+    df, first = read_csv_rows(path, ("clip_id", *AUS), what="video AU labels")
     if df.height == 0:
         raise InputError(f"{path}: no clip rows (only a header); expected one row of AU labels per clip")
-    unique_clip_rows(path, df["clip_id"].to_list(), list(range(2, df.height + 2)), what="video AU labels")
+    unique_clip_rows(path, df["clip_id"].to_list(), list(range(first, df.height + first)), what="video AU labels")
     for au in AUS:
         bad = df.with_row_index().filter(pl.col(au).is_not_null() & ~pl.col(au).str.strip_chars().is_in(["0", "1", ""]))
         if bad.height:
             raise InputError(
-                f"{path}: row {int(bad['index'][0]) + 2}, column {au}: {bad[au][0]!r}; expected 0, 1 or empty"
+                f"{path}: row {int(bad['index'][0]) + first}, column {au}: {bad[au][0]!r}; expected 0, 1 or empty"
             )
     return df.select(
         pl.col("clip_id").str.strip_chars(),

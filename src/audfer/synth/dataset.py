@@ -38,6 +38,7 @@ import polars as pl
 
 from audfer.data.datasets import read_frames
 from audfer.errors import ConfigError
+from audfer.files import writing
 from audfer.hints import Log
 from audfer.io import write_csv
 from audfer.method.knowledge import paper_knowledge
@@ -164,6 +165,7 @@ def generate(
     plan = _plan(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    kept = "the previous dataset there is intact" if out.exists() else "nothing was written"
     try:
         (tmp / "OpenFace").mkdir()
         rows = list(zip(range(cfg.clips), plan["clip_id"], plan["identity"].to_list(), plan["true_label"].to_list()))
@@ -204,6 +206,9 @@ def generate(
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, out)
+    except OSError:  # a full disk (a write() names no file): one line naming the output folder
+        with writing(out, "the synthetic dataset", kept):
+            raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

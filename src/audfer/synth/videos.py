@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from audfer.files import write_json
+from audfer.errors import AudferError
+from audfer.files import atomic_path, write_bytes, write_json
 from audfer.synth.dataset import SynthConfig, render_clip
 from audfer.vocab import EXPRESSIONS
 
@@ -44,13 +45,29 @@ def render_videos(
         index = int(row["clip_id"]) - 1
         clip, _, _ = render_clip(cfg, index, int(row["identity"]), e)
         video = out / f"{name.lower()}_{row['clip_id']}.mp4"
-        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))  # type: ignore[attr-defined]
-        for f in clip:
-            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-        writer.release()
+        # OpenCV's writer fails silently (a full disk, no encoder): the finished file is decoded back, frame by
+        # frame, before it replaces anything
+        with atomic_path(video, suffix=".mp4") as tmp:
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))  # type: ignore[attr-defined]
+            for f in clip:
+                writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+            writer.release()
+            cap = cv2.VideoCapture(str(tmp))
+            n = 0
+            while cap.grab():
+                n += 1
+            cap.release()
+            if n != len(clip):
+                kept = "the previous file is intact" if video.exists() else "nothing was written"
+                raise AudferError(
+                    f"{video}: the video writer produced {n} of {len(clip)} frames (a full disk?); {kept}"
+                )
         strip = out / f"{video.stem}.png"
         pick = np.linspace(0, frames - 1, 4).round().astype(int)
-        cv2.imwrite(str(strip), cv2.cvtColor(np.concatenate(list(clip[pick]), axis=1), cv2.COLOR_RGB2BGR))
+        ok, png = cv2.imencode(".png", cv2.cvtColor(np.concatenate(list(clip[pick]), axis=1), cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise AudferError(f"{strip}: cannot encode the PNG")
+        write_bytes(png.tobytes(), strip)
         made.append({"video": video, "strip": strip, "clip_id": row["clip_id"], "true": name})
     # what `audfer predict` reads to know these are rendered faces, not real ones (predictor.is_rendered)
     listing = {"rendered_by": "audfer synth", "videos": {m["video"].name: _sha256(m["video"]) for m in made}}

@@ -38,6 +38,7 @@ from audfer.errors import AudferError
 from audfer.evaluation.metrics import au_f1_table
 from audfer.evaluation.reports import plot_knowledge
 from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, ceilings, format_difference, paired_differences
+from audfer.files import atomic_path
 from audfer.hints import Log
 from audfer.io import write_csv
 from audfer.method.knowledge import extract_knowledge, paper_knowledge
@@ -247,7 +248,8 @@ def run_demo(
     )
     agg = result["strategies"]
     best = max(STRATEGIES, key=lambda s: agg[s]["uar"]["mean"])
-    shutil.copyfile(out / best / f"seed_{seeds[0]}" / "checkpoints" / "last.ckpt", out / "model.ckpt")
+    with atomic_path(out / "model.ckpt") as tmp:  # a full disk: one line naming it, an earlier copy intact
+        shutil.copyfile(out / best / f"seed_{seeds[0]}" / "checkpoints" / "last.ckpt", tmp)
     package(
         out / best / f"seed_{seeds[0]}",
         out / "model",
@@ -343,8 +345,10 @@ def run_demo(
         "",
         f"Total time {steps.elapsed():.0f}s.",
     ]
-    with open(out / "report.md", "a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    report = out / "report.md"
+    earlier = report.read_bytes() if report.is_file() else b""
+    with atomic_path(report) as tmp:  # the study wrote its part; this appends the rest, never half of it
+        tmp.write_bytes(earlier + ("\n".join(lines) + "\n").encode())
     steps.done(6, f"report -> {out / 'report.md'}; total {steps.elapsed():.0f}s")
     return out
 

@@ -17,7 +17,7 @@ from audfer.errors import CheckpointError
 from audfer.io import read_expression_table
 from audfer.models.base import DFERModel
 from audfer.models.checkpoint import read_safetensors
-from audfer.models.hub import PACKAGE_CONFIG, is_hub_id, is_package, resolve_weights
+from audfer.models.hub import PACKAGE_CONFIG, PACKAGE_WEIGHTS, is_hub_id, is_package, resolve_weights
 from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.restore import StoredRun, loss_from_config, read_run_checkpoint
 
@@ -91,6 +91,10 @@ def read_stored_run(
 ) -> StoredRun:
     """What ``predict``, ``evaluate``, ``export`` and ``load_module`` read: a package (folder or Hub id), or an audfer
     training checkpoint (weights-only unless ``trust_pickle``; ``restore.read_run_checkpoint``)."""
+    half = [n for n in (PACKAGE_CONFIG, PACKAGE_WEIGHTS) if (Path(source) / n).is_file()]
+    if len(half) == 1:  # a package folder missing a file (an interrupted copy or download): name it
+        missing = Path(source) / ({PACKAGE_CONFIG, PACKAGE_WEIGHTS} - set(half)).pop()
+        raise CheckpointError(f"{missing}: not found; a package folder holds {PACKAGE_CONFIG} and {PACKAGE_WEIGHTS}")
     if is_package_source(source):
         return read_package(source, revision)
     if revision is not None:
