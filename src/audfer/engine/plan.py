@@ -29,6 +29,7 @@ from audfer.method.labels import official_pos_weights
 from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.pretrained import init_label, initialise
 
+
 def global_batch(t: TrainOptions) -> int:
     """Clips per optimiser step over all processes: ``batch_size x devices x num_nodes``. The one place it is computed: MAE-DFER's
     lr scale (``AUDFERModule.lr_scale``, sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``: ``total_batch_size
@@ -38,7 +39,9 @@ def global_batch(t: TrainOptions) -> int:
 
 def _layout(t: TrainOptions) -> str:
     """``devices x batch`` (``nodes x devices x batch`` across machines), as the dry run prints it."""
-    return f"{t.devices} x {t.batch_size}" if t.num_nodes == 1 else f"{t.num_nodes} nodes x {t.devices} x {t.batch_size}"
+    return (
+        f"{t.devices} x {t.batch_size}" if t.num_nodes == 1 else f"{t.num_nodes} nodes x {t.devices} x {t.batch_size}"
+    )
 
 
 def batch_layout(cfg: Config, *, batchnorm: bool) -> dict[str, Any]:

@@ -41,7 +41,6 @@ from audfer.io import (
     expression_table,
     id_key_expr,
     read_csv_rows,
-    read_csv_table,
     unique_clip_rows,
 )
 from audfer.vocab import AUS, EXPRESSIONS, PRESENCE_COLUMNS, STRATEGIES, expression_index
