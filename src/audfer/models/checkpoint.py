@@ -21,6 +21,7 @@ import torch
 from audfer.errors import CheckpointError
 from audfer.models.base import DFERModel
 from audfer.models.hub import PACKAGE_WEIGHTS, is_package, resolve_weights
+from audfer.trust import check_package, check_stored_config
 
 _NESTING = ("state_dict", "model", "module", "model_state", "model_state_dict", "net")
 
@@ -194,11 +195,17 @@ def read_weights(path: str | os.PathLike[str], *, trust_pickle: bool = False, re
     """Read ``path``: a checkpoint file, a ``.safetensors`` file, a package folder (``audfer package``) or a Hub id
     ``org/name`` (``revision``: branch, tag or commit; ``models.hub``). PyTorch files are read weights-only
     (``read_checkpoint``); ``trust_pickle=True`` allows arbitrary pickles (some released files also pickle their
-    training arguments) for files you trust."""
+    training arguments) for files you trust. A package or audfer checkpoint whose stored config names code to
+    import is refused unless ``trust_pickle`` (``audfer.trust``), even though only its tensors are used here."""
     path = resolve_weights(path, revision)
+    if is_package(path):
+        check_package(path, trusted=trust_pickle)  # a package naming code is refused whatever reads it
     if is_package(path) or path.suffix.lower() == ".safetensors":
         return Weights(path, read_safetensors(path), "audfer package" if path.is_dir() else "safetensors")
     obj = read_checkpoint(path, trust_pickle=trust_pickle)
+    hp = obj.get("hyper_parameters") if isinstance(obj, dict) else None
+    if isinstance(hp, dict) and isinstance(hp.get("cfg"), dict):  # an audfer training checkpoint's stored config
+        check_stored_config(hp["cfg"], path, trusted=trust_pickle)
     state, layout = _unwrap(obj, path)
     dropped: list[str] = []
     if isinstance(obj, dict) and "pytorch-lightning_version" in obj and any(k.startswith("model.") for k in state):
