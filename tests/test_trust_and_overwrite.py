@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -272,3 +273,117 @@ def test_every_door_is_tested():
     found = _cli_doors() | _api_doors()
     assert found, "introspection found no door"
     assert found <= tested, f"doors not tested: {sorted(found - tested)}"
+
+
+# ------------------------------------------------------------------------------------------------ --overwrite
+
+
+@pytest.fixture
+def released(tmp_path):
+    """A released-layout checkpoint (``{'state_dict': ...}``) of ``former_dfer_small`` without the AU head: what
+    ``package --model`` converts, in a second."""
+    model = audfer.create_model("former_dfer_small", au_head=False)
+    path = tmp_path / "runs" / "released.pth"
+    path.parent.mkdir()
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path
+
+
+def _package(src, out, *extra, capsys=None):
+    if capsys is not None:
+        capsys.readouterr()  # what earlier commands printed
+    return main(["package", str(src), "--out", str(out), "--model", "former_dfer_small", *extra])
+
+
+def _one_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_package_overwrite_refuses_a_users_folder_and_the_folder_holding_its_source(released, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    assert _package(released, mine, "--overwrite") == 2
+    line = _one_line(capsys)
+    assert str(mine) in line and "replaces only an earlier `audfer package` output" in line
+    assert (mine / "thesis.tex").read_text() == "precious" and sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    runs = released.parent  # the folder holding the source
+    assert _package(released, runs, "--overwrite") == 2
+    line = _one_line(capsys)
+    assert str(released) in line and "source" in line
+    assert released.is_file()
+    assert not list(tmp_path.glob(".*partial*"))  # nothing left beside
+
+
+def test_package_overwrite_replaces_its_own_output_and_nothing_a_user_added(released, tmp_path, capsys):
+    from audfer.files import OUTPUT_MARKER
+
+    out = tmp_path / "pkg"
+    assert _package(released, out) == 0
+    marker = json.loads((out / OUTPUT_MARKER).read_text())
+    assert marker["kind"] == "package" and set(marker["entries"]) == {p.name for p in out.iterdir()} - {OUTPUT_MARKER}
+    assert _package(released, out, capsys=capsys) == 2 and "not empty" in _one_line(capsys)  # without --overwrite
+    (out / "notes.txt").write_text("mine")
+    assert _package(released, out, "--overwrite", capsys=capsys) == 2
+    assert "notes.txt" in _one_line(capsys) and (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    before = (out / "config.json").stat().st_mtime_ns
+    assert _package(released, out, "--overwrite", "--license", "mit") == 0
+    assert json.loads((out / "config.json").read_text())["license"] == "mit"
+    assert (out / "config.json").stat().st_mtime_ns != before
+    (out / OUTPUT_MARKER).unlink()  # a package from an audfer before the marker: recognised by its config.json
+    assert _package(released, out, "--overwrite") == 0 and (out / OUTPUT_MARKER).is_file()
+
+
+def test_overwrite_follows_a_symlinked_folder_and_keeps_the_link(released, tmp_path):
+    real = tmp_path / "real"
+    assert _package(released, real) == 0
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    assert _package(released, link, "--overwrite", "--license", "apache-2.0") == 0
+    assert link.is_symlink() and Path(os.readlink(link)) == real
+    assert json.loads((real / "config.json").read_text())["license"] == "apache-2.0"
+
+
+def test_synth_overwrite_uses_the_same_marker_and_refuses_another_commands_output(released, tmp_path, capsys):
+    from audfer.files import OUTPUT_MARKER
+
+    out = tmp_path / "syn"
+    argv = ["synth", "--out", str(out), "--clips", "5", "--size", "32", "--frames", "4", "--workers", "1"]
+    assert main(argv) == 0
+    assert json.loads((out / OUTPUT_MARKER).read_text())["kind"] == "synth"
+    assert main([*argv, "--overwrite", "--seed", "4"]) == 0
+    assert json.loads((out / "synth.json").read_text())["seed"] == 4
+    pkg = tmp_path / "pkg"
+    assert _package(released, pkg) == 0
+    capsys.readouterr()
+    assert main(["synth", "--out", str(pkg), "--clips", "5", "--size", "32", "--frames", "4", "--overwrite"]) == 2
+    assert "replaces only an earlier `audfer synth` output" in _one_line(capsys) and (pkg / "config.json").is_file()
+    assert _package(released, out, "--overwrite") == 2 and (out / "synth.json").is_file()
+
+
+@pytest.mark.slow  # a subprocess that loads torch: ~10-40 s on a busy 2-core machine
+def test_package_on_a_full_disk_is_one_line_naming_the_file_and_keeps_the_previous_package(released, tmp_path):
+    """A real write failure: the process may not write files over 1 MB (RLIMIT_FSIZE, EFBIG), and the weights are
+    3.5 MB, so safetensors fails mid-file."""
+    import resource
+    import signal
+    import subprocess
+
+    out = tmp_path / "pkg"
+    assert _package(released, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    cmd = [sys.executable, "-m", "audfer", "package", str(released), "--out", str(out), "--model", "former_dfer_small"]
+    done = subprocess.run([*cmd, "--overwrite"], capture_output=True, text=True, preexec_fn=limit, env=os.environ)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr
+    assert str(out / "model.safetensors") in err[0] and "File too large" in err[0] and "Traceback" not in done.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
