@@ -387,3 +387,55 @@ def test_package_on_a_full_disk_is_one_line_naming_the_file_and_keeps_the_previo
     assert str(out / "model.safetensors") in err[0] and "File too large" in err[0] and "Traceback" not in done.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------------------------------ non-finite weights
+
+
+def test_weights_that_are_not_finite_are_refused_by_every_reader(tmp_path, capsys):
+    """A NaN in the weights gives invented numbers (WAR/UAR, "Happy (nan)"): every reader refuses the file, naming
+    it and the first non-finite tensor, before any output is written."""
+    from safetensors.torch import save_file
+
+    model = audfer.create_model("former_dfer_small", au_head=False)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    broken = next(k for k, v in state.items() if v.is_floating_point())
+    state[broken].view(-1)[0] = float("nan")
+    released = tmp_path / "released.pth"
+    torch.save({"state_dict": state}, released)
+    cfg = {"model": {"name": "former_dfer_small", "kwargs": {}}, "au": {"strategy": "none"}}
+    ckpt = tmp_path / "run.ckpt"
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in state.items()},
+            "hyper_parameters": {"cfg": cfg, "knowledge": np.ones((7, 18)).tolist(), "pos_weight": None},
+            "pytorch-lightning_version": "2.4.0",
+            "epoch": 0,
+        },
+        ckpt,
+    )
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    save_file(state, str(pkg / "model.safetensors"))
+    info = {"format": 1, "model": {**cfg["model"], "num_classes": 7, "au_head": False}, "config": cfg}
+    (pkg / "config.json").write_text(json.dumps({**info, "knowledge": None}))
+    t = tmp_path
+    for source, named in ((ckpt, ckpt), (pkg, pkg / "model.safetensors"), (released, released)):
+        doors = [
+            ["evaluate", str(source), "--out", str(t / "ev")],
+            ["predict", str(_video(t / "v.mp4")), "--checkpoint", str(source), "--out", str(t / "p.json")],
+            ["export", str(source), "--onnx", str(t / "m.onnx")],
+            ["export", str(source), "--onnx", str(t / "m.onnx"), "--model", "former_dfer_small"],
+        ]
+        if source != pkg:
+            doors.append(["package", str(source), "--out", str(t / "out")])
+        if source == released:
+            doors = doors[3:] + [["package", str(source), "--out", str(t / "out"), "--model", "former_dfer_small"]]
+        for argv in doors:
+            capsys.readouterr()
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and str(named) in err[0] and broken in err[0] and "not finite" in err[0], err
+        with pytest.raises(AudferError, match="not finite"):
+            audfer.create_model("former_dfer_small", au_head=False, pretrained=source)
+        assert not any((t / n).exists() for n in ("ev", "p.json", "m.onnx", "out"))

@@ -129,6 +129,30 @@ def sniff_checkpoint(path: str | os.PathLike[str]) -> None:
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
 
 
+def check_finite(state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Refuse, in one line naming the file and the first such tensor, weights that are not finite (NaN or infinite
+    values): every number computed with them would be invented (a run that diverged, a damaged file)."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel():
+            bad = ~torch.isfinite(value)
+            if bool(bad.any()):
+                raise CheckpointError(
+                    f"{path}: tensor {name!r} is not finite ({int(bad.sum())} of {value.numel()} values NaN or "
+                    f"infinite); these weights would give invented numbers: refused (a run that diverged, or a "
+                    f"damaged file)"
+                )
+
+
+def _check_finite_obj(obj: object, path: Path, depth: int = 0) -> None:
+    """``check_finite`` on the tensors of a checkpoint's state dict, wherever its layout nests it."""
+    if _tensor_dict(obj):
+        check_finite(obj, path)  # type: ignore[arg-type]
+    elif isinstance(obj, dict) and depth < 4:
+        for key in _NESTING:
+            if isinstance(obj.get(key), dict):
+                _check_finite_obj(obj[key], path, depth + 1)
+
+
 def _refused_global(exc: BaseException) -> str | None:
     """The ``module.name`` torch's weights-only unpickler refused to import, when that is why it failed."""
     import re
@@ -138,7 +162,8 @@ def _refused_global(exc: BaseException) -> str | None:
 
 
 def read_checkpoint(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Any:
-    """The object stored in a PyTorch file, read without running code unless the user trusts the file.
+    """The object stored in a PyTorch file, read without running code unless the user trusts the file; its state
+    dict's weights must be finite (``check_finite``).
 
     Every file audfer opens with ``torch.load`` goes through here (``model.pretrained``, ``predict`` /
     ``evaluate`` / ``export`` checkpoints, ``--resume``): ``weights_only=True`` (tensors, numbers, strings and
@@ -148,7 +173,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust_pickle: bool = False)
     path = Path(path)
     sniff_checkpoint(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # noqa: BLE001 - torch raises many types here
         text = str(exc)
         if not trust_pickle and ("weights_only" in text or "Unpickl" in type(exc).__name__):
@@ -161,6 +186,8 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust_pickle: bool = False)
             ) from None
         first = text.splitlines()[0] if text else type(exc).__name__
         raise CheckpointError(f"{path}: cannot read checkpoint: {first}") from None
+    _check_finite_obj(obj, path)  # weights that are not finite are refused where they are read
+    return obj
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -174,10 +201,12 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not file.is_file():
         raise CheckpointError(f"{file}: not found")
     try:
-        return load_file(str(file), device="cpu")
+        state = load_file(str(file), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{file}: not a readable safetensors file ({first})") from None
+    check_finite(state, file)
+    return state
 
 
 @dataclass
