@@ -284,3 +284,17 @@ def replace_output_dir(
 
 
 __all__ += ["OUTPUT_MARKER", "output_dir_entries", "check_output_dir", "replace_output_dir"]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (read in 1 MiB blocks): its identity wherever it is copied."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+__all__ += ["file_sha256"]

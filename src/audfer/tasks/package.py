@@ -30,9 +30,10 @@ from audfer import __version__
 from audfer.config.load import with_defaults
 from audfer.config.schema import Config
 from audfer.engine.datamodule import sampling_of, views_at_test
+from audfer.engine.runfolder import config_changes
 from audfer.errors import AudferError
 from audfer.evaluation.metrics import class_names
-from audfer.files import atomic_path, check_output_dir, replace_output_dir, write_json
+from audfer.files import atomic_path, check_output_dir, file_sha256, read_yaml, replace_output_dir, write_json
 from audfer.hints import Log, PathLike
 from audfer.models.base import DFERModel
 from audfer.models.checkpoint import load_checkpoint, read_weights
@@ -111,8 +112,27 @@ def _read_source(source: Path, model_name: str | None, trust_pickle: bool) -> _S
         elif ckpt.resolve() != selected.resolve():
             run = None  # another checkpoint of the run: its evaluation, selection and card facts are not this one's
     stored = read_run_checkpoint(ckpt, trust_pickle=trust_pickle)
+    if run is not None and not _is_runs_checkpoint(ckpt, run, stored.cfg):
+        run = None  # a checkpoint copied in from elsewhere: the run's evaluation is not of these weights
     model = stored.build_model()
     return _Source(model, stored.cfg, stored.knowledge, stored.pos_weight, "audfer run", ckpt, run)
+
+
+def _is_runs_checkpoint(ckpt: Path, run: Path, cfg: dict[str, Any]) -> bool:
+    """Whether ``ckpt`` is the checkpoint the run selected and evaluated, by content, not by where it lies: the
+    SHA-256 ``selection.json`` records (a run from before it was recorded: the checkpoint's stored config is the
+    run's ``config.yaml``, result-affecting settings and ``out`` alike)."""
+    selection = _json(run / "selection.json") or {}
+    if isinstance(selection.get("sha256"), str):
+        return file_sha256(ckpt) == selection["sha256"]
+    try:
+        stored = read_yaml(run / "config.yaml", "the run's config (YAML)")
+    except AudferError:
+        return False
+    if not isinstance(stored, dict):
+        return False
+    own = with_defaults(stored)
+    return not config_changes(own, cfg) and Path(str(own.get("out"))).name == Path(str(cfg.get("out"))).name
 
 
 def _json(path: Path) -> dict[str, Any] | None:
