@@ -289,7 +289,7 @@ def test_synth_overwrite_deletes_only_its_own_output(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--clips", "10", "--size", "32", "--frames", "4"]) == 0
     (out / "notes.txt").write_text("mine")
     assert main(["synth", "--out", str(out), "--clips", "10", "--size", "32", "--frames", "4", "--overwrite"]) == 2
-    assert "holds files `audfer synth` did not write (notes.txt)" in capsys.readouterr().err
+    assert "holds files audfer did not write as an earlier `audfer synth` output (notes.txt)" in capsys.readouterr().err
     assert (out / "notes.txt").exists()
     (out / "notes.txt").unlink()
     assert (
