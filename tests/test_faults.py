@@ -272,6 +272,30 @@ def test_a_diverging_run_stops_naming_epoch_step_and_lr_and_keeps_no_nan_checkpo
     assert ck["epoch"] == 0 and all(torch.isfinite(v).all() for v in ck["state_dict"].values())
 
 
+class _PoisonAfterLastStep(Callback):
+    """Fault injection: one weight becomes inf after the given epoch's last step (the loss stayed finite, so only
+    the end-of-epoch weight check can see it)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx + 1 == trainer.num_training_batches:
+            with torch.no_grad():
+                next(pl_module.parameters()).view(-1)[0] = float("inf")
+
+
+@pytest.mark.slow
+def test_weights_found_not_finite_at_the_end_of_an_epoch_name_the_step_and_lr(synth, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_config(synth, out, "train.epochs=2")
+    with pytest.raises(
+        AudferError, match=r"weight tensor\(s\) are not finite after epoch 2, step \d+ \(lr [\d.e+-]+; e\.g\. "
+    ):
+        train(cfg, callbacks=[_PoisonAfterLastStep(1)], log=lambda m: None, evaluate=False)
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
+
+
 def test_a_learning_rate_far_too_high_is_reported_as_divergence(synth, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "synthetic_small", f"data.root={synth}", f"out={out}", *TINY, "train.epochs=3", "optim.lr=1e30"]

@@ -111,6 +111,39 @@ def test_resume_with_changed_settings_refuses_unless_accepted(synth, tmp_path):
     assert any("settings changed from epoch 2" in m for m in logs)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", [[], ["optim.scheduler=step", "optim.step_size=1", "optim.gamma=0.5"]])
+def test_a_resume_trains_with_the_accepted_lr_like_a_fresh_run_from_the_resumed_epoch(synth, tmp_path, schedule):
+    """``--accept-changes`` records a new ``optim.lr``: the resumed epochs run with it, the schedule recomputed for
+    it (per-step cosine with warm-up, or per-epoch step decay), exactly as a fresh run with the new lr runs those
+    epochs (``epochs.csv``'s ``lr``: the lr of each epoch's first step)."""
+    resumed, fresh = tmp_path / "resumed", tmp_path / "fresh"
+    with pytest.raises(RuntimeError):
+        train(
+            _cfg(synth, resumed, "train.epochs=3", *schedule), callbacks=[_Crash(1)], log=lambda m: None, evaluate=False
+        )
+    new = ["train.epochs=3", "optim.lr=0.04", *schedule]
+    train(_cfg(synth, resumed, *new), resume=True, accept_changes=True, log=lambda m: None, evaluate=False)
+    train(_cfg(synth, fresh, *new), log=lambda m: None, evaluate=False)
+    a, b = (pl.read_csv(r / "epochs.csv").sort("epoch") for r in (resumed, fresh))
+    assert a["epoch"].to_list() == b["epoch"].to_list() == [0, 1, 2]
+    assert a["lr"][0] != pytest.approx(b["lr"][0])  # the first epoch ran with the old lr
+    assert a["lr"][1:].to_list() == pytest.approx(b["lr"][1:].to_list(), rel=1e-12)
+    assert json.loads((resumed / "changes.json").read_text()) == [
+        {"from_epoch": 2, "changes": {"optim.lr": [0.004, 0.04]}}
+    ]
+
+
+@pytest.mark.slow
+def test_a_resume_refuses_an_accepted_change_it_cannot_apply(synth, tmp_path):
+    out = tmp_path / "r"
+    train(_cfg(synth, out, "train.epochs=1"), log=lambda m: None, evaluate=False)
+    changed = _cfg(synth, out, "train.epochs=2", "optim.lr=0.01", "optim.name=sgd")
+    with pytest.raises(AudferError, match=r"cannot apply optim\.name \(the optimiser's state.*would apply optim\.lr"):
+        train(changed, resume=True, accept_changes=True, log=lambda m: None, evaluate=False)
+    assert not (out / "changes.json").exists()
+
+
 def test_incidental_settings_are_not_changes():
     from audfer.engine.runfolder import config_changes
 
@@ -256,7 +289,7 @@ def test_synth_overwrite_deletes_only_its_own_output(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--clips", "10", "--size", "32", "--frames", "4"]) == 0
     (out / "notes.txt").write_text("mine")
     assert main(["synth", "--out", str(out), "--clips", "10", "--size", "32", "--frames", "4", "--overwrite"]) == 2
-    assert "holds files `audfer synth` did not write (notes.txt)" in capsys.readouterr().err
+    assert "holds files audfer did not write as an earlier `audfer synth` output (notes.txt)" in capsys.readouterr().err
     assert (out / "notes.txt").exists()
     (out / "notes.txt").unlink()
     assert (

@@ -69,6 +69,7 @@ def test_a_package_round_trips_from_the_folder_and_from_a_hub_cache(run, pkg, tm
         "K.csv.provenance.json",
         "pos_weights.csv",
         "pos_weights.csv.provenance.json",
+        ".audfer-output.json",  # what audfer wrote there (--overwrite replaces only such a folder)
     }
     for f in pkg.iterdir():  # nothing that could be a pickle
         assert not f.read_bytes().startswith((b"\x80", b"PK\x03\x04")), f.name
@@ -140,6 +141,32 @@ def test_a_checkpoint_other_than_the_selected_one_is_packaged_without_the_runs_m
     weights = safetensors.torch.load_file(out / "model.safetensors")
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")["state_dict"]
     assert set(weights) == {k.removeprefix("model.") for k in state if k.startswith("model.")}
+
+
+def test_a_checkpoint_copied_into_another_run_folder_is_packaged_without_that_runs_metrics(run, tmp_path):
+    """The run's selected checkpoint is recognised by content (the SHA-256 in ``selection.json``), not by where it
+    lies: another run's checkpoint copied over it is packaged with its own weights and none of this run's metrics;
+    for a run from before the hash was recorded, by its stored config (another run's seed)."""
+    other = tmp_path / "run"
+    shutil.copytree(run, other)
+    ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    ck["hyper_parameters"]["cfg"]["train"]["seed"] = 7  # another run's checkpoint
+    first = next(k for k, v in ck["state_dict"].items() if k.startswith("model.") and v.is_floating_point())
+    ck["state_dict"][first] = ck["state_dict"][first] + 1.0
+    torch.save(ck, other / "checkpoints" / "last.ckpt")
+    assert main(["package", str(other), "--out", str(tmp_path / "copied")]) == 0
+    assert json.loads((tmp_path / "copied" / "config.json").read_text())["metrics"] is None
+    selection = json.loads((other / "selection.json").read_text())
+    assert "sha256" in selection
+    del selection["sha256"]  # an older run: told apart by the checkpoint's own config
+    (other / "selection.json").write_text(json.dumps(selection))
+    assert main(["package", str(other), "--out", str(tmp_path / "old")]) == 0
+    assert json.loads((tmp_path / "old" / "config.json").read_text())["metrics"] is None
+    # the run's own checkpoint, copied with its folder, keeps its metrics
+    shutil.copyfile(run / "checkpoints" / "last.ckpt", other / "checkpoints" / "last.ckpt")
+    assert main(["package", str(other), "--out", str(tmp_path / "own")]) == 0
+    own = json.loads((tmp_path / "own" / "config.json").read_text())["metrics"]
+    assert own == json.loads((run / "eval" / "metrics.json").read_text())
 
 
 @pytest.mark.slow

@@ -10,9 +10,10 @@ import errno
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +320,144 @@ def read_yaml(path: str | os.PathLike, what: str, error: type[AudferError] = Aud
         raise error(f"{path}: not UTF-8 text (byte {exc.start}); expected {what}") from None
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML ({one_line(exc)})") from None
+
+
+# ------------------------------------------------------------------------------ output folders (--overwrite)
+
+#: The file audfer writes into every folder it creates whole (``replace_output_dir``): its kind and the entries it
+#: wrote. ``--overwrite`` replaces a folder only when this file (or a kind's own older evidence) says audfer wrote
+#: everything in it.
+OUTPUT_MARKER = ".audfer-output.json"
+
+
+def _real_folder(out: Path) -> Path:
+    """``out``, a symlink followed to its target (the link stays; the folder it points to is replaced)."""
+    return Path(os.path.realpath(out)) if out.is_symlink() else out
+
+
+def output_dir_entries(folder: str | os.PathLike, kind: str) -> set[str] | None:
+    """The entries audfer wrote into ``folder`` as an output of ``kind`` (``OUTPUT_MARKER``), or None when the folder
+    has no marker of that kind."""
+    try:
+        meta = json.loads((Path(folder) / OUTPUT_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("written_by") != "audfer" or meta.get("kind") != kind:
+        return None
+    entries = meta.get("entries")
+    return {str(e) for e in entries} if isinstance(entries, list) else None
+
+
+def check_output_dir(
+    out: str | os.PathLike,
+    *,
+    kind: str,
+    what: str,
+    overwrite: bool,
+    legacy: Callable[[Path], set[str] | None] | None = None,
+    evidence: str = OUTPUT_MARKER,
+    protect: Iterable[str | os.PathLike] = (),
+    error: type[AudferError] = AudferError,
+) -> Path:
+    """The real folder an output ``out`` of ``kind`` goes to, refused in one line unless it is absent, empty, or
+    (with ``overwrite``) a folder audfer wrote as ``what``: its ``OUTPUT_MARKER`` (or ``legacy(folder)``, the entries
+    an older audfer's output of this kind holds, recognised by ``evidence``) lists every entry in it, and no
+    ``protect`` path (the output's own source) lies in it. A symlink is followed to its target."""
+    user = Path(out)
+    target = _real_folder(user)
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise error(f"{user}: exists and is not a folder; choose another --out")
+    if not any(target.iterdir()):
+        return target
+    if not overwrite:
+        raise error(f"{user}: exists and is not empty; choose another --out or pass --overwrite (it replaces {what})")
+    real = target.resolve()
+    for p in protect:
+        src = Path(p).resolve()
+        if src == real or src.is_relative_to(real):
+            raise error(
+                f"{user}: holds {p}, the source of this output; --overwrite never replaces it: choose another --out"
+            )
+    entries = output_dir_entries(target, kind)
+    if entries is None and legacy is not None:
+        entries = legacy(target)
+    if entries is None:
+        raise error(
+            f"{user}: --overwrite replaces only {what}, and this folder has no {evidence} of one; choose another --out"
+        )
+    foreign = sorted(p.name for p in target.iterdir() if p.name not in entries and p.name != OUTPUT_MARKER)
+    if foreign:
+        raise error(
+            f"{user}: holds files audfer did not write as {what} ({', '.join(foreign[:5])}"
+            f"{', ...' if len(foreign) > 5 else ''}); --overwrite would delete them: move them or choose another --out"
+        )
+    return target
+
+
+@contextlib.contextmanager
+def replace_output_dir(
+    out: str | os.PathLike,
+    *,
+    kind: str,
+    what: str,
+    overwrite: bool = False,
+    legacy: Callable[[Path], set[str] | None] | None = None,
+    evidence: str = OUTPUT_MARKER,
+    protect: Iterable[str | os.PathLike] = (),
+    error: type[AudferError] = AudferError,
+) -> Iterator[Path]:
+    """Build an output folder whole: yield an empty temporary folder beside ``out``'s real folder, then (on success)
+    write ``OUTPUT_MARKER`` into it and put it in place of the old folder, which goes only then. ``out`` is checked
+    first (``check_output_dir``: absent, empty, or with ``overwrite`` a folder audfer wrote as ``what``); a symlink
+    keeps pointing at its target, whose content is replaced. On failure the old folder is intact, the temporary one
+    gone, and a full disk is one line naming ``out``."""
+    user = Path(out)
+    opts: dict[str, Any] = dict(kind=kind, what=what, legacy=legacy, evidence=evidence, protect=protect, error=error)
+    target = check_output_dir(user, overwrite=overwrite, **opts)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    except OSError as exc:
+        raise error(f"{user}: cannot write here ({exc.strerror})") from None
+    try:
+        try:
+            yield tmp
+            entries = sorted(p.name for p in tmp.iterdir())
+            write_json({"written_by": "audfer", "kind": kind, "entries": entries}, tmp / OUTPUT_MARKER)
+            check_output_dir(user, overwrite=overwrite, **opts)  # still ours
+            if target.exists():
+                trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+                os.replace(target, trash / target.name)
+                os.replace(tmp, target)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except OSError as exc:
+            code = _errno_of(exc)
+            kept = "the previous folder is intact" if target.exists() else "nothing was written"
+            raise error(f"{user}: cannot write here ({os.strerror(code) if code else exc}); {kept}") from None
+        except AudferError as exc:  # an atomic write inside names the temporary folder: name the output instead
+            if str(tmp) not in str(exc):
+                raise
+            raise type(exc)(str(exc).replace(str(tmp), str(user))) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ += ["OUTPUT_MARKER", "output_dir_entries", "check_output_dir", "replace_output_dir"]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (read in 1 MiB blocks): its identity wherever it is copied."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+__all__ += ["file_sha256"]

@@ -22,6 +22,7 @@ import yaml
 from audfer.config.schema import Config, choices_of
 from audfer.errors import AudferError, ConfigError
 from audfer.files import load_yaml_text, read_yaml
+from audfer.trust import check_stored_config, in_package
 
 __all__ = [
     "Config",
@@ -187,16 +188,35 @@ def load_config(source: Any, overrides: Iterable[str] = ()) -> Config:
     A bad value's error says where it came from: the defaults, a config file, or a command-line override."""
     cfg = defaults()
     sources = {k: "the defaults" for k in _leaves(cfg)}
+    origin: dict[str, object] = {}  # option -> the file that set it
     for path, data in _chain(source):
         cfg = _merge(cfg, data, str(path))
         sources.update({k: f"config {Path(str(path)).name}" for k in _leaves(data)})
+        origin.update({k: path for k in _leaves(data)})
     for text in overrides:
         keys, value = parse_override(text)
         cfg = _set(cfg, keys, value, f"override {text!r}")
         sources[".".join(keys[:2])] = f"override {text!r}"
+        origin[".".join(keys[:2])] = None
+    _check_taken_code(cfg, origin)
     if cfg["name"] is None:
         cfg["name"] = Path(str(source)).stem if not hasattr(source, "name") else Path(source.name).stem
     return Config.from_dict(cfg, sources)
+
+
+def _check_taken_code(cfg: dict[str, Any], origin: Mapping[str, object]) -> None:
+    """An experiment or study file taken from a model package (or the Hub cache) is a stored config: a
+    ``model.name`` naming code that such a file set is refused (``audfer.trust``) unless the user, not that file,
+    set ``model.trust_pickle=true``."""
+
+    def taken(key: str) -> bool:
+        f = origin.get(key)
+        return isinstance(f, (str, Path)) and in_package(f) is not None
+
+    if not taken("model.name"):
+        return
+    trusted = bool(cfg["model"].get("trust_pickle")) and not taken("model.trust_pickle")
+    check_stored_config(cfg, str(origin["model.name"]), trusted=trusted, error=ConfigError)
 
 
 def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:

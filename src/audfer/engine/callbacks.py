@@ -27,6 +27,11 @@ class EveryEpoch(Callback):
 
     def __init__(self, ckdir: Path, epochs_csv: Path) -> None:
         self.ckdir, self.epochs_csv = ckdir, epochs_csv
+        self.lr: float | None = None
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """Remember the lr the epoch's first step runs with (the full-lr group): ``epochs.csv``'s ``lr``."""
+        self.lr = _current_lr(trainer)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Write ``last.ckpt`` (the previous one kept as ``previous.ckpt``) and the epoch's row; never non-finite weights."""
@@ -35,7 +40,8 @@ class EveryEpoch(Callback):
         if broken:  # the epoch's last update left non-finite weights: never save them as last.ckpt
             raise AudferError(
                 f"training diverged: {len(broken)} weight tensor(s) are not finite after epoch "
-                f"{trainer.current_epoch + 1} (e.g. {broken[0]}); lower optim.lr; {last} was not replaced"
+                f"{trainer.current_epoch + 1}, step {trainer.global_step} (lr {_current_lr(trainer):.3g}; e.g. "
+                f"{broken[0]}); lower optim.lr; {last} was not replaced"
             )
         partial = self.ckdir / ".last.ckpt.partial"
         try:
@@ -61,6 +67,8 @@ class EveryEpoch(Callback):
         import polars as pl
 
         row: dict[str, float] = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step)}
+        if self.lr is not None:
+            row["lr"] = self.lr
         for k, v in sorted(trainer.callback_metrics.items()):
             try:
                 row[k] = float(v)
@@ -70,6 +78,12 @@ class EveryEpoch(Callback):
         if old.height:
             old = old.filter(pl.col("epoch") < row["epoch"])
         write_csv(pl.concat([old, pl.DataFrame([row])], how="diagonal_relaxed"), self.epochs_csv)
+
+
+def _current_lr(trainer: Any) -> float:
+    """The lr of the full-lr parameter group now (layer decay lowers the others), nan without an optimiser."""
+    groups = trainer.optimizers[0].param_groups if trainer.optimizers else []
+    return max((float(g["lr"]) for g in groups), default=float("nan"))
 
 
 class Stop(Exception):
@@ -119,7 +133,7 @@ class Diverged(AudferError):
     """The training loss became NaN or infinite: the run stops at that step (no checkpoint of the epoch)."""
 
     def __init__(self, trainer, loss) -> None:
-        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        lr = _current_lr(trainer)
         value = "not finite" if loss is None or loss.numel() != 1 else f"{float(loss):g}"
         super().__init__(
             f"training diverged: the loss is {value} at epoch {trainer.current_epoch + 1}, step "

@@ -234,6 +234,48 @@ class AUDFERModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def on_train_start(self) -> None:
+        """On a resume, settings accepted with ``--accept-changes`` apply from the resumed epoch on: Lightning
+        restored the optimiser's and scheduler's states (moments, step counts) with the old run's hyper-parameters,
+        so every group's lr, weight decay, betas / eps / momentum, and the schedule (base lrs, warm-up, floor, total,
+        step size, gamma) are set again from this run's config, at the schedule's position of the first epoch still
+        to run. A fresh run is left as ``configure_optimizers`` made it."""
+        trainer = self.trainer
+        if not getattr(trainer, "ckpt_path", None) or not trainer.optimizers:
+            return
+        o = self.cfg.optim
+        opt = trainer.optimizers[0]
+        fresh, lr = self._param_groups()
+        if len(fresh) != len(opt.param_groups):  # runfolder.check_resume_settings refuses such changes first
+            raise RuntimeError("the parameter groups differ from the checkpoint's")
+        for group, new in zip(opt.param_groups, fresh):
+            group["weight_decay"] = new["weight_decay"]
+            group["initial_lr"] = new["lr"]
+            if o.name == "adamw":
+                group["betas"], group["eps"] = (o.betas[0], o.betas[1]), o.eps
+            else:
+                group["momentum"] = o.momentum
+        epoch = int(trainer.current_epoch)  # finished epochs: the first one to run now
+        configs = getattr(trainer, "lr_scheduler_configs", [])
+        sched = configs[0].scheduler if configs else None
+        base = [g["initial_lr"] for g in opt.param_groups]
+        if isinstance(sched, torch.optim.lr_scheduler.StepLR):
+            sched.step_size, sched.gamma = o.step_size, o.gamma
+            sched.base_lrs, sched.last_epoch = base, epoch
+            factor = o.gamma ** (epoch // o.step_size)
+        elif isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+            step = epoch * self.steps_per_epoch  # in this run's steps per epoch (batch size or data may differ)
+            fn = (lambda i: self.lr_at(i) / lr) if lr > 0 else (lambda i: 0.0)
+            sched.lr_lambdas = [fn] * len(opt.param_groups)
+            sched.base_lrs, sched.last_epoch = base, step
+            factor = fn(step)
+        else:
+            factor = 1.0
+        for group, b in zip(opt.param_groups, base):
+            group["lr"] = b * factor
+        if sched is not None:
+            sched._last_lr = [g["lr"] for g in opt.param_groups]  # what get_last_lr() reports
+
     # --------------------------------------------------------------------------- exact resume
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the torch, numpy and Python RNG states: a resumed run draws what the uninterrupted one would."""

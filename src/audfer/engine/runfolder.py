@@ -76,9 +76,30 @@ def resume_point(ckdir: Path, *, log: Log = print, trust_pickle: bool = False) -
     raise AudferError(f"{last}: {why}, and no good previous checkpoint ({prev.name}: {p_why}); nothing to resume from")
 
 
+#: Result-affecting settings a resume cannot apply from the resumed epoch on (everything else is rebuilt from the new
+#: config: data, augmentation, the loss's λ / scale / smoothing, and the optimiser's lr, decay, betas and schedule,
+#: re-set at the resumed epoch by ``AUDFERModule.on_train_start``), with why.
+NOT_APPLIED_ON_RESUME = {
+    "model.name": "the network is the checkpoint's",
+    "model.kwargs": "the network's sizes are the checkpoint's",
+    "model.pretrained": "the weights come from the checkpoint, not from model.pretrained",
+    "au.strategy": "the AU head and loss are the checkpoint's",
+    "au.knowledge": "K is restored from the checkpoint",
+    "au.pos_weights": "the pos-weights are restored from the checkpoint",
+    "au.minor": "the pos-weights are restored from the checkpoint",
+    "optim.name": "the optimiser's state is the old optimiser's",
+    "optim.layer_decay": "the parameter groups are the checkpoint's",
+    "optim.no_decay_norms": "the parameter groups are the checkpoint's",
+    "optim.scheduler": "the scheduler's state is the old scheduler's",
+    "train.seed": "the random states are restored from the checkpoint",
+}
+
+
 def check_resume_settings(out: Path, cfg: Config, start_epoch: int, accept_changes: bool, log: Log) -> None:
     """A resume with result-affecting settings changed since the run began is refused unless ``accept_changes``
-    (then recorded in ``changes.json`` with the epoch); options an older run lacked take their defaults, said so."""
+    (then recorded in ``changes.json`` with the epoch, and applied from that epoch on); a change that cannot be
+    applied to a resumed run (``NOT_APPLIED_ON_RESUME``) is refused even then. Options an older run lacked take
+    their defaults, said so."""
     old_file = out / "config.yaml"
     if not old_file.is_file():
         return
@@ -111,6 +132,14 @@ def check_resume_settings(out: Path, cfg: Config, start_epoch: int, accept_chang
             f"{out}: --resume with {len(diff)} changed setting(s) that change the result ({shown}); "
             f"resume with the run's own settings, or pass --accept-changes to continue with the new ones "
             f"(the run folder records at which epoch they changed)"
+        )
+    refused = {k: NOT_APPLIED_ON_RESUME[k] for k in diff if k in NOT_APPLIED_ON_RESUME}
+    if refused:
+        applied = [k for k in diff if k not in refused]
+        raise AudferError(
+            f"{out}: --resume cannot apply {', '.join(f'{k} ({why})' for k, why in refused.items())}"
+            + (f"; it would apply {', '.join(applied)}" if applied else "")
+            + "; resume with the run's own value, or start a new run"
         )
     record = json.loads((out / "changes.json").read_text()) if (out / "changes.json").is_file() else []
     record.append({"from_epoch": start_epoch + 1, "changes": {k: list(v) for k, v in diff.items()}})

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from audfer.config.load import load_config, with_values
+from audfer.config.load import load_config, parse_override, with_values
 from audfer.engine.experiments import run_many
 from audfer.engine.resolve import split_index
 from audfer.engine.runlock import run_lock
@@ -44,6 +44,7 @@ from audfer.hints import Log
 from audfer.io import write_csv
 from audfer.method.labels import default_minor_classes
 from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
+from audfer.trust import check_stored_config, in_package
 
 #: The AU-loss variants a study compares with the baseline: the overrides that make each.
 VARIANTS: dict[str, dict[str, object]] = {
@@ -151,12 +152,26 @@ def run_study(
         return _run_study(spec, out, list(overrides), jobs=jobs, accept_changes=accept_changes, log=log)
 
 
+def _check_taken_overrides(spec: StudySpec, overrides: list[str]) -> None:
+    """A study file taken from a model package (or the Hub cache) is a stored config: its ``overrides`` naming code
+    to import (``model.name=package.module:factory``) are refused (``audfer.trust``) unless the user's own overrides
+    set ``model.trust_pickle=true``."""
+    if in_package(spec.source) is None:
+        return
+    trusted = any(parse_override(o) == (["model", "trust_pickle"], True) for o in overrides)
+    for text in spec.overrides:
+        keys, value = parse_override(text)
+        if keys == ["model", "name"]:
+            check_stored_config({"model": {"name": value}}, spec.source, trusted=trusted, error=ConfigError)
+
+
 def _run_study(
     spec: StudySpec, out: Path, overrides: list[str], *, jobs: int, accept_changes: bool, log: Log
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     extra = list(spec.overrides) + overrides
+    _check_taken_overrides(spec, overrides)
     if spec.synth is not None:
         extra.append(f"data.root={_synth(spec.synth, out / 'synth', log)}")
     base = load_config(spec.config, extra)

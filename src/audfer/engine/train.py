@@ -43,7 +43,7 @@ from audfer.engine.runfolder import (
 )
 from audfer.engine.runlock import run_lock
 from audfer.errors import AudferError, TrainingStopped
-from audfer.files import atomic_path, write_json, writing
+from audfer.files import atomic_path, file_sha256, write_json, writing
 from audfer.hints import Log
 from audfer.weights.pretrained import init_label, initialise
 
@@ -239,6 +239,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         "rule": sel,
         "note": SELECTION_NOTE[sel],
         "checkpoint": str(chosen.relative_to(out)),
+        "sha256": file_sha256(chosen),  # its identity: a copy elsewhere, or another file put here, is told apart
         "init": init_label(init),
         "epoch": int(info["epoch"]) + 1,
         "monitor": None if sel == "last" else monitor,

@@ -21,6 +21,7 @@ import torch
 from audfer.errors import CheckpointError
 from audfer.models.base import DFERModel
 from audfer.models.hub import PACKAGE_WEIGHTS, is_package, resolve_weights
+from audfer.trust import check_package, check_stored_config
 
 _NESTING = ("state_dict", "model", "module", "model_state", "model_state_dict", "net")
 
@@ -128,6 +129,30 @@ def sniff_checkpoint(path: str | os.PathLike[str]) -> None:
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
 
 
+def check_finite(state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Refuse, in one line naming the file and the first such tensor, weights that are not finite (NaN or infinite
+    values): every number computed with them would be invented (a run that diverged, a damaged file)."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel():
+            bad = ~torch.isfinite(value)
+            if bool(bad.any()):
+                raise CheckpointError(
+                    f"{path}: tensor {name!r} is not finite ({int(bad.sum())} of {value.numel()} values NaN or "
+                    f"infinite); these weights would give invented numbers: refused (a run that diverged, or a "
+                    f"damaged file)"
+                )
+
+
+def _check_finite_obj(obj: object, path: Path, depth: int = 0) -> None:
+    """``check_finite`` on the tensors of a checkpoint's state dict, wherever its layout nests it."""
+    if _tensor_dict(obj):
+        check_finite(obj, path)  # type: ignore[arg-type]
+    elif isinstance(obj, dict) and depth < 4:
+        for key in _NESTING:
+            if isinstance(obj.get(key), dict):
+                _check_finite_obj(obj[key], path, depth + 1)
+
+
 def _refused_global(exc: BaseException) -> str | None:
     """The ``module.name`` torch's weights-only unpickler refused to import, when that is why it failed."""
     import re
@@ -137,7 +162,8 @@ def _refused_global(exc: BaseException) -> str | None:
 
 
 def read_checkpoint(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Any:
-    """The object stored in a PyTorch file, read without running code unless the user trusts the file.
+    """The object stored in a PyTorch file, read without running code unless the user trusts the file; its state
+    dict's weights must be finite (``check_finite``).
 
     Every file audfer opens with ``torch.load`` goes through here (``model.pretrained``, ``predict`` /
     ``evaluate`` / ``export`` checkpoints, ``--resume``): ``weights_only=True`` (tensors, numbers, strings and
@@ -147,7 +173,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust_pickle: bool = False)
     path = Path(path)
     sniff_checkpoint(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # noqa: BLE001 - torch raises many types here
         text = str(exc)
         if not trust_pickle and ("weights_only" in text or "Unpickl" in type(exc).__name__):
@@ -160,6 +186,8 @@ def read_checkpoint(path: str | os.PathLike[str], *, trust_pickle: bool = False)
             ) from None
         first = text.splitlines()[0] if text else type(exc).__name__
         raise CheckpointError(f"{path}: cannot read checkpoint: {first}") from None
+    _check_finite_obj(obj, path)  # weights that are not finite are refused where they are read
+    return obj
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -173,10 +201,12 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not file.is_file():
         raise CheckpointError(f"{file}: not found")
     try:
-        return load_file(str(file), device="cpu")
+        state = load_file(str(file), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{file}: not a readable safetensors file ({first})") from None
+    check_finite(state, file)
+    return state
 
 
 @dataclass
@@ -194,11 +224,17 @@ def read_weights(path: str | os.PathLike[str], *, trust_pickle: bool = False, re
     """Read ``path``: a checkpoint file, a ``.safetensors`` file, a package folder (``audfer package``) or a Hub id
     ``org/name`` (``revision``: branch, tag or commit; ``models.hub``). PyTorch files are read weights-only
     (``read_checkpoint``); ``trust_pickle=True`` allows arbitrary pickles (some released files also pickle their
-    training arguments) for files you trust."""
+    training arguments) for files you trust. A package or audfer checkpoint whose stored config names code to
+    import is refused unless ``trust_pickle`` (``audfer.trust``), even though only its tensors are used here."""
     path = resolve_weights(path, revision)
+    if is_package(path):
+        check_package(path, trusted=trust_pickle)  # a package naming code is refused whatever reads it
     if is_package(path) or path.suffix.lower() == ".safetensors":
         return Weights(path, read_safetensors(path), "audfer package" if path.is_dir() else "safetensors")
     obj = read_checkpoint(path, trust_pickle=trust_pickle)
+    hp = obj.get("hyper_parameters") if isinstance(obj, dict) else None
+    if isinstance(hp, dict) and isinstance(hp.get("cfg"), dict):  # an audfer training checkpoint's stored config
+        check_stored_config(hp["cfg"], path, trusted=trust_pickle)
     state, layout = _unwrap(obj, path)
     dropped: list[str] = []
     if isinstance(obj, dict) and "pytorch-lightning_version" in obj and any(k.startswith("model.") for k in state):

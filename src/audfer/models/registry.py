@@ -82,13 +82,15 @@ def create_model(
     *,
     pretrained: str | os.PathLike[str] | None = None,
     revision: str | None = None,
+    trust_pickle: bool = False,
     **overrides: Any,
 ) -> DFERModel:
     """Build a registered model; ``overrides`` change sizes (width, depth, num_frames, img_size, ...). A name
     ``package.module:factory`` builds a user's backbone with audfer's expression and AU heads
     (``audfer.models.custom``); ``overrides`` are then the factory's keyword arguments. ``pretrained``: weights to
     load (a checkpoint, a package folder or a Hub id ``org/name`` at ``revision``; ``load_checkpoint``), read without
-    pickle; ``audfer.from_pretrained`` builds the model a package describes instead of the one named here."""
+    pickle (``trust_pickle``: the file is trusted, as in ``load_checkpoint``); ``audfer.from_pretrained`` builds the
+    model a package describes instead of the one named here."""
     entry = model_entry(name)
     kwargs = {**entry.defaults, **overrides}
     try:
@@ -98,7 +100,7 @@ def create_model(
     model.model_name = name
     model.model_config = {"num_classes": num_classes, "au_head": au_head, **kwargs}
     if pretrained is not None:
-        load_checkpoint(model, pretrained, revision=revision)
+        load_checkpoint(model, pretrained, revision=revision, trust_pickle=trust_pickle)
     return model
 
 

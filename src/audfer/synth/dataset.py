@@ -26,19 +26,18 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from audfer.data.datasets import read_frames
 from audfer.errors import ConfigError
-from audfer.files import writing
+from audfer.files import check_output_dir, replace_output_dir
 from audfer.hints import Log
 from audfer.io import write_csv
 from audfer.method.knowledge import paper_knowledge
@@ -151,22 +150,14 @@ def generate(
 
     cfg.check()
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder; choose another --out")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{out}: folder exists and is not empty; choose another --out or pass --overwrite")
-        check_own_output(out)
+    check_output_dir(out, overwrite=overwrite, **_OUTPUT)  # before the work: refused early
     prior_name = "paper" if prior is None else "given"
     prior = paper_knowledge() if prior is None else np.asarray(prior, dtype=np.float64)
     if prior.shape != (len(EXPRESSIONS), len(AUS)):
         raise ConfigError(f"prior must be 7 x 18, got {prior.shape}")
     t0 = time.perf_counter()
     plan = _plan(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    kept = "the previous dataset there is intact" if out.exists() else "nothing was written"
-    try:
+    with replace_output_dir(out, overwrite=overwrite, **_OUTPUT) as tmp:  # whole or not at all; ours only
         (tmp / "OpenFace").mkdir()
         rows = list(zip(range(cfg.clips), plan["clip_id"], plan["identity"].to_list(), plan["true_label"].to_list()))
         workers = workers or min(os.cpu_count() or 1, 8)
@@ -199,19 +190,6 @@ def generate(
         )
         if preview:
             write_preview(tmp, cfg, plan)
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, trash / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except OSError:  # a full disk (a write() names no file): one line naming the output folder
-        with writing(out, "the synthetic dataset", kept):
-            raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     if log:
         log(
             f"rendered {cfg.clips} clips x {cfg.frames} frames at {cfg.size}px into {out} in {time.perf_counter() - t0:.1f}s"
@@ -225,25 +203,30 @@ OWN_ENTRIES = frozenset(
 )
 
 
-def check_own_output(out: Path) -> None:
-    """Refuse to replace ``out`` unless it is an earlier ``audfer synth`` output: its ``synth.json`` reads as
-    one and it holds nothing ``generate`` does not write (a user's file inside is never deleted)."""
+def _older_output(out: Path) -> set[str] | None:
+    """What an ``audfer synth`` without the output marker wrote (``OWN_ENTRIES``), when ``synth.json`` says it was
+    one."""
     try:
         meta = json.loads((out / "synth.json").read_text())
     except (OSError, ValueError):
-        meta = None
-    if not isinstance(meta, dict) or not {"clips", "size", "frames", "seed"} <= set(meta):
-        raise ConfigError(
-            f"{out}: --overwrite replaces only an earlier `audfer synth` output, and this folder has no "
-            f"synth.json of one; choose another --out"
-        )
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_ENTRIES)
-    if foreign:
-        raise ConfigError(
-            f"{out}: holds files `audfer synth` did not write ({', '.join(foreign[:5])}"
-            f"{', ...' if len(foreign) > 5 else ''}); --overwrite would delete them: move them or choose "
-            f"another --out"
-        )
+        return None
+    return set(OWN_ENTRIES) if isinstance(meta, dict) and {"clips", "size", "frames", "seed"} <= set(meta) else None
+
+
+#: ``audfer synth``'s output folder, as ``files.replace_output_dir`` checks and replaces it.
+_OUTPUT: dict[str, Any] = dict(
+    kind="synth",
+    what="an earlier `audfer synth` output",
+    legacy=_older_output,
+    evidence="synth.json",
+    error=ConfigError,
+)
+
+
+def check_own_output(out: Path) -> None:
+    """Refuse to replace ``out`` unless it is an earlier ``audfer synth`` output (``files.check_output_dir``: its
+    marker or ``synth.json`` says so and it holds nothing ``generate`` does not write)."""
+    check_output_dir(out, overwrite=True, **_OUTPUT)
 
 
 def synth_settings_differ(out: Path, cfg: SynthConfig) -> dict:

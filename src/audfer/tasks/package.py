@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,10 @@ from audfer import __version__
 from audfer.config.load import with_defaults
 from audfer.config.schema import Config
 from audfer.engine.datamodule import sampling_of, views_at_test
+from audfer.engine.runfolder import config_changes
 from audfer.errors import AudferError
 from audfer.evaluation.metrics import class_names
-from audfer.files import atomic_path, write_json
+from audfer.files import atomic_path, check_output_dir, file_sha256, read_yaml, replace_output_dir, write_json
 from audfer.hints import Log, PathLike
 from audfer.method.knowledge import BUILTIN_KNOWLEDGE
 from audfer.models.base import DFERModel
@@ -114,8 +114,27 @@ def _read_source(source: Path, model_name: str | None, trust_pickle: bool) -> _S
         elif ckpt.resolve() != selected.resolve():
             run = None  # another checkpoint of the run: its evaluation, selection and card facts are not this one's
     stored = read_run_checkpoint(ckpt, trust_pickle=trust_pickle)
+    if run is not None and not _is_runs_checkpoint(ckpt, run, stored.cfg):
+        run = None  # a checkpoint copied in from elsewhere: the run's evaluation is not of these weights
     model = stored.build_model()
     return _Source(model, stored.cfg, stored.knowledge, stored.pos_weight, "audfer run", ckpt, run)
+
+
+def _is_runs_checkpoint(ckpt: Path, run: Path, cfg: dict[str, Any]) -> bool:
+    """Whether ``ckpt`` is the checkpoint the run selected and evaluated, by content, not by where it lies: the
+    SHA-256 ``selection.json`` records (a run from before it was recorded: the checkpoint's stored config is the
+    run's ``config.yaml``, result-affecting settings and ``out`` alike)."""
+    selection = _json(run / "selection.json") or {}
+    if isinstance(selection.get("sha256"), str):
+        return file_sha256(ckpt) == selection["sha256"]
+    try:
+        stored = read_yaml(run / "config.yaml", "the run's config (YAML)")
+    except AudferError:
+        return False
+    if not isinstance(stored, dict):
+        return False
+    own = with_defaults(stored)
+    return not config_changes(own, cfg) and Path(str(own.get("out"))).name == Path(str(cfg.get("out"))).name
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -291,6 +310,48 @@ def _card(
     return "\n".join(lines)
 
 
+def _older_output(folder: Path) -> set[str] | None:
+    """What an ``audfer package`` without the output marker wrote, when its ``config.json`` says it was one."""
+    info = _json(folder / PACKAGE_CONFIG) if (folder / PACKAGE_CONFIG).is_file() else None
+    if not isinstance(info, dict) or "audfer_version" not in info or "format" not in info:
+        return None
+    tables = ("K.csv", "pos_weights.csv")
+    return {
+        PACKAGE_WEIGHTS,
+        PACKAGE_CONFIG,
+        "README.md",
+        "model.onnx",
+        *tables,
+        *(f"{t}.provenance.json" for t in tables),
+    }
+
+
+#: ``audfer package``'s output folder, as ``files.replace_output_dir`` checks and replaces it.
+_OUTPUT: dict[str, Any] = {
+    "kind": "package",
+    "what": "an earlier `audfer package` output",
+    "legacy": _older_output,
+    "evidence": PACKAGE_CONFIG,
+}
+
+
+def _save_safetensors(state: dict[str, Any], path: Path) -> None:
+    """``safetensors.torch.save_file``, its I/O failures (a full disk) raised as the ``OSError`` they are, so the
+    atomic write names the file and keeps the previous one."""
+    import errno
+    import re
+
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(state, str(path), metadata={"format": "pt", "audfer_version": __version__})
+    except SafetensorError as exc:
+        found = re.search(r"os error (\d+)", str(exc))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
 def package(
     source: PathLike,
     out: PathLike,
@@ -305,10 +366,11 @@ def package(
 ) -> Packaged:
     """Write the package of ``source`` (run folder, audfer checkpoint, or with ``model_name`` a released checkpoint)
     into ``out`` (see the module doc). The folder appears whole or not at all; an existing non-empty ``out`` is
-    refused unless ``overwrite``."""
+    refused unless ``overwrite``, which replaces only an earlier package (``files.replace_output_dir``: never a
+    user's folder, nor one holding ``source``; a symlinked ``out`` keeps pointing at the replaced folder)."""
     src, out = Path(source), Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise AudferError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
+    output = {**_OUTPUT, "protect": [src]}
+    check_output_dir(out, overwrite=overwrite, **output)  # before reading: refused early
     with bar(total=1, desc=f"loading {src.name}", unit="model") as shown:  # stderr, only on a terminal
         got = _read_source(src, model_name, trust_pickle)
         shown.update()
@@ -350,18 +412,11 @@ def package(
         "license": license,
     }
     title = name or f"{cfg.model.name} {'+ AU head ' if has_au else ''}({cfg.data.dataset}, fold {cfg.data.fold})"
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        from safetensors.torch import save_file
-
+    with replace_output_dir(out, overwrite=overwrite, **output) as tmp:  # whole or not at all; ours only
         trained_on: dict[str, Any] = {"dataset": cfg.data.dataset, "fold": cfg.data.fold, "split": "train"}
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         with atomic_path(tmp / PACKAGE_WEIGHTS) as part:
-            save_file(state, str(part), metadata={"format": "pt", "audfer_version": __version__})
+            _save_safetensors(state, part)
         if got.knowledge is not None:
             k_file = cfg.au.knowledge if cfg.au.knowledge not in BUILTIN_KNOWLEDGE else None
             write_run_table(
@@ -388,16 +443,6 @@ def package(
         if onnx:
             diff = export_checked(model, tmp / "model.onnx")
             log(f"model.onnx: onnxruntime vs PyTorch max abs difference {max(diff.values()):.2e}")
-        if out.exists():
-            old = parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if not has_au:
         log(f"{out}: no AU head ({got.kind}); its card says so and `predict` gives expression probabilities only")
     log(

@@ -18,6 +18,7 @@ from audfer.io import read_expression_table
 from audfer.models.base import DFERModel
 from audfer.models.checkpoint import read_safetensors
 from audfer.models.hub import PACKAGE_CONFIG, PACKAGE_WEIGHTS, is_hub_id, is_package, resolve_weights
+from audfer.trust import check_package
 from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.restore import StoredRun, loss_from_config, read_run_checkpoint
 
@@ -55,13 +56,18 @@ def read_package_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def read_package(source: str | os.PathLike[str], revision: str | None = None) -> StoredRun:
+def read_package(
+    source: str | os.PathLike[str], revision: str | None = None, *, trust_pickle: bool = False
+) -> StoredRun:
     """The package at ``source`` (folder or Hub id at ``revision``) as a ``StoredRun``: its run config, K, pos-weights
-    and tensors (the model's from ``model.safetensors``, the loss buffers rebuilt from K and pos-weights)."""
+    and tensors (the model's from ``model.safetensors``, the loss buffers rebuilt from K and pos-weights). A config
+    naming code to import (``model.name: package.module:factory``) is refused unless ``trust_pickle`` says the
+    package is trusted (``audfer.trust``)."""
     folder = resolve_weights(source, revision)
     if not is_package(folder):
         raise CheckpointError(f"{source}: not an audfer package (a folder with config.json and model.safetensors)")
     data = read_package_config(folder)
+    check_package(folder, trusted=trust_pickle)  # before the config becomes a model or a loss (that imports it)
     cfg = with_defaults(data["config"])
     k_file = data.get("knowledge")
     if k_file:
@@ -76,11 +82,14 @@ def read_package(source: str | os.PathLike[str], revision: str | None = None) ->
     return StoredRun(folder, cfg, knowledge, pos_weight, int(data.get("steps_per_epoch", 1)), state)
 
 
-def from_pretrained(source: str | os.PathLike[str], revision: str | None = None) -> DFERModel:
+def from_pretrained(
+    source: str | os.PathLike[str], revision: str | None = None, *, trust_pickle: bool = False
+) -> DFERModel:
     """The model a package describes (its registered name, sizes, classes and heads) with its weights, in eval mode:
     ``audfer.from_pretrained("org/name")`` or a folder. ``model.package_config`` holds the package's
-    ``config.json`` (input spec, classes, AUs, provenance)."""
-    run = read_package(source, revision)
+    ``config.json`` (input spec, classes, AUs, provenance). A package naming code to import needs
+    ``trust_pickle=True``."""
+    run = read_package(source, revision, trust_pickle=trust_pickle)
     model = run.build_model()
     model.package_config = read_package_config(run.path)  # type: ignore[assignment]
     return model
@@ -96,7 +105,7 @@ def read_stored_run(
         missing = Path(source) / ({PACKAGE_CONFIG, PACKAGE_WEIGHTS} - set(half)).pop()
         raise CheckpointError(f"{missing}: not found; a package folder holds {PACKAGE_CONFIG} and {PACKAGE_WEIGHTS}")
     if is_package_source(source):
-        return read_package(source, revision)
+        return read_package(source, revision, trust_pickle=trust_pickle)
     if revision is not None:
         raise CheckpointError(f"{source}: a revision ({revision}) is for Hub ids (org/name), not local files")
     return read_run_checkpoint(source, trust_pickle=trust_pickle)

@@ -24,8 +24,8 @@ from audfer.hints import PathLike
 from audfer.method.losses import AUDFERLoss
 from audfer.models.base import DFERModel
 from audfer.models.checkpoint import read_checkpoint
-from audfer.models.custom import is_custom_name
 from audfer.models.registry import create_model
+from audfer.trust import check_stored_config
 
 __all__ = ["StoredRun", "read_run_checkpoint", "model_from_config", "loss_from_config", "check_state_fits"]
 
@@ -124,12 +124,7 @@ def read_run_checkpoint(checkpoint: PathLike, *, trust_pickle: bool = False) -> 
         cfg = cfg.to_dict()
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: hyper_parameters.cfg is a {type(cfg).__name__}, expected the run's config")
-    name = (cfg.get("model") or {}).get("name")
-    if isinstance(name, str) and is_custom_name(name) and not trust_pickle:
-        raise CheckpointError(
-            f"{path}: its config names code to import and run (model.name={name!r}); pass --trust-pickle "
-            f"(trust_pickle=True) only if you trust the file and that module (docs/weights.md)"
-        )
+    check_stored_config(cfg, path, trusted=trust_pickle)  # before anything builds it (that imports the code)
     if hp.get("model_from_config") is False:
         raise CheckpointError(
             f"{path}: trained with a model built by its user (AUDFERModule(model, loss)), not from its config; build "
