@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from audfer.config.load import with_defaults
 from audfer.config.schema import Config
-from audfer.engine.schedules import lr_factor
+from audfer.engine.schedules import global_batch, lr_factor
 from audfer.evaluation.metrics import WARUAR
 from audfer.method.losses import AUDFERLoss, AUDFERLossOutput, mix_batch_targets
 from audfer.models.base import DFERModel, ModelOutput
@@ -169,8 +169,6 @@ class AUDFERModule(L.LightningModule):
     def lr_scale(self) -> float:
         """global batch (batch x devices x nodes) / 256 under ``optim.lr_scale=batch256`` (MAE-DFER), else 1. MAE-DFER scales ``lr``,
         ``min_lr`` and ``warmup_lr`` alike (sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``)."""
-        from audfer.engine.plan import global_batch
-
         return global_batch(self.cfg.train) / 256 if self.cfg.optim.lr_scale == "batch256" else 1.0
 
     def base_lr(self) -> float:

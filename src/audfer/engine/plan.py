@@ -21,6 +21,7 @@ from audfer.engine.datamodule import (
 from audfer.engine.learning import check_learning
 from audfer.engine.resolve import au_label_summary, describe_au_labels, prepare
 from audfer.engine.runfolder import SELECTION_NOTE
+from audfer.engine.schedules import global_batch
 from audfer.errors import AudferError, ConfigError
 from audfer.files import write_json
 from audfer.hints import Log
@@ -28,13 +29,6 @@ from audfer.method.knowledge import AUTHOR_KNOWLEDGE, authors_knowledge
 from audfer.method.labels import official_pos_weights
 from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.pretrained import init_label, initialise
-
-
-def global_batch(t: TrainOptions) -> int:
-    """Clips per optimiser step over all processes: ``batch_size x devices x num_nodes``. The one place it is computed: MAE-DFER's
-    lr scale (``AUDFERModule.lr_scale``, sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``: ``total_batch_size
-    = batch_size * update_freq * world_size``) and the dry run read it here."""
-    return t.batch_size * t.devices * t.num_nodes
 
 
 def _layout(t: TrainOptions) -> str:

