@@ -206,12 +206,13 @@ class _Parts:
 
 
 def _windows_of(frames: np.ndarray, n: int, window: int, computed: list[int], sampler, transform) -> Iterator:
+    """Each computed frame's window as the model's input. The test transform works frame by frame (resize,
+    normalisation), so it runs once on the whole clip and each window takes its frames from the result."""
     spans = frame_windows(n, window)
+    prepared = transform(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), None)
     for t in computed:
         s, e = spans[t]
-        idx = s + sampler(e - s)
-        clip = torch.from_numpy(np.ascontiguousarray(frames[idx])).permute(0, 3, 1, 2)
-        yield t, transform(clip, None)
+        yield t, prepared[s + sampler(e - s)]
 
 
 @torch.no_grad()
