@@ -16,9 +16,9 @@ from audfer.data.annotations import dfew_labels
 from audfer.engine.frame_probs import frame_probabilities
 from audfer.engine.resolve import prepare, split_index
 from audfer.vocab import EXPRESSIONS
+from test_frame_probs import _checkpoint
 
 from conftest import TINY
-from test_frame_probs import _checkpoint
 
 
 def _cfg(synth, *extra):
@@ -43,7 +43,7 @@ def test_the_filter_reports_per_expression_and_records_the_filter_model(synth, t
     out = tmp_path / "K.csv"
     args = ["knowledge", "--dataset", "dfew", "--openface-dir", str(synth / "OpenFace"), "--root", str(synth)]
     assert main([*args, "--frame-probs", str(probs), "--theta", str(theta), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     side = json.loads((tmp_path / "K.csv.provenance.json").read_text())
     report = side["frame_filter"]["per_expression"]
     for i, name in enumerate(EXPRESSIONS):  # independent count from the probability table
@@ -69,7 +69,7 @@ def test_a_k_whose_filter_model_saw_the_test_clips_is_refused(synth, tmp_path, c
     out = tmp_path / "K.csv"
     args = ["knowledge", "--dataset", "dfew", "--openface-dir", str(synth / "OpenFace"), "--root", str(synth)]
     assert main([*args, "--filter-checkpoint", str(ck2), "--theta", "0.01", "--out", str(out)]) == 0
-    assert "θ filter" in capsys.readouterr().out
+    assert "θ filter" in capsys.readouterr().err
     made = tmp_path / "K.frame_probs.csv"  # the probabilities were made beside K, for fold 1's training clips
     assert set(pl.read_csv(made, schema_overrides={"clip_id": pl.String})["clip_id"]) == set(
         map(str, split_index(_cfg(synth), "train").table["clip_id"].to_list())

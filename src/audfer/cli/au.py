@@ -188,7 +188,7 @@ def run_knowledge(args: argparse.Namespace) -> None:
             mapping=args.mapping,
             allow_mixed=args.allow_mixed,
         )
-        result, line = knowledge_file(spec, args.out, **reader_kwargs(args))
+        result, line = knowledge_file(spec, args.out, log=echo, **reader_kwargs(args))
         matrix, unmeasured = result.matrix, result.unmeasured
     echo(line)
     if args.heatmap:

@@ -174,11 +174,13 @@ def _write_knowledge(
     return result, counts
 
 
-def knowledge_file(spec: DatasetSpec, out: PathLike, **reader_options: Any) -> tuple[KnowledgeResult, str]:
+def knowledge_file(
+    spec: DatasetSpec, out: PathLike, *, log: Log = print, **reader_options: Any
+) -> tuple[KnowledgeResult, str]:
     """K of one dataset (§3.1), written to ``out`` with the split and fold its labels came from."""
     from audfer.method.dataset_knowledge import filter_lines
 
-    result, counts = _write_knowledge(spec, out, **reader_options)
+    result, counts = _write_knowledge(spec, out, log=log, **reader_options)
     return result, (
         f"wrote {out}: "
         + "; ".join(f"{k} {v}" for k, v in counts.items())
