@@ -127,3 +127,75 @@ def test_study_files_are_checked_and_the_shipped_one_is_complete(tmp_path, capsy
             _spec(tmp_path, body)
     assert main(["study", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "no such study file" in capsys.readouterr().err
+
+
+def test_shuffled_k_is_the_same_matrix_with_the_declared_rows_permuted(synth, tmp_path):
+    from audfer.engine.study import _shuffled_files
+    from audfer.method.knowledge import paper_knowledge
+
+    perm = [6, 3, 1, 5, 2, 0, 4]
+    spec = _spec(
+        tmp_path,
+        f"config: synthetic_small\nvariants: [paper, shuffled]\nseeds: [0, 1]\n"
+        f"permutations: {{0: {perm}, 1: [1, 0, 2, 3, 4, 5, 6]}}\n",
+    )
+    base = load_config("synthetic_small", [f"data.root={synth}", *TINY])
+    files = _shuffled_files(base, spec, tmp_path / "out")
+    run = prepare(load_config("synthetic_small", [f"data.root={synth}", *TINY, f"au.knowledge={files[0]}"]))
+    k = paper_knowledge()
+    for i in range(7):  # row i of the shuffled K is row perm[i] of the paper's K, every value kept
+        np.testing.assert_allclose(run.knowledge[i], k[perm[i]], rtol=1e-9)
+    assert not np.allclose(run.knowledge, k) and run.checks["knowledge"]["test_clips"] == 0
+    second = prepare(load_config("synthetic_small", [f"data.root={synth}", *TINY, f"au.knowledge={files[1]}"]))
+    np.testing.assert_allclose(second.knowledge[2:], k[2:], rtol=1e-9)
+    np.testing.assert_allclose(second.knowledge[[0, 1]], k[[1, 0]], rtol=1e-9)
+
+
+def test_shuffled_study_files_are_checked(tmp_path):
+    seeds = "seeds: [0, 1]\n"
+    for body, message in (
+        ("variants: [shuffled]\n" + seeds, "variant shuffled needs a mapping"),
+        ("variants: [shuffled]\n" + seeds + "permutations: {0: [1, 0, 2, 3, 4, 5, 6]}\n", "seed 1: None"),
+        (
+            "variants: [shuffled]\n" + seeds + "permutations: {0: [0, 1, 2, 3, 4, 5, 6], 1: [1, 0, 2, 3, 4, 5, 6]}\n",
+            "the identity",
+        ),
+        (
+            "variants: [shuffled]\n" + seeds + "permutations: {0: [1, 1, 2, 3, 4, 5, 6], 1: [1, 0, 2, 3, 4, 5, 6]}\n",
+            "expected a permutation of 0..6",
+        ),
+        ("variants: [paper]\n" + seeds + "permutations: {0: [1, 0, 2, 3, 4, 5, 6]}\n", "only used by variant"),
+        ("variants: [paper, plain]\n" + seeds + "contrasts: [[paper, magic]]\n", "contrasts: expected"),
+    ):
+        with pytest.raises(AudferError, match=message):
+            _spec(tmp_path, "config: synthetic_small\n" + body)
+    shipped = StudySpec.read("k_knowledge")
+    assert len(shipped.seeds) >= 10 and set(shipped.variants) == {"paper", "shuffled", "plain"}
+    assert all(all(p[i] != i for i in range(7)) for p in shipped.permutations.values())  # derangements
+    assert shipped.synth == StudySpec.read("au_effect").synth  # the first study's data
+
+
+def test_contrasts_are_paired_by_seed(tmp_path):
+    from audfer.engine.study import _contrast_rows
+
+    spec = _spec(
+        tmp_path,
+        "config: synthetic_small\nsizes: [1.0]\nlambdas: [0.5]\nvariants: [paper, plain]\nseeds: [0, 1, 2, 3, 4]\n"
+        "contrasts: [[paper, plain], [paper, baseline]]\n",
+    )
+    rng = np.random.default_rng(1)
+    rows = []
+    for variant, lam in (("baseline", 0.0), ("paper", 0.5), ("plain", 0.5)):
+        for seed in (4, 2, 0, 1, 3):  # out of order: pairing is by seed, not by row
+            war, uar, minor = rng.random(3)
+            rows.append(dict(size=1.0, variant=variant, lam=lam, seed=seed, war=war, uar=uar, minor_recall=minor))
+    table = pl.DataFrame(rows)
+    out = _contrast_rows(table, spec)
+    assert [(r["a"], r["b"]) for r in out] == [("paper", "plain"), ("paper", "baseline")]
+    for r in out:
+        a = {x["seed"]: x["uar"] for x in rows if x["variant"] == r["a"]}
+        b = {x["seed"]: x["uar"] for x in rows if x["variant"] == r["b"]}
+        d = np.array([a[s] - b[s] for s in range(5)])
+        half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+        assert r["uar_mean"] == pytest.approx(d.mean()) and r["uar_ci_low"] == pytest.approx(d.mean() - half)
+        assert r["seeds"] == 5 and r["uar_distinguishable"] == bool(abs(d.mean()) > half)

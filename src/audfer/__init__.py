@@ -46,6 +46,7 @@ _HOMES: dict[str, str] = {
     "train": "audfer.engine.train",
     "evaluate_checkpoint": "audfer.engine.evaluate",
     "load_module": "audfer.engine.evaluate",
+    "frame_probabilities": "audfer.engine.frame_probs",
     "WARUAR": "audfer.evaluation.metrics",
     "MaskedAUF1": "audfer.evaluation.metrics",
     "classification_metrics": "audfer.evaluation.metrics",
@@ -86,6 +87,7 @@ __all__ = [
     "train",
     "evaluate_checkpoint",
     "load_module",
+    "frame_probabilities",
     "WARUAR",
     "MaskedAUF1",
     "classification_metrics",
@@ -101,6 +103,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from audfer.config.load import load_config, with_values
     from audfer.config.schema import Config
     from audfer.engine.evaluate import evaluate_checkpoint, load_module
+    from audfer.engine.frame_probs import frame_probabilities
     from audfer.engine.module import AUDFERModule
     from audfer.engine.train import train
     from audfer.evaluation.metrics import WARUAR, MaskedAUF1, classification_metrics

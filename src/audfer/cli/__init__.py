@@ -22,6 +22,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("au", "add_au_labels"),
     ("au", "add_pos_weights"),
     ("au", "add_knowledge"),
+    ("frame_probs", "add_frame_probs"),
     ("demo", "add_synth"),
     ("runs", "add_train"),
     ("runs", "add_config"),

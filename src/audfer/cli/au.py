@@ -110,7 +110,22 @@ def add_knowledge(sub: Any) -> None:
     p.add_argument(
         "--calm", choices=("drop", "neutral"), default="drop", help="ravdess: calm clips left out or counted as neutral"
     )
-    p.add_argument("--frame-probs", type=Path, help="base-model frame probabilities: clip_id,frame,p0..p6")
+    p.add_argument(
+        "--frame-probs", type=Path, help="base-model frame probabilities: clip_id,frame,p0..p6 (`audfer frame-probs`)"
+    )
+    p.add_argument(
+        "--filter-checkpoint",
+        help="or the base model (checkpoint or package): its frame probabilities are made first, beside --out "
+        "(<out stem>.frame_probs.csv; resumed if interrupted)",
+    )
+    p.add_argument(
+        "--filter-data",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --filter-checkpoint: overrides of the model's config (dfew/ferv39k/mafw get data.root and "
+        "data.fold from --root/--fold)",
+    )
     p.add_argument(
         "--theta",
         type=ranged(float, 0, 1, hi_open=True),
@@ -165,13 +180,15 @@ def run_knowledge(args: argparse.Namespace) -> None:
             calm=args.calm,
             frame_probs=args.frame_probs,
             theta=args.theta,
+            filter_checkpoint=args.filter_checkpoint,
+            filter_overrides=tuple(args.filter_data),
             zeros=args.zeros,
             min_confidence=args.min_confidence,
             source=args.source,
             mapping=args.mapping,
             allow_mixed=args.allow_mixed,
         )
-        result, line = knowledge_file(spec, args.out, **reader_kwargs(args))
+        result, line = knowledge_file(spec, args.out, log=echo, **reader_kwargs(args))
         matrix, unmeasured = result.matrix, result.unmeasured
     echo(line)
     if args.heatmap:

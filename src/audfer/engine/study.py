@@ -9,13 +9,16 @@ A study file (YAML, read safely; shipped ones in ``audfer/studies``) fixes the c
     lambdas: [0.25, 0.5]                    # au.lam of the AU runs (λ = 0 is the baseline, always run)
     variants: [paper, plain, k-no-pw]       # the AU loss: the paper's K x pos-weight (Eq. 9) | K = 1 | K, no pos-weight
     seeds: [0, 1, 2, 3, 4]                  # train.seed and data.subset_seed: at least 5 for a claim
+    permutations: {0: [3, 0, ...], ...}     # variant shuffled: per seed, K's rows permuted (row i <- row p[i])
+    contrasts: [[paper, shuffled]]          # optional: paired differences between two variants (a - b)
 
 Every cell is an ordinary run folder (``<out>/size_<f>/baseline/seed_<s>``,
 ``<out>/size_<f>/<variant>/lambda_<l>/seed_<s>``), so an interrupted study is continued by running it again. Each AU
 run is compared with the baseline of the same seed and subset (same initialisation, data order and clips): the paired
 difference's mean ± std and Student-t 95 % interval (``evaluation.paired_differences``), for WAR, UAR and the mean
 recall of the minor classes (§3.3: at most 1/7 of the training clips). Written: ``study.csv`` (every run),
-``effects.csv`` (every cell's paired differences), ``effect.png`` (the effect against training-set size, with
+``effects.csv`` (every cell's paired differences), ``contrasts.csv`` (each declared contrast between two variants,
+paired by seed, size and λ), ``effect.png`` (the effect against training-set size, with
 interval bands) and ``report.md``.
 """
 
@@ -51,13 +54,17 @@ VARIANTS: dict[str, dict[str, object]] = {
     "paper": {},  # the config's own K and pos-weights: Eq. 9 as the paper defines it
     "plain": {"au.knowledge": "ones"},  # K = 1: plain AU multitask with the same BCE and pos-weights
     "k-no-pw": {"au.pos_weights": "none"},  # the paper's K without positive-class weights
+    # the config's K with its expression rows permuted (the seed's declared permutation): the same values, the
+    # wrong knowledge; written to <out>/knowledge/K_shuffled_seed_<s>.csv (see ``shuffled_knowledge``)
+    "shuffled": {},
 }
 VARIANT_LABEL = {
     "paper": "paper (K row x pos-weight, Eq. 9)",
     "plain": "plain AU multitask (K = 1)",
     "k-no-pw": "K without pos-weights",
+    "shuffled": "K with its expression rows permuted (same values, wrong knowledge) x pos-weight",
 }
-_KEYS = {"config", "overrides", "synth", "sizes", "lambdas", "variants", "seeds", "title"}
+_KEYS = {"config", "overrides", "synth", "sizes", "lambdas", "variants", "seeds", "title", "permutations", "contrasts"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class StudySpec:
     variants: tuple[str, ...] = ("paper", "plain", "k-no-pw")
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     title: str | None = None
+    permutations: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    contrasts: tuple[tuple[str, str], ...] = ()
     source: str = field(default="", compare=False)
 
     @classmethod
@@ -112,17 +121,62 @@ class StudySpec:
         overrides = data.get("overrides") or []
         if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
             raise ConfigError(f"{path}: overrides: expected a list of key=value strings")
+        variants = items("variants", str, lambda v: v in VARIANTS, f"variants among {', '.join(VARIANTS)}")
+        seeds = items("seeds", int, lambda v: v >= 0, "seeds >= 0")
         return cls(
             config=data["config"],
             overrides=tuple(overrides),
             synth=synth,
             sizes=items("sizes", float, lambda v: 0 < v <= 1, "shares of the training fold in (0, 1]"),
             lambdas=items("lambdas", float, lambda v: 0 < v <= 1, "λ values in (0, 1] (the baseline is always run)"),
-            variants=items("variants", str, lambda v: v in VARIANTS, f"variants among {', '.join(VARIANTS)}"),
-            seeds=items("seeds", int, lambda v: v >= 0, "seeds >= 0"),
+            variants=variants,
+            seeds=seeds,
             title=data.get("title"),
+            permutations=_permutations(path, data.get("permutations"), variants, seeds),
+            contrasts=_contrasts(path, data.get("contrasts"), variants),
             source=str(path),
         )
+
+
+def _permutations(path: Path, value: object, variants: tuple, seeds: tuple) -> dict[int, tuple[int, ...]]:
+    """``permutations``: for variant ``shuffled``, one permutation of the 7 expression rows per seed, none the
+    identity (row i of the shuffled K is row p[i] of K)."""
+    if "shuffled" not in variants:
+        if value:
+            raise ConfigError(f"{path}: permutations: only used by variant shuffled, which is not listed")
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: permutations: variant shuffled needs a mapping seed -> permutation of 0..6")
+    out: dict[int, tuple[int, ...]] = {}
+    for seed in seeds:
+        p = value.get(seed)
+        if not isinstance(p, list) or sorted(p) != list(range(7)) or any(isinstance(v, bool) for v in p):
+            raise ConfigError(f"{path}: permutations: seed {seed}: {p!r}; expected a permutation of 0..6")
+        if p == list(range(7)):
+            raise ConfigError(f"{path}: permutations: seed {seed}: the identity leaves K as it is")
+        out[seed] = tuple(p)
+    extra = set(value) - set(seeds)
+    if extra:
+        raise ConfigError(f"{path}: permutations: {sorted(map(str, extra))[0]} is not one of the seeds")
+    return out
+
+
+def _contrasts(path: Path, value: object, variants: tuple) -> tuple[tuple[str, str], ...]:
+    """``contrasts``: pairs ``[a, b]`` of listed variants (``baseline`` allowed), compared as a - b."""
+    if value is None:
+        return ()
+    arms = (*variants, "baseline")
+    if not isinstance(value, list) or not all(
+        isinstance(c, list) and len(c) == 2 and c[0] in arms and c[1] in arms and c[0] != c[1] for c in value
+    ):
+        raise ConfigError(f"{path}: contrasts: expected a list of pairs [a, b] of two different listed variants")
+    return tuple((a, b) for a, b in value)
+
+
+def shuffled_knowledge(k: np.ndarray, permutation: tuple[int, ...] | list[int]) -> np.ndarray:
+    """K with its expression rows permuted: row i of the result is row ``permutation[i]`` of ``k`` (the same 7 x 18
+    values, each expression given another expression's AU profile)."""
+    return np.asarray(k)[list(permutation)]
 
 
 def shipped_studies() -> list[str]:
@@ -178,10 +232,11 @@ def _run_study(
     if base.au.strategy == "none":
         raise ConfigError(f"{spec.source}: the config's au.strategy is none; a study compares AU strategies with it")
     cells: list[tuple[float, str | None, float | None, int]] = []
-    for size in spec.sizes:
-        for seed in spec.seeds:
+    for seed in spec.seeds:  # seed by seed: a study stopped early has every arm of its first seeds
+        for size in spec.sizes:
             cells.append((size, None, None, seed))
             cells += [(size, v, lam, seed) for v in spec.variants for lam in spec.lambdas]
+    shuffled = _shuffled_files(base, spec, out) if "shuffled" in spec.variants else {}
     cfgs = []
     for size, variant, lam, seed in cells:
         values: dict[str, object] = {
@@ -195,6 +250,8 @@ def _run_study(
             values["au.strategy"] = "none"
         else:
             values.update({"au.lam": lam, **VARIANTS[variant]})
+            if variant == "shuffled":
+                values["au.knowledge"] = str(shuffled[seed])
         cfgs.append(with_values(base, values, source=f"study {spec.source}"))
     log(
         f"study: {len(cfgs)} runs ({len(spec.sizes)} sizes x {len(spec.seeds)} seeds x (baseline + "
@@ -222,12 +279,52 @@ def _run_study(
     write_csv(table, out / "study.csv")
     effects = _effects(table, spec)
     write_csv(pl.DataFrame(effects).drop("diffs_uar"), out / "effects.csv")
+    contrasts = _contrast_rows(table, spec)
+    if contrasts:
+        write_csv(pl.DataFrame(contrasts).drop("diffs_uar"), out / "contrasts.csv")
     wall = time.perf_counter() - t0
-    write_json({"spec": asdict(spec), "minor_classes": minor, "seconds": wall, "effects": effects}, out / "study.json")
+    write_json(
+        {"spec": asdict(spec), "minor_classes": minor, "seconds": wall, "effects": effects, "contrasts": contrasts},
+        out / "study.json",
+    )
     _plot(effects, spec, out / "effect.png")
-    _report(out, spec, base, table, effects, wall, minor)
+    _report(out, spec, base, table, effects, wall, minor, contrasts)
     log(f"study report -> {out / 'report.md'} ({wall:.0f} s)")
-    return {"runs": rows, "effects": effects, "seconds": wall}
+    return {"runs": rows, "effects": effects, "contrasts": contrasts, "seconds": wall}
+
+
+def _shuffled_files(base, spec: StudySpec, out: Path) -> dict[int, Path]:
+    """Per seed, the config's K with the seed's declared row permutation, as a K.csv whose provenance sidecar
+    carries the original K's clips (so the runs' test-leak check still sees them)."""
+    from audfer.engine.resolve import knowledge_for
+    from audfer.io import expression_table
+    from audfer.provenance import read_provenance, write_provenance
+
+    src = base.au.knowledge
+    if src in ("per-fold", "ones"):
+        raise ConfigError(
+            f"{spec.source}: variant shuffled permutes a fixed K; the config's au.knowledge={src} has none "
+            "(use paper or a K.csv)"
+        )
+    k = knowledge_for(base)
+    record = None if src == "paper" else read_provenance(src)
+    files = {}
+    for seed, perm in spec.permutations.items():
+        path = out / "knowledge" / f"K_shuffled_seed_{seed}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(expression_table(shuffled_knowledge(k, perm)), path)
+        write_provenance(
+            path,
+            what=f"K ({src}) with its expression rows permuted: row i <- row p[i], p = {list(perm)}",
+            clip_ids=(record or {}).get("clip_ids") or [],
+            dataset=(record or {}).get("dataset"),
+            fold=(record or {}).get("fold"),
+            split=(record or {}).get("split"),
+            source=f"{spec.source}: permutations[{seed}] of au.knowledge={src}",
+            extra={"permutation": list(perm)},
+        )
+        files[seed] = path
+    return files
 
 
 def _synth(settings: dict[str, Any], folder: Path, log: Log) -> Path:
@@ -288,6 +385,43 @@ def _effects(table: pl.DataFrame, spec: StudySpec) -> list[dict[str, Any]]:
     return out
 
 
+def _contrast_rows(table: pl.DataFrame, spec: StudySpec) -> list[dict[str, Any]]:
+    """Each declared contrast ``a - b``, paired by size, λ and seed (the baseline has one λ: 0)."""
+
+    def arm(size: float, variant: str, lam: float) -> pl.DataFrame:
+        if variant == "baseline":
+            return table.filter((pl.col("size") == size) & (pl.col("variant") == "baseline")).sort("seed")
+        return table.filter((pl.col("size") == size) & (pl.col("variant") == variant) & (pl.col("lam") == lam)).sort(
+            "seed"
+        )
+
+    out = []
+    for a, b in spec.contrasts:
+        for size in spec.sizes:
+            for lam in spec.lambdas:
+                x, y = arm(size, a, lam), arm(size, b, lam)
+                row: dict[str, Any] = {"size": size, "lam": lam, "a": a, "b": b}
+                for metric in ("war", "uar", "minor_recall"):
+                    xs = dict(zip(x["seed"].to_list(), x[metric].to_list()))
+                    ys = dict(zip(y["seed"].to_list(), y[metric].to_list()))
+                    seeds = [s for s in sorted(xs) if s in ys and xs[s] is not None and ys[s] is not None]
+                    d = paired_differences([ys[s] for s in seeds], [xs[s] for s in seeds])
+                    row.update(
+                        {
+                            "seeds": len(seeds),
+                            f"{metric}_mean": d["mean"],
+                            f"{metric}_ci_low": None if d["ci"] is None else d["ci"][0],
+                            f"{metric}_ci_high": None if d["ci"] is None else d["ci"][1],
+                            f"{metric}_distinguishable": d["distinguishable"],
+                            f"{metric}_text": format_difference(d),
+                        }
+                    )
+                    if metric == "uar":
+                        row["diffs_uar"] = d["diffs"]
+                out.append(row)
+    return out
+
+
 def _plot(effects: list[dict[str, Any]], spec: StudySpec, path: Path) -> None:
     """ΔWAR and ΔUAR against training-set size, one line per variant and λ, with the 95 % intervals as bands."""
     import matplotlib
@@ -328,7 +462,14 @@ def _plot(effects: list[dict[str, Any]], spec: StudySpec, path: Path) -> None:
 
 
 def _report(
-    out: Path, spec: StudySpec, base, table: pl.DataFrame, effects: list[dict[str, Any]], wall: float, minor: list[str]
+    out: Path,
+    spec: StudySpec,
+    base,
+    table: pl.DataFrame,
+    effects: list[dict[str, Any]],
+    wall: float,
+    minor: list[str],
+    contrasts: list[dict[str, Any]] | None = None,
 ) -> None:
     import platform
 
@@ -379,6 +520,26 @@ def _report(
         f"{r['minor_recall_text']} |"
         for r in effects
     ]
+    if contrasts:
+        lines += [
+            "",
+            "## Declared contrasts: paired difference a - b (points; mean ± std, 95 % CI, seeds)",
+            "",
+            "| training share | λ | a - b | ΔWAR | ΔUAR | Δ minor-class recall |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {100 * r['size']:g} % | {r['lam']:g} | {r['a']} - {r['b']} | {r['war_text']} | {r['uar_text']} | "
+            f"{r['minor_recall_text']} |"
+            for r in contrasts
+        ]
+    if spec.permutations:
+        lines += [
+            "",
+            "Shuffled K (row i of K <- row p[i]), per seed: "
+            + "; ".join(f"seed {s}: {list(p)}" for s, p in spec.permutations.items())
+            + ".",
+        ]
     claims = [r for r in effects if r["uar_distinguishable"] or r["war_distinguishable"]]
     judged = [r[f"{m}_distinguishable"] for r in effects for m in ("war", "uar", "minor_recall")]
     judged = [v for v in judged if v is not None]
@@ -409,7 +570,8 @@ def _report(
         "",
         "![AU effect against training-set size](effect.png)",
         "",
-        "Every run: `study.csv`; every cell's differences: `effects.csv`.",
+        "Every run: `study.csv`; every cell's differences: `effects.csv`"
+        + ("; the contrasts: `contrasts.csv`." if contrasts else "."),
     ]
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -46,8 +46,11 @@ class DatasetSpec:
     fold: int = 1  #: dfew / mafw: which fold's training split
     include_test: bool = False  #: dfew / ferv39k / mafw: also use the test split (leaks test information!)
     calm: str = "drop"  #: ravdess: "drop" or "neutral"
-    frame_probs: str | Path | None = None  #: clip_id,frame,p0..p6 from a base model
+    frame_probs: str | Path | None = None  #: clip_id,frame,p0..p6 from a base model (``audfer frame-probs``)
     theta: float | None = None
+    #: or the base model itself: its frame probabilities are made first (``engine.frame_probs``, beside the K file)
+    filter_checkpoint: str | Path | None = None
+    filter_overrides: tuple[str, ...] = ()  #: key=value for the filter model's config (data.root, data.fold, ...)
     zeros: str = "keep"
     min_confidence: float | None = None
     label: str = field(default="")  #: display name (default: name)
@@ -58,6 +61,15 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
             raise InputError(f"unknown dataset {self.name!r}; expected one of {', '.join(DATASETS)}")
+        if self.frame_probs is not None and self.filter_checkpoint is not None:
+            raise InputError(
+                f"dataset {self.name}: frame_probs and filter_checkpoint both given; the probabilities come from one"
+            )
+        if (self.frame_probs is not None or self.filter_checkpoint is not None) and self.theta is None:
+            raise InputError(f"dataset {self.name}: frame probabilities need a threshold theta (§3.1, Eq. 3)")
+        if self.theta is not None and self.frame_probs is None and self.filter_checkpoint is None:
+            raise InputError(f"dataset {self.name}: theta needs frame_probs or filter_checkpoint (the base model)")
+        self.filter_overrides = tuple(self.filter_overrides)
         if self.mapping is not None and self.source not in ("auto", "table"):
             raise InputError(f"an AU mapping (--mapping) is for source table, not {self.source}")
         self.label = self.label or self.name
@@ -86,6 +98,79 @@ def _need(spec: DatasetSpec, attr: str, flag: str):
     if value is None:
         raise InputError(f"dataset {spec.name}: needs {flag}")
     return value
+
+
+def filter_model_overrides(spec: DatasetSpec) -> list[str]:
+    """What the filter model's config is given to list this dataset's clips: the dataset root and fold the labels
+    come from (DFEW, FERV39k, MAFW), then the spec's own ``filter_overrides``."""
+    auto = []
+    if spec.name in ("dfew", "ferv39k", "mafw") and spec.root is not None:
+        auto.append(f"data.root={spec.root}")
+    if spec.name in ("dfew", "mafw"):
+        auto.append(f"data.fold={spec.fold}")
+    return auto + list(spec.filter_overrides)
+
+
+def make_frame_probs(spec: DatasetSpec, out: str | Path, *, log: Any = print, **options: Any) -> Path:
+    """The filter model's frame probabilities for ``spec`` (``engine.frame_probs.frame_probabilities`` on the split the
+    labels come from: ``train``, or ``all`` with ``include_test``), written to ``out`` (resumed when interrupted)."""
+    from audfer.engine.frame_probs import frame_probabilities
+
+    assert spec.filter_checkpoint is not None
+    frame_probabilities(
+        spec.filter_checkpoint,
+        filter_model_overrides(spec),
+        out=out,
+        split="all" if spec.include_test or spec.split is None else "train",
+        log=log,
+        **options,
+    )
+    return Path(out)
+
+
+def filter_facts(spec: DatasetSpec, result: KnowledgeResult) -> tuple[dict[str, Any] | None, list[str]]:
+    """``(facts, clips)`` for K's sidecar: the θ filter (probability file, θ, the model that made it and the clips it
+    was trained on, what it kept and dropped per expression), and those training clips, which join K's clips so that
+    a run refuses a K whose filter model saw its test clips (``engine.resolve.check_no_test_clips``)."""
+    if spec.frame_probs is None:
+        return None, []
+    record = read_provenance(spec.frame_probs)
+    made = (record or {}).get("frame_probs") or {}
+    trained = [str(c) for c in (record or {}).get("clip_ids") or []]
+    known = record is not None and made.get("trained_on_known", True) is not False
+    if not known:
+        import warnings
+
+        warnings.warn(
+            f"{spec.frame_probs}: the clips the filter model was trained on are unknown (no provenance sidecar from "
+            "`audfer frame-probs`); the test-leak check of this K cannot cover the filter model",
+            UserWarning,
+            stacklevel=2,
+        )
+    facts = {
+        "file": str(spec.frame_probs),
+        "theta": spec.theta,
+        "checkpoint": made.get("checkpoint") or (record or {}).get("source"),
+        "model_trained_on_clips": len(trained) if known else None,
+        "model_trained_on_sha256": (record or {}).get("clip_ids_sha256") if known else None,
+        "made_with": {k: made.get(k) for k in ("dataset", "fold", "split", "window", "stride")} if made else None,
+        "per_expression": result.filter_report,
+    }
+    return facts, trained
+
+
+def filter_lines(report: dict[str, dict[str, int]] | None, theta: float | None) -> list[str]:
+    """The θ filter per expression in words: clips and frames kept, and dropped by why."""
+    if not report:
+        return []
+    lines = [f"θ filter (keep frames with p(own label) > {theta}), per expression:"]
+    for name, r in report.items():
+        lines.append(
+            f"  {name}: kept {r['clips_kept']}/{r['clips_before']} clips, {r['frames_kept']}/{r['frames_before']} "
+            f"frames; dropped {r['frames_at_or_below_theta']} frames at or below θ, {r['frames_without_probability']} "
+            f"without a probability; {r['clips_dropped']} clips lost every frame"
+        )
+    return lines
 
 
 def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[KnowledgeResult, dict[str, int]]:
@@ -213,10 +298,13 @@ def _check_entry_values(i: int, entry: dict) -> None:
     for key, (ok, want) in checks.items():
         if key in entry and not ok(entry[key]):
             raise _bad(where, key, entry[key], want)
-    for key in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping"):
+    for key in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping", "filter_checkpoint"):
         v = entry.get(key)
         if v is not None and not (isinstance(v, str) and v.strip()):
             raise _bad(where, key, v, "a path")
+    fo = entry.get("filter_overrides", [])
+    if not isinstance(fo, list) or not all(isinstance(o, str) and "=" in o for o in fo):
+        raise _bad(where, "filter_overrides", fo, "a list of key=value strings")
     if entry.get("openface_dir") is None:
         raise _bad(where, "openface_dir", entry.get("openface_dir"), "the folder of per-clip AU CSVs")
 
@@ -280,7 +368,8 @@ def parse_knowledge_config(config: object, *, base: Path = Path(".")) -> Knowled
         entry = {
             k: (
                 base / v
-                if k in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping") and v is not None
+                if k in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping", "filter_checkpoint")
+                and v is not None
                 else v
             )
             for k, v in entry.items()

@@ -169,6 +169,8 @@ class KnowledgeResult:
         default_factory=lambda: np.array([a != "AU28" for a in AUS])
     )  #: (18,) AUs with intensity
     au_source: dict[str, Any] | None = None  #: which AU tool(s) the frames came from and which AUs they lack
+    #: the θ filter per expression (None without frame probabilities): clips/frames before it, kept, and dropped by why
+    filter_report: dict[str, dict[str, int]] | None = None
 
     @property
     def unmeasured(self) -> list[str]:
@@ -209,6 +211,7 @@ def extract_knowledge(
     if zeros not in ZERO_POLICIES:
         raise InputError(f"unknown zero policy {zeros!r}; expected keep or interpolate")
     dropped: dict[str, int] = {}
+    report: dict[str, dict[str, int]] | None = None
     n0 = frames.height
     if labels is not None:
         table = clip_labels_table(labels).select(id_key_expr().alias("_key"), "label")
@@ -261,12 +264,15 @@ def extract_knowledge(
                 f"1-based frame column"
             )
         n2 = data.height
+        before = data.select("clip_id", "label")
         data = data.join(probs, on=["clip_id", "frame"], how="inner")
         dropped["no frame probability"] = n2 - data.height
         n3 = data.height
+        with_p = data.select("clip_id", "label")
         own = pl.concat_list(pcols).list.get(pl.col("label").cast(pl.Int64))
         data = data.filter(own > theta)
         dropped[f"p(label) <= {theta}"] = n3 - data.height
+        report = _filter_report(before, with_p, data.select("clip_id", "label"))
     elif theta is not None:
         raise InputError("a threshold theta needs frame probabilities (--frame-probs)")
 
@@ -291,8 +297,41 @@ def extract_knowledge(
         )
     m, kmat, measured = knowledge_with_unmeasured(med)
     return KnowledgeResult(
-        kmat, m, n_frames, n_clips, dropped, sorted(data["clip_id"].cast(pl.String).unique().to_list()), measured
+        kmat,
+        m,
+        n_frames,
+        n_clips,
+        dropped,
+        sorted(data["clip_id"].cast(pl.String).unique().to_list()),
+        measured,
+        filter_report=report if frame_probs is not None else None,
     )
+
+
+def _filter_report(before: pl.DataFrame, with_p: pl.DataFrame, kept: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """Per expression, what the θ filter of §3.1 did: valid frames (and their clips) before it, those without a
+    frame probability, those at or below θ, what was kept, and the clips left with no frame at all."""
+
+    def count(table: pl.DataFrame) -> dict[int, tuple[int, int]]:
+        g = table.group_by("label").agg(pl.len().alias("f"), pl.col("clip_id").n_unique().alias("c"))
+        return {int(r["label"]): (int(r["f"]), int(r["c"])) for r in g.iter_rows(named=True)}
+
+    b, w, k = count(before), count(with_p), count(kept)
+    out = {}
+    for i, name in enumerate(EXPRESSIONS):
+        fb, cb = b.get(i, (0, 0))
+        fw, _ = w.get(i, (0, 0))
+        fk, ck = k.get(i, (0, 0))
+        out[name] = {
+            "clips_before": cb,
+            "frames_before": fb,
+            "frames_without_probability": fb - fw,
+            "frames_at_or_below_theta": fw - fk,
+            "frames_kept": fk,
+            "clips_kept": ck,
+            "clips_dropped": cb - ck,
+        }
+    return out
 
 
 def combine_knowledge(

@@ -40,7 +40,7 @@ __all__ = [
 FIELDS: dict[str, tuple[str, ...]] = {
     "video AU labels": ("au_source", "known_labels_per_au"),
     "pos-weights": ("strategy", "minor_classes", "preset", "unknown_aus", "filled_cells", "inputs"),
-    "knowledge": ("au_source", "unmeasured_aus", "inputs"),
+    "knowledge": ("au_source", "unmeasured_aus", "inputs", "frame_filter"),
 }
 
 
@@ -164,18 +164,22 @@ def write_knowledge(
     fold: int | None = None,
     split: str | None = None,
     source: str | None = None,
+    frame_filter: dict[str, Any] | None = None,
+    filter_clips: Iterable[object] = (),
 ) -> Path:
-    """K of one dataset (§3.1) with the clips that contributed, its AU source and the columns that are fills."""
+    """K of one dataset (§3.1) with the clips that contributed, its AU source and the columns that are fills. With
+    the θ filter: ``frame_filter`` (what it kept and dropped, the model that made the probabilities) and
+    ``filter_clips``, the clips that model was trained on, recorded among K's clips (the test-leak check sees them)."""
     return _write(
         result.table(),
         out,
         "knowledge",
-        result.clip_ids,
+        sorted({*map(str, result.clip_ids), *map(str, filter_clips)}),
         dataset=dataset,
         fold=fold,
         split=split,
         source=source,
-        facts={"au_source": result.au_source, "unmeasured_aus": result.unmeasured},
+        facts={"au_source": result.au_source, "unmeasured_aus": result.unmeasured, "frame_filter": frame_filter},
     )
 
 

@@ -335,6 +335,7 @@ def run_demo(
         f"{best} WAR {100 * agg[best]['war']['mean']:.1f} / UAR {100 * agg[best]['uar']['mean']:.1f}",
     )
 
+    lines += _filter_section(synth, out, folder.frames, train_labels, meta, res.matrix, seeds[0], log)
     if videos:
         lines += _predict_section(synth, out, log)
     lines += [
@@ -351,6 +352,110 @@ def run_demo(
         tmp.write_bytes(earlier + ("\n".join(lines) + "\n").encode())
     steps.done(6, f"report -> {out / 'report.md'}; total {steps.elapsed():.0f}s")
     return out
+
+
+#: θ of the demo's frame filter (§3.1, Eq. 3). The paper gives no value; 0.5 is the smallest θ at which every kept
+#: frame's label is the base model's most probable class.
+DEMO_THETA = 0.5
+
+
+def _filter_section(
+    synth: Path,
+    out: Path,
+    frames: pl.DataFrame,
+    train_labels: pl.DataFrame,
+    meta: pl.DataFrame,
+    k_plain: np.ndarray,
+    seed: int,
+    log,
+) -> list[str]:
+    """§3.1's θ filter: the baseline run of ``seed`` (cross-entropy only, trained on the training fold) gives every
+    training-fold frame its probabilities (``audfer frame-probs``), K is rebuilt from the frames whose own-label
+    probability exceeds θ, and both Ks are compared with the AU activation probabilities the generator drew the
+    clips with (``synth.aus.activation_probability`` of the paper's K), on the same training clips."""
+    from audfer.engine.frame_probs import frame_probabilities
+    from audfer.method.dataset_knowledge import DatasetSpec, filter_facts, filter_lines
+
+    t0 = time.perf_counter()
+    ck = out / "none" / f"seed_{seed}" / "checkpoints" / "last.ckpt"
+    probs_path = out / "frame_probs.csv"
+    head = [
+        "",
+        "## The θ filter of §3.1 (Eq. 3)",
+        "",
+        f"The baseline run of seed {seed} (cross-entropy only, trained on the training fold) gave every frame of the "
+        f"training fold its expression probabilities (`audfer frame-probs`: the model's test sampling on a window "
+        f"centred on the frame; [frame_probs.csv](frame_probs.csv)); K was rebuilt from the frames whose probability "
+        f"for their own label is > θ = {DEMO_THETA} (the paper gives no value; 0.5 is the smallest θ at which a kept "
+        f"frame's label is the model's top class). Both Ks are compared with what the generator drew each clip's AUs "
+        f"with (the AU activation probabilities of the paper's K; 17 AUs x 7, AU28 left out).",
+        "",
+    ]
+    try:
+        frame_probabilities(ck, [f"data.root={synth}"], out=probs_path, split="train", log=lambda m: None)
+        probs = pl.read_csv(probs_path, schema_overrides={"clip_id": pl.String})
+        train_frames = frames.filter(pl.col("clip_id").is_in(train_labels["clip_id"].implode()))
+        filtered = extract_knowledge(train_frames, train_labels, frame_probs=probs, theta=DEMO_THETA)
+    except AudferError as exc:
+        log(f"      θ filter: {exc}")
+        return head + [f"The filtered K could not be built: {exc}."]
+    spec = DatasetSpec("dfew", synth / "OpenFace", root=synth, frame_probs=probs_path, theta=DEMO_THETA)
+    facts, trained = filter_facts(spec, filtered)
+    filtered.au_source = {"unmeasured_aus": filtered.unmeasured}
+    write_knowledge(
+        filtered,
+        out / "K_filtered.csv",
+        dataset="synthetic",
+        fold=1,
+        split="train",
+        source=str(synth),
+        frame_filter=facts,
+        filter_clips=trained,
+    )
+    keep = np.array([a != "AU28" for a in AUS])
+    drawn = activation_probability(paper_knowledge())[:, keep].ravel()
+
+    def agreement(k: np.ndarray) -> tuple[float, float]:
+        from scipy.stats import spearmanr
+
+        v = k[:, keep].ravel()
+        return float(np.corrcoef(drawn, v)[0, 1]), float(spearmanr(drawn, v).statistic)
+
+    (r0, s0), (r1, s1) = agreement(k_plain), agreement(filtered.matrix)
+    # what the filter is for: the clips whose label the generator made wrong
+    wrong = set(meta.filter(pl.col("true_label") != pl.col("label"))["clip_id"].to_list())
+    ids = set(train_labels["clip_id"].to_list())
+    kept = set(filtered.clip_ids)
+    n_wrong, n_right = len(ids & wrong), len(ids - wrong)
+    lost_wrong = len((ids & wrong) - kept)
+    lost_right = len((ids - wrong) - kept)
+    own = probs.join(train_labels.select("clip_id", "label"), on="clip_id").with_columns(
+        pl.concat_list([f"p{i}" for i in range(7)]).list.get(pl.col("label").cast(pl.Int64)).alias("own")
+    )
+    kept_wrong = own.filter(pl.col("clip_id").is_in(list(wrong)))
+    kept_right = own.filter(~pl.col("clip_id").is_in(list(wrong)))
+    share = lambda t: float((t["own"] > DEMO_THETA).mean()) if t.height else float("nan")  # noqa: E731
+    seconds = time.perf_counter() - t0
+    log(
+        f"      θ filter: K vs drawn r {r0:.3f} -> {r1:.3f} (unfiltered -> filtered); frames kept: mislabelled clips "
+        f"{100 * share(kept_wrong):.0f} %, correctly labelled {100 * share(kept_right):.0f} % ({seconds:.0f}s)"
+    )
+    return head + [
+        "| K | Pearson r with the drawn probabilities | Spearman ρ | frames used |",
+        "|---|---|---|---|",
+        f"| without the filter ([K.csv](K.csv)) | {r0:.3f} | {s0:.3f} | {int(train_frames.height)} |",
+        f"| with the filter, θ = {DEMO_THETA} ([K_filtered.csv](K_filtered.csv)) | {r1:.3f} | {s1:.3f} | "
+        f"{int(filtered.frames_per_expression.sum())} |",
+        "",
+        f"Frames kept by the filter: {100 * share(kept_wrong):.1f} % of the frames of the {n_wrong} training clips "
+        f"whose label the generator made wrong, {100 * share(kept_right):.1f} % of the frames of the {n_right} "
+        f"correctly labelled ones; clips that lost every frame: {lost_wrong} of {n_wrong} mislabelled, {lost_right} "
+        f"of {n_right} correctly labelled.",
+        "",
+        *filter_lines(filtered.filter_report, DEMO_THETA),
+        "",
+        f"(this step: {seconds:.0f} s)",
+    ]
 
 
 def _predict_section(synth: Path, out: Path, log) -> list[str]:

@@ -149,20 +149,44 @@ def preset_pos_weights_file(preset: str, strategy: str, out: PathLike) -> tuple[
     return values, f"wrote {out}: official {preset} {strategy} table"
 
 
-def _write_knowledge(spec: DatasetSpec, out: PathLike, **reader_options: Any) -> tuple[KnowledgeResult, dict[str, int]]:
+def _write_knowledge(
+    spec: DatasetSpec, out: PathLike, *, log: Log = print, **reader_options: Any
+) -> tuple[KnowledgeResult, dict[str, int]]:
+    from dataclasses import replace
+
+    from audfer.method.dataset_knowledge import filter_facts, make_frame_probs
+
+    if spec.filter_checkpoint is not None:  # the base model's frame probabilities first, beside K (resumable)
+        probs = Path(out).with_name(f"{Path(out).stem}.frame_probs.csv")
+        spec = replace(spec, frame_probs=make_frame_probs(spec, probs, log=log), filter_checkpoint=None)
     result, counts = knowledge_for_dataset(spec, **reader_options)
-    write_knowledge(result, out, dataset=spec.name, fold=spec.used_fold, split=spec.split, source=spec.source_path)
+    facts, trained = filter_facts(spec, result)
+    write_knowledge(
+        result,
+        out,
+        dataset=spec.name,
+        fold=spec.used_fold,
+        split=spec.split,
+        source=spec.source_path,
+        frame_filter=facts,
+        filter_clips=trained,
+    )
     return result, counts
 
 
-def knowledge_file(spec: DatasetSpec, out: PathLike, **reader_options: Any) -> tuple[KnowledgeResult, str]:
+def knowledge_file(
+    spec: DatasetSpec, out: PathLike, *, log: Log = print, **reader_options: Any
+) -> tuple[KnowledgeResult, str]:
     """K of one dataset (§3.1), written to ``out`` with the split and fold its labels came from."""
-    result, counts = _write_knowledge(spec, out, **reader_options)
+    from audfer.method.dataset_knowledge import filter_lines
+
+    result, counts = _write_knowledge(spec, out, log=log, **reader_options)
     return result, (
         f"wrote {out}: "
         + "; ".join(f"{k} {v}" for k, v in counts.items())
         + f"; {source_line(result.au_source)}; K columns not measured (filled with the mean, §3.1 AU28 rule): "
         f"{', '.join(result.unmeasured)}"
+        + "".join("\n" + line for line in filter_lines(result.filter_report, spec.theta))
     )
 
 
@@ -200,12 +224,16 @@ def knowledge_from_config(config: KnowledgeConfig, *, log: Log = print) -> Combi
     paths = []
     for spec in config.datasets:
         path = config.out.with_name(f"{config.out.stem}_{spec.label}{config.out.suffix}")
-        result, counts = _write_knowledge(spec, path)
+        from audfer.method.dataset_knowledge import filter_lines
+
+        result, counts = _write_knowledge(spec, path, log=log)
         log(
             f"{spec.label}: "
             + "; ".join(f"{k} {v}" for k, v in counts.items())
             + f"; unmeasured K columns {', '.join(result.unmeasured)} -> {path}"
         )
+        for line in filter_lines(result.filter_report, spec.theta):
+            log(line)
         paths.append(path)
     combined, line = combined_knowledge_file(paths, config.out, shift=config.shift)
     log(line)
