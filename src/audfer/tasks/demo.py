@@ -393,12 +393,31 @@ def _filter_section(
     ]
     try:
         frame_probabilities(ck, [f"data.root={synth}"], out=probs_path, split="train", log=lambda m: None)
-        probs = pl.read_csv(probs_path, schema_overrides={"clip_id": pl.String})
-        train_frames = frames.filter(pl.col("clip_id").is_in(train_labels["clip_id"].implode()))
+    except AudferError as exc:
+        log(f"      θ filter: {exc}")
+        return head + [f"The frame probabilities could not be made: {exc}."]
+    probs = pl.read_csv(probs_path, schema_overrides={"clip_id": pl.String})
+    train_frames = frames.filter(pl.col("clip_id").is_in(train_labels["clip_id"].implode()))
+    # what the filter is for (§3.1): dropping the frames of clips whose label is wrong; the generator knows which
+    wrong = set(meta.filter(pl.col("true_label") != pl.col("label"))["clip_id"].to_list())
+    ids = set(train_labels["clip_id"].to_list())
+    n_wrong, n_right = len(ids & wrong), len(ids - wrong)
+    own = probs.join(train_labels.select("clip_id", "label"), on="clip_id").with_columns(
+        pl.concat_list([f"p{i}" for i in range(7)]).list.get(pl.col("label").cast(pl.Int64)).alias("own")
+    )
+    kept_wrong = own.filter(pl.col("clip_id").is_in(list(wrong)))
+    kept_right = own.filter(~pl.col("clip_id").is_in(list(wrong)))
+    share = lambda t: float((t["own"] > DEMO_THETA).mean()) if t.height else float("nan")  # noqa: E731
+    kept_line = (
+        f"Frames the filter keeps: {100 * share(kept_wrong):.1f} % of the frames of the {n_wrong} training clips "
+        f"whose label the generator made wrong, {100 * share(kept_right):.1f} % of the frames of the {n_right} "
+        f"correctly labelled ones"
+    )
+    try:
         filtered = extract_knowledge(train_frames, train_labels, frame_probs=probs, theta=DEMO_THETA)
     except AudferError as exc:
         log(f"      θ filter: {exc}")
-        return head + [f"The filtered K could not be built: {exc}."]
+        return head + [f"{kept_line}.", "", f"The filtered K could not be built: {exc}."]
     spec = DatasetSpec("dfew", synth / "OpenFace", root=synth, frame_probs=probs_path, theta=DEMO_THETA)
     facts, trained = filter_facts(spec, filtered)
     filtered.au_source = {"unmeasured_aus": filtered.unmeasured}
@@ -422,19 +441,9 @@ def _filter_section(
         return float(np.corrcoef(drawn, v)[0, 1]), float(spearmanr(drawn, v).statistic)
 
     (r0, s0), (r1, s1) = agreement(k_plain), agreement(filtered.matrix)
-    # what the filter is for: the clips whose label the generator made wrong
-    wrong = set(meta.filter(pl.col("true_label") != pl.col("label"))["clip_id"].to_list())
-    ids = set(train_labels["clip_id"].to_list())
     kept = set(filtered.clip_ids)
-    n_wrong, n_right = len(ids & wrong), len(ids - wrong)
     lost_wrong = len((ids & wrong) - kept)
     lost_right = len((ids - wrong) - kept)
-    own = probs.join(train_labels.select("clip_id", "label"), on="clip_id").with_columns(
-        pl.concat_list([f"p{i}" for i in range(7)]).list.get(pl.col("label").cast(pl.Int64)).alias("own")
-    )
-    kept_wrong = own.filter(pl.col("clip_id").is_in(list(wrong)))
-    kept_right = own.filter(~pl.col("clip_id").is_in(list(wrong)))
-    share = lambda t: float((t["own"] > DEMO_THETA).mean()) if t.height else float("nan")  # noqa: E731
     seconds = time.perf_counter() - t0
     log(
         f"      θ filter: K vs drawn r {r0:.3f} -> {r1:.3f} (unfiltered -> filtered); frames kept: mislabelled clips "
@@ -447,9 +456,7 @@ def _filter_section(
         f"| with the filter, θ = {DEMO_THETA} ([K_filtered.csv](K_filtered.csv)) | {r1:.3f} | {s1:.3f} | "
         f"{int(filtered.frames_per_expression.sum())} |",
         "",
-        f"Frames kept by the filter: {100 * share(kept_wrong):.1f} % of the frames of the {n_wrong} training clips "
-        f"whose label the generator made wrong, {100 * share(kept_right):.1f} % of the frames of the {n_right} "
-        f"correctly labelled ones; clips that lost every frame: {lost_wrong} of {n_wrong} mislabelled, {lost_right} "
+        f"{kept_line}; clips that lost every frame: {lost_wrong} of {n_wrong} mislabelled, {lost_right} "
         f"of {n_right} correctly labelled.",
         "",
         *filter_lines(filtered.filter_report, DEMO_THETA),
