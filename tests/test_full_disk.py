@@ -147,8 +147,7 @@ def test_synth_on_a_full_disk_is_exit_2_naming_the_folder_and_keeps_the_previous
     )
     assert proc.returncode == 2
     assert _one_line(proc) == (
-        f"audfer: error: {out}: cannot write the synthetic dataset (File too large); the previous dataset there is "
-        f"intact"
+        f"audfer: error: {out}: cannot write here (File too large); the previous folder is intact"
     )
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".synth")] == []
@@ -165,8 +164,8 @@ def test_an_oserror_without_a_path_is_never_printed_with_an_empty_path(capsys, m
 
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    args = parser.parse_args(["models"])
-    monkeypatch.setattr(parser, "parse_args", lambda argv=None: args)
+    args, _ = parser.parse_known_args(["models"])
+    monkeypatch.setattr(parser, "parse_known_args", lambda argv=None: (args, []))
     monkeypatch.setattr(args, "func", fails)
     assert cli.main(["models"]) == 2
     assert capsys.readouterr().err.strip() == f"audfer: error: {os.strerror(errno.EIO)}"

@@ -126,6 +126,8 @@ def _model_doors(t: Path) -> dict[str, object]:
         "cli evaluate": lambda s: ["evaluate", str(s), "--out", str(t / "ev")],
         "cli export": lambda s: ["export", str(s), "--onnx", str(t / "m.onnx")],
         "cli export --model": lambda s: ["export", str(s), "--onnx", str(t / "m.onnx"), "--model", "former_dfer_small"],
+        "cli frame-probs": lambda s: ["frame-probs", str(s), "--out", str(t / "fp.csv")],
+        "api frame_probabilities": lambda s: audfer.frame_probabilities(s, out=t / "fp2.csv"),
         "api from_pretrained": lambda s: audfer.from_pretrained(s),
         "api create_model(pretrained=)": lambda s: audfer.create_model("former_dfer_small", pretrained=s),
         "api load_checkpoint": lambda s: audfer.load_checkpoint(audfer.create_model("former_dfer_small"), s),

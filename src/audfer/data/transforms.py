@@ -77,7 +77,7 @@ class RandomResizedCrop:
 
     def __init__(self, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), aspect: str = "log-uniform") -> None:
         if aspect not in CROP_ASPECTS:
-            raise ValueError(f"aspect must be one of {', '.join(CROP_ASPECTS)}, got {aspect!r}")
+            raise ConfigError(f"data.crop_aspect: expected one of {', '.join(CROP_ASPECTS)}, got {aspect!r}")
         self.size, self.scale, self.ratio, self.aspect = size, scale, ratio, aspect
 
     def box(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:

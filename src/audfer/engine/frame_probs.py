@@ -43,10 +43,18 @@ import numpy as np
 import polars as pl
 import torch
 
+from audfer.config.load import apply_overrides, load_config
+from audfer.data.datasets import count_frames, frame_paths, read_frames
+from audfer.data.sampling import sample_indices
+from audfer.data.transforms import build_transform
+from audfer.engine.datamodule import sampling_kwargs, sampling_of
+from audfer.engine.resolve import identities_for, split_index, training_subset
 from audfer.errors import AudferError, ConfigError, InputError
 from audfer.files import write_json
 from audfer.hints import Log, PathLike
 from audfer.io import write_csv
+from audfer.provenance import write_provenance
+from audfer.weights.package import read_stored_run
 
 __all__ = ["frame_probabilities", "frame_windows", "computed_frames", "openface_frame_numbers", "SPLITS"]
 
@@ -86,7 +94,6 @@ def openface_frame_numbers(path: Path) -> tuple[int, list[int]]:
     """``(n, numbers)`` of a clip: its frame count and, for each frame in temporal order, the 1-based number OpenFace
     gives it (see the module docstring): the position of the file name in text order for a folder, ``t + 1`` for a
     video."""
-    from audfer.data.datasets import count_frames, frame_paths
 
     if path.is_dir():
         files = frame_paths(path)  # temporal order (numbers in the names)
@@ -111,9 +118,7 @@ def _load(checkpoint: PathLike, model_name: str | None, config: str | None, over
     """The model and the config it runs with, through the existing loading doors: an audfer checkpoint or package
     (``weights.package.read_stored_run``: its own config, then ``overrides``), or released weights with
     ``model_name`` (``predict.predictor.load_predictor``) run with ``config`` (an experiment config) + ``overrides``."""
-    from audfer.config.load import apply_overrides, load_config
     from audfer.predict.predictor import load_predictor
-    from audfer.weights.package import read_stored_run
 
     if model_name:
         if not config:
@@ -133,12 +138,10 @@ def _load(checkpoint: PathLike, model_name: str | None, config: str | None, over
 _WHERE = ("data.root=", "data.frames=", "data.train_list=", "data.test_list=", "data.identities=", "data.on_missing=")
 
 
-def trained_on(stored_cfg, overrides: Sequence[str]) -> list[str] | None:
+def trained_on(stored_cfg: Any, overrides: Sequence[str]) -> list[str] | None:
     """The clip ids a stored run was trained on: its training split (and ``data.train_fraction`` subset; validation
     clips carved from it are included, a conservative superset) at the stored config's data, with only the overrides
     that say where the data are; None when they cannot be listed (the data are not there)."""
-    from audfer.config.load import apply_overrides
-    from audfer.engine.resolve import identities_for, split_index, training_subset
 
     if stored_cfg is None:
         return None
@@ -153,7 +156,6 @@ def trained_on(stored_cfg, overrides: Sequence[str]) -> list[str] | None:
 
 
 def _clips(cfg, split: str) -> pl.DataFrame:
-    from audfer.engine.resolve import split_index
 
     if split not in SPLITS:
         raise AudferError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -240,11 +242,6 @@ def frame_probabilities(
     clips it was trained on, the settings); see the module docstring for how a frame's probability is made and
     numbered. Resumes an interrupted call; ``max_clips`` stops after that many clips of this call (the rest are
     done by the next call). Returns a summary (clips, frames, computed windows, seconds per frame)."""
-    from audfer.data.datasets import read_frames
-    from audfer.data.sampling import sample_indices
-    from audfer.data.transforms import build_transform
-    from audfer.engine.datamodule import sampling_kwargs, sampling_of
-    from audfer.provenance import write_provenance
 
     out = Path(out)
     if batch_size < 1:

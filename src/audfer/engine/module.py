@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from audfer.config.load import with_defaults
 from audfer.config.schema import Config
 from audfer.engine.schedules import global_batch, lr_factor
+from audfer.errors import ConfigError
 from audfer.evaluation.metrics import WARUAR
 from audfer.method.losses import AUDFERLoss, AUDFERLossOutput, mix_batch_targets
 from audfer.models.base import DFERModel, ModelOutput
@@ -245,7 +246,10 @@ class AUDFERModule(L.LightningModule):
         opt = trainer.optimizers[0]
         fresh, lr = self._param_groups()
         if len(fresh) != len(opt.param_groups):  # runfolder.check_resume_settings refuses such changes first
-            raise RuntimeError("the parameter groups differ from the checkpoint's")
+            raise ConfigError(
+                "--resume: the parameter groups differ from the checkpoint's (optim.layer_decay, optim.no_decay_norms "
+                "or the model changed); resume with the settings the run started with"
+            )
         for group, new in zip(opt.param_groups, fresh):
             group["weight_decay"] = new["weight_decay"]
             group["initial_lr"] = new["lr"]

@@ -236,7 +236,7 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
     return result
 
 
-def has_batchnorm(model) -> bool:
+def has_batchnorm(model: Any) -> bool:
     """Whether ``model`` normalises with batch statistics (a ``_BatchNorm`` module: M3DFEL's R3D-18, Former-DFER's
     ResNet-18; MAE-DFER's ViT has none)."""
     import torch

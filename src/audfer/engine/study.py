@@ -37,15 +37,16 @@ import polars as pl
 
 from audfer.config.load import load_config, parse_override, with_values
 from audfer.engine.experiments import run_many
-from audfer.engine.resolve import split_index
+from audfer.engine.resolve import knowledge_for, split_index
 from audfer.engine.runlock import run_lock
 from audfer.errors import ConfigError
 from audfer.evaluation.metrics import class_names
 from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, format_difference, paired_differences
 from audfer.files import atomic_path, read_yaml, write_json
 from audfer.hints import Log
-from audfer.io import write_csv
+from audfer.io import expression_table, write_csv
 from audfer.method.labels import default_minor_classes
+from audfer.provenance import read_provenance, write_provenance
 from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
 from audfer.trust import check_stored_config, in_package
 
@@ -296,9 +297,6 @@ def _run_study(
 def _shuffled_files(base, spec: StudySpec, out: Path) -> dict[int, Path]:
     """Per seed, the config's K with the seed's declared row permutation, as a K.csv whose provenance sidecar
     carries the original K's clips (so the runs' test-leak check still sees them)."""
-    from audfer.engine.resolve import knowledge_for
-    from audfer.io import expression_table
-    from audfer.provenance import read_provenance, write_provenance
 
     src = base.au.knowledge
     if src in ("per-fold", "ones"):

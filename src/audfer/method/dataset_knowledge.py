@@ -111,23 +111,6 @@ def filter_model_overrides(spec: DatasetSpec) -> list[str]:
     return auto + list(spec.filter_overrides)
 
 
-def make_frame_probs(spec: DatasetSpec, out: str | Path, *, log: Any = print, **options: Any) -> Path:
-    """The filter model's frame probabilities for ``spec`` (``engine.frame_probs.frame_probabilities`` on the split the
-    labels come from: ``train``, or ``all`` with ``include_test``), written to ``out`` (resumed when interrupted)."""
-    from audfer.engine.frame_probs import frame_probabilities
-
-    assert spec.filter_checkpoint is not None
-    frame_probabilities(
-        spec.filter_checkpoint,
-        filter_model_overrides(spec),
-        out=out,
-        split="all" if spec.include_test or spec.split is None else "train",
-        log=log,
-        **options,
-    )
-    return Path(out)
-
-
 def filter_facts(spec: DatasetSpec, result: KnowledgeResult) -> tuple[dict[str, Any] | None, list[str]]:
     """``(facts, clips)`` for K's sidecar: the θ filter (probability file, θ, the model that made it and the clips it
     was trained on, what it kept and dropped per expression), and those training clips, which join K's clips so that

@@ -34,6 +34,7 @@ from audfer.config.schema import Config
 from audfer.data.annotations import dfew_labels
 from audfer.data.datasets import read_frames
 from audfer.engine.experiments import run_ablation
+from audfer.engine.frame_probs import frame_probabilities
 from audfer.errors import AudferError
 from audfer.evaluation.metrics import au_f1_table
 from audfer.evaluation.reports import plot_knowledge
@@ -41,6 +42,7 @@ from audfer.evaluation.statistics import MIN_SEEDS_FOR_A_CLAIM, ceilings, format
 from audfer.files import atomic_path
 from audfer.hints import Log
 from audfer.io import write_csv
+from audfer.method.dataset_knowledge import DatasetSpec, filter_facts, filter_lines
 from audfer.method.knowledge import extract_knowledge, paper_knowledge
 from audfer.method.labels import STRATEGIES, pos_weights, video_au_labels
 from audfer.predict.predictor import load_predictor, predict_videos
@@ -373,8 +375,6 @@ def _filter_section(
     training-fold frame its probabilities (``audfer frame-probs``), K is rebuilt from the frames whose own-label
     probability exceeds θ, and both Ks are compared with the AU activation probabilities the generator drew the
     clips with (``synth.aus.activation_probability`` of the paper's K), on the same training clips."""
-    from audfer.engine.frame_probs import frame_probabilities
-    from audfer.method.dataset_knowledge import DatasetSpec, filter_facts, filter_lines
 
     t0 = time.perf_counter()
     ck = out / "none" / f"seed_{seed}" / "checkpoints" / "last.ckpt"

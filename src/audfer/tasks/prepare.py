@@ -16,6 +16,7 @@ import polars as pl
 
 from audfer.au.folder import OpenFaceFolder, read_au_dir
 from audfer.au.sources import read_mapping_file
+from audfer.engine.frame_probs import frame_probabilities
 from audfer.errors import AudferError, InputError
 from audfer.evaluation.reports import plot_knowledge
 from audfer.hints import Log, PathLike
@@ -23,6 +24,9 @@ from audfer.io import read_clip_labels, read_expression_table
 from audfer.method.dataset_knowledge import (
     DatasetSpec,
     KnowledgeConfig,
+    filter_facts,
+    filter_lines,
+    filter_model_overrides,
     knowledge_for_dataset,
     measured_from_sidecar,
 )
@@ -154,8 +158,6 @@ def _write_knowledge(
 ) -> tuple[KnowledgeResult, dict[str, int]]:
     from dataclasses import replace
 
-    from audfer.method.dataset_knowledge import filter_facts, make_frame_probs
-
     if spec.filter_checkpoint is not None:  # the base model's frame probabilities first, beside K (resumable)
         probs = Path(out).with_name(f"{Path(out).stem}.frame_probs.csv")
         spec = replace(spec, frame_probs=make_frame_probs(spec, probs, log=log), filter_checkpoint=None)
@@ -178,8 +180,6 @@ def knowledge_file(
     spec: DatasetSpec, out: PathLike, *, log: Log = print, **reader_options: Any
 ) -> tuple[KnowledgeResult, str]:
     """K of one dataset (§3.1), written to ``out`` with the split and fold its labels came from."""
-    from audfer.method.dataset_knowledge import filter_lines
-
     result, counts = _write_knowledge(spec, out, log=log, **reader_options)
     return result, (
         f"wrote {out}: "
@@ -224,8 +224,6 @@ def knowledge_from_config(config: KnowledgeConfig, *, log: Log = print) -> Combi
     paths = []
     for spec in config.datasets:
         path = config.out.with_name(f"{config.out.stem}_{spec.label}{config.out.suffix}")
-        from audfer.method.dataset_knowledge import filter_lines
-
         result, counts = _write_knowledge(spec, path, log=log)
         log(
             f"{spec.label}: "
@@ -244,3 +242,18 @@ def knowledge_from_config(config: KnowledgeConfig, *, log: Log = print) -> Combi
         )
         log(f"heatmap -> {config.heatmap}")
     return combined
+
+
+def make_frame_probs(spec: DatasetSpec, out: str | Path, *, log: Any = print, **options: Any) -> Path:
+    """The filter model's frame probabilities for ``spec`` (``engine.frame_probs.frame_probabilities`` on the split the
+    labels come from: ``train``, or ``all`` with ``include_test``), written to ``out`` (resumed when interrupted)."""
+    assert spec.filter_checkpoint is not None
+    frame_probabilities(
+        spec.filter_checkpoint,
+        filter_model_overrides(spec),
+        out=out,
+        split="all" if spec.include_test or spec.split is None else "train",
+        log=log,
+        **options,
+    )
+    return Path(out)
