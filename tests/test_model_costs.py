@@ -25,6 +25,24 @@ def test_every_official_model_declares_its_cost_and_the_table_builds_none(monkey
     assert lines[-1] == "also registered: former_dfer_small, m3dfel_small, mae_dfer_small"
 
 
+def test_the_stored_table_is_the_registrys_and_audfer_models_loads_no_torch():
+    """``audfer models`` prints ``resources/models_table.txt``: it must be what the declarations give (regenerate:
+    ``python -c "from audfer.models.complexity import cost_table; print(*cost_table(), sep='\\n')"
+    > src/audfer/resources/models_table.txt``), and listing it must not import torch (the 2 s answer)."""
+    import subprocess
+    import sys
+    from importlib import resources
+
+    stored = resources.files("audfer.resources").joinpath("models_table.txt").read_text()
+    assert stored == "\n".join(complexity.cost_table()) + "\n"
+    child = (
+        "import sys\nfrom audfer.cli import main\nmain(['models'])\nassert 'torch' not in sys.modules, 'torch loaded'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == stored
+
+
 def test_a_model_without_a_declaration_is_measured():
     line = complexity.cost_table(["former_dfer_small"])[1]
     cost = complexity.measure_cost("former_dfer_small")

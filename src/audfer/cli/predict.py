@@ -218,7 +218,14 @@ def add_models(sub: Any) -> None:
 
 
 def run_models(args: argparse.Namespace) -> None:
-    """Print the cost table."""
+    """Print the cost table. The official models' table is the one their registrations declare, stored as
+    ``resources/models_table.txt`` (``tests/test_model_costs.py`` keeps it equal to ``cost_table()``), so listing them
+    loads no torch; named models go through ``cost_table``."""
+    if not args.names:
+        from importlib import resources
+
+        print(resources.files("audfer.resources").joinpath("models_table.txt").read_text(), end="")
+        return
     from audfer.models.complexity import cost_table
 
-    print("\n".join(cost_table(args.names or None)))
+    print("\n".join(cost_table(args.names)))
