@@ -371,16 +371,24 @@ def _effects(table: pl.DataFrame, spec: StudySpec) -> list[dict[str, Any]]:
                             f"{metric}_cell": float(np.mean([y for _, y in pairs])) if pairs else None,
                             f"{metric}_mean": d["mean"],
                             f"{metric}_std": d["std"],
-                            f"{metric}_ci_low": None if d["ci"] is None else d["ci"][0],
-                            f"{metric}_ci_high": None if d["ci"] is None else d["ci"][1],
-                            f"{metric}_distinguishable": d["distinguishable"],
-                            f"{metric}_text": format_difference(d),
+                            **_difference_fields(metric, d),  # the rest, after mean and std (the tables' order)
                         }
                     )
                     if metric == "uar":
                         row["diffs_uar"] = d["diffs"]
                 out.append(row)
     return out
+
+
+def _difference_fields(metric: str, d: dict[str, Any]) -> dict[str, Any]:
+    """A paired difference (``statistics.paired_differences``) as a study table's columns for ``metric``."""
+    return {
+        f"{metric}_mean": d["mean"],
+        f"{metric}_ci_low": None if d["ci"] is None else d["ci"][0],
+        f"{metric}_ci_high": None if d["ci"] is None else d["ci"][1],
+        f"{metric}_distinguishable": d["distinguishable"],
+        f"{metric}_text": format_difference(d),
+    }
 
 
 def _contrast_rows(table: pl.DataFrame, spec: StudySpec) -> list[dict[str, Any]]:
@@ -404,16 +412,7 @@ def _contrast_rows(table: pl.DataFrame, spec: StudySpec) -> list[dict[str, Any]]
                     ys = dict(zip(y["seed"].to_list(), y[metric].to_list()))
                     seeds = [s for s in sorted(xs) if s in ys and xs[s] is not None and ys[s] is not None]
                     d = paired_differences([ys[s] for s in seeds], [xs[s] for s in seeds])
-                    row.update(
-                        {
-                            "seeds": len(seeds),
-                            f"{metric}_mean": d["mean"],
-                            f"{metric}_ci_low": None if d["ci"] is None else d["ci"][0],
-                            f"{metric}_ci_high": None if d["ci"] is None else d["ci"][1],
-                            f"{metric}_distinguishable": d["distinguishable"],
-                            f"{metric}_text": format_difference(d),
-                        }
-                    )
+                    row.update({"seeds": len(seeds), **_difference_fields(metric, d)})
                     if metric == "uar":
                         row["diffs_uar"] = d["diffs"]
                 out.append(row)
