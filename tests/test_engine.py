@@ -361,8 +361,10 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     r = float(report.split("activation probabilities the clips were drawn with (17 AUs x 7): **")[1].split("**")[0])
     assert r > 0.5
     for section in (
-        "## Floor and ceilings",
-        "AU oracle on the exact clip AU labels",
+        "## Floor, colour probe and AU oracles",
+        "AU oracle: logistic regression on the renderer's exact clip AU labels",
+        "## The θ filter of §3.1 (Eq. 3)",
+        "Frames the filter keeps:",  # reported even where the filtered K cannot be built
         "## The AU effect, seed by seed",
         "one seed: no uncertainty estimate",
         "vs exact | vs OpenFace (Eq. 4)",
