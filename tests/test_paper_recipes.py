@@ -185,7 +185,7 @@ def test_a_dry_run_prints_the_global_batch_and_its_source(synth, tmp_path):
     logs: list[str] = []
     result = plan(cfg, log=logs.append)
     assert result["batch"]["global_batch"] == 8 and result["batch"]["source"]["global_batch"] == 8
-    assert any("global batch 8 (1 device(s) x 8); source" in line for line in logs)
+    assert any("global batch 8 (1 node(s) x 1 device(s) x 8), lr " in line and "; source" in line for line in logs)
     assert any(line.startswith("  WARNING: BatchNorm statistics over 8") or "draw(s)" in line for line in logs) == (
         bool(result["batch"]["differs"])
     )
