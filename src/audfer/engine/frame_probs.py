@@ -53,6 +53,8 @@ from audfer.errors import AudferError, ConfigError, InputError
 from audfer.files import write_json
 from audfer.hints import Log, PathLike
 from audfer.io import write_csv
+from audfer.models.checkpoint import load_checkpoint
+from audfer.models.registry import create_model
 from audfer.provenance import write_provenance
 from audfer.weights.package import read_stored_run
 
@@ -117,17 +119,17 @@ def _digest(path: PathLike) -> str:
 def _load(checkpoint: PathLike, model_name: str | None, config: str | None, overrides: Sequence[str], **kw: Any):
     """The model and the config it runs with, through the existing loading doors: an audfer checkpoint or package
     (``weights.package.read_stored_run``: its own config, then ``overrides``), or released weights with
-    ``model_name`` (``predict.predictor.load_predictor``) run with ``config`` (an experiment config) + ``overrides``."""
-    from audfer.predict.predictor import load_predictor
-
+    ``model_name`` (``models.checkpoint.load_checkpoint``, as ``predict.load_predictor`` does) run with ``config``
+    (an experiment config) + ``overrides``."""
     if model_name:
         if not config:
             raise ConfigError("frame-probs: released weights (--model) need --config (the dataset and sampling config)")
         cfg = load_config(config, list(overrides))
         if cfg.model.name != model_name:
             cfg = apply_overrides(cfg, [f"model.name={model_name}"])
-        model = load_predictor(str(checkpoint), model_name, **kw, **dict(cfg.model.kwargs or {}))
-        return model, cfg, None
+        model = create_model(model_name, **dict(cfg.model.kwargs or {}))
+        load_checkpoint(model, checkpoint, **kw)
+        return model.eval(), cfg, None
     stored = read_stored_run(checkpoint, **kw)
     model = stored.build_model()
     base = apply_overrides(stored.cfg, [])
