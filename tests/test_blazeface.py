@@ -88,8 +88,13 @@ def _frames(path: Path, picks: list[int]) -> list[np.ndarray]:
     return [f for t, f in enumerate(iter_frames(path)) if t in picks]
 
 
-def test_raw_outputs_equal_the_litert_interpreter_on_real_frames(detector, weights, media):
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_raw_outputs_equal_the_litert_interpreter_on_real_frames(backend, weights, media):
     litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert (the `test` extra) is needed")
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime", reason="the onnx extra is needed for the onnxruntime backend")
+    detector = BlazeFaceDetector(weights, backend=backend)
+    assert detector.backend == backend
     ref = litert.Interpreter(model_path=str(weights), num_threads=1)
     ref.allocate_tensors()
     out_index = {d["name"]: d["index"] for d in ref.get_output_details()}
@@ -110,6 +115,21 @@ def test_raw_outputs_equal_the_litert_interpreter_on_real_frames(detector, weigh
         assert len(ours[0]) == len(theirs[0])
         np.testing.assert_allclose(ours[0], theirs[0], atol=1e-3)  # boxes, normalised to the input
         np.testing.assert_allclose(ours[2], theirs[2], atol=1e-3)  # scores
+
+
+def test_the_onnx_graph_equals_the_torch_graph_on_a_batch_and_auto_picks_onnxruntime(weights, media):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is needed for the onnxruntime backend")
+    torch_net = BlazeFaceDetector(weights, backend="torch")
+    assert BlazeFaceDetector(weights).backend == "onnxruntime"  # the default where the extra is installed
+    frames = _frames(media / "WolfgangLanger_Pexels.mp4", [10, 300]) + [_rgb(media / "multi_face.jpg")]
+    x = np.concatenate([letterbox(f)[0] for f in frames])  # a batch of 3: the graph's batch axis is free
+    want = torch_net.raw(x)
+    got = BlazeFaceDetector(weights, backend="onnxruntime", threads=2).raw(x)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+    with pytest.raises(AudferError, match="backend 'tf'"):
+        BlazeFaceDetector(weights, backend="tf")
 
 
 def test_anchors_are_the_centres_of_a_48_by_48_grid_row_major():

@@ -111,7 +111,13 @@ class M3DFEL(DFERModel):
         b, t, c, h, w = x.shape
         x = x.reshape(b * self.bag_size, self.instance_length, c, h, w).transpose(1, 2)  # (B*bag, C, il, H, W)
         x = self.features(x).flatten(1).reshape(b, self.bag_size, -1)
-        x, _ = self.lstm(x)  # (B, bag, 2c)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # oneDNN's CPU LSTM has no primitive for autocast's mixed float32 input / bfloat16 weights (it raises
+            # "could not create a primitive descriptor for the LSTM forward"): the LSTM runs in float32 there
+            with torch.autocast("cpu", enabled=False):
+                x, _ = self.lstm(x.float())  # (B, bag, 2c)
+        else:
+            x, _ = self.lstm(x)  # (B, bag, 2c)
         q, k, v = self.to_qkv(x).chunk(3, dim=-1)
 
         def split(z: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ whose probabilities are not finite numbers is an ``AudferError``.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,12 @@ def load_predictor(
     return model
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX tiles), where CPU bfloat16 pays off."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 #: ``predict_video(precision=...)``: the model's arithmetic.
 PRECISIONS = ("float32", "bfloat16")
 
@@ -170,6 +177,12 @@ def predict_video(
     detect = make_detector(detector, detector_weights)
     if precision not in PRECISIONS:
         raise AudferError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bfloat16" and next(model.parameters()).device.type == "cpu" and not cpu_has_bf16():
+        warnings.warn(
+            "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): bfloat16 is emulated here and runs much "
+            "slower than float32 (full-size M3DFEL: minutes a window); use float32 on this machine",
+            stacklevel=2,
+        )
     stamps: list[float] = []
     every = 1 if face == "full" else detect_every
     frames = _frames(path, "faces", progress, check_length=True, times=stamps)
