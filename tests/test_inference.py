@@ -1,7 +1,6 @@
 """Video inference on the real fixture videos, the face tracker, and ONNX export parity."""
 
 import json
-
 import warnings
 
 import numpy as np
