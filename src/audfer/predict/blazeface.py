@@ -366,8 +366,8 @@ def onnx_graph(net: TFLiteNet) -> bytes:
             nodes.append(helper.make_node("Cast", [a], [y], to=TensorProto.FLOAT))
         elif name == "PAD":
             (n0, n1), (h0, h1), (w0, w1), (c0, c1) = net.consts[ins[1]].tolist()
-            pads = const(f"pads{k}", np.array([n0, c0, h0, w0, n1, c1, h1, w1], np.int64))
-            nodes.append(helper.make_node("Pad", [a, pads], [y]))
+            amounts = const(f"pads{k}", np.array([n0, c0, h0, w0, n1, c1, h1, w1], np.int64))
+            nodes.append(helper.make_node("Pad", [a, amounts], [y]))
         elif name == "RESIZE_BILINEAR":
             h, w_ = net.consts[ins[1]].tolist()
             mode = "align_corners" if o["align_corners"] else "half_pixel" if o["half_pixel"] else "asymmetric"
@@ -394,7 +394,7 @@ def onnx_graph(net: TFLiteNet) -> bytes:
             nodes.append(helper.make_node("Clip", [y, lo, hi], [out]))
         elif act:
             raise AudferError(f"TFLite fused activation {act} is not one audfer runs")
-    outputs = []
+    outputs: list[Any] = []
     for j, i in enumerate(g.outputs):
         if len(g.shapes[i]) == 4:
             nodes.append(helper.make_node("Transpose", [t(i)], [f"output{j}"], perm=[0, 2, 3, 1]))
