@@ -348,8 +348,8 @@ def onnx_graph(net: TFLiteNet) -> bytes:
                 pw = _same_pad(shape_in[2], w.shape[3], stride[1], dil[1])
                 pads = [ph[0], pw[0], ph[1], pw[1]]
             groups = shape_in[3] if name == "DEPTHWISE_CONV_2D" else 1
-            inputs = [a, t(ins[1])] + ([t(ins[2])] if len(ins) > 2 and ins[2] >= 0 else [])
-            nodes.append(helper.make_node("Conv", inputs, [y], strides=stride, dilations=dil, pads=pads, group=groups))
+            conv_in = [a, t(ins[1])] + ([t(ins[2])] if len(ins) > 2 and ins[2] >= 0 else [])
+            nodes.append(helper.make_node("Conv", conv_in, [y], strides=stride, dilations=dil, pads=pads, group=groups))
         elif name == "MAX_POOL_2D":
             kernel, stride = [o["filter_h"], o["filter_w"]], [o["stride_h"], o["stride_w"]]
             pads = [0, 0, 0, 0]
@@ -401,7 +401,9 @@ def onnx_graph(net: TFLiteNet) -> bytes:
         else:
             nodes.append(helper.make_node("Identity", [t(i)], [f"output{j}"]))
         outputs.append(helper.make_tensor_value_info(f"output{j}", TensorProto.FLOAT, ["batch", *g.shapes[i][1:]]))
-    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *g.shapes[g.inputs[0]][1:]])]
+    inputs: list[Any] = [
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *g.shapes[g.inputs[0]][1:]])
+    ]
     graph = helper.make_graph(nodes, "blazeface", inputs, outputs, list(inits.values()))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="audfer")
     model.ir_version = 8
