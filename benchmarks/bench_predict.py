@@ -33,7 +33,7 @@ import torch
 from audfer.models import create_model
 from audfer.predict.blazeface import BlazeFaceDetector, cache_dir
 from audfer.predict.faces import HaarFaceDetector, detect_faces, track_main_face
-from audfer.predict.predictor import predict_video
+from audfer.predict.predictor import cpu_has_bf16, predict_video
 from audfer.predict.video import iter_frames
 
 STILLS = ("multi_face.jpg", "single_face.jpg", "0-f1-su-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg")
@@ -148,6 +148,12 @@ def main() -> None:
         model = create_model(arch).eval()
         for name, det in detectors.items():
             f32 = fps_of(short, lambda: predict_video(short, model, detector=det), 1)
+            if not cpu_has_bf16():  # emulated: minutes a window; predict_video warns the same
+                print(
+                    f"  {arch} (full size), {name:<9s}: float32 {f32:6.1f} fps; bfloat16 not timed (this CPU has no "
+                    "bf16 instructions: it is emulated, far slower than float32)"
+                )
+                continue
             bf16 = fps_of(short, lambda: predict_video(short, model, detector=det, precision="bfloat16"), 1)
             print(
                 f"  {arch} (full size), {name:<9s}: float32 {f32:6.1f} fps; bfloat16 {bf16:6.1f} fps -> {bf16 / f32:.2f}x"

@@ -80,3 +80,27 @@ def make_frames(n: int, seed: int = 0, *, face_id: int = 0, success=None) -> pl.
     for c in PRESENCE_COLUMNS:
         data[c] = rng.integers(0, 2, n)
     return pl.DataFrame(data)
+
+
+@pytest.fixture
+def small_model():
+    """A small Former-DFER (32 px, 4 frames, width 8) with fixed random weights, for inference tests."""
+    import torch
+
+    from audfer.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("former_dfer_small", img_size=32, num_frames=4, width=8).eval()
+
+
+@pytest.fixture
+def small_weights(tmp_path):
+    """A default-size ``former_dfer_small`` state dict saved as a plain ``.pth`` (``--model former_dfer_small``)."""
+    import torch
+
+    from audfer.models import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path / "small.pth"
+    torch.save({"state_dict": create_model("former_dfer_small").state_dict()}, path)
+    return path

@@ -24,17 +24,9 @@ def model():
     return create_model("former_dfer_small", img_size=32, num_frames=4, width=8).eval()
 
 
-@pytest.fixture
-def weights(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "small.pth"
-    torch.save({"state_dict": create_model("former_dfer_small").state_dict()}, path)
-    return path
-
-
 @pytest.mark.slow
-def test_single_face_video_gives_a_prediction_per_window(fixtures, model):
-    result = predict_video(fixtures / "video" / "single_face.mp4", model, window=16, stride=8)
+def test_single_face_video_gives_a_prediction_per_window(fixtures, small_model):
+    result = predict_video(fixtures / "video" / "single_face.mp4", small_model, window=16, stride=8)
     table, boxes, fps = result.windows, result.boxes, result.fps
     assert len(boxes) == 72 and fps == pytest.approx(30.0)
     assert (~np.isnan(boxes).any(axis=1)).mean() >= 0.9
@@ -64,9 +56,9 @@ def test_single_face_video_gives_a_prediction_per_window(fixtures, model):
 
 
 @pytest.mark.slow
-def test_no_face_video_is_a_clear_error(fixtures, model, weights, tmp_path, capsys):
+def test_no_face_video_is_a_clear_error(fixtures, small_model, small_weights, tmp_path, capsys):
     with pytest.raises(NoFaceError, match="no_face.mp4: no face found in"):
-        predict_video(fixtures / "video" / "no_face.mp4", model)
+        predict_video(fixtures / "video" / "no_face.mp4", small_model)
     out = tmp_path / "res.json"
     assert (
         main(
@@ -74,7 +66,7 @@ def test_no_face_video_is_a_clear_error(fixtures, model, weights, tmp_path, caps
                 "predict",
                 str(fixtures / "video" / "no_face.mp4"),
                 "--checkpoint",
-                str(weights),
+                str(small_weights),
                 "--model",
                 "former_dfer_small",
                 "--out",
@@ -89,8 +81,8 @@ def test_no_face_video_is_a_clear_error(fixtures, model, weights, tmp_path, caps
 
 
 @pytest.mark.slow
-def test_mixed_video_flags_windows_without_a_face(fixtures, model):
-    result = predict_video(fixtures / "video" / "face_noface.mov", model)
+def test_mixed_video_flags_windows_without_a_face(fixtures, small_model):
+    result = predict_video(fixtures / "video" / "face_noface.mov", small_model)
     table, boxes = result.windows, result.boxes
     share = (~np.isnan(boxes).any(axis=1)).mean()
     assert 0.3 < share < 0.6
@@ -122,11 +114,11 @@ def test_windows_cover_the_video():
 
 
 @pytest.mark.slow
-def test_predict_cli_writes_json_csv_and_an_annotated_video(fixtures, weights, tmp_path):
+def test_predict_cli_writes_json_csv_and_an_annotated_video(fixtures, small_weights, tmp_path):
     import cv2
 
     video = fixtures / "video" / "single_face.mp4"
-    base = ["--checkpoint", str(weights), "--model", "former_dfer_small"]
+    base = ["--checkpoint", str(small_weights), "--model", "former_dfer_small"]
     assert (
         main(["predict", str(video), *base, "--out", str(tmp_path / "r.json"), "--annotate", str(tmp_path / "a.mp4")])
         == 0
@@ -167,7 +159,7 @@ def test_onnx_export_matches_pytorch(name, tmp_path):
     assert max(diff.values()) <= 1e-4, diff
 
 
-def test_face_full_uses_every_whole_frame_where_detection_finds_no_face(model, tmp_path):
+def test_face_full_uses_every_whole_frame_where_detection_finds_no_face(small_model, tmp_path):
     import cv2
 
     from audfer.data.sampling import uniform_indices
@@ -179,8 +171,8 @@ def test_face_full_uses_every_whole_frame_where_detection_finds_no_face(model, t
         writer.write(cv2.GaussianBlur(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), (9, 9), 3))
     writer.release()
     with pytest.raises(NoFaceError):
-        predict_video(path, model, window=8, stride=8)
-    result = predict_video(path, model, window=8, stride=8, face="full")
+        predict_video(path, small_model, window=8, stride=8)
+    result = predict_video(path, small_model, window=8, stride=8, face="full")
     table, boxes = result.windows, result.boxes
     assert table["has_face"].all() and table.height == 3
     np.testing.assert_array_equal(boxes, np.tile([0, 0, 64, 64], (24, 1)))
@@ -197,7 +189,7 @@ def test_face_full_uses_every_whole_frame_where_detection_finds_no_face(model, t
         clip = frames[start + uniform_indices(8, 4)]
         x = torch.from_numpy(clip[None]).permute(0, 1, 4, 2, 3).float() / 255
         with torch.no_grad():
-            expected = model(x).logits.softmax(1)[0].numpy()
+            expected = small_model(x).logits.softmax(1)[0].numpy()
         np.testing.assert_allclose(table.select(EXPRESSIONS).row(w), expected, atol=1e-5)
 
 

@@ -58,14 +58,6 @@ def model():
     return create_model("former_dfer_small", img_size=32, num_frames=4, width=8).eval()
 
 
-@pytest.fixture
-def weights(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "small.pth"
-    torch.save({"state_dict": create_model("former_dfer_small").state_dict()}, path)
-    return path
-
-
 SMALL = ["--model", "former_dfer_small"]
 
 
@@ -98,11 +90,11 @@ def _whole_video_reference(path, model, *, window, stride, margin=0.25):
     return out
 
 
-def test_streamed_windows_give_what_cropping_the_whole_video_first_gives(model, tmp_path):
+def test_streamed_windows_give_what_cropping_the_whole_video_first_gives(small_model, tmp_path):
     # the face leaves for a while and comes back: windows half without it, crops needed by two open windows
     video = square_video(tmp_path / "v.mp4", 90, present=lambda t: not 30 <= t < 52)
-    result = predict_video(video, model, window=16, stride=5, detector=square_detector, batch_size=3)
-    ref = _whole_video_reference(video, model, window=16, stride=5)
+    result = predict_video(video, small_model, window=16, stride=5, detector=square_detector, batch_size=3)
+    ref = _whole_video_reference(video, small_model, window=16, stride=5)
     assert result.windows.height == len(ref) == len(windows(90, 16, 5))
     probs = result.windows.select(["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"]).to_numpy()
     flagged = [i for i, r in enumerate(ref) if r is None]
@@ -115,7 +107,7 @@ def test_streamed_windows_give_what_cropping_the_whole_video_first_gives(model, 
             np.testing.assert_allclose(probs[i], r, rtol=1e-5, atol=1e-6)
 
 
-def test_crops_held_at_once_follow_the_window_not_the_video(model, tmp_path, monkeypatch):
+def test_crops_held_at_once_follow_the_window_not_the_video(small_model, tmp_path, monkeypatch):
     import weakref
 
     import audfer.predict.predictor as predictor
@@ -134,7 +126,9 @@ def test_crops_held_at_once_follow_the_window_not_the_video(model, tmp_path, mon
     for n in (60, 300):
         alive.clear()
         peak[0] = 0
-        predict_video(square_video(tmp_path / f"{n}.mp4", n), model, window=16, stride=8, detector=square_detector)
+        predict_video(
+            square_video(tmp_path / f"{n}.mp4", n), small_model, window=16, stride=8, detector=square_detector
+        )
         peaks.append(peak[0])
     assert 0 < peaks[0] == peaks[1] <= 16  # at most a window's frames, whatever the video's length
 
@@ -169,21 +163,21 @@ def test_peak_memory_of_a_ten_minute_video_is_that_of_a_one_minute_one(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ short, broken
-def test_a_video_shorter_than_a_face_track_says_so(model, tmp_path):
+def test_a_video_shorter_than_a_face_track_says_so(small_model, tmp_path):
     video = square_video(tmp_path / "short.mp4", 3)
     with pytest.raises(
         NoFaceError,
         match=r"short\.mp4: too short to find a face: 3 frame\(s\), a face track needs at "
         r"least 5 \(the model reads 4 per window",
     ):
-        predict_video(video, model, detector=square_detector)
-    assert predict_video(video, model, face="full").windows["has_face"].to_list() == [True]
+        predict_video(video, small_model, detector=square_detector)
+    assert predict_video(video, small_model, face="full").windows["has_face"].to_list() == [True]
 
 
-def test_probabilities_that_are_not_finite_are_never_written(model, weights, tmp_path, capsys):
+def test_probabilities_that_are_not_finite_are_never_written(small_model, small_weights, tmp_path, capsys):
     import copy
 
-    broken = copy.deepcopy(model)
+    broken = copy.deepcopy(small_model)
     with torch.no_grad():
         for param in broken.parameters():
             param.fill_(float("nan"))
@@ -199,7 +193,7 @@ def test_probabilities_that_are_not_finite_are_never_written(model, weights, tmp
         predict_videos([video], broken, out, log=lambda m: None, detector=square_detector)
     assert not out.exists()
     # through the command line: a checkpoint whose weights are NaN; one line, exit 2, nothing written
-    state = torch.load(weights, weights_only=True)["state_dict"]
+    state = torch.load(small_weights, weights_only=True)["state_dict"]
     torch.save(
         {"state_dict": {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}},
         tmp_path / "nan.pth",
@@ -239,7 +233,7 @@ def test_same_file_names_in_two_folders_get_distinct_outputs():
     assert distinct_names([Path("d/x.mp4"), Path("d/x.mov")]) == ["x_mp4", "x_mov"]
 
 
-def test_annotate_with_several_videos_needs_a_folder_and_names_never_collide(weights, tmp_path, capsys):
+def test_annotate_with_several_videos_needs_a_folder_and_names_never_collide(small_weights, tmp_path, capsys):
     import cv2
 
     one = square_video(tmp_path / "a" / "clip.mp4", 20)
@@ -267,7 +261,16 @@ def test_annotate_with_several_videos_needs_a_folder_and_names_never_collide(wei
     )
     assert "--plot " in capsys.readouterr().err  # an ending it cannot write, before the model loads
     out, plots = tmp_path / "annotated", tmp_path / "plots"
-    args = ["predict", str(one), str(two), *_cli_model(weights), "--face", "full", "--out", str(tmp_path / "r.json")]
+    args = [
+        "predict",
+        str(one),
+        str(two),
+        *_cli_model(small_weights),
+        "--face",
+        "full",
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
     assert main([*args, "--annotate", str(out), "--plot", str(plots), "--quiet"]) == 0
     err = capsys.readouterr().err
     h264 = "(H.264)" in err
@@ -287,14 +290,14 @@ def test_annotate_with_several_videos_needs_a_folder_and_names_never_collide(wei
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
-def test_results_go_to_standard_output(weights, tmp_path, capsys):
+def test_results_go_to_standard_output(small_weights, tmp_path, capsys):
     video = square_video(tmp_path / "v.mp4", 20)
-    assert main(["predict", str(video), *_cli_model(weights), "--face", "full", "--out", "-"]) == 0
+    assert main(["predict", str(video), *_cli_model(small_weights), "--face", "full", "--out", "-"]) == 0
     captured = capsys.readouterr()
     data = json.loads(captured.out)
     assert list(data) == [str(video)] and data[str(video)]["summary"]["frames"] == 20
     assert str(video) in captured.err  # the one-line description goes to stderr
-    assert main(["predict", str(video), *_cli_model(weights), "--face", "full", "--format", "csv"]) == 0
+    assert main(["predict", str(video), *_cli_model(small_weights), "--face", "full", "--format", "csv"]) == 0
     import io
 
     table = pl.read_csv(io.StringIO(capsys.readouterr().out))
@@ -324,32 +327,32 @@ def test_a_run_folder_as_checkpoint_points_at_its_checkpoints(tmp_path, capsys):
     assert "checkpoints/best.ckpt" in capsys.readouterr().err
 
 
-def test_a_model_trained_on_synthetic_faces_says_so_once_on_real_videos(model, tmp_path):
+def test_a_model_trained_on_synthetic_faces_says_so_once_on_real_videos(small_model, tmp_path):
     import hashlib
 
     real = [square_video(tmp_path / "real" / f"{i}.mp4", 10, seed=i) for i in range(2)]
     rendered = square_video(tmp_path / "rendered" / "happy_1.mp4", 10)
     digest = hashlib.sha256(rendered.read_bytes()).hexdigest()
     (rendered.parent / "rendered.json").write_text(json.dumps({"videos": {rendered.name: digest}}))
-    model.trained_on = "synthetic"
+    small_model.trained_on = "synthetic"
     try:
         lines: list[str] = []
-        predict_videos([*real, rendered], model, tmp_path / "r.json", log=lines.append, face="full")
+        predict_videos([*real, rendered], small_model, tmp_path / "r.json", log=lines.append, face="full")
         said = [line for line in lines if "trained only on audfer's synthetic faces" in line]
         assert len(said) == 1 and str(real[0]) in said[0]
         lines.clear()
-        predict_videos([rendered], model, tmp_path / "r.json", log=lines.append, face="full")
+        predict_videos([rendered], small_model, tmp_path / "r.json", log=lines.append, face="full")
         assert not [line for line in lines if "synthetic" in line]
         square_video(rendered, 10, seed=5)  # the file changed since it was rendered: no longer vouched for
-        predict_videos([rendered], model, tmp_path / "r.json", log=lines.append, face="full")
+        predict_videos([rendered], small_model, tmp_path / "r.json", log=lines.append, face="full")
         assert [line for line in lines if "synthetic" in line]
     finally:
-        del model.trained_on
+        del small_model.trained_on
 
 
 # ------------------------------------------------------------------------------------------------ full disk
 @pytest.mark.slow
-def test_an_annotated_video_cut_off_by_a_full_disk_keeps_the_earlier_file(weights, tmp_path):
+def test_an_annotated_video_cut_off_by_a_full_disk_keeps_the_earlier_file(small_weights, tmp_path):
     """The file size limit (RLIMIT_FSIZE) makes the writer's writes fail as on a full disk; OpenCV's writer says
     nothing, so the check after writing must."""
     video = square_video(tmp_path / "v.mp4", 60, size=160)
@@ -362,7 +365,7 @@ def test_an_annotated_video_cut_off_by_a_full_disk_keeps_the_earlier_file(weight
         "resource.setrlimit(resource.RLIMIT_FSIZE, (30000, resource.RLIM_INFINITY))\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    argv = ["predict", str(video), *_cli_model(weights), "--face", "full", "--out", str(tmp_path / "r.json")]
+    argv = ["predict", str(video), *_cli_model(small_weights), "--face", "full", "--out", str(tmp_path / "r.json")]
     done = subprocess.run(
         [sys.executable, "-c", child, *argv, "--annotate", str(out)],
         capture_output=True,
@@ -378,14 +381,14 @@ def test_an_annotated_video_cut_off_by_a_full_disk_keeps_the_earlier_file(weight
 
 # ------------------------------------------------------------------------------------------------ progress
 @pytest.mark.slow
-def test_progress_shows_on_a_terminal_only_and_changes_no_output(weights, tmp_path):
+def test_progress_shows_on_a_terminal_only_and_changes_no_output(small_weights, tmp_path):
     import fcntl
     import pty
     import struct
     import termios
 
     videos = [square_video(tmp_path / f"{i}.mp4", 40, seed=i) for i in range(2)]
-    argv = [sys.executable, "-m", "audfer", "predict", *map(str, videos), *_cli_model(weights), "--face", "full"]
+    argv = [sys.executable, "-m", "audfer", "predict", *map(str, videos), *_cli_model(small_weights), "--face", "full"]
     env = {**os.environ, "PYTHONPATH": SRC}
 
     def run(*extra, tty):

@@ -84,3 +84,17 @@ def test_every_long_command_takes_quiet(command):
     from audfer.cli import build_parser
 
     assert "--quiet" in build_parser().commands[command]._option_string_actions
+
+
+def test_loading_a_model_for_predict_and_export_shows_a_bar_only_when_bars_are_on(small_weights, monkeypatch):
+    import io
+
+    from audfer.predict.predictor import load_predictor
+
+    for on in (True, False):
+        err = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        monkeypatch.setattr(progress, "enabled", lambda on=on: on)
+        model = load_predictor(small_weights, "former_dfer_small")
+        assert not model.training
+        assert (f"loading {small_weights.name}" in err.getvalue()) is on

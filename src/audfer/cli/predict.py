@@ -81,7 +81,6 @@ def add_predict(sub: Any) -> None:
         help="timeline of expression and AU probabilities per video: a .png / .svg / .pdf path for one video, a "
         "folder for several",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal anyway)")
     p.set_defaults(func=run_predict)
 
 
@@ -110,7 +109,6 @@ def checkpoint_in_run(path: Path, log: Any = echo) -> Path:
 
 def run_predict(args: argparse.Namespace) -> None:
     """Check every input, load the model, predict every video, write the results."""
-    import sys
 
     from audfer.predict.predictor import PLOT_SUFFIXES, load_predictor, output_paths, predict_videos
     from audfer.predict.video import VIDEO_CODECS, check_video, find_videos
@@ -133,7 +131,7 @@ def run_predict(args: argparse.Namespace) -> None:
         plot=args.plot,
         fmt=args.format,
         log=echo,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=True,  # bars only on a terminal and without --quiet (audfer.progress)
         window=args.window,
         stride=args.stride,
         margin=args.margin,

@@ -26,7 +26,6 @@ whose probabilities are not finite numbers is an ``AudferError``.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from audfer import progress as progress_bars
 from audfer.data.sampling import uniform_indices
 from audfer.errors import AudferError, InputError, NoFaceError
 from audfer.evaluation.metrics import class_names
@@ -92,14 +92,18 @@ def load_predictor(
     """A model for inference: a model package (folder, or Hub id ``org/name`` at ``revision``), an audfer training
     checkpoint, or (with ``model_name``) any weights ``load_checkpoint`` understands (official layouts included).
     Packages hold no pickle; checkpoints are read weights-only: a file that would run code when unpickled, or whose
-    config names code to import, needs ``trust_pickle=True`` (docs/weights.md)."""
+    config names code to import, needs ``trust_pickle=True`` (docs/weights.md). A bar on stderr shows the loading
+    (``audfer.progress``: a terminal, no ``--quiet``)."""
 
-    if model_name:
-        model = create_model(model_name, **model_kwargs)
-        load_checkpoint(model, checkpoint, trust_pickle=trust_pickle, revision=revision)
-        return model.eval()
-    stored = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)
-    model = stored.build_model()
+    with progress_bars.bar(total=1, desc=f"loading {Path(str(checkpoint)).name}", unit="model") as shown:
+        if model_name:
+            model = create_model(model_name, **model_kwargs)
+            load_checkpoint(model, checkpoint, trust_pickle=trust_pickle, revision=revision)
+            shown.update()
+            return model.eval()
+        stored = read_stored_run(checkpoint, revision=revision, trust_pickle=trust_pickle)
+        model = stored.build_model()
+        shown.update()
     data = stored.cfg.get("data") if isinstance(stored.cfg, dict) else None
     # a plain attribute (not a tensor or a module): what predict_videos tells users about
     object.__setattr__(model, "trained_on", data.get("dataset") if isinstance(data, dict) else None)
@@ -117,21 +121,18 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def _frames(path: str | Path, what: str, bar: bool, total: int | None = None, **kwargs: Any) -> Iterator[np.ndarray]:
-    """``iter_frames`` with a tqdm bar of frames on stderr when ``bar``."""
+    """``iter_frames`` with a bar of frames (``audfer.progress.bar``: stderr, a terminal, no ``--quiet``) when
+    ``bar``."""
     frames = iter_frames(path, **kwargs)
-    if not bar:
+    if not bar or not progress_bars.enabled():
         return frames
-    from tqdm.auto import tqdm
-
     if total is None:
         import cv2
 
         cap = _open(path)
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
         cap.release()
-    return iter(
-        tqdm(frames, total=total, desc=f"{Path(path).name}: {what}", unit="frame", leave=False, file=sys.stderr)
-    )
+    return iter(progress_bars.bar(frames, total=total, desc=f"{Path(path).name}: {what}", unit="frame"))
 
 
 @torch.no_grad()
@@ -372,11 +373,7 @@ def predict_videos(
     if options.get("face", "detect") != "full" and options.get("detector") != "full":  # loaded (and warned) once
         options["detector"] = make_detector(options.get("detector"), options.pop("detector_weights", None))
     results, failed = [], []
-    bar = None
-    if progress and len(paths) > 1:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(paths), desc="videos", unit="video", file=sys.stderr)
+    bar = progress_bars.bar(total=len(paths), desc="videos", unit="video") if progress and len(paths) > 1 else None
     try:
         for k, video in enumerate(paths):
             try:
