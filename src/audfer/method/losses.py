@@ -1,6 +1,7 @@
 """The AU loss (paper Eq. 9) and the combined AU-DFER loss (Eq. 10).
 
-What the authors trained with, vectorised (reference README §2):
+What the authors trained with (Cross-Innovation-Lab/AU-DFER: each base model's AU copy builds
+``BCEWithLogitsLoss(weight=5 * K[y], pos_weight=PW)`` beside the expression loss), vectorised:
 
     L_AU = mean over valid (clip, AU) elements of  -scale * K[y]_a * (pw_a * t_a * log σ(x_a) + (1 - t_a) * log(1 - σ(x_a)))
     L    = (1 - λ) * CE(expr_logits, y) + λ * L_AU                         (λ = ``au_weight``)
