@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 
 from audfer import AudferError
-from audfer.data.sampling import offset_indices, sample_indices, segment_indices, strided_indices, uniform_indices
+from audfer.data.sampling import (
+    BEHAVIOURS,
+    SAMPLERS,
+    offset_indices,
+    resolve_sampler,
+    sample_indices,
+    segment_indices,
+    segmented_indices,
+    strided_indices,
+    uniform_indices,
+)
 
 
 def test_m3dfel_formula_gives_every_frame_its_own_offset_and_a_deterministic_test_time():
@@ -109,13 +119,29 @@ def test_strided_training_window_and_short_clip_padding_as_the_official_loader()
     )
 
 
-@pytest.mark.parametrize("kind", ["m3dfel", "former_dfer", "mae_dfer", "uniform"])
+@pytest.mark.parametrize("kind", [*SAMPLERS, *BEHAVIOURS])
 @pytest.mark.parametrize("n", [1, 5, 16, 300])
 def test_every_sampler_stays_in_range(kind, n):
     rng = np.random.default_rng(n)
     for r in (None, rng):
-        idx = sample_indices(kind, n, 16, r)
+        idx = sample_indices(kind, n, 16, r) if kind in SAMPLERS else BEHAVIOURS[kind](n, 16, rng=r)
         assert len(idx) == 16 and idx.min() >= 0 and idx.max() <= n - 1
+
+
+def test_each_shipped_models_recipe_is_the_sampler_its_class_declares():
+    """``data.sampling: m3dfel`` etc. keep their meaning, now read from the model's declaration through the registry:
+    the same functions and options as the hand-written table and the Former-DFER special case they replace."""
+    assert list(SAMPLERS) == ["m3dfel", "former_dfer", "mae_dfer", "uniform"]
+    assert resolve_sampler("m3dfel") == (offset_indices, {})
+    assert resolve_sampler("former_dfer") == (segmented_indices, {"per_segment": 2})
+    assert resolve_sampler("mae_dfer") == (strided_indices, {})
+    for n in (8, 11, 16, 77):
+        np.testing.assert_array_equal(sample_indices("former_dfer", n, 16), segment_indices(n, 8, 2))
+        a, b = np.random.default_rng(n), np.random.default_rng(n)
+        np.testing.assert_array_equal(sample_indices("former_dfer", n, 16, a), segment_indices(n, 8, 2, b))
+        np.testing.assert_array_equal(sample_indices("mae_dfer", n, 16, stride=2), strided_indices(n, 16, 2))
+    with pytest.raises(AudferError, match="15 frames is not a multiple of 2 per segment"):
+        sample_indices("former_dfer", 40, 15)
 
 
 def test_uniform_and_errors():

@@ -501,7 +501,7 @@ class Config:
             from audfer.models.registry import model_entry
 
             sampling = d.sampling or getattr(model_entry(self.model.name).builder, "sampling", "uniform")
-            if resolve_sampler(sampling)[0] is offset_indices:
+            if sampling in SAMPLERS and resolve_sampler(str(sampling))[0] is offset_indices:
                 raise ConfigError(
                     f"config: data.frames = {d.frames!r} with {sampling} sampling: on 16-frame clips M3DFEL's offsets make "
                     f"about 53 % of the sampled frames the clip's last (a bug of the authors' AU copy); read "
