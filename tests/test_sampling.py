@@ -2,28 +2,38 @@ import numpy as np
 import pytest
 
 from audfer import AudferError
-from audfer.data.sampling import m3dfel_indices, sample_indices, segment_indices, strided_indices, uniform_indices
+from audfer.data.sampling import (
+    BEHAVIOURS,
+    SAMPLERS,
+    offset_indices,
+    resolve_sampler,
+    sample_indices,
+    segment_indices,
+    segmented_indices,
+    strided_indices,
+    uniform_indices,
+)
 
 
 def test_m3dfel_formula_gives_every_frame_its_own_offset_and_a_deterministic_test_time():
     n = 66  # a real DFEW clip length
     base = np.array([int(n * i / 16) for i in range(16)])
     # test: the centre of the training offsets 0..15 (mean 7.5), rounded down to a frame: 7
-    np.testing.assert_array_equal(m3dfel_indices(n), np.minimum(base + 7, n - 1))
+    np.testing.assert_array_equal(offset_indices(n), np.minimum(base + 7, n - 1))
     rng = np.random.default_rng(0)
     offsets = []
     for _ in range(50):
-        idx = m3dfel_indices(n, rng=rng)
+        idx = offset_indices(n, rng=rng)
         off = idx - np.array([int(n * i / 16) for i in range(16)])
         assert (0 <= off).all() and (off < 16).all()
         offsets.append(off[:-1])  # the last frame may be clamped
     offsets = np.array(offsets)
     # one offset per frame (TFace dataset_DFEW.py draws random() inside the frame loop), not one per clip
     assert (offsets.std(axis=1) > 0).mean() > 0.9
-    np.testing.assert_array_equal(m3dfel_indices(n), m3dfel_indices(n))
+    np.testing.assert_array_equal(offset_indices(n), offset_indices(n))
     # the test position sits at the training clips' mean position (within the half frame of rounding), not 7.5 before
-    mean_train = np.mean([m3dfel_indices(n, rng=rng) for _ in range(4000)], axis=0)
-    assert np.abs((m3dfel_indices(n) - mean_train)[:-2]).max() < 0.7
+    mean_train = np.mean([offset_indices(n, rng=rng) for _ in range(4000)], axis=0)
+    assert np.abs((offset_indices(n) - mean_train)[:-2]).max() < 0.7
 
 
 def test_m3dfel_on_16_frame_folders_is_refused_unless_the_bug_is_asked_for():
@@ -37,14 +47,14 @@ def test_m3dfel_on_16_frame_folders_is_refused_unless_the_bug_is_asked_for():
     assert cfg.data.reproduce_bugs == ("m3dfel-16f",)
     # what the bug does: of 16 frames, on average 8.5 are the clip's last (136 of 256 offset/frame pairs)
     rng = np.random.default_rng(0)
-    share = np.mean([(m3dfel_indices(16, rng=rng) == 15).mean() for _ in range(4000)])
+    share = np.mean([(offset_indices(16, rng=rng) == 15).mean() for _ in range(4000)])
     assert share == pytest.approx(136 / 256, abs=0.01)
     load_config("former_dfer_dfew", ["data.frames=clip_224x224_16f"])  # not M3DFEL's sampler: no such effect
 
 
 def test_m3dfel_on_a_16_frame_clip_never_collapses_to_copies_of_the_last_frame():
     rng = np.random.default_rng(3)
-    distinct = [len(set(m3dfel_indices(16, rng=rng).tolist())) for _ in range(200)]
+    distinct = [len(set(offset_indices(16, rng=rng).tolist())) for _ in range(200)]
     assert min(distinct) >= 3  # one shared offset of 15 (1 in 16 draws) gives a single distinct frame
 
 
@@ -109,13 +119,29 @@ def test_strided_training_window_and_short_clip_padding_as_the_official_loader()
     )
 
 
-@pytest.mark.parametrize("kind", ["m3dfel", "former_dfer", "mae_dfer", "uniform"])
+@pytest.mark.parametrize("kind", [*SAMPLERS, *BEHAVIOURS])
 @pytest.mark.parametrize("n", [1, 5, 16, 300])
 def test_every_sampler_stays_in_range(kind, n):
     rng = np.random.default_rng(n)
     for r in (None, rng):
-        idx = sample_indices(kind, n, 16, r)
+        idx = sample_indices(kind, n, 16, r) if kind in SAMPLERS else BEHAVIOURS[kind](n, 16, rng=r)
         assert len(idx) == 16 and idx.min() >= 0 and idx.max() <= n - 1
+
+
+def test_each_shipped_models_recipe_is_the_sampler_its_class_declares():
+    """``data.sampling: m3dfel`` etc. keep their meaning, now read from the model's declaration through the registry:
+    the same functions and options as the hand-written table and the Former-DFER special case they replace."""
+    assert list(SAMPLERS) == ["m3dfel", "former_dfer", "mae_dfer", "uniform"]
+    assert resolve_sampler("m3dfel") == (offset_indices, {})
+    assert resolve_sampler("former_dfer") == (segmented_indices, {"per_segment": 2})
+    assert resolve_sampler("mae_dfer") == (strided_indices, {})
+    for n in (8, 11, 16, 77):
+        np.testing.assert_array_equal(sample_indices("former_dfer", n, 16), segment_indices(n, 8, 2))
+        a, b = np.random.default_rng(n), np.random.default_rng(n)
+        np.testing.assert_array_equal(sample_indices("former_dfer", n, 16, a), segment_indices(n, 8, 2, b))
+        np.testing.assert_array_equal(sample_indices("mae_dfer", n, 16, stride=2), strided_indices(n, 16, 2))
+    with pytest.raises(AudferError, match="15 frames is not a multiple of 2 per segment"):
+        sample_indices("former_dfer", 40, 15)
 
 
 def test_uniform_and_errors():

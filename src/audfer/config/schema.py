@@ -40,7 +40,7 @@ from audfer.config.checks import (
     thaw,
 )
 from audfer.data.registry import list_datasets
-from audfer.data.sampling import SAMPLERS
+from audfer.data.sampling import SAMPLERS, offset_indices, resolve_sampler
 from audfer.errors import ConfigError
 from audfer.vocab import STRATEGIES
 
@@ -213,7 +213,8 @@ class DataOptions(_Section):
     )
     sampling: str | None = opt(
         None,
-        f"{' | '.join(SAMPLERS)} or a sampler added with register_sampler (null: the model's own recipe)",
+        "a registered model's name (that model's recipe), uniform, or a sampler added with register_sampler "
+        "(null: the model's own recipe)",
         Choice(none=True, registry=SAMPLERS),
     )
     stride: int = opt(4, "mae_dfer sampling: frame stride (DFEW 4, FERV39k 1)", Num(1, integer=True))
@@ -500,9 +501,9 @@ class Config:
             from audfer.models.registry import model_entry
 
             sampling = d.sampling or getattr(model_entry(self.model.name).builder, "sampling", "uniform")
-            if sampling == "m3dfel":
+            if sampling in SAMPLERS and resolve_sampler(str(sampling))[0] is offset_indices:
                 raise ConfigError(
-                    f"config: data.frames = {d.frames!r} with m3dfel sampling: on 16-frame clips M3DFEL's offsets make "
+                    f"config: data.frames = {d.frames!r} with {sampling} sampling: on 16-frame clips M3DFEL's offsets make "
                     f"about 53 % of the sampled frames the clip's last (a bug of the authors' AU copy); read "
                     f"clip_224x224, or set data.reproduce_bugs=[m3dfel-16f] to reproduce it"
                 )

@@ -1,18 +1,27 @@
-"""Temporal sampling of each base model (reference README §4): which frame indices a clip gives.
+"""Temporal sampling: which frame indices a clip gives, by behaviour; each model picks one (``DFERModel.sampler``).
 
 All functions take the clip's frame count ``n`` and return ``num`` indices into ``[0, n)``; a clip
 shorter than needed is padded by repeating frames (indices repeat, never go out of range).
 ``rng=None`` means test time: deterministic (unlike the official M3DFEL code, which also
 randomises at test time).
+
+Nothing here knows a model: a model's class declares its recipe (``sampler``, a behaviour of ``BEHAVIOURS``, and the
+options it fixes, ``sampler_options``) and ``data.sampling`` names a recipe by the model's registered name, resolved
+through the model registry (``resolve_sampler``), or a sampler registered by name (``uniform``, ``register_sampler``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import inspect
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
 
 import numpy as np
 
 from audfer.errors import ConfigError, InputError
+
+Sampler = Callable[..., np.ndarray]
 
 
 def _check(n: int) -> None:
@@ -20,10 +29,10 @@ def _check(n: int) -> None:
         raise ConfigError(f"a clip needs at least one frame, got {n}")
 
 
-def m3dfel_indices(n: int, num: int = 16, rng: np.random.Generator | None = None) -> np.ndarray:
-    """M3DFEL: frame_i = int(n * i / num) + offset_i, clamped to n - 1.
+def offset_indices(n: int, num: int = 16, rng: np.random.Generator | None = None) -> np.ndarray:
+    """An even grid with an offset per frame: frame_i = int(n * i / num) + offset_i, clamped to n - 1.
 
-    Official: Tencent/TFace ``attribute/M3DFEL/datasets/dataset_DFEW.py``, ``DFEWDataset.__getitem__``
+    As M3DFEL's official loader: Tencent/TFace ``attribute/M3DFEL/datasets/dataset_DFEW.py``, ``DFEWDataset.__getitem__``
     draws ``int(random.random() * num_frames)`` *for every frame* (``args.random_sample``), so each of
     the ``num`` frames has its own offset in [0, num). One shared offset would shift the whole clip
     (an offset of 15 on a 16-frame clip gives 16 copies of its last frame). At test the official code
@@ -32,8 +41,8 @@ def m3dfel_indices(n: int, num: int = 16, rng: np.random.Generator | None = None
     average (offset 0 would show the model frames 7.5 frames earlier than it was trained on).
 
     On a clip of only ``num`` frames (DFEW's ``clip_224x224_16f``, read by the authors' AU copy) the formula
-    makes about 53 % of the sampled frames the clip's last: the engine refuses that pairing unless
-    ``data.reproduce_bugs`` names ``m3dfel-16f``."""
+    makes about 53 % of the sampled frames the clip's last: the config check refuses that pairing unless
+    ``data.reproduce_bugs`` names the bug (``Config.check``)."""
     _check(n)
     base = (n * np.arange(num)) // num
     offset = rng.integers(0, num, size=num) if rng is not None else (num - 1) // 2
@@ -43,7 +52,7 @@ def m3dfel_indices(n: int, num: int = 16, rng: np.random.Generator | None = None
 def segment_indices(
     n: int, segments: int = 8, per_segment: int = 2, rng: np.random.Generator | None = None
 ) -> np.ndarray:
-    """Former-DFER, as its loader does it (zengqunzhao/Former-DFER ``dataloader/dataset_DFEW.py``,
+    """``segments`` draws of ``per_segment`` consecutive frames each, as Former-DFER's loader does it (zengqunzhao/Former-DFER ``dataloader/dataset_DFEW.py``,
     ``VideoDataset._get_train_indices``, ``_get_test_indices`` and ``get``; ``num_segments=8, duration=2``).
 
     Training: ``avg = (n - per_segment + 1) // segments``; offsets ``i * avg + randint(avg)`` when ``avg > 0``
@@ -78,10 +87,20 @@ def segment_indices(
     return np.asarray(out, dtype=np.int64)
 
 
+def segmented_indices(
+    n: int, num: int = 16, rng: np.random.Generator | None = None, per_segment: int = 2
+) -> np.ndarray:
+    """``segment_indices`` for a ``num``-frame input: ``num / per_segment`` segments of ``per_segment`` frames
+    (Former-DFER's 16 = 8 segments x 2)."""
+    if per_segment < 1 or num % per_segment:
+        raise ConfigError(f"segment sampling: {num} frames is not a multiple of {per_segment} per segment")
+    return segment_indices(n, num // per_segment, per_segment, rng)
+
+
 def strided_indices(
     n: int, num: int = 16, stride: int = 4, rng: np.random.Generator | None = None, view: int = 0, views: int = 1
 ) -> np.ndarray:
-    """MAE-DFER, as its loader does it (sunlicai/MAE-DFER ``kinetics.py``, ``VideoClsDatasetFrame.load_video``
+    """Every ``stride``-th frame, as MAE-DFER's loader does it (sunlicai/MAE-DFER ``kinetics.py``, ``VideoClsDatasetFrame.load_video``
     and ``__getitem__``; VideoMAE's sampling).
 
     Training, window ``w = num * stride``: a clip longer than ``w`` gives ``num`` frames evenly spaced
@@ -95,7 +114,7 @@ def strided_indices(
     the official code divides by zero; audfer takes the centre window."""
     _check(n)
     if stride < 1:
-        raise ConfigError(f"mae_dfer sampling: stride must be at least 1, got {stride}")
+        raise ConfigError(f"strided sampling: stride must be at least 1, got {stride}")
     if rng is not None:
         window = num * stride
         if n <= window:
@@ -141,51 +160,116 @@ def listed_indices(n: int, num: int = 16, rng: np.random.Generator | None = None
     return np.arange(n, dtype=np.int64)
 
 
-SAMPLERS: dict[str, Callable[..., np.ndarray]] = {
-    "m3dfel": m3dfel_indices,
-    "former_dfer": segment_indices,
-    "mae_dfer": strided_indices,
+#: The samplers by behaviour, each with the signature ``sampler(n, num, rng=None, **options)``: a model picks one by
+#: name (``DFERModel.sampler``), with the options it fixes (``DFERModel.sampler_options``); ``register_sampler`` adds.
+BEHAVIOURS: dict[str, Sampler] = {
+    "offsets": offset_indices,
+    "segments": segmented_indices,
+    "strided": strided_indices,
     "uniform": uniform_indices,
 }
 
 #: Samplers a run cannot name in ``data.sampling`` but a reproduced bug selects (``engine.datamodule.sampling_of``).
-BUG_SAMPLERS: dict[str, Callable[..., np.ndarray]] = {"listed": listed_indices}
+BUG_SAMPLERS: dict[str, Sampler] = {"listed": listed_indices}
+
+_BY_NAME: list[str] = ["uniform"]  # the behaviours ``data.sampling`` may name directly
 
 
-def register_sampler(name: str, sampler: Callable[..., np.ndarray]) -> None:
+def _recipes() -> dict[str, Any]:
+    """The registered models that declare a recipe of their own (their class's ``sampling`` is the registered
+    name), in registration order: name -> class."""
+    import audfer.models  # noqa: F401  (the shipped models register themselves on import)
+    from audfer.models.registry import model_entries
+
+    out: dict[str, Any] = {}
+    for entry in model_entries():
+        if getattr(entry.builder, "sampling", None) == entry.name and entry.name not in _BY_NAME:
+            out.setdefault(entry.name, entry.builder)
+    return out
+
+
+def resolve_sampler(kind: str) -> tuple[Sampler, dict[str, Any]]:
+    """The sampler ``kind`` names and the options it fixes: a sampler registered by name (``uniform``,
+    ``register_sampler``) as it is; a registered model's name, the behaviour its class declares (``sampler``) with
+    its ``sampler_options``; a reproduced bug's (``listed``)."""
+    if kind in BUG_SAMPLERS:
+        return BUG_SAMPLERS[kind], {}
+    if kind in _BY_NAME:
+        return BEHAVIOURS[kind], {}
+    model = _recipes().get(kind)
+    if model is None:
+        raise ConfigError(f"unknown sampling {kind!r}; expected one of {', '.join(SAMPLERS)}")
+    behaviour = getattr(model, "sampler", "uniform")
+    if behaviour not in BEHAVIOURS:
+        raise ConfigError(
+            f"model {kind!r} declares sampler {behaviour!r}; expected one of {', '.join(BEHAVIOURS)} "
+            f"(audfer.data.sampling.BEHAVIOURS, or one added with register_sampler)"
+        )
+    return BEHAVIOURS[behaviour], dict(getattr(model, "sampler_options", {}))
+
+
+class _Samplers(MutableMapping[str, Sampler]):
+    """What ``data.sampling`` may name (``SAMPLERS``): every registered model that declares its own recipe, by its
+    name, in registration order, then the samplers registered by name. Read at each look-up, so a model or a sampler
+    registered later is a choice; a recipe is the model's and cannot be set or deleted here."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*_recipes(), *_BY_NAME])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+    def __getitem__(self, kind: str) -> Sampler:
+        if kind in BUG_SAMPLERS or kind not in self:
+            raise KeyError(kind)
+        sampler, fixed = resolve_sampler(kind)
+        return functools.partial(sampler, **fixed) if fixed else sampler
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in _BY_NAME or kind in _recipes()
+
+    def __setitem__(self, name: str, sampler: Sampler) -> None:
+        register_sampler(name, sampler)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in _BY_NAME or name == "uniform":
+            raise KeyError(name)
+        _BY_NAME.remove(name)
+        del BEHAVIOURS[name]
+
+
+#: ``data.sampling``'s choices (the config's ``Choice`` reads them at each check).
+SAMPLERS: MutableMapping[str, Sampler] = _Samplers()
+
+
+def register_sampler(name: str, sampler: Sampler) -> None:
     """Add a temporal sampler ``sampler(n, num, rng=None, **options)`` -> ``num`` indices into ``[0, n)`` (``rng``
-    None at test: deterministic), usable as ``data.sampling: <name>``. Its keyword options named ``stride``,
-    ``view`` and ``views`` receive ``data.stride`` and the test view (``data.test_views``)."""
+    None at test: deterministic), usable as ``data.sampling: <name>`` and as a model's ``sampler``. Its keyword
+    options named ``stride``, ``view`` and ``views`` receive ``data.stride`` and the test view (``data.test_views``)."""
     if not callable(sampler):
         raise ConfigError(f"register_sampler({name!r}): expected a function, got {type(sampler).__name__}")
-    SAMPLERS[name] = sampler
+    BEHAVIOURS[name] = sampler
+    if name not in _BY_NAME:
+        _BY_NAME.append(name)
 
 
 def sampler_options(kind: str) -> frozenset[str]:
-    """The keyword options sampler ``kind`` takes beyond the clip length, frame count and rng, read from its
-    signature (``mae_dfer``: stride, view, views; the others: none): the engine passes ``data.stride`` and
-    ``data.test_views`` only to a sampler that takes them, without naming any sampler."""
-    import inspect
-
+    """The keyword options sampler ``kind`` takes beyond the clip length, frame count, rng and the options its model
+    fixes, read from its signature (the strided sampler: stride, view, views; the others: none): the engine passes
+    ``data.stride`` and ``data.test_views`` only to a sampler that takes them, without naming any sampler."""
+    sampler, fixed = resolve_sampler(kind)
     if kind in BUG_SAMPLERS:
         return frozenset()
-    if kind not in SAMPLERS:
-        raise ConfigError(f"unknown sampling {kind!r}; expected one of {', '.join(SAMPLERS)}")
-    params = inspect.signature(SAMPLERS[kind]).parameters
-    return frozenset(params) - {"n", "num", "rng", "segments", "per_segment"}
+    params = inspect.signature(sampler).parameters
+    return frozenset(params) - {"n", "num", "rng", "segments", "per_segment", *fixed}
 
 
 def sample_indices(
     kind: str, n: int, num: int = 16, rng: np.random.Generator | None = None, **kwargs: int
 ) -> np.ndarray:
-    """Indices of ``kind`` (m3dfel, former_dfer, mae_dfer, uniform, or a bug's ``listed``) for a clip of n frames."""
+    """Indices of sampler ``kind`` (a registered model's recipe, ``uniform``, a registered sampler, or a bug's
+    ``listed``) for a clip of ``n`` frames; ``kwargs`` go to the sampler beside the options its model fixes."""
     if kind in BUG_SAMPLERS:
         return BUG_SAMPLERS[kind](n, num, rng=rng)
-    if kind not in SAMPLERS:
-        raise ConfigError(f"unknown sampling {kind!r}; expected one of {', '.join(SAMPLERS)}")
-    if kind == "former_dfer":
-        per = kwargs.pop("per_segment", 2)
-        if num % per:
-            raise ConfigError(f"former_dfer sampling: {num} frames is not a multiple of {per} per segment")
-        return segment_indices(n, num // per, per, rng)
-    return SAMPLERS[kind](n, num, rng=rng, **kwargs)
+    sampler, fixed = resolve_sampler(kind)
+    return sampler(n, num, rng=rng, **{**fixed, **kwargs})

@@ -200,7 +200,7 @@ class AUDFERModule(L.LightningModule):
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
-            no_decay = o.no_decay_norms and (p.ndim <= 1 or name.endswith(".bias") or "token" in name)
+            no_decay = o.no_decay_norms and self.model.no_weight_decay(name, p)  # the model's rule (DFERModel)
             scale = 1.0
             if o.layer_decay:  # the model's own layers (``DFERModel.decay_layer``)
                 scale = o.layer_decay ** (depth + 1 - layer_of(name))

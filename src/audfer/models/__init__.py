@@ -7,10 +7,16 @@ and parameter counts without the AU head); ``*_small`` are CPU-sized variants fo
 
 from audfer.models.base import DFERModel, InputSpec, ModelOutput
 from audfer.models.checkpoint import LoadReport, load_checkpoint
-from audfer.models.former_dfer import FormerDFER
-from audfer.models.m3dfel import M3DFEL
-from audfer.models.mae_dfer import MAEDFER
 from audfer.models.registry import create_model, list_models, model_entry, register_model
+
+# the shipped models register themselves as they are imported, in the papers' order (M3DFEL, Former-DFER, MAE-DFER):
+# ``data.sampling`` lists their recipes in registration order
+# isort: off
+from audfer.models.m3dfel import M3DFEL
+from audfer.models.former_dfer import FormerDFER
+from audfer.models.mae_dfer import MAEDFER
+
+# isort: on
 
 __all__ = [
     "DFERModel",

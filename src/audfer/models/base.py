@@ -9,7 +9,7 @@ parameters and is unused at inference when only expressions are wanted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -54,18 +54,28 @@ class DFERModel(nn.Module):
     What is specific to a model lives in its own file, as these class attributes and hooks, so that the engine,
     the checkpoint loader, the cost table and the CLI never test a model's name:
 
-    - ``sampling``: its temporal sampling recipe (a kind of ``audfer.data.sampling``), used unless the config
-      sets ``data.sampling``;
+    - ``sampling``: the ``data.sampling`` name of its temporal sampling recipe, used unless the config sets
+      ``data.sampling``: its own registered name (the shipped models), another model's (that model's recipe),
+      or a sampler registered by name (``uniform``, ``audfer.data.sampling.register_sampler``);
+    - ``sampler`` / ``sampler_options``: its own recipe, which ``data.sampling: <its name>`` picks: a sampler of
+      ``audfer.data.sampling.BEHAVIOURS`` by behaviour (``offsets``, ``segments``, ``strided``, ``uniform``) and the
+      options it fixes (Former-DFER's two frames per segment);
     - ``pretrained_filter``: how its released checkpoints map onto its keys (as timm's ``pretrained_filter_fn``);
     - ``paper_table2``: what the paper's Table 2 says it costs, and what that figure really counted;
     - ``recipes``: the shipped configs of its official recipe (``audfer train --list``);
-    - ``num_decay_layers`` / ``decay_layer``: its layers for layer-wise lr decay (as timm's ``group_matcher``).
+    - ``num_decay_layers`` / ``decay_layer``: its layers for layer-wise lr decay (as timm's ``group_matcher``);
+    - ``no_weight_decay``: which parameters ``optim.no_decay_norms`` exempts from weight decay (as timm's
+      ``no_weight_decay``);
+    - ``recurrent_steps``: the time steps its recurrent layers run per clip (the cost count adds their MACs, which
+      the flop counter misses).
     """
 
     input_spec: InputSpec
     num_features: int
     classifier_name: str = "fc"
     sampling: str = "uniform"
+    sampler: str = "uniform"
+    sampler_options: ClassVar[dict[str, int]] = {}
     paper_table2: tuple[float, str] | None = None
     recipes: tuple[str, ...] = ()
 
@@ -89,6 +99,18 @@ class DFERModel(nn.Module):
         """The layer of parameter ``name`` for layer-wise lr decay: 0 the input embedding, 1..L the blocks,
         L + 1 (L = ``num_decay_layers()``) the rest; its lr is scaled by ``layer_decay ** (L + 1 - layer)``."""
         return self.num_decay_layers() + 1
+
+    def no_weight_decay(self, name: str, param: nn.Parameter) -> bool:
+        """Whether parameter ``name`` has no weight decay under ``optim.no_decay_norms``. Default: biases, norm
+        weights and every other vector (``ndim <= 1``), and learned tokens (a name with ``token``: class, region
+        tokens), the rule of sunlicai/MAE-DFER ``optim_factory.py`` (``get_parameter_groups``: 1-D tensors, biases
+        and the names its model's ``no_weight_decay`` lists). A model with other such parameters overrides it."""
+        return param.ndim <= 1 or name.endswith(".bias") or "token" in name
+
+    def recurrent_steps(self) -> int:
+        """The time steps each of its ``nn.LSTM`` layers runs per clip (``models.complexity.clip_macs`` adds their
+        MACs by hand). Default: one per input frame."""
+        return self.input_spec.frames
 
     def _init_au_head(self, au_head: bool) -> None:
         self.au_head = nn.Linear(self.num_features, len(AUS)) if au_head else None

@@ -53,8 +53,7 @@ def clip_macs(model: DFERModel, *, with_au_head: bool = True) -> int:
         model.train(was_training)
     for m in model.modules():
         if isinstance(m, nn.LSTM):
-            steps = getattr(model, "bag_size", spec.frames)
-            macs += lstm_macs(m, steps)
+            macs += lstm_macs(m, model.recurrent_steps())
     return int(macs)
 
 

@@ -65,7 +65,9 @@ class TFormer(nn.Module):
 class FormerDFER(DFERModel):
     """Former-DFER (S-Former per frame, T-Former over frames) with the expression classifier and the optional AU head (see the module docstring)."""
 
-    sampling = "former_dfer"  # audfer.data.sampling.segment_indices: 8 segments x 2 frames
+    sampling = "former_dfer"  # its own recipe: data.sampling=former_dfer
+    sampler = "segments"  # audfer.data.sampling.segmented_indices: 8 segments x 2 frames (dataset_DFEW.py)
+    sampler_options = {"per_segment": 2}
     paper_table2 = (8.32, "correct (MACs)")
     recipes = (
         "former_dfer_dfew",

@@ -50,7 +50,8 @@ class DMIN(nn.Module):
 class M3DFEL(DFERModel):
     """M3DFEL (R3D-18 per 4-frame instance, BiLSTM, attention, DMIN, gated pooling) with the expression classifier and the optional AU head (see the module docstring)."""
 
-    sampling = "m3dfel"  # audfer.data.sampling.m3dfel_indices
+    sampling = "m3dfel"  # its own recipe: data.sampling=m3dfel
+    sampler = "offsets"  # audfer.data.sampling.offset_indices (TFace dataset_DFEW.py)
     paper_table2 = (1.66, "thop artefact: skips torchvision's Conv3DSimple, i.e. the whole R3D-18 backbone")
     recipes = (
         "m3dfel_dfew",
@@ -106,6 +107,10 @@ class M3DFEL(DFERModel):
         self.fc = nn.Linear(2 * c, num_classes)
         self._init_au_head(au_head)
         init_resnet(self.features)
+
+    def recurrent_steps(self) -> int:
+        """Its BiLSTM runs over the bag of instances (``num_frames / instance_length``), not over frames."""
+        return self.bag_size
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c, h, w = x.shape

@@ -138,7 +138,8 @@ class PatchEmbed(nn.Module):
 class MAEDFER(DFERModel):
     """MAE-DFER's LGI-Former encoder with the expression classifier and the optional AU head (see the module docstring)."""
 
-    sampling = "mae_dfer"  # audfer.data.sampling.strided_indices
+    sampling = "mae_dfer"  # its own recipe: data.sampling=mae_dfer
+    sampler = "strided"  # audfer.data.sampling.strided_indices (kinetics.py), stride from data.stride
     paper_table2 = (26.11, "thop on a depth-12 model; the trained model has depth 16")
     recipes = (
         "mae_dfer_dfew",

@@ -62,6 +62,11 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_entries() -> list[ModelEntry]:
+    """Every registered model, in registration order (``data.sampling`` lists the models' recipes in it)."""
+    return list(_REGISTRY.values())
+
+
 def model_entry(name: str) -> ModelEntry:
     """The registered model ``name``, or a user's factory ``package.module:factory`` (``audfer.models.custom``)."""
 
