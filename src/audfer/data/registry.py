@@ -11,7 +11,9 @@ A declaration (``Dataset``) says:
 - ``clip_id``: the rule that turns an AU tool's file stem (and a frame-probability row's clip id) into the clip id
   its label files use, as a polars expression on a column (None: compared as written);
 - ``knowledge``: how §3.1's K gets its labels from the dataset (``KnowledgeLabels``), or None when it has none;
-- ``check``: its own checks of the ``data`` options (``ConfigError``), run when a config is built.
+- ``check``: its own checks of the ``data`` options (``ConfigError``), run when a config is built;
+- ``au_dir``: where its per-clip AU CSVs are under its root when ``data.openface`` does not say (the synthetic set's
+  ``OpenFace``).
 
 The built-in datasets are the modules of ``audfer.data.sets`` (``dfew``, ``ferv39k``, ``mafw``, ``synthetic``,
 ``lists``, ``clips``, ``affwild2``, ``ravdess``), imported when a dataset is first looked up or listed (they import
@@ -70,6 +72,7 @@ class Dataset:
     knowledge: Callable[[Any, Any, list[str]], KnowledgeLabels] | None = None
     check: Callable[[Any], None] | None = None
     root_hint: str = ""  #: words added to "data.root is not set" (how to get the data)
+    au_dir: str | None = None  #: where its per-clip AU CSVs are under the root when ``data.openface`` is not set
 
     @property
     def classes(self) -> tuple[int, ...]:
@@ -98,7 +101,7 @@ def register_dataset(
     **declared: Any,
 ) -> Dataset:
     """Register (or replace) a dataset: a ``Dataset`` declaration, or its fields (``name``, ``split``, ``folds``,
-    ``description``, then ``class_order``, ``clip_id``, ``knowledge``, ``check``, ``root_hint``)."""
+    ``description``, then ``class_order``, ``clip_id``, ``knowledge``, ``check``, ``root_hint``, ``au_dir``)."""
     decl = name if isinstance(name, Dataset) else Dataset(name, split, folds, description, **declared)
     if not decl.class_order or any(len(v) != k for k, v in decl.class_order.items()):
         raise ConfigError(f"dataset {decl.name!r}: class_order must map each class count to that many class names")

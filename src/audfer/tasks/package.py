@@ -215,7 +215,9 @@ def _card(
         f"- source: {info['source']['kind']} (`{Path(info['source']['path']).name}`)",
     ]
     if info["source"]["kind"] == "audfer run":
-        fold = f", fold {cfg.data.fold}" if dataset in ("dfew", "mafw", "synthetic") else ""
+        from audfer.data.registry import dataset as dataset_decl
+
+        fold = f", fold {cfg.data.fold}" if dataset_decl(cfg.data.dataset).folds else ""
         lines += [
             f"- data: {dataset}{fold}, training split"
             + (f" ({cfg.data.train_fraction:g} of it)" if cfg.data.train_fraction < 1 else ""),

@@ -34,5 +34,6 @@ SYNTHETIC = register_dataset(
     description="`audfer synth` output: DFEW's layout, identity-disjoint folds",
     clip_id=dfew.clip_id,
     knowledge=dfew.DFEW.knowledge,
+    au_dir="OpenFace",
     root_hint=" (no data yet? `audfer synth --out synth` renders the built-in synthetic set: then data.root=synth)",
 )
