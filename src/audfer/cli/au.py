@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from audfer.cli.common import add_reader_options, declared_choices, echo, number, ranged, reader_kwargs
+from audfer.data.registry import list_datasets
 from audfer.errors import AudferError
 from audfer.evaluation.reports import plot_knowledge
 from audfer.files import read_yaml
 from audfer.tasks.au_labels import au_labels_file
-from audfer.data.registry import list_datasets
 
 
 def add_au_labels(sub: Any) -> None:

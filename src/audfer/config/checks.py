@@ -97,8 +97,8 @@ class UpTo(Num):
     def __init__(self, lo: int, hi_of: Callable[[], int]) -> None:
         self.lo, self.hi_of, self.integer, self.lo_open, self.hi_open, self.none = lo, hi_of, True, False, False, False
 
-    @property  # type: ignore[override]
-    def hi(self) -> int:
+    @property
+    def hi(self) -> int:  # type: ignore[override]
         """The bound, read now."""
         return self.hi_of()
 

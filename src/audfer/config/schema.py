@@ -161,7 +161,9 @@ class DataOptions(_Section):
         Registered("data.dataset", lambda: list_datasets(training=True), dataset_decl),
     )
     root: str | None = opt(None, "dataset root (synthetic: the `audfer synth` output folder)", Text(what="a folder"))
-    fold: int = opt(1, "official fold, up to the dataset's folds (a dataset with one split ignores it)", UpTo(1, max_folds))
+    fold: int = opt(
+        1, "official fold, up to the dataset's folds (a dataset with one split ignores it)", UpTo(1, max_folds)
+    )
     train_fraction: float = opt(
         1.0,
         "share of the training fold used: a stratified, seeded, nested subset (a smaller share lies inside a larger "
@@ -508,7 +510,8 @@ class Config:
             decl.check(d)
         if self.num_classes != len(EXPRESSIONS) and a.strategy != "none":
             raise ConfigError(
-                "config: the AU knowledge covers the 7 basic expressions; with data.classes=11 set au.strategy=none"
+                f"config: the AU knowledge covers the 7 basic expressions; with data.classes={self.num_classes} set "
+                "au.strategy=none"
             )
         if d.au_source == "table" and not d.au_mapping:
             raise ConfigError("config: data.au_source = 'table' needs data.au_mapping (a YAML naming each AU column)")

@@ -130,8 +130,10 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
     ``audfer au-labels``); without one the AUs whose cells are all empty are reported as unknown."""
 
     d = cfg.data
+    rule = dataset(d.dataset).clip_id  # the dataset's clip-id rule on the AU files' stems
     if d.au_labels:
         labels = read_au_labels(d.au_labels)
+        labels = labels if rule is None else labels.with_columns(rule("clip_id"))
         record = read_provenance(d.au_labels) or {}
         info = dict(record.get("au_source") or {"sources": ["unknown (no provenance sidecar)"]})
         info["masked_aus"] = [
@@ -154,7 +156,6 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
         "clips_per_source": {s: list(of.sources.values()).count(s) for s in sorted(set(of.sources.values()))},
     }
     labels = video_au_labels(of.frames, of.clips)
-    rule = dataset(d.dataset).clip_id  # the dataset's clip-id rule on the AU files' stems
     return (labels if rule is None else labels.with_columns(rule("clip_id"))), info
 
 

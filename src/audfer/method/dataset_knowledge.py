@@ -19,7 +19,7 @@ from audfer.au.folder import read_au_dir
 from audfer.au.sources import SOURCES, read_mapping_file
 from audfer.data.registry import dataset, list_datasets, max_folds
 from audfer.errors import AudferError, InputError
-from audfer.io import read_clip_labels, read_csv_rows
+from audfer.io import read_csv_rows
 from audfer.method.knowledge import DEFAULT_SHIFT, ZERO_POLICIES, KnowledgeResult, extract_knowledge
 from audfer.provenance import read_provenance
 from audfer.vocab import AUS
@@ -54,7 +54,9 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         known = list_datasets(knowledge=True)
         if self.name not in known and ":" not in self.name:
-            raise InputError(f"unknown dataset {self.name!r}; expected one of {', '.join(known)} or package.module:name")
+            raise InputError(
+                f"unknown dataset {self.name!r}; expected one of {', '.join(known)} or package.module:name"
+            )
         decl = dataset(self.name)
         if decl.knowledge is None:
             raise InputError(f"dataset {self.name}: declares no knowledge adapter; K cannot be built from it")
@@ -245,7 +247,10 @@ def _check_entry_values(i: int, entry: dict) -> None:
     folds = max_folds()
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
     checks = {
-        "fold": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= folds, f"an integer 1..{folds}"),
+        "fold": (
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= folds,
+            f"an integer 1..{folds}",
+        ),
         "theta": (lambda v: v is None or (number(v) and 0 <= v < 1), "a probability in [0, 1) or null"),
         "min_confidence": (lambda v: v is None or (number(v) and 0 <= v <= 1), "a confidence in [0, 1] or null"),
         "zeros": (lambda v: v in ZERO_POLICIES, " or ".join(ZERO_POLICIES)),

@@ -9,7 +9,9 @@ from typing import Any
 from audfer.data.registry import KnowledgeLabels, required
 
 
-def split_file_knowledge(read: Callable[[Any, int, str], Any], what: str) -> Callable[[Any, Any, list[str]], KnowledgeLabels]:
+def split_file_knowledge(
+    read: Callable[[Any, int, str], Any], what: str
+) -> Callable[[Any, Any, list[str]], KnowledgeLabels]:
     """A knowledge adapter whose labels are ``read(root, fold, split)`` (``split``: train, or all with
     ``include_test``); ``what`` names the root in the error when ``--root`` is missing."""
 

@@ -23,6 +23,4 @@ def knowledge(spec: Any, frames: Any, clips: list[str]) -> KnowledgeLabels:
     return KnowledgeLabels(frames, None, counts)
 
 
-AFFWILD2 = register_dataset(
-    "affwild2", description="AffWild2 (ABAW): frame-level labels (K only)", knowledge=knowledge
-)
+AFFWILD2 = register_dataset("affwild2", description="AffWild2 (ABAW): frame-level labels (K only)", knowledge=knowledge)
