@@ -206,3 +206,25 @@ def test_a_dataset_module_of_ones_own_trains_one_epoch(my_dataset, tmp_path):
     assert sel["au_labels"]["coverage"] == 1.0  # every clip got its AU labels through the clip-id rule
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 7, metrics.keys()
+
+
+def test_an_experiment_file_from_a_model_package_cannot_name_a_dataset_module(tmp_path, monkeypatch):
+    code = tmp_path / "code"
+    code.mkdir()
+    marker = tmp_path / "IMPORTED"
+    (code / "planteddata.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(code))
+    pkg = tmp_path / "pkg"  # a model package: config.json and model.safetensors, written by someone else
+    pkg.mkdir()
+    (pkg / "config.json").write_text("{}")
+    (pkg / "model.safetensors").write_bytes(b"")
+    (pkg / "experiment.yaml").write_text("data:\n  dataset: planteddata:evil\n")
+    with pytest.raises(ConfigError, match=r"experiment.yaml: refused: .*data.dataset='planteddata:evil'"):
+        load_config(pkg / "experiment.yaml")
+    assert not marker.exists() and "planteddata" not in sys.modules
+    # the same line in the user's own file imports their module (which registers no 'evil': named in one line)
+    (tmp_path / "mine.yaml").write_text("data:\n  dataset: planteddata:evil\n")
+    with pytest.raises(ConfigError, match="module 'planteddata' registers no dataset 'evil'"):
+        load_config(tmp_path / "mine.yaml")
+    assert marker.exists()
+    sys.modules.pop("planteddata", None)
