@@ -71,7 +71,13 @@ def test_the_config_checks_and_the_cli_read_the_declarations(capsys):
         main(["knowledge", "--dataset", "nosuch", "--out", "k.csv"])
     assert "invalid choice: 'nosuch' (choose from affwild2, clips, dfew" in capsys.readouterr().err
     # a dataset registered later is a choice at once, its folds bound data.fold, its class counts data.classes
+    builtin_dfew = dataset("dfew")
     try:
+        mine = register_dataset("dfew", builtin_dfew.split, folds=3, knowledge=builtin_dfew.knowledge)
+        assert dataset("dfew") is mine  # registering under a built-in's name replaces it
+        with pytest.raises(ConfigError, match="data.fold = 4; dfew has 3 folds"):
+            load_config("synthetic_small", ["data.dataset=dfew", "data.fold=4"])
+        register_dataset(builtin_dfew)
         register_dataset("tenfold", lambda root, d, part: None, folds=10, class_order={3: ("A", "B", "C")})
         assert "tenfold" in choices_of("data.dataset") and 3 in choices_of("data.classes")
         with pytest.raises(ConfigError, match="7 basic expressions; with data.classes=3 set au.strategy=none"):
@@ -88,6 +94,7 @@ def test_the_config_checks_and_the_cli_read_the_declarations(capsys):
         from audfer.data import registry
 
         registry._DATASETS.pop("tenfold", None)
+        register_dataset(builtin_dfew)
 
 
 def test_a_stored_config_naming_a_dataset_module_is_refused_unless_trusted():

@@ -110,15 +110,18 @@ def register_dataset(
 
 
 def _load_builtins() -> None:
-    """Import every module of ``audfer.data.sets`` once: each registers its dataset."""
+    """Import every module of ``audfer.data.sets`` once: each registers its dataset (a dataset registered before,
+    under a built-in's name, stays: a user's replacement wins)."""
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
+    before = dict(_DATASETS)
     sets = importlib.import_module("audfer.data.sets")
     for info in pkgutil.iter_modules(sets.__path__):
         if not info.name.startswith("_"):
             importlib.import_module(f"audfer.data.sets.{info.name}")
+    _DATASETS.update(before)
 
 
 def _import_user_dataset(name: str) -> Dataset:
