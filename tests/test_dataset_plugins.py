@@ -19,6 +19,7 @@ from audfer.config import load_config
 from audfer.config.schema import choices_of
 from audfer.data.registry import dataset, list_datasets, register_dataset
 from audfer.errors import CheckpointError, ConfigError
+from audfer.evaluation.metrics import class_names
 from audfer.io import read_expression_table
 from audfer.synth.openface_writer import write_openface_csv
 from audfer.trust import check_stored_config
@@ -86,6 +87,7 @@ def test_the_config_checks_and_the_cli_read_the_declarations(capsys):
             "synthetic_small", ["data.dataset=tenfold", "data.fold=10", "data.classes=3", "au.strategy=none"]
         )
         assert (cfg.data.fold, cfg.num_classes) == (10, 3)
+        assert class_names(3) == ("A", "B", "C")  # reports name its classes in its declared order
         with pytest.raises(ConfigError, match="data.fold = 6; synthetic has 5 folds"):
             load_config("synthetic_small", ["data.fold=6"])
         with pytest.raises(ConfigError, match="class_order must map each class count to that many class names"):
