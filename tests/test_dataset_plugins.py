@@ -179,6 +179,14 @@ def test_a_dataset_module_of_ones_own_builds_K_through_audfer_knowledge(my_datas
         read_expression_table(both), _clips_reference(root, tmp_path / "K_ref2.csv", ("train", "test"))
     )
     assert not np.array_equal(read_expression_table(both), mine)
+    # the same dataset named in a knowledge config (`audfer knowledge --config`, the whole §3.1 from one YAML)
+    config = tmp_path / "knowledge.yaml"
+    config.write_text(
+        f"datasets:\n  - name: mydataset:mydataset\n    openface_dir: {root / 'au'}\n    root: {root}\n"
+        f"out: {tmp_path / 'K_config.csv'}\nshift: 0.5\n"
+    )
+    assert main(["knowledge", "--config", str(config)]) == 0
+    np.testing.assert_array_equal(read_expression_table(tmp_path / "K_config_mydataset.csv"), mine)
     capsys.readouterr()
     no_root = ["knowledge", "--dataset", "mydataset:mydataset", "--openface-dir", str(root / "au"), "--out", str(out)]
     assert main(no_root) == 2

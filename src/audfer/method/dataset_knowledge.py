@@ -73,7 +73,7 @@ class DatasetSpec:
         self.filter_overrides = tuple(self.filter_overrides)
         if self.mapping is not None and self.source not in ("auto", "table"):
             raise InputError(f"an AU mapping (--mapping) is for source table, not {self.source}")
-        self.label = self.label or self.name
+        self.label = self.label or self.name.rpartition(":")[2]  # a user's package.module:name is shown as name
 
     @property
     def split(self) -> str | None:
