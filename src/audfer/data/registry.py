@@ -10,7 +10,8 @@ A declaration (``Dataset``) says:
   the default);
 - ``clip_id``: the rule that turns an AU tool's file stem (and a frame-probability row's clip id) into the clip id
   its label files use, as a polars expression on a column (None: compared as written);
-- ``knowledge``: how §3.1's K gets its labels from the dataset (``KnowledgeLabels``), or None when it has none;
+- ``knowledge``: how §3.1's K gets its labels from the dataset (``KnowledgeLabels``), or None when it has none; it
+  is given the AU frames with the ``clip_id`` rule applied, and the AU files' stems as they are;
 - ``check``: its own checks of the ``data`` options (``ConfigError``), run when a config is built;
 - ``au_dir``: where its per-clip AU CSVs are under its root when ``data.openface`` does not say (the synthetic set's
   ``OpenFace``).

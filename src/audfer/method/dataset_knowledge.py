@@ -166,10 +166,10 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[Kno
         counts["unreadable OpenFace CSVs skipped"] = len(folder.skipped)
     decl = dataset(spec.name)
     assert decl.knowledge is not None  # DatasetSpec checked it
-    got = decl.knowledge(spec, frames, folder.clips)  # the dataset's labels (its module in audfer.data.sets)
-    frames, labels = got.frames, got.labels
     if decl.clip_id is not None:  # the dataset's clip-id rule on the AU files' stems
         frames = frames.with_columns(decl.clip_id("clip_id"))
+    got = decl.knowledge(spec, frames, folder.clips)  # the dataset's labels (its module in audfer.data.sets)
+    frames, labels = got.frames, got.labels
     counts.update(got.counts)
     if labels is not None:
         have = set(frames["clip_id"].unique().to_list())
