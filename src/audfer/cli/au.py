@@ -100,7 +100,7 @@ def add_knowledge(sub: Any) -> None:
         "--dataset",
         default="clips",
         type=_knowledge_dataset,
-        metavar="{" + ",".join(list_datasets(knowledge=True)) + "} or package.module:name",
+        metavar="{" + ",".join(list_datasets(knowledge=True)) + "}|package.module:name",
         help="how labels are read: a registered dataset's knowledge adapter (default clips: --labels "
         "clip_labels.csv), or your own dataset module (docs/datasets.md)",
     )
