@@ -97,5 +97,3 @@ MAFW_TO_7: dict[int, int | None] = {i: (expression_index(n) if i < 7 else None) 
 AU_SOURCES = ("openface", "pyfeat", "libreface", "table")
 #: The positive-class weight strategies of the AU loss (Eq. 6-8): one row for all, one per expression, minor classes.
 STRATEGIES = ("global", "distinct", "minor")
-#: The source datasets ``audfer knowledge`` reads labels of (§3.1; ``clips`` = any clip_labels.csv).
-KNOWLEDGE_DATASETS = ("clips", "affwild2", "ravdess", "dfew", "ferv39k", "mafw")

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from audfer.cli.common import add_reader_options, declared_choices, echo, number, ranged, reader_kwargs
+from audfer.data.registry import list_datasets
 from audfer.errors import AudferError
 from audfer.evaluation.reports import plot_knowledge
 from audfer.files import read_yaml
 from audfer.tasks.au_labels import au_labels_file
-from audfer.vocab import KNOWLEDGE_DATASETS
 
 
 def add_au_labels(sub: Any) -> None:
@@ -83,6 +83,15 @@ def run_pos_weights(args: argparse.Namespace) -> None:
     echo(pos_weights_file(args.au_labels, args.labels, args.strategy, args.out, minor=minor)[1])
 
 
+def _knowledge_dataset(value: str) -> str:
+    """``--dataset``: a registered dataset K can be built from, or a user's ``package.module:name``."""
+    if ":" in value or value in list_datasets(knowledge=True):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {value!r} (choose from {', '.join(list_datasets(knowledge=True))} or package.module:name)"
+    )
+
+
 def add_knowledge(sub: Any) -> None:
     """``audfer knowledge``."""
 
@@ -90,8 +99,10 @@ def add_knowledge(sub: Any) -> None:
     p.add_argument(
         "--dataset",
         default="clips",
-        choices=KNOWLEDGE_DATASETS,
-        help="how labels are read (default clips: --labels clip_labels.csv)",
+        type=_knowledge_dataset,
+        metavar="{" + ",".join(list_datasets(knowledge=True)) + "}|package.module:name",
+        help="how labels are read: a registered dataset's knowledge adapter (default clips: --labels "
+        "clip_labels.csv), or your own dataset module (docs/datasets.md)",
     )
     p.add_argument(
         "--openface-dir",

@@ -5,7 +5,7 @@ field; values are frozen (lists become tuples, mappings read-only) so a config i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import field
 from typing import Any
@@ -64,13 +64,20 @@ class Choice(Check):
     """One of a closed set (``True``/``False`` never stand in for ``1``/``0`` or the reverse). ``registry``: a
     mapping whose keys are the set, read at each check (``SAMPLERS``: a sampler registered later is a choice)."""
 
-    def __init__(self, *values: Any, none: bool = False, registry: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *values: Any,
+        none: bool = False,
+        registry: Mapping[str, Any] | Callable[[], Iterable[Any]] | None = None,
+    ) -> None:
         self._values, self.registry, self.none = values, registry, none
 
     @property
     def choices(self) -> tuple[Any, ...]:  # type: ignore[override]
-        """The allowed values (a registry's keys when one is given, read now)."""
-        return tuple(self.registry) if self.registry is not None else self._values
+        """The allowed values (a registry's keys, or what a function of the registry returns, read now)."""
+        if self.registry is None:
+            return self._values
+        return tuple(self.registry() if callable(self.registry) else self.registry)
 
     @property
     def want(self) -> str:  # type: ignore[override]
@@ -81,6 +88,55 @@ class Choice(Check):
         if v is None:
             return self.none
         return any(v == c and isinstance(v, bool) == isinstance(c, bool) for c in self.choices)
+
+
+class UpTo(Num):
+    """An integer from ``lo`` up to a bound read at each check (``hi_of()``: ``data.fold`` goes up to the most folds a
+    registered dataset declares, so a dataset registered later widens it)."""
+
+    def __init__(self, lo: int, hi_of: Callable[[], int]) -> None:
+        self.lo, self.hi_of, self.integer, self.lo_open, self.hi_open, self.none = lo, hi_of, True, False, False, False
+
+    @property
+    def hi(self) -> int:  # type: ignore[override]
+        """The bound, read now."""
+        return self.hi_of()
+
+    @property
+    def want(self) -> str:  # type: ignore[override]
+        """What is allowed, in words."""
+        return f"an integer >= {self.lo:g} and <= {self.hi:g}"
+
+
+class Registered(Check):
+    """A name a registry holds, read at each check (``names()``: the choices), or a user's ``package.module:name``
+    that ``lookup`` imports and checks (its ``ConfigError`` says what is wrong with it)."""
+
+    def __init__(self, key: str, names: Callable[[], Iterable[str]], lookup: Callable[[str], Any]) -> None:
+        self.key, self.names, self.lookup = key, names, lookup
+
+    @property
+    def choices(self) -> tuple[Any, ...]:  # type: ignore[override]
+        """The registered names, read now."""
+        return tuple(self.names())
+
+    @property
+    def want(self) -> str:  # type: ignore[override]
+        """What is allowed, in words."""
+        return "one of " + ", ".join(self.choices) + " or package.module:name (your own)"
+
+    def ok(self, v: Any) -> bool:
+        if not isinstance(v, str):
+            return False
+        if v in self.choices:
+            return True
+        if ":" in v:
+            try:
+                self.lookup(v)
+            except ConfigError as exc:
+                raise ConfigError(f"config: {self.key} = {v!r}{source_note(None, self.key)}; {exc}") from None
+            return True
+        return False
 
 
 class Flag(Check):

@@ -206,17 +206,19 @@ def load_config(source: Any, overrides: Iterable[str] = ()) -> Config:
 
 def _check_taken_code(cfg: dict[str, Any], origin: Mapping[str, object]) -> None:
     """An experiment or study file taken from a model package (or the Hub cache) is a stored config: a
-    ``model.name`` naming code that such a file set is refused (``audfer.trust``) unless the user, not that file,
-    set ``model.trust_pickle=true``."""
+    ``model.name`` (or ``data.dataset``) naming code that such a file set is refused (``audfer.trust``) unless the
+    user, not that file, set ``model.trust_pickle=true``."""
 
     def taken(key: str) -> bool:
         f = origin.get(key)
         return isinstance(f, (str, Path)) and in_package(f) is not None
 
-    if not taken("model.name"):
-        return
     trusted = bool(cfg["model"].get("trust_pickle")) and not taken("model.trust_pickle")
-    check_stored_config(cfg, str(origin["model.name"]), trusted=trusted, error=ConfigError)
+    if taken("model.name"):
+        check_stored_config({"model": cfg["model"]}, str(origin["model.name"]), trusted=trusted, error=ConfigError)
+    if taken("data.dataset"):
+        data = {"data": {"dataset": cfg["data"].get("dataset")}}
+        check_stored_config(data, str(origin["data.dataset"]), trusted=trusted, error=ConfigError)
 
 
 def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:

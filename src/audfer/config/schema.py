@@ -31,7 +31,9 @@ from audfer.config.checks import (
     Kwargs,
     Num,
     Pair,
+    Registered,
     Text,
+    UpTo,
     check_value,
     freeze,
     is_number,
@@ -39,10 +41,11 @@ from audfer.config.checks import (
     source_note,
     thaw,
 )
-from audfer.data.registry import list_datasets
+from audfer.data.registry import dataset as dataset_decl
+from audfer.data.registry import declared_class_counts, list_datasets, max_folds
 from audfer.data.sampling import SAMPLERS, offset_indices, resolve_sampler
 from audfer.errors import ConfigError
-from audfer.vocab import STRATEGIES
+from audfer.vocab import EXPRESSIONS, STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -153,12 +156,14 @@ class DataOptions(_Section):
     section: ClassVar[str] = "data"
     dataset: str = opt(
         "synthetic",
-        "a registered dataset (``audfer.data.registry``): dfew | ferv39k | mafw | list | synthetic (a tree written by "
-        "`audfer synth`)",
-        Choice(*list_datasets()),
+        "a registered dataset with splits (``audfer.data.registry``, one module each in ``audfer.data.sets``; "
+        "synthetic: a tree written by `audfer synth`), or package.module:name for your own (docs/datasets.md)",
+        Registered("data.dataset", lambda: list_datasets(training=True), dataset_decl),
     )
     root: str | None = opt(None, "dataset root (synthetic: the `audfer synth` output folder)", Text(what="a folder"))
-    fold: int = opt(1, "DFEW / MAFW / synthetic fold 1..5 (FERV39k has a single split)", Num(1, 5, integer=True))
+    fold: int = opt(
+        1, "official fold, up to the dataset's folds (a dataset with one split ignores it)", UpTo(1, max_folds)
+    )
     train_fraction: float = opt(
         1.0,
         "share of the training fold used: a stratified, seeded, nested subset (a smaller share lies inside a larger "
@@ -174,7 +179,12 @@ class DataOptions(_Section):
     frames: str | None = opt(
         None, "frame folder under Clip/ (DFEW: clip_224x224 or clip_224x224_16f; synthetic: from synth.json)", Text()
     )
-    classes: int = opt(7, "MAFW and list datasets: 7 (the basic expressions) or 11 (MAFW's classes)", Choice(7, 11))
+    classes: int = opt(
+        7,
+        "class count, among those the dataset declares (MAFW and list: 7, the basic expressions, or 11, MAFW's); "
+        "another is read as the dataset's own",
+        Choice(registry=declared_class_counts),
+    )
     train_list: str | None = opt(
         None, 'dataset=list: a file of "<dir> [<num_frames>] <label>" lines (dirs relative to root)', Text()
     )
@@ -489,9 +499,20 @@ class Config:
 
     def _check_combinations(self) -> None:
         d, a = self.data, self.au
-        if d.dataset == "mafw" and d.classes == 11 and a.strategy != "none":
+        decl = dataset_decl(d.dataset)
+        if decl.split is None:
             raise ConfigError(
-                "config: the AU knowledge covers the 7 basic expressions; with data.classes=11 set au.strategy=none"
+                f"config: data.dataset = {d.dataset!r}: it declares no splits to train on (K only); expected one of "
+                f"{', '.join(list_datasets(training=True))}"
+            )
+        if decl.folds is not None and d.fold > decl.folds:
+            raise ConfigError(f"config: data.fold = {d.fold}; {d.dataset} has {decl.folds} folds (1..{decl.folds})")
+        if decl.check is not None:
+            decl.check(d)
+        if self.num_classes != len(EXPRESSIONS) and a.strategy != "none":
+            raise ConfigError(
+                f"config: the AU knowledge covers the 7 basic expressions; with data.classes={self.num_classes} set "
+                "au.strategy=none"
             )
         if d.au_source == "table" and not d.au_mapping:
             raise ConfigError("config: data.au_source = 'table' needs data.au_mapping (a YAML naming each AU column)")
@@ -507,11 +528,6 @@ class Config:
                     f"about 53 % of the sampled frames the clip's last (a bug of the authors' AU copy); read "
                     f"clip_224x224, or set data.reproduce_bugs=[m3dfel-16f] to reproduce it"
                 )
-        if d.dataset == "list" and d.class_order is None:
-            raise ConfigError(
-                "config: data.class_order is not set: a list dataset must say what its label ids mean "
-                "(dfew7, mafw11 or the class names in id order)"
-            )
 
     @property
     def run_dir(self) -> Path:
@@ -520,8 +536,9 @@ class Config:
 
     @property
     def num_classes(self) -> int:
-        """Classes of the expression head: 11 for MAFW's (or a list's) 11-class view, 7 otherwise."""
-        return 11 if self.data.dataset in ("mafw", "list") and self.data.classes == 11 else 7
+        """Classes of the expression head: ``data.classes`` when the dataset declares that count (MAFW's or a list's
+        11), else the dataset's default (7)."""
+        return dataset_decl(self.data.dataset).num_classes(self.data.classes)
 
     def to_dict(self) -> dict[str, Any]:
         """The plain YAML form (lists, dicts), in declaration order."""

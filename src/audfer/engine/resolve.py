@@ -20,7 +20,7 @@ from audfer.data.datasets import (
     ClipIndex,
     au_targets_for,
 )
-from audfer.data.registry import dataset_adapter
+from audfer.data.registry import dataset
 from audfer.errors import AudferError, InputError
 from audfer.io import read_csv_table, read_expression_table
 from audfer.method.knowledge import (
@@ -41,7 +41,7 @@ def split_index(cfg: Config, split: str) -> ClipIndex:
     index = _dataset_split(cfg, split)
     if len(index) == 0:
         d = cfg.data
-        fold = f" fold {d.fold}" if dataset_adapter(d.dataset).folds else ""
+        fold = f" fold {d.fold}" if dataset(d.dataset).folds else ""
         raise AudferError(
             f"{d.dataset}{fold} {split} split at {d.root}: no clip to use ({len(index.skipped)} listed, "
             f"{len(index.skipped)} missing on disk{', e.g. ' + ', '.join(index.skipped[:3]) if index.skipped else ''}"
@@ -52,15 +52,16 @@ def split_index(cfg: Config, split: str) -> ClipIndex:
 
 def _dataset_split(cfg: Config, split: str) -> ClipIndex:
     d = cfg.data
-    synth = " (no data yet? `audfer synth --out synth` renders the built-in synthetic set: then data.root=synth)"
-    hint = synth if d.dataset == "synthetic" else ""
+    decl = dataset(d.dataset)
+    hint = decl.root_hint
     if d.root is None:
         raise AudferError(f"config: data.root is not set: pass data.root=PATH, the {d.dataset} dataset folder{hint}")
     root = Path(d.root)
     if not root.is_dir():
         where = "" if root.is_absolute() else f" (relative to the current folder {Path.cwd()})"
         raise AudferError(f"data.root: {root} is not a folder{where}; pass data.root=PATH{hint}")
-    return dataset_adapter(d.dataset).split(root, d, split)
+    assert decl.split is not None  # the config refuses a dataset without splits
+    return decl.split(root, d, split)
 
 
 def identities_for(cfg: Config) -> dict[str, str] | None:
@@ -129,8 +130,10 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
     ``audfer au-labels``); without one the AUs whose cells are all empty are reported as unknown."""
 
     d = cfg.data
+    rule = dataset(d.dataset).clip_id  # the dataset's clip-id rule on the AU files' stems
     if d.au_labels:
         labels = read_au_labels(d.au_labels)
+        labels = labels if rule is None else labels.with_columns(rule("clip_id"))
         record = read_provenance(d.au_labels) or {}
         info = dict(record.get("au_source") or {"sources": ["unknown (no provenance sidecar)"]})
         info["masked_aus"] = [
@@ -152,13 +155,15 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
         **of.availability.as_dict(),
         "clips_per_source": {s: list(of.sources.values()).count(s) for s in sorted(set(of.sources.values()))},
     }
-    return video_au_labels(of.frames, of.clips), info
+    labels = video_au_labels(of.frames, of.clips)
+    return (labels if rule is None else labels.with_columns(rule("clip_id"))), info
 
 
 def _openface_folder(cfg: Config) -> Path | None:
     d = cfg.data
-    if d.openface is None and d.dataset == "synthetic" and d.root:
-        return Path(d.root) / "OpenFace"
+    au_dir = dataset(d.dataset).au_dir
+    if d.openface is None and au_dir is not None and d.root:
+        return Path(d.root) / au_dir
     return None if d.openface is None else Path(d.openface)
 
 
@@ -182,7 +187,9 @@ def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
 
         d = cfg.data
         mapping = read_mapping_file(d.au_mapping) if d.au_mapping else None
-        frames = keyed(read_au_dir(folder, source=d.au_source, mapping=mapping, allow_mixed=d.au_allow_mixed).frames)
+        frames = read_au_dir(folder, source=d.au_source, mapping=mapping, allow_mixed=d.au_allow_mixed).frames
+        rule = dataset(d.dataset).clip_id  # the dataset's clip-id rule, then the common one
+        frames = keyed(frames if rule is None else frames.with_columns(rule("clip_id")))
         return extract_knowledge(frames, keyed(train.table.select("clip_id", "label"))).matrix
     return read_expression_table(src, what="knowledge matrix")
 

@@ -18,12 +18,20 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall
 
+from audfer.data.registry import dataset, list_datasets
 from audfer.vocab import AUS, EXPRESSIONS, MAFW_CLASSES
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:
-    """The class names of a ``num_classes``-way head: the 7 expressions, or MAFW's 11 classes."""
-    return EXPRESSIONS if num_classes == len(EXPRESSIONS) else tuple(c.capitalize() for c in MAFW_CLASSES[:num_classes])
+    """The class names of a ``num_classes``-way head: the 7 expressions, or the class order a registered dataset
+    declares for that count (``audfer.data.registry``: MAFW's 11 classes)."""
+    if num_classes == len(EXPRESSIONS):
+        return EXPRESSIONS
+    for name in list_datasets(training=True):
+        order = dataset(name).class_order.get(num_classes)
+        if order is not None:
+            return order
+    return tuple(c.capitalize() for c in MAFW_CLASSES[:num_classes])
 
 
 def war_uar(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

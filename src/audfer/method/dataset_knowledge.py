@@ -1,7 +1,7 @@
 """§3.1 on the paper's source datasets, one call per dataset, and their combination.
 
 ``knowledge_for_dataset`` reads a dataset's OpenFace folder and its own label files
-(``audfer.data.annotations``), keeps the frames §3.1 keeps and returns K with counts of what was
+(its knowledge adapter, ``audfer.data.registry``), keeps the frames §3.1 keeps and returns K with counts of what was
 used and dropped. ``parse_knowledge_config`` checks a config listing several datasets; ``audfer.tasks.prepare``
 runs them, combines them (C = sigmoid(ΣK_d − S)) and writes each K with its provenance.
 """
@@ -17,28 +17,21 @@ import polars as pl
 
 from audfer.au.folder import read_au_dir
 from audfer.au.sources import SOURCES, read_mapping_file
-from audfer.data.annotations import (
-    affwild2_frame_labels,
-    clip_key,
-    dfew_labels,
-    ferv39k_labels,
-    mafw_labels,
-    ravdess_labels,
-)
+from audfer.data.registry import dataset, list_datasets, max_folds
 from audfer.errors import AudferError, InputError
-from audfer.io import read_clip_labels, read_csv_rows
+from audfer.io import read_csv_rows
 from audfer.method.knowledge import DEFAULT_SHIFT, ZERO_POLICIES, KnowledgeResult, extract_knowledge
 from audfer.provenance import read_provenance
-from audfer.vocab import AUS, KNOWLEDGE_DATASETS
-
-DATASETS = KNOWLEDGE_DATASETS  #: ``audfer.vocab.KNOWLEDGE_DATASETS``
+from audfer.vocab import AUS
 
 
 @dataclass
 class DatasetSpec:
     """Where one dataset's OpenFace output and labels are, and how to select frames."""
 
-    name: str  #: one of DATASETS (``clips`` = any dataset with a clip_labels.csv)
+    #: a registered dataset with a knowledge adapter (``audfer.data.registry``; ``clips`` = any dataset with a
+    #: clip_labels.csv), or ``package.module:name`` for one of your own
+    name: str
     openface_dir: str | Path
     labels: str | Path | None = None  #: clips: clip_labels.csv
     annotations: str | Path | None = None  #: affwild2: folder of ABAW expression .txt files
@@ -59,8 +52,16 @@ class DatasetSpec:
     allow_mixed: bool = False  #: accept a folder whose CSVs come from more than one AU tool
 
     def __post_init__(self) -> None:
-        if self.name not in DATASETS:
-            raise InputError(f"unknown dataset {self.name!r}; expected one of {', '.join(DATASETS)}")
+        known = list_datasets(knowledge=True)
+        if self.name not in known and ":" not in self.name:
+            raise InputError(
+                f"unknown dataset {self.name!r}; expected one of {', '.join(known)} or package.module:name"
+            )
+        decl = dataset(self.name)
+        if decl.knowledge is None:
+            raise InputError(f"dataset {self.name}: declares no knowledge adapter; K cannot be built from it")
+        if decl.folds is not None and not 1 <= self.fold <= decl.folds:
+            raise InputError(f"dataset {self.name}: fold {self.fold}; expected 1..{decl.folds}")
         if self.frame_probs is not None and self.filter_checkpoint is not None:
             raise InputError(
                 f"dataset {self.name}: frame_probs and filter_checkpoint both given; the probabilities come from one"
@@ -72,20 +73,20 @@ class DatasetSpec:
         self.filter_overrides = tuple(self.filter_overrides)
         if self.mapping is not None and self.source not in ("auto", "table"):
             raise InputError(f"an AU mapping (--mapping) is for source table, not {self.source}")
-        self.label = self.label or self.name
+        self.label = self.label or self.name.rpartition(":")[2]  # a user's package.module:name is shown as name
 
     @property
     def split(self) -> str | None:
         """Which of the dataset's official splits the labels come from: ``train`` (or ``all`` with ``include_test``)
-        for DFEW, FERV39k and MAFW; None for datasets without a test split here (clips, AffWild2, RAVDESS)."""
-        if self.name in ("dfew", "ferv39k", "mafw"):
+        for a dataset with splits (DFEW, FERV39k, MAFW); None for the others (clips, AffWild2, RAVDESS)."""
+        if dataset(self.name).split is not None:
             return "all" if self.include_test else "train"
         return None
 
     @property
     def used_fold(self) -> int | None:
-        """The fold whose split is used (DFEW and MAFW have five); None for the others."""
-        return self.fold if self.name in ("dfew", "mafw") else None
+        """The fold whose split is used (for a dataset with folds: DFEW and MAFW have five); None for the others."""
+        return self.fold if dataset(self.name).folds else None
 
     @property
     def source_path(self) -> str:
@@ -93,20 +94,13 @@ class DatasetSpec:
         return str(self.labels or self.root or self.annotations or self.openface_dir)
 
 
-def _need(spec: DatasetSpec, attr: str, flag: str):
-    value = getattr(spec, attr)
-    if value is None:
-        raise InputError(f"dataset {spec.name}: needs {flag}")
-    return value
-
-
 def filter_model_overrides(spec: DatasetSpec) -> list[str]:
     """What the filter model's config is given to list this dataset's clips: the dataset root and fold the labels
-    come from (DFEW, FERV39k, MAFW), then the spec's own ``filter_overrides``."""
+    come from (a dataset with splits: DFEW, FERV39k, MAFW), then the spec's own ``filter_overrides``."""
     auto = []
-    if spec.name in ("dfew", "ferv39k", "mafw") and spec.root is not None:
+    if spec.split is not None and spec.root is not None:
         auto.append(f"data.root={spec.root}")
-    if spec.name in ("dfew", "mafw"):
+    if spec.used_fold is not None:
         auto.append(f"data.fold={spec.fold}")
     return auto + list(spec.filter_overrides)
 
@@ -170,29 +164,13 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[Kno
     counts: dict[str, int] = {"OpenFace clips": len(folder.clips), "OpenFace frames": frames.height}
     if folder.skipped:
         counts["unreadable OpenFace CSVs skipped"] = len(folder.skipped)
-    labels = None
-    split = spec.split or "train"
-    if spec.name == "clips":
-        labels = read_clip_labels(_need(spec, "labels", "--labels clip_labels.csv"))
-    elif spec.name == "dfew":
-        labels = dfew_labels(_need(spec, "root", "--root <DFEW root>"), spec.fold, split)
-        frames = frames.with_columns(clip_key())
-    elif spec.name == "mafw":
-        labels = mafw_labels(_need(spec, "root", "--root <MAFW root>"), spec.fold, split)
-        frames = frames.with_columns(clip_key())
-    elif spec.name == "ferv39k":
-        labels = ferv39k_labels(_need(spec, "root", "--root <FERV39k root>"), split)
-    elif spec.name == "ravdess":
-        labels, calm = ravdess_labels(folder.clips, calm=spec.calm)
-        counts["clips left out: calm"] = len(calm)
-    elif spec.name == "affwild2":
-        frame_labels, left_out = affwild2_frame_labels(_need(spec, "annotations", "--annotations <folder>"))
-        n = frames.height
-        frames = frames.join(frame_labels, on=["clip_id", "frame"], how="inner")
-        counts.update({f"frames left out: {k}": v for k, v in left_out.items()})
-        counts["OpenFace frames without annotation"] = n - frames.height
-        missing = set(frame_labels["clip_id"].unique().to_list()) - set(folder.clips)
-        counts["annotated videos without OpenFace CSV"] = len(missing)
+    decl = dataset(spec.name)
+    assert decl.knowledge is not None  # DatasetSpec checked it
+    if decl.clip_id is not None:  # the dataset's clip-id rule on the AU files' stems
+        frames = frames.with_columns(decl.clip_id("clip_id"))
+    got = decl.knowledge(spec, frames, folder.clips)  # the dataset's labels (its module in audfer.data.sets)
+    frames, labels = got.frames, got.labels
+    counts.update(got.counts)
     if labels is not None:
         have = set(frames["clip_id"].unique().to_list())
         counts["labelled clips without OpenFace CSV"] = labels.filter(~pl.col("clip_id").is_in(list(have))).height
@@ -209,8 +187,8 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[Kno
             spec.frame_probs, ("clip_id", "frame", *[f"p{i}" for i in range(7)]), what="frame probabilities"
         )
         probs = _checked_frame_probs(spec.frame_probs, probs, first)
-        if spec.name in ("dfew", "mafw"):
-            probs = probs.with_columns(clip_key())
+        if decl.clip_id is not None:
+            probs = probs.with_columns(decl.clip_id("clip_id"))
     result = extract_knowledge(
         frames, labels, zeros=spec.zeros, frame_probs=probs, theta=spec.theta, min_confidence=spec.min_confidence
     )
@@ -266,9 +244,13 @@ def _check_config_values(config: dict) -> None:
 def _check_entry_values(i: int, entry: dict) -> None:
 
     where = f"dataset {i}: "
+    folds = max_folds()
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
     checks = {
-        "fold": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5, "an integer 1..5"),
+        "fold": (
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= folds,
+            f"an integer 1..{folds}",
+        ),
         "theta": (lambda v: v is None or (number(v) and 0 <= v < 1), "a probability in [0, 1) or null"),
         "min_confidence": (lambda v: v is None or (number(v) and 0 <= v <= 1), "a confidence in [0, 1] or null"),
         "zeros": (lambda v: v in ZERO_POLICIES, " or ".join(ZERO_POLICIES)),

@@ -29,6 +29,7 @@ import yaml
 from audfer import __version__
 from audfer.config.load import with_defaults
 from audfer.config.schema import Config
+from audfer.data.registry import dataset as dataset_decl
 from audfer.engine.datamodule import sampling_of, views_at_test
 from audfer.engine.runfolder import config_changes
 from audfer.errors import AudferError
@@ -215,7 +216,7 @@ def _card(
         f"- source: {info['source']['kind']} (`{Path(info['source']['path']).name}`)",
     ]
     if info["source"]["kind"] == "audfer run":
-        fold = f", fold {cfg.data.fold}" if dataset in ("dfew", "mafw", "synthetic") else ""
+        fold = f", fold {cfg.data.fold}" if dataset_decl(cfg.data.dataset).folds else ""
         lines += [
             f"- data: {dataset}{fold}, training split"
             + (f" ({cfg.data.train_fraction:g} of it)" if cfg.data.train_fraction < 1 else ""),
