@@ -1,7 +1,8 @@
 """Whether a stored config may import code: the one gate every door that reads a model goes through.
 
 A config may name code to import and call: ``model.name: package.module:factory`` (a user's model,
-``models.custom``), called with ``model.kwargs``. Written by the user, that is their own code; stored in a file
+``models.custom``), called with ``model.kwargs``, or ``data.au_source: package.module:tool`` (a user's AU tool,
+``audfer.au.tools``). Written by the user, that is their own code; stored in a file
 someone else wrote (a training checkpoint, a model package's ``config.json``, a Hub snapshot, an experiment or study
 file inside a package), importing it would run a stranger's code (``os:system`` with ``model.kwargs``). So a stored
 config that names code is refused, naming the file and the code, before anything is imported, unless the user says
@@ -26,12 +27,27 @@ TRUST_HINT = (
 )
 
 
+#: The options through which a config names code to import (``package.module:attribute``): a user's model
+#: (``audfer.models.custom``) and a user's AU tool (``audfer.au.tools``).
+CODE_KEYS = ("model.name", "data.au_source")
+
+
+def _named(cfg: object) -> tuple[str, str] | None:
+    for dotted in CODE_KEYS:
+        section, key = dotted.split(".")
+        part = cfg.get(section) if isinstance(cfg, Mapping) else None
+        name = part.get(key) if isinstance(part, Mapping) else None
+        if isinstance(name, str) and ":" in name:
+            return dotted, name
+    return None
+
+
 def named_code(cfg: object) -> str | None:
-    """The code a config names to import and run (``model.name`` of the form ``package.module:factory``), or None
-    for a registered model. Works on the plain (stored) form: nothing is built or imported to answer."""
-    model = cfg.get("model") if isinstance(cfg, Mapping) else None
-    name = model.get("name") if isinstance(model, Mapping) else None
-    return name if isinstance(name, str) and ":" in name else None
+    """The code a config names to import and run (``model.name`` or ``data.au_source`` of the form
+    ``package.module:attribute``), or None for registered names only. Works on the plain (stored) form: nothing is
+    built or imported to answer."""
+    found = _named(cfg)
+    return found[1] if found else None
 
 
 def check_stored_config(
@@ -39,13 +55,14 @@ def check_stored_config(
 ) -> None:
     """Refuse (``error``, one line naming ``source`` and the code) a stored config that names code to import, unless
     ``trusted``. Call it before anything builds a model or a ``Config`` from ``cfg``: both import the code."""
-    code = named_code(cfg)
-    if code is None or trusted:
+    found = _named(cfg)
+    if found is None or trusted:
         return
-    kwargs = cfg["model"].get("kwargs") if isinstance(cfg, Mapping) else None
+    key, code = found
+    kwargs = cfg["model"].get("kwargs") if isinstance(cfg, Mapping) and key == "model.name" else None
     args = f" with model.kwargs={dict(kwargs)!r}" if isinstance(kwargs, Mapping) and kwargs else ""
     raise error(
-        f"{source}: refused: its config names code to import and run (model.name={code!r}{args}); {TRUST_HINT} "
+        f"{source}: refused: its config names code to import and run ({key}={code!r}{args}); {TRUST_HINT} "
         f"(docs/weights.md)"
     )
 

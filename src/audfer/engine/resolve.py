@@ -142,7 +142,7 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
         if cfg.au.strategy != "none":
             raise AudferError(
                 "config: the AU loss needs video AU labels: set data.au_labels (a CSV from `audfer au-labels`) "
-                "or data.openface (a folder of per-clip AU CSVs)"
+                "or data.au_dir (a folder of per-clip AU CSVs)"
             )
         return None, None
     mapping = read_mapping_file(d.au_mapping) if d.au_mapping else None
@@ -157,14 +157,14 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
 
 def _openface_folder(cfg: Config) -> Path | None:
     d = cfg.data
-    if d.openface is None and d.dataset == "synthetic" and d.root:
+    if d.au_dir is None and d.dataset == "synthetic" and d.root:
         return Path(d.root) / "OpenFace"
-    return None if d.openface is None else Path(d.openface)
+    return None if d.au_dir is None else Path(d.au_dir)
 
 
 def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     """K: ``paper`` (the shipped matrix), a K.csv, or ``per-fold``: §3.1 on this fold's training clips only
-    (their OpenFace frames from ``data.openface``; labels from the training split)."""
+    (their per-frame AUs from ``data.au_dir``; labels from the training split)."""
 
     src = cfg.au.knowledge
     if src == "paper":
@@ -177,7 +177,7 @@ def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
         folder = _openface_folder(cfg)
         if folder is None or train is None:
             raise AudferError(
-                "config: au.knowledge=per-fold needs data.openface (the folder of per-clip OpenFace CSVs)"
+                "config: au.knowledge=per-fold needs data.au_dir (the folder of per-clip AU CSVs)"
             )
 
         d = cfg.data
