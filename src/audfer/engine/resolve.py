@@ -176,9 +176,7 @@ def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     if src == "per-fold":
         folder = _openface_folder(cfg)
         if folder is None or train is None:
-            raise AudferError(
-                "config: au.knowledge=per-fold needs data.au_dir (the folder of per-clip AU CSVs)"
-            )
+            raise AudferError("config: au.knowledge=per-fold needs data.au_dir (the folder of per-clip AU CSVs)")
 
         d = cfg.data
         mapping = read_mapping_file(d.au_mapping) if d.au_mapping else None
