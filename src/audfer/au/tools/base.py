@@ -197,7 +197,7 @@ class SourceChoices(Sequence[str]):
     def _names(self) -> list[str]:
         return ["auto", *list_au_tools()]
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         return self._names()[i]
 
     def __len__(self) -> int:

@@ -17,6 +17,8 @@ _COLUMN = re.compile(r"^au_\d+(_intensity)?$")
 
 
 class LibreFace(AUTool):
+    """LibreFace video CSVs: BP4D detections (0/1) and DISFA intensities (0-5), 0-based frames."""
+
     name = "libreface"
     summary = "`libreface --input_path video --output_path x.csv`"
     header_hint = "LibreFace (au_1 ..., au_1_intensity ...)"

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 class OpenFace(AUTool):
+    """OpenFace 2.x CSVs, read by ``read_openface`` (every layout; the face with the most successful frames)."""
+
     name = "openface"
     summary = "FeatureExtraction CSV (every 2.x layout)"
     header_hint = "OpenFace 2.x (AU01_r ... AU45_c)"

@@ -26,6 +26,8 @@ _AUS = tuple(a for a in AUS if a != "AU45")  # py-feat 2.x detects every OpenFac
 
 
 class PyFeat(AUTool):
+    """py-feat 2.x Detector CSVs: AU probabilities, 0-based frames, one row per face."""
+
     name = "pyfeat"
     summary = "py-feat 2.x `Detector` output (`fex.to_csv`)"
     header_hint = "py-feat (AU01 ... AU43 with FaceScore/input)"

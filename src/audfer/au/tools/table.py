@@ -8,6 +8,8 @@ from audfer.au.tools.base import AUTool, register_au_tool
 
 
 class Table(AUTool):
+    """Any per-frame CSV, its columns named by the user's mapping file."""
+
     name = "table"
     summary = "any CSV, one row per frame, with a mapping file (below)"
     expected = "the mapping"
