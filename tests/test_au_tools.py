@@ -102,9 +102,9 @@ def _write_facemeter(path: Path, frames: pl.DataFrame, rng: np.random.Generator)
         "t_ms": (frames["frame"].to_numpy() - 1) * 40,
         "conf": frames["confidence"].to_numpy(),
         "face_size": np.full(n, 900.0),
-        "brow_raise": frames["AU01_r"].to_numpy() / 5,
-        "smile": frames["AU12_c"].to_numpy() * 0.8 + 0.1,
-        "blink": frames["AU45_c"].to_numpy(),
+        "brow_raise": frames["AU01_r"].to_numpy().astype(np.float64) / 5,
+        "smile": frames["AU12_c"].to_numpy().astype(np.float64) * 0.8 + 0.1,
+        "blink": frames["AU45_c"].to_numpy().astype(np.int64),
     }
     df = pl.DataFrame(data)
     ghost = df.head(1).with_columns(
