@@ -152,7 +152,10 @@ def get_au_tool(name: str, *, error: type[AudferError] = InputError) -> AUTool:
         return _REGISTRY[name]
     if isinstance(name, str) and _is_code(name):
         return _import_tool(name, error)
-    raise error(f"unknown AU source {name!r}; expected one of {', '.join(list_au_tools())} or auto")
+    raise error(
+        f"unknown AU source {name!r}; expected one of {', '.join(list_au_tools())}, auto, or a tool of your own as "
+        f"package.module:attribute (docs/au-sources.md)"
+    )
 
 
 def tool_modules(names: Sequence[str]) -> tuple[str, ...]:
