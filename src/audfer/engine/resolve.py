@@ -137,7 +137,7 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
             a for a in AUS if a in info.get("masked_aus", []) or labels[a].null_count() == labels.height
         ]
         return labels, {"file": str(d.au_labels), **info}
-    folder = _openface_folder(cfg)
+    folder = _au_folder(cfg)
     if folder is None:
         if cfg.au.strategy != "none":
             raise AudferError(
@@ -155,7 +155,7 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
     return video_au_labels(of.frames, of.clips), info
 
 
-def _openface_folder(cfg: Config) -> Path | None:
+def _au_folder(cfg: Config) -> Path | None:
     d = cfg.data
     if d.au_dir is None and d.dataset == "synthetic" and d.root:
         return Path(d.root) / "OpenFace"
@@ -174,7 +174,7 @@ def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     if src == "ones":  # plain AU multitask: every AU weighs the same for every expression
         return np.ones((7, len(AUS)))
     if src == "per-fold":
-        folder = _openface_folder(cfg)
+        folder = _au_folder(cfg)
         if folder is None or train is None:
             raise AudferError("config: au.knowledge=per-fold needs data.au_dir (the folder of per-clip AU CSVs)")
 
