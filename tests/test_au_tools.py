@@ -269,6 +269,18 @@ def test_a_stored_config_naming_an_au_tool_is_refused_unless_trusted():
     check_stored_config({"data": {"au_source": "pyfeat"}}, "ckpt", trusted=False)  # a registered name: nothing to run
 
 
+def test_an_experiment_file_inside_a_model_package_naming_an_au_tool_module_is_refused(plugin, tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "config.json").write_text("{}")
+    (pkg / "model.safetensors").write_bytes(b"")
+    (pkg / "exp.yaml").write_text(f"base: synthetic_small\ndata:\n  au_source: {TOOL}\n")
+    with pytest.raises(ConfigError, match=rf"exp\.yaml: refused: .*\(data\.au_source='{TOOL}'\)"):
+        load_config(pkg / "exp.yaml")
+    assert PLUGIN not in sys.modules  # refused before anything was imported
+    assert load_config(pkg / "exp.yaml", ["model.trust_pickle=true"]).data.au_source == TOOL
+
+
 @pytest.mark.slow
 def test_one_epoch_training_on_labels_from_a_user_tool(plugin, synth, tmp_path):
     from audfer.engine import train

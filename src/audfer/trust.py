@@ -19,7 +19,7 @@ from pathlib import Path
 
 from audfer.errors import CheckpointError
 
-__all__ = ["TRUST_HINT", "named_code", "check_stored_config", "check_package", "in_package"]
+__all__ = ["CODE_KEYS", "TRUST_HINT", "named_code", "check_stored_config", "check_package", "in_package"]
 
 #: How the user says a file is trusted (every door takes one of these).
 TRUST_HINT = (
