@@ -114,7 +114,7 @@ def test_preset_pos_weights(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["au-labels", "{root}/missing", "--out", "{out}"], "missing: OpenFace folder not found"),
+        (["au-labels", "{root}/missing", "--out", "{out}"], "missing: AU folder not found"),
         (
             [
                 "pos-weights",

@@ -54,7 +54,7 @@ ORDERS = {
     "package": ("package", "source", ["r", "--out", "pkg", "--onnx"], ["--out", "pkg", "--onnx", "r"]),
     "au-labels": (
         "au-labels",
-        "openface_dir",
+        "au_dir",
         ["of", "--out", "o.csv", "--no-cache"],
         ["--out", "o.csv", "of", "--no-cache"],
     ),

@@ -257,10 +257,10 @@ def test_folder_bad_file_raises_or_is_skipped(tmp_path):
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(AudferError, match="OpenFace folder not found"):
+    with pytest.raises(AudferError, match="AU folder not found"):
         read_openface_dir(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(AudferError, match="no OpenFace .csv files"):
+    with pytest.raises(AudferError, match="no AU .csv files"):
         read_openface_dir(tmp_path / "empty")
 
 

@@ -1,8 +1,9 @@
 """Whether a stored config may import code: the one gate every door that reads a model goes through.
 
 A config may name code to import and call: ``model.name: package.module:factory`` (a user's model,
-``models.custom``), called with ``model.kwargs``, or ``data.dataset: package.module:name`` (a user's dataset module,
-``data.registry``). Written by the user, that is their own code; stored in a file
+``models.custom``), called with ``model.kwargs``, ``data.dataset: package.module:name`` (a user's dataset module,
+``data.registry``) or ``data.au_source: package.module:tool`` (a user's AU tool, ``audfer.au.tools``). Written by
+the user, that is their own code; stored in a file
 someone else wrote (a training checkpoint, a model package's ``config.json``, a Hub snapshot, an experiment or study
 file inside a package), importing it would run a stranger's code (``os:system`` with ``model.kwargs``). So a stored
 config that names code is refused, naming the file and the code, before anything is imported, unless the user says
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from audfer.errors import CheckpointError
 
-__all__ = ["TRUST_HINT", "named_code", "check_stored_config", "check_package", "in_package"]
+__all__ = ["CODE_KEYS", "TRUST_HINT", "named_code", "check_stored_config", "check_package", "in_package"]
 
 #: How the user says a file is trusted (every door takes one of these).
 TRUST_HINT = (
@@ -27,23 +28,27 @@ TRUST_HINT = (
 )
 
 
-def _code_entry(cfg: object) -> tuple[str, str] | None:
-    """``(key, code)`` of the first entry naming code to import: ``model.name`` (``package.module:factory``), then
-    ``data.dataset`` (``package.module:name``)."""
-    for section, key in (("model", "name"), ("data", "dataset")):
+#: The options through which a config names code to import (``package.module:attribute``): a user's model
+#: (``audfer.models.custom``), a user's dataset (``audfer.data.registry``) and a user's AU tool (``audfer.au.tools``).
+CODE_KEYS = ("model.name", "data.dataset", "data.au_source")
+
+
+def _named(cfg: object) -> tuple[str, str] | None:
+    for dotted in CODE_KEYS:
+        section, key = dotted.split(".")
         part = cfg.get(section) if isinstance(cfg, Mapping) else None
-        value = part.get(key) if isinstance(part, Mapping) else None
-        if isinstance(value, str) and ":" in value:
-            return f"{section}.{key}", value
+        name = part.get(key) if isinstance(part, Mapping) else None
+        if isinstance(name, str) and ":" in name:
+            return dotted, name
     return None
 
 
 def named_code(cfg: object) -> str | None:
-    """The code a config names to import and run (``model.name`` of the form ``package.module:factory``, or
-    ``data.dataset`` of the form ``package.module:name``), or None for registered ones. Works on the plain (stored)
-    form: nothing is built or imported to answer."""
-    entry = _code_entry(cfg)
-    return entry[1] if entry else None
+    """The code a config names to import and run (``model.name``, ``data.dataset`` or ``data.au_source`` of the form
+    ``package.module:attribute``), or None for registered names only. Works on the plain (stored) form: nothing is
+    built or imported to answer."""
+    found = _named(cfg)
+    return found[1] if found else None
 
 
 def check_stored_config(
@@ -51,10 +56,10 @@ def check_stored_config(
 ) -> None:
     """Refuse (``error``, one line naming ``source`` and the code) a stored config that names code to import, unless
     ``trusted``. Call it before anything builds a model or a ``Config`` from ``cfg``: both import the code."""
-    entry = _code_entry(cfg)
-    if entry is None or trusted:
+    found = _named(cfg)
+    if found is None or trusted:
         return
-    key, code = entry
+    key, code = found
     kwargs = cfg["model"].get("kwargs") if isinstance(cfg, Mapping) and key == "model.name" else None
     args = f" with model.kwargs={dict(kwargs)!r}" if isinstance(kwargs, Mapping) and kwargs else ""
     raise error(

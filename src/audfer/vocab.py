@@ -93,7 +93,5 @@ MAFW_CLASSES: tuple[str, ...] = (
 #: (the paper publishes none): the first seven map by name, contempt ... disappointment are left out.
 MAFW_TO_7: dict[int, int | None] = {i: (expression_index(n) if i < 7 else None) for i, n in enumerate(MAFW_CLASSES)}
 
-#: The AU tools whose per-frame output audfer reads (``audfer.au.sources``; ``table`` = any table with a mapping file).
-AU_SOURCES = ("openface", "pyfeat", "libreface", "table")
 #: The positive-class weight strategies of the AU loss (Eq. 6-8): one row for all, one per expression, minor classes.
 STRATEGIES = ("global", "distinct", "minor")

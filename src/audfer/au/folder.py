@@ -21,16 +21,17 @@ import polars as pl
 from audfer.au.cache import CACHE_VERSION, CacheSink, scan_cached_frames
 from audfer.au.labels_cache import cache_root
 from audfer.au.schema import OpenFaceWarning, canonical_schema, collecting_notes
-from audfer.au.sources import MAPPINGS, SOURCES, AUAvailability, AUMapping, read_au_file
+from audfer.au.sources import AUAvailability, AUMapping, read_au_file
+from audfer.au.tools import get_au_tool, import_tool_modules, list_au_tools, tool_modules
 from audfer.errors import AudferError, ConfigError, InputError
 from audfer.progress import bar
 
-__all__ = ["read_au_dir", "read_openface_dir", "OpenFaceFolder"]
+__all__ = ["read_au_dir", "read_openface_dir", "AUFolder", "OpenFaceFolder"]
 
 
 @dataclass
-class OpenFaceFolder:
-    """A folder of per-clip OpenFace CSVs read into one table."""
+class AUFolder:
+    """A folder of per-clip AU CSVs (any registered tool, ``audfer.au.tools``) read into one table."""
 
     frames: pl.DataFrame  #: canonical columns plus ``clip_id`` (str) first
     clips: list[str]  #: every clip id (file stem) in the folder, including clips with no rows
@@ -43,9 +44,10 @@ class OpenFaceFolder:
         """Which AUs the folder's source(s) give (``au_sources.AUAvailability``); with several sources, an AU
         counts as given when every source gives it."""
         names = sorted(set(self.sources.values())) or ["openface"]
-        if "table" in names and self.mapping is None:
+        tools = [get_au_tool(n, error=ConfigError) for n in names]
+        if any(t.needs_mapping for t in tools) and self.mapping is None:
             raise ConfigError("AU folder read as a table source without its AU mapping (data.au_mapping)")
-        mappings = [self.mapping if n == "table" else MAPPINGS[n] for n in names]
+        mappings = [self.mapping if t.needs_mapping else t.mapping for t in tools]
         return AUAvailability.combine([m.availability() for m in mappings if m is not None])
 
     mapping: AUMapping | None = field(default=None, repr=False)  #: the ``au_sources.AUMapping`` of a ``table`` source
@@ -54,9 +56,20 @@ class OpenFaceFolder:
     n_frames: int = 0  #: frames read (also when ``frames`` was not kept)
 
 
+#: The former name (a folder of any tool's files, not only OpenFace's), kept for code that imports it.
+OpenFaceFolder = AUFolder
+
+
 def _read_chunk(
-    paths: list[str], face_id: int | None, strict: bool, on_error: str, source: str = "openface", mapping=None
+    paths: list[str],
+    face_id: int | None,
+    strict: bool,
+    on_error: str,
+    source: str = "openface",
+    mapping=None,
+    modules: tuple[str, ...] = (),
 ):
+    import_tool_modules(modules)  # a spawned worker: the user's AU tools register themselves here too
     frames: list[pl.DataFrame] = []
     skipped: list[tuple[str, str]] = []
     notes: list[str] = []
@@ -79,7 +92,7 @@ def _read_chunk(
     return joined, skipped, notes, sources
 
 
-def read_openface_dir(directory: str | os.PathLike, **options: Any) -> OpenFaceFolder:
+def read_openface_dir(directory: str | os.PathLike, **options: Any) -> AUFolder:
     """``read_au_dir`` with ``source="openface"`` unless another source is given."""
     options.setdefault("source", "openface")
     return read_au_dir(directory, **options)
@@ -98,11 +111,12 @@ def read_au_dir(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     reduce: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
-) -> OpenFaceFolder:
+) -> AUFolder:
     """Read every ``*.csv`` in ``directory`` (one clip each, clip id = file stem) into one canonical table.
 
-    ``source``: ``openface``, ``pyfeat``, ``libreface``, ``table`` (with ``mapping``, an
-    ``au_sources.AUMapping``) or ``auto`` (each file's header decides; ``audfer.au.sources``). A folder
+    ``source``: a registered AU tool (``audfer.au.tools``: ``openface``, ``pyfeat``, ``libreface``, ``table`` with
+    ``mapping``, an ``au_sources.AUMapping``, ...), a user's ``package.module:attribute``, or ``auto`` (each file's
+    header decides, ``audfer.au.tools.detect_au_tool``). A folder
     whose files come from more than one tool is an error unless ``allow_mixed`` (AUs a clip's tool lacks
     are null for that clip). Files are parsed in parallel (``workers`` threads, default: all cores) and
     the table is cached under ``cache_dir`` (default ``$AUDFER_CACHE_DIR`` or ``~/.cache/audfer``), keyed by
@@ -118,10 +132,10 @@ def read_au_dir(
         raise ConfigError("on_error must be 'raise' or 'skip'")
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError(f"{directory}: OpenFace folder not found")
+        raise InputError(f"{directory}: AU folder not found")
     paths = sorted(p for p in directory.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
     if not paths:
-        raise InputError(f"{directory}: no OpenFace .csv files found")
+        raise InputError(f"{directory}: no AU .csv files found")
     stems = [p.stem for p in paths]
     dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) != len(stems) else set()
     if dup:
@@ -130,10 +144,9 @@ def read_au_dir(
     # (``touch -r``) still moves ``st_ctime_ns``, which only the kernel sets
     stamps = {p.stem: [(st := p.stat()).st_size, st.st_mtime_ns, st.st_ctime_ns] for p in paths}
 
-    if source not in (*SOURCES, "auto"):
-        raise InputError(f"unknown AU source {source!r}; expected one of {', '.join(SOURCES)} or auto")
-    if source == "table" and mapping is None:
-        raise InputError("--source table needs --mapping (a YAML file naming each AU column)")
+    tool = None if source == "auto" else get_au_tool(source)  # a user's module:attribute is imported here
+    if tool is not None and tool.needs_mapping and mapping is None:
+        raise InputError(f"--source {tool.name} needs --mapping (a YAML file naming each AU column)")
     options = {
         "version": CACHE_VERSION,
         "face_id": face_id,
@@ -184,8 +197,9 @@ def read_au_dir(
             reduced.append(reduce(cached_lazy))
             n_frames += int(cached_lazy.select(pl.len()).collect().item())
         errors = []
+        modules = tool_modules([tool.name] if tool is not None else list_au_tools())
         for frames_part, skip, note, srcs in _read_files(
-            todo, workers, face_id, strict, on_error, source, mapping, reduce
+            todo, workers, face_id, strict, on_error, source, mapping, reduce, modules
         ):
             notes += note
             sources.update(srcs)
@@ -223,7 +237,7 @@ def read_au_dir(
     frames = frames.sort(["clip_id", "frame"], maintain_order=True)
     if sink is not None:
         sink.finish({"options": options, "files": stamps, "skipped": dict(skipped), "sources": sources})
-    return OpenFaceFolder(
+    return AUFolder(
         frames=frames,
         clips=stems,
         skipped=sorted(skipped),
@@ -241,7 +255,7 @@ def read_au_dir(
 THREADS_FROM_BYTES = 1 << 20
 
 
-def _read_files(todo, workers, face_id, strict, on_error, source, mapping, reduce):
+def _read_files(todo, workers, face_id, strict, on_error, source, mapping, reduce, modules=()):
     """``_read_chunk`` results for the files ``todo``, in order: in this thread, or in ``workers`` threads (large
     files) or spawned processes (small ones; ``THREADS_FROM_BYTES``); the result is the same either way (tested). With
     ``reduce`` the files go in chunks of 64, handed on one by one, and only a few chunks are read ahead of the
@@ -249,19 +263,19 @@ def _read_files(todo, workers, face_id, strict, on_error, source, mapping, reduc
     if not todo:
         return
     with bar(total=len(todo), desc="AU files", unit="file") as shown:  # stderr, only on a terminal (audfer.progress)
-        for chunk, result in _read_chunks(todo, workers, face_id, strict, on_error, source, mapping, reduce):
+        for chunk, result in _read_chunks(todo, workers, face_id, strict, on_error, source, mapping, reduce, modules):
             shown.update(len(chunk))
             yield result
 
 
-def _read_chunks(todo, workers, face_id, strict, on_error, source, mapping, reduce):
+def _read_chunks(todo, workers, face_id, strict, on_error, source, mapping, reduce, modules=()):
     """``(chunk, _read_chunk result)`` pairs for ``_read_files``."""
     n_workers = min(workers or os.cpu_count() or 1, max(1, len(todo) // 16))
     size = 64 if reduce is not None else -(-len(todo) // n_workers)
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     if n_workers == 1:
         for chunk in chunks:
-            yield chunk, _read_chunk(chunk, face_id, strict, on_error, source, mapping)
+            yield chunk, _read_chunk(chunk, face_id, strict, on_error, source, mapping, modules)
         return
     mean_bytes = sum(os.path.getsize(f) for f in todo) / len(todo)
     old = os.environ.get("POLARS_MAX_THREADS")
@@ -273,7 +287,7 @@ def _read_chunks(todo, workers, face_id, strict, on_error, source, mapping, redu
             pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
         with pool:
             ahead = n_workers + 1  # chunks read ahead of the consumer: memory follows a few chunks, not the folder
-            args = (face_id, strict, on_error, source, mapping)
+            args = (face_id, strict, on_error, source, mapping, modules)
             pending = [pool.submit(_read_chunk, c, *args) for c in chunks[:ahead]]
             for i in range(len(chunks)):  # in order: the same result whatever finishes first
                 result = pending[i].result()

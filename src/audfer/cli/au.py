@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from audfer.cli.common import add_reader_options, declared_choices, echo, number, ranged, reader_kwargs
+from audfer.cli.common import add_au_dir, add_reader_options, declared_choices, echo, number, ranged, reader_kwargs
 from audfer.data.registry import list_datasets
 from audfer.errors import AudferError
 from audfer.evaluation.reports import plot_knowledge
@@ -18,10 +18,9 @@ def add_au_labels(sub: Any) -> None:
     """``audfer au-labels``."""
     p = sub.add_parser("au-labels", help="video-level AU labels from a folder of per-clip AU CSVs (Eq. 4)")
     p.add_argument(
-        "openface_dir",
+        "au_dir",
         type=Path,
-        metavar="au_dir",
-        help="folder with one AU CSV per clip (clip id = file stem): OpenFace, py-feat, LibreFace or a mapped table",
+        help="folder with one AU CSV per clip (clip id = file stem), from any AU tool of --source",
     )
     p.add_argument("--out", type=Path, required=True, help="output CSV: clip_id,n_frames,n_valid,AU01..AU45")
     p.add_argument(
@@ -37,7 +36,7 @@ def add_au_labels(sub: Any) -> None:
 def run_au_labels(args: argparse.Namespace) -> None:
     """Write the labels and their provenance (from the labels cache when nothing changed); print the summary."""
     line = au_labels_file(
-        args.openface_dir,
+        args.au_dir,
         args.out,
         min_confidence=args.min_confidence,
         source=args.source,
@@ -104,13 +103,7 @@ def add_knowledge(sub: Any) -> None:
         help="how labels are read: a registered dataset's knowledge adapter (default clips: --labels "
         "clip_labels.csv), or your own dataset module (docs/datasets.md)",
     )
-    p.add_argument(
-        "--openface-dir",
-        "--au-dir",
-        dest="openface_dir",
-        type=Path,
-        help="folder of per-clip AU CSVs (OpenFace, py-feat, LibreFace or a mapped table; see --source)",
-    )
+    add_au_dir(p)
     p.add_argument("--labels", type=Path, help="clips: clip_labels.csv (clip_id,label)")
     p.add_argument("--annotations", type=Path, help="affwild2: folder of ABAW expression annotation .txt files")
     p.add_argument("--root", type=Path, help="dfew/ferv39k/mafw: dataset root holding the official split files")
@@ -172,17 +165,17 @@ def run_knowledge(args: argparse.Namespace) -> None:
     if not args.out:
         raise AudferError("knowledge needs --out (or --config)")
     if args.combine:
-        if args.openface_dir or args.labels:
-            raise AudferError("--combine takes K.csv files only, not --openface-dir/--labels")
+        if args.au_dir or args.labels:
+            raise AudferError("--combine takes K.csv files only, not --au-dir/--labels")
         shift = args.shift if args.shift == "auto" else number(args.shift, "--shift")
         combined, line = combined_knowledge_file(args.combine, args.out, shift=shift)
         matrix, unmeasured = combined.matrix, combined.unmeasured
     else:
-        if not args.openface_dir:
-            raise AudferError("knowledge needs --openface-dir (or --combine K1.csv K2.csv ..., or --config)")
+        if not args.au_dir:
+            raise AudferError("knowledge needs --au-dir (or --combine K1.csv K2.csv ..., or --config)")
         spec = DatasetSpec(
             args.dataset,
-            args.openface_dir,
+            args.au_dir,
             labels=args.labels,
             annotations=args.annotations,
             root=args.root,

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from audfer.au.tools import SourceChoices
 from audfer.config.checks import Num
 from audfer.config.schema import check_of, choices_of
 from audfer.errors import AudferError
-from audfer.vocab import AU_SOURCES
 
 
 def echo(msg: str) -> None:
@@ -120,13 +120,39 @@ def declared_range(dotted: str) -> tuple[int, int | None]:
     return int(check.lo), None if check.hi is None else int(check.hi)
 
 
+class Renamed(argparse.Action):
+    """A flag kept under its former name: it still works, and says once, on stderr, which flag replaces it."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: str | None = None):
+        echo(f"warning: {option_string} is deprecated; use {self.new} (it reads any AU tool's CSVs)")
+        setattr(namespace, self.dest, values)
+
+
+def add_au_dir(p: argparse.ArgumentParser) -> None:
+    """``--au-dir``: a folder of per-clip AU CSVs (``--openface-dir``, its former name, still works)."""
+    p.add_argument(
+        "--au-dir",
+        type=Path,
+        help="folder of per-clip AU CSVs (clip id = file stem), from any AU tool of --source",
+    )
+    p.add_argument(
+        "--openface-dir", dest="au_dir", type=Path, action=Renamed, new="--au-dir", help="former name of --au-dir"
+    )
+
+
 def add_reader_options(p: argparse.ArgumentParser) -> None:
     """How a folder of AU files is read (``au.folder.read_au_dir``)."""
     p.add_argument(
         "--source",
-        choices=("auto", *AU_SOURCES),
+        choices=SourceChoices(),
         default="auto",
-        help="AU tool that wrote the CSVs (default auto: recognised from each header; see docs/au-sources.md)",
+        metavar="{" + ",".join(SourceChoices()) + ",package.module:tool}",
+        help="AU tool that wrote the CSVs (default auto: recognised from each header; a registered tool of "
+        "audfer.au.tools, or your own as package.module:tool; see docs/au-sources.md)",
     )
     p.add_argument("--mapping", type=Path, default=None, help="--source table: YAML naming each AU column and its kind")
     p.add_argument("--allow-mixed", action="store_true", help="accept a folder whose CSVs come from different AU tools")

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from audfer.config.schema import Config, choices_of
+from audfer.config.schema import RENAMED, Config, choices_of, renamed
 from audfer.errors import AudferError, ConfigError
 from audfer.files import load_yaml_text, read_yaml
-from audfer.trust import check_stored_config, in_package
+from audfer.trust import CODE_KEYS, check_stored_config, in_package
 
 __all__ = [
     "Config",
@@ -106,7 +106,7 @@ def _chain(source: Any, seen: tuple[str, ...] = ()) -> list[tuple[object, dict[s
     path = _resolve(str(source)) if not hasattr(source, "read_text") else source
     if str(path) in seen:
         raise ConfigError(f"{path}: config inherits from itself ({' -> '.join(map(str, seen))})")
-    data = _read_yaml(path)
+    data = renamed(_read_yaml(path), where=f"config {Path(str(path)).name}")  # a former key: read, with a warning
     parent = data.pop("base", None)
     chain = []
     if parent is not None:
@@ -115,8 +115,20 @@ def _chain(source: Any, seen: tuple[str, ...] = ()) -> list[tuple[object, dict[s
     return chain + [(path, data)]
 
 
+def _renamed_key(keys: list[str], where: str) -> list[str]:
+    """A dotted key under its current name (``data.openface`` -> ``data.au_dir``, with a warning naming the new one)."""
+    dotted = ".".join(keys[:2])
+    if dotted in RENAMED:
+        import warnings
+
+        warnings.warn(f"{where}: {dotted} is deprecated; use {RENAMED[dotted]}", FutureWarning, stacklevel=3)
+        return RENAMED[dotted].split(".") + keys[2:]
+    return keys
+
+
 def parse_override(text: str) -> tuple[list[str], object]:
-    """``"au.lam=0.5"`` -> ``(["au", "lam"], 0.5)``: a dotted key and a YAML value."""
+    """``"au.lam=0.5"`` -> ``(["au", "lam"], 0.5)``: a dotted key and a YAML value (a former key under its current
+    name, with a warning)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value (e.g. au.lam=0.5)")
     key, value = text.split("=", 1)
@@ -128,7 +140,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
         parsed = value
     if isinstance(parsed, str) and _FLOAT.fullmatch(parsed.strip()):  # YAML 1.1 reads 3e-3 (no dot) as text
         parsed = float(parsed)
-    return key.strip().split("."), parsed
+    return _renamed_key(key.strip().split("."), f"override {text!r}"), parsed
 
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -167,6 +179,7 @@ def with_values(cfg: Config | Mapping[str, Any], values: Mapping[str, object], *
     """The one way code changes a loaded config (sweeps: ``{"data.fold": 2, "out": ...}``): the same dotted keys and
     merge as ``key=value`` overrides, then every value checked, errors naming ``source``."""
     data = _as_dict(cfg)
+    values = {".".join(_renamed_key(k.split("."), source)): v for k, v in values.items()}
     for dotted, value in values.items():
         data = _set(data, dotted.split("."), value, f"{source} ({dotted}={value!r})")
     return Config.from_dict(data, {".".join(dotted.split(".")[:2]): source for dotted in values})
@@ -206,23 +219,24 @@ def load_config(source: Any, overrides: Iterable[str] = ()) -> Config:
 
 def _check_taken_code(cfg: dict[str, Any], origin: Mapping[str, object]) -> None:
     """An experiment or study file taken from a model package (or the Hub cache) is a stored config: a
-    ``model.name`` (or ``data.dataset``) naming code that such a file set is refused (``audfer.trust``) unless the
-    user, not that file, set ``model.trust_pickle=true``."""
+    ``model.name``, ``data.dataset`` or ``data.au_source`` naming code that such a file set is refused
+    (``audfer.trust``) unless the user, not that file, set ``model.trust_pickle=true``."""
 
     def taken(key: str) -> bool:
         f = origin.get(key)
         return isinstance(f, (str, Path)) and in_package(f) is not None
 
     trusted = bool(cfg["model"].get("trust_pickle")) and not taken("model.trust_pickle")
-    if taken("model.name"):
-        check_stored_config({"model": cfg["model"]}, str(origin["model.name"]), trusted=trusted, error=ConfigError)
-    if taken("data.dataset"):
-        data = {"data": {"dataset": cfg["data"].get("dataset")}}
-        check_stored_config(data, str(origin["data.dataset"]), trusted=trusted, error=ConfigError)
+    for key in CODE_KEYS:  # the options that may name code: model.name, data.dataset, data.au_source
+        if taken(key):
+            section, name = key.split(".")
+            part = cfg["model"] if key == "model.name" else {name: cfg[section].get(name)}  # with model.kwargs to name
+            check_stored_config({section: part}, str(origin[key]), trusted=trusted, error=ConfigError)
 
 
 def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``cfg`` with every option it lacks taken from the defaults (a run config saved by an older audfer)."""
+    """``cfg`` with every option it lacks taken from the defaults and every renamed option under its current name
+    (a run config saved by an older audfer)."""
 
     def fill(base: dict[str, Any], have: Mapping[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(dict(have))
@@ -233,7 +247,7 @@ def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
                 out[key] = fill(value, out[key])
         return out
 
-    return fill(defaults(), cfg)
+    return fill(defaults(), renamed(cfg))
 
 
 def dump_config(cfg: Config) -> str:

@@ -17,7 +17,8 @@ from audfer.errors import InputError
 PATH_KEYS: tuple[str, ...] = (
     "data.root",
     "data.au_labels",
-    "data.openface",
+    "data.au_dir",
+    "data.openface",  # the former name of data.au_dir, in the config of a run written before the rename
     "data.identities",
     "data.train_list",
     "data.test_list",

@@ -21,6 +21,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from audfer.au.tools import SourceChoices, get_au_tool, is_au_tool_name
 from audfer.config.checks import (
     VALUE_SOURCES,
     AnyOf,
@@ -110,6 +111,72 @@ def check_model(name: str, kwargs: Mapping[str, Any], sources: Mapping[str, str]
             )
 
 
+class AUToolCheck(Check):
+    """``data.au_source``: ``auto``, a registered AU tool (``audfer.au.tools``, read at each check: a tool registered
+    later is a choice) or ``package.module:tool`` naming a user's tool (imported by ``check_au_tool``)."""
+
+    none = False
+
+    @property
+    def want(self) -> str:  # type: ignore[override]
+        """What is allowed, in words (the registered tools, read now)."""
+        return ", ".join(self.choices) + " or package.module:tool"
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        """``auto`` and the registered tools, in detection order (the CLI's ``--source``)."""
+        return tuple(SourceChoices())
+
+    def ok(self, v: Any) -> bool:
+        return is_au_tool_name(v)
+
+
+def check_au_tool(name: str, sources: Mapping[str, str] | None = None) -> None:
+    """``data.au_source`` names a registered tool or an importable ``package.module:tool`` (imported now, as
+    ``model.name`` is: an error names the key, not the first file read)."""
+    if name == "auto":
+        return
+    try:
+        get_au_tool(name, error=ConfigError)
+    except ConfigError as exc:
+        raise ConfigError(f"config: data.au_source = {name!r}{source_note(sources, 'data.au_source')}; {exc}") from None
+
+
+#: Options under a former name: ``{old dotted key: new dotted key}``. The loader reads the old key as the new one
+#: with a warning naming the new one (``load_config``); a stored config (a run's, a checkpoint's) is read silently.
+RENAMED: dict[str, str] = {"data.openface": "data.au_dir"}
+
+
+def renamed(data: Mapping[str, Any], where: str | None = None) -> dict[str, Any]:
+    """``data`` (a config's plain form) with every ``RENAMED`` key moved to its new name; ``where``: warn (naming
+    the file or override) that the old key is deprecated. Both keys set to different values is an error."""
+    import warnings
+
+    out = dict(data)
+    for old, new in RENAMED.items():
+        (sec, key), (nsec, nkey) = old.split("."), new.split(".")
+        section = out.get(sec)
+        if not isinstance(section, Mapping) or key not in section:
+            continue
+        section = dict(section)
+        value = section.pop(key)
+        target = dict(section) if nsec == sec else dict(out.get(nsec) or {})
+        if target.get(nkey) is not None and value is not None and target[nkey] != value:
+            raise ConfigError(
+                f"config{f' {where}' if where else ''}: both {old} ({value!r}) and {new} ({target[nkey]!r}) are set; "
+                f"{old} is the former name of {new}: keep {new} only"
+            )
+        if target.get(nkey) is None:
+            target[nkey] = value
+        if nsec == sec:
+            out[sec] = target
+        else:
+            out[sec], out[nsec] = section, target
+        if where is not None:
+            warnings.warn(f"{where}: {old} is deprecated; use {new}", FutureWarning, stacklevel=3)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- the options
 
 
@@ -191,17 +258,20 @@ class DataOptions(_Section):
     test_list: str | None = opt(None, "dataset=list: the test split's list file", Text())
     au_labels: str | None = opt(
         None,
-        "video_au_labels.csv (`audfer au-labels`); null: built from data.openface (synthetic: root/OpenFace)",
+        "video_au_labels.csv (`audfer au-labels`); null: built from data.au_dir (synthetic: root/OpenFace)",
         Text(what="a CSV path"),
     )
-    openface: str | None = opt(
-        None, "folder of per-clip AU CSVs the video AU labels (Eq. 4) are built from", Text(what="a folder")
+    au_dir: str | None = opt(
+        None,
+        "folder of per-clip AU CSVs the video AU labels (Eq. 4) are built from (former name: data.openface)",
+        Text(what="a folder"),
     )
     au_source: str = opt(
         "auto",
-        "AU tool that wrote those CSVs: auto (from each header) | openface | pyfeat | libreface | table (with "
-        "data.au_mapping); AUs a tool lacks are masked, never taken as absent (docs/au-sources.md)",
-        Choice("auto", "openface", "pyfeat", "libreface", "table"),
+        "AU tool that wrote those CSVs: auto (from each header), a registered tool (`audfer.au.tools`: openface | "
+        "pyfeat | libreface | table with data.au_mapping | ...) or your own as package.module:tool; AUs a tool "
+        "lacks are masked, never taken as absent (docs/au-sources.md)",
+        AUToolCheck(),
     )
     au_mapping: str | None = opt(None, "au_source=table: a YAML naming each AU column and its kind", Text())
     au_allow_mixed: bool = opt(False, "accept an AU folder whose CSVs come from more than one tool", Flag())
@@ -305,6 +375,7 @@ class DataOptions(_Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_au_tool(self.au_source)
         if self.randaugment is not None:
             from audfer.data.transforms import parse_randaugment
 
@@ -327,7 +398,7 @@ class AUOptions(_Section):
     lam: float = opt(0.25, "λ of Eq. 10: total = (1 - λ) CE + λ L_AU", Num(0, 1))
     knowledge: str = opt(
         "paper",
-        "paper (the shipped matrix, Fig. 4) | per-fold (§3.1 on this fold's training clips, from data.openface) | "
+        "paper (the shipped matrix, Fig. 4) | per-fold (§3.1 on this fold's training clips, from data.au_dir) | "
         "ones (K = 1: a plain AU multitask loss, the control the paper never ran) | authors-a | authors-a-permuted | "
         "authors-d | paper-happy-row (the other matrices of the authors' code, docs/reproduce.md) | path to a K.csv "
         "(`audfer knowledge`; its provenance sidecar is checked)",
@@ -514,9 +585,12 @@ class Config:
                 f"config: the AU knowledge covers the 7 basic expressions; with data.classes={self.num_classes} set "
                 "au.strategy=none"
             )
-        if d.au_source == "table" and not d.au_mapping:
-            raise ConfigError("config: data.au_source = 'table' needs data.au_mapping (a YAML naming each AU column)")
-        if d.au_mapping and d.au_source not in ("auto", "table"):
+        mapped = d.au_source != "auto" and get_au_tool(d.au_source, error=ConfigError).needs_mapping
+        if mapped and not d.au_mapping:
+            raise ConfigError(
+                f"config: data.au_source = {d.au_source!r} needs data.au_mapping (a YAML naming each AU column)"
+            )
+        if d.au_mapping and d.au_source != "auto" and not mapped:
             raise ConfigError(f"config: data.au_mapping is for data.au_source=table, not {d.au_source!r}")
         if "m3dfel-16f" not in d.reproduce_bugs and (d.frames or "").rstrip("/").endswith("_16f"):
             from audfer.models.registry import model_entry
@@ -552,6 +626,7 @@ class Config:
         """A ``Config`` from its YAML form (a missing option takes its default; ``load_config`` merges files over
         the defaults first). Each value is checked against its declaration; errors name key, value and, when
         known, its source. An unknown key is an error."""
+        data = renamed(data)  # a stored config written before a key was renamed
         unknown_top = set(data) - {f.name for f in fields(cls)}
         if unknown_top:
             raise ConfigError(

@@ -140,12 +140,12 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
             a for a in AUS if a in info.get("masked_aus", []) or labels[a].null_count() == labels.height
         ]
         return labels, {"file": str(d.au_labels), **info}
-    folder = _openface_folder(cfg)
+    folder = _au_folder(cfg)
     if folder is None:
         if cfg.au.strategy != "none":
             raise AudferError(
                 "config: the AU loss needs video AU labels: set data.au_labels (a CSV from `audfer au-labels`) "
-                "or data.openface (a folder of per-clip AU CSVs)"
+                "or data.au_dir (a folder of per-clip AU CSVs)"
             )
         return None, None
     mapping = read_mapping_file(d.au_mapping) if d.au_mapping else None
@@ -159,17 +159,17 @@ def au_labels_with_source(cfg: Config) -> tuple[pl.DataFrame | None, dict | None
     return (labels if rule is None else labels.with_columns(rule("clip_id"))), info
 
 
-def _openface_folder(cfg: Config) -> Path | None:
+def _au_folder(cfg: Config) -> Path | None:
     d = cfg.data
     au_dir = dataset(d.dataset).au_dir
-    if d.openface is None and au_dir is not None and d.root:
+    if d.au_dir is None and au_dir is not None and d.root:
         return Path(d.root) / au_dir
-    return None if d.openface is None else Path(d.openface)
+    return None if d.au_dir is None else Path(d.au_dir)
 
 
 def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     """K: ``paper`` (the shipped matrix), a K.csv, or ``per-fold``: §3.1 on this fold's training clips only
-    (their OpenFace frames from ``data.openface``; labels from the training split)."""
+    (their per-frame AUs from ``data.au_dir``; labels from the training split)."""
 
     src = cfg.au.knowledge
     if src == "paper":
@@ -179,11 +179,9 @@ def knowledge_for(cfg: Config, train: ClipIndex | None = None) -> np.ndarray:
     if src == "ones":  # plain AU multitask: every AU weighs the same for every expression
         return np.ones((7, len(AUS)))
     if src == "per-fold":
-        folder = _openface_folder(cfg)
+        folder = _au_folder(cfg)
         if folder is None or train is None:
-            raise AudferError(
-                "config: au.knowledge=per-fold needs data.openface (the folder of per-clip OpenFace CSVs)"
-            )
+            raise AudferError("config: au.knowledge=per-fold needs data.au_dir (the folder of per-clip AU CSVs)")
 
         d = cfg.data
         mapping = read_mapping_file(d.au_mapping) if d.au_mapping else None

@@ -48,7 +48,7 @@ from audfer.io import expression_table, write_csv
 from audfer.method.labels import default_minor_classes
 from audfer.provenance import read_provenance, write_provenance
 from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
-from audfer.trust import check_stored_config, in_package
+from audfer.trust import CODE_KEYS, check_stored_config, in_package
 
 #: The AU-loss variants a study compares with the baseline: the overrides that make each.
 VARIANTS: dict[str, dict[str, object]] = {
@@ -209,14 +209,15 @@ def run_study(
 
 def _check_taken_overrides(spec: StudySpec, overrides: list[str]) -> None:
     """A study file taken from a model package (or the Hub cache) is a stored config: its ``overrides`` naming code
-    to import (``model.name=package.module:factory``, ``data.dataset=package.module:name``) are refused (``audfer.trust``) unless the user's own overrides
+    to import (``model.name=package.module:factory``, ``data.dataset=package.module:name``,
+    ``data.au_source=package.module:tool``) are refused (``audfer.trust``) unless the user's own overrides
     set ``model.trust_pickle=true``."""
     if in_package(spec.source) is None:
         return
     trusted = any(parse_override(o) == (["model", "trust_pickle"], True) for o in overrides)
     for text in spec.overrides:
         keys, value = parse_override(text)
-        if keys in (["model", "name"], ["data", "dataset"]):
+        if ".".join(keys) in CODE_KEYS:  # model.name, data.dataset, data.au_source
             check_stored_config({keys[0]: {keys[1]: value}}, spec.source, trusted=trusted, error=ConfigError)
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import polars as pl
 
 from audfer.au.folder import read_au_dir
-from audfer.au.sources import SOURCES, read_mapping_file
+from audfer.au.sources import read_mapping_file
+from audfer.au.tools import SourceChoices, is_au_tool_name
 from audfer.data.registry import dataset, list_datasets, max_folds
 from audfer.errors import AudferError, InputError
 from audfer.io import read_csv_rows
@@ -257,7 +258,7 @@ def _check_entry_values(i: int, entry: dict) -> None:
         "calm": (lambda v: v in ("drop", "neutral"), "drop or neutral"),
         "include_test": (lambda v: isinstance(v, bool), "true or false"),
         "allow_mixed": (lambda v: isinstance(v, bool), "true or false"),
-        "source": (lambda v: v in (*SOURCES, "auto"), ", ".join((*SOURCES, "auto"))),
+        "source": (is_au_tool_name, ", ".join(SourceChoices()) + " or package.module:attribute"),
         "label": (lambda v: isinstance(v, str), "a display name"),
     }
     for key, (ok, want) in checks.items():

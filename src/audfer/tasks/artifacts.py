@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from audfer import __version__
-from audfer.au.folder import OpenFaceFolder
+from audfer.au.folder import AUFolder
 from audfer.hints import PathLike
 from audfer.io import expression_table, write_csv
 from audfer.method.knowledge import KnowledgeResult
@@ -79,7 +79,7 @@ def _write(
     return out
 
 
-def au_source_facts(folder: OpenFaceFolder) -> dict[str, Any]:
+def au_source_facts(folder: AUFolder) -> dict[str, Any]:
     """Which AU tool(s) wrote a folder, which AUs they lack (masked), and how many clips came from each tool."""
     avail = folder.availability.as_dict()
     counts = list(folder.sources.values())
@@ -90,7 +90,7 @@ def write_au_labels(
     table: pl.DataFrame,
     out: PathLike,
     *,
-    folder: OpenFaceFolder,
+    folder: AUFolder,
     source: str | None,
     dataset: str | None = None,
 ) -> Path:

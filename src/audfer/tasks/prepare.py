@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from audfer.au.folder import OpenFaceFolder, read_au_dir
+from audfer.au.folder import AUFolder, read_au_dir
 from audfer.au.sources import read_mapping_file
 from audfer.engine.frame_probs import frame_probabilities
 from audfer.errors import AudferError, InputError
@@ -77,7 +77,7 @@ def read_folder(
     reduce: Any = None,
     log: Log = print,
     **reader_options: Any,
-) -> OpenFaceFolder:
+) -> AUFolder:
     """``read_au_dir`` with a mapping file (``--source table``); skipped files are logged one per line."""
     if mapping is not None and source not in ("auto", "table"):
         raise AudferError(f"an AU mapping (--mapping) is for source table, not {source}")
