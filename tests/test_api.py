@@ -266,7 +266,7 @@ def test_every_artifact_has_the_same_sidecar_fields_from_the_cli_the_demo_path_a
     )
     config = tmp_path / "kcfg.yaml"
     config.write_text(
-        f"datasets:\n  - {{name: clips, openface_dir: {au_dir}, labels: {labels}, label: a}}\n  - {{name: dfew, openface_dir: {au_dir}, root: {synth}, label: b}}\nout: {cli / 'K_cfg.csv'}\n"
+        f"datasets:\n  - {{name: clips, au_dir: {au_dir}, labels: {labels}, label: a}}\n  - {{name: dfew, au_dir: {au_dir}, root: {synth}, label: b}}\nout: {cli / 'K_cfg.csv'}\n"
     )
     assert main(["knowledge", "--config", str(config)]) == 0
     # Python (the same functions the demo calls: tasks.artifacts)

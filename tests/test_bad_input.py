@@ -320,20 +320,20 @@ def test_a_bad_value_in_a_config_file_names_the_file(tmp_path):
     "body, message",
     [
         (
-            "out: null\ndatasets: [{name: clips, openface_dir: of, labels: l.csv}]\n",
+            "out: null\ndatasets: [{name: clips, au_dir: of, labels: l.csv}]\n",
             r"out = None; expected a CSV file name",
         ),
-        ("shift: high\ndatasets: [{name: clips, openface_dir: of}]\n", r"shift = 'high'; expected a number or 'auto'"),
-        ("datasets: [{name: dfew, openface_dir: of, fold: 0}]\n", r"dataset 1: fold = 0; expected an integer 1\.\.5"),
+        ("shift: high\ndatasets: [{name: clips, au_dir: of}]\n", r"shift = 'high'; expected a number or 'auto'"),
+        ("datasets: [{name: dfew, au_dir: of, fold: 0}]\n", r"dataset 1: fold = 0; expected an integer 1\.\.5"),
         (
-            "datasets: [{name: clips, openface_dir: of, theta: 2}]\n",
+            "datasets: [{name: clips, au_dir: of, theta: 2}]\n",
             r"dataset 1: theta = 2; expected a probability in \[0, 1\)",
         ),
         (
-            "datasets: [{name: clips, openface_dir: of, include_test: 'yes please'}]\n",
+            "datasets: [{name: clips, au_dir: of, include_test: 'yes please'}]\n",
             r"include_test = 'yes please'; expected true or false",
         ),
-        ("datasets: [{name: clips}]\n", r"dataset 1: openface_dir = None"),
+        ("datasets: [{name: clips}]\n", r"dataset 1: au_dir = None"),
     ],
 )
 def test_knowledge_yaml_values(tmp_path, capsys, body, message):

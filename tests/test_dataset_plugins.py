@@ -164,11 +164,11 @@ def _clips_reference(root: Path, out: Path, parts: tuple[str, ...]) -> np.ndarra
 def test_a_dataset_module_of_ones_own_builds_K_through_audfer_knowledge(my_dataset, tmp_path, capsys):
     root = my_dataset
     out = tmp_path / "K_mine.csv"
-    args = ["knowledge", "--dataset", "mydataset:mydataset", "--root", str(root), "--openface-dir", str(root / "au")]
+    args = ["knowledge", "--dataset", "mydataset:mydataset", "--root", str(root), "--au-dir", str(root / "au")]
     assert main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr().err
     # the rule gave every labelled clip its AU CSV; the 7 test clips' CSVs have no training label
-    assert "labelled clips without OpenFace CSV 0; OpenFace clips without label 7" in printed, printed
+    assert "labelled clips without AU CSV 0; AU clips without label 7" in printed, printed
     assert "clips used 14;" in printed, printed
     mine = read_expression_table(out)
     # the same K as the built-in clips path on the same AU values: the clip-id rule matched every AU file
@@ -182,13 +182,13 @@ def test_a_dataset_module_of_ones_own_builds_K_through_audfer_knowledge(my_datas
     # the same dataset named in a knowledge config (`audfer knowledge --config`, the whole §3.1 from one YAML)
     config = tmp_path / "knowledge.yaml"
     config.write_text(
-        f"datasets:\n  - name: mydataset:mydataset\n    openface_dir: {root / 'au'}\n    root: {root}\n"
+        f"datasets:\n  - name: mydataset:mydataset\n    au_dir: {root / 'au'}\n    root: {root}\n"
         f"out: {tmp_path / 'K_config.csv'}\nshift: 0.5\n"
     )
     assert main(["knowledge", "--config", str(config)]) == 0
     np.testing.assert_array_equal(read_expression_table(tmp_path / "K_config_mydataset.csv"), mine)
     capsys.readouterr()
-    no_root = ["knowledge", "--dataset", "mydataset:mydataset", "--openface-dir", str(root / "au"), "--out", str(out)]
+    no_root = ["knowledge", "--dataset", "mydataset:mydataset", "--au-dir", str(root / "au"), "--out", str(out)]
     assert main(no_root) == 2
     assert (
         capsys.readouterr().err.strip() == "audfer: error: dataset mydataset:mydataset: needs --root <mydataset root>"
@@ -215,7 +215,7 @@ def test_a_dataset_module_of_ones_own_trains_one_epoch(my_dataset, tmp_path):
     assert (len(train_index), len(test_index)) == (14, 7)
     # per-fold K (§3.1 on the training clips) is the K `audfer knowledge` builds from the same dataset
     out = tmp_path / "K.csv"
-    args = ["--root", str(root), "--openface-dir", str(root / "au"), "--out", str(out)]
+    args = ["--root", str(root), "--au-dir", str(root / "au"), "--out", str(out)]
     assert main(["knowledge", "--dataset", "mydataset:mydataset", *args]) == 0
     np.testing.assert_allclose(knowledge_for(cfg, train_index), read_expression_table(out), atol=1e-6)
     run = train(cfg, log=lambda m: None)

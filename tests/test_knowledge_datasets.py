@@ -59,7 +59,7 @@ def test_dfew_training_split_only_by_default(tmp_path):
     _write(of / "999.csv", [50] * 7)  # unpadded stem: still clip 00999
     res, counts = knowledge_for_dataset(DatasetSpec("dfew", of, root=root))
     np.testing.assert_allclose(res.matrix, _expected_k(_med([1, 2, 3, 4, 5, 6, 7])), rtol=1e-6)
-    assert counts["OpenFace clips without label"] == 1 and counts["clips used"] == 14
+    assert counts["AU clips without label"] == 1 and counts["clips used"] == 14
     res_all, _ = knowledge_for_dataset(DatasetSpec("dfew", of, root=root, include_test=True))
     np.testing.assert_allclose(res_all.matrix, _expected_k(_med([50, 2, 3, 4, 5, 6, 7])), rtol=1e-6)
 
@@ -85,7 +85,7 @@ def test_ferv39k_and_mafw_views(tmp_path):
     np.testing.assert_allclose(res.matrix, _expected_k(_med([2, 4, 6, 8, 10, 12, 14])), rtol=1e-6)
     res, counts = knowledge_for_dataset(DatasetSpec("mafw", of_m, root=mroot, fold=2))
     np.testing.assert_allclose(res.matrix, _expected_k(_med([3, 4, 5, 6, 7, 8, 9])), rtol=1e-6)
-    assert counts["OpenFace clips without label"] == 1
+    assert counts["AU clips without label"] == 1
 
 
 def _ravdess_tree(of):
@@ -132,7 +132,7 @@ def test_affwild2_frame_level_labels(tmp_path):
     assert left == {"unannotated (-1)": 2, "Other": 1} and table.height == 21
     res, counts = knowledge_for_dataset(DatasetSpec("affwild2", of, annotations=ann))
     np.testing.assert_allclose(res.matrix, _expected_k(_med([1, 2, 3, 4, 5, 6, 7])), rtol=1e-6)
-    assert counts["OpenFace frames without annotation"] == 3
+    assert counts["AU frames without annotation"] == 3
     # θ filter on frame-level labels: drop the first frame of every expression run via low probability
     rows = []
     for rec in table.iter_rows(named=True):
@@ -158,8 +158,8 @@ def test_whole_procedure_from_a_config(tmp_path, capsys):
         "out": "K.csv",
         "heatmap": "K.png",
         "datasets": [
-            {"name": "affwild2", "openface_dir": "aw", "annotations": "ann"},
-            {"name": "ravdess", "openface_dir": "rv", "label": "RAVDESS"},
+            {"name": "affwild2", "au_dir": "aw", "annotations": "ann"},
+            {"name": "ravdess", "au_dir": "rv", "label": "RAVDESS"},
         ],
     }
     (tmp_path / "knowledge.yaml").write_text(yaml.safe_dump(cfg))
@@ -170,7 +170,7 @@ def test_whole_procedure_from_a_config(tmp_path, capsys):
     np.testing.assert_allclose(read_expression_table(tmp_path / "K.csv"), 1 / (1 + np.exp(-(2 * k - 1))), rtol=1e-6)
     assert (tmp_path / "K.png").stat().st_size > 10_000
     err = capsys.readouterr().err
-    assert "affwild2: OpenFace clips 1; OpenFace frames 24" in err and "clips left out: calm 1" in err
+    assert "affwild2: AU clips 1; AU frames 24" in err and "clips left out: calm 1" in err
 
 
 def test_dataset_cli_and_errors(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """§3.1 on the paper's source datasets, one call per dataset, and their combination.
 
-``knowledge_for_dataset`` reads a dataset's OpenFace folder and its own label files
+``knowledge_for_dataset`` reads a dataset's folder of AU CSVs and its own label files
 (its knowledge adapter, ``audfer.data.registry``), keeps the frames §3.1 keeps and returns K with counts of what was
 used and dropped. ``parse_knowledge_config`` checks a config listing several datasets; ``audfer.tasks.prepare``
 runs them, combines them (C = sigmoid(ΣK_d − S)) and writes each K with its provenance.
@@ -8,6 +8,7 @@ runs them, combines them (C = sigmoid(ΣK_d − S)) and writes each K with its p
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,12 @@ from audfer.vocab import AUS
 
 @dataclass
 class DatasetSpec:
-    """Where one dataset's OpenFace output and labels are, and how to select frames."""
+    """Where one dataset's AU tool output (any registered AU tool's CSVs) and labels are, and how to select frames."""
 
     #: a registered dataset with a knowledge adapter (``audfer.data.registry``; ``clips`` = any dataset with a
     #: clip_labels.csv), or ``package.module:name`` for one of your own
     name: str
-    openface_dir: str | Path
+    au_dir: str | Path
     labels: str | Path | None = None  #: clips: clip_labels.csv
     annotations: str | Path | None = None  #: affwild2: folder of ABAW expression .txt files
     root: str | Path | None = None  #: dfew / ferv39k / mafw: dataset root with the official split files
@@ -92,7 +93,7 @@ class DatasetSpec:
     @property
     def source_path(self) -> str:
         """The label source in words: the labels file, the dataset root or the annotations folder."""
-        return str(self.labels or self.root or self.annotations or self.openface_dir)
+        return str(self.labels or self.root or self.annotations or self.au_dir)
 
 
 def filter_model_overrides(spec: DatasetSpec) -> list[str]:
@@ -159,12 +160,12 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[Kno
 
     mapping = read_mapping_file(spec.mapping) if spec.mapping is not None else None
     folder = read_au_dir(
-        spec.openface_dir, source=spec.source, mapping=mapping, allow_mixed=spec.allow_mixed, **reader_options
+        spec.au_dir, source=spec.source, mapping=mapping, allow_mixed=spec.allow_mixed, **reader_options
     )
     frames = folder.frames
-    counts: dict[str, int] = {"OpenFace clips": len(folder.clips), "OpenFace frames": frames.height}
+    counts: dict[str, int] = {"AU clips": len(folder.clips), "AU frames": frames.height}
     if folder.skipped:
-        counts["unreadable OpenFace CSVs skipped"] = len(folder.skipped)
+        counts["unreadable AU CSVs skipped"] = len(folder.skipped)
     decl = dataset(spec.name)
     assert decl.knowledge is not None  # DatasetSpec checked it
     if decl.clip_id is not None:  # the dataset's clip-id rule on the AU files' stems
@@ -174,11 +175,11 @@ def knowledge_for_dataset(spec: DatasetSpec, **reader_options: Any) -> tuple[Kno
     counts.update(got.counts)
     if labels is not None:
         have = set(frames["clip_id"].unique().to_list())
-        counts["labelled clips without OpenFace CSV"] = labels.filter(~pl.col("clip_id").is_in(list(have))).height
-        counts["OpenFace clips without label"] = len(have - set(labels["clip_id"].to_list()))
+        counts["labelled clips without AU CSV"] = labels.filter(~pl.col("clip_id").is_in(list(have))).height
+        counts["AU clips without label"] = len(have - set(labels["clip_id"].to_list()))
         if labels.height and have and not have & set(labels["clip_id"].to_list()):
             raise InputError(
-                f"dataset {spec.name}: no labelled clip has an AU CSV in {spec.openface_dir} (labels e.g. "
+                f"dataset {spec.name}: no labelled clip has an AU CSV in {spec.au_dir} (labels e.g. "
                 f"{', '.join(labels['clip_id'].head(3).to_list())}; CSV clip ids e.g. {', '.join(sorted(have)[:3])}); "
                 f"the labels and the AU folder do not describe the same clips"
             )
@@ -264,15 +265,15 @@ def _check_entry_values(i: int, entry: dict) -> None:
     for key, (ok, want) in checks.items():
         if key in entry and not ok(entry[key]):
             raise _bad(where, key, entry[key], want)
-    for key in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping", "filter_checkpoint"):
+    for key in ("au_dir", "labels", "annotations", "root", "frame_probs", "mapping", "filter_checkpoint"):
         v = entry.get(key)
         if v is not None and not (isinstance(v, str) and v.strip()):
             raise _bad(where, key, v, "a path")
     fo = entry.get("filter_overrides", [])
     if not isinstance(fo, list) or not all(isinstance(o, str) and "=" in o for o in fo):
         raise _bad(where, "filter_overrides", fo, "a list of key=value strings")
-    if entry.get("openface_dir") is None:
-        raise _bad(where, "openface_dir", entry.get("openface_dir"), "the folder of per-clip AU CSVs")
+    if entry.get("au_dir") is None:
+        raise _bad(where, "au_dir", entry.get("au_dir"), "the folder of per-clip AU CSVs")
 
 
 def _checked_frame_probs(path, probs: pl.DataFrame, first: int = 2) -> pl.DataFrame:
@@ -327,6 +328,11 @@ def parse_knowledge_config(config: object, *, base: Path = Path(".")) -> Knowled
     for i, entry in enumerate(config["datasets"], start=1):
         if not isinstance(entry, dict) or "name" not in entry:
             raise InputError(f"knowledge config: dataset {i} needs a 'name'")
+        if "openface_dir" in entry:  # the former key: any AU tool's CSVs are read
+            if "au_dir" in entry:
+                raise InputError(f"knowledge config: dataset {i}: openface_dir and au_dir both given; keep au_dir")
+            warnings.warn(f"knowledge config: dataset {i}: openface_dir is deprecated; use au_dir", FutureWarning, 2)
+            entry = {("au_dir" if k == "openface_dir" else k): v for k, v in entry.items()}
         unknown = set(entry) - allowed
         if unknown:
             raise InputError(f"knowledge config: dataset {i}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -334,7 +340,7 @@ def parse_knowledge_config(config: object, *, base: Path = Path(".")) -> Knowled
         entry = {
             k: (
                 base / v
-                if k in ("openface_dir", "labels", "annotations", "root", "frame_probs", "mapping", "filter_checkpoint")
+                if k in ("au_dir", "labels", "annotations", "root", "frame_probs", "mapping", "filter_checkpoint")
                 and v is not None
                 else v
             )

@@ -17,9 +17,9 @@ def knowledge(spec: Any, frames: Any, clips: list[str]) -> KnowledgeLabels:
     n = frames.height
     frames = frames.join(frame_labels, on=["clip_id", "frame"], how="inner")
     counts = {f"frames left out: {k}": v for k, v in left_out.items()}
-    counts["OpenFace frames without annotation"] = n - frames.height
+    counts["AU frames without annotation"] = n - frames.height
     missing = set(frame_labels.get_column("clip_id").unique().to_list()) - set(clips)
-    counts["annotated videos without OpenFace CSV"] = len(missing)
+    counts["annotated videos without AU CSV"] = len(missing)
     return KnowledgeLabels(frames, None, counts)
 
 
