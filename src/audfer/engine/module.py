@@ -97,7 +97,7 @@ class AUDFERModule(L.LightningModule):
         mixed = Mixup(o.mixup, o.cutmix)(clips)
         if mixed is None:
             return clips, labels, au, mask
-        soft, au, mask = mix_batch_targets(labels, au, mask, mixed.lam, mixed.index, self.cfg.num_classes)
+        soft, au, mask = mix_batch_targets(labels, au, mask, mixed.lam, mixed.partner, self.cfg.num_classes)
         return mixed.clips, soft, au, mask
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ bit for bit (tested).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 
@@ -80,6 +80,7 @@ def batch_clips(clips: Sequence[torch.Tensor | Drawn], tail: ClipStep | None = N
     ``DeferredClips`` for the device to apply; bare clips -> the stacked batch, with ``tail`` (one that runs in the
     loader) applied to it now."""
     if isinstance(clips[0], tuple):  # Drawn (or any (clip, params) pair)
-        return DeferredClips(torch.stack([c[0] for c in clips]), [c[1] for c in clips])
+        drawn = cast("Sequence[Drawn]", clips)
+        return DeferredClips(torch.stack([c[0] for c in drawn]), [c[1] for c in drawn])
     stacked = torch.stack(clips)  # type: ignore[arg-type]
     return stacked if tail is None else DeferredClips(stacked, None).apply(tail)

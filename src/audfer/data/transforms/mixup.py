@@ -14,12 +14,12 @@ import torch
 
 
 class MixedClips(NamedTuple):
-    """A mixed batch: the clips, the weight ``lam`` of each clip's own content and ``index``, the clip each is mixed
-    with (``lam * x + (1 - lam) * x[index]``; cutmix: ``lam`` the kept area)."""
+    """A mixed batch: the clips, the weight ``lam`` of each clip's own content and ``partner``, the clip each is mixed
+    with (``lam * x + (1 - lam) * x[partner]``; cutmix: ``lam`` the kept area)."""
 
     clips: torch.Tensor
     lam: float
-    index: torch.Tensor
+    partner: torch.Tensor
 
 
 class Mixup:
