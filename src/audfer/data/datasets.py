@@ -33,6 +33,7 @@ from audfer.vocab import AUS, EXPRESSIONS, MAFW_CLASSES, expression_index
 if TYPE_CHECKING:
     import torch
 
+    from audfer.data.cache import ClipCache
     from audfer.data.transforms import Compose, Drawn
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -504,7 +505,7 @@ class ClipOptions:
     train: bool = False
     seed: int = 0
     sampling_kwargs: dict | None = None
-    cache: Any = None
+    cache: ClipCache | None = None
     decode_size: int | None = None
     on_bad_frame: str = "raise"
     batch_normalize: bool = False

@@ -29,9 +29,9 @@ class Mixup:
     Each call draws from torch's global generator (whose state a checkpoint carries, so a resumed run mixes as an
     uninterrupted one): the mixup-or-cutmix choice, a seed for numpy's Beta draw of ``lam`` and, for cutmix, the box
     centre. The batch is paired by flipping it, clip ``i`` with clip ``B - 1 - i`` (sunlicai/MAE-DFER ``mixup.py``,
-    ``Mixup._mix_batch``: ``x.flip(0)``; ``mixup_target``: ``target.flip(0)``); the cutmix box is timm's (huggingface/pytorch-image-models ``timm/data/mixup.py``, ``rand_bbox``:
-    side ``sqrt(1 - lam)`` of the frame, centred uniformly, clipped), and ``lam`` becomes the kept
-    area."""
+    ``Mixup._mix_batch``: ``x.flip(0)``; ``mixup_target``: ``target.flip(0)``); the cutmix box is timm's
+    (huggingface/pytorch-image-models ``timm/data/mixup.py``, ``rand_bbox``: side ``sqrt(1 - lam)`` of the frame,
+    centred uniformly, clipped), and ``lam`` becomes the kept area."""
 
     def __init__(self, mixup: float = 0.0, cutmix: float = 0.0) -> None:
         self.mixup, self.cutmix = float(mixup), float(cutmix)
