@@ -19,6 +19,7 @@ from audfer.data.cache import ClipCache
 from audfer.data.datasets import (
     ClipDataset,
     ClipIndex,
+    ClipOptions,
 )
 from audfer.data.sampling import sampler_options
 from audfer.data.transforms import ClipStep, Compose, DeferredClips, RandomResizedCrop, batch_clips, build_transform
@@ -120,13 +121,10 @@ def make_dataset(
         folder = cfg.run_dir.parent / ".clip-cache" if d.cache == "auto" else Path(d.cache)
         cache = ClipCache(folder, spec.size if reduced else None)
     transform = train_transform(cfg, spec) if train else build_transform(spec, False, pre_resize=d.pre_resize)
-    return ClipDataset(
-        index,
-        transform,
+    options = ClipOptions(
         num_frames=spec.frames,
         sampling=sampling,
         train=train,
-        au_labels=au_labels,
         seed=cfg.train.seed,
         sampling_kwargs=kwargs,
         cache=cache,
@@ -136,6 +134,7 @@ def make_dataset(
         batch_normalize=train,
         augment_on=d.augment_on,
     )
+    return ClipDataset(index, transform, options, au_labels=au_labels)
 
 
 def rank_world() -> tuple[int, int]:
