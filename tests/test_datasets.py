@@ -184,3 +184,42 @@ def test_video_files_and_bad_frames(fixtures, tmp_path):
     (d / "001.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(AudferError, match=r"001\.jpg: unreadable frame image"):
         read_frames(d)
+
+
+def test_clip_dataset_takes_its_options_as_one_dataclass_or_keywords_and_yields_named_samples(tmp_path):
+    """``ClipOptions`` or the same keywords build the same dataset (keywords override the options); each item is a
+    ``ClipSample`` whose fields name what the 5-tuple held; a bad option is refused by name."""
+    from dataclasses import replace
+
+    from audfer.data.datasets import ClipOptions, ClipSample
+    from audfer.engine.datamodule import collate
+
+    index = list_index(_frames_tree(tmp_path), tmp_path, class_order="dfew7")
+    transform = build_transform(InputSpec(8, 16), train=True, jitter=0.4)
+    opts = ClipOptions(num_frames=8, sampling="m3dfel", train=True, seed=4, batch_normalize=True)
+    by_options = ClipDataset(index, transform, opts)
+    by_keywords = ClipDataset(
+        index, transform, num_frames=8, sampling="m3dfel", train=True, seed=4, batch_normalize=True
+    )
+    overridden = ClipDataset(index, transform, replace(opts, seed=0), seed=4)
+    for ds in (by_keywords, overridden):
+        assert ds.options == by_options.options
+    a_first = by_options.normalize(by_options[(2, 0)].clip)
+    for i in range(len(index)):
+        a, b, c = by_options[(2, i)], by_keywords[(2, i)], overridden[(2, i)]
+        assert isinstance(a, ClipSample) and torch.equal(a.clip, b.clip) and torch.equal(a.clip, c.clip)
+        assert (a.label, a.clip_id) == (int(index.table["label"][i]), index.table["clip_id"][i])
+        assert a.au_targets.shape == a.au_mask.shape == (18,) and not a.au_mask.any()
+    clips, labels, _, _, ids = collate([by_options[(2, i)] for i in range(len(index))], by_options.normalize)
+    assert clips.dtype == torch.float32 and labels.tolist() == index.table["label"].to_list() and ids == by_options.ids
+    on_device = ClipDataset(index, transform, opts, augment_on="device")  # the tail drawn here, run on the device
+    drawn = on_device[(2, 0)].clip
+    assert on_device.normalize is None and [type(s).__name__ for s in on_device.device_steps.steps] == [
+        "ColorJitter",
+        "Normalize",
+    ]
+    assert drawn.clip.dtype == torch.uint8 and torch.equal(on_device.device_steps.apply_params(*drawn), a_first)
+    with pytest.raises(AudferError, match="augment_on must be 'cpu' or 'device', got 'gpu'"):
+        ClipDataset(index, transform, opts, augment_on="gpu")
+    with pytest.raises(TypeError, match="num_frame"):
+        ClipDataset(index, transform, num_frame=8)

@@ -315,3 +315,124 @@ def test_a_deferred_batch_is_pinned_by_the_loader_like_a_tensor(monkeypatch):
     out = pin_memory((DeferredClips(clips, params), torch.tensor([1])))
     assert isinstance(out[0], DeferredClips) and out[0].params is params and torch.equal(out[0].clips, clips)
     assert any(p is clips for p in pinned)
+
+
+# ------------------------------------------------------------------ the step protocol, the one deferral, mixup
+def _every_step():
+    from audfer.data.transforms import RandAugment, RandomErasing, Squash
+
+    return [
+        Resize(24),
+        Squash(20),
+        RandomResizedCrop(24),
+        RandomResizedCrop(24, aspect="group"),
+        HorizontalFlip(0.5),
+        ColorJitter(0.4, 0.4, 0.4, 0.1),
+        RandAugment.from_spec("rand-m9-n3-mstd0.5-inc1"),
+        Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        RandomErasing(1.0),
+    ]
+
+
+def test_every_step_declares_the_protocol_and_keeps_its_contract():
+    """Every step class is a ``ClipStep``; for each, a call draws what ``draw_params`` draws (the generator left in the
+    same state) and gives ``apply_params``'s pixels; ``apply_batch`` gives each clip's own pixels; ``out_shape`` is
+    the shape the step gives."""
+    import inspect
+
+    import audfer.data.transforms as T
+
+    steps = [c for _, c in inspect.getmembers(T, inspect.isclass) if c.__module__.startswith(T.__name__)]
+    concrete = {c for c in steps if issubclass(c, T.ClipStep) and not inspect.isabstract(c)}
+    assert concrete == {type(s) for s in _every_step()} | {T.Compose}
+    assert set(T.DEVICE_STEPS) == {c for c in concrete if c.per_pixel_random}
+    for step in [*_every_step(), T.Compose(*_every_step()[2:])]:
+        clips = [_clip(t=3, h=30, w=36, seed=s) for s in range(4)]
+        drawn = []
+        for s, clip in enumerate(clips):
+            a, b = np.random.default_rng([5, s]), np.random.default_rng([5, s])
+            called = step(clip, a)
+            params = step.draw_params(tuple(clip.shape), b)
+            assert a.random() == b.random(), type(step).__name__  # the same draws consumed
+            assert torch.equal(called, step.apply_params(clip, params)), type(step).__name__
+            assert tuple(called.shape) == step.out_shape(tuple(clip.shape)), type(step).__name__
+            drawn.append((called, params))
+        together = step.apply_batch(torch.stack(clips), [p for _, p in drawn])
+        assert torch.equal(together, torch.stack([c for c, _ in drawn])), type(step).__name__
+
+
+@pytest.mark.parametrize(
+    "recipe, device_tail",
+    [
+        ("m3dfel", ["ColorJitter", "Normalize"]),
+        ("former_dfer", ["Normalize"]),
+        ("mae_dfer", ["RandAugment", "RandomResizedCrop", "HorizontalFlip", "Normalize", "RandomErasing"]),
+    ],
+)
+def test_one_split_rule_for_the_loaders_tail_and_the_devices(recipe, device_tail):
+    """``split_tail``: on the device the tail starts at the first per-pixel random step (else the final Normalize); in
+    the loader it is the final Normalize alone, or nothing when erasing follows it; head + tail is the transform."""
+    from audfer.config import load_config
+    from audfer.data.transforms import Compose
+    from audfer.engine.datamodule import train_transform
+    from audfer.errors import ConfigError
+
+    cfg = load_config(f"{recipe}_dfew", ["data.erasing=0.6"] if recipe == "mae_dfer" else [])
+    transform = train_transform(cfg, create_model(f"{recipe}_small").input_spec)
+    head, tail = transform.split_tail("device")
+    assert [type(s).__name__ for s in tail.steps] == device_tail
+    assert (*head.steps, *tail.steps) == transform.steps
+    assert transform.split_device()[1].steps == tail.steps
+    head, tail = transform.split_tail("loader")
+    assert [type(s).__name__ for s in tail.steps] == ([] if recipe == "mae_dfer" else ["Normalize"])
+    assert (*head.steps, *tail.steps) == transform.steps
+    with pytest.raises(ConfigError, match="loader, device"):
+        Compose().split_tail("gpu")
+
+
+def test_batch_clips_runs_the_loaders_tail_now_and_leaves_the_devices_drawn():
+    """``batch_clips``: bare clips with the loader's tail -> that tail on the stacked batch, bit for bit the per-clip
+    transform; ``Drawn`` items -> a ``DeferredClips`` whose ``apply`` gives the per-clip transform's pixels."""
+    from audfer.data.transforms import DeferredClips, Drawn, batch_clips
+
+    transform = build_transform(create_model("m3dfel_small").input_spec, train=True, jitter=0.4, hue=0.1)
+    clips = [_clip(t=4, h=70, w=80, seed=s) for s in range(5)]
+    want = torch.stack([transform(c, np.random.default_rng([2, s])) for s, c in enumerate(clips)])
+    head, tail = transform.split_tail("loader")
+    got = batch_clips([head(c, np.random.default_rng([2, s])) for s, c in enumerate(clips)], tail)
+    assert isinstance(got, torch.Tensor) and torch.equal(got, want)
+    head, tail = transform.split_tail("device")
+    items = []
+    for s, c in enumerate(clips):
+        rng = np.random.default_rng([2, s])
+        x = head(c, rng)
+        items.append(Drawn(x, tail.draw_params(tuple(x.shape), rng)))
+    deferred = batch_clips(items)
+    assert isinstance(deferred, DeferredClips) and deferred.clips.dtype == torch.uint8
+    assert torch.equal(deferred.apply(tail), want)
+    assert torch.equal(batch_clips([c for c in clips]), torch.stack(clips))  # nothing deferred: the stack
+
+
+def test_mixup_draws_nothing_when_off_and_mixes_each_clip_with_its_mirror():
+    """``Mixup``: off -> None and torch's generator untouched; mixup -> ``lam x + (1 - lam) x.flip(0)``; cutmix ->
+    ``lam`` is the share of each clip's own pixels, the rest the mirror clip's, in one box on every frame."""
+    from audfer.data.transforms import Mixup
+
+    b = 4
+    x = torch.arange(1, b + 1, dtype=torch.float32).view(b, 1, 1, 1, 1).expand(b, 2, 3, 10, 10).clone()
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    assert Mixup(0.0, 0.0)(x) is None and torch.equal(torch.get_rng_state(), state)
+    mixed = Mixup(0.8, 0.0)(x)
+    assert mixed is not None and 0 < mixed.lam < 1 and mixed.partner.tolist() == [3, 2, 1, 0]
+    torch.testing.assert_close(mixed.clips, mixed.lam * x + (1 - mixed.lam) * x.flip(0))
+    for seed in range(5):
+        torch.manual_seed(seed)
+        cut = Mixup(0.0, 1.0)(x)
+        assert cut is not None
+        for i in range(b):
+            own = (cut.clips[i] == i + 1).float().mean().item()
+            other = (cut.clips[i] == b - i).float().mean().item()
+            assert own == pytest.approx(cut.lam) and own + other == pytest.approx(1.0)
+            box = cut.clips[i] == b - i
+            assert all(torch.equal(box[0, 0], box[t, c]) for t in range(2) for c in range(3))

@@ -8,7 +8,7 @@ and re-rooted under the given root.
 
 ``ClipDataset`` samples frames (``audfer.data.sampling``), decodes them (JPEGs by libjpeg-turbo, the rest and videos
 by OpenCV), applies a clip
-transform and returns ``(clip, label, au_targets, au_mask, clip_id)``; a clip without a row in the
+transform and returns a ``ClipSample`` ``(clip, label, au_targets, au_mask, clip_id)``; a clip without a row in the
 AU labels, or with empty AU cells, is masked (reported once, never "all AUs present").
 """
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -29,6 +29,12 @@ from audfer.errors import InputError, UnreadableFrameError
 from audfer.hints import PathLike
 from audfer.io import order_frames
 from audfer.vocab import AUS, EXPRESSIONS, MAFW_CLASSES, expression_index
+
+if TYPE_CHECKING:
+    import torch
+
+    from audfer.data.cache import ClipCache
+    from audfer.data.transforms import Compose, Drawn
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -479,59 +485,101 @@ def au_targets_for(index: ClipIndex, au_labels: pl.DataFrame | None) -> tuple[np
     return np.nan_to_num(values, nan=0.0), mask, missing
 
 
+@dataclass(frozen=True)
+class ClipOptions:
+    """How a ``ClipDataset`` reads its clips (each option is also a keyword of ``ClipDataset``).
+
+    ``num_frames`` frames per clip, sampled by ``sampling`` (one of ``audfer.data.sampling``, with
+    ``sampling_kwargs``); ``train``: random sampling and augmentation, seeded by ``seed`` + epoch + index, so a run
+    is reproducible whatever the worker layout. ``cache``: a ``ClipCache``; the first read of a clip decodes all its
+    frames once at the cache's resolution, later epochs slice the stored array. ``decode_size``: without a cache,
+    JPEGs at twice this size or more are decoded at reduced scale (``data.decode=reduced``; None: as stored).
+    ``on_bad_frame``: ``"raise"`` (an error naming the file) or ``"skip"``: the frame is dropped from its clip,
+    listed in a warning, and the clip resampled. ``frame_order``: ``numeric`` (always, but to reproduce a bug:
+    ``listing``, see ``frame_paths``). ``batch_normalize``: a final ``Normalize`` of the transform runs in the
+    loader's collate on the stacked batch; ``augment_on="device"`` (training): the tail of the transform from its
+    first per-pixel random step runs on the training device (both: ``Compose.split_tail``)."""
+
+    num_frames: int = 16
+    sampling: str = "uniform"
+    train: bool = False
+    seed: int = 0
+    sampling_kwargs: dict | None = None
+    cache: ClipCache | None = None
+    decode_size: int | None = None
+    on_bad_frame: str = "raise"
+    batch_normalize: bool = False
+    frame_order: str = "numeric"
+    augment_on: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.on_bad_frame not in ("raise", "skip"):
+            raise InputError(f"on_bad_frame must be 'raise' or 'skip', got {self.on_bad_frame!r}")
+        if self.frame_order not in ("numeric", "listing"):
+            raise InputError(f"frame_order must be 'numeric' or 'listing', got {self.frame_order!r}")
+        if self.augment_on not in ("cpu", "device"):
+            raise InputError(f"augment_on must be 'cpu' or 'device', got {self.augment_on!r}")
+
+    @property
+    def tail_on(self) -> str | None:
+        """Where the deferred tail of the transform runs (``audfer.data.transforms.deferral``): ``"device"``,
+        ``"loader"`` or None (nothing deferred)."""
+        if self.augment_on == "device" and self.train:
+            return "device"
+        return "loader" if self.batch_normalize else None
+
+
+class ClipSample(NamedTuple):
+    """One item of a ``ClipDataset`` (a tuple: ``clip, label, au, mask, clip_id = sample`` still works).
+
+    ``clip``: float ``(T, 3, S, S)``; the uint8 clip when the transform's tail is deferred to the loader's collate;
+    a ``Drawn`` (uint8 clip, the tail's drawn parameters) when it is deferred to the training device.
+    ``au_targets`` ``(18,)`` float and ``au_mask`` ``(18,)`` bool: the clip's video AU labels (Eq. 4) and which of
+    them are known."""
+
+    clip: torch.Tensor | Drawn
+    label: int
+    au_targets: torch.Tensor
+    au_mask: torch.Tensor
+    clip_id: str
+
+
 class ClipDataset:
-    """A map-style dataset of clips for ``torch.utils.data.DataLoader``.
+    """A map-style dataset of clips for ``torch.utils.data.DataLoader``: item ``i`` is a ``ClipSample``.
 
-    Item ``i``: ``(clip float (T, 3, S, S), label, au_targets (18,), au_mask, clip_id)``. ``sampling``
-    is one of ``audfer.data.sampling``; ``seed`` + epoch + index seed the augmentation, so a run is
-    reproducible whatever the worker layout.
-
-    ``cache``: a ``ClipCache``; the first read of a clip decodes all its frames once at the cache's
-    resolution, later epochs slice the stored array. ``decode_size``: without a cache, JPEGs at twice
-    this size or more are decoded at reduced scale (``data.decode=reduced``; None: as stored).
-    ``frame_order``: ``numeric`` (always, but to reproduce a bug: ``listing``, see ``frame_paths``). ``on_bad_frame``: ``"raise"`` (an error naming the
-    file) or ``"skip"``: the frame is dropped from its clip, listed in a warning, and the clip resampled.
+    ``options``: a ``ClipOptions`` (how clips are sampled, decoded, augmented); its fields may also be given as
+    keywords, which override it (``ClipDataset(index, transform, num_frames=8, train=True)``). ``au_labels``: the
+    video AU labels; a clip without a row, or with empty AU cells, is masked (reported once).
     """
 
     def __init__(
         self,
         index: ClipIndex,
         transform,
+        options: ClipOptions | None = None,
         *,
-        num_frames: int = 16,
-        sampling: str = "uniform",
-        train: bool = False,
         au_labels: pl.DataFrame | None = None,
-        seed: int = 0,
-        sampling_kwargs: dict | None = None,
-        cache=None,
-        decode_size: int | None = None,
-        on_bad_frame: str = "raise",
-        batch_normalize: bool = False,
-        frame_order: str = "numeric",
-        augment_on: str = "cpu",
+        **kwargs: Any,
     ) -> None:
-        if on_bad_frame not in ("raise", "skip"):
-            raise InputError(f"on_bad_frame must be 'raise' or 'skip', got {on_bad_frame!r}")
-        if frame_order not in ("numeric", "listing"):
-            raise InputError(f"frame_order must be 'numeric' or 'listing', got {frame_order!r}")
-        self.frame_order = frame_order
-        #: ``batch_normalize``: a final ``Normalize`` of the transform is left to the collate function
-        #: (``self.normalize``), which runs it once on the stacked uint8 batch; items are then uint8 clips
-        self.normalize = None
-        #: ``augment_on="device"``: the per-pixel random steps (and what follows them) are only drawn here and run on
-        #: the training device (``transforms.Compose.split_device``); items then carry ``(uint8 clip, params)``
-        self.device_steps = None
-        if augment_on not in ("cpu", "device"):
-            raise InputError(f"augment_on must be 'cpu' or 'device', got {augment_on!r}")
-        if augment_on == "device" and train and hasattr(transform, "split_device"):
-            transform, self.device_steps = transform.split_device()
-        elif batch_normalize and hasattr(transform, "split_normalize"):
-            transform, self.normalize = transform.split_normalize()
-        self.index, self.transform, self.num_frames, self.sampling = index, transform, num_frames, sampling
-        self.train, self.seed, self.epoch = train, seed, 0
-        self.sampling_kwargs = sampling_kwargs or {}
-        self.cache, self.decode_size, self.on_bad_frame = cache, decode_size, on_bad_frame
+        options = replace(options or ClipOptions(), **kwargs)
+        self.options = options
+        self.frame_order = options.frame_order
+        #: The deferred tail of ``transform`` (``Compose.split_tail``) and where it runs (``options.tail_on``):
+        #: ``"loader"``, a final ``Normalize`` that the collate runs once on the stacked uint8 batch (items are then
+        #: uint8 clips); ``"device"``, the steps from the first per-pixel random one, only drawn here (items carry a
+        #: ``Drawn``) and run on the training device. None: nothing deferred.
+        self.tail: Compose | None = None
+        self.tail_on: str | None = None
+        on = options.tail_on
+        if on is not None and hasattr(transform, "split_tail"):
+            head, tail = transform.split_tail(on)
+            if tail.steps:
+                transform, self.tail, self.tail_on = head, tail, on
+        self.index, self.transform = index, transform
+        self.num_frames, self.sampling = options.num_frames, options.sampling
+        self.train, self.seed, self.epoch = options.train, options.seed, 0
+        self.sampling_kwargs = options.sampling_kwargs or {}
+        self.cache, self.decode_size, self.on_bad_frame = options.cache, options.decode_size, options.on_bad_frame
         self.paths = index.table["path"].to_list()
         self.ids = index.table["clip_id"].to_list()
         self.labels = index.table["label"].to_numpy().astype(np.int64)
@@ -546,6 +594,24 @@ class ClipDataset:
         self._lengths: dict[int, int] = {}
         self._files: dict[int, list[Path]] = {}
         self.skipped_frames: list[str] = []
+
+    @property
+    def normalize(self) -> Compose | None:
+        """The tail the loader's collate runs on the stacked batch (a final ``Normalize``), or None."""
+        return self.tail if self.tail_on == "loader" else None
+
+    @normalize.setter
+    def normalize(self, value: Compose | None) -> None:
+        """None: the collate leaves the stacked uint8 clips as they are; else the tail it runs."""
+        if value is not None:
+            self.tail, self.tail_on = value, "loader"
+        elif self.tail_on == "loader":
+            self.tail = self.tail_on = None
+
+    @property
+    def device_steps(self) -> Compose | None:
+        """The tail the training device runs (``data.augment_on=device``), or None."""
+        return self.tail if self.tail_on == "device" else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -584,7 +650,7 @@ class ClipDataset:
                 self.skipped_frames.append(str(bad.path))
                 self._files[i] = [f for f in files if f != bad.path]
 
-    def __getitem__(self, item):
+    def __getitem__(self, item: int | tuple[int, int]) -> ClipSample:
         """``item``: an index (augmented with ``set_epoch``'s epoch) or an ``(epoch, index)`` pair, which is
         what the training sampler yields so that worker processes see the epoch too."""
         import torch
@@ -595,9 +661,11 @@ class ClipDataset:
             0, 3, 1, 2
         )  # channels-last view: what the resize kernel wants
         clip = self.transform(frames, rng)
-        if self.device_steps is not None and rng is not None:
-            clip = (clip, self.device_steps.draw_params(tuple(clip.shape), rng))
-        return (
+        if self.tail is not None and self.tail_on == "device" and rng is not None:
+            from audfer.data.transforms import Drawn
+
+            clip = Drawn(clip, self.tail.draw_params(tuple(clip.shape), rng))
+        return ClipSample(
             clip,
             int(self.labels[i]),
             torch.from_numpy(self.au_targets[i]),

@@ -19,9 +19,10 @@ from audfer.data.cache import ClipCache
 from audfer.data.datasets import (
     ClipDataset,
     ClipIndex,
+    ClipOptions,
 )
 from audfer.data.sampling import sampler_options
-from audfer.data.transforms import Compose, DeferredClips, Normalize, RandomResizedCrop, build_transform
+from audfer.data.transforms import ClipStep, Compose, DeferredClips, RandomResizedCrop, batch_clips, build_transform
 from audfer.engine.resolve import Prepared, au_labels_for, prepare, split_index
 from audfer.models import model_entry
 from audfer.models.base import InputSpec
@@ -120,13 +121,10 @@ def make_dataset(
         folder = cfg.run_dir.parent / ".clip-cache" if d.cache == "auto" else Path(d.cache)
         cache = ClipCache(folder, spec.size if reduced else None)
     transform = train_transform(cfg, spec) if train else build_transform(spec, False, pre_resize=d.pre_resize)
-    return ClipDataset(
-        index,
-        transform,
+    options = ClipOptions(
         num_frames=spec.frames,
         sampling=sampling,
         train=train,
-        au_labels=au_labels,
         seed=cfg.train.seed,
         sampling_kwargs=kwargs,
         cache=cache,
@@ -136,6 +134,7 @@ def make_dataset(
         batch_normalize=train,
         augment_on=d.augment_on,
     )
+    return ClipDataset(index, transform, options, au_labels=au_labels)
 
 
 def rank_world() -> tuple[int, int]:
@@ -193,20 +192,16 @@ class ShardInOrder(torch.utils.data.Sampler):
 
 
 def collate(
-    batch: list[tuple], normalize: Normalize | None = None
+    batch: list[tuple], tail: ClipStep | None = None, *, normalize: ClipStep | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-    """Items -> ``(clips, labels, au_targets, au_mask, ids)``; ``normalize`` (a dataset's deferred ``Normalize``)
-    runs once on the stacked uint8 clips: the same values as per clip, with one float batch allocated instead of
-    one per clip (the demo's pipeline: 12 % -> see benchmarks/bench_train_throughput.py)."""
+    """Items (``ClipSample``) -> ``(clips, labels, au_targets, au_mask, ids)``; the clips through ``batch_clips``, the
+    one place a deferred tail meets its batch: ``tail`` (the dataset's tail deferred to the loader, a final
+    ``Normalize``; ``normalize``: its former name) runs once on the stacked uint8 clips, the same values as per clip
+    with one float batch allocated instead of one per clip (the demo's pipeline: 12 % -> see
+    benchmarks/bench_train_throughput.py); items drawn for the device give a ``DeferredClips``."""
     clips, labels, au, mask, ids = zip(*batch)
-    if isinstance(clips[0], tuple):  # data.augment_on=device: uint8 clips and their drawn parameters
-        deferred = DeferredClips(torch.stack([c for c, _ in clips]), [p for _, p in clips])
-        return deferred, torch.tensor(labels), torch.stack(au), torch.stack(mask), list(ids)  # type: ignore[return-value]
-    stacked = torch.stack(clips)
-    if normalize is not None:
-        b, t = stacked.shape[:2]
-        stacked = normalize(stacked.flatten(0, 1)).unflatten(0, (b, t))
-    return stacked, torch.tensor(labels), torch.stack(au), torch.stack(mask), list(ids)
+    stacked = batch_clips(clips, tail if tail is not None else normalize)
+    return stacked, torch.tensor(labels), torch.stack(au), torch.stack(mask), list(ids)  # type: ignore[return-value]
 
 
 def loader(
@@ -221,7 +216,7 @@ def loader(
         sampler=sampler,
         shuffle=False,
         num_workers=workers,
-        collate_fn=functools.partial(collate, normalize=getattr(ds, "normalize", None)),
+        collate_fn=functools.partial(collate, tail=ds.tail if ds.tail_on == "loader" else None),
         drop_last=train and len(ds) > batch_size,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
@@ -258,7 +253,7 @@ class ClipDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         ds = make_dataset(self.cfg, self.prep.train, self.spec, self.prep.au_labels, train=True)
-        self.device_steps = ds.device_steps
+        self.device_steps = ds.tail if ds.tail_on == "device" else None
         return loader(ds, self._batch(), train=True, workers=self.cfg.data.num_workers, seed=self.cfg.train.seed)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

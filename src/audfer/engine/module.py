@@ -8,7 +8,6 @@ resumed run continues exactly as the uninterrupted one would have.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 
 from audfer.config.load import with_defaults
 from audfer.config.schema import Config
+from audfer.data.transforms import Mixup
 from audfer.engine.schedules import global_batch, lr_factor
 from audfer.errors import ConfigError
 from audfer.evaluation.metrics import WARUAR
@@ -91,28 +91,14 @@ class AUDFERModule(L.LightningModule):
     def _mix(
         self, clips: torch.Tensor, labels: torch.Tensor, au: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``optim.mixup`` / ``optim.cutmix`` on the batch (``audfer.data.transforms.Mixup``), the targets mixed with
+        the same weight and pairing (``mix_batch_targets``)."""
         o = self.cfg.optim
-        if not (o.mixup or o.cutmix):
+        mixed = Mixup(o.mixup, o.cutmix)(clips)
+        if mixed is None:
             return clips, labels, au, mask
-        use_cutmix = o.cutmix > 0 and (o.mixup <= 0 or torch.rand(()) < 0.5)
-        alpha = o.cutmix if use_cutmix else o.mixup
-        lam = float(np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()))).beta(alpha, alpha))
-        # pairs by flipping the batch, clip i with clip B - 1 - i, as MAE-DFER's timm Mixup in 'batch' mode
-        # (sunlicai/MAE-DFER mixup.py, Mixup._mix_batch: x.flip(0); mixup_target: target.flip(0))
-        index = torch.arange(clips.shape[0] - 1, -1, -1, device=clips.device)
-        if use_cutmix:
-            h, w = clips.shape[-2:]
-            ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-            cy, cx = int(torch.randint(0, h, ())), int(torch.randint(0, w, ()))
-            y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
-            x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
-            clips = clips.clone()
-            clips[..., y0:y1, x0:x1] = clips[index][..., y0:y1, x0:x1]
-            lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
-        else:
-            clips = lam * clips + (1 - lam) * clips[index]
-        soft, au, mask = mix_batch_targets(labels, au, mask, lam, index, self.cfg.num_classes)
-        return clips, soft, au, mask
+        soft, au, mask = mix_batch_targets(labels, au, mask, mixed.lam, mixed.partner, self.cfg.num_classes)
+        return mixed.clips, soft, au, mask
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         clips, labels, au, mask, _ = batch
