@@ -26,6 +26,7 @@ from audfer.runs.layout import RunLayout
 
 _RUN = RunLayout(Path("<run>"))  # the run folder's layout, for the help texts
 
+
 def add_train(sub: Any) -> None:
     """``audfer train``."""
     p = sub.add_parser("train", help="train a model (with or without the AU loss) as an experiment config says")
