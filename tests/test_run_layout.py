@@ -1,4 +1,4 @@
-"""The run folder's layout has one owner, ``audfer.runs.layout.RunLayout``: the paths it gives are the ones every
+"""The run folder's layout has one owner, ``audfer.run_layout.RunLayout``: the paths it gives are the ones every
 writer and reader used before (run folders written by earlier versions still load), a run is found from a checkpoint
 by one rule, and no other module of ``src/audfer`` spells a run path (a scan that fails on a hit)."""
 
@@ -9,11 +9,10 @@ import json
 import re
 from pathlib import Path
 
-from audfer.runs import RunLayout
-from audfer.runs.layout import checkpoint_file, evaluation_name, partial_checkpoint
+from audfer.run_layout import RunLayout, checkpoint_file, evaluation_name, partial_checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "audfer"
-LAYOUT = SRC / "runs" / "layout.py"
+LAYOUT = SRC / "run_layout.py"
 
 #: File names that exist only in a run folder: a hit anywhere in a string outside the layout module is a run path.
 RUN_FILES = (
@@ -116,8 +115,8 @@ def test_no_module_but_the_layout_spells_a_run_path():
         for line, text, operand in _strings(path):
             hits = _run_path_hits(text, operand)
             if hits and (rel, text) not in ALLOWED:
-                bad.append(f"{rel}:{line} {text!r} spells {', '.join(hits)}: ask audfer.runs.RunLayout for it")
-    assert not bad, "run paths outside audfer/runs/layout.py:\n" + "\n".join(bad)
+                bad.append(f"{rel}:{line} {text!r} spells {', '.join(hits)}: ask audfer.run_layout.RunLayout for it")
+    assert not bad, "run paths outside audfer/run_layout.py:\n" + "\n".join(bad)
 
 
 def test_the_layout_gives_the_paths_runs_have_always_had(tmp_path):

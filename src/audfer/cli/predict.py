@@ -8,7 +8,7 @@ from typing import Any
 
 from audfer.cli.common import add_model_source, add_trust, echo, ranged
 from audfer.errors import AudferError, CheckpointError
-from audfer.runs.layout import RunLayout
+from audfer.run_layout import RunLayout
 
 
 def add_predict(sub: Any) -> None:

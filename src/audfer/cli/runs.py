@@ -22,7 +22,7 @@ from audfer.config.load import describe_shipped, dump_config, load_config
 from audfer.config.render import defaults_yaml, reference_markdown
 from audfer.config.schema import check_of
 from audfer.errors import AudferError
-from audfer.runs.layout import RunLayout
+from audfer.run_layout import RunLayout
 
 _RUN = RunLayout(Path("<run>"))  # the run folder's layout, for the help texts
 

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from audfer.errors import AudferError
 from audfer.files import out_of_room
 from audfer.io import write_csv
-from audfer.runs.layout import checkpoint_file, partial_checkpoint
+from audfer.run_layout import checkpoint_file, partial_checkpoint
 
 if TYPE_CHECKING:
     pass

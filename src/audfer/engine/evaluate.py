@@ -19,7 +19,7 @@ from audfer.files import atomic_path, write_json
 from audfer.hints import Log, PathLike
 from audfer.io import write_csv
 from audfer.progress import bar
-from audfer.runs.layout import RunLayout, evaluation_name, features_file, metrics_file, predictions_file
+from audfer.run_layout import RunLayout, evaluation_name, features_file, metrics_file, predictions_file
 from audfer.weights.package import is_package_source, read_package_config, read_stored_run
 from audfer.weights.pretrained import init_label
 from audfer.weights.restore import StoredRun, check_state_fits

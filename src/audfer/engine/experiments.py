@@ -36,7 +36,7 @@ from audfer.files import atomic_path, read_yaml, write_json
 from audfer.hints import Log
 from audfer.io import write_csv
 from audfer.progress import bar
-from audfer.runs.layout import RunLayout, features_file, metrics_file, predictions_file
+from audfer.run_layout import RunLayout, features_file, metrics_file, predictions_file
 
 STRATEGY_LABEL = {
     "none": "baseline (CE only)",

@@ -27,7 +27,7 @@ from audfer.files import write_json
 from audfer.hints import Log
 from audfer.method.knowledge import AUTHOR_KNOWLEDGE, authors_knowledge
 from audfer.method.labels import official_pos_weights
-from audfer.runs.layout import RunLayout
+from audfer.run_layout import RunLayout
 from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.pretrained import init_label, initialise
 

@@ -15,7 +15,7 @@ from audfer.files import read_yaml, write_json
 from audfer.hints import Log
 from audfer.io import write_csv
 from audfer.models.checkpoint import read_checkpoint
-from audfer.runs.layout import RunLayout, checkpoint_file
+from audfer.run_layout import RunLayout, checkpoint_file
 
 if TYPE_CHECKING:
     pass

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from audfer.errors import AudferError
 from audfer.hints import Log
-from audfer.runs.layout import LOCK as LOCK_NAME  # noqa: F401  (kept importable: the layout owns the name)
-from audfer.runs.layout import RunLayout
+from audfer.run_layout import LOCK as LOCK_NAME  # noqa: F401  (kept importable: the layout owns the name)
+from audfer.run_layout import RunLayout
 
 
 def _alive(pid: int) -> bool:

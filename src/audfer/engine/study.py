@@ -47,7 +47,7 @@ from audfer.hints import Log
 from audfer.io import expression_table, write_csv
 from audfer.method.labels import default_minor_classes
 from audfer.provenance import read_provenance, write_provenance
-from audfer.runs.layout import RunLayout
+from audfer.run_layout import RunLayout
 from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
 from audfer.trust import check_stored_config, in_package
 

@@ -46,7 +46,7 @@ from audfer.engine.runlock import run_lock
 from audfer.errors import AudferError, TrainingStopped
 from audfer.files import atomic_path, file_sha256, write_json, writing
 from audfer.hints import Log
-from audfer.runs.layout import RunLayout
+from audfer.run_layout import RunLayout
 from audfer.weights.pretrained import init_label, initialise
 
 if TYPE_CHECKING:

@@ -46,7 +46,7 @@ from audfer.method.dataset_knowledge import DatasetSpec, filter_facts, filter_li
 from audfer.method.knowledge import extract_knowledge, paper_knowledge
 from audfer.method.labels import STRATEGIES, pos_weights, video_au_labels
 from audfer.predict.predictor import load_predictor, predict_videos
-from audfer.runs.layout import RunLayout, metrics_file, predictions_file
+from audfer.run_layout import RunLayout, metrics_file, predictions_file
 from audfer.synth.aus import activation_probability
 from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
 from audfer.synth.videos import render_videos

@@ -42,7 +42,7 @@ from audfer.models.hub import PACKAGE_CONFIG, PACKAGE_WEIGHTS
 from audfer.models.registry import create_model, model_entry
 from audfer.predict.export import export_checked
 from audfer.progress import bar
-from audfer.runs.layout import RunLayout, metrics_file
+from audfer.run_layout import RunLayout, metrics_file
 from audfer.tasks.artifacts import write_run_table
 from audfer.vocab import AUS
 from audfer.weights.package import PACKAGE_FORMAT
