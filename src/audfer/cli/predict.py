@@ -8,6 +8,7 @@ from typing import Any
 
 from audfer.cli.common import add_model_source, add_trust, echo, ranged
 from audfer.errors import AudferError, CheckpointError
+from audfer.run_layout import RunLayout
 
 
 def add_predict(sub: Any) -> None:
@@ -88,19 +89,14 @@ def checkpoint_in_run(path: Path, log: Any = echo) -> Path:
     """A training run folder given where a checkpoint belongs: its selected checkpoint (``selection.json``, else
     ``checkpoints/last.ckpt``), said in one line; a run folder without it is a ``CheckpointError`` naming the
     checkpoints inside. Anything else (a file, a package folder, a Hub id) is returned as it is."""
-    if not path.is_dir() or (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
+    run = RunLayout.of(path) if path.is_dir() else None
+    if run is None:
         return path
-    import json
-
-    try:
-        chosen = json.loads((path / "selection.json").read_text()).get("checkpoint")
-    except (OSError, ValueError, AttributeError):
-        chosen = None
-    selected = path / (chosen if isinstance(chosen, str) else "checkpoints/last.ckpt")
+    selected = run.selected_checkpoint()
     if selected.is_file():
         log(f"{path}: a run folder; using its selected checkpoint {selected}")
         return selected
-    inside = sorted(str(c) for c in (path / "checkpoints").glob("*.ckpt"))
+    inside = [str(c) for c in run.checkpoint_files()]
     raise CheckpointError(
         f"{path}: a run folder without {selected.relative_to(path)}; give one of its checkpoints"
         + (f": {', '.join(inside)}" if inside else " (it holds none: did its training finish an epoch?)")

@@ -22,6 +22,9 @@ from audfer.config.load import describe_shipped, dump_config, load_config
 from audfer.config.render import defaults_yaml, reference_markdown
 from audfer.config.schema import check_of
 from audfer.errors import AudferError
+from audfer.run_layout import RunLayout
+
+_RUN = RunLayout(Path("<run>"))  # the run folder's layout, for the help texts
 
 
 def add_train(sub: Any) -> None:
@@ -33,7 +36,7 @@ def add_train(sub: Any) -> None:
         nargs="*",
         help="key=value overrides with dotted keys, e.g. au.lam=0.5 train.devices=2 (every key: `audfer config`)",
     )
-    p.add_argument("--resume", action="store_true", help="continue the run from its checkpoints/last.ckpt")
+    p.add_argument("--resume", action="store_true", help=f"continue the run from its {_RUN.relative(_RUN.last)}")
     p.add_argument(
         "--accept-changes",
         action="store_true",
@@ -100,7 +103,7 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="data overrides, e.g. data.root=... data.fold=2")
     p.add_argument("--data", nargs="*", default=[], metavar="KEY=VALUE", help="the same overrides, after a flag")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/eval-<split>)")
+    p.add_argument("--out", type=Path, default=None, help=f"output folder (default: {_RUN.reevaluation('<split>')})")
     add_trust(p)
     p.set_defaults(func=run_evaluate)
 

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import Callback
 from audfer.errors import AudferError
 from audfer.files import out_of_room
 from audfer.io import write_csv
+from audfer.run_layout import checkpoint_file, partial_checkpoint
 
 if TYPE_CHECKING:
     pass
@@ -35,7 +36,7 @@ class EveryEpoch(Callback):
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Write ``last.ckpt`` (the previous one kept as ``previous.ckpt``) and the epoch's row; never non-finite weights."""
-        last = self.ckdir / "last.ckpt"
+        last = checkpoint_file(self.ckdir, "last")
         broken = [n for n, p in pl_module.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
         if broken:  # the epoch's last update left non-finite weights: never save them as last.ckpt
             raise AudferError(
@@ -43,7 +44,7 @@ class EveryEpoch(Callback):
                 f"{trainer.current_epoch + 1}, step {trainer.global_step} (lr {_current_lr(trainer):.3g}; e.g. "
                 f"{broken[0]}); lower optim.lr; {last} was not replaced"
             )
-        partial = self.ckdir / ".last.ckpt.partial"
+        partial = partial_checkpoint(self.ckdir)
         try:
             trainer.save_checkpoint(str(partial))
         except (OSError, RuntimeError) as exc:  # a full disk (torch's writer: a RuntimeError): the previous one stays
@@ -59,7 +60,7 @@ class EveryEpoch(Callback):
         if not trainer.is_global_zero:
             return
         if last.is_file():
-            os.replace(last, self.ckdir / "previous.ckpt")
+            os.replace(last, checkpoint_file(self.ckdir, "previous"))
         os.replace(partial, last)
         self._log_epoch(trainer)
 

@@ -19,6 +19,7 @@ from audfer.files import atomic_path, write_json
 from audfer.hints import Log, PathLike
 from audfer.io import write_csv
 from audfer.progress import bar
+from audfer.run_layout import RunLayout, evaluation_name, features_file, metrics_file, predictions_file
 from audfer.weights.package import is_package_source, read_package_config, read_stored_run
 from audfer.weights.pretrained import init_label
 from audfer.weights.restore import StoredRun, check_state_fits
@@ -77,7 +78,8 @@ def evaluate_checkpoint(
         shown.update()
     package = is_package_source(checkpoint)
     ck = Path(checkpoint)
-    run_dir = ck.parent.parent if not package and ck.parent.name == "checkpoints" else None
+    run = None if package else RunLayout.of(ck)
+    run_dir = None if run is None else run.root
     if run_dir is not None:  # the run folder where it is now, its data re-found if it moved with it
         base = with_values(module.cfg, relocated_values(module.cfg.to_dict(), run_dir), source=f"the run {run_dir}")
     elif module.cfg.data.cache == "auto":  # no run folder: the clip cache goes to the user's cache folder
@@ -103,11 +105,12 @@ def evaluate_checkpoint(
         metrics["selection"] = trained.get("selection") or {"rule": "unknown", "checkpoint": str(checkpoint)}
         metrics["init"] = init_label(trained.get("init")) if trained.get("init") else "unknown"
     else:
-        sel_file = ck.parent.parent / "selection.json"
+        near = RunLayout.around(ck)  # a lone checkpoint: the folder above its own, as before
+        sel_file = near.selection
         metrics["selection"] = (
             json.loads(sel_file.read_text()) if sel_file.is_file() else {"rule": "unknown", "checkpoint": str(ck)}
         )
-        init_file = ck.parent.parent / "init.json"
+        init_file = near.init
         metrics["init"] = init_label(json.loads(init_file.read_text())) if init_file.is_file() else "unknown"
     metrics.update(
         {
@@ -120,11 +123,11 @@ def evaluate_checkpoint(
             "views": views,
         }
     )
-    out = Path(out) if out else (Path(f"eval-{split}") if package else ck.parent.parent / f"eval-{split}")
+    out = Path(out) if out else (Path(evaluation_name(split)) if package else RunLayout.around(ck).reevaluation(split))
     out.mkdir(parents=True, exist_ok=True)
-    write_json(metrics, out / "metrics.json")
-    write_csv(prediction_table(res["ids"], res["labels"], res["probs"], res["au_probs"]), out / "predictions.csv")
-    with atomic_path(out / "features.npy") as tmp:
+    write_json(metrics, metrics_file(out))
+    write_csv(prediction_table(res["ids"], res["labels"], res["probs"], res["au_probs"]), predictions_file(out))
+    with atomic_path(features_file(out)) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, res["features"].astype(np.float32))
     log(

@@ -36,6 +36,7 @@ from audfer.files import atomic_path, read_yaml, write_json
 from audfer.hints import Log
 from audfer.io import write_csv
 from audfer.progress import bar
+from audfer.run_layout import RunLayout, features_file, metrics_file, predictions_file
 
 STRATEGY_LABEL = {
     "none": "baseline (CE only)",
@@ -54,7 +55,7 @@ def _variant(cfg: Config, out: Path, source: str, values: dict[str, object]) -> 
 def run_once(cfg: Config, *, log: Log = print, accept_changes: bool = False) -> dict:
     """Train + evaluate one run folder, reusing a finished one and resuming an unfinished one."""
     out = cfg.run_dir
-    metrics = out / "eval" / "metrics.json"
+    metrics = metrics_file(RunLayout(out).evaluation)
     if not metrics.is_file():
         train(cfg, resume=has_checkpoint(out), log=log, accept_changes=accept_changes)
     return json.loads(metrics.read_text())
@@ -153,11 +154,12 @@ def epoch_curves(out: Path) -> dict[str, np.ndarray]:
     where the run trained one (``au.strategy`` not none, λ > 0: a baseline's logged zeros are no curve); WAR / UAR of
     the split the selection watched (``best-val``: the validation split carved from the training fold; ``best-test``:
     the test split), when there is one."""
-    path = out / "logs" / "metrics.csv"
+    run = RunLayout(out)
+    path = run.log_csv
     if not path.is_file():
         return {}
     df = pl.read_csv(path, glob=False)
-    stored = read_yaml(out / "config.yaml", "the run's config (YAML)") if (out / "config.yaml").is_file() else None
+    stored = read_yaml(run.config, "the run's config (YAML)") if run.config.is_file() else None
     au = (stored or {}).get("au") or {} if isinstance(stored, dict) else {}
     trains_au = au.get("strategy", "distinct") != "none" and float(au.get("lam", 1.0) or 0) > 0
     selection = ((stored or {}).get("train") or {}).get("selection") if isinstance(stored, dict) else None
@@ -181,8 +183,9 @@ def _mean_confusion(runs: dict[str, dict]) -> np.ndarray:
 
 
 def _features(out: Path):
-    preds = pl.read_csv(out / "eval" / "predictions.csv", glob=False, schema_overrides={"clip_id": pl.String})
-    return np.load(out / "eval" / "features.npy"), preds["label"].to_numpy()
+    folder = RunLayout(out).evaluation
+    preds = pl.read_csv(predictions_file(folder), glob=False, schema_overrides={"clip_id": pl.String})
+    return np.load(features_file(folder)), preds["label"].to_numpy()
 
 
 def _au_label_lines(metrics) -> list[str]:
@@ -199,7 +202,7 @@ def _au_label_lines(metrics) -> list[str]:
 
 
 def _write_report(out: Path, lines: list[str]) -> None:
-    with atomic_path(out / "report.md") as tmp:
+    with atomic_path(RunLayout(out).report) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 
 
@@ -220,8 +223,9 @@ def run_cv(
 
 def _run_cv(cfg: Config, *, folds, log, accept_changes: bool, jobs: int) -> dict:
     base = cfg.run_dir
+    layout = RunLayout(base)
     done = run_many(
-        [_variant(cfg, base / f"fold_{k}", "cv", {"data.fold": k}) for k in folds],
+        [_variant(cfg, layout.fold(k).root, "cv", {"data.fold": k}) for k in folds],
         jobs=jobs,
         log=log,
         accept_changes=accept_changes,
@@ -229,7 +233,7 @@ def _run_cv(cfg: Config, *, folds, log, accept_changes: bool, jobs: int) -> dict
     runs = {f"fold {k}": m for k, m in zip(folds, done)}
     agg = aggregate(runs)
     names = class_names(len(next(iter(runs.values()))["per_class_recall"]))
-    write_json({"aggregate": agg, "folds": runs}, base / "cv.json")
+    write_json({"aggregate": agg, "folds": runs}, layout.cv_json)
     table = pl.DataFrame(
         {
             "fold": list(runs),
@@ -239,7 +243,7 @@ def _run_cv(cfg: Config, *, folds, log, accept_changes: bool, jobs: int) -> dict
             **{n: [r["per_class_recall"][n] for r in runs.values()] for n in names},
         }
     )
-    write_csv(table, base / "cv.csv")
+    write_csv(table, layout.cv_csv)
     sel = cfg.train.selection
     lines = [
         f"# {cfg.name}: {len(folds)}-fold cross-validation",
@@ -263,7 +267,7 @@ def _run_cv(cfg: Config, *, folds, log, accept_changes: bool, jobs: int) -> dict
     ]
     lines += results_table({cfg.name or "run": agg}, names)
     _write_report(base, lines)
-    log(f"cross-validation: WAR {pm(agg['war'])}, UAR {pm(agg['uar'])} -> {base / 'report.md'}")
+    log(f"cross-validation: WAR {pm(agg['war'])}, UAR {pm(agg['uar'])} -> {layout.report}")
     return agg
 
 
@@ -299,9 +303,10 @@ def run_ablation(
 def _run_ablation(cfg: Config, *, seeds, strategies, lams, title, intro, log, accept_changes: bool, jobs: int) -> dict:
 
     base = cfg.run_dir
+    layout = RunLayout(base)
     sweep_strategy = cfg.au.strategy if cfg.au.strategy != "none" else "distinct"
     plan = [
-        (s, seed, _variant(cfg, base / s / f"seed_{seed}", "ablate", {"au.strategy": s, "train.seed": seed}))
+        (s, seed, _variant(cfg, layout.variant(s, seed=seed).root, "ablate", {"au.strategy": s, "train.seed": seed}))
         for s in strategies
         for seed in seeds
     ]
@@ -311,7 +316,7 @@ def _run_ablation(cfg: Config, *, seeds, strategies, lams, title, intro, log, ac
             seed,
             _variant(
                 cfg,
-                base / f"lambda_{lam:g}" / f"seed_{seed}",
+                layout.lambda_run(lam, seed).root,
                 "ablate (λ sweep)",
                 {"au.strategy": sweep_strategy, "au.lam": float(lam), "train.seed": seed},
             ),
@@ -328,7 +333,7 @@ def _run_ablation(cfg: Config, *, seeds, strategies, lams, title, intro, log, ac
     aggs = {s: aggregate(r) for s, r in results.items()}
     names = class_names(len(next(iter(results[strategies[0]].values()))["per_class_recall"]))
     write_json(
-        {"strategies": aggs, "lambda": {str(k): v for k, v in sweep.items()}, "runs": results}, base / "ablation.json"
+        {"strategies": aggs, "lambda": {str(k): v for k, v in sweep.items()}, "runs": results}, layout.ablation_json
     )
 
     au_strategies = [s for s in strategies if s != "none"]
@@ -337,10 +342,10 @@ def _run_ablation(cfg: Config, *, seeds, strategies, lams, title, intro, log, ac
     train_split = split_index(cfg, "train") if cfg.au.knowledge == "per-fold" else None
     plot_knowledge(
         knowledge_for(cfg, train_split),
-        base / "knowledge.png",
+        layout.figure("knowledge"),
         title="AU-expression knowledge used by the AU loss (Fig. 4)",
     )
-    figures.append(("Knowledge matrix (Fig. 4)", "knowledge.png"))
+    figures.append(("Knowledge matrix (Fig. 4)", layout.figure("knowledge").name))
     if "none" in results and best:
         plot_confusions(
             {
@@ -348,39 +353,38 @@ def _run_ablation(cfg: Config, *, seeds, strategies, lams, title, intro, log, ac
                 STRATEGY_LABEL[best]: _mean_confusion(results[best]),
             },
             names,
-            base / "confusion.png",
+            layout.figure("confusion"),
             title=f"Normalised confusion, mean over {len(seeds)} seeds (Fig. 6)",
         )
-        figures.append(("Confusion matrices, baseline vs AU (Fig. 6)", "confusion.png"))
-        first = f"seed_{seeds[0]}"
+        figures.append(("Confusion matrices, baseline vs AU (Fig. 6)", layout.figure("confusion").name))
         plot_tsne(
             {
-                STRATEGY_LABEL["none"]: _features(base / "none" / first),
-                STRATEGY_LABEL[best]: _features(base / best / first),
+                STRATEGY_LABEL["none"]: _features(layout.variant("none", seed=seeds[0]).root),
+                STRATEGY_LABEL[best]: _features(layout.variant(best, seed=seeds[0]).root),
             },
             names,
-            base / "tsne.png",
+            layout.figure("tsne"),
         )
-        figures.append((f"t-SNE of pooled test features, seed {seeds[0]} (Fig. 8)", "tsne.png"))
-    curves = {STRATEGY_LABEL[s]: epoch_curves(base / s / f"seed_{seeds[0]}") for s in strategies}
+        figures.append((f"t-SNE of pooled test features, seed {seeds[0]} (Fig. 8)", layout.figure("tsne").name))
+    curves = {STRATEGY_LABEL[s]: epoch_curves(layout.variant(s, seed=seeds[0]).root) for s in strategies}
     if any(curves.values()):
         plot_curves(
             {k: v for k, v in curves.items() if v},
-            base / "curves.png",
+            layout.figure("curves"),
             title=f"Training curves, seed {seeds[0]} (Fig. 7)",
         )
-        figures.append(("Training curves (Fig. 7)", "curves.png"))
+        figures.append(("Training curves (Fig. 7)", layout.figure("curves").name))
     if sweep:
         ls = sorted(sweep)
         plot_lambda(
             ls,
             [sweep[x]["war"]["mean"] for x in ls],
             [sweep[x]["uar"]["mean"] for x in ls],
-            base / "lambda.png",
+            layout.figure("lambda"),
             war_std=[sweep[x]["war"]["std"] for x in ls],
             uar_std=[sweep[x]["uar"]["std"] for x in ls],
         )
-        figures.append((f"λ sweep with the {sweep_strategy} strategy (Fig. 5)", "lambda.png"))
+        figures.append((f"λ sweep with the {sweep_strategy} strategy (Fig. 5)", layout.figure("lambda").name))
 
     sel = cfg.train.selection
     init_note = ", ".join(sorted({r.get("init", "unknown") for per in results.values() for r in per.values()}))
@@ -437,5 +441,5 @@ def _run_ablation(cfg: Config, *, seeds, strategies, lams, title, intro, log, ac
         lines += [f"| {x:g} | {pm(sweep[x]['war'])} | {pm(sweep[x]['uar'])} |" for x in sorted(sweep)]
     lines += [""] + [f"## {cap}\n\n![{cap}]({f})\n" for cap, f in figures]
     _write_report(base, lines)
-    log(f"ablation report -> {base / 'report.md'}")
+    log(f"ablation report -> {layout.report}")
     return {"strategies": aggs, "lambda": sweep}

@@ -27,6 +27,7 @@ from audfer.files import write_json
 from audfer.hints import Log
 from audfer.method.knowledge import AUTHOR_KNOWLEDGE, authors_knowledge
 from audfer.method.labels import official_pos_weights
+from audfer.run_layout import RunLayout
 from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.pretrained import init_label, initialise
 
@@ -180,8 +181,8 @@ def plan(cfg: Config, *, log: Log = print) -> dict:
         "epochs": t.epochs,
     }
     out.mkdir(parents=True, exist_ok=True)
-    write_json(result, out / "plan.json")
-    log(f"plan for {cfg.name} ({cfg.model.name}, {result['init_label']}) -> {out / 'plan.json'}")
+    write_json(result, RunLayout(out).plan)
+    log(f"plan for {cfg.name} ({cfg.model.name}, {result['init_label']}) -> {RunLayout(out).plan}")
     log(
         f"  clips: train {result['clips']['train']}, val {result['clips']['val']}, test {result['clips']['test']}; "
         f"train per class: {result['clips_per_class']['train']}"

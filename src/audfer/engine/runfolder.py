@@ -15,6 +15,7 @@ from audfer.files import read_yaml, write_json
 from audfer.hints import Log
 from audfer.io import write_csv
 from audfer.models.checkpoint import read_checkpoint
+from audfer.run_layout import RunLayout, checkpoint_file
 
 if TYPE_CHECKING:
     pass
@@ -58,14 +59,14 @@ def _readable_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[int | 
 
 def has_checkpoint(out: Path) -> bool:
     """Whether the run folder ``out`` has something ``train(resume=True)`` can continue from."""
-    ckdir = Path(out) / "checkpoints"
-    return (ckdir / "last.ckpt").is_file() or (ckdir / "previous.ckpt").is_file()
+    run = RunLayout(Path(out))
+    return run.last.is_file() or run.previous.is_file()
 
 
 def resume_point(ckdir: Path, *, log: Log = print, trust_pickle: bool = False) -> tuple[Path, int]:
     """The checkpoint a resumed run starts from and its finished epochs: ``last.ckpt``, or, when it is truncated
     or corrupt (a crash while it was written), the previous good one (``previous.ckpt``), saying so."""
-    last, prev = ckdir / "last.ckpt", ckdir / "previous.ckpt"
+    last, prev = checkpoint_file(ckdir, "last"), checkpoint_file(ckdir, "previous")
     epochs, why = _readable_checkpoint(last, trust_pickle)
     if epochs is not None:
         return last, epochs
@@ -100,7 +101,8 @@ def check_resume_settings(out: Path, cfg: Config, start_epoch: int, accept_chang
     (then recorded in ``changes.json`` with the epoch, and applied from that epoch on); a change that cannot be
     applied to a resumed run (``NOT_APPLIED_ON_RESUME``) is refused even then. Options an older run lacked take
     their defaults, said so."""
-    old_file = out / "config.yaml"
+    run = RunLayout(out)
+    old_file = run.config
     if not old_file.is_file():
         return
     stored = read_yaml(old_file, "the run's config (YAML)") or {}
@@ -141,10 +143,10 @@ def check_resume_settings(out: Path, cfg: Config, start_epoch: int, accept_chang
             + (f"; it would apply {', '.join(applied)}" if applied else "")
             + "; resume with the run's own value, or start a new run"
         )
-    record = json.loads((out / "changes.json").read_text()) if (out / "changes.json").is_file() else []
+    record = json.loads(run.changes.read_text()) if run.changes.is_file() else []
     record.append({"from_epoch": start_epoch + 1, "changes": {k: list(v) for k, v in diff.items()}})
-    write_json(record, out / "changes.json")
-    log(f"settings changed from epoch {start_epoch + 1} on (recorded in changes.json): {shown}")
+    write_json(record, run.changes)
+    log(f"settings changed from epoch {start_epoch + 1} on (recorded in {run.changes.name}): {shown}")
 
 
 def best_epochs(epochs_csv: Path) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from audfer.errors import AudferError
 from audfer.hints import Log
-
-LOCK_NAME = ".audfer.lock"
+from audfer.run_layout import LOCK as LOCK_NAME  # noqa: F401  (kept importable: the layout owns the name)
+from audfer.run_layout import RunLayout
 
 
 def _alive(pid: int) -> bool:
@@ -47,7 +47,7 @@ def run_lock(folder: str | os.PathLike, *, log: Log = print) -> Iterator[Path | 
         return
     created = [p for p in (folder, *folder.parents) if not p.exists()]  # removed again if left empty (a failed start)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    path = RunLayout(folder).lock
     me = {
         "pid": os.getpid(),
         "host": socket.gethostname(),

@@ -47,6 +47,7 @@ from audfer.hints import Log
 from audfer.io import expression_table, write_csv
 from audfer.method.labels import default_minor_classes
 from audfer.provenance import read_provenance, write_provenance
+from audfer.run_layout import RunLayout
 from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
 from audfer.trust import CODE_KEYS, check_stored_config, in_package
 
@@ -186,10 +187,6 @@ def shipped_studies() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def _cell(size: float, variant: str | None = None, lam: float | None = None) -> str:
-    return f"size_{size:g}/" + ("baseline" if variant is None else f"{variant}/lambda_{lam:g}")
-
-
 def run_study(
     spec: StudySpec,
     out: Path,
@@ -229,7 +226,7 @@ def _run_study(
     extra = list(spec.overrides) + overrides
     _check_taken_overrides(spec, overrides)
     if spec.synth is not None:
-        extra.append(f"data.root={_synth(spec.synth, out / 'synth', log)}")
+        extra.append(f"data.root={_synth(spec.synth, RunLayout(out).study_synth, log)}")
     base = load_config(spec.config, extra)
     if base.au.strategy == "none":
         raise ConfigError(f"{spec.source}: the config's au.strategy is none; a study compares AU strategies with it")
@@ -246,7 +243,7 @@ def _run_study(
             "data.subset_seed": seed,
             "train.seed": seed,
             "train.progress": False,  # incidental: hundreds of progress bars say nothing
-            "out": str(out / _cell(size, variant, lam) / f"seed_{seed}"),
+            "out": str(RunLayout(out).study_run(size, variant, lam, seed).root),
         }
         if variant is None:
             values["au.strategy"] = "none"
@@ -278,20 +275,21 @@ def _run_study(
             }
         )
     table = pl.DataFrame(rows)
-    write_csv(table, out / "study.csv")
+    layout = RunLayout(out)
+    write_csv(table, layout.study_csv)
     effects = _effects(table, spec)
-    write_csv(pl.DataFrame(effects).drop("diffs_uar"), out / "effects.csv")
+    write_csv(pl.DataFrame(effects).drop("diffs_uar"), layout.effects_csv)
     contrasts = _contrast_rows(table, spec)
     if contrasts:
-        write_csv(pl.DataFrame(contrasts).drop("diffs_uar"), out / "contrasts.csv")
+        write_csv(pl.DataFrame(contrasts).drop("diffs_uar"), layout.contrasts_csv)
     wall = time.perf_counter() - t0
     write_json(
         {"spec": asdict(spec), "minor_classes": minor, "seconds": wall, "effects": effects, "contrasts": contrasts},
-        out / "study.json",
+        layout.study_json,
     )
-    _plot(effects, spec, out / "effect.png")
+    _plot(effects, spec, layout.figure("effect"))
     _report(out, spec, base, table, effects, wall, minor, contrasts)
-    log(f"study report -> {out / 'report.md'} ({wall:.0f} s)")
+    log(f"study report -> {layout.report} ({wall:.0f} s)")
     return {"runs": rows, "effects": effects, "contrasts": contrasts, "seconds": wall}
 
 
@@ -309,7 +307,7 @@ def _shuffled_files(base, spec: StudySpec, out: Path) -> dict[int, Path]:
     record = None if src == "paper" else read_provenance(src)
     files = {}
     for seed, perm in spec.permutations.items():
-        path = out / "knowledge" / f"K_shuffled_seed_{seed}.csv"
+        path = RunLayout(out).shuffled_knowledge(seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_csv(expression_table(shuffled_knowledge(k, perm)), path)
         write_provenance(
@@ -473,9 +471,9 @@ def _report(
 
     baseline = table.filter(pl.col("variant") == "baseline")
     train_s = sum(
-        json.loads((out / run / "selection.json").read_text()).get("train_seconds") or 0.0
+        json.loads(RunLayout(out / run).selection.read_text()).get("train_seconds") or 0.0
         for run in table["run"].to_list()
-        if (out / run / "selection.json").is_file()
+        if RunLayout(out / run).selection.is_file()
     )
     lines = [
         f"# {spec.title or 'AU-effect study'}",
@@ -564,14 +562,15 @@ def _report(
                     f"- {r['variant']} at λ {r['lam']:g} with {100 * r['size']:g} % of the training clips "
                     f"{sign} {name}: {r[f'{metric}_text']}."
                 )
+    layout = RunLayout(out)
     lines += [
         "",
-        "![AU effect against training-set size](effect.png)",
+        f"![AU effect against training-set size]({layout.figure('effect').name})",
         "",
-        "Every run: `study.csv`; every cell's differences: `effects.csv`"
-        + ("; the contrasts: `contrasts.csv`." if contrasts else "."),
+        f"Every run: `{layout.study_csv.name}`; every cell's differences: `{layout.effects_csv.name}`"
+        + (f"; the contrasts: `{layout.contrasts_csv.name}`." if contrasts else "."),
     ]
-    with atomic_path(out / "report.md") as tmp:
+    with atomic_path(layout.report) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
 
 

@@ -46,6 +46,7 @@ from audfer.engine.runlock import run_lock
 from audfer.errors import AudferError, TrainingStopped
 from audfer.files import atomic_path, file_sha256, write_json, writing
 from audfer.hints import Log
+from audfer.run_layout import RunLayout
 from audfer.weights.pretrained import init_label, initialise
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _loggers(cfg: Config, out: Path):
     loggers: list[Logger] = []
     for kind in cfg.train.loggers or []:
         if kind == "csv":
-            loggers.append(CSVLogger(str(out), name="logs", version=""))
+            loggers.append(CSVLogger(str(out), name=RunLayout(out).logs.name, version=""))
         else:
             try:
                 import tensorboard  # noqa: F401
@@ -67,7 +68,7 @@ def _loggers(cfg: Config, out: Path):
                 raise AudferError(
                     "train.loggers has tensorboard but it is not installed: pip install 'audfer[tensorboard]'"
                 ) from None
-            loggers.append(TensorBoardLogger(str(out), name="tensorboard", version=""))
+            loggers.append(TensorBoardLogger(str(out), name=RunLayout(out).tensorboard.name, version=""))
     return loggers or False
 
 
@@ -106,8 +107,8 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     out = cfg.run_dir
     # stored absolute: the run folder, its checkpoints and packages work from any working directory (config/paths.py)
     cfg = with_values(cfg, {"out": str(out), **absolute_values(cfg.to_dict())}, source="the run folder")
-    ckdir = out / "checkpoints"
-    last = ckdir / "last.ckpt"
+    run = RunLayout(out)
+    ckdir, last = run.checkpoints, run.last
     if resume and not has_checkpoint(out):
         raise AudferError(f"{last}: nothing to resume from")
     if not resume and has_checkpoint(out):
@@ -135,12 +136,12 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     watch = datamodule.watched
     monitor = f"val/{t.monitor}"
     stopper = StopOnSignal()
-    cbs = [EveryEpoch(ckdir, out / "epochs.csv"), stopper]
+    cbs = [EveryEpoch(ckdir, run.epochs), stopper]
     best_cb = None
     if watch is not None:
         best_cb = ModelCheckpoint(
             dirpath=str(ckdir),
-            filename="best",
+            filename=run.best.stem,
             monitor=monitor,
             mode="max",
             save_top_k=1,
@@ -174,12 +175,12 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     writer = trainer.global_rank == 0
     if writer:
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "config.yaml") as tmp:
+        with atomic_path(run.config) as tmp:
             tmp.write_text(dump_config(cfg))
-    if not resume or not (out / "init.json").is_file():
+    if not resume or not run.init.is_file():
         init = initialise(module.model, cfg, log=log)  # on resume the checkpoint restores the weights anyway
         if writer:
-            write_json(init, out / "init.json")
+            write_json(init, run.init)
     t0 = time.perf_counter()
     log(
         f"training {cfg.model.name} on {cfg.data.dataset} ({len(prep.train)} train clips, AU strategy "
@@ -188,7 +189,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
     au_summary = au_label_summary(prep.checks)
     if au_summary is not None:
         log(f"  {describe_au_labels(au_summary)}")
-    log_file = out / "logs" / "metrics.csv"
+    log_file = run.log_csv
     earlier = log_file.read_bytes() if resume and log_file.is_file() else None
     handlers = {}
     if threading.current_thread() is threading.main_thread():
@@ -218,7 +219,7 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         stop = exc if isinstance(exc, Stop) else Stop(signal.SIGTERM)
         raise TrainingStopped(
             f"stopped by {stop.name} after step {trainer.global_step} (epoch {trainer.current_epoch + 1}); "
-            f"the {trainer.current_epoch} finished epoch(s) are in {last} and {out / 'epochs.csv'}; continue with --resume "
+            f"the {trainer.current_epoch} finished epoch(s) are in {last} and {run.epochs}; continue with --resume "
             f"(the unfinished epoch is redone from its start, so the result equals an uninterrupted run)",
             128 + stop.signum,
         ) from None
@@ -233,11 +234,11 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         return out
     chosen = last if best_cb is None else Path(best_cb.best_model_path)
     info = torch.load(chosen, map_location="cpu", weights_only=True)  # written by this run
-    init = json.loads((out / "init.json").read_text())
+    init = json.loads(run.init.read_text())
     selection = {
         "rule": sel,
         "note": SELECTION_NOTE[sel],
-        "checkpoint": str(chosen.relative_to(out)),
+        "checkpoint": run.relative(chosen),
         "sha256": file_sha256(chosen),  # its identity: a copy elsewhere, or another file put here, is told apart
         "init": init_label(init),
         "epoch": int(info["epoch"]) + 1,
@@ -247,10 +248,10 @@ def _train_locked(cfg: Config, *, resume: bool, accept_changes: bool, callbacks,
         "au_labels": au_summary,
         "follows": cfg.follows,
         "reproduced_bugs": list(cfg.data.reproduce_bugs),
-        **best_epochs(out / "epochs.csv"),
+        **best_epochs(run.epochs),
     }
-    write_json(selection, out / "selection.json")
+    write_json(selection, run.selection)
     if evaluate:
         # the file this run just wrote from the user's own config (which may name the user's model factory)
-        evaluate_checkpoint(chosen, out=out / "eval", log=log, trust_pickle=True)
+        evaluate_checkpoint(chosen, out=run.evaluation, log=log, trust_pickle=True)
     return out

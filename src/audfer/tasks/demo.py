@@ -46,6 +46,7 @@ from audfer.method.dataset_knowledge import DatasetSpec, filter_facts, filter_li
 from audfer.method.knowledge import extract_knowledge, paper_knowledge
 from audfer.method.labels import STRATEGIES, pos_weights, video_au_labels
 from audfer.predict.predictor import load_predictor, predict_videos
+from audfer.run_layout import RunLayout, metrics_file, predictions_file
 from audfer.synth.aus import activation_probability
 from audfer.synth.dataset import SynthConfig, generate, synth_settings_differ
 from audfer.synth.videos import render_videos
@@ -251,9 +252,9 @@ def run_demo(
     agg = result["strategies"]
     best = max(STRATEGIES, key=lambda s: agg[s]["uar"]["mean"])
     with atomic_path(out / "model.ckpt") as tmp:  # a full disk: one line naming it, an earlier copy intact
-        shutil.copyfile(out / best / f"seed_{seeds[0]}" / "checkpoints" / "last.ckpt", tmp)
+        shutil.copyfile(RunLayout(out).variant(best, seed=seeds[0]).last, tmp)
     package(
-        out / best / f"seed_{seeds[0]}",
+        RunLayout(out).variant(best, seed=seeds[0]).root,
         out / "model",
         name=f"audfer demo: {best} AU model",
         overwrite=True,
@@ -261,7 +262,7 @@ def run_demo(
     )
 
     metrics = {
-        s: [json.loads((out / s / f"seed_{seed}" / "eval" / "metrics.json").read_text()) for seed in seeds]
+        s: [json.loads(metrics_file(RunLayout(out).variant(s, seed=seed).evaluation).read_text()) for seed in seeds]
         for s in strategies
     }
 
@@ -319,7 +320,7 @@ def run_demo(
     tables: dict[str, list[dict]] = {"exact": [], "openface": []}
     for seed_i in seeds:
         preds = pl.read_csv(
-            out / best / f"seed_{seed_i}" / "eval" / "predictions.csv",
+            predictions_file(RunLayout(out).variant(best, seed=seed_i).evaluation),
             glob=False,
             schema_overrides={"clip_id": pl.String},
         )
@@ -348,11 +349,11 @@ def run_demo(
         "",
         f"Total time {steps.elapsed():.0f}s.",
     ]
-    report = out / "report.md"
+    report = RunLayout(out).report
     earlier = report.read_bytes() if report.is_file() else b""
     with atomic_path(report) as tmp:  # the study wrote its part; this appends the rest, never half of it
         tmp.write_bytes(earlier + ("\n".join(lines) + "\n").encode())
-    steps.done(6, f"report -> {out / 'report.md'}; total {steps.elapsed():.0f}s")
+    steps.done(6, f"report -> {report}; total {steps.elapsed():.0f}s")
     return out
 
 
@@ -377,7 +378,7 @@ def _filter_section(
     clips with (``synth.aus.activation_probability`` of the paper's K), on the same training clips."""
 
     t0 = time.perf_counter()
-    ck = out / "none" / f"seed_{seed}" / "checkpoints" / "last.ckpt"
+    ck = RunLayout(out).variant("none", seed=seed).last
     probs_path = out / "frame_probs.csv"
     head = [
         "",

@@ -43,6 +43,7 @@ from audfer.models.hub import PACKAGE_CONFIG, PACKAGE_WEIGHTS
 from audfer.models.registry import create_model, model_entry
 from audfer.predict.export import export_checked
 from audfer.progress import bar
+from audfer.run_layout import RunLayout, metrics_file
 from audfer.tasks.artifacts import write_run_table
 from audfer.vocab import AUS
 from audfer.weights.package import PACKAGE_FORMAT
@@ -79,11 +80,10 @@ class _Source:
 
 
 def _run_folder_of(path: Path) -> Path | None:
-    """The run folder a checkpoint belongs to (``<run>/checkpoints/x.ckpt``), or the folder itself if it is one."""
-    for cand in (path, path.parent.parent):
-        if (cand / "config.yaml").is_file() and (cand / "checkpoints").is_dir():
-            return cand
-    return None
+    """The run folder a checkpoint belongs to, or the folder itself if it is one (``RunLayout.of``), when it has
+    what the package reads (``RunLayout.is_complete``)."""
+    run = RunLayout.of(path)
+    return run.root if run is not None and run.is_complete() else None
 
 
 def _read_source(source: Path, model_name: str | None, trust_pickle: bool) -> _Source:
@@ -103,13 +103,15 @@ def _read_source(source: Path, model_name: str | None, trust_pickle: bool) -> _S
     ckpt = source
     if source.is_dir():
         if run is None:
-            cv = sorted(p.name for p in source.glob("fold_*") if p.is_dir())
+            cv = sorted(f.root.name for f in RunLayout(source).folds() if f.root.is_dir())
+            layout = RunLayout(source)
             raise AudferError(
-                f"{source}: not a run folder (no config.yaml and checkpoints/)"
+                f"{source}: not a run folder (no {layout.config.name} and {layout.checkpoints.name}/)"
                 + (f"; a cv folder: package one of its folds ({', '.join(cv)})" if cv else "")
             )
     if run is not None:
-        selected = run / ((_json(run / "selection.json") or {}).get("checkpoint") or "checkpoints/last.ckpt")
+        _json(RunLayout(run).selection)  # an unreadable one: one line naming it
+        selected = RunLayout(run).selected_checkpoint()
         if source.is_dir():
             ckpt = selected
         elif ckpt.resolve() != selected.resolve():
@@ -125,11 +127,11 @@ def _is_runs_checkpoint(ckpt: Path, run: Path, cfg: dict[str, Any]) -> bool:
     """Whether ``ckpt`` is the checkpoint the run selected and evaluated, by content, not by where it lies: the
     SHA-256 ``selection.json`` records (a run from before it was recorded: the checkpoint's stored config is the
     run's ``config.yaml``, result-affecting settings and ``out`` alike)."""
-    selection = _json(run / "selection.json") or {}
+    selection = _json(RunLayout(run).selection) or {}
     if isinstance(selection.get("sha256"), str):
         return file_sha256(ckpt) == selection["sha256"]
     try:
-        stored = read_yaml(run / "config.yaml", "the run's config (YAML)")
+        stored = read_yaml(RunLayout(run).config, "the run's config (YAML)")
     except AudferError:
         return False
     if not isinstance(stored, dict):
@@ -147,9 +149,8 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 def _cv_of(run: Path | None) -> dict[str, Any] | None:
     """``cv.json`` of the cv this run is a fold of (``<cv>/fold_<k>``), if any."""
-    if run is None or not run.name.startswith("fold_"):
-        return None
-    return _json(run.parent / "cv.json")
+    cv = None if run is None else RunLayout(run).cv_parent()
+    return None if cv is None else _json(cv.cv_json)
 
 
 def _metric_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
@@ -239,7 +240,8 @@ def _card(
     lines += ["", "## Metrics as evaluated", ""]
     if metrics is None:
         lines += [
-            "Not evaluated by audfer (no `eval/metrics.json`): run `audfer evaluate <this folder> --data data.root=...`."
+            f"Not evaluated by audfer (no `{metrics_file(RunLayout(Path()).evaluation)}`): run "
+            "`audfer evaluate <this folder> --data data.root=...`."
         ]
     else:
         lines += [
@@ -380,9 +382,10 @@ def package(
     spec = model.input_spec
     has_au = getattr(model, "au_head", None) is not None
     run = got.run
-    metrics = _json(run / "eval" / "metrics.json") if run else None
-    selection = _json(run / "selection.json") if run else None
-    init = _json(run / "init.json") if run else None
+    layout = RunLayout(run) if run else None
+    metrics = _json(metrics_file(layout.evaluation)) if layout else None
+    selection = _json(layout.selection) if layout else None
+    init = _json(layout.init) if layout else None
     info: dict[str, Any] = {
         "format": PACKAGE_FORMAT,
         "audfer_version": __version__,
