@@ -111,9 +111,10 @@ def test_every_module_path_named_in_the_text_exists():
 
 
 def _options() -> set[str]:
-    from audfer.config.schema import declared
+    """Every declared option, and the former names still read (with a deprecation warning)."""
+    from audfer.config.schema import RENAMED, declared
 
-    return {key for key, *_ in declared()}
+    return {key for key, *_ in declared()} | set(RENAMED)
 
 
 _SECTIONS = ("model", "data", "au", "optim", "train")

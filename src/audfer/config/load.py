@@ -3,7 +3,7 @@
 ``load_config(CONFIG, overrides)``: ``CONFIG`` is a YAML path or the name of a shipped config
 (``audfer/configs/<name>.yaml``: each base model's §4.3 recipe x DFEW / FERV39k / MAFW, and
 ``synthetic_small``). A config may name a parent with ``base:``; values merge over the defaults declared in
-``audfer/options.py``, then ``key=value`` overrides (dotted keys, YAML values) apply, then every value is checked
+``audfer/config/schema.py``, then ``key=value`` overrides (dotted keys, YAML values) apply, then every value is checked
 against its declaration. An unknown key anywhere is an error naming it: a typo never silently trains the default.
 Code changes a loaded config one way only, ``with_values`` (the same dotted keys and checks as ``key=value``).
 """

@@ -13,7 +13,7 @@ A declaration (``Dataset``) says:
 - ``knowledge``: how §3.1's K gets its labels from the dataset (``KnowledgeLabels``), or None when it has none; it
   is given the AU frames with the ``clip_id`` rule applied, and the AU files' stems as they are;
 - ``check``: its own checks of the ``data`` options (``ConfigError``), run when a config is built;
-- ``au_dir``: where its per-clip AU CSVs are under its root when ``data.openface`` does not say (the synthetic set's
+- ``au_dir``: where its per-clip AU CSVs are under its root when ``data.au_dir`` does not say (the synthetic set's
   ``OpenFace``).
 
 The built-in datasets are the modules of ``audfer.data.sets`` (``dfew``, ``ferv39k``, ``mafw``, ``synthetic``,
@@ -73,7 +73,7 @@ class Dataset:
     knowledge: Callable[[Any, Any, list[str]], KnowledgeLabels] | None = None
     check: Callable[[Any], None] | None = None
     root_hint: str = ""  #: words added to "data.root is not set" (how to get the data)
-    au_dir: str | None = None  #: where its per-clip AU CSVs are under the root when ``data.openface`` is not set
+    au_dir: str | None = None  #: where its per-clip AU CSVs are under the root when ``data.au_dir`` is not set
 
     @property
     def classes(self) -> tuple[int, ...]:

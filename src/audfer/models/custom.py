@@ -23,7 +23,8 @@ from torch import nn
 from audfer.errors import ConfigError
 from audfer.models.base import DFERModel, InputSpec
 
-#: What a backbone without ``input_spec`` is fed (M3DFEL / Former-DFER convention, reference README §3).
+#: What a backbone without ``input_spec`` is fed: 16 frames of 112 x 112, as M3DFEL (Tencent/TFace
+#: ``attribute/M3DFEL/options.py``) and Former-DFER (zengqunzhao/Former-DFER ``main.py``) are trained.
 DEFAULT_SPEC = InputSpec(16, 112)
 
 

@@ -35,7 +35,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 class AUTool:
     """One AU tool's per-frame file: subclass it, set the attributes, override the hooks its files need.
 
-    ``read`` is the generic reader (``audfer.au.sources.read_mapped``: numbers checked per row and column, unknown
+    ``read`` is the generic reader (``audfer.au.reader.read_mapped``: numbers checked per row and column, unknown
     AUs null, presence and intensity by the rules of ``audfer.au.sources``) on ``mapping``; a tool whose files it
     cannot read overrides ``read`` (``openface``)."""
 
