@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("audfer.au",),
     ("audfer.provenance",),
     ("audfer.io",),
-    ("audfer.files", "audfer.vocab", "audfer.trust", "audfer.run_layout"),
+    ("audfer.files", "audfer.vocab", "audfer.trust", "audfer.run_layout", "audfer.plugins"),
     ("audfer.errors", "audfer.hints", "audfer.resources", "audfer.progress"),
 )
 #: Third-party packages whose import costs enough that a light module may defer them to a function.

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from audfer.errors import ConfigError, InputError
+from audfer.plugins import import_module_of, is_code_name
 from audfer.vocab import EXPRESSIONS
 
 __all__ = [
@@ -128,12 +129,9 @@ def _load_builtins() -> None:
 def _import_user_dataset(name: str) -> Dataset:
     """``package.module:name``: import the module (it registers ``name``) and return that declaration."""
     module_name, _, attr = name.partition(":")
-    if not module_name or not attr:
+    if not is_code_name(name):
         raise ConfigError(f"dataset {name!r}: expected a registered name or 'package.module:name'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"dataset {name!r}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH?") from None
+    module = import_module_of(name, f"dataset {name!r}")  # importing it registers its datasets
     decl = _DATASETS.get(attr)
     if decl is None and isinstance(getattr(module, attr, None), Dataset):
         decl = register_dataset(getattr(module, attr))

@@ -13,7 +13,6 @@ model: checkpoints record the factory's name and kwargs, so the module must be i
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from torch import nn
 
 from audfer.errors import ConfigError
 from audfer.models.base import DFERModel, InputSpec
+from audfer.plugins import import_named
 
 #: What a backbone without ``input_spec`` is fed: 16 frames of 112 x 112, as M3DFEL (Tencent/TFace
 #: ``attribute/M3DFEL/options.py``) and Former-DFER (zengqunzhao/Former-DFER ``main.py``) are trained.
@@ -34,19 +34,11 @@ def is_custom_name(name: str) -> bool:
 
 
 def import_factory(name: str) -> Callable[..., Any]:
-    """The callable named by ``package.module:attribute`` (dots after the colon walk attributes)."""
-    module_name, _, attr = name.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"model.name {name!r}: expected 'package.module:factory'")
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"model.name {name!r}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH?") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"model.name {name!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+    """The callable named by ``package.module:attribute`` (dots after the colon walk attributes;
+    ``audfer.plugins.import_named``)."""
+    obj = import_named(name, f"model.name {name!r}", expected="'package.module:factory'")
     if not callable(obj):
+        attr = name.partition(":")[2]
         raise ConfigError(f"model.name {name!r}: {attr!r} is not callable (expected a factory returning an nn.Module)")
     return obj
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from audfer.au.mapping import AUMapping, header_of
 from audfer.errors import AudferError, InputError
 from audfer.files import check_text_file, one_line
+from audfer.plugins import import_named, is_code_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -120,22 +121,13 @@ def is_au_tool_name(name: object) -> bool:
     return isinstance(name, str) and (name == "auto" or name in _REGISTRY or _is_code(name))
 
 
-def _is_code(name: str) -> bool:
-    module, _, attr = name.partition(":")
-    return bool(module.strip()) and bool(attr.strip())
+_is_code = is_code_name
 
 
 def _import_tool(name: str, error: type[AudferError]) -> AUTool:
     """The tool named ``package.module:attribute`` (an ``AUTool`` or subclass; registered if its module did not)."""
-    module_name, _, attr = name.partition(":")
-    try:
-        obj: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise error(f"AU source {name!r}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH?") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise error(f"AU source {name!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+    attr = name.partition(":")[2]
+    obj = import_named(name, f"AU source {name!r}", expected="'package.module:attribute'", error=error)
     if isinstance(obj, type) and issubclass(obj, AUTool):
         registered = _REGISTRY.get(obj.name)
         obj = registered if isinstance(registered, obj) else obj()
