@@ -243,7 +243,7 @@ def test_every_artifact_has_the_same_sidecar_fields_from_the_cli_the_demo_path_a
         == 0
     )
     assert main(["pos-weights", "--preset", "dfew", "--strategy", "global", "--out", str(cli / "pw_preset.csv")]) == 0
-    assert main(["knowledge", "--openface-dir", str(au_dir), "--labels", str(labels), "--out", str(cli / "K.csv")]) == 0
+    assert main(["knowledge", "--au-dir", str(au_dir), "--labels", str(labels), "--out", str(cli / "K.csv")]) == 0
     assert (
         main(
             [
@@ -252,7 +252,7 @@ def test_every_artifact_has_the_same_sidecar_fields_from_the_cli_the_demo_path_a
                 "dfew",
                 "--root",
                 str(synth),
-                "--openface-dir",
+                "--au-dir",
                 str(au_dir),
                 "--out",
                 str(cli / "K_dfew.csv"),

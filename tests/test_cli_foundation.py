@@ -83,7 +83,7 @@ def test_pos_weights_and_knowledge_commands(dataset):
         main(
             [
                 "knowledge",
-                "--openface-dir",
+                "--au-dir",
                 str(of),
                 "--labels",
                 str(labels),
@@ -134,7 +134,7 @@ def test_preset_pos_weights(tmp_path):
             "short.csv: knowledge matrix has 2 rows; expected 7",
         ),
         (
-            ["knowledge", "--openface-dir", "{root}/openface", "--labels", "{root}/few_labels.csv", "--out", "{out}"],
+            ["knowledge", "--au-dir", "{root}/openface", "--labels", "{root}/few_labels.csv", "--out", "{out}"],
             "no kept frame for expression(s) Sad, Neutral, Angry, Surprise, Disgust, Fear",
         ),
     ],

@@ -157,7 +157,7 @@ def _clips_reference(root: Path, out: Path, parts: tuple[str, ...]) -> np.ndarra
     labels = pl.concat([pl.read_csv(root / "labels" / f"{p}.csv") for p in parts])
     labels.rename({"clip": "clip_id", "expression": "label"}).write_csv(out.parent / f"{out.stem}_labels.csv")
     args = ["knowledge", "--dataset", "clips", "--labels", str(out.parent / f"{out.stem}_labels.csv")]
-    assert main([*args, "--openface-dir", str(au), "--out", str(out)]) == 0
+    assert main([*args, "--au-dir", str(au), "--out", str(out)]) == 0
     return read_expression_table(out)
 
 

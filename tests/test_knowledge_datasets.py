@@ -177,8 +177,8 @@ def test_dataset_cli_and_errors(tmp_path, capsys):
     of = tmp_path / "of"
     of.mkdir()
     _ravdess_tree(of)
-    assert main(["knowledge", "--dataset", "ravdess", "--openface-dir", str(of), "--out", str(tmp_path / "K.csv")]) == 0
-    assert main(["knowledge", "--dataset", "dfew", "--openface-dir", str(of), "--out", str(tmp_path / "K2.csv")]) == 2
+    assert main(["knowledge", "--dataset", "ravdess", "--au-dir", str(of), "--out", str(tmp_path / "K.csv")]) == 0
+    assert main(["knowledge", "--dataset", "dfew", "--au-dir", str(of), "--out", str(tmp_path / "K2.csv")]) == 2
     assert "dataset dfew: needs --root <DFEW root>" in capsys.readouterr().err
 
 

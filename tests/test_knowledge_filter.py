@@ -41,7 +41,7 @@ def test_the_filter_reports_per_expression_and_records_the_filter_model(synth, t
     # the lowest of the expressions' median own-label probabilities: every expression keeps frames, some are dropped
     theta = float(own.group_by("label").agg(pl.col("own").median())["own"].min())
     out = tmp_path / "K.csv"
-    args = ["knowledge", "--dataset", "dfew", "--openface-dir", str(synth / "OpenFace"), "--root", str(synth)]
+    args = ["knowledge", "--dataset", "dfew", "--au-dir", str(synth / "OpenFace"), "--root", str(synth)]
     assert main([*args, "--frame-probs", str(probs), "--theta", str(theta), "--out", str(out)]) == 0
     printed = capsys.readouterr().err
     side = json.loads((tmp_path / "K.csv.provenance.json").read_text())
@@ -67,7 +67,7 @@ def test_a_k_whose_filter_model_saw_the_test_clips_is_refused(synth, tmp_path, c
     (tmp_path / "f2").mkdir()
     ck2 = _checkpoint(tmp_path / "f2", _cfg(synth, "data.fold=2"))  # trained on fold 2: holds fold 1's test clips
     out = tmp_path / "K.csv"
-    args = ["knowledge", "--dataset", "dfew", "--openface-dir", str(synth / "OpenFace"), "--root", str(synth)]
+    args = ["knowledge", "--dataset", "dfew", "--au-dir", str(synth / "OpenFace"), "--root", str(synth)]
     assert main([*args, "--filter-checkpoint", str(ck2), "--theta", "0.01", "--out", str(out)]) == 0
     assert "θ filter" in capsys.readouterr().err
     made = tmp_path / "K.frame_probs.csv"  # the probabilities were made beside K, for fold 1's training clips

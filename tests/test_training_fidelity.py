@@ -343,7 +343,7 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
 
     of, labels = synth / "OpenFace", synth / "clip_labels.csv"
     k_all = tmp_path / "K_all.csv"
-    assert main(["knowledge", "--openface-dir", str(of), "--labels", str(labels), "--out", str(k_all)]) == 0
+    assert main(["knowledge", "--au-dir", str(of), "--labels", str(labels), "--out", str(k_all)]) == 0
     side = json.loads((tmp_path / "K_all.csv.provenance.json").read_text())
     assert side["n_clips"] == 60 and len(side["clip_ids"]) == 60 and len(side["clip_ids_sha256"]) == 64
     with pytest.raises(AudferError, match=r"computed from \d+ clip\(s\) of the synthetic fold 1 test split"):
@@ -360,7 +360,7 @@ def test_a_knowledge_matrix_computed_with_test_clips_is_refused(synth, tmp_path)
                 str(synth),
                 "--fold",
                 "1",
-                "--openface-dir",
+                "--au-dir",
                 str(of),
                 "--out",
                 str(k_train),
