@@ -413,6 +413,23 @@ def test_batch_clips_runs_the_loaders_tail_now_and_leaves_the_devices_drawn():
     assert torch.equal(batch_clips([c for c in clips]), torch.stack(clips))  # nothing deferred: the stack
 
 
+def test_the_loaders_tail_keeps_the_decoded_frames_memory_layout():
+    """Decoded frames are channels-last views (``ClipDataset``); the loader's tail (the final Normalize) keeps that
+    layout on the batch, as the loader always has: the model's kernels round differently on another layout, so a
+    contiguous copy would change every run's numbers (it did, by 1.3 WAR points on the demo's seed-0 baseline,
+    before this was restored)."""
+    from audfer.data.transforms import Compose, batch_clips
+
+    frames = [torch.from_numpy(np.random.default_rng(s).integers(0, 256, (4, 48, 48, 3), np.uint8)) for s in range(3)]
+    clips = [f.permute(0, 3, 1, 2) for f in frames]  # (T, C, H, W) views of (T, H, W, C) frames, as decoded
+    stacked = torch.stack(clips)
+    got = batch_clips(clips, Compose(Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))))
+    assert got.stride() == stacked.stride() and not got.is_contiguous()
+    mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 1, 3, 1, 1)
+    std = torch.tensor([0.2, 0.25, 0.3]).view(1, 1, 3, 1, 1)
+    torch.testing.assert_close(got, (stacked.float() / 255 - mean) / std, rtol=0, atol=1e-6)
+
+
 def test_mixup_draws_nothing_when_off_and_mixes_each_clip_with_its_mirror():
     """``Mixup``: off -> None and torch's generator untouched; mixup -> ``lam x + (1 - lam) x.flip(0)``; cutmix ->
     ``lam`` is the share of each clip's own pixels, the rest the mirror clip's, in one box on every frame."""

@@ -83,4 +83,10 @@ def batch_clips(clips: Sequence[torch.Tensor | Drawn], tail: ClipStep | None = N
         drawn = cast("Sequence[Drawn]", clips)
         return DeferredClips(torch.stack([c[0] for c in drawn]), [c[1] for c in drawn])
     stacked = torch.stack(clips)  # type: ignore[arg-type]
-    return stacked if tail is None else DeferredClips(stacked, None).apply(tail)
+    if tail is None:
+        return stacked
+    # the loader's tail (a final Normalize, which draws nothing) on the frames of the whole batch, keeping their memory
+    # layout (the decoder's channels-last frames stay so): the model's kernels, and so its rounding, can depend on the
+    # layout, and every run before the transforms became a package was trained on these batches (tested)
+    b, t = stacked.shape[:2]
+    return tail(stacked.flatten(0, 1)).unflatten(0, (b, t))
