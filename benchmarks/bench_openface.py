@@ -27,28 +27,10 @@ from pathlib import Path
 
 
 def _make(root: Path, files: int, frames: int) -> None:
-    import numpy as np
-    import polars as pl
-
-    from audfer.synth.openface_writer import render_openface_csv
-    from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
+    from audfer.synth.openface_writer import random_frames, render_openface_csv
 
     root.mkdir(parents=True, exist_ok=True)
-    templates = []
-    for t in range(5):
-        rng = np.random.default_rng(t)
-        df = pl.DataFrame(
-            {
-                "frame": np.arange(1, frames + 1),
-                "timestamp": np.arange(frames) / 30,
-                "confidence": rng.uniform(0.8, 1, frames),
-                "success": (rng.random(frames) > 0.05).astype(int),
-                "face_id": np.zeros(frames, dtype=int),
-                **{c: rng.uniform(0, 5, frames) for c in INTENSITY_COLUMNS},
-                **{c: rng.integers(0, 2, frames) for c in PRESENCE_COLUMNS},
-            }
-        )
-        templates.append(render_openface_csv(df, "2.2", full=True, seed=t))
+    templates = [render_openface_csv(random_frames(frames, t), "2.2", full=True, seed=t) for t in range(5)]
     for i in range(files):
         (root / f"{i:05d}.csv").write_bytes(templates[i % len(templates)])
 

@@ -25,25 +25,9 @@ from pathlib import Path
 
 
 def _csv(frames: int, seed: int) -> bytes:
-    import numpy as np
-    import polars as pl
+    from audfer.synth.openface_writer import random_frames, render_openface_csv
 
-    from audfer.synth.openface_writer import render_openface_csv
-    from audfer.vocab import INTENSITY_COLUMNS, PRESENCE_COLUMNS
-
-    rng = np.random.default_rng(seed)
-    df = pl.DataFrame(
-        {
-            "frame": np.arange(1, frames + 1),
-            "timestamp": np.arange(frames) / 30,
-            "confidence": rng.uniform(0.8, 1, frames),
-            "success": (rng.random(frames) > 0.05).astype(int),
-            "face_id": np.zeros(frames, dtype=int),
-            **{c: rng.uniform(0, 5, frames).round(2) for c in INTENSITY_COLUMNS},
-            **{c: rng.integers(0, 2, frames) for c in PRESENCE_COLUMNS},
-        }
-    )
-    return render_openface_csv(df, "2.2", full=False, seed=seed)
+    return render_openface_csv(random_frames(frames, seed, decimals=2), "2.2", full=False, seed=seed)
 
 
 def _step(folder: str, cache: str, out: str) -> None:

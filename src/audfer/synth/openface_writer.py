@@ -38,6 +38,26 @@ def full_header() -> list[str]:
     return cols + list(INTENSITY_COLUMNS) + list(PRESENCE_COLUMNS)
 
 
+def random_frames(frames: int, seed: int, *, decimals: int | None = None) -> pl.DataFrame:
+    """A clip of ``frames`` random OpenFace frames (30 fps, 95 % successful, confidence 0.8-1, intensities uniform on
+    0-5, rounded to ``decimals`` when given, presences 0/1) for ``render_openface_csv``: the benchmarks' input."""
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame(
+        {
+            "frame": np.arange(1, frames + 1),
+            "timestamp": np.arange(frames) / 30,
+            "confidence": rng.uniform(0.8, 1, frames),
+            "success": (rng.random(frames) > 0.05).astype(int),
+            "face_id": np.zeros(frames, dtype=int),
+            **{
+                c: (v.round(decimals) if decimals is not None else v)
+                for c, v in ((c, rng.uniform(0, 5, frames)) for c in INTENSITY_COLUMNS)
+            },
+            **{c: rng.integers(0, 2, frames) for c in PRESENCE_COLUMNS},
+        }
+    )
+
+
 def render_openface_csv(frames: pl.DataFrame, style: str = "2.2", *, full: bool = True, seed: int = 0) -> bytes:
     """Render canonical frames (``frame, timestamp, confidence, success, face_id``, AU columns)
     as the bytes of an OpenFace CSV. Non-AU feature columns (``full=True``) get seeded
