@@ -17,7 +17,7 @@ import pytest
 from audfer.cli import main
 from audfer.config import load_config
 from audfer.config.schema import choices_of
-from audfer.data.registry import dataset, list_datasets, register_dataset
+from audfer.data.registry import dataset, dataset_of_classes, list_datasets, register_dataset
 from audfer.errors import CheckpointError, ConfigError
 from audfer.evaluation.metrics import class_names
 from audfer.io import read_expression_table
@@ -88,6 +88,10 @@ def test_the_config_checks_and_the_cli_read_the_declarations(capsys):
         )
         assert (cfg.data.fold, cfg.num_classes) == (10, 3)
         assert class_names(3) == ("A", "B", "C")  # reports name its classes in its declared order
+        # what a released checkpoint's 3-way head was trained on: the one dataset declaring 3 classes; MAFW for 11
+        assert (dataset_of_classes(3), dataset_of_classes(11), dataset_of_classes(7)) == ("tenfold", "mafw", None)
+        register_dataset("threeway", lambda root, d, part: None, class_order={3: ("X", "Y", "Z")})
+        assert dataset_of_classes(3) is None  # two candidates: not guessed
         with pytest.raises(ConfigError, match="data.fold = 6; synthetic has 5 folds"):
             load_config("synthetic_small", ["data.fold=6"])
         with pytest.raises(ConfigError, match="class_order must map each class count to that many class names"):
@@ -96,6 +100,7 @@ def test_the_config_checks_and_the_cli_read_the_declarations(capsys):
         from audfer.data import registry
 
         registry._DATASETS.pop("tenfold", None)
+        registry._DATASETS.pop("threeway", None)
         register_dataset(builtin_dfew)
 
 

@@ -177,6 +177,19 @@ def declared_class_counts() -> tuple[int, ...]:
     return tuple(sorted({c for d in _DATASETS.values() for c in d.classes}))
 
 
+def dataset_of_classes(n: int) -> str | None:
+    """The one registered dataset with official splits whose own class order has ``n`` classes and that needs no
+    further option to read its labels (no ``check`` of its own: a list dataset needs ``data.class_order``), or None
+    when none or several do. What a released base-model checkpoint with an ``n``-way head was trained on (11: MAFW)."""
+    _load_builtins()
+    found = [
+        name
+        for name, d in _DATASETS.items()
+        if ":" not in name and d.split is not None and d.check is None and n in d.class_order and n != len(EXPRESSIONS)
+    ]
+    return found[0] if len(found) == 1 else None
+
+
 def max_folds() -> int:
     """The most official folds of a registered dataset (the range of ``data.fold``)."""
     _load_builtins()

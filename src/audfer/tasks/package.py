@@ -30,6 +30,7 @@ from audfer import __version__
 from audfer.config.load import with_defaults
 from audfer.config.schema import Config
 from audfer.data.registry import dataset as dataset_decl
+from audfer.data.registry import dataset_of_classes
 from audfer.engine.datamodule import sampling_of, views_at_test
 from audfer.engine.runfolder import config_changes
 from audfer.errors import AudferError
@@ -45,7 +46,7 @@ from audfer.predict.export import export_checked
 from audfer.progress import bar
 from audfer.run_layout import RunLayout, metrics_file
 from audfer.tasks.artifacts import write_run_table
-from audfer.vocab import AUS
+from audfer.vocab import AUS, EXPRESSIONS
 from audfer.weights.package import PACKAGE_FORMAT
 from audfer.weights.pretrained import init_label
 from audfer.weights.restore import read_run_checkpoint
@@ -93,10 +94,11 @@ def _read_source(source: Path, model_name: str | None, trust_pickle: bool) -> _S
         entry = model_entry(model_name)
         weights = read_weights(source, trust_pickle=trust_pickle)  # read once
         head = f"{getattr(entry.builder, 'classifier_name', 'fc')}.weight"
-        classes = int(weights.state[head].shape[0]) if head in weights.state else 7  # 7, or MAFW's 11
+        classes = int(weights.state[head].shape[0]) if head in weights.state else len(EXPRESSIONS)  # 7, or MAFW's 11
         model = create_model(model_name, num_classes=classes, au_head=False)
         load_checkpoint(model, weights)
-        data = {"dataset": "mafw", "classes": 11} if classes == 11 else {}
+        trained_on = dataset_of_classes(classes)  # the registered dataset with that many classes (11: MAFW)
+        data = {"dataset": trained_on, "classes": classes} if trained_on else {}
         cfg = with_defaults({"model": {"name": model_name}, "au": {"strategy": "none"}, "data": data})
         return _Source(model.eval(), cfg, None, None, f"released {entry.description} checkpoint", source)
     run = _run_folder_of(source)
