@@ -62,10 +62,12 @@ class DeferredClips:
         return DeferredClips(self.clips.pin_memory(), self.params)
 
     def apply(self, steps: ClipStep) -> torch.Tensor:
-        """The batch after ``steps`` (the tail), float ``(B, T, 3, H, W)``, contiguous as the CPU path's batches are
-        (the model's kernels, and so its rounding, can depend on the input's memory layout). Clips with draws on the
-        CPU: clip by clip (``apply_params``); otherwise the whole batch at once (``apply_batch``; for a tail that draws
-        nothing, one float batch allocated instead of one per clip)."""
+        """The batch after ``steps`` (the tail), float ``(B, T, 3, H, W)``, contiguous, as the CPU path's batches are
+        wherever a crop or resize ran (the model's kernels, and so its rounding, can depend on the input's memory
+        layout; frames decoded at the model's size and used as they are keep their channels-last layout on the CPU
+        path, ``batch_clips``, so there the two paths round differently). Clips with draws on the CPU: clip by clip
+        (``apply_params``); otherwise the whole batch at once (``apply_batch``; for a tail that draws nothing, one
+        float batch allocated instead of one per clip)."""
         clips = self.clips.contiguous()
         if self.params is None:
             nothing = [None] * len(steps.steps) if isinstance(steps, Compose) else None
