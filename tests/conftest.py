@@ -104,3 +104,14 @@ def small_weights(tmp_path):
     path = tmp_path / "small.pth"
     torch.save({"state_dict": create_model("former_dfer_small").state_dict()}, path)
     return path
+
+
+def tiny_video(path: Path) -> Path:
+    """An 8-frame 32 px mp4 of flat grey frames (no face): a valid video for commands that must refuse before reading it."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (32, 32))
+    for i in range(8):
+        writer.write(np.full((32, 32, 3), 20 * i, np.uint8))
+    writer.release()
+    return path

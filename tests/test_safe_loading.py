@@ -15,7 +15,7 @@ import torch
 
 from audfer.cli import main
 
-from conftest import TINY
+from conftest import TINY, tiny_video
 
 
 class _Planted:
@@ -49,21 +49,18 @@ def _one_error_line(capsys, path):
     return err[0]
 
 
-def _video(path):
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (32, 32))
-    for i in range(8):
-        writer.write(np.full((32, 32, 3), 20 * i, np.uint8))
-    writer.release()
-    return path
-
-
 COMMANDS = {
-    "predict": lambda f, t: ["predict", str(_video(t / "v.mp4")), "--checkpoint", str(f), "--out", str(t / "p.json")],
+    "predict": lambda f, t: [
+        "predict",
+        str(tiny_video(t / "v.mp4")),
+        "--checkpoint",
+        str(f),
+        "--out",
+        str(t / "p.json"),
+    ],
     "predict --model": lambda f, t: [
         "predict",
-        str(_video(t / "v.mp4")),
+        str(tiny_video(t / "v.mp4")),
         "--checkpoint",
         str(f),
         "--model",

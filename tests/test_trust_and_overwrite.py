@@ -25,7 +25,7 @@ import audfer
 from audfer.cli import build_parser, main
 from audfer.errors import AudferError
 
-from conftest import TINY
+from conftest import TINY, tiny_video
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 CODE = "plantedmod:build"
@@ -92,22 +92,12 @@ def planted(tmp_path, monkeypatch):
     sys.modules.pop("plantedmod", None)
 
 
-def _video(path):
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (32, 32))
-    for i in range(8):
-        writer.write(np.full((32, 32, 3), 20 * i, np.uint8))
-    writer.release()
-    return path
-
-
 def _model_doors(t: Path) -> dict[str, object]:
     """Doors that read a model file: name -> argv builder or function of the source."""
     return {
         "cli predict": lambda s: [
             "predict",
-            str(_video(t / "v.mp4")),
+            str(tiny_video(t / "v.mp4")),
             "--checkpoint",
             str(s),
             "--out",
@@ -115,7 +105,7 @@ def _model_doors(t: Path) -> dict[str, object]:
         ],
         "cli predict --model": lambda s: [
             "predict",
-            str(_video(t / "v.mp4")),
+            str(tiny_video(t / "v.mp4")),
             "--checkpoint",
             str(s),
             "--model",
@@ -425,7 +415,7 @@ def test_weights_that_are_not_finite_are_refused_by_every_reader(tmp_path, capsy
     for source, named in ((ckpt, ckpt), (pkg, pkg / "model.safetensors"), (released, released)):
         doors = [
             ["evaluate", str(source), "--out", str(t / "ev")],
-            ["predict", str(_video(t / "v.mp4")), "--checkpoint", str(source), "--out", str(t / "p.json")],
+            ["predict", str(tiny_video(t / "v.mp4")), "--checkpoint", str(source), "--out", str(t / "p.json")],
             ["export", str(source), "--onnx", str(t / "m.onnx")],
             ["export", str(source), "--onnx", str(t / "m.onnx"), "--model", "former_dfer_small"],
         ]

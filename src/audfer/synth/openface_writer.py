@@ -41,19 +41,22 @@ def full_header() -> list[str]:
 def random_frames(frames: int, seed: int, *, decimals: int | None = None) -> pl.DataFrame:
     """A clip of ``frames`` random OpenFace frames (30 fps, 95 % successful, confidence 0.8-1, intensities uniform on
     0-5, rounded to ``decimals`` when given, presences 0/1) for ``render_openface_csv``: the benchmarks' input."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # drawn in this order: confidence, success, intensities, presences
+    confidence = rng.uniform(0.8, 1, frames)
+    success = (rng.random(frames) > 0.05).astype(int)
+    intensities = {c: rng.uniform(0, 5, frames) for c in INTENSITY_COLUMNS}
+    if decimals is not None:
+        intensities = {c: v.round(decimals) for c, v in intensities.items()}
+    presences = {c: rng.integers(0, 2, frames) for c in PRESENCE_COLUMNS}
     return pl.DataFrame(
         {
             "frame": np.arange(1, frames + 1),
             "timestamp": np.arange(frames) / 30,
-            "confidence": rng.uniform(0.8, 1, frames),
-            "success": (rng.random(frames) > 0.05).astype(int),
+            "confidence": confidence,
+            "success": success,
             "face_id": np.zeros(frames, dtype=int),
-            **{
-                c: (v.round(decimals) if decimals is not None else v)
-                for c, v in ((c, rng.uniform(0, 5, frames)) for c in INTENSITY_COLUMNS)
-            },
-            **{c: rng.integers(0, 2, frames) for c in PRESENCE_COLUMNS},
+            **intensities,
+            **presences,
         }
     )
 

@@ -118,10 +118,7 @@ def list_au_tools() -> list[str]:
 
 def is_au_tool_name(name: object) -> bool:
     """A registered tool, ``auto``, or a ``package.module:attribute`` naming a user's tool (not imported here)."""
-    return isinstance(name, str) and (name == "auto" or name in _REGISTRY or _is_code(name))
-
-
-_is_code = is_code_name
+    return isinstance(name, str) and (name == "auto" or name in _REGISTRY or is_code_name(name))
 
 
 def _import_tool(name: str, error: type[AudferError]) -> AUTool:
@@ -142,7 +139,7 @@ def get_au_tool(name: str, *, error: type[AudferError] = InputError) -> AUTool:
     """The registered tool ``name``, or a user's ``package.module:attribute`` (imported, then registered)."""
     if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
-    if isinstance(name, str) and _is_code(name):
+    if isinstance(name, str) and is_code_name(name):
         return _import_tool(name, error)
     raise error(
         f"unknown AU source {name!r}; expected one of {', '.join(list_au_tools())}, auto, or a tool of your own as "
