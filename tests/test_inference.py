@@ -248,6 +248,35 @@ def test_bfloat16_runs_m3dfel_whose_cpu_lstm_has_no_mixed_precision_primitive(fi
     assert np.abs(a.windows.select(cols).to_numpy() - b.windows.select(cols).to_numpy()).max() <= 0.01
 
 
+def test_a_model_whose_layers_refuse_bfloat16_is_one_clear_error(fixtures):
+    """Any model's layer that has no bfloat16 kernel here (a plain LSTM on this CPU's oneDNN, as M3DFEL's was) is
+    one error naming the video and the way out, not a traceback; float32 still runs."""
+    import audfer
+    from audfer.models.custom import CustomDFER
+
+    class Recurrent(torch.nn.Module):
+        num_features = 4
+        input_spec = {"frames": 4, "size": 32}
+
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
+
+        def forward(self, x):
+            _, (h, _) = self.lstm(x.mean(dim=(-2, -1)))
+            if torch.is_autocast_enabled("cpu"):  # the kernel refusal, on any CPU: what oneDNN raises here
+                raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation")
+            return h[-1]
+
+    model = CustomDFER(Recurrent()).eval()
+    video = fixtures / "video" / "single_face.mp4"
+    assert predict_video(video, model, face="full", stride=16).windows.height >= 1
+    with pytest.raises(
+        audfer.AudferError, match=r"single_face\.mp4: the model cannot run in bfloat16 on cpu .*float32"
+    ):
+        predict_video(video, model, face="full", stride=16, precision="bfloat16")
+
+
 @pytest.mark.slow
 def test_bfloat16_keeps_full_size_m3dfel_probabilities_within_001_of_float32(fixtures):
     import audfer

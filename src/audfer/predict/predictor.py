@@ -218,8 +218,16 @@ def predict_video(
         nonlocal has_au
         x = torch.from_numpy(np.stack([c for _, c in batch])).permute(0, 1, 4, 2, 3).float().div_(255)
         x = ((x - mean) / std).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-            out = model(x)
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                out = model(x)
+        except RuntimeError as exc:  # e.g. oneDNN's CPU LSTM: no kernel for autocast's mixed input (M3DFEL avoids it)
+            if precision != "bfloat16":
+                raise
+            raise AudferError(
+                f"{path}: the model cannot run in bfloat16 on {device.type} ({str(exc).splitlines()[0]}); "
+                "use precision float32 (--precision float32)"
+            ) from None
         idx = [i for i, _ in batch]
         p = out.logits.float().softmax(1).cpu().numpy()
         a = out.au_logits.float().sigmoid().cpu().numpy() if out.au_logits is not None else None
