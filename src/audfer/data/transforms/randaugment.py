@@ -300,7 +300,14 @@ class RandAugment(ClipStep):
       0.3 l, translate 0.45 l of the size, enhance factor 1 + 0.9 l (sign), posterize to ``4 - int(4 l)``
       bits (2 bits at m7), solarize above ``256 - int(256 l)``, solarize-add ``int(110 l)`` below 128;
     - one draw for the clip, applied to every frame (VideoMAE's video ``AugmentOp``); AutoContrast,
-      Equalize and Contrast use each frame's own statistics, as PIL does per image.
+      Equalize and Contrast use each frame's own statistics, as PIL does per image;
+    - the geometric ops resample bicubically with torch's kernel (A = -0.75; PIL's bicubic kernel differs, so pixels
+      differ from timm's by rounding: under one level on average, tested against PIL), every tap outside the frame
+      reading the fill 128; the shears and translations along one axis (``_shift_lines``), Rotate by grid sampling.
+
+    Pixels are rounded to 8 bits after each op, as PIL's are. On the CPU a uint8 clip is processed as uint8
+    (``apply_params``: tables for the pointwise ops), with the pixels of the float path that runs on the training
+    device (``apply_batch``), bit for bit (tested).
     """
 
     per_pixel_random = True
