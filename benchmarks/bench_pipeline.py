@@ -4,11 +4,15 @@ official loaders work, measured in one run on the same frame folders.
 Data: ``audfer synth`` clips of 16 frames stored as 256 px JPEG folders (DFEW-like). Per recipe (the shipped
 ``<model>_dfew`` configs at the full models' input sizes):
 
-- reference: PIL decode of each sampled frame (``Image.open(f).convert("RGB")``), then the official group transforms
-  in PIL / numpy with one draw per clip: M3DFEL random resized crop 112 + flip + colour jitter 0.4 (hue 0.4),
-  Former-DFER random resized crop 112 + flip, MAE-DFER squash to 160 + RandAugment n=4 m=7 + random resized crop 160
-  + flip + cube erasing 0.25 (after the normalisation, MAE-DFER only); frames stacked and divided by 255 as
-  ``Stack`` + ``ToTorchFormatTensor`` do (``reference_clip``);
+- reference: our own code doing the official training loaders' operations in their order, with the same library
+  calls and dtypes (``reference_clip``; compared pixel for pixel with the official functions, draws aligned, when it
+  was written): PIL decode of each sampled frame (``Image.open(f).convert("RGB")``); M3DFEL and Former-DFER
+  ``GroupRandomSizedCrop(112)`` (PIL crop + bilinear resize) + flip, M3DFEL ``GroupColorJitter(0.4)`` (torchvision's
+  four PIL ops in a random order per clip), ``Stack`` + ``ToTorchFormatTensor`` (float32 / 255, no mean/std);
+  MAE-DFER PIL bilinear squash to 160, RandAugment ``rand-m7-n4-mstd0.5-inc1`` on the PIL frames (the 15 ``inc1``
+  ops; Rotate/Shear/Translate bicubic with fill (128, 128, 128)), ``ToTensor`` + ImageNet normalisation, a random
+  resized crop of the float clip by ``torch.nn.functional.interpolate`` (bilinear) + flip, cube random erasing 0.25
+  (per-pixel normal noise);
 - audfer: the recipe's ``ClipDataset`` (full-resolution decode, the recipe's transforms, batch normalisation in the
   collate), through a ``DataLoader`` of batch 8, one thread per process;
 
@@ -337,9 +341,10 @@ def _reference_run(recipe: str, folders: list[Path], frames: int, size: int, rep
     listed = [sorted(glob.glob(str(f / "*.jpg"))) for f in folders]
     for epoch in range(repeat):
         for i, folder in enumerate(folders):
-            # Former-DFER globs and sorts a clip's folder for every item (dataloader/dataset_DFEW.py,
-            # VideoDataset.get); M3DFEL (datasets/dataset_DFEW.py, get_data) lists them once, as MAE-DFER's list file
-            files = sorted(glob.glob(str(folder / "*.jpg"))) if recipe == "former_dfer" else listed[i]
+            # Former-DFER (dataloader/dataset_DFEW.py, VideoDataset.get) and MAE-DFER (kinetics.py, load_video ->
+            # VideoReaderFrame.__init__) glob and sort a clip's folder for every item; M3DFEL (datasets/dataset_DFEW.py,
+            # get_data) lists them once
+            files = sorted(glob.glob(str(folder / "*.jpg"))) if recipe in ("former_dfer", "mae_dfer") else listed[i]
             rng = random.Random(epoch * 100003 + i)
             idx = sample_indices("uniform", len(files), frames, np.random.default_rng([epoch, i]))
             reference_clip(recipe, [Path(f) for f in files], idx, size, rng)
