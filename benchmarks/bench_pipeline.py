@@ -4,11 +4,15 @@ official loaders work, measured in one run on the same frame folders.
 Data: ``audfer synth`` clips of 16 frames stored as 256 px JPEG folders (DFEW-like). Per recipe (the shipped
 ``<model>_dfew`` configs at the full models' input sizes):
 
-- reference: PIL decode of each sampled frame (``Image.open(f).convert("RGB")``), then the official group transforms
-  in PIL / numpy with one draw per clip: M3DFEL random resized crop 112 + flip + colour jitter 0.4 (hue 0.4),
-  Former-DFER random resized crop 112 + flip, MAE-DFER squash to 160 + RandAugment n=4 m=7 + random resized crop 160
-  + flip + cube erasing 0.25 (after the normalisation, MAE-DFER only); frames stacked and divided by 255 as
-  ``Stack`` + ``ToTorchFormatTensor`` do (``reference_clip``);
+- reference: our own code doing the official training loaders' operations in their order, with the same library
+  calls and dtypes (``reference_clip``; compared pixel for pixel with the official functions, draws aligned, when it
+  was written): PIL decode of each sampled frame (``Image.open(f).convert("RGB")``); M3DFEL and Former-DFER
+  ``GroupRandomSizedCrop(112)`` (PIL crop + bilinear resize) + flip, M3DFEL ``GroupColorJitter(0.4)`` (torchvision's
+  four PIL ops in a random order per clip), ``Stack`` + ``ToTorchFormatTensor`` (float32 / 255, no mean/std);
+  MAE-DFER PIL bilinear squash to 160, RandAugment ``rand-m7-n4-mstd0.5-inc1`` on the PIL frames (the 15 ``inc1``
+  ops; Rotate/Shear/Translate bicubic with fill (128, 128, 128)), ``ToTensor`` + ImageNet normalisation, a random
+  resized crop of the float clip by ``torch.nn.functional.interpolate`` (bilinear) + flip, cube random erasing 0.25
+  (per-pixel normal noise);
 - audfer: the recipe's ``ClipDataset`` (full-resolution decode, the recipe's transforms, batch normalisation in the
   collate), through a ``DataLoader`` of batch 8, one thread per process;
 
@@ -38,6 +42,7 @@ import platform
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -53,113 +58,248 @@ from audfer.engine.resolve import split_index
 from audfer.models import create_model
 from audfer.synth.dataset import SynthConfig, generate
 
-MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
-
-
-# ------------------------------------------------------------------------- the reference (official-style, PIL)
-def _rrc_box(w: int, h: int, rng: random.Random, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
-    area = w * h
-    for _ in range(10):
-        a = area * rng.uniform(*scale)
-        r = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        cw, ch = round(math.sqrt(a * r)), round(math.sqrt(a / r))
-        if 0 < cw <= w and 0 < ch <= h:
-            x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-            return x, y, x + cw, y + ch
-    return 0, 0, w, h
-
-
-def _jitter(img: Image.Image, b: float, c: float, s: float, hue: float) -> Image.Image:
-    img = ImageEnhance.Brightness(img).enhance(b)
-    img = ImageEnhance.Contrast(img).enhance(c)
-    img = ImageEnhance.Color(img).enhance(s)
-    hsv = np.array(img.convert("HSV"))
-    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(hue * 255)) % 256
-    return Image.fromarray(hsv, "HSV").convert("RGB")
-
-
-_RA_OPS = (
+# ------------------------------------------------------------------------- the reference (official loaders, PIL)
+# Our own code doing what the official training loaders do, operation for operation (same library calls, same order,
+# same dtypes); the draws come from the bench's ``random.Random`` where the official code draws from Python's,
+# NumPy's or torch's global generators (the values drawn do not matter for timing, the operations do).
+_FILL = (128, 128, 128)  # MAE-DFER rand_augment.py: _FILL, the fill of Rotate/Shear/Translate (no img_mean given)
+_RA_OPS = (  # MAE-DFER rand_augment.py: _RAND_INCREASING_TRANSFORMS ("inc1"), in its order
     "AutoContrast",
     "Equalize",
+    "Invert",
     "Rotate",
-    "Posterize",
-    "Solarize",
-    "Color",
-    "Contrast",
-    "Brightness",
-    "Sharpness",
+    "PosterizeIncreasing",
+    "SolarizeIncreasing",
+    "SolarizeAdd",
+    "ColorIncreasing",
+    "ContrastIncreasing",
+    "BrightnessIncreasing",
+    "SharpnessIncreasing",
     "ShearX",
     "ShearY",
-    "TranslateX",
-    "TranslateY",
+    "TranslateXRel",
+    "TranslateYRel",
 )
+_ENHANCERS = {
+    "ColorIncreasing": ImageEnhance.Color,
+    "ContrastIncreasing": ImageEnhance.Contrast,
+    "BrightnessIncreasing": ImageEnhance.Brightness,
+    "SharpnessIncreasing": ImageEnhance.Sharpness,
+}
 
 
-def _randaugment(imgs: list[Image.Image], rng: random.Random, n: int = 4, m: float = 7.0) -> list[Image.Image]:
-    for _ in range(n):
-        op = rng.choice(_RA_OPS)
-        mag = max(0.0, min(10.0, rng.gauss(m, 0.5))) / 10
-        sign = -1 if rng.random() < 0.5 else 1
-        w, h = imgs[0].size
-        if op == "AutoContrast":
-            f = ImageOps.autocontrast
-        elif op == "Equalize":
-            f = ImageOps.equalize
-        elif op == "Rotate":
-            f = lambda im: im.rotate(sign * 30 * mag)  # noqa: E731
-        elif op == "Posterize":
-            f = lambda im: ImageOps.posterize(im, max(1, 8 - int(4 * mag)))  # noqa: E731
-        elif op == "Solarize":
-            f = lambda im: ImageOps.solarize(im, 256 - int(256 * mag))  # noqa: E731
-        elif op in ("Color", "Contrast", "Brightness", "Sharpness"):
-            enh = getattr(ImageEnhance, op)
-            f = lambda im, e=enh: e(im).enhance(1 + sign * 0.9 * mag)  # noqa: E731
-        elif op in ("ShearX", "ShearY"):
-            k = sign * 0.3 * mag
-            data = (1, k, 0, 0, 1, 0) if op == "ShearX" else (1, 0, 0, k, 1, 0)
-            f = lambda im, d=data: im.transform(im.size, Image.AFFINE, d)  # noqa: E731
-        else:
-            t = sign * 0.45 * mag * (w if op == "TranslateX" else h)
-            data = (1, 0, t, 0, 1, 0) if op == "TranslateX" else (1, 0, 0, 0, 1, t)
-            f = lambda im, d=data: im.transform(im.size, Image.AFFINE, d)  # noqa: E731
+def _group_sized_crop(imgs: list[Image.Image], size: int, rng: random.Random) -> list[Image.Image]:
+    """M3DFEL and Former-DFER ``GroupRandomSizedCrop(size)`` (TFace ``attribute/M3DFEL/datasets/video_transform.py``,
+    Former-DFER ``dataloader/video_transform.py``): up to 10 tries of an area in [0.08, 1] and an aspect ratio uniform
+    (not log-uniform) in [3/4, 4/3], sides rounded, swapped with probability 1/2; each frame ``crop`` then ``resize``
+    to ``size`` x ``size`` bilinear. Fallback: ``GroupScale`` (torchvision ``Resize(size)``: shorter side to ``size``,
+    PIL bilinear) then ``GroupRandomCrop(size)``."""
+    width, height = imgs[0].size
+    for _ in range(10):
+        area = width * height
+        target_area = rng.uniform(0.08, 1.0) * area
+        aspect_ratio = rng.uniform(3.0 / 4, 4.0 / 3)
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
         if rng.random() < 0.5:
-            imgs = [f(im) for im in imgs]
+            w, h = h, w
+        if w <= width and h <= height:
+            x1, y1 = rng.randint(0, width - w), rng.randint(0, height - h)
+            return [im.crop((x1, y1, x1 + w, y1 + h)).resize((size, size), Image.Resampling.BILINEAR) for im in imgs]
+    short, long = min(width, height), max(width, height)
+    scaled = (size, int(size * long / short)) if width <= height else (int(size * long / short), size)
+    imgs = [im.resize(scaled, Image.Resampling.BILINEAR) for im in imgs]
+    x1, y1 = rng.randint(0, scaled[0] - size), rng.randint(0, scaled[1] - size)
+    if scaled == (size, size):
+        return imgs
+    return [im.crop((x1, y1, x1 + size, y1 + size)) for im in imgs]
+
+
+def _adjust_hue(img: Image.Image, hue: float) -> Image.Image:
+    """torchvision ``transforms.functional.adjust_hue`` on a PIL image (``_functional_pil.adjust_hue``): the hue plane
+    of ``convert("HSV")`` shifted by ``hue * 255`` truncated to an integer, wrapping in uint8; merged back to RGB."""
+    h, s, v = img.convert("HSV").split()
+    np_h = np.array(h, dtype=np.uint8)
+    np_h += np.array(hue * 255).astype(np.int8).astype(np.uint8)  # |hue| <= 0.5: the int8 cast is exact, then wraps
+    return Image.merge("HSV", (Image.fromarray(np_h, "L"), s, v)).convert("RGB")
+
+
+def _jitter(imgs: list[Image.Image], rng: random.Random, bcsh: float = 0.4) -> list[Image.Image]:
+    """M3DFEL ``GroupColorJitter(0.4)`` (TFace ``attribute/M3DFEL/datasets/video_transform.py``): one random order of
+    the four ops (``torch.randperm(4)``) and one factor each per clip (brightness, contrast, saturation uniform in
+    [0.6, 1.4], hue in [-0.4, 0.4]), applied frame by frame as torchvision's PIL functions do:
+    ``ImageEnhance.Brightness/Contrast/Color(img).enhance(f)`` and ``adjust_hue``."""
+    order = rng.sample(range(4), 4)
+    b, c, s = (rng.uniform(1 - bcsh, 1 + bcsh) for _ in range(3))
+    hue = rng.uniform(-bcsh, bcsh)
+    out = []
+    for img in imgs:
+        for k in order:
+            if k == 0:
+                img = ImageEnhance.Brightness(img).enhance(b)
+            elif k == 1:
+                img = ImageEnhance.Contrast(img).enhance(c)
+            elif k == 2:
+                img = ImageEnhance.Color(img).enhance(s)
+            else:
+                img = _adjust_hue(img, hue)
+        out.append(img)
+    return out
+
+
+def _ra_op(name: str, magnitude: float, rng: random.Random) -> Callable[[Image.Image], Image.Image]:
+    """One RandAugment op at ``magnitude`` (0-10) as MAE-DFER's ``AugmentOp`` applies it (``rand_augment.py``: the
+    ``LEVEL_TO_ARG`` function's argument, drawn once per clip with its random sign, then the op's PIL call on every
+    frame with ``resample=BICUBIC`` (``--train_interpolation bicubic``) and ``fillcolor=(128, 128, 128)``)."""
+
+    def negate(v: float) -> float:  # _randomly_negate
+        return -v if rng.random() > 0.5 else v
+
+    bicubic, affine = Image.Resampling.BICUBIC, Image.Transform.AFFINE
+    if name == "AutoContrast":
+        return ImageOps.autocontrast
+    if name == "Equalize":
+        return ImageOps.equalize
+    if name == "Invert":
+        return ImageOps.invert
+    if name == "Rotate":
+        degrees = negate(magnitude / 10 * 30.0)
+        return lambda im: im.rotate(degrees, resample=bicubic, fillcolor=_FILL)
+    if name == "PosterizeIncreasing":
+        bits = 4 - int(magnitude / 10 * 4)
+        return lambda im: im if bits >= 8 else ImageOps.posterize(im, bits)
+    if name == "SolarizeIncreasing":
+        thresh = 256 - int(magnitude / 10 * 256)
+        return lambda im: ImageOps.solarize(im, thresh)
+    if name == "SolarizeAdd":
+        add = int(magnitude / 10 * 110)
+        lut = [min(255, i + add) if i < 128 else i for i in range(256)]
+        return lambda im: im.point(lut * 3)
+    if name in _ENHANCERS:
+        factor = 1.0 + negate(magnitude / 10 * 0.9)
+        enhancer = _ENHANCERS[name]
+        return lambda im: enhancer(im).enhance(factor)
+    if name in ("ShearX", "ShearY"):
+        k = negate(magnitude / 10 * 0.3)
+        data = (1, k, 0, 0, 1, 0) if name == "ShearX" else (1, 0, 0, k, 1, 0)
+        return lambda im: im.transform(im.size, affine, data, resample=bicubic, fillcolor=_FILL)
+    pct = negate(magnitude / 10 * 0.45)  # TranslateXRel / TranslateYRel: hparams carry no translate_pct
+    if name == "TranslateXRel":
+        return lambda im: im.transform(
+            im.size, affine, (1, 0, pct * im.size[0], 0, 1, 0), resample=bicubic, fillcolor=_FILL
+        )
+    return lambda im: im.transform(
+        im.size, affine, (1, 0, 0, 0, 1, pct * im.size[1]), resample=bicubic, fillcolor=_FILL
+    )
+
+
+def _randaugment(
+    imgs: list[Image.Image], rng: random.Random, n: int = 4, m: float = 7.0, mstd: float = 0.5
+) -> list[Image.Image]:
+    """MAE-DFER ``rand_augment_transform("rand-m7-n4-mstd0.5-inc1", {"translate_const": 72, "interpolation":
+    BICUBIC})`` on a clip's frames (``rand_augment.py``, ``RandAugment.__call__``): ``n`` ops chosen with replacement
+    from the 15 ``inc1`` ops, each applied with probability 1/2 at a magnitude drawn from N(m, mstd) clipped to
+    [0, 10], the same arguments for every frame."""
+    for name in [rng.choice(_RA_OPS) for _ in range(n)]:
+        if rng.random() > 0.5:
+            continue
+        magnitude = min(10.0, max(0.0, rng.gauss(m, mstd)))
+        op = _ra_op(name, magnitude, rng)
+        imgs = [op(im) for im in imgs]
     return imgs
 
 
+def _spatial_crop_box(height: int, width: int, rng: random.Random) -> tuple[int, int, int, int]:
+    """MAE-DFER ``video_transforms._get_param_spatial_crop`` with ``kinetics.py``'s scale [0.08, 1] and aspect ratio
+    [0.75, 1.3333] (log-uniform, no swap; the official code still draws ``np.random.uniform()`` every try), central
+    fallback; ``(top, left, h, w)``."""
+    scale, ratio = (0.08, 1.0), (0.75, 1.3333)
+    for _ in range(10):
+        target_area = rng.uniform(*scale) * height * width
+        aspect_ratio = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
+        rng.random()  # the switch_hw draw, made before ``and switch_hw`` (False) is read
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def _erase_cube(frames: torch.Tensor, rng: random.Random, probability: float = 0.25) -> None:
+    """MAE-DFER ``RandomErasing(0.25, mode="pixel", max_count=1, num_splits=1, device="cpu")`` (``random_erasing.py``,
+    ``_erase_cube``; ``cube=True`` by default) on ``(T, C, H, W)`` in place: one box (area 2-33 %, aspect ratio
+    log-uniform in [0.3, 1/0.3], up to 100 tries) at the same place on every frame, filled per frame with fresh
+    per-pixel normal noise (``torch.empty(...).normal_()``)."""
+    if rng.random() > probability:
+        return
+    t, chan, img_h, img_w = frames.shape
+    for _ in range(100):
+        target_area = rng.uniform(0.02, 1 / 3) * img_h * img_w
+        aspect_ratio = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
+        h = int(round(math.sqrt(target_area * aspect_ratio)))
+        w = int(round(math.sqrt(target_area / aspect_ratio)))
+        if w < img_w and h < img_h:
+            top, left = rng.randint(0, img_h - h), rng.randint(0, img_w - w)
+            for i in range(t):
+                frames[i][:, top : top + h, left : left + w] = torch.empty((chan, h, w), dtype=frames.dtype).normal_()
+            break
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    """torchvision ``transforms.ToTensor()`` on an RGB PIL image: a uint8 copy, HWC -> CHW contiguous, float32 / 255."""
+    x = torch.from_numpy(np.array(img, np.uint8, copy=True))
+    return x.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+
+
 def reference_clip(recipe: str, files: list[Path], idx: np.ndarray, size: int, rng: random.Random) -> torch.Tensor:
-    """One training clip the way the official loaders make it. M3DFEL and Former-DFER (TFace
-    ``attribute/M3DFEL/datasets/video_transform.py``, Former-DFER ``dataloader/video_transform.py``):
-    ``GroupRandomSizedCrop`` crops each image, then resizes it; ``GroupRandomHorizontalFlip``; M3DFEL's
-    ``GroupColorJitter`` (torchvision's PIL ops); ``Stack`` concatenates the frames along the channel axis and
-    ``ToTorchFormatTensor`` permutes and divides by 255 (no mean/std). MAE-DFER: squash to 160, RandAugment on the PIL
-    frames, crop and flip, then float, normalised, cube erasing."""
+    """One training clip the way the official loaders make it, from the sampled frames ``idx`` of ``files``.
+
+    M3DFEL (TFace ``attribute/M3DFEL/datasets/dataset_DFEW.py``, ``DFEWDataset.get_transform`` and ``__getitem__``)
+    and Former-DFER (``dataloader/dataset_DFEW.py``, ``train_data_loader`` and ``VideoDataset.get``): each frame
+    ``Image.open(f).convert("RGB")``; ``GroupRandomSizedCrop`` (``_group_sized_crop``); ``GroupRandomHorizontalFlip``;
+    M3DFEL only, ``GroupColorJitter(0.4)`` (``_jitter``); ``Stack`` (the frames concatenated on the channel axis) and
+    ``ToTorchFormatTensor`` (permuted, float32 / 255, no mean/std); reshaped to ``(T, 3, size, size)``.
+
+    MAE-DFER (``kinetics.py``, ``VideoClsDatasetFrame.__getitem__`` train branch and ``_aug_frame``): each frame opened
+    and converted to RGB (``VideoReaderFrame.pil_loader``); ``data_resize`` squashes it to ``size`` x ``size``
+    (``video_transforms.Resize((short_side_size,) * 2, "bilinear")`` -> ``functional.resize_clip``: PIL bilinear;
+    the DFEW script sets ``--short_side_size`` = ``--input_size``); RandAugment on the PIL frames (``_randaugment``);
+    ``ToTensor`` per frame, stacked ``(T, C, H, W)``, permuted to ``(T, H, W, C)``, ``tensor_normalize`` (ImageNet
+    mean/std), permuted to ``(C, T, H, W)``; ``spatial_sampling``: ``random_resized_crop`` slices the float tensor
+    and resizes it with ``torch.nn.functional.interpolate`` (bilinear, ``align_corners=False``), then
+    ``horizontal_flip(0.5)`` (``flip(-1)``); ``RandomErasing`` (``_erase_cube``) on the ``(T, C, H, W)`` view.
+    Returns ``(C, T, size, size)`` as the official loader does."""
     imgs = [Image.open(files[i]).convert("RGB") for i in idx]
     if recipe == "mae_dfer":
-        imgs = [im.resize((160, 160), Image.BILINEAR) for im in imgs]
+        imgs = [im.resize((size, size), Image.Resampling.BILINEAR) for im in imgs]
         imgs = _randaugment(imgs, rng)
-        box = _rrc_box(*imgs[0].size, rng)
-        imgs = [im.resize((size, size), Image.BILINEAR, box=box) for im in imgs]
+        buffer = torch.stack([_to_tensor(im) for im in imgs]).permute(0, 2, 3, 1)
+        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])  # tensor_normalize
+        buffer = (buffer - mean) / std
+        buffer = buffer.permute(3, 0, 1, 2)
+        top, left, h, w = _spatial_crop_box(buffer.shape[2], buffer.shape[3], rng)
+        buffer = torch.nn.functional.interpolate(
+            buffer[:, :, top : top + h, left : left + w], size=(size, size), mode="bilinear", align_corners=False
+        )
         if rng.random() < 0.5:
-            imgs = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in imgs]
-        x = (np.stack([np.asarray(im, np.float32) / 255 for im in imgs]) - MEAN) / STD
-        out = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-        if rng.random() < 0.25:  # cube erasing: one box on every frame, noise per pixel
-            eh, ew = int(size * rng.uniform(0.1, 0.4)), int(size * rng.uniform(0.1, 0.4))
-            y0, x0 = rng.randint(0, size - eh), rng.randint(0, size - ew)
-            out[:, :, y0 : y0 + eh, x0 : x0 + ew] = torch.randn(out.shape[0], 3, eh, ew)
-        return out
-    box = _rrc_box(*imgs[0].size, rng)
-    imgs = [im.crop(box).resize((size, size), Image.BILINEAR) for im in imgs]
+            buffer = buffer.flip(-1)
+        _erase_cube(buffer.permute(1, 0, 2, 3), rng)
+        return buffer
+    imgs = _group_sized_crop(imgs, size, rng)
     if rng.random() < 0.5:
-        imgs = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in imgs]
+        imgs = [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in imgs]
     if recipe == "m3dfel":
-        b, c, s = (rng.uniform(0.6, 1.4) for _ in range(3))
-        hue = rng.uniform(-0.4, 0.4)
-        imgs = [_jitter(im, b, c, s, hue) for im in imgs]
-    stacked = np.concatenate(imgs, axis=2)  # (H, W, 3 T)
+        imgs = _jitter(imgs, rng)
+    stacked = np.concatenate([np.asarray(im) for im in imgs], axis=2)  # Stack: (H, W, 3 T)
     x = torch.from_numpy(stacked).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
-    return x.reshape(-1, 3, size, size)
+    return torch.reshape(x, (-1, 3, size, size))
 
 
 # ------------------------------------------------------------------------- timing
@@ -201,9 +341,10 @@ def _reference_run(recipe: str, folders: list[Path], frames: int, size: int, rep
     listed = [sorted(glob.glob(str(f / "*.jpg"))) for f in folders]
     for epoch in range(repeat):
         for i, folder in enumerate(folders):
-            # Former-DFER globs and sorts a clip's folder for every item (dataloader/dataset_DFEW.py,
-            # VideoDataset.get); M3DFEL (datasets/dataset_DFEW.py, get_data) lists them once, as MAE-DFER's list file
-            files = sorted(glob.glob(str(folder / "*.jpg"))) if recipe == "former_dfer" else listed[i]
+            # Former-DFER (dataloader/dataset_DFEW.py, VideoDataset.get) and MAE-DFER (kinetics.py, load_video ->
+            # VideoReaderFrame.__init__) glob and sort a clip's folder for every item; M3DFEL (datasets/dataset_DFEW.py,
+            # get_data) lists them once
+            files = sorted(glob.glob(str(folder / "*.jpg"))) if recipe in ("former_dfer", "mae_dfer") else listed[i]
             rng = random.Random(epoch * 100003 + i)
             idx = sample_indices("uniform", len(files), frames, np.random.default_rng([epoch, i]))
             reference_clip(recipe, [Path(f) for f in files], idx, size, rng)
