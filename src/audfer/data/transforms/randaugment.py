@@ -86,43 +86,53 @@ def _cubic_weights(frac: np.ndarray) -> np.ndarray:
     return np.stack([far(frac + 1), near(frac), near(1 - frac), far(2 - frac)], -1)
 
 
-def _shift_lines(x: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
-    """Resample each row ``y`` of float frames ``(..., H, W)`` at ``x + shifts[y]`` (in pixels, float64 on the host):
-    the shears and translations along x, whose rows each read one row of the input. Bicubic (A = -0.75, the weights
-    of ``_cubic_weights`` at the shift's fraction, rounded once to float32), every tap outside the frame reading the
-    fill 128, each output ``((w0 v0 + w1 v1) + w2 v2) + w3 v3``: elementwise in a fixed order, so the same pixels on
-    any device and at any batch or thread count. Rows of equal integer shift are one band, a few slices of the padded
-    frames each (a shear of 0.21 over 160 rows: about 35 bands), four taps instead of grid sampling's sixteen."""
-    h, w = x.shape[-2:]
-    k = np.clip(np.floor(shifts), -(w + 2), w + 2).astype(np.int64)  # past the frame every tap is fill either way
+def _shift_lines(x: torch.Tensor, shifts: np.ndarray, axis: int = -1) -> torch.Tensor:
+    """Resample each line of float frames ``(..., H, W)`` along ``axis`` at its position plus ``shifts[line]`` (in
+    pixels, float64 on the host): ``axis=-1``, row ``y`` reads ``x + shifts[y]`` (shears and translations along x);
+    ``axis=-2``, column ``x`` reads ``y + shifts[x]``. Bicubic (A = -0.75, the weights of ``_cubic_weights`` at the
+    shift's fraction, rounded once to float32), every tap outside the frame reading the fill 128, each output
+    ``((w0 v0 + w1 v1) + w2 v2) + w3 v3``: elementwise in a fixed order, so the same pixels on any device and at any
+    batch or thread count. On the CPU lines of equal integer shift are one band, a few slices of the frames each (a
+    shear of 0.21 over 160 lines: about 35 bands), four taps instead of grid sampling's sixteen."""
+    size, lines = x.shape[axis], x.shape[-1 if axis == -2 else -2]
+    k = np.clip(np.floor(shifts), -(size + 2), size + 2).astype(np.int64)  # past the frame all taps are fill anyway
     weights = torch.tensor(_cubic_weights(shifts - np.floor(shifts)), dtype=torch.float32, device=x.device)
     if x.device.type != "cpu":
-        return _shift_lines_gathered(x, k, weights)
+        return _shift_lines_gathered(x, k, weights, axis)
+
+    def view(t: torch.Tensor, line: slice, along: slice) -> torch.Tensor:
+        return t[..., line, along] if axis == -1 else t[..., along, line]
+
+    shape = (lines, 1) if axis == -1 else (1, lines)  # one weight per line, broadcast along it
     out, tmp = torch.empty_like(x), torch.empty_like(x)  # written in place: fresh temporaries cost page faults
-    columns = [weights[:, j : j + 1].contiguous() for j in range(4)]  # (H, 1) each
-    fills = [c * _FILL for c in columns]
+    taps = [weights[:, j].reshape(shape).contiguous() for j in range(4)]
+    fills = [t * _FILL for t in taps]
     starts = np.flatnonzero(np.diff(k, prepend=k[0] - 1))
-    for r0, r1 in zip(starts, [*starts[1:], h]):
-        acc, term = out[..., r0:r1, :], tmp[..., r0:r1, :]
+    for r0, r1 in zip(starts, [*starts[1:], lines]):
+        band = slice(int(r0), int(r1))
+        acc, term = view(out, band, slice(None)), view(tmp, band, slice(None))
         for j in range(4):
             into = acc if j == 0 else term
-            off = int(k[r0]) + j - 1  # output column c reads input column c + off
-            lo = min(max(0, -off), w)
-            hi = max(min(w, w - off), lo)
+            wt, fill = (taps[j][band], fills[j][band]) if axis == -1 else (taps[j][:, band], fills[j][:, band])
+            off = int(k[r0]) + j - 1  # output position c reads input position c + off
+            lo = min(max(0, -off), size)
+            hi = max(min(size, size - off), lo)
             if lo < hi:
-                torch.mul(x[..., r0:r1, lo + off : hi + off], columns[j][r0:r1], out=into[..., lo:hi])
+                torch.mul(view(x, band, slice(lo + off, hi + off)), wt, out=view(into, slice(None), slice(lo, hi)))
             if lo > 0:  # the taps outside the frame read the fill
-                into[..., :lo] = fills[j][r0:r1]
-            if hi < w:
-                into[..., hi:] = fills[j][r0:r1]
+                view(into, slice(None), slice(0, lo))[...] = fill
+            if hi < size:
+                view(into, slice(None), slice(hi, size))[...] = fill
             if j:
                 acc.add_(term)
     return out
 
 
-def _shift_lines_gathered(x: torch.Tensor, k: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
-    """``_shift_lines`` off the CPU: each tap of every row gathered at once (a few kernels instead of a few per band),
+def _shift_lines_gathered(x: torch.Tensor, k: np.ndarray, weights: torch.Tensor, axis: int = -1) -> torch.Tensor:
+    """``_shift_lines`` off the CPU: each tap of every line gathered at once (a few kernels instead of a few per band),
     with the same products and sums, so the same pixels (tested on the CPU)."""
+    if axis == -2:
+        return _shift_lines_gathered(x.transpose(-1, -2), k, weights).transpose(-1, -2)
     h, w = x.shape[-2:]
     cols = torch.arange(w, device=x.device).view(1, w) + torch.as_tensor(k, device=x.device).view(h, 1)
     out = None
@@ -400,17 +410,17 @@ class RandAugment(ClipStep):
             return _warp(x, torch.tensor(coefs, dtype=torch.float32, device=x.device))
         if op not in ("ShearX", "ShearY", "TranslateXRel", "TranslateYRel"):
             raise ConfigError(f"unknown RandAugment op {op!r}")
-        along_y = op.endswith("Y") or op == "TranslateYRel"
-        lines = x.transpose(-1, -2) if along_y else x  # a y op is the x op on the transposed frames
-        centres = np.arange(lines.shape[-2], dtype=np.float64) + 0.5
-        out = torch.empty_like(lines)
+        axis = -2 if op in ("ShearY", "TranslateYRel") else -1  # the y ops resample columns
+        size = x.shape[axis]
+        centres = np.arange(x.shape[-1 if axis == -2 else -2], dtype=np.float64) + 0.5  # the lines' other coordinate
+        out = []
         for i, (v, s) in enumerate(zip(lvl, signs)):
             if op.startswith("Shear"):  # x_in = x_out + factor * y_out (ShearY: the same with x and y swapped)
                 shifts = s * 0.3 * v * centres
-            else:  # x_in = x_out + pct * width
-                shifts = np.full_like(centres, s * 0.45 * v * lines.shape[-1])
-            out[i] = _shift_lines(lines[i], shifts)
-        return out.transpose(-1, -2).contiguous() if along_y else out
+            else:  # x_in = x_out + pct * width (TranslateYRel: y and height)
+                shifts = np.full_like(centres, s * 0.45 * v * size)
+            out.append(_shift_lines(x[i], shifts, axis))
+        return torch.stack(out) if len(out) > 1 else out[0][None]
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         if rng is None:
@@ -440,8 +450,12 @@ class RandAugment(ClipStep):
                 x = _apply_tables(x, table.view(*table.shape[1:3], 256))
             elif op.startswith("Sharpness"):
                 x = _sharpen_uint8(x, _enhance_factor(op, [mag / 10.0], [sign], _LEVELS)[0])
-            else:
-                x = self.apply_group(x[None].float(), op, [mag], [sign]).clamp(0, 255).round().to(torch.uint8)[0]
+            elif op == "ShearY":  # ShearX of the transposed frames: rows of a few columns each are slow to slice
+                t = x.transpose(-1, -2).contiguous()
+                t = self.apply_group(t[None].float(), "ShearX", [mag], [sign]).clamp_(0, 255).round_()
+                x = t.to(torch.uint8)[0].transpose(-1, -2).contiguous()
+            else:  # clamped and rounded in place: a fresh tensor, the same values as apply_batch's
+                x = self.apply_group(x[None].float(), op, [mag], [sign]).clamp_(0, 255).round_().to(torch.uint8)[0]
         return x
 
     def apply_batch(self, clips: torch.Tensor, params: list[list[tuple[str, float, float]]]) -> torch.Tensor:
