@@ -427,14 +427,67 @@ def _deferred_rates(cfg, index, spec) -> tuple[float, float] | None:
     return together, alone
 
 
+def _randaugment_ops(clip: torch.Tensor, rounds: int) -> None:
+    """Each RandAugment op on one uint8 clip on the CPU: the CPU path (``RandAugment.apply_params``: uint8 tables,
+    integer sums, line resampling) against the float path the training device runs (``apply_batch``), the same pixels;
+    for the shears and translations also the same map by 16-tap grid sampling (``_warp``, what they cost before line
+    resampling). ms per clip, medians of ``rounds`` interleaved measurements."""
+    from audfer.data.transforms import RandAugment, _warp
+
+    ra = RandAugment()
+    h, w = clip.shape[-2:]
+    maps = {  # the op's affine map at magnitude 7, sign +1 (RandAugment.apply_group)
+        "ShearX": (1.0, 0.21, 0.0, 0.0, 1.0, 0.0),
+        "ShearY": (1.0, 0.0, 0.0, 0.21, 1.0, 0.0),
+        "TranslateXRel": (1.0, 0.0, 0.315 * w, 0.0, 1.0, 0.0),
+        "TranslateYRel": (1.0, 0.0, 0.0, 0.0, 1.0, 0.315 * h),
+    }
+    print(f"  RandAugment ops on a {tuple(clip.shape)} uint8 clip, ms: CPU path / float path (the same pixels)")
+    for op in ra.ops:
+        params = [(op, 7.0, 1.0)]
+        times: dict[str, list[float]] = {"cpu": [], "float": [], "grid": []}
+        for _ in range(rounds):
+            for path in ("cpu", "float", "grid") if op in maps else ("cpu", "float"):
+                t0 = time.perf_counter()
+                if path == "cpu":
+                    ra.apply_params(clip, params)
+                elif path == "float":
+                    ra.apply_batch(clip[None], [params])
+                else:
+                    _warp(clip[None].float(), torch.tensor([maps[op]])).clamp(0, 255).round().to(torch.uint8)
+                times[path].append(time.perf_counter() - t0)
+        cpu, flt = (float(np.median(times[k])) * 1e3 for k in ("cpu", "float"))
+        line = f"    {op:22s} {cpu:7.2f} / {flt:7.2f}  ({flt / cpu:5.2f}x)"
+        if op in maps:
+            grid = float(np.median(times["grid"])) * 1e3
+            line += f"; by grid sampling {grid:7.2f} ({grid / cpu:5.2f}x the CPU path)"
+        print(line)
+
+
+def generate_frames(t: int, size: int) -> torch.Tensor:
+    """``t`` synthetic face frames at ``size`` px as a uint8 clip ``(t, 3, size, size)`` (``audfer synth``'s
+    renderer: the first clip of a small set in a temporary folder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = generate(Path(tmp) / "synth", SynthConfig(clips=5, size=size, frames=t, seed=0), workers=1)
+        folder = next(p.parent for p in sorted(root.rglob("*.jpg")))
+        return torch.from_numpy(read_frames(folder, np.arange(t))).permute(0, 3, 1, 2).contiguous()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=48)
     ap.add_argument("--repeat", type=int, default=2, help="epochs per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="measurements of each figure, interleaved; medians shown")
     ap.add_argument("--recipes", default="m3dfel,former_dfer,mae_dfer")
+    ap.add_argument(
+        "--randaugment-ops", action="store_true", help="only time each RandAugment op, CPU path against float path"
+    )
     args = ap.parse_args()
     _one_thread()
+    if args.randaugment_ops:
+        frames = generate_frames(16, 160)
+        _randaugment_ops(frames, max(5, 3 * args.rounds))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = generate(Path(tmp) / "synth", SynthConfig(clips=args.clips, size=256, frames=16, seed=0), workers=2)
         frames = json.loads((root / "synth.json").read_text())["frames_dir"].split("/")[-1]
