@@ -28,6 +28,7 @@ reference per core where the decode bound allows it (decoding alone >= 3x), else
 from 1 to 2 workers.
 
     python benchmarks/bench_pipeline.py [--clips 48 --repeat 2 --rounds 3]
+    python benchmarks/bench_pipeline.py --randaugment-ops [--rounds 3]   # each RandAugment op, CPU vs float path
 """
 
 from __future__ import annotations
