@@ -29,6 +29,7 @@ from 1 to 2 workers.
 
     python benchmarks/bench_pipeline.py [--clips 48 --repeat 2 --rounds 3]
     python benchmarks/bench_pipeline.py --randaugment-ops [--rounds 3]   # each RandAugment op, CPU vs float path
+    python benchmarks/bench_pipeline.py --steps                          # each step of the CPU paths, ms a clip
 """
 
 from __future__ import annotations
@@ -465,6 +466,26 @@ def _randaugment_ops(clip: torch.Tensor, rounds: int) -> None:
         print(line)
 
 
+def _step_times(cfg, index, spec, epochs: int) -> dict[str, float]:
+    """ms a clip of each step of the recipe's CPU path, one process: the decode (``ClipDataset._decode``: sampling,
+    listing, reading and decoding the frames), then every transform step and the loader's tail, clip by clip."""
+    ds = make_dataset(cfg, index, spec, None, train=True)
+    steps = list(ds.transform.steps) + (list(ds.tail.steps) if ds.tail is not None else [])
+    spent = {"decode": 0.0}
+    for epoch in range(epochs):
+        for i in range(len(ds)):
+            rng = np.random.default_rng([ds.seed, epoch, i])
+            t0 = time.perf_counter()
+            x = torch.from_numpy(ds._decode(i, rng)).permute(0, 3, 1, 2)
+            spent["decode"] += time.perf_counter() - t0
+            for step in steps:
+                t0 = time.perf_counter()
+                x = step(x, rng)
+                name = type(step).__name__
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+    return {k: v / (epochs * len(ds)) * 1e3 for k, v in spent.items()}
+
+
 def generate_frames(t: int, size: int) -> torch.Tensor:
     """``t`` synthetic face frames at ``size`` px as a uint8 clip ``(t, 3, size, size)`` (``audfer synth``'s
     renderer: the first clip of a small set in a temporary folder)."""
@@ -483,6 +504,7 @@ def main() -> None:
     ap.add_argument(
         "--randaugment-ops", action="store_true", help="only time each RandAugment op, CPU path against float path"
     )
+    ap.add_argument("--steps", action="store_true", help="only time each step of the recipes' CPU paths, ms a clip")
     args = ap.parse_args()
     _one_thread()
     if args.randaugment_ops:
@@ -504,6 +526,11 @@ def main() -> None:
         for recipe in args.recipes.split(","):
             spec = create_model(recipe).input_spec
             index = split_index(cfg_for(recipe), "train")
+            if args.steps:
+                ms = _step_times(cfg_for(recipe), index, spec, max(2, args.repeat * args.rounds))
+                parts = ", ".join(f"{k} {v:.2f}" for k, v in ms.items())
+                print(f"  {recipe}: ms a clip, one process: {parts}; total {sum(ms.values()):.2f}")
+                continue
             folders = [Path(p) for p in index.table["path"].to_list()]
             paths = {"cpu": {}, "device": {"augment_on": "device"}}
             # one epoch fills the decoded-clip cache: the frames as decoded, keyed by the clip, not by the path
