@@ -89,50 +89,44 @@ def _cubic_weights(frac: np.ndarray) -> np.ndarray:
 def _shift_lines(x: torch.Tensor, shifts: np.ndarray, axis: int = -1) -> torch.Tensor:
     """Resample each line of float frames ``(..., H, W)`` along ``axis`` at its position plus ``shifts[line]`` (in
     pixels, float64 on the host): ``axis=-1``, row ``y`` reads ``x + shifts[y]`` (shears and translations along x);
-    ``axis=-2``, column ``x`` reads ``y + shifts[x]``. Bicubic (A = -0.75, the weights of ``_cubic_weights`` at the
-    shift's fraction, rounded once to float32), every tap outside the frame reading the fill 128, each output
-    ``((w0 v0 + w1 v1) + w2 v2) + w3 v3``: elementwise in a fixed order, so the same pixels on any device and at any
-    batch or thread count. On the CPU lines of equal integer shift are one band, a few slices of the frames each (a
-    shear of 0.21 over 160 lines: about 35 bands), four taps instead of grid sampling's sixteen."""
-    size, lines = x.shape[axis], x.shape[-1 if axis == -2 else -2]
-    k = np.clip(np.floor(shifts), -(size + 2), size + 2).astype(np.int64)  # past the frame all taps are fill anyway
+    ``axis=-2``, column ``x`` reads ``y + shifts[x]`` (the same on the transposed frames). Bicubic (A = -0.75, the
+    weights of ``_cubic_weights`` at the shift's fraction, rounded once to float32), every tap outside the frame
+    reading the fill 128, each output ``((w0 v0 + w1 v1) + w2 v2) + w3 v3``: elementwise in a fixed order, so the same
+    pixels on any device and at any batch or thread count. On the CPU rows of equal integer shift are one band, a few
+    slices of the frames each (a shear of 0.21 over 160 rows: about 35 bands), four taps instead of grid sampling's
+    sixteen; elsewhere every tap is gathered at once (``_shift_lines_gathered``)."""
+    if axis == -2:  # contiguous rows: a band of a few columns would be slow to slice
+        return _shift_lines(x.transpose(-1, -2).contiguous(), shifts).transpose(-1, -2).contiguous()
+    h, w = x.shape[-2:]
+    k = np.clip(np.floor(shifts), -(w + 2), w + 2).astype(np.int64)  # past the frame all taps are fill anyway
     weights = torch.tensor(_cubic_weights(shifts - np.floor(shifts)), dtype=torch.float32, device=x.device)
     if x.device.type != "cpu":
-        return _shift_lines_gathered(x, k, weights, axis)
-
-    def view(t: torch.Tensor, line: slice, along: slice) -> torch.Tensor:
-        return t[..., line, along] if axis == -1 else t[..., along, line]
-
-    shape = (lines, 1) if axis == -1 else (1, lines)  # one weight per line, broadcast along it
+        return _shift_lines_gathered(x, k, weights)
     out, tmp = torch.empty_like(x), torch.empty_like(x)  # written in place: fresh temporaries cost page faults
-    taps = [weights[:, j].reshape(shape).contiguous() for j in range(4)]
+    taps = [weights[:, j : j + 1].contiguous() for j in range(4)]  # (H, 1) each
     fills = [t * _FILL for t in taps]
     starts = np.flatnonzero(np.diff(k, prepend=k[0] - 1))
-    for r0, r1 in zip(starts, [*starts[1:], lines]):
-        band = slice(int(r0), int(r1))
-        acc, term = view(out, band, slice(None)), view(tmp, band, slice(None))
+    for r0, r1 in zip(starts, [*starts[1:], h]):
+        acc, term = out[..., r0:r1, :], tmp[..., r0:r1, :]
         for j in range(4):
             into = acc if j == 0 else term
-            wt, fill = (taps[j][band], fills[j][band]) if axis == -1 else (taps[j][:, band], fills[j][:, band])
-            off = int(k[r0]) + j - 1  # output position c reads input position c + off
-            lo = min(max(0, -off), size)
-            hi = max(min(size, size - off), lo)
+            off = int(k[r0]) + j - 1  # output column c reads input column c + off
+            lo = min(max(0, -off), w)
+            hi = max(min(w, w - off), lo)
             if lo < hi:
-                torch.mul(view(x, band, slice(lo + off, hi + off)), wt, out=view(into, slice(None), slice(lo, hi)))
+                torch.mul(x[..., r0:r1, lo + off : hi + off], taps[j][r0:r1], out=into[..., lo:hi])
             if lo > 0:  # the taps outside the frame read the fill
-                view(into, slice(None), slice(0, lo))[...] = fill
-            if hi < size:
-                view(into, slice(None), slice(hi, size))[...] = fill
+                into[..., :lo] = fills[j][r0:r1]
+            if hi < w:
+                into[..., hi:] = fills[j][r0:r1]
             if j:
                 acc.add_(term)
     return out
 
 
-def _shift_lines_gathered(x: torch.Tensor, k: np.ndarray, weights: torch.Tensor, axis: int = -1) -> torch.Tensor:
-    """``_shift_lines`` off the CPU: each tap of every line gathered at once (a few kernels instead of a few per band),
-    with the same products and sums, so the same pixels (tested on the CPU)."""
-    if axis == -2:
-        return _shift_lines_gathered(x.transpose(-1, -2), k, weights).transpose(-1, -2)
+def _shift_lines_gathered(x: torch.Tensor, k: np.ndarray, weights: torch.Tensor) -> torch.Tensor:
+    """``_shift_lines`` along rows off the CPU: each tap of every row gathered at once (a few kernels instead of a few
+    per band), with the same products and sums, so the same pixels (tested on the CPU)."""
     h, w = x.shape[-2:]
     cols = torch.arange(w, device=x.device).view(1, w) + torch.as_tensor(k, device=x.device).view(h, 1)
     out = None
@@ -217,9 +211,8 @@ def _pointwise(op: str, v: torch.Tensor, x: torch.Tensor, lvl: list[float], sign
     if op == "AutoContrast":
         lo, hi = x.amin(dim=(-2, -1), keepdim=True), x.amax(dim=(-2, -1), keepdim=True)
         return torch.where(hi > lo, (v - lo) * 255.0 / (hi - lo).clamp(min=1e-6), v)
-    if op == "Equalize":
-        lut = _equalize_lut(x).view(*x.shape[:-2], 1, 256).to(x.dtype)
-        return lut if v is not x else _equalize(x)
+    if op == "Equalize":  # the clips only: apply_params builds its table from the uint8 histograms
+        return _equalize(x)
     if op == "Invert":
         return 255.0 - v
     if op in ("Posterize", "PosterizeIncreasing"):
@@ -274,24 +267,18 @@ def _sharpen_uint8(clip: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 
 def _apply_tables(clip: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
     """uint8 frames ``(T, 3, H, W)`` (contiguous, on the CPU) through uint8 tables ``(1 or T, 1 or 3, 256)``, one
-    per frame and channel (broadcast): OpenCV's ``LUT``, one call per distinct table."""
+    per frame and channel (broadcast): OpenCV's ``LUT``, one call for a single table, else one per plane."""
     import cv2
 
     out = torch.empty_like(clip)
-    src, dst = clip.numpy(), out.numpy()
-    t, c = tables.shape[:2]
-    lut = tables.numpy()
+    src, dst, lut = clip.numpy(), out.numpy(), tables.numpy()
+    t, c = lut.shape[:2]
     if t == 1 and c == 1:
         cv2.LUT(src.reshape(-1, src.shape[-1]), lut[0, 0], dst=dst.reshape(-1, dst.shape[-1]))
         return out
     for i in range(src.shape[0]):
-        for k in range(src.shape[1] if c > 1 else 1):
-            a, b = (
-                (src[i, k], dst[i, k])
-                if c > 1
-                else (src[i].reshape(-1, src.shape[-1]), dst[i].reshape(-1, dst.shape[-1]))
-            )
-            cv2.LUT(a, lut[i if t > 1 else 0, k], dst=b)
+        for k in range(src.shape[1]):
+            cv2.LUT(src[i, k], lut[i if t > 1 else 0, k if c > 1 else 0], dst=dst[i, k])
     return out
 
 
@@ -442,18 +429,13 @@ class RandAugment(ClipStep):
         x = clip.contiguous()
         for op, mag, sign in params:
             if op == "Equalize":  # the table from the uint8 planes' histograms (the same counts)
-                table = _equalize_lut(x).to(torch.uint8).view(*x.shape[:2], 1, 256)
-                x = _apply_tables(x, table.view(*x.shape[:2], 256))
+                x = _apply_tables(x, _equalize_lut(x).to(torch.uint8).view(*x.shape[:2], 256))
             elif op in POINTWISE:
                 stats = x[None].float() if op in _NEEDS_STATS else _LEVELS
                 table = _pointwise(op, _LEVELS, stats, [mag / 10.0], [sign]).clamp(0, 255).round().to(torch.uint8)
                 x = _apply_tables(x, table.view(*table.shape[1:3], 256))
             elif op.startswith("Sharpness"):
                 x = _sharpen_uint8(x, _enhance_factor(op, [mag / 10.0], [sign], _LEVELS)[0])
-            elif op == "ShearY":  # ShearX of the transposed frames: rows of a few columns each are slow to slice
-                t = x.transpose(-1, -2).contiguous()
-                t = self.apply_group(t[None].float(), "ShearX", [mag], [sign]).clamp_(0, 255).round_()
-                x = t.to(torch.uint8)[0].transpose(-1, -2).contiguous()
             else:  # clamped and rounded in place: a fresh tensor, the same values as apply_batch's
                 x = self.apply_group(x[None].float(), op, [mag], [sign]).clamp_(0, 255).round_().to(torch.uint8)[0]
         return x
